@@ -1,0 +1,3 @@
+//! `--limit` patterns (Ansible-style): hostnames, group names, globs, `!exclusions`, `@file`.
+//!
+//! TODO(inventory helper): implement.

@@ -1,0 +1,157 @@
+//! The one Inventory model every input format turns into.
+//!
+//! Owns: hosts, their groups, vars, the monitoring hosts and the Consul agent addresses.
+//! Must not touch: the network, playbooks, templates. Formats live in submodules and only
+//! build this model; `validate` is the single place that enforces its invariants.
+
+mod error;
+mod limit;
+
+pub use error::{InventoryError, SourcePos};
+pub use limit::Limit;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+/// Variables as free-form JSON values (strings, numbers, lists, maps), merged global → group → host.
+pub type Vars = serde_json::Map<String, serde_json::Value>;
+
+/// The name of the group that holds the monitoring hosts (central stacks, Consul cluster).
+pub const MONITORING_GROUP: &str = "monitoring";
+
+/// A resolved inventory: every host once, with its connection settings and variables.
+#[derive(Debug, Clone, Default)]
+pub struct Inventory {
+    /// The file this inventory was read from (used in messages).
+    pub source: PathBuf,
+    /// All hosts, fleet and monitoring, in file order. Hostnames and ips are unique.
+    pub hosts: Vec<Host>,
+    /// Fleet groups (environments such as IDE, Stage, Pet) in file order; excludes `monitoring`.
+    pub groups: Vec<Group>,
+    /// Global variables (lowest precedence after built-in defaults).
+    pub vars: Vars,
+    /// Consul agents used both for registration and by Prometheus' discovery (one source of truth).
+    pub consul: ConsulSettings,
+    /// Ordered rollout stages (group names or host patterns); empty means one stage of everything.
+    pub stages: Vec<StageSpec>,
+}
+
+/// A fleet group: an environment whose hosts share alert routing and variables.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Group {
+    pub name: String,
+    pub vars: Vars,
+    /// Where the group is defined (for error messages).
+    pub pos: SourcePos,
+}
+
+/// One machine promfleet reaches over SSH.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Host {
+    /// Inventory hostname: unique, used in Consul ids, the `instance` label and the recap.
+    pub name: String,
+    /// The address the exporters listen on and that is registered in Consul.
+    pub ip: IpAddr,
+    /// The fleet group the host belongs to (e.g. `IDE`), or `monitoring` for monitoring hosts.
+    pub group: String,
+    /// Every group the host is a member of (its own group first; Ansible parents follow).
+    pub groups: Vec<String>,
+    /// SSH connection overrides; unset fields fall back to ~/.ssh/config, then defaults.
+    pub ssh: SshSettings,
+    /// Host variables (highest precedence).
+    pub vars: Vars,
+    /// Where the host is defined (for error messages).
+    pub pos: SourcePos,
+}
+
+impl Host {
+    /// True for hosts of the `monitoring` group (central stacks), false for fleet hosts.
+    pub fn is_monitoring(&self) -> bool {
+        self.groups.iter().any(|g| g == MONITORING_GROUP)
+    }
+}
+
+/// Per-host or global SSH settings from the inventory.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SshSettings {
+    /// Address or ~/.ssh/config alias to connect to; defaults to the host's ip.
+    pub address: Option<String>,
+    pub user: Option<String>,
+    pub port: Option<u16>,
+    pub key: Option<PathBuf>,
+    /// Run commands through `sudo -n` (login user is not root).
+    pub become_root: Option<bool>,
+}
+
+impl SshSettings {
+    /// Fill unset fields from `other` (used to apply group and global defaults).
+    pub fn or(&self, other: &SshSettings) -> SshSettings {
+        SshSettings {
+            address: self.address.clone().or_else(|| other.address.clone()),
+            user: self.user.clone().or_else(|| other.user.clone()),
+            port: self.port.or(other.port),
+            key: self.key.clone().or_else(|| other.key.clone()),
+            become_root: self.become_root.or(other.become_root),
+        }
+    }
+}
+
+/// The Consul agents promfleet registers with and Prometheus discovers from.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ConsulSettings {
+    /// Agent base URLs, e.g. `http://10.0.0.178:8500`; tried in order (failover).
+    pub agents: Vec<String>,
+    /// Consul datacenter, if not the agent's default.
+    pub datacenter: Option<String>,
+}
+
+/// One stage of a rollout: which hosts, in what batches, how many failures are tolerated.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StageSpec {
+    pub name: String,
+    /// Host patterns (group names, hostnames, globs, `!exclusions`).
+    pub hosts: Vec<String>,
+    /// Batch size: a number of hosts or a percentage such as `"25%"`.
+    pub serial: Option<String>,
+    pub max_fail_percentage: Option<f64>,
+    pub pos: SourcePos,
+}
+
+impl Inventory {
+    /// Look a host up by inventory hostname.
+    pub fn host(&self, name: &str) -> Option<&Host> {
+        self.hosts.iter().find(|h| h.name == name)
+    }
+
+    /// Fleet hosts (not in the monitoring group).
+    pub fn fleet(&self) -> impl Iterator<Item = &Host> {
+        self.hosts.iter().filter(|h| !h.is_monitoring())
+    }
+
+    /// Monitoring hosts (central stacks).
+    pub fn monitoring(&self) -> impl Iterator<Item = &Host> {
+        self.hosts.iter().filter(|h| h.is_monitoring())
+    }
+
+    /// Variables for one host: global, then its groups (outermost first), then the host's own.
+    pub fn host_vars(&self, host: &Host) -> Vars {
+        let mut vars = self.vars.clone();
+        for g in host.groups.iter().rev() {
+            if let Some(group) = self.groups.iter().find(|x| &x.name == g) {
+                vars.extend(group.vars.clone());
+            }
+        }
+        vars.extend(host.vars.clone());
+        vars
+    }
+
+    /// Hosts grouped by fleet group, in group order.
+    pub fn hosts_by_group(&self) -> BTreeMap<&str, Vec<&Host>> {
+        let mut map: BTreeMap<&str, Vec<&Host>> = BTreeMap::new();
+        for h in self.fleet() {
+            map.entry(h.group.as_str()).or_default().push(h);
+        }
+        map
+    }
+}

@@ -1,0 +1,6 @@
+//! promfleet: an agentless, Ansible-style deployer of Prometheus monitoring over SSH.
+//!
+//! Data flows one way: `inventory` → `playbook` (plan) → `executor` → `transport` and
+//! `modules` → `report`. The binary (`main.rs`, `cli/`) is the only place that prints.
+
+pub mod inventory;
