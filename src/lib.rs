@@ -4,3 +4,4 @@
 //! `modules` → `report`. The binary (`main.rs`, `cli/`) is the only place that prints.
 
 pub mod inventory;
+pub mod transport;

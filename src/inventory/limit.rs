@@ -1,3 +1,4 @@
-//! `--limit` patterns (Ansible-style): hostnames, group names, globs, `!exclusions`, `@file`.
-//!
-//! TODO(inventory helper): implement.
+//! `--limit` patterns (placeholder until the inventory branch lands).
+/// A host pattern.
+#[derive(Debug, Clone)]
+pub struct Limit;

@@ -1,0 +1,498 @@
+//! One SSH connection per host, reused by every task of a run: connect, authenticate, exec,
+//! upload. Moves bytes only; what to run is decided by `modules`.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use russh::client::{self, Handle};
+use russh::keys::agent::AgentIdentity;
+use russh::keys::agent::client::AgentClient;
+use russh::keys::{HashAlg, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
+use russh::{ChannelMsg, Disconnect};
+
+use super::keys::{KeyStore, rsa_hash};
+use super::quote::{remote_path, sh_quote};
+use super::{Target, TransportError};
+
+/// Run-wide connection settings (parsed once from the CLI).
+#[derive(Clone)]
+pub struct ConnectOptions {
+    pub known_hosts: PathBuf,
+    pub accept_new_host_keys: bool,
+    pub connect_timeout: Duration,
+    pub command_timeout: Duration,
+    pub keepalive: Duration,
+    pub keys: Arc<KeyStore>,
+    /// Serialises appends to known_hosts from parallel connections.
+    pub known_hosts_lock: Arc<Mutex<()>>,
+    /// Use ssh-agent (`SSH_AUTH_SOCK`) when set.
+    pub use_agent: bool,
+}
+
+impl ConnectOptions {
+    pub fn new(known_hosts: PathBuf) -> Self {
+        ConnectOptions {
+            known_hosts,
+            accept_new_host_keys: false,
+            connect_timeout: Duration::from_secs(10),
+            command_timeout: Duration::from_secs(600),
+            keepalive: Duration::from_secs(15),
+            keys: Arc::new(KeyStore::default()),
+            known_hosts_lock: Arc::new(Mutex::new(())),
+            use_agent: true,
+        }
+    }
+}
+
+/// The output of one remote command.
+#[derive(Debug, Clone, Default)]
+pub struct ExecOutput {
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    /// Exit status; `None` if the command was killed by a signal or the channel closed early.
+    pub status: Option<u32>,
+}
+
+impl ExecOutput {
+    pub fn success(&self) -> bool {
+        self.status == Some(0)
+    }
+    pub fn stdout_str(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+    pub fn stderr_str(&self) -> String {
+        String::from_utf8_lossy(&self.stderr).into_owned()
+    }
+    /// A one-line cause for reports: last non-empty stderr line, else stdout's.
+    pub fn short_error(&self) -> String {
+        let pick = |b: &[u8]| {
+            String::from_utf8_lossy(b)
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .map(|l| l.trim().to_string())
+        };
+        let code = match self.status {
+            Some(c) => format!("exit {c}"),
+            None => "killed".to_string(),
+        };
+        match pick(&self.stderr).or_else(|| pick(&self.stdout)) {
+            Some(l) => format!("{code}: {l}"),
+            None => code,
+        }
+    }
+}
+
+/// Result of an upload: whether the remote file changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upload {
+    Unchanged,
+    Changed,
+}
+
+/// Checks the server's host key against known_hosts; remembers why it refused.
+struct Verifier {
+    host: String,
+    port: u16,
+    opts: ConnectOptions,
+    problem: Arc<Mutex<Option<TransportError>>>,
+}
+
+impl client::Handler for Verifier {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        key: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        let label = if self.port == 22 {
+            self.host.clone()
+        } else {
+            format!("[{}]:{}", self.host, self.port)
+        };
+        let PublicKeyOrCertificate::PublicKey { key, .. } = key else {
+            self.refuse(TransportError::Remote {
+                what: label,
+                message: "host certificates are not supported; list the host key in known_hosts"
+                    .into(),
+            });
+            return Ok(false);
+        };
+        let fingerprint = format!("{} {}", key.algorithm(), key.fingerprint(HashAlg::Sha256));
+        let kh = &self.opts.known_hosts;
+        match russh::keys::check_known_hosts_path(&self.host, self.port, key, kh) {
+            Ok(true) => Ok(true),
+            Err(russh::keys::Error::KeyChanged { line }) => {
+                self.refuse(TransportError::HostKeyChanged {
+                    host: label,
+                    fingerprint,
+                    known_hosts: kh.clone(),
+                    line,
+                });
+                Ok(false)
+            }
+            Ok(false) if self.opts.accept_new_host_keys => {
+                let _g = self
+                    .opts
+                    .known_hosts_lock
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                // Another connection may have recorded a different key meanwhile: re-check.
+                match russh::keys::check_known_hosts_path(&self.host, self.port, key, kh) {
+                    Ok(true) => return Ok(true),
+                    Err(russh::keys::Error::KeyChanged { line }) => {
+                        self.refuse(TransportError::HostKeyChanged {
+                            host: label,
+                            fingerprint,
+                            known_hosts: kh.clone(),
+                            line,
+                        });
+                        return Ok(false);
+                    }
+                    _ => {}
+                }
+                match russh::keys::known_hosts::learn_known_hosts_path(
+                    &self.host, self.port, key, kh,
+                ) {
+                    Ok(()) => Ok(true),
+                    Err(e) => {
+                        self.refuse(TransportError::HostKeyRecord {
+                            host: label,
+                            known_hosts: kh.clone(),
+                            message: e.to_string(),
+                        });
+                        Ok(false)
+                    }
+                }
+            }
+            Ok(false) => {
+                self.refuse(TransportError::HostKeyUnknown {
+                    host: label,
+                    fingerprint,
+                    known_hosts: kh.clone(),
+                });
+                Ok(false)
+            }
+            Err(e) => {
+                self.refuse(TransportError::HostKeyRecord {
+                    host: label,
+                    known_hosts: kh.clone(),
+                    message: format!("cannot read: {e}"),
+                });
+                Ok(false)
+            }
+        }
+    }
+}
+
+impl Verifier {
+    fn refuse(&self, e: TransportError) {
+        *self.problem.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+    }
+}
+
+/// An authenticated SSH connection to one host.
+pub struct Session {
+    handle: Handle<Verifier>,
+    // Keeps the ProxyJump connection alive as long as this one.
+    _jump: Option<Box<Session>>,
+    target: Target,
+    command_timeout: Duration,
+}
+
+impl Session {
+    /// Connect and authenticate, within `opts.connect_timeout` (russh has no connect timeout).
+    pub async fn connect(target: &Target, opts: &ConnectOptions) -> Result<Session, TransportError> {
+        match tokio::time::timeout(opts.connect_timeout, Self::connect_inner(target, opts)).await {
+            Ok(r) => r,
+            Err(_) => Err(TransportError::Timeout {
+                what: format!("connecting to {}:{}", target.address, target.port),
+                after: opts.connect_timeout,
+            }),
+        }
+    }
+
+    async fn connect_inner(
+        target: &Target,
+        opts: &ConnectOptions,
+    ) -> Result<Session, TransportError> {
+        let config = Arc::new(client::Config {
+            inactivity_timeout: None,
+            keepalive_interval: Some(opts.keepalive),
+            keepalive_max: 3,
+            nodelay: true,
+            ..Default::default()
+        });
+        let problem = Arc::new(Mutex::new(None));
+        let verifier = Verifier {
+            host: target.address.clone(),
+            port: target.port,
+            opts: opts.clone(),
+            problem: problem.clone(),
+        };
+        let addr = format!("{}:{}", target.address, target.port);
+        let (jump, result) = match &target.jump {
+            None => {
+                let stream = tokio::net::TcpStream::connect((target.address.as_str(), target.port))
+                    .await
+                    .map_err(|source| TransportError::Connect {
+                        addr: addr.clone(),
+                        source,
+                    })?;
+                (None, client::connect_stream(config, stream, verifier).await)
+            }
+            Some(jump_target) => {
+                let jump = Box::pin(Session::connect_inner(jump_target, opts)).await?;
+                let ch = jump
+                    .handle
+                    .channel_open_direct_tcpip(
+                        target.address.clone(),
+                        u32::from(target.port),
+                        "127.0.0.1",
+                        0,
+                    )
+                    .await
+                    .map_err(|e| TransportError::Remote {
+                        what: format!("ProxyJump {} → {addr}", jump_target.address),
+                        message: e.to_string(),
+                    })?;
+                let r = client::connect_stream(config, ch.into_stream(), verifier).await;
+                (Some(Box::new(jump)), r)
+            }
+        };
+        let mut handle = match result {
+            Ok(h) => h,
+            Err(e) => {
+                if let Some(p) = problem.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                    return Err(p);
+                }
+                return Err(TransportError::Ssh(e));
+            }
+        };
+        authenticate(&mut handle, target, opts).await?;
+        Ok(Session {
+            handle,
+            _jump: jump,
+            target: target.clone(),
+            command_timeout: opts.command_timeout,
+        })
+    }
+
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
+    /// Run `command` through the login shell (wrapped in `sudo -n` when the target needs
+    /// `become`), feeding `stdin` while reading, until the channel closes.
+    pub async fn exec(
+        &self,
+        command: &str,
+        stdin: Option<Bytes>,
+    ) -> Result<ExecOutput, TransportError> {
+        let wrapped;
+        let command = if self.target.become_root {
+            wrapped = format!("sudo -n sh -c {}", sh_quote(command));
+            wrapped.as_str()
+        } else {
+            command
+        };
+        let limit = self.command_timeout;
+        match tokio::time::timeout(limit, self.exec_raw(command, stdin)).await {
+            Ok(r) => r,
+            Err(_) => Err(TransportError::Timeout {
+                what: format!("command on {}", self.target.name),
+                after: limit,
+            }),
+        }
+    }
+
+    async fn exec_raw(
+        &self,
+        command: &str,
+        stdin: Option<Bytes>,
+    ) -> Result<ExecOutput, TransportError> {
+        let channel = self.handle.channel_open_session().await?;
+        channel.exec(true, command).await?;
+        let (mut read, write) = channel.split();
+        // Write stdin concurrently with reading: a command that prints while it reads would
+        // otherwise fill the window in both directions and deadlock.
+        let writer = tokio::spawn(async move {
+            if let Some(data) = stdin {
+                write.data(&data[..]).await?;
+            }
+            write.eof().await?;
+            Ok::<_, russh::Error>(write)
+        });
+        let mut out = ExecOutput::default();
+        // exit-status can arrive before the last data: drain until the channel closes.
+        while let Some(msg) = read.wait().await {
+            match msg {
+                ChannelMsg::Data { data } => out.stdout.extend_from_slice(&data),
+                ChannelMsg::ExtendedData { data, ext: 1 } => out.stderr.extend_from_slice(&data),
+                ChannelMsg::ExitStatus { exit_status } => out.status = Some(exit_status),
+                _ => {}
+            }
+        }
+        match writer.await {
+            Ok(Ok(_)) => {}
+            // The command may exit without reading its input (e.g. `true`): not an error.
+            Ok(Err(_)) => {}
+            Err(e) => {
+                return Err(TransportError::Remote {
+                    what: "stdin writer".into(),
+                    message: e.to_string(),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Write `content` to `dest` atomically: compared first (equal content and mode → no
+    /// write), else written to a temp file in the same directory, the previous version kept as
+    /// `<dest>.prev`, then renamed over `dest`. One round trip.
+    pub async fn upload(
+        &self,
+        dest: &str,
+        content: Bytes,
+        mode: u32,
+    ) -> Result<Upload, TransportError> {
+        let script = upload_script(dest, mode);
+        let out = self.exec(&script, Some(content)).await?;
+        let stdout = out.stdout_str();
+        match (out.status, stdout.trim()) {
+            (Some(0), "unchanged") => Ok(Upload::Unchanged),
+            (Some(0), "changed") => Ok(Upload::Changed),
+            _ => Err(TransportError::Remote {
+                what: format!("writing {dest}"),
+                message: out.short_error(),
+            }),
+        }
+    }
+
+    /// Compare `dest` with content of the given SHA-256 without writing: `Some(true)` equal,
+    /// `Some(false)` differs or missing.
+    pub async fn file_matches(&self, dest: &str, sha256: &str) -> Result<bool, TransportError> {
+        let p = remote_path(dest);
+        let cmd = format!(
+            "if [ -f {p} ]; then sha256sum < {p} | cut -d' ' -f1; else echo missing; fi"
+        );
+        let out = self.exec(&cmd, None).await?;
+        Ok(out.success() && out.stdout_str().trim() == sha256)
+    }
+
+    /// Read a remote file (for `--diff`); `None` if it does not exist.
+    pub async fn read_file(&self, path: &str) -> Result<Option<Vec<u8>>, TransportError> {
+        let p = remote_path(path);
+        let out = self
+            .exec(&format!("if [ -f {p} ]; then cat {p}; else exit 3; fi"), None)
+            .await?;
+        match out.status {
+            Some(0) => Ok(Some(out.stdout)),
+            Some(3) => Ok(None),
+            _ => Err(TransportError::Remote {
+                what: format!("reading {path}"),
+                message: out.short_error(),
+            }),
+        }
+    }
+
+    /// Close the connection politely.
+    pub async fn close(self) {
+        let _ = self
+            .handle
+            .disconnect(Disconnect::ByApplication, "", "en")
+            .await;
+    }
+}
+
+/// The remote half of `upload`: POSIX sh, content on stdin.
+fn upload_script(dest: &str, mode: u32) -> String {
+    let d = remote_path(dest);
+    format!(
+        r#"set -e
+dest={d}
+dir=$(dirname -- "$dest")
+mkdir -p -- "$dir"
+tmp=$(mktemp -- "$dir/.promfleet.XXXXXX")
+trap 'rm -f -- "$tmp"' EXIT
+cat > "$tmp"
+if [ -f "$dest" ] && cmp -s -- "$tmp" "$dest" && [ "$(stat -c %a -- "$dest")" = "{mode:o}" ]; then echo unchanged; exit 0; fi
+chmod {mode:o} "$tmp"
+if [ -f "$dest" ]; then cp -p -- "$dest" "$dest.prev.tmp" && mv -f -- "$dest.prev.tmp" "$dest.prev"; fi
+mv -f -- "$tmp" "$dest"
+trap - EXIT
+echo changed"#
+    )
+}
+
+async fn authenticate(
+    handle: &mut Handle<Verifier>,
+    target: &Target,
+    opts: &ConnectOptions,
+) -> Result<(), TransportError> {
+    let user = target.user.as_str();
+    let mut tried: Vec<String> = Vec::new();
+    let server_rsa = handle.best_supported_rsa_hash().await.ok().flatten();
+
+    if opts.use_agent
+        && std::env::var_os("SSH_AUTH_SOCK").is_some()
+        && let Ok(mut agent) = AgentClient::connect_env().await
+        && let Ok(ids) = agent.request_identities().await
+    {
+        for id in ids {
+            let AgentIdentity::PublicKey { key, comment } = id else {
+                continue;
+            };
+            let label = format!("agent key {comment}");
+            let hash = match rsa_hash(&key.algorithm(), server_rsa) {
+                Ok(h) => h,
+                Err(why) => {
+                    tried.push(format!("{label} ({why})"));
+                    continue;
+                }
+            };
+            match handle
+                .authenticate_publickey_with(user, key, hash, &mut agent)
+                .await
+            {
+                Ok(r) if r.success() => return Ok(()),
+                Ok(_) => tried.push(label),
+                Err(e) => tried.push(format!("{label} ({e})")),
+            }
+        }
+    }
+
+    for path in &target.keys {
+        let key = match opts.keys.load(path) {
+            Ok(k) => k,
+            Err(e) if target.keys_explicit => return Err(e),
+            Err(_) => continue,
+        };
+        let label = path.display().to_string();
+        let hash = match rsa_hash(&key.algorithm(), server_rsa) {
+            Ok(h) => h,
+            Err(why) => {
+                tried.push(format!("{label} ({why})"));
+                continue;
+            }
+        };
+        let r = handle
+            .authenticate_publickey(user, PrivateKeyWithHashAlg::new(key, hash))
+            .await?;
+        if r.success() {
+            return Ok(());
+        }
+        tried.push(label);
+    }
+    Err(TransportError::Auth {
+        user: user.to_string(),
+        host: format!("{}:{}", target.address, target.port),
+        tried: if tried.is_empty() {
+            "no keys: none in ssh-agent and no key file found".into()
+        } else {
+            tried.join(", ")
+        },
+    })
+}
