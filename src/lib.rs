@@ -3,5 +3,9 @@
 //! Data flows one way: `inventory` → `playbook` (plan) → `executor` → `transport` and
 //! `modules` → `report`. The binary (`main.rs`, `cli/`) is the only place that prints.
 
+pub mod executor;
 pub mod inventory;
+pub mod modules;
+pub mod playbook;
+pub mod report;
 pub mod transport;

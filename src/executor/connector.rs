@@ -1,0 +1,93 @@
+//! One SSH session per host for the whole run, opened on first use and reused by every task;
+//! transient connect failures (refused, timeout, a handshake refused by MaxStartups) are
+//! retried with backoff.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tokio::sync::Mutex;
+
+use super::retry::RetryPolicy;
+use crate::inventory::Host;
+use crate::transport::{ConnectOptions, Session, SshConfigFile, Target, TransportError};
+
+pub struct Connector {
+    opts: ConnectOptions,
+    ssh_config: SshConfigFile,
+    default_user: String,
+    retry: RetryPolicy,
+    sessions: Mutex<HashMap<String, Arc<Mutex<Option<Arc<Session>>>>>>,
+}
+
+impl Connector {
+    pub fn new(
+        opts: ConnectOptions,
+        ssh_config: SshConfigFile,
+        default_user: String,
+        retry: RetryPolicy,
+    ) -> Connector {
+        Connector {
+            opts,
+            ssh_config,
+            default_user,
+            retry,
+            sessions: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn target(&self, host: &Host) -> Target {
+        self.ssh_config.target(host, &self.default_user)
+    }
+
+    async fn slot(&self, host: &str) -> Arc<Mutex<Option<Arc<Session>>>> {
+        self.sessions
+            .lock()
+            .await
+            .entry(host.to_string())
+            .or_default()
+            .clone()
+    }
+
+    /// The host's session, connecting (with retries) if needed. Returns attempts used.
+    pub async fn session(&self, host: &Host) -> Result<(Arc<Session>, u32), TransportError> {
+        let slot = self.slot(&host.name).await;
+        let mut guard = slot.lock().await;
+        if let Some(s) = guard.as_ref() {
+            return Ok((s.clone(), 0));
+        }
+        let target = self.target(host);
+        let mut attempt = 1;
+        loop {
+            match Session::connect(&target, &self.opts).await {
+                Ok(s) => {
+                    let s = Arc::new(s);
+                    *guard = Some(s.clone());
+                    return Ok((s, attempt));
+                }
+                Err(e) if e.is_transient() && attempt < self.retry.attempts => {
+                    tokio::time::sleep(self.retry.delay(attempt + 1)).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Forget a host's session (after it broke) so the next use reconnects.
+    pub async fn drop_session(&self, host: &str) {
+        let slot = self.slot(host).await;
+        slot.lock().await.take();
+    }
+
+    /// Close every session politely.
+    pub async fn close_all(&self) {
+        let all: Vec<_> = self.sessions.lock().await.drain().collect();
+        for (_, slot) in all {
+            if let Some(s) = slot.lock().await.take()
+                && let Ok(s) = Arc::try_unwrap(s)
+            {
+                s.close().await;
+            }
+        }
+    }
+}

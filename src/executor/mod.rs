@@ -1,0 +1,332 @@
+//! The scheduler: runs a Plan on many hosts at once under a forks limit, batch by batch
+//! (`serial`), each host's tasks in order on its one SSH session, with no barrier between
+//! hosts inside a batch. A failed host never stops the others; it is left out of later plays.
+//! Transient failures are retried with backoff. Cancellation stops new hosts and tasks;
+//! in-flight steps finish (remote writes are atomic, so nothing is left half-written).
+
+mod connector;
+mod retry;
+
+pub use connector::Connector;
+pub use retry::RetryPolicy;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::modules::{HostCtx, Outcome, consul::ConsulClient};
+use crate::playbook::{Plan, Step};
+use crate::report::{HostReport, HostStatus, Masker, Reporter, RunReport, TaskReport};
+use crate::transport::Session;
+
+/// Run-wide execution settings.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub forks: usize,
+    pub check: bool,
+    pub diff: bool,
+    pub retry: RetryPolicy,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            forks: 50,
+            check: false,
+            diff: false,
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+pub struct Executor {
+    pub connector: Arc<Connector>,
+    pub http: reqwest::Client,
+    pub consul: Arc<ConsulClient>,
+    pub masker: Masker,
+    pub reporter: Arc<dyn Reporter>,
+    pub opts: RunOptions,
+    pub cancel: CancellationToken,
+}
+
+/// A pooled HTTP client for exporters, Consul and service APIs (keep-alive, no proxy: every
+/// target is on the fleet's own network).
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(4)
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .build()
+        .unwrap_or_default()
+}
+
+impl Executor {
+    /// Run every play of the plan; returns the per-host report (never fails as a whole).
+    pub async fn run(self: &Arc<Self>, plan: Arc<Plan>) -> RunReport {
+        let started = Instant::now();
+        let mut run = RunReport {
+            check: self.opts.check,
+            ..Default::default()
+        };
+        let mut index: HashMap<String, usize> = HashMap::new();
+        for h in plan.hosts() {
+            index.insert(h.name.clone(), run.hosts.len());
+            run.hosts.push(HostReport::new(&h.name, &h.group));
+        }
+        let mut excluded: HashSet<String> = HashSet::new();
+        let forks = Arc::new(Semaphore::new(self.opts.forks.max(1)));
+        'plays: for (pi, play) in plan.plays.iter().enumerate() {
+            let hosts: Vec<usize> = (0..play.hosts.len())
+                .filter(|&hi| !excluded.contains(&play.hosts[hi].host.name))
+                .collect();
+            if hosts.is_empty() {
+                continue;
+            }
+            self.reporter.play_started(&play.name, hosts.len());
+            let size = play
+                .serial
+                .map(|s| s.size(hosts.len()))
+                .unwrap_or(hosts.len());
+            let mut failed = 0usize;
+            for batch in hosts.chunks(size.max(1)) {
+                if self.cancel.is_cancelled() {
+                    run.interrupted = true;
+                    break 'plays;
+                }
+                let mut set = JoinSet::new();
+                for &hi in batch {
+                    let me = self.clone();
+                    let plan = plan.clone();
+                    let forks = forks.clone();
+                    set.spawn(async move {
+                        let _permit = forks.acquire_owned().await;
+                        me.run_host(&plan, pi, hi).await
+                    });
+                }
+                while let Some(res) = set.join_next().await {
+                    let Ok(part) = res else { continue };
+                    let Some(&i) = index.get(&part.host) else {
+                        continue;
+                    };
+                    if part.status.is_failure() {
+                        failed += 1;
+                        excluded.insert(part.host.clone());
+                    }
+                    merge(&mut run.hosts[i], part);
+                }
+                if self.cancel.is_cancelled() {
+                    run.interrupted = true;
+                    break 'plays;
+                }
+                if let Some(max) = play.max_fail_percentage {
+                    let pct = failed as f64 * 100.0 / hosts.len() as f64;
+                    if pct > max {
+                        let msg = format!(
+                            "play `{}`: {failed} of {} hosts failed ({pct:.0}% > max_fail_percentage {max}%); later batches and plays were not started. Fix the failures, then rerun (add --retry-failed to redo only the failed hosts).",
+                            play.name,
+                            hosts.len()
+                        );
+                        self.reporter.notice(&msg);
+                        run.halted = Some(msg);
+                        break 'plays;
+                    }
+                }
+            }
+        }
+        run.duration_ms = started.elapsed().as_millis();
+        run
+    }
+
+    async fn run_host(&self, plan: &Plan, pi: usize, hi: usize) -> HostReport {
+        let hp = &plan.plays[pi].hosts[hi];
+        let host = &hp.host;
+        let mut r = HostReport::new(&host.name, &host.group);
+        if self.cancel.is_cancelled() {
+            return r;
+        }
+        let started = Instant::now();
+        self.reporter.host_started(&host.name);
+        let needs_ssh = hp
+            .steps
+            .iter()
+            .chain(&hp.handlers)
+            .any(|s| s.action.as_ref().is_some_and(|a| a.needs_ssh()));
+        let mut session = None;
+        if needs_ssh {
+            match self.connector.session(host).await {
+                Ok((s, _)) => session = Some(s),
+                Err(e) => {
+                    r.status = if e.is_unreachable() {
+                        HostStatus::Unreachable
+                    } else {
+                        HostStatus::Failed
+                    };
+                    r.failed = usize::from(r.status == HostStatus::Failed);
+                    r.error = Some(self.masker.mask(&format!("connect: {e}")));
+                    r.add_duration(started.elapsed());
+                    self.reporter.host_finished(&r);
+                    return r;
+                }
+            }
+        }
+        r.status = HostStatus::Ok;
+        let mut changed_paths = Vec::new();
+        let mut notified: HashSet<&str> = HashSet::new();
+        let mut ok = true;
+        for step in &hp.steps {
+            if self.cancel.is_cancelled() {
+                break;
+            }
+            match self
+                .run_step(hp, step, &mut session, &mut changed_paths, &mut r)
+                .await
+            {
+                Some(Outcome::Changed) => notified.extend(step.notify.iter().map(String::as_str)),
+                Some(_) => {}
+                None => {
+                    ok = false;
+                    break;
+                }
+            }
+        }
+        if ok {
+            for h in hp.handlers.iter().filter(|h| notified.contains(h.name.as_str())) {
+                if self.cancel.is_cancelled()
+                    || self
+                        .run_step(hp, h, &mut session, &mut changed_paths, &mut r)
+                        .await
+                        .is_none()
+                {
+                    break;
+                }
+            }
+        }
+        r.add_duration(started.elapsed());
+        self.reporter.host_finished(&r);
+        r
+    }
+
+    /// Run one step with retries; `None` when it failed for good (recorded in `r`).
+    async fn run_step(
+        &self,
+        hp: &crate::playbook::HostPlan,
+        step: &Step,
+        session: &mut Option<Arc<Session>>,
+        changed_paths: &mut Vec<String>,
+        r: &mut HostReport,
+    ) -> Option<Outcome> {
+        let host = &hp.host;
+        self.reporter.task_started(&host.name, &step.name);
+        let started = Instant::now();
+        let mut report = TaskReport {
+            task: step.name.clone(),
+            module: step.module.name().to_string(),
+            outcome: None,
+            error: None,
+            detail: None,
+            diff: None,
+            attempts: 1,
+            duration_ms: 0,
+        };
+        let Some(action) = &step.action else {
+            report.outcome = Some(Outcome::Skipped);
+            report.detail = Some("condition false".into());
+            r.skipped += 1;
+            self.reporter.task_finished(&host.name, &report);
+            r.tasks.push(report);
+            return Some(Outcome::Skipped);
+        };
+        let result = loop {
+            let mut ctx = HostCtx {
+                host,
+                session: session.as_deref(),
+                http: &self.http,
+                consul: &self.consul,
+                check: self.opts.check,
+                diff: self.opts.diff,
+                masker: &self.masker,
+                changed_paths: std::mem::take(changed_paths),
+            };
+            let res = action.run(&mut ctx).await;
+            *changed_paths = ctx.changed_paths;
+            match res {
+                Err(e)
+                    if e.transient
+                        && report.attempts < self.opts.retry.attempts
+                        && !self.cancel.is_cancelled() =>
+                {
+                    self.reporter.notice(&self.masker.mask(&format!(
+                        "retrying: [{}] {} (attempt {} failed: {})",
+                        host.name, step.name, report.attempts, e.message
+                    )));
+                    tokio::time::sleep(self.opts.retry.delay(report.attempts + 1)).await;
+                    report.attempts += 1;
+                    if e.unreachable && action.needs_ssh() {
+                        self.connector.drop_session(&host.name).await;
+                        match self.connector.session(host).await {
+                            Ok((s, _)) => *session = Some(s),
+                            Err(ce) => break Err(crate::modules::TaskError::from(ce)),
+                        }
+                    }
+                }
+                other => break other,
+            }
+        };
+        report.duration_ms = started.elapsed().as_millis();
+        let outcome = match result {
+            Ok(done) => {
+                report.outcome = Some(done.outcome);
+                report.detail = done.detail.map(|d| self.masker.mask(&d));
+                report.diff = done.diff.map(|d| self.masker.mask(&d));
+                match done.outcome {
+                    Outcome::Ok => r.ok += 1,
+                    Outcome::Changed => {
+                        r.changed += 1;
+                        r.status = HostStatus::Changed;
+                    }
+                    Outcome::Skipped => r.skipped += 1,
+                }
+                Some(done.outcome)
+            }
+            Err(e) => {
+                let msg = self.masker.mask(&e.message);
+                report.error = Some(msg.clone());
+                r.failed += 1;
+                r.status = if e.unreachable {
+                    HostStatus::Unreachable
+                } else {
+                    HostStatus::Failed
+                };
+                r.error = Some(format!("{} ({}): {msg}", step.name, step.pos));
+                None
+            }
+        };
+        self.reporter.task_finished(&host.name, &report);
+        r.tasks.push(report);
+        outcome
+    }
+}
+
+/// Fold one play's result for a host into its run-wide report.
+fn merge(into: &mut HostReport, part: HostReport) {
+    into.ok += part.ok;
+    into.changed += part.changed;
+    into.skipped += part.skipped;
+    into.failed += part.failed;
+    into.duration_ms += part.duration_ms;
+    into.tasks.extend(part.tasks);
+    if part.error.is_some() {
+        into.error = part.error;
+    }
+    into.status = match (into.status, part.status) {
+        (a, _) if a.is_failure() => a,
+        (_, b) if b.is_failure() => b,
+        (HostStatus::Changed, _) | (_, HostStatus::Changed) => HostStatus::Changed,
+        (HostStatus::Ok, _) | (_, HostStatus::Ok) => HostStatus::Ok,
+        _ => HostStatus::NotRun,
+    };
+}

@@ -1,0 +1,53 @@
+//! `command` / `shell`: run a command line through the host's shell. Always `changed` unless
+//! `creates` names a path that already exists (then `ok`, skipped).
+
+use super::{Done, HostCtx, TaskError};
+use crate::transport::remote_path;
+
+#[derive(Debug, Clone)]
+pub struct CommandAction {
+    pub cmd: String,
+    pub creates: Option<String>,
+    pub chdir: Option<String>,
+}
+
+impl CommandAction {
+    /// The full remote command line.
+    pub fn script(&self) -> String {
+        let mut s = String::new();
+        if let Some(c) = &self.creates {
+            s.push_str(&format!("if [ -e {} ]; then echo __promfleet_exists; exit 0; fi\n", remote_path(c)));
+        }
+        if let Some(d) = &self.chdir {
+            s.push_str(&format!("cd {} || exit 1\n", remote_path(d)));
+        }
+        s.push_str(&self.cmd);
+        s
+    }
+
+    pub async fn run(&self, ctx: &mut HostCtx<'_>) -> Result<Done, TaskError> {
+        if ctx.check {
+            return Ok(Done::changed().with(format!("would run: {}", self.cmd)));
+        }
+        let out = ctx.session()?.exec(&self.script(), None).await?;
+        if out.stdout_str().trim() == "__promfleet_exists" {
+            return Ok(Done::ok().with("creates exists"));
+        }
+        if !out.success() {
+            return Err(TaskError::permanent(ctx.masker.mask(&format!(
+                "command failed ({})",
+                out.short_error()
+            ))));
+        }
+        let last = out
+            .stdout_str()
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .map(|l| l.trim().to_string());
+        Ok(match last {
+            Some(l) => Done::changed().with(ctx.masker.mask(&l)),
+            None => Done::changed(),
+        })
+    }
+}

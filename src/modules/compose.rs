@@ -1,0 +1,84 @@
+//! `compose`: bring a docker-compose project up — only when one of its files changed in this
+//! play or a service is not running. Detects `docker compose` (v2), then `docker-compose` (v1),
+//! unless the inventory names the command (`compose_command`). One round trip.
+
+use super::{Done, HostCtx, TaskError};
+use crate::transport::{remote_path, sh_quote};
+
+#[derive(Debug, Clone)]
+pub struct ComposeAction {
+    pub project_dir: String,
+    pub file: String,
+    /// Explicit compose command (e.g. `docker-compose`, a wrapper); detected when `None`.
+    pub command: Option<String>,
+}
+
+impl ComposeAction {
+    fn script(&self, force: bool, dry: bool) -> String {
+        let cmd = self.command.clone().unwrap_or_default();
+        format!(
+            r#"cd {dir} || exit 10
+cmd={cmd}
+if [ -n "$cmd" ]; then dc="$cmd"
+elif docker compose version >/dev/null 2>&1; then dc="docker compose"
+elif command -v docker-compose >/dev/null 2>&1; then dc=docker-compose
+else echo "neither 'docker compose' nor 'docker-compose' found on this host" >&2; exit 127; fi
+echo "__compose $dc"
+expected=$($dc -f {file} config --services) || exit 11
+running=$($dc -f {file} ps --services --filter status=running 2>/dev/null | tr '\n' ' ')
+missing=""
+for s in $expected; do case " $running " in *" $s "*) ;; *) missing="$missing $s";; esac; done
+echo "__missing$missing"
+if [ {force} = 1 ] || [ -n "$missing" ]; then
+  if [ {dry} = 1 ]; then echo "__would_up"; exit 0; fi
+  $dc -f {file} up -d --remove-orphans 1>&2 || exit $?
+  echo "__up"
+fi"#,
+            dir = remote_path(&self.project_dir),
+            cmd = sh_quote(&cmd),
+            file = sh_quote(&self.file),
+            force = u8::from(force),
+            dry = u8::from(dry),
+        )
+    }
+
+    pub async fn run(&self, ctx: &mut HostCtx<'_>) -> Result<Done, TaskError> {
+        let dir = self.project_dir.trim_end_matches('/');
+        let changed: Vec<&String> = ctx
+            .changed_paths
+            .iter()
+            .filter(|p| p.starts_with(&format!("{dir}/")))
+            .collect();
+        let force = !changed.is_empty();
+        let out = ctx
+            .session()?
+            .exec(&self.script(force, ctx.check), None)
+            .await?;
+        let stdout = out.stdout_str();
+        if !out.success() {
+            let why = match out.status {
+                Some(10) => format!("project dir {} does not exist", self.project_dir),
+                Some(11) => format!("compose file rejected ({})", out.short_error()),
+                _ => format!("compose up failed ({})", out.short_error()),
+            };
+            return Err(TaskError::permanent(ctx.masker.mask(&why)));
+        }
+        let missing = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("__missing"))
+            .unwrap_or("")
+            .trim()
+            .to_string();
+        let ran = stdout.lines().any(|l| l == "__up" || l == "__would_up");
+        if !ran {
+            return Ok(Done::ok().with("all services running, files unchanged"));
+        }
+        let why = match (force, missing.is_empty()) {
+            (true, true) => "compose file changed".to_string(),
+            (true, false) => format!("compose file changed; not running: {missing}"),
+            (false, _) => format!("not running: {missing}"),
+        };
+        let verb = if ctx.check { "would run up -d" } else { "up -d" };
+        Ok(Done::changed().with(format!("{verb} ({why})")))
+    }
+}

@@ -1,0 +1,477 @@
+//! Consul agent HTTP API: register / deregister exporter services, check the cluster.
+//!
+//! Registrations are spread over the inventory's agents (a stable hash of the hostname picks
+//! each host's first choice) so that losing one agent loses only its share of services — the
+//! hand-built version put everything on one agent. When that agent is down, the next one is
+//! used, and copies on other agents are removed so Prometheus never sees a target twice.
+//! Each agent's service list is fetched once per run and kept current (no N² GETs).
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::Mutex;
+
+use super::metrics_check::short_reqwest;
+use super::{Done, HostCtx, Outcome, TaskError};
+
+/// A service as promfleet registers it (Consul's agent API field names).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct ServiceDef {
+    #[serde(rename = "ID")]
+    pub id: String,
+    pub name: String,
+    pub address: String,
+    pub port: u16,
+    pub tags: Vec<String>,
+    pub meta: BTreeMap<String, String>,
+    pub checks: Vec<CheckDef>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct CheckDef {
+    #[serde(rename = "HTTP")]
+    pub http: String,
+    #[serde(rename = "Interval")]
+    pub interval: String,
+    #[serde(rename = "Timeout", skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+}
+
+/// What `GET /v1/agent/services` returns per service.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct AgentService {
+    #[serde(rename = "ID")]
+    pub id: String,
+    pub service: String,
+    #[serde(default)]
+    pub tags: Option<Vec<String>>,
+    #[serde(default)]
+    pub meta: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    pub port: u16,
+    #[serde(default)]
+    pub address: String,
+}
+
+impl AgentService {
+    /// Same registration as `def` (checks are derived from address and port, compared there).
+    pub fn matches(&self, def: &ServiceDef) -> bool {
+        self.service == def.name
+            && self.address == def.address
+            && self.port == def.port
+            && self.tags.clone().unwrap_or_default() == def.tags
+            && self.meta.clone().unwrap_or_default() == def.meta
+    }
+}
+
+/// Meta key marking services promfleet owns (what `consul prune` may remove).
+pub const MANAGED_BY: &str = "managed_by";
+
+type Services = HashMap<String, AgentService>;
+
+/// A pooled HTTP client for the inventory's Consul agents, with a per-run service cache.
+pub struct ConsulClient {
+    agents: Vec<String>,
+    token: Option<String>,
+    http: reqwest::Client,
+    cache: Vec<Mutex<Option<Services>>>,
+}
+
+impl ConsulClient {
+    pub fn new(agents: Vec<String>, token: Option<String>, http: reqwest::Client) -> ConsulClient {
+        let agents: Vec<String> = agents
+            .into_iter()
+            .map(|a| a.trim_end_matches('/').to_string())
+            .collect();
+        let cache = agents.iter().map(|_| Mutex::new(None)).collect();
+        ConsulClient {
+            agents,
+            token,
+            http,
+            cache,
+        }
+    }
+
+    pub fn agents(&self) -> &[String] {
+        &self.agents
+    }
+
+    fn req(&self, method: reqwest::Method, url: String) -> reqwest::RequestBuilder {
+        let r = self
+            .http
+            .request(method, url)
+            .timeout(Duration::from_secs(10));
+        match &self.token {
+            Some(t) => r.header("X-Consul-Token", t),
+            None => r,
+        }
+    }
+
+    /// Agent order for a host: its hash-chosen agent first, then the others.
+    fn order(&self, key: &str) -> Vec<usize> {
+        let n = self.agents.len();
+        if n == 0 {
+            return vec![];
+        }
+        // FNV-1a: stable across runs and builds (std's hasher is randomly seeded).
+        let mut h: u64 = 0xcbf29ce484222325;
+        for b in key.bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x100000001b3);
+        }
+        let start = (h % n as u64) as usize;
+        (0..n).map(|i| (start + i) % n).collect()
+    }
+
+    async fn fetch(&self, i: usize) -> Result<Services, String> {
+        let url = format!("{}/v1/agent/services", self.agents[i]);
+        let resp = self
+            .req(reqwest::Method::GET, url)
+            .send()
+            .await
+            .map_err(|e| short_reqwest(&e))?;
+        let status = resp.status();
+        if !status.is_success() {
+            let body = resp.text().await.unwrap_or_default();
+            return Err(format!("HTTP {status} {}", body.trim()));
+        }
+        resp.json::<Services>()
+            .await
+            .map_err(|e| format!("bad /v1/agent/services answer: {e}"))
+    }
+
+    /// The services on agent `i` (cached for the run).
+    pub async fn services(&self, i: usize) -> Result<Services, String> {
+        let mut slot = self.cache[i].lock().await;
+        if let Some(s) = &*slot {
+            return Ok(s.clone());
+        }
+        let s = self.fetch(i).await?;
+        *slot = Some(s.clone());
+        Ok(s)
+    }
+
+    async fn put(&self, i: usize, path: &str, body: Option<&ServiceDef>) -> Result<(), String> {
+        let url = format!("{}{path}", self.agents[i]);
+        let mut r = self.req(reqwest::Method::PUT, url);
+        if let Some(b) = body {
+            r = r.json(b);
+        }
+        let resp = r.send().await.map_err(|e| short_reqwest(&e))?;
+        let status = resp.status();
+        if status.is_success() {
+            Ok(())
+        } else {
+            let body = resp.text().await.unwrap_or_default();
+            Err(format!("HTTP {status} {}", body.trim()))
+        }
+    }
+
+    /// Register `def` (idempotent). Returns (changed, agent used).
+    pub async fn register(&self, def: &ServiceDef, key: &str) -> Result<(bool, String), TaskError> {
+        if self.agents.is_empty() {
+            return Err(TaskError::permanent(
+                "no Consul agents in the inventory (consul.agents)",
+            ));
+        }
+        let mut errors = Vec::new();
+        let mut used = None;
+        for i in self.order(key) {
+            match self.services(i).await {
+                Ok(s) if s.get(&def.id).is_some_and(|x| x.matches(def)) => {
+                    used = Some((i, false));
+                    break;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    errors.push(format!("{}: {e}", self.agents[i]));
+                    continue;
+                }
+            }
+            match self.put(i, "/v1/agent/service/register", Some(def)).await {
+                Ok(()) => {
+                    if let Some(s) = self.cache[i].lock().await.as_mut() {
+                        s.insert(def.id.clone(), as_agent_service(def));
+                    }
+                    used = Some((i, true));
+                    break;
+                }
+                Err(e) => errors.push(format!("{}: {e}", self.agents[i])),
+            }
+        }
+        let Some((i, mut changed)) = used else {
+            return Err(TaskError::transient(format!(
+                "no Consul agent accepted {} ({})",
+                def.id,
+                errors.join("; ")
+            )));
+        };
+        // A copy left on another agent (after a failover) would be a duplicate target.
+        for j in (0..self.agents.len()).filter(|j| *j != i) {
+            let held = match self.cache[j].lock().await.as_ref() {
+                Some(s) => s.contains_key(&def.id),
+                None => false,
+            };
+            if held && self.deregister_on(j, &def.id).await.is_ok() {
+                changed = true;
+            }
+        }
+        Ok((changed, self.agents[i].clone()))
+    }
+
+    async fn deregister_on(&self, i: usize, id: &str) -> Result<(), String> {
+        self.put(i, &format!("/v1/agent/service/deregister/{id}"), None)
+            .await?;
+        if let Some(s) = self.cache[i].lock().await.as_mut() {
+            s.remove(id);
+        }
+        Ok(())
+    }
+
+    /// Deregister `id` from every agent holding it. Returns how many agents removed it.
+    pub async fn deregister(&self, id: &str) -> Result<usize, TaskError> {
+        let mut removed = 0;
+        let mut errors = Vec::new();
+        for i in 0..self.agents.len() {
+            match self.services(i).await {
+                Ok(s) if s.contains_key(id) => match self.deregister_on(i, id).await {
+                    Ok(()) => removed += 1,
+                    Err(e) => errors.push(format!("{}: {e}", self.agents[i])),
+                },
+                Ok(_) => {}
+                Err(e) => errors.push(format!("{}: {e}", self.agents[i])),
+            }
+        }
+        if removed == 0 && !errors.is_empty() {
+            return Err(TaskError::transient(format!(
+                "cannot deregister {id}: {}",
+                errors.join("; ")
+            )));
+        }
+        Ok(removed)
+    }
+
+    /// Every promfleet-managed service on every reachable agent: (agent url, service).
+    pub async fn managed(&self) -> (Vec<(String, AgentService)>, Vec<String>) {
+        let mut out = Vec::new();
+        let mut errors = Vec::new();
+        for i in 0..self.agents.len() {
+            match self.services(i).await {
+                Ok(s) => {
+                    let mut v: Vec<_> = s
+                        .into_values()
+                        .filter(|x| {
+                            x.meta
+                                .as_ref()
+                                .and_then(|m| m.get(MANAGED_BY))
+                                .is_some_and(|v| v == "promfleet")
+                        })
+                        .map(|x| (self.agents[i].clone(), x))
+                        .collect();
+                    v.sort_by(|a, b| a.1.id.cmp(&b.1.id));
+                    out.extend(v);
+                }
+                Err(e) => errors.push(format!("{}: {e}", self.agents[i])),
+            }
+        }
+        (out, errors)
+    }
+
+    /// Remove `id` from the agent at `url` (used by prune).
+    pub async fn deregister_at(&self, url: &str, id: &str) -> Result<(), String> {
+        match self.agents.iter().position(|a| a == url) {
+            Some(i) => self.deregister_on(i, id).await,
+            None => Err(format!("{url} is not an inventory agent")),
+        }
+    }
+
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+}
+
+fn as_agent_service(def: &ServiceDef) -> AgentService {
+    AgentService {
+        id: def.id.clone(),
+        service: def.name.clone(),
+        tags: Some(def.tags.clone()),
+        meta: Some(def.meta.clone()),
+        port: def.port,
+        address: def.address.clone(),
+    }
+}
+
+/// `consul_register`: one exporter service of this host.
+#[derive(Debug, Clone)]
+pub struct Register {
+    pub def: ServiceDef,
+}
+
+impl Register {
+    /// The seed's payload: id `<service>-<hostname>-<ip>`, address = the host's ip, meta
+    /// {hostname, group}, an HTTP check on /metrics.
+    pub fn new(
+        service: &str,
+        id: Option<String>,
+        hostname: &str,
+        group: &str,
+        address: &str,
+        port: u16,
+        check_path: &str,
+        interval: &str,
+        extra_meta: BTreeMap<String, String>,
+        tags: Vec<String>,
+    ) -> Register {
+        let mut meta = extra_meta;
+        meta.insert("hostname".into(), hostname.into());
+        meta.insert("group".into(), group.into());
+        meta.insert(MANAGED_BY.into(), "promfleet".into());
+        Register {
+            def: ServiceDef {
+                id: id.unwrap_or_else(|| format!("{service}-{hostname}-{address}")),
+                name: service.to_string(),
+                address: address.to_string(),
+                port,
+                tags,
+                meta,
+                checks: vec![CheckDef {
+                    http: format!("http://{}:{port}{check_path}", url_host(address)),
+                    interval: interval.to_string(),
+                    timeout: Some("3s".into()),
+                }],
+            },
+        }
+    }
+
+    pub async fn run(&self, ctx: &mut HostCtx<'_>) -> Result<Done, TaskError> {
+        if ctx.check {
+            let mut present = false;
+            for i in 0..ctx.consul.agents().len() {
+                if let Ok(s) = ctx.consul.services(i).await
+                    && s.get(&self.def.id).is_some_and(|x| x.matches(&self.def))
+                {
+                    present = true;
+                }
+            }
+            return Ok(if present {
+                Done::ok()
+            } else {
+                Done::changed().with(format!("would register {}", self.def.id))
+            });
+        }
+        let (changed, agent) = ctx.consul.register(&self.def, &ctx.host.name).await?;
+        let d = if changed { Done::changed() } else { Done::ok() };
+        Ok(d.with(format!("{} on {agent}", self.def.id)))
+    }
+}
+
+fn url_host(a: &str) -> String {
+    if a.contains(':') {
+        format!("[{a}]")
+    } else {
+        a.to_string()
+    }
+}
+
+/// `consul_deregister`.
+#[derive(Debug, Clone)]
+pub struct Deregister {
+    pub id: String,
+}
+
+impl Deregister {
+    pub async fn run(&self, ctx: &mut HostCtx<'_>) -> Result<Done, TaskError> {
+        if ctx.check {
+            return Ok(Done::changed().with(format!("would deregister {}", self.id)));
+        }
+        let n = ctx.consul.deregister(&self.id).await?;
+        Ok(if n > 0 {
+            Done::changed().with(format!("removed {} from {n} agent(s)", self.id))
+        } else {
+            Done::ok()
+        })
+    }
+}
+
+/// `consul_cluster_check`: a leader is elected and enough servers are alive.
+#[derive(Debug, Clone)]
+pub struct ClusterCheck {
+    pub url: String,
+    pub servers: usize,
+    pub timeout: Duration,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Member {
+    #[serde(default)]
+    status: i64,
+    #[serde(default)]
+    tags: HashMap<String, String>,
+}
+
+impl ClusterCheck {
+    async fn probe(&self, ctx: &HostCtx<'_>) -> Result<String, String> {
+        let base = self.url.trim_end_matches('/');
+        let leader: String = ctx
+            .consul
+            .http()
+            .get(format!("{base}/v1/status/leader"))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .map_err(|e| short_reqwest(&e))?
+            .json()
+            .await
+            .map_err(|e| e.to_string())?;
+        if leader.is_empty() {
+            return Err("no leader elected".into());
+        }
+        let members: Vec<Member> = ctx
+            .consul
+            .http()
+            .get(format!("{base}/v1/agent/members"))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .map_err(|e| short_reqwest(&e))?
+            .json()
+            .await
+            .map_err(|e| e.to_string())?;
+        let alive = members
+            .iter()
+            .filter(|m| m.status == 1 && m.tags.get("role").is_some_and(|r| r == "consul"))
+            .count();
+        if alive < self.servers {
+            return Err(format!("{alive} of {} servers alive", self.servers));
+        }
+        Ok(format!("leader {leader}, {alive} servers alive"))
+    }
+
+    pub async fn run(&self, ctx: &mut HostCtx<'_>) -> Result<Done, TaskError> {
+        if ctx.check {
+            return Ok(Done {
+                outcome: Outcome::Skipped,
+                detail: Some("not checked in --check mode".into()),
+                diff: None,
+            });
+        }
+        let deadline = Instant::now() + self.timeout;
+        loop {
+            match self.probe(ctx).await {
+                Ok(d) => return Ok(Done::ok().with(d)),
+                Err(e) if Instant::now() >= deadline => {
+                    return Err(TaskError::transient(format!(
+                        "Consul cluster at {} not healthy after {}s: {e}",
+                        self.url,
+                        self.timeout.as_secs()
+                    )));
+                }
+                Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
+            }
+        }
+    }
+}

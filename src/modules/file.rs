@@ -1,0 +1,85 @@
+//! `template` and `copy`: a file rendered (or copied) on the jump host, written to the host
+//! with the transport's compare-then-atomic-write. Check mode compares hashes only.
+
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+
+use super::{Done, HostCtx, Outcome, TaskError};
+
+#[derive(Debug, Clone)]
+pub struct FileAction {
+    /// Template/source path under templates/ (for messages).
+    pub src: String,
+    pub dest: String,
+    pub content: Bytes,
+    pub mode: u32,
+    /// The file holds secrets: written 0600 at most, never shown in diffs.
+    pub secret: bool,
+}
+
+/// `"0644"`, `"644"`, `644` → 0o644 (modes are always octal, as in Ansible).
+pub fn parse_mode(s: &str) -> Result<u32, String> {
+    let t = s.trim().trim_start_matches("0o");
+    u32::from_str_radix(t, 8)
+        .ok()
+        .filter(|m| *m <= 0o7777)
+        .ok_or_else(|| format!("`mode` must be an octal file mode such as \"0644\", got `{s}`"))
+}
+
+pub fn sha256_hex(b: &[u8]) -> String {
+    hex::encode(Sha256::digest(b))
+}
+
+impl FileAction {
+    pub async fn run(&self, ctx: &mut HostCtx<'_>) -> Result<Done, TaskError> {
+        let session = ctx.session()?;
+        let old = if ctx.diff {
+            session.read_file(&self.dest).await?
+        } else {
+            None
+        };
+        let changed = if ctx.check {
+            !session
+                .file_matches(&self.dest, &sha256_hex(&self.content))
+                .await?
+        } else {
+            session
+                .upload(&self.dest, self.content.clone(), self.mode)
+                .await
+                .map_err(|e| TaskError {
+                    // A failed write (disk full, read-only dir) leaves the old file in place.
+                    message: format!("{e} (previous version left in place)"),
+                    transient: e.is_transient(),
+                    unreachable: false,
+                })?
+                == crate::transport::Upload::Changed
+        };
+        if !changed {
+            return Ok(Done::ok());
+        }
+        ctx.changed_paths.push(self.dest.clone());
+        let mut done = Done::changed().with(if ctx.check {
+            format!("would write {}", self.dest)
+        } else {
+            format!("wrote {}", self.dest)
+        });
+        if ctx.diff {
+            done.diff = Some(if self.secret {
+                format!("--- {0}\n+++ {0}\n(secret file: content not shown)\n", self.dest)
+            } else {
+                let old = old
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+                    .unwrap_or_default();
+                let new = String::from_utf8_lossy(&self.content);
+                let d = similar::TextDiff::from_lines(old.as_str(), new.as_ref())
+                    .unified_diff()
+                    .context_radius(3)
+                    .header(&format!("{} (before)", self.dest), &format!("{} (after)", self.dest))
+                    .to_string();
+                ctx.masker.mask(&d)
+            });
+        }
+        debug_assert_eq!(done.outcome, Outcome::Changed);
+        Ok(done)
+    }
+}

@@ -1,0 +1,109 @@
+//! `metrics_check`: from the jump host, GET `http://<ip>:<port>/metrics` until a deadline and
+//! require exposition text with samples of an expected family (node_… on 9100,
+//! container_…/cadvisor_… on 9105).
+
+use std::time::{Duration, Instant};
+
+use super::metrics;
+use super::{Done, HostCtx, Outcome, TaskError};
+
+#[derive(Debug, Clone)]
+pub struct MetricsCheck {
+    pub url: String,
+    /// At least one of these prefixes must have samples (empty: any sample will do).
+    pub expect: Vec<String>,
+    pub min_samples: usize,
+    pub timeout: Duration,
+}
+
+impl MetricsCheck {
+    pub async fn run(&self, ctx: &mut HostCtx<'_>) -> Result<Done, TaskError> {
+        if ctx.check {
+            return Ok(Done {
+                outcome: Outcome::Skipped,
+                detail: Some("not checked in --check mode".into()),
+                diff: None,
+            });
+        }
+        let deadline = Instant::now() + self.timeout;
+        let mut delay = Duration::from_millis(200);
+        loop {
+            let last = match self.probe(ctx.http).await {
+                Ok(detail) => return Ok(Done::ok().with(detail)),
+                Err(e) => e,
+            };
+            if Instant::now() + delay >= deadline {
+                return Err(TaskError::transient(format!(
+                    "{} not serving metrics after {}s: {last}",
+                    self.url,
+                    self.timeout.as_secs()
+                )));
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(2));
+        }
+    }
+
+    async fn probe(&self, http: &reqwest::Client) -> Result<String, String> {
+        let resp = http
+            .get(&self.url)
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .map_err(|e| short_reqwest(&e))?;
+        let status = resp.status();
+        if !status.is_success() {
+            return Err(format!("HTTP {status}"));
+        }
+        let body = resp.text().await.map_err(|e| short_reqwest(&e))?;
+        let exp = metrics::parse(&body).map_err(|e| format!("not Prometheus exposition ({e})"))?;
+        if exp.samples < self.min_samples {
+            return Err(format!(
+                "only {} samples (want ≥ {})",
+                exp.samples, self.min_samples
+            ));
+        }
+        if self.expect.is_empty() {
+            return Ok(format!("{} samples", exp.samples));
+        }
+        let found: Vec<String> = self
+            .expect
+            .iter()
+            .filter(|p| exp.count_prefix(p) > 0)
+            .map(|p| format!("{} {p}*", exp.count_prefix(p)))
+            .collect();
+        if found.is_empty() {
+            return Err(format!(
+                "{} samples but none of {} — is the right exporter on this port?",
+                exp.samples,
+                self.expect
+                    .iter()
+                    .map(|p| format!("{p}*"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        Ok(format!("{} samples ({})", exp.samples, found.join(", ")))
+    }
+}
+
+/// reqwest's error with its root cause (e.g. "connection refused"), on one line.
+pub fn short_reqwest(e: &reqwest::Error) -> String {
+    let mut msg = if e.is_timeout() {
+        "timed out".to_string()
+    } else if e.is_connect() {
+        "cannot connect".to_string()
+    } else {
+        e.to_string()
+    };
+    let mut src = std::error::Error::source(e);
+    let mut root = None;
+    while let Some(s) = src {
+        root = Some(s.to_string());
+        src = s.source();
+    }
+    if let Some(r) = root {
+        msg = format!("{msg}: {r}");
+    }
+    msg
+}

@@ -1,0 +1,322 @@
+//! Modules (operations): each compares wanted with actual state and acts only when they
+//! differ — idempotency lives here. They reach hosts through `transport` and services through
+//! HTTP; they never print (results go back to the executor).
+
+pub mod command;
+pub mod compose;
+pub mod consul;
+pub mod file;
+pub mod http;
+pub mod metrics;
+pub mod metrics_check;
+
+use serde_json::Value;
+
+use crate::inventory::Host;
+use crate::report::Masker;
+use crate::transport::{Session, TransportError};
+
+/// The built-in modules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModuleKind {
+    Template,
+    Copy,
+    Command,
+    Shell,
+    Compose,
+    MetricsCheck,
+    ConsulRegister,
+    ConsulDeregister,
+    ConsulClusterCheck,
+    Http,
+}
+
+impl ModuleKind {
+    pub const ALL: &'static [ModuleKind] = &[
+        ModuleKind::Template,
+        ModuleKind::Copy,
+        ModuleKind::Command,
+        ModuleKind::Shell,
+        ModuleKind::Compose,
+        ModuleKind::MetricsCheck,
+        ModuleKind::ConsulRegister,
+        ModuleKind::ConsulDeregister,
+        ModuleKind::ConsulClusterCheck,
+        ModuleKind::Http,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ModuleKind::Template => "template",
+            ModuleKind::Copy => "copy",
+            ModuleKind::Command => "command",
+            ModuleKind::Shell => "shell",
+            ModuleKind::Compose => "compose",
+            ModuleKind::MetricsCheck => "metrics_check",
+            ModuleKind::ConsulRegister => "consul_register",
+            ModuleKind::ConsulDeregister => "consul_deregister",
+            ModuleKind::ConsulClusterCheck => "consul_cluster_check",
+            ModuleKind::Http => "http",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<ModuleKind> {
+        ModuleKind::ALL.iter().copied().find(|m| m.name() == s)
+    }
+
+    /// (required, optional) argument names.
+    fn keys(self) -> (&'static [&'static str], &'static [&'static str]) {
+        match self {
+            ModuleKind::Template | ModuleKind::Copy => (&["src", "dest"], &["mode", "secret"]),
+            ModuleKind::Command | ModuleKind::Shell => (&["cmd"], &["creates", "chdir"]),
+            ModuleKind::Compose => (&["project_dir"], &["file", "command"]),
+            ModuleKind::MetricsCheck => (
+                &["port"],
+                &["path", "expect", "timeout", "address", "min_samples"],
+            ),
+            ModuleKind::ConsulRegister => (
+                &["service", "port"],
+                &["id", "address", "meta", "check_path", "interval", "tags"],
+            ),
+            ModuleKind::ConsulDeregister => (&["id"], &[]),
+            ModuleKind::ConsulClusterCheck => (&["url"], &["servers", "timeout"]),
+            ModuleKind::Http => (
+                &["url"],
+                &["method", "body", "status", "timeout", "until", "headers"],
+            ),
+        }
+    }
+
+    /// Check argument names (values may still be templates); normalise shorthands.
+    pub fn check_args(self, args: Value) -> Result<Value, (String, Option<String>)> {
+        let args = match (self, args) {
+            (ModuleKind::Command | ModuleKind::Shell, Value::String(s)) => {
+                serde_json::json!({ "cmd": s })
+            }
+            (_, Value::Object(m)) => Value::Object(m),
+            (_, Value::Null) => Value::Object(Default::default()),
+            _ => return Err(("arguments must be a map of name: value".into(), None)),
+        };
+        let (req, opt) = self.keys();
+        if let Value::Object(m) = &args {
+            for k in m.keys() {
+                if !req.contains(&k.as_str()) && !opt.contains(&k.as_str()) {
+                    let all = req.iter().chain(opt.iter()).copied();
+                    return Err((
+                        format!("unknown argument `{k}`"),
+                        Some(match crate::playbook::suggest(k, all) {
+                            Some(s) => format!("did you mean `{s}`?"),
+                            None => format!(
+                                "arguments are: {}",
+                                req.iter().chain(opt.iter()).copied().collect::<Vec<_>>().join(", ")
+                            ),
+                        }),
+                    ));
+                }
+            }
+            for r in req {
+                if !m.contains_key(*r) {
+                    return Err((format!("missing argument `{r}`"), None));
+                }
+            }
+        }
+        Ok(args)
+    }
+}
+
+/// A concrete operation for one host, with every value rendered.
+#[derive(Debug, Clone)]
+pub enum Action {
+    File(file::FileAction),
+    Command(command::CommandAction),
+    Compose(compose::ComposeAction),
+    MetricsCheck(metrics_check::MetricsCheck),
+    ConsulRegister(consul::Register),
+    ConsulDeregister(consul::Deregister),
+    ConsulClusterCheck(consul::ClusterCheck),
+    Http(http::HttpAction),
+}
+
+impl Action {
+    /// Whether the action needs an SSH session to the host.
+    pub fn needs_ssh(&self) -> bool {
+        matches!(
+            self,
+            Action::File(_) | Action::Command(_) | Action::Compose(_)
+        )
+    }
+}
+
+/// What a task did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Ok,
+    Changed,
+    Skipped,
+}
+
+/// A task's result: outcome plus a short human detail (sample counts, which agent, …).
+#[derive(Debug, Clone)]
+pub struct Done {
+    pub outcome: Outcome,
+    pub detail: Option<String>,
+    /// Unified diff of a changed file (`--diff`), masked.
+    pub diff: Option<String>,
+}
+
+impl Done {
+    pub fn ok() -> Done {
+        Done {
+            outcome: Outcome::Ok,
+            detail: None,
+            diff: None,
+        }
+    }
+    pub fn changed() -> Done {
+        Done {
+            outcome: Outcome::Changed,
+            detail: None,
+            diff: None,
+        }
+    }
+    pub fn with(mut self, detail: impl Into<String>) -> Done {
+        self.detail = Some(detail.into());
+        self
+    }
+}
+
+/// A task failure: message, and whether retrying may help / the host is unreachable.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct TaskError {
+    pub message: String,
+    pub transient: bool,
+    pub unreachable: bool,
+}
+
+impl TaskError {
+    pub fn permanent(message: impl Into<String>) -> TaskError {
+        TaskError {
+            message: message.into(),
+            transient: false,
+            unreachable: false,
+        }
+    }
+    pub fn transient(message: impl Into<String>) -> TaskError {
+        TaskError {
+            message: message.into(),
+            transient: true,
+            unreachable: false,
+        }
+    }
+}
+
+impl From<TransportError> for TaskError {
+    fn from(e: TransportError) -> TaskError {
+        TaskError {
+            transient: e.is_transient(),
+            unreachable: e.is_unreachable(),
+            message: e.to_string(),
+        }
+    }
+}
+
+/// What a module sees while running on one host.
+pub struct HostCtx<'a> {
+    pub host: &'a Host,
+    pub session: Option<&'a Session>,
+    pub http: &'a reqwest::Client,
+    pub consul: &'a consul::ConsulClient,
+    pub check: bool,
+    pub diff: bool,
+    pub masker: &'a Masker,
+    /// Remote paths written (changed) so far in this play, for `compose` to decide on `up`.
+    pub changed_paths: Vec<String>,
+}
+
+impl HostCtx<'_> {
+    pub fn session(&self) -> Result<&Session, TaskError> {
+        self.session
+            .ok_or_else(|| TaskError::permanent("no SSH session for this host"))
+    }
+}
+
+impl Action {
+    /// Run (or, in check mode, evaluate) the action on one host.
+    pub async fn run(&self, ctx: &mut HostCtx<'_>) -> Result<Done, TaskError> {
+        match self {
+            Action::File(a) => a.run(ctx).await,
+            Action::Command(a) => a.run(ctx).await,
+            Action::Compose(a) => a.run(ctx).await,
+            Action::MetricsCheck(a) => a.run(ctx).await,
+            Action::ConsulRegister(a) => a.run(ctx).await,
+            Action::ConsulDeregister(a) => a.run(ctx).await,
+            Action::ConsulClusterCheck(a) => a.run(ctx).await,
+            Action::Http(a) => a.run(ctx).await,
+        }
+    }
+}
+
+/// Typed argument access for building actions from rendered JSON.
+pub(crate) struct Args<'a>(pub &'a Value);
+
+impl Args<'_> {
+    pub fn str(&self, k: &str) -> Result<String, String> {
+        match self.0.get(k) {
+            Some(Value::String(s)) => Ok(s.clone()),
+            Some(Value::Number(n)) => Ok(n.to_string()),
+            Some(Value::Bool(b)) => Ok(b.to_string()),
+            Some(_) => Err(format!("`{k}` must be a string")),
+            None => Err(format!("missing argument `{k}`")),
+        }
+    }
+    pub fn opt_str(&self, k: &str) -> Result<Option<String>, String> {
+        if self.0.get(k).is_none_or(Value::is_null) {
+            Ok(None)
+        } else {
+            self.str(k).map(Some)
+        }
+    }
+    pub fn u64(&self, k: &str) -> Result<u64, String> {
+        let s = self.str(k)?;
+        s.trim()
+            .parse::<u64>()
+            .map_err(|_| format!("`{k}` must be a whole number, got `{s}`"))
+    }
+    pub fn opt_u64(&self, k: &str) -> Result<Option<u64>, String> {
+        if self.0.get(k).is_none_or(Value::is_null) {
+            Ok(None)
+        } else {
+            self.u64(k).map(Some)
+        }
+    }
+    pub fn bool(&self, k: &str, default: bool) -> Result<bool, String> {
+        match self.0.get(k) {
+            None | Some(Value::Null) => Ok(default),
+            Some(Value::Bool(b)) => Ok(*b),
+            Some(Value::String(s)) => match s.trim() {
+                "true" | "yes" | "True" => Ok(true),
+                "false" | "no" | "False" | "" => Ok(false),
+                _ => Err(format!("`{k}` must be true or false, got `{s}`")),
+            },
+            Some(_) => Err(format!("`{k}` must be true or false")),
+        }
+    }
+    pub fn list(&self, k: &str) -> Result<Vec<String>, String> {
+        match self.0.get(k) {
+            None | Some(Value::Null) => Ok(vec![]),
+            Some(Value::Array(a)) => a
+                .iter()
+                .map(|v| match v {
+                    Value::String(s) => Ok(s.clone()),
+                    Value::Number(n) => Ok(n.to_string()),
+                    _ => Err(format!("`{k}` must be a list of strings")),
+                })
+                .collect(),
+            Some(Value::String(s)) => Ok(vec![s.clone()]),
+            Some(_) => Err(format!("`{k}` must be a list")),
+        }
+    }
+}

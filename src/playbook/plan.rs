@@ -1,0 +1,388 @@
+//! Plan: plays × selected hosts → a concrete list of actions per host, with every template
+//! and argument rendered. Nothing here touches the network, so every input error (bad
+//! argument, template syntax, undefined variable, missing secret) is found before any host is.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::Value;
+
+use super::load::{Play, Playbook, TaskDef};
+use super::template::{Renderer, SharedContext};
+use super::PlanError;
+use crate::inventory::{Host, Inventory, Limit, SourcePos, Vars};
+use crate::modules::{
+    Action, Args, ModuleKind, command::CommandAction, compose::ComposeAction, consul,
+    file::{FileAction, parse_mode}, http::HttpAction, metrics_check::MetricsCheck,
+};
+
+/// Batch size inside a play or stage.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Serial {
+    Count(usize),
+    Percent(f64),
+}
+
+impl Serial {
+    pub fn parse(s: &str) -> Result<Serial, String> {
+        let t = s.trim();
+        if let Some(p) = t.strip_suffix('%') {
+            return p
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|p| *p > 0.0 && *p <= 100.0)
+                .map(Serial::Percent)
+                .ok_or_else(|| format!("serial `{s}`: a percentage must be in (0, 100]"));
+        }
+        t.parse::<usize>()
+            .ok()
+            .filter(|n| *n > 0)
+            .map(Serial::Count)
+            .ok_or_else(|| format!("serial `{s}` must be a positive number or a percentage"))
+    }
+
+    /// Batch size for `total` hosts (at least 1).
+    pub fn size(self, total: usize) -> usize {
+        match self {
+            Serial::Count(n) => n.max(1),
+            Serial::Percent(p) => ((total as f64 * p / 100.0).ceil() as usize).max(1),
+        }
+    }
+}
+
+/// One task, resolved for one host. `action: None` means skipped by `when`.
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub name: String,
+    pub module: ModuleKind,
+    pub pos: SourcePos,
+    pub action: Option<Action>,
+    pub notify: Vec<String>,
+}
+
+/// Everything one host will do in a play.
+#[derive(Debug, Clone)]
+pub struct HostPlan {
+    pub host: Host,
+    pub steps: Vec<Step>,
+    pub handlers: Vec<Step>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PlannedPlay {
+    pub name: String,
+    pub serial: Option<Serial>,
+    pub max_fail_percentage: Option<f64>,
+    pub hosts: Vec<HostPlan>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    pub plays: Vec<PlannedPlay>,
+}
+
+impl Plan {
+    /// Every host that appears in any play, in first-appearance order.
+    pub fn hosts(&self) -> Vec<&Host> {
+        let mut seen = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        for p in &self.plays {
+            for h in &p.hosts {
+                if seen.insert(h.host.name.as_str()) {
+                    out.push(&h.host);
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Hosts of the inventory a play's `hosts:` selects (`fleet` = every non-monitoring host).
+pub fn play_hosts<'a>(inv: &'a Inventory, patterns: &[String]) -> Result<Vec<&'a Host>, String> {
+    let mut fleet_all = false;
+    let mut rest = Vec::new();
+    for p in patterns {
+        if p == "fleet" {
+            fleet_all = true;
+        } else {
+            rest.push(p.clone());
+        }
+    }
+    let limit = if rest.is_empty() {
+        None
+    } else {
+        Some(Limit::parse(&rest.join(":")).map_err(|e| e.to_string())?)
+    };
+    Ok(inv
+        .hosts
+        .iter()
+        .filter(|h| {
+            (fleet_all && !h.is_monitoring()) || limit.as_ref().is_some_and(|l| l.matches(h))
+        })
+        .collect())
+}
+
+/// Build the plan for `playbooks` on the `selected` hosts (after --limit).
+pub fn plan(
+    inv: &Inventory,
+    selected: &[&Host],
+    playbooks: &[Playbook],
+    renderer: &mut Renderer,
+    defaults: &Vars,
+) -> Result<Plan, PlanError> {
+    let shared = SharedContext::new(inv);
+    let mut plan = Plan::default();
+    let mut copies: BTreeMap<String, Bytes> = BTreeMap::new();
+    for pb in playbooks {
+        for play in &pb.plays {
+            let serial = play
+                .serial
+                .as_deref()
+                .map(Serial::parse)
+                .transpose()
+                .map_err(|m| PlanError::Task {
+                    pos: play.pos.clone(),
+                    message: m,
+                    help: None,
+                })?;
+            let hosts = play_hosts(inv, &play.hosts).map_err(|m| PlanError::Task {
+                pos: play.pos.clone(),
+                message: format!("hosts: {m}"),
+                help: None,
+            })?;
+            let hosts: Vec<&Host> = hosts
+                .into_iter()
+                .filter(|h| selected.iter().any(|s| s.name == h.name))
+                .collect();
+            let mut planned = Vec::with_capacity(hosts.len());
+            for host in hosts {
+                let mut ctx = shared.for_host(inv, defaults, host);
+                for (k, v) in &play.vars {
+                    if !ctx.contains_key(k) || !inv.host_vars(host).contains_key(k) {
+                        ctx.insert(k, v);
+                    }
+                }
+                let steps = play
+                    .tasks
+                    .iter()
+                    .map(|t| step(t, host, &ctx, renderer, &mut copies))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let handlers = play
+                    .handlers
+                    .iter()
+                    .map(|t| step(t, host, &ctx, renderer, &mut copies))
+                    .collect::<Result<Vec<_>, _>>()?;
+                planned.push(HostPlan {
+                    host: host.clone(),
+                    steps,
+                    handlers,
+                });
+            }
+            plan.plays.push(PlannedPlay {
+                name: play.name.clone(),
+                serial,
+                max_fail_percentage: play.max_fail_percentage,
+                hosts: planned,
+            });
+        }
+    }
+    Ok(plan)
+}
+
+fn step(
+    t: &TaskDef,
+    host: &Host,
+    ctx: &tera::Context,
+    renderer: &mut Renderer,
+    copies: &mut BTreeMap<String, Bytes>,
+) -> Result<Step, PlanError> {
+    let task_err = |message: String| PlanError::Task {
+        pos: t.pos.clone(),
+        message: format!("task `{}` for host {}: {message}", t.name, host.name),
+        help: None,
+    };
+    let origin = t.pos.to_string();
+    if let Some(w) = &t.when
+        && !renderer
+            .eval_when(w, ctx, &origin)
+            .map_err(|e| task_err(format!("when: {}", e.message)))?
+    {
+        return Ok(Step {
+            name: t.name.clone(),
+            module: t.module,
+            pos: t.pos.clone(),
+            action: None,
+            notify: t.notify.clone(),
+        });
+    }
+    let args = renderer
+        .render_value(&t.args, ctx, &origin)
+        .map_err(|e| task_err(e.message))?;
+    let action = build(t.module, &args, host, ctx, renderer, copies).map_err(task_err)?;
+    Ok(Step {
+        name: t.name.clone(),
+        module: t.module,
+        pos: t.pos.clone(),
+        action: Some(action),
+        notify: t.notify.clone(),
+    })
+}
+
+fn url_host(ip: &str) -> String {
+    if ip.contains(':') {
+        format!("[{ip}]")
+    } else {
+        ip.to_string()
+    }
+}
+
+fn build(
+    kind: ModuleKind,
+    args: &Value,
+    host: &Host,
+    ctx: &tera::Context,
+    renderer: &mut Renderer,
+    copies: &mut BTreeMap<String, Bytes>,
+) -> Result<Action, String> {
+    let a = Args(args);
+    let ip = host.ip.to_string();
+    Ok(match kind {
+        ModuleKind::Template | ModuleKind::Copy => {
+            let src = a.str("src")?;
+            let secret = a.bool("secret", false)?;
+            let mut mode = parse_mode(&a.opt_str("mode")?.unwrap_or_else(|| "0644".into()))?;
+            if secret {
+                mode &= 0o700;
+            }
+            let content = if kind == ModuleKind::Template {
+                renderer.load(&src).map_err(|e| e.to_string())?;
+                Bytes::from(renderer.render_file(&src, ctx).map_err(|e| e.to_string())?)
+            } else if let Some(c) = copies.get(&src) {
+                c.clone()
+            } else {
+                let path = renderer.dir().join(&src);
+                let c = Bytes::from(
+                    std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?,
+                );
+                copies.insert(src.clone(), c.clone());
+                c
+            };
+            Action::File(FileAction {
+                src,
+                dest: a.str("dest")?,
+                content,
+                mode,
+                secret,
+            })
+        }
+        ModuleKind::Command | ModuleKind::Shell => Action::Command(CommandAction {
+            cmd: a.str("cmd")?,
+            creates: a.opt_str("creates")?,
+            chdir: a.opt_str("chdir")?,
+        }),
+        ModuleKind::Compose => Action::Compose(ComposeAction {
+            project_dir: a.str("project_dir")?,
+            file: a
+                .opt_str("file")?
+                .unwrap_or_else(|| "docker-compose.yml".into()),
+            command: a.opt_str("command")?.filter(|c| !c.trim().is_empty()),
+        }),
+        ModuleKind::MetricsCheck => {
+            let port = port(&a, "port")?;
+            let addr = a.opt_str("address")?.unwrap_or_else(|| ip.clone());
+            let path = a.opt_str("path")?.unwrap_or_else(|| "/metrics".into());
+            Action::MetricsCheck(MetricsCheck {
+                url: format!("http://{}:{port}{path}", url_host(&addr)),
+                expect: a.list("expect")?,
+                min_samples: a.opt_u64("min_samples")?.unwrap_or(1) as usize,
+                timeout: Duration::from_secs(a.opt_u64("timeout")?.unwrap_or(60)),
+            })
+        }
+        ModuleKind::ConsulRegister => {
+            let meta = match args.get("meta") {
+                Some(Value::Object(m)) => m
+                    .iter()
+                    .map(|(k, v)| {
+                        let v = match v {
+                            Value::String(s) => s.clone(),
+                            other => other.to_string(),
+                        };
+                        (k.clone(), v)
+                    })
+                    .collect(),
+                None | Some(Value::Null) => BTreeMap::new(),
+                Some(_) => return Err("`meta` must be a map".into()),
+            };
+            let address = a.opt_str("address")?.unwrap_or_else(|| ip.clone());
+            Action::ConsulRegister(consul::Register::new(
+                &a.str("service")?,
+                a.opt_str("id")?,
+                &host.name,
+                &host.group,
+                &address,
+                port(&a, "port")?,
+                &a.opt_str("check_path")?.unwrap_or_else(|| "/metrics".into()),
+                &a.opt_str("interval")?.unwrap_or_else(|| "5s".into()),
+                meta,
+                a.list("tags")?,
+            ))
+        }
+        ModuleKind::ConsulDeregister => Action::ConsulDeregister(consul::Deregister {
+            id: a.str("id")?,
+        }),
+        ModuleKind::ConsulClusterCheck => Action::ConsulClusterCheck(consul::ClusterCheck {
+            url: a.str("url")?,
+            servers: a.opt_u64("servers")?.unwrap_or(3) as usize,
+            timeout: Duration::from_secs(a.opt_u64("timeout")?.unwrap_or(120)),
+        }),
+        ModuleKind::Http => {
+            let method = a.opt_str("method")?.unwrap_or_else(|| "GET".into());
+            let method = reqwest::Method::from_bytes(method.to_ascii_uppercase().as_bytes())
+                .map_err(|_| format!("`method`: `{method}` is not an HTTP method"))?;
+            let status = a
+                .list("status")?
+                .iter()
+                .map(|s| {
+                    s.parse::<u16>()
+                        .map_err(|_| format!("`status`: `{s}` is not an HTTP status"))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let body = match args.get("body") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(s)) => Some(s.clone()),
+                Some(other) => Some(other.to_string()),
+            };
+            let headers = match args.get("headers") {
+                Some(Value::Object(m)) => m
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                    .collect(),
+                _ => vec![],
+            };
+            Action::Http(HttpAction {
+                url: a.str("url")?,
+                method,
+                body,
+                status: if status.is_empty() { vec![200] } else { status },
+                timeout: Duration::from_secs(a.opt_u64("timeout")?.unwrap_or(10)),
+                until: Duration::from_secs(a.opt_u64("until")?.unwrap_or(0)),
+                headers,
+            })
+        }
+    })
+}
+
+fn port(a: &Args<'_>, k: &str) -> Result<u16, String> {
+    let p = a.u64(k)?;
+    u16::try_from(p)
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| format!("`{k}` must be a TCP port (1-65535), got {p}"))
+}
+
+/// Whether a play selects any host (used to warn about empty plays).
+pub fn selects_any(play: &Play, inv: &Inventory) -> bool {
+    play_hosts(inv, &play.hosts).is_ok_and(|h| !h.is_empty())
+}

@@ -1,0 +1,191 @@
+//! Secrets (DingTalk tokens, Grafana admin password, Consul ACL token): read from the
+//! environment (`PROMFLEET_SECRET_<NAME>`) or a 0600 YAML secrets file — never from the repo.
+//! Every value handed out is registered with the `Masker` so no output can show it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use crate::report::Masker;
+
+/// Prefix of secret environment variables: `dingtalk_token_ide` → `PROMFLEET_SECRET_DINGTALK_TOKEN_IDE`.
+pub const ENV_PREFIX: &str = "PROMFLEET_SECRET_";
+
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("secret `{name}` is not set — export {env}=… or add `{name}: …` to the secrets file (--secrets FILE, mode 0600)")]
+    Missing { name: String, env: String },
+    #[error("{}: secrets file must not be readable by others (mode {mode:o}) — run `chmod 600 {}`", .path.display(), .path.display())]
+    Permissions { path: PathBuf, mode: u32 },
+    #[error("{}: {message}", .path.display())]
+    File { path: PathBuf, message: String },
+}
+
+/// Whether templates see real secret values or a mask (review output: render, check).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretMode {
+    Real,
+    Masked,
+}
+
+/// The placeholder written instead of a secret in review output.
+pub const MASK: &str = "********";
+
+/// Where secrets come from, plus the masker every returned value is registered with.
+#[derive(Clone)]
+pub struct Secrets {
+    file: BTreeMap<String, String>,
+    file_path: Option<PathBuf>,
+    masker: Masker,
+    /// Secrets generated during this run (e.g. a Grafana admin password), to be stored.
+    generated: Arc<Mutex<BTreeMap<String, String>>>,
+}
+
+impl Secrets {
+    /// Secrets from the environment only.
+    pub fn from_env(masker: Masker) -> Secrets {
+        Secrets {
+            file: BTreeMap::new(),
+            file_path: None,
+            masker,
+            generated: Arc::default(),
+        }
+    }
+
+    /// Secrets from a YAML map file (must be mode 0600 or stricter) and the environment
+    /// (the environment wins).
+    pub fn load(path: Option<&Path>, masker: Masker) -> Result<Secrets, SecretError> {
+        let mut s = Secrets::from_env(masker);
+        let Some(path) = path else { return Ok(s) };
+        let file_err = |message: String| SecretError::File {
+            path: path.to_path_buf(),
+            message,
+        };
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let meta = std::fs::metadata(path).map_err(|e| file_err(e.to_string()))?;
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                return Err(SecretError::Permissions {
+                    path: path.to_path_buf(),
+                    mode,
+                });
+            }
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| file_err(e.to_string()))?;
+        let map: BTreeMap<String, serde_json::Value> = if text.trim().is_empty() {
+            BTreeMap::new()
+        } else {
+            // Do not echo the parser's snippet: it could show a secret.
+            serde_saphyr::from_str(&text).map_err(|e| {
+                file_err(match e.location() {
+                    Some(l) => format!("line {}: not a YAML map of name: value", l.line()),
+                    None => "not a YAML map of name: value".into(),
+                })
+            })?
+        };
+        for (k, v) in map {
+            let v = match v {
+                serde_json::Value::String(s) => s,
+                other => other.to_string(),
+            };
+            s.masker.add(&v);
+            s.file.insert(k, v);
+        }
+        s.file_path = Some(path.to_path_buf());
+        Ok(s)
+    }
+
+    pub fn env_name(name: &str) -> String {
+        format!(
+            "{ENV_PREFIX}{}",
+            name.to_ascii_uppercase().replace(['-', '.'], "_")
+        )
+    }
+
+    /// The value of secret `name`, registered with the masker.
+    pub fn get(&self, name: &str) -> Result<String, SecretError> {
+        let env = Self::env_name(name);
+        let v = std::env::var(&env)
+            .ok()
+            .or_else(|| self.file.get(name).cloned())
+            .or_else(|| {
+                self.generated
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(name)
+                    .cloned()
+            });
+        match v {
+            Some(v) => {
+                self.masker.add(&v);
+                Ok(v)
+            }
+            None => Err(SecretError::Missing {
+                name: name.to_string(),
+                env,
+            }),
+        }
+    }
+
+    /// Like `get`, but generates (and remembers, for `store_generated`) a random value when
+    /// the secret is absent — for passwords promfleet itself sets, such as Grafana's admin.
+    pub fn get_or_generate(&self, name: &str) -> String {
+        if let Ok(v) = self.get(name) {
+            return v;
+        }
+        use rand::Rng;
+        let v: String = rand::thread_rng()
+            .sample_iter(&rand::distributions::Alphanumeric)
+            .take(24)
+            .map(char::from)
+            .collect();
+        self.masker.add(&v);
+        self.generated
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_string(), v.clone());
+        v
+    }
+
+    /// Append generated secrets to the secrets file (created 0600) so later runs reuse them.
+    pub fn store_generated(&self, default_path: &Path) -> Result<Option<PathBuf>, SecretError> {
+        let generated = self
+            .generated
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if generated.is_empty() {
+            return Ok(None);
+        }
+        let path = self
+            .file_path
+            .clone()
+            .unwrap_or_else(|| default_path.to_path_buf());
+        let err = |e: std::io::Error| SecretError::File {
+            path: path.clone(),
+            message: e.to_string(),
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(err)?;
+        }
+        use std::io::Write;
+        let mut opts = std::fs::OpenOptions::new();
+        opts.create(true).append(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let mut f = opts.open(&path).map_err(err)?;
+        for (k, v) in generated {
+            writeln!(f, "{k}: \"{v}\"").map_err(err)?;
+        }
+        Ok(Some(path))
+    }
+
+    pub fn masker(&self) -> &Masker {
+        &self.masker
+    }
+}

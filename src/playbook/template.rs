@@ -1,0 +1,266 @@
+//! Tera rendering for templates and task arguments, and the per-host template context.
+//!
+//! Context (documented in README "Templates"): every variable at top level (built-in
+//! defaults < inventory global < group < host), plus `host`, `fleet_groups`,
+//! `monitoring_hosts`, `consul`, and the function `secret(name=…)`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+use tera::Tera;
+
+use super::secrets::{MASK, SecretMode, Secrets};
+use crate::inventory::{Host, Inventory, Vars};
+
+/// A rendering failure with the template (or playbook position) it came from.
+#[derive(Debug, thiserror::Error)]
+#[error("{origin}: {message}")]
+pub struct TemplateError {
+    pub origin: String,
+    pub message: String,
+}
+
+/// Tera's error with its cause chain on one line (the chain holds the useful part).
+pub fn tera_message(e: &tera::Error) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        parts.push(s.to_string());
+        src = s.source();
+    }
+    // Drop tera's generic "Failed to render '__tera_one_off'" wrappers.
+    parts.retain(|p| !p.contains("__tera_one_off") && !p.starts_with("Failed to render '__arg"));
+    if parts.is_empty() {
+        e.to_string()
+    } else {
+        parts.join(": ").replace('\n', " ")
+    }
+}
+
+/// Renders template files (by path under `templates/`) and inline argument strings.
+pub struct Renderer {
+    tera: Tera,
+    dir: PathBuf,
+    loaded: HashMap<String, ()>,
+    inline: HashMap<String, String>,
+}
+
+impl Renderer {
+    pub fn new(dir: &Path, secrets: Secrets, mode: SecretMode) -> Renderer {
+        let mut tera = Tera::default();
+        tera.autoescape_on(vec![]);
+        tera.register_function(
+            "secret",
+            move |args: &HashMap<String, Value>| -> tera::Result<Value> {
+                let name = args
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| tera::Error::msg("secret() needs name=\"…\""))?;
+                let generate = args.get("generate").and_then(Value::as_bool).unwrap_or(false);
+                let v = if generate {
+                    secrets.get_or_generate(name)
+                } else {
+                    secrets.get(name).map_err(|e| tera::Error::msg(e.to_string()))?
+                };
+                Ok(Value::String(match mode {
+                    SecretMode::Real => v,
+                    SecretMode::Masked => MASK.to_string(),
+                }))
+            },
+        );
+        Renderer {
+            tera,
+            dir: dir.to_path_buf(),
+            loaded: HashMap::new(),
+            inline: HashMap::new(),
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Parse a template file once (syntax errors come out here, before any host is touched).
+    pub fn load(&mut self, name: &str) -> Result<(), TemplateError> {
+        if self.loaded.contains_key(name) {
+            return Ok(());
+        }
+        let path = self.dir.join(name);
+        let text = std::fs::read_to_string(&path).map_err(|e| TemplateError {
+            origin: path.display().to_string(),
+            message: format!("cannot read template: {e}"),
+        })?;
+        self.tera
+            .add_raw_template(name, &text)
+            .map_err(|e| TemplateError {
+                origin: path.display().to_string(),
+                message: tera_message(&e),
+            })?;
+        self.loaded.insert(name.to_string(), ());
+        Ok(())
+    }
+
+    /// Render a loaded template file for one host.
+    pub fn render_file(&self, name: &str, ctx: &tera::Context) -> Result<String, TemplateError> {
+        self.tera.render(name, ctx).map_err(|e| TemplateError {
+            origin: self.dir.join(name).display().to_string(),
+            message: tera_message(&e),
+        })
+    }
+
+    /// Render an inline string (task argument); parsed once, rendered per host.
+    pub fn render_str(
+        &mut self,
+        text: &str,
+        ctx: &tera::Context,
+        origin: &str,
+    ) -> Result<String, TemplateError> {
+        if !text.contains("{{") && !text.contains("{%") {
+            return Ok(text.to_string());
+        }
+        let err = |e: tera::Error| TemplateError {
+            origin: origin.to_string(),
+            message: tera_message(&e),
+        };
+        let name = match self.inline.get(text) {
+            Some(n) => n.clone(),
+            None => {
+                let n = format!("__arg{}", self.inline.len());
+                self.tera.add_raw_template(&n, text).map_err(err)?;
+                self.inline.insert(text.to_string(), n.clone());
+                n
+            }
+        };
+        self.tera.render(&name, ctx).map_err(err)
+    }
+
+    /// Evaluate a `when:` expression (a tera expression such as `consul_layout == 'single'`).
+    pub fn eval_when(
+        &mut self,
+        expr: &str,
+        ctx: &tera::Context,
+        origin: &str,
+    ) -> Result<bool, TemplateError> {
+        let expr = expr.trim();
+        let expr = expr
+            .strip_prefix("{{")
+            .and_then(|e| e.strip_suffix("}}"))
+            .unwrap_or(expr);
+        let out = self.render_str(
+            &format!("{{% if {expr} %}}true{{% else %}}false{{% endif %}}"),
+            ctx,
+            origin,
+        )?;
+        Ok(out == "true")
+    }
+
+    /// Render every string inside a JSON value (task arguments).
+    pub fn render_value(
+        &mut self,
+        v: &Value,
+        ctx: &tera::Context,
+        origin: &str,
+    ) -> Result<Value, TemplateError> {
+        Ok(match v {
+            Value::String(s) => Value::String(self.render_str(s, ctx, origin)?),
+            Value::Array(a) => Value::Array(
+                a.iter()
+                    .map(|x| self.render_value(x, ctx, origin))
+                    .collect::<Result<_, _>>()?,
+            ),
+            Value::Object(m) => {
+                let mut out = serde_json::Map::new();
+                for (k, x) in m {
+                    out.insert(k.clone(), self.render_value(x, ctx, origin)?);
+                }
+                Value::Object(out)
+            }
+            other => other.clone(),
+        })
+    }
+}
+
+/// Lowercase, `[a-z0-9-]` only: group names in URLs, receiver names, secret names.
+pub fn slug(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
+/// The parts of the context every host shares, computed once per run.
+pub struct SharedContext {
+    base: Value,
+}
+
+impl SharedContext {
+    pub fn new(inv: &Inventory) -> SharedContext {
+        let groups: Vec<Value> = inv
+            .groups
+            .iter()
+            .map(|g| {
+                let hosts: Vec<Value> = inv
+                    .fleet()
+                    .filter(|h| h.group == g.name)
+                    .map(|h| json!({"name": h.name, "ip": h.ip.to_string()}))
+                    .collect();
+                json!({"name": g.name, "slug": slug(&g.name), "hosts": hosts})
+            })
+            .collect();
+        let monitoring: Vec<Value> = inv
+            .monitoring()
+            .map(|h| json!({"name": h.name, "ip": h.ip.to_string()}))
+            .collect();
+        let agents: Vec<Value> = inv.consul.agents.iter().map(|u| agent_json(u)).collect();
+        let token_set = std::env::var_os(Secrets::env_name("consul_token")).is_some();
+        SharedContext {
+            base: json!({
+                "fleet_groups": groups,
+                "monitoring_hosts": monitoring,
+                "consul": {
+                    "agents": agents,
+                    "datacenter": inv.consul.datacenter,
+                    "token_set": token_set,
+                },
+            }),
+        }
+    }
+
+    /// The full context for one host.
+    pub fn for_host(&self, inv: &Inventory, defaults: &Vars, host: &Host) -> tera::Context {
+        let mut vars = defaults.clone();
+        vars.extend(inv.host_vars(host));
+        if let Value::Object(base) = &self.base {
+            for (k, v) in base {
+                vars.insert(k.clone(), v.clone());
+            }
+        }
+        vars.insert(
+            "host".into(),
+            json!({
+                "name": host.name,
+                "ip": host.ip.to_string(),
+                "group": host.group,
+                "group_slug": slug(&host.group),
+                "groups": host.groups,
+            }),
+        );
+        tera::Context::from_value(Value::Object(vars)).unwrap_or_default()
+    }
+}
+
+fn agent_json(url: &str) -> Value {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("http", url));
+    let address = rest.trim_end_matches('/');
+    let (host, port) = match address.rsplit_once(':') {
+        Some((h, p)) => (h.to_string(), p.parse::<u16>().unwrap_or(8500)),
+        None => (address.to_string(), 8500),
+    };
+    json!({"url": format!("{scheme}://{address}"), "scheme": scheme, "address": format!("{host}:{port}"), "host": host, "port": port})
+}

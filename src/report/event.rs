@@ -1,0 +1,132 @@
+//! What the executor tells the outside world: events while running, a report at the end.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::modules::Outcome;
+
+/// Final state of one host in a run (PLAY RECAP columns).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HostStatus {
+    Ok,
+    Changed,
+    Failed,
+    Unreachable,
+    /// Not run: halted stage, interrupted, or excluded after failing an earlier play.
+    NotRun,
+}
+
+impl HostStatus {
+    pub fn is_failure(self) -> bool {
+        matches!(self, HostStatus::Failed | HostStatus::Unreachable)
+    }
+}
+
+/// One task's result on one host.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskReport {
+    pub task: String,
+    pub module: String,
+    pub outcome: Option<Outcome>,
+    pub error: Option<String>,
+    pub detail: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub diff: Option<String>,
+    pub attempts: u32,
+    pub duration_ms: u128,
+}
+
+/// One host's result over the whole run.
+#[derive(Debug, Clone, Serialize)]
+pub struct HostReport {
+    pub host: String,
+    pub group: String,
+    pub status: HostStatus,
+    pub ok: usize,
+    pub changed: usize,
+    pub skipped: usize,
+    pub failed: usize,
+    /// `task: cause` of the failure, one line.
+    pub error: Option<String>,
+    pub duration_ms: u128,
+    pub tasks: Vec<TaskReport>,
+}
+
+impl HostReport {
+    pub fn new(host: &str, group: &str) -> HostReport {
+        HostReport {
+            host: host.into(),
+            group: group.into(),
+            status: HostStatus::NotRun,
+            ok: 0,
+            changed: 0,
+            skipped: 0,
+            failed: 0,
+            error: None,
+            duration_ms: 0,
+            tasks: Vec::new(),
+        }
+    }
+
+    pub fn add_duration(&mut self, d: Duration) {
+        self.duration_ms += d.as_millis();
+    }
+}
+
+/// The whole run.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct RunReport {
+    pub hosts: Vec<HostReport>,
+    /// Why the rollout stopped early (max_fail_percentage exceeded), with how to resume.
+    pub halted: Option<String>,
+    pub interrupted: bool,
+    pub check: bool,
+    pub duration_ms: u128,
+}
+
+impl RunReport {
+    pub fn failed_hosts(&self) -> Vec<&str> {
+        self.hosts
+            .iter()
+            .filter(|h| h.status.is_failure())
+            .map(|h| h.host.as_str())
+            .collect()
+    }
+
+    pub fn count(&self, s: HostStatus) -> usize {
+        self.hosts.iter().filter(|h| h.status == s).count()
+    }
+
+    /// Process exit code, Ansible's convention: 0 ok, 2 a host failed, 4 a host unreachable,
+    /// 3 rollout halted by max_fail_percentage, 130 interrupted.
+    pub fn exit_code(&self) -> i32 {
+        if self.interrupted {
+            130
+        } else if self.halted.is_some() {
+            3
+        } else if self.count(HostStatus::Failed) > 0 {
+            2
+        } else if self.count(HostStatus::Unreachable) > 0 {
+            4
+        } else {
+            0
+        }
+    }
+}
+
+/// Receives progress from the executor. Implementations must not block for long.
+pub trait Reporter: Send + Sync {
+    fn play_started(&self, _name: &str, _hosts: usize) {}
+    fn host_started(&self, _host: &str) {}
+    fn task_started(&self, _host: &str, _task: &str) {}
+    fn task_finished(&self, _host: &str, _report: &TaskReport) {}
+    fn host_finished(&self, _report: &HostReport) {}
+    /// A run-level message (stage halted, retrying, interrupted).
+    fn notice(&self, _message: &str) {}
+}
+
+/// A reporter that ignores everything (library use, tests).
+pub struct Silent;
+impl Reporter for Silent {}

@@ -1,0 +1,128 @@
+//! The run state: `.promfleet/last-run.json` (every host's outcome) and `.promfleet/retry`
+//! (failed and unreachable hosts, one a line — usable as `--limit @.promfleet/retry`).
+//! The retry file shrinks as hosts succeed and is removed when empty.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::{HostStatus, RunReport};
+
+pub const STATE_DIR: &str = ".promfleet";
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct RunState {
+    pub finished_at: String,
+    pub inventory: String,
+    pub playbooks: Vec<String>,
+    /// host → ok | changed | failed | unreachable | not_run
+    pub hosts: BTreeMap<String, String>,
+    pub failed: Vec<String>,
+    pub halted: Option<String>,
+    pub interrupted: bool,
+}
+
+impl RunState {
+    pub fn state_path(dir: &Path) -> PathBuf {
+        dir.join("last-run.json")
+    }
+    pub fn retry_path(dir: &Path) -> PathBuf {
+        dir.join("retry")
+    }
+
+    /// Merge this run into the previous state (hosts not in this run keep their outcome),
+    /// then write both files atomically.
+    pub fn record(
+        dir: &Path,
+        run: &RunReport,
+        inventory: &str,
+        playbooks: &[String],
+    ) -> std::io::Result<RunState> {
+        std::fs::create_dir_all(dir)?;
+        let mut state = Self::read(dir).unwrap_or_default();
+        if state.inventory != inventory || state.playbooks != playbooks {
+            // A different job: earlier outcomes do not apply.
+            state.hosts.clear();
+        }
+        for h in &run.hosts {
+            let s = serde_json::to_value(h.status)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default();
+            // A host that was not run keeps its previous outcome (still failed, still to do).
+            if h.status == HostStatus::NotRun && state.hosts.contains_key(&h.host) {
+                continue;
+            }
+            state.hosts.insert(h.host.clone(), s);
+        }
+        state.failed = state
+            .hosts
+            .iter()
+            .filter(|(_, s)| matches!(s.as_str(), "failed" | "unreachable" | "not_run"))
+            .map(|(h, _)| h.clone())
+            .collect();
+        state.finished_at = now_rfc3339();
+        state.inventory = inventory.to_string();
+        state.playbooks = playbooks.to_vec();
+        state.halted = run.halted.clone();
+        state.interrupted = run.interrupted;
+        write_atomic(
+            &Self::state_path(dir),
+            serde_json::to_string_pretty(&state)
+                .unwrap_or_default()
+                .as_bytes(),
+        )?;
+        let retry = Self::retry_path(dir);
+        if state.failed.is_empty() {
+            if retry.exists() {
+                std::fs::remove_file(&retry)?;
+            }
+        } else {
+            let mut text = String::from("# hosts to retry: promfleet … --retry-failed (or --limit @this-file)\n");
+            for h in &state.failed {
+                text.push_str(h);
+                text.push('\n');
+            }
+            write_atomic(&retry, text.as_bytes())?;
+        }
+        Ok(state)
+    }
+
+    pub fn read(dir: &Path) -> Option<RunState> {
+        let text = std::fs::read_to_string(Self::state_path(dir)).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+}
+
+fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, data)?;
+    std::fs::rename(tmp, path)
+}
+
+fn now_rfc3339() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    // Civil date from days since epoch (Howard Hinnant's algorithm), UTC.
+    let days = (secs / 86400) as i64;
+    let rem = secs % 86400;
+    let z = days + 719468;
+    let era = z.div_euclid(146097);
+    let doe = z - era * 146097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
