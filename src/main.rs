@@ -1,1 +1,26 @@
-fn main() {}
+//! promfleet's entry point: parse, run, map errors to exit codes (1 = bad input or setup;
+//! run outcomes use Ansible's codes, see `RunReport::exit_code`).
+
+use clap::Parser;
+
+fn main() {
+    let cli = promfleet::cli::Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("promfleet: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let code = match rt.block_on(promfleet::cli::run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            let msg = promfleet::cli::common::mask_global(&format!("{e:#}"));
+            eprintln!("error: {msg}");
+            1
+        }
+    };
+    // Do not wait for lingering background tasks (keepalives) on exit.
+    rt.shutdown_timeout(std::time::Duration::from_millis(200));
+    std::process::exit(code);
+}

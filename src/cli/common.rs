@@ -1,0 +1,284 @@
+//! Flags shared by subcommands, and the setup they share: inventory + limit → hosts,
+//! connection options, the executor, signal handling, output.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use tokio_util::sync::CancellationToken;
+
+use crate::executor::{Connector, Executor, RetryPolicy, RunOptions, http_client};
+use crate::inventory::{self, Host, Inventory, Limit};
+use crate::modules::consul::ConsulClient;
+use crate::report::{Masker, Reporter, RunReport, STATE_DIR, TerminalReporter, recap};
+use crate::transport::{ConnectOptions, SshConfigFile, keys::expand_home};
+
+static MASKER: OnceLock<Masker> = OnceLock::new();
+
+/// The process-wide masker: every secret read this run is registered here.
+pub fn masker() -> Masker {
+    MASKER.get_or_init(Masker::default).clone()
+}
+
+/// Mask secrets in text printed outside a reporter (top-level errors).
+pub fn mask_global(s: &str) -> String {
+    masker().mask(s)
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct InventoryArgs {
+    /// Inventory file: promfleet YAML, Ansible YAML or INI.
+    #[arg(short = 'i', long = "inventory", env = "PROMFLEET_INVENTORY")]
+    pub inventory: PathBuf,
+    /// Host pattern(s): host, group, glob, `!exclude`, `&intersect`, `@file`; repeatable.
+    #[arg(short = 'l', long = "limit")]
+    pub limit: Vec<String>,
+    /// Only the hosts that failed or were unreachable in the last run (.promfleet/retry).
+    #[arg(long)]
+    pub retry_failed: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ConnArgs {
+    /// Hosts worked on at once.
+    #[arg(short = 'f', long, default_value_t = 50)]
+    pub forks: usize,
+    /// Login user when neither the inventory nor ~/.ssh/config names one (default: $USER).
+    #[arg(short = 'u', long)]
+    pub user: Option<String>,
+    /// known_hosts file used to verify host keys.
+    #[arg(long, default_value = "~/.ssh/known_hosts")]
+    pub known_hosts: PathBuf,
+    /// Record unknown host keys (trust on first use). Changed keys are always refused.
+    #[arg(long)]
+    pub accept_new_host_keys: bool,
+    /// OpenSSH client config to honour (HostName, User, Port, IdentityFile, ProxyJump).
+    #[arg(long, default_value = "~/.ssh/config")]
+    pub ssh_config: PathBuf,
+    /// Do not use ssh-agent even when SSH_AUTH_SOCK is set.
+    #[arg(long)]
+    pub no_agent: bool,
+    /// Seconds allowed to connect and authenticate.
+    #[arg(long, default_value_t = 10)]
+    pub connect_timeout: u64,
+    /// Seconds one remote command may run.
+    #[arg(long, default_value_t = 600)]
+    pub command_timeout: u64,
+    /// Seconds between SSH keepalives (a dead peer is detected after 3 missed ones).
+    #[arg(long, default_value_t = 15)]
+    pub keepalive: u64,
+    /// Attempts for transient failures (connect refused/timeout, Consul 5xx, metrics not up).
+    #[arg(long, default_value_t = 3)]
+    pub retries: u32,
+    /// Base delay in milliseconds of the exponential retry backoff.
+    #[arg(long, default_value_t = 500)]
+    pub retry_delay_ms: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct OutputArgs {
+    /// `json` prints the run report as JSON on stdout (progress still goes to stderr).
+    #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+    /// More output: -v every task, -vv task details.
+    #[arg(short = 'v', long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only the recap (or JSON) and errors.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+}
+
+/// Read the inventory, with a message that names the file on failure.
+pub fn load_inventory(path: &Path) -> anyhow::Result<Inventory> {
+    Ok(inventory::load(path)?)
+}
+
+/// Hosts selected by --limit / --retry-failed (all hosts when neither is given).
+pub fn select(inv: &Inventory, args: &InventoryArgs) -> anyhow::Result<Vec<Host>> {
+    let mut patterns = args.limit.clone();
+    if args.retry_failed {
+        let retry = crate::report::RunState::retry_path(Path::new(STATE_DIR));
+        if !retry.exists() {
+            anyhow::bail!(
+                "--retry-failed: no failed hosts recorded ({} does not exist: the last run had no failures)",
+                retry.display()
+            );
+        }
+        patterns.push(format!("@{}", retry.display()));
+    }
+    if patterns.is_empty() {
+        return Ok(inv.hosts.clone());
+    }
+    // Each --limit narrows the previous ones (like Ansible's repeated patterns joined by &).
+    let mut hosts: Vec<Host> = inv.hosts.clone();
+    for p in &patterns {
+        let limit = Limit::parse(p)?;
+        let chosen: Vec<String> = inv
+            .select(Some(&limit))?
+            .into_iter()
+            .map(|h| h.name.clone())
+            .collect();
+        hosts.retain(|h| chosen.contains(&h.name));
+    }
+    Ok(hosts)
+}
+
+/// Connection options from flags.
+pub fn connect_options(c: &ConnArgs) -> ConnectOptions {
+    let mut o = ConnectOptions::new(expand_home(&c.known_hosts));
+    o.accept_new_host_keys = c.accept_new_host_keys;
+    o.connect_timeout = Duration::from_secs(c.connect_timeout.max(1));
+    o.command_timeout = Duration::from_secs(c.command_timeout.max(1));
+    o.keepalive = Duration::from_secs(c.keepalive.max(1));
+    o.use_agent = !c.no_agent;
+    o
+}
+
+pub fn retry_policy(c: &ConnArgs) -> RetryPolicy {
+    RetryPolicy {
+        attempts: c.retries.max(1),
+        base: Duration::from_millis(c.retry_delay_ms),
+        ..RetryPolicy::default()
+    }
+}
+
+pub fn default_user(c: &ConnArgs) -> String {
+    c.user
+        .clone()
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "root".into())
+}
+
+pub fn connector(c: &ConnArgs) -> anyhow::Result<Connector> {
+    let ssh_config = SshConfigFile::load(&c.ssh_config)
+        .map_err(|e| anyhow::anyhow!("ssh config: {e}"))?;
+    Ok(Connector::new(
+        connect_options(c),
+        ssh_config,
+        default_user(c),
+        retry_policy(c),
+    ))
+}
+
+/// Consul ACL token: the standard CONSUL_HTTP_TOKEN or promfleet's secret `consul_token`.
+pub fn consul_token() -> Option<String> {
+    let t = std::env::var("CONSUL_HTTP_TOKEN")
+        .ok()
+        .or_else(|| std::env::var(crate::playbook::Secrets::env_name("consul_token")).ok())
+        .filter(|t| !t.is_empty());
+    if let Some(t) = &t {
+        masker().add(t);
+    }
+    t
+}
+
+pub struct Setup {
+    pub executor: Arc<Executor>,
+    pub reporter: Arc<dyn Reporter>,
+}
+
+/// The executor with a terminal reporter; Ctrl-C / SIGTERM cancel it.
+pub fn executor(
+    inv: &Inventory,
+    conn: &ConnArgs,
+    out: &OutputArgs,
+    check: bool,
+    diff: bool,
+) -> anyhow::Result<Setup> {
+    let masker = masker();
+    let reporter: Arc<dyn Reporter> = Arc::new(TerminalReporter::new(
+        masker.clone(),
+        out.verbose,
+        diff,
+        out.quiet,
+    ));
+    let http = http_client();
+    let consul = Arc::new(ConsulClient::new(
+        inv.consul.agents.clone(),
+        consul_token(),
+        http.clone(),
+    ));
+    let cancel = CancellationToken::new();
+    spawn_signal_handler(cancel.clone(), reporter.clone());
+    let executor = Arc::new(Executor {
+        connector: Arc::new(connector(conn)?),
+        http,
+        consul,
+        masker,
+        reporter: reporter.clone(),
+        opts: RunOptions {
+            forks: conn.forks.max(1),
+            check,
+            diff,
+            retry: retry_policy(conn),
+        },
+        cancel,
+    });
+    Ok(Setup { executor, reporter })
+}
+
+/// First SIGINT/SIGTERM: stop starting hosts and tasks, let in-flight steps finish.
+/// Second: exit at once (remote writes are temp+rename, so files stay whole either way).
+fn spawn_signal_handler(cancel: CancellationToken, reporter: Arc<dyn Reporter>) {
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
+            return;
+        };
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        reporter.notice(
+            "interrupted: finishing steps in flight, starting nothing new (again to abort now)",
+        );
+        cancel.cancel();
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        std::process::exit(130);
+    });
+}
+
+/// Print the recap (text) or the JSON report (stdout).
+pub fn print_report(run: &RunReport, out: &OutputArgs) {
+    let m = masker();
+    match out.output {
+        OutputFormat::Json => {
+            let text = serde_json::to_string_pretty(run).unwrap_or_default();
+            println!("{}", m.mask(&text));
+        }
+        OutputFormat::Text => {
+            eprint!("{}", recap(run, &m));
+        }
+    }
+}
+
+/// `playbooks/` and `templates/` of the project a playbook belongs to.
+pub fn templates_dir_for(playbook: &Path, explicit: Option<&Path>) -> PathBuf {
+    if let Some(d) = explicit {
+        return d.to_path_buf();
+    }
+    let dir = playbook.parent().unwrap_or(Path::new("."));
+    let beside = dir.join("..").join("templates");
+    if beside.is_dir() {
+        return beside;
+    }
+    PathBuf::from("templates")
+}
+
+pub fn context<T, E: std::fmt::Display>(r: Result<T, E>, what: &str) -> anyhow::Result<T> {
+    r.map_err(|e| anyhow::anyhow!("{e}")).context(what.to_string())
+}

@@ -1,0 +1,144 @@
+//! `promfleet deploy PLAYBOOK…` and `promfleet exporters`: plan (every input error surfaces
+//! here, before any host is touched), execute, recap, record state and the retry file.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use clap::Args;
+
+use super::common::{
+    ConnArgs, InventoryArgs, OutputArgs, executor, load_inventory, masker, print_report, select,
+    templates_dir_for,
+};
+use crate::inventory::{Host, Inventory};
+use crate::playbook::{self, Plan, Renderer, SecretMode, Secrets};
+use crate::report::{RunState, STATE_DIR};
+
+#[derive(Args, Debug, Clone)]
+pub struct DeployCommon {
+    #[command(flatten)]
+    pub inv: InventoryArgs,
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    #[command(flatten)]
+    pub out: OutputArgs,
+    /// Change nothing; report what would change.
+    #[arg(short = 'C', long)]
+    pub check: bool,
+    /// Show unified diffs of changed files (secrets masked).
+    #[arg(short = 'D', long)]
+    pub diff: bool,
+    /// Templates directory (default: `templates/` beside the playbooks directory).
+    #[arg(long)]
+    pub templates: Option<PathBuf>,
+    /// YAML secrets file (mode 0600); PROMFLEET_SECRET_<NAME> variables take precedence.
+    #[arg(long, env = "PROMFLEET_SECRETS")]
+    pub secrets: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct DeployArgs {
+    /// Playbook files, run in order.
+    #[arg(required = true)]
+    pub playbooks: Vec<PathBuf>,
+    #[command(flatten)]
+    pub common: DeployCommon,
+}
+
+#[derive(Args, Debug)]
+pub struct ExportersArgs {
+    /// The exporter playbook.
+    #[arg(long, default_value = "playbooks/exporters.yml")]
+    pub playbook: PathBuf,
+    #[command(flatten)]
+    pub common: DeployCommon,
+}
+
+pub async fn run_exporters(a: ExportersArgs) -> anyhow::Result<i32> {
+    run(DeployArgs {
+        playbooks: vec![a.playbook],
+        common: a.common,
+    })
+    .await
+}
+
+/// Everything needed before execution: inventory, hosts, plan. Shared with `render`.
+pub struct Planned {
+    pub inventory: Inventory,
+    pub hosts: Vec<Host>,
+    pub plan: Plan,
+    pub secrets: Secrets,
+}
+
+pub fn make_plan(
+    playbooks: &[PathBuf],
+    inv_args: &InventoryArgs,
+    templates: Option<&Path>,
+    secrets_file: Option<&Path>,
+    mode: SecretMode,
+) -> anyhow::Result<Planned> {
+    let inventory = load_inventory(&inv_args.inventory)?;
+    let hosts = select(&inventory, inv_args)?;
+    let books = playbooks
+        .iter()
+        .map(|p| playbook::load(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let first = playbooks.first().map(PathBuf::as_path).unwrap_or(Path::new("."));
+    let tdir = templates_dir_for(first, templates);
+    let defaults = playbook::load_defaults(&tdir.join("defaults.yml"))?;
+    let secrets = Secrets::load(secrets_file, masker())?;
+    let mut renderer = Renderer::new(&tdir, secrets.clone(), mode);
+    let refs: Vec<&Host> = hosts.iter().collect();
+    let plan = playbook::plan(&inventory, &refs, &books, &mut renderer, &defaults)?;
+    Ok(Planned {
+        inventory,
+        hosts,
+        plan,
+        secrets,
+    })
+}
+
+pub async fn run(a: DeployArgs) -> anyhow::Result<i32> {
+    let c = &a.common;
+    let planned = make_plan(
+        &a.playbooks,
+        &c.inv,
+        c.templates.as_deref(),
+        c.secrets.as_deref(),
+        SecretMode::Real,
+    )?;
+    if planned.plan.plays.iter().all(|p| p.hosts.is_empty()) {
+        anyhow::bail!("no hosts to run on: the playbooks' `hosts:` and --limit select nothing");
+    }
+    let setup = executor(&planned.inventory, &c.conn, &c.out, c.check, c.diff)?;
+    let run = setup.executor.run(Arc::new(planned.plan)).await;
+    setup.executor.connector.close_all().await;
+    drop(setup);
+    print_report(&run, &c.out);
+    if !c.check {
+        let books: Vec<String> = a
+            .playbooks
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        let dir = Path::new(STATE_DIR);
+        match RunState::record(dir, &run, &c.inv.inventory.display().to_string(), &books) {
+            Ok(state) if !state.failed.is_empty() => eprintln!(
+                "{} host(s) to retry: rerun with --retry-failed (or --limit @{})",
+                state.failed.len(),
+                RunState::retry_path(dir).display()
+            ),
+            Ok(_) => {}
+            Err(e) => eprintln!("warning: cannot write run state in {}: {e}", dir.display()),
+        }
+        match planned
+            .secrets
+            .store_generated(&dir.join("secrets.yml"))
+        {
+            Ok(Some(p)) => eprintln!("generated secrets stored in {} (0600)", p.display()),
+            Ok(None) => {}
+            Err(e) => eprintln!("warning: {e}"),
+        }
+    }
+    Ok(run.exit_code())
+}

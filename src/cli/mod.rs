@@ -1,0 +1,49 @@
+//! Command-line interface: clap definitions, then one module per subcommand. Raw flags are
+//! parsed here once into validated settings; nothing downstream re-validates them.
+
+pub mod common;
+pub mod consul;
+pub mod deploy;
+pub mod exec;
+pub mod inventory;
+pub mod render;
+
+use clap::{Parser, Subcommand};
+
+/// Roll out Prometheus monitoring to a fleet of Docker hosts over SSH — agentless, Ansible-style.
+#[derive(Parser, Debug)]
+#[command(name = "promfleet", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Inspect or convert inventories.
+    #[command(subcommand)]
+    Inventory(inventory::InventoryCmd),
+    /// Run an ad-hoc shell command on hosts (like `ansible all -a …`).
+    Exec(exec::ExecArgs),
+    /// Run playbooks against the inventory.
+    Deploy(deploy::DeployArgs),
+    /// Shortcut: deploy playbooks/exporters.yml (node-exporter + cAdvisor, verify, register).
+    Exporters(deploy::ExportersArgs),
+    /// Render every file for every host into a directory, without connecting (secrets masked).
+    Render(render::RenderArgs),
+    /// Consul housekeeping.
+    #[command(subcommand)]
+    Consul(consul::ConsulCmd),
+}
+
+/// Run a parsed command; returns the process exit code.
+pub async fn run(cli: Cli) -> anyhow::Result<i32> {
+    match cli.command {
+        Command::Inventory(c) => inventory::run(c),
+        Command::Exec(a) => exec::run(a).await,
+        Command::Deploy(a) => deploy::run(a).await,
+        Command::Exporters(a) => deploy::run_exporters(a).await,
+        Command::Render(a) => render::run(a),
+        Command::Consul(c) => consul::run(c).await,
+    }
+}
