@@ -94,7 +94,10 @@ fn token_of(headers: &HeaderMap, query: Option<&str>) -> Option<String> {
     }
     let query = query?;
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).ok()?;
-    pairs.into_iter().find(|(k, _)| k == "token").map(|(_, v)| v)
+    pairs
+        .into_iter()
+        .find(|(k, _)| k == "token")
+        .map(|(_, v)| v)
 }
 
 /// Runs before every handler: records the request, then applies injected failures and the
@@ -132,7 +135,8 @@ async fn gate(State(shared): State<Arc<Shared>>, request: Request, next: Next) -
             return (StatusCode::FORBIDDEN, "ACL not found").into_response();
         }
     }
-    next.run(Request::from_parts(parts, Body::from(bytes))).await
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
 }
 
 async fn not_found() -> (StatusCode, &'static str) {
@@ -307,7 +311,11 @@ async fn catalog_services(
         .filter(|instance| filter.keeps(instance))
         .collect();
     let body = serde_json::to_value(catalog::services_map(&instances)).unwrap_or(Value::Null);
-    Ok(indexed(registry.index(), params.get("stale").is_some(), body))
+    Ok(indexed(
+        registry.index(),
+        params.get("stale").is_some(),
+        body,
+    ))
 }
 
 async fn instances_of(

@@ -34,11 +34,20 @@ impl Node {
         let address = opts.node_address.to_string();
         let mut meta = BTreeMap::from([("consul-network-segment".to_owned(), String::new())]);
         meta.extend(opts.node_meta.clone());
-        let family = if opts.node_address.is_ipv4() { "ipv4" } else { "ipv6" };
-        let tagged_addresses = ["lan".to_owned(), format!("lan_{family}"), "wan".to_owned(), format!("wan_{family}")]
-            .into_iter()
-            .map(|tag| (tag, address.clone()))
-            .collect();
+        let family = if opts.node_address.is_ipv4() {
+            "ipv4"
+        } else {
+            "ipv6"
+        };
+        let tagged_addresses = [
+            "lan".to_owned(),
+            format!("lan_{family}"),
+            "wan".to_owned(),
+            format!("wan_{family}"),
+        ]
+        .into_iter()
+        .map(|tag| (tag, address.clone()))
+        .collect();
         Node {
             id,
             name,
@@ -147,40 +156,41 @@ pub(crate) fn instances(registry: &Registry, opts: &DoubleOptions) -> Vec<Instan
         modify_index: 1,
         checks: vec![serf_health()],
     }];
-    let mut registered: Vec<Instance> = registry
-        .services
-        .values()
-        .map(|record| {
-            let def = &record.def;
-            let mut checks = vec![serf_health()];
-            checks.extend(def.checks.iter().zip(&record.checks).map(|(check, state)| {
-                CheckView {
-                    id: check.id.clone(),
-                    name: check.name.clone(),
-                    status: state.status,
-                    notes: check.notes.clone(),
-                    output: state.output.clone(),
-                    kind: check.kind.type_name(),
-                    definition: check_definition_json(check),
-                    service_id: def.id.clone(),
-                    service_name: def.name.clone(),
+    let mut registered: Vec<Instance> =
+        registry
+            .services
+            .values()
+            .map(|record| {
+                let def = &record.def;
+                let mut checks = vec![serf_health()];
+                checks.extend(def.checks.iter().zip(&record.checks).map(|(check, state)| {
+                    CheckView {
+                        id: check.id.clone(),
+                        name: check.name.clone(),
+                        status: state.status,
+                        notes: check.notes.clone(),
+                        output: state.output.clone(),
+                        kind: check.kind.type_name(),
+                        definition: check_definition_json(check),
+                        service_id: def.id.clone(),
+                        service_name: def.name.clone(),
+                    }
+                }));
+                Instance {
+                    node: client.clone(),
+                    id: def.id.clone(),
+                    name: def.name.clone(),
+                    tags: def.tags.clone(),
+                    address: def.address.clone(),
+                    port: def.port,
+                    meta: def.meta.clone(),
+                    enable_tag_override: def.enable_tag_override,
+                    create_index: record.create_index,
+                    modify_index: record.modify_index,
+                    checks,
                 }
-            }));
-            Instance {
-                node: client.clone(),
-                id: def.id.clone(),
-                name: def.name.clone(),
-                tags: def.tags.clone(),
-                address: def.address.clone(),
-                port: def.port,
-                meta: def.meta.clone(),
-                enable_tag_override: def.enable_tag_override,
-                create_index: record.create_index,
-                modify_index: record.modify_index,
-                checks,
-            }
-        })
-        .collect();
+            })
+            .collect();
     registered.sort_by(|a, b| (&a.name, &a.id).cmp(&(&b.name, &b.id)));
     all.extend(registered);
     all
@@ -347,16 +357,28 @@ impl Instance {
             self.tags.join(tag_separator)
         );
         let mut labels = BTreeMap::from([
-            ("__meta_consul_address".to_owned(), self.node.address.clone()),
+            (
+                "__meta_consul_address".to_owned(),
+                self.node.address.clone(),
+            ),
             ("__meta_consul_dc".to_owned(), self.node.datacenter.clone()),
-            ("__meta_consul_health".to_owned(), self.aggregated_status().to_owned()),
+            (
+                "__meta_consul_health".to_owned(),
+                self.aggregated_status().to_owned(),
+            ),
             ("__meta_consul_namespace".to_owned(), String::new()),
             ("__meta_consul_node".to_owned(), self.node.name.clone()),
             ("__meta_consul_partition".to_owned(), String::new()),
             ("__meta_consul_service".to_owned(), self.name.clone()),
-            ("__meta_consul_service_address".to_owned(), self.address.clone()),
+            (
+                "__meta_consul_service_address".to_owned(),
+                self.address.clone(),
+            ),
             ("__meta_consul_service_id".to_owned(), self.id.clone()),
-            ("__meta_consul_service_port".to_owned(), self.port.to_string()),
+            (
+                "__meta_consul_service_port".to_owned(),
+                self.port.to_string(),
+            ),
             ("__meta_consul_tags".to_owned(), tags),
         ]);
         for (key, value) in &self.node.meta {
@@ -367,7 +389,10 @@ impl Instance {
         }
         for (key, value) in &self.meta {
             labels.insert(
-                format!("__meta_consul_service_metadata_{}", sanitize_label_name(key)),
+                format!(
+                    "__meta_consul_service_metadata_{}",
+                    sanitize_label_name(key)
+                ),
                 value.clone(),
             );
         }
@@ -393,7 +418,13 @@ pub(crate) fn join_host_port(host: &str, port: u16) -> String {
 /// Prometheus' `strutil.SanitizeLabelName`: every character outside `[a-zA-Z0-9_]` becomes `_`.
 pub(crate) fn sanitize_label_name(name: &str) -> String {
     name.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -454,7 +485,10 @@ mod tests {
 
     #[test]
     fn label_names_are_sanitized_like_prometheus() {
-        assert_eq!(sanitize_label_name("consul-network-segment"), "consul_network_segment");
+        assert_eq!(
+            sanitize_label_name("consul-network-segment"),
+            "consul_network_segment"
+        );
         assert_eq!(sanitize_label_name("a.b/c"), "a_b_c");
     }
 

@@ -84,7 +84,11 @@ pub(crate) fn ip_allowed(ip: IpAddr, networks: &[(IpAddr, u8)]) -> bool {
         }
         (IpAddr::V6(ip), IpAddr::V6(net)) => {
             let len = u32::from((*len).min(128));
-            let mask = if len == 0 { 0 } else { u128::MAX << (128 - len) };
+            let mask = if len == 0 {
+                0
+            } else {
+                u128::MAX << (128 - len)
+            };
             u128::from(ip) & mask == u128::from(*net) & mask
         }
         _ => false,
@@ -141,7 +145,12 @@ async fn probe_http(
     }
     let method = match reqwest::Method::from_bytes(method.as_bytes()) {
         Ok(method) => method,
-        Err(err) => return (CheckStatus::Critical, format!("invalid method {method:?}: {err}")),
+        Err(err) => {
+            return (
+                CheckStatus::Critical,
+                format!("invalid method {method:?}: {err}"),
+            );
+        }
     };
     let request = client
         .request(method.clone(), parsed)
@@ -151,10 +160,7 @@ async fn probe_http(
     let mut response = match request.send().await {
         Ok(response) => response,
         Err(err) => {
-            return (
-                CheckStatus::Critical,
-                format!("{method} {url:?}: {err:#}"),
-            );
+            return (CheckStatus::Critical, format!("{method} {url:?}: {err:#}"));
         }
     };
     let code = response.status();

@@ -338,8 +338,9 @@ impl ConsulDouble {
     /// Registers a service from the same JSON `PUT /v1/agent/service/register` accepts,
     /// bypassing HTTP (no ACL, no request log) — for setting up drift.
     pub fn register_direct(&self, body: serde_json::Value) -> anyhow::Result<()> {
-        let def = registry::parse_registration(&body)
-            .map_err(|reason| anyhow::anyhow!("Consul test double refused registration: {reason}"))?;
+        let def = registry::parse_registration(&body).map_err(|reason| {
+            anyhow::anyhow!("Consul test double refused registration: {reason}")
+        })?;
         self.shared.register(def);
         Ok(())
     }
@@ -384,9 +385,9 @@ impl ConsulDouble {
         if self.is_running() {
             return Ok(());
         }
-        let listener = TcpListener::bind(self.addr).await.with_context(|| {
-            format!("Consul test double: cannot listen again on {}", self.addr)
-        })?;
+        let listener = TcpListener::bind(self.addr)
+            .await
+            .with_context(|| format!("Consul test double: cannot listen again on {}", self.addr))?;
         let server = tokio::spawn(serve(listener, api::router(self.shared.clone())));
         *relock(&self.server) = Some(server);
         Ok(())

@@ -263,10 +263,7 @@ impl Registry {
         if record.def.meta.get(key).map(String::as_str) == Some(value) {
             return true;
         }
-        record
-            .def
-            .meta
-            .insert(key.to_owned(), value.to_owned());
+        record.def.meta.insert(key.to_owned(), value.to_owned());
         let index = self.bump();
         if let Some(record) = self.services.get_mut(id) {
             record.modify_index = index;
@@ -355,7 +352,9 @@ pub(crate) fn parse_registration(body: &Value) -> Result<ServiceDef, String> {
             .iter()
             .map(|item| match item {
                 Value::String(s) => Ok(s.clone()),
-                other => Err(format!("Request decode failed: Tags: not a string: {other}")),
+                other => Err(format!(
+                    "Request decode failed: Tags: not a string: {other}"
+                )),
             })
             .collect::<Result<_, _>>()?,
         Some(other) => return Err(format!("Request decode failed: Tags: not a list: {other}")),
@@ -383,7 +382,11 @@ pub(crate) fn parse_registration(body: &Value) -> Result<ServiceDef, String> {
     match field(object, "Checks") {
         None => {}
         Some(Value::Array(items)) => raw_checks.extend(items.iter()),
-        Some(other) => return Err(format!("Request decode failed: Checks: not a list: {other}")),
+        Some(other) => {
+            return Err(format!(
+                "Request decode failed: Checks: not a list: {other}"
+            ));
+        }
     }
     let multiple = raw_checks.len() > 1;
     let checks = raw_checks
@@ -411,7 +414,9 @@ fn parse_check(
     ordinal: Option<usize>,
 ) -> Result<CheckDef, String> {
     let Value::Object(object) = raw else {
-        return Err(format!("Request decode failed: check is not an object: {raw}"));
+        return Err(format!(
+            "Request decode failed: check is not an object: {raw}"
+        ));
     };
     for unsupported in [
         "Args",
@@ -460,8 +465,9 @@ fn parse_check(
     let initial_status = match string_field(object, "Status")? {
         None => CheckStatus::Critical,
         Some(s) if s.is_empty() => CheckStatus::Critical,
-        Some(s) => CheckStatus::parse(&s)
-            .ok_or_else(|| format!("Invalid check: unknown status {s:?}"))?,
+        Some(s) => {
+            CheckStatus::parse(&s).ok_or_else(|| format!("Invalid check: unknown status {s:?}"))?
+        }
     };
     let id = string_field(object, "CheckID")?
         .or(string_field(object, "ID")?)
@@ -509,7 +515,9 @@ fn validate_meta(meta: &BTreeMap<String, String>) -> Result<(), String> {
             ));
         }
         if value.len() > 512 {
-            return Err(format!("Value is too long (limit: 512 characters): {key:?}"));
+            return Err(format!(
+                "Value is too long (limit: 512 characters): {key:?}"
+            ));
         }
     }
     Ok(())
@@ -531,7 +539,10 @@ pub(crate) fn check_definition_json(check: &CheckDef) -> Value {
         }
     }
     if let Some(interval) = check.interval {
-        definition.insert("Interval".into(), Value::String(format_go_duration(interval)));
+        definition.insert(
+            "Interval".into(),
+            Value::String(format_go_duration(interval)),
+        );
     }
     if let Some(timeout) = check.timeout {
         definition.insert("Timeout".into(), Value::String(format_go_duration(timeout)));
@@ -566,9 +577,7 @@ mod tests {
             Some("Missing service name")
         );
         assert!(parse_registration(&json!({"Name": "x", "Meta": {"a b": "c"}})).is_err());
-        assert!(
-            parse_registration(&json!({"Name": "x", "Check": {"HTTP": "http://h/"}})).is_err()
-        );
+        assert!(parse_registration(&json!({"Name": "x", "Check": {"HTTP": "http://h/"}})).is_err());
     }
 
     #[test]
