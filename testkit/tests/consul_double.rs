@@ -474,6 +474,25 @@ async fn health_service_payload_has_the_shape_consul_sd_reads() {
         .expect("json");
     assert_eq!(body.as_array().expect("list").len(), 1);
 
+    let body: Value = get(&double, "/v1/health/service/node-exporter?tag=missing")
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        body,
+        json!([]),
+        "tag filter: instances must carry every tag"
+    );
+    let body: Value = get(&double, "/v1/catalog/service/node-exporter")
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(body[0]["ServiceAddress"], "10.0.0.1");
+    assert_eq!(body[0]["ServicePort"], 9100);
+    assert_eq!(body[0]["Address"], "127.0.0.1");
+
     let response = get(&double, "/v1/health/service/node-exporter?dc=elsewhere").await;
     assert_eq!(response.status(), 500);
     let body: Value = get(&double, "/v1/health/service/consul")

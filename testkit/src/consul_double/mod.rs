@@ -33,6 +33,22 @@
 //! 403; `filter` expressions are refused with 400; no Connect, KV, sessions, TTL updates), nor
 //! that Prometheus' own Consul client accepts these answers — the http_sd view re-implements
 //! consul.go's label building and is only as faithful as that re-implementation.
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! use testkit::consul_double::{ConsulDouble, DoubleOptions};
+//! let double = ConsulDouble::start_with(DoubleOptions {
+//!     acl_token: Some("s3cret".to_owned()),
+//!     ..DoubleOptions::default()
+//! })
+//! .await?;
+//! // Point promfleet's Consul address at double.url(), deploy, then assert on the double:
+//! assert!(double.services().iter().all(|s| s.meta.contains_key("hostname")));
+//! double.fail_next(1, 503); // the next /v1/ request answers 503
+//! double.stop().await; // agent lost: connections refused
+//! double.restart().await?; // back, registry kept
+//! # Ok(()) }
+//! ```
 
 mod api;
 mod catalog;
