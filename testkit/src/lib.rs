@@ -1,1 +1,1 @@
-
+pub mod consul_double;
