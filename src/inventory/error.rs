@@ -76,8 +76,23 @@ pub enum InventoryError {
         why: String,
         pos: SourcePos,
     },
+    #[error("{pos}: the inventory defines no hosts — add hosts under `groups:` (or Ansible `hosts:`)")]
+    NoHosts { pos: SourcePos },
+    #[error("invalid --limit `{pattern}`: {message}")]
+    BadLimit { pattern: String, message: String },
+    #[error("no host matches --limit `{pattern}`{}", near_hint(.near))]
+    NoMatch { pattern: String, near: Vec<String> },
     #[error("{file}: {message}")]
     Other { file: PathBuf, message: String },
+}
+
+fn near_hint(near: &[String]) -> String {
+    if near.is_empty() {
+        " — check the hostname or group name".to_owned()
+    } else {
+        let names: Vec<String> = near.iter().map(|n| format!("`{n}`")).collect();
+        format!(" — did you mean {}?", names.join(", "))
+    }
 }
 
 fn hint(help: &Option<String>) -> String {
