@@ -82,7 +82,8 @@ impl Collected {
                     vars: LocatedVars::default(),
                     parents: Vec::new(),
                 });
-                self.group_idx.insert(name.to_owned(), self.groups.len() - 1);
+                self.group_idx
+                    .insert(name.to_owned(), self.groups.len() - 1);
                 self.groups.len() - 1
             }
         };
@@ -118,7 +119,12 @@ impl Collected {
         h
     }
 
-    fn depth(&self, name: &str, memo: &mut HashMap<String, usize>, path: &mut Vec<String>) -> Result<usize, InventoryError> {
+    fn depth(
+        &self,
+        name: &str,
+        memo: &mut HashMap<String, usize>,
+        path: &mut Vec<String>,
+    ) -> Result<usize, InventoryError> {
         if name == ALL {
             return Ok(0);
         }
@@ -132,7 +138,10 @@ impl Collected {
         if path.iter().any(|p| p == name) {
             return Err(InventoryError::Syntax {
                 pos: g.pos.clone(),
-                message: format!("group `{name}` is its own ancestor ({} → {name})", path.join(" → ")),
+                message: format!(
+                    "group `{name}` is its own ancestor ({} → {name})",
+                    path.join(" → ")
+                ),
                 help: Some("remove one of the `children` entries that form the cycle".to_owned()),
             });
         }
@@ -149,9 +158,12 @@ impl Collected {
     /// Every ancestor of the given groups, nearest first (breadth-first), without `all`.
     fn ancestors(&self, start: &[String]) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
-        let mut queue: std::collections::VecDeque<&str> = start.iter().map(String::as_str).collect();
+        let mut queue: std::collections::VecDeque<&str> =
+            start.iter().map(String::as_str).collect();
         while let Some(name) = queue.pop_front() {
-            let Some(&idx) = self.group_idx.get(name) else { continue };
+            let Some(&idx) = self.group_idx.get(name) else {
+                continue;
+            };
             for p in &self.groups[idx].parents {
                 if p != ALL && p != UNGROUPED && !out.contains(p) && !start.contains(p) {
                     out.push(p.clone());
@@ -186,7 +198,12 @@ pub(crate) fn resolve(mut c: Collected) -> Result<Draft, InventoryError> {
     let hosts = std::mem::take(&mut c.hosts);
     draft.hosts.reserve(hosts.len());
     for mut h in hosts {
-        let direct: Vec<String> = h.direct.iter().filter(|g| *g != ALL && *g != UNGROUPED).cloned().collect();
+        let direct: Vec<String> = h
+            .direct
+            .iter()
+            .filter(|g| *g != ALL && *g != UNGROUPED)
+            .cloned()
+            .collect();
         let mut fleet: Option<(&str, usize)> = None;
         for g in direct.iter().filter(|g| *g != MONITORING_GROUP) {
             let d = c.depth(g, &mut memo, &mut Vec::new())?;
@@ -196,7 +213,9 @@ pub(crate) fn resolve(mut c: Collected) -> Result<Draft, InventoryError> {
         }
         let group = match fleet {
             Some((g, _)) => Some(g.to_owned()),
-            None if direct.iter().any(|g| g == MONITORING_GROUP) => Some(MONITORING_GROUP.to_owned()),
+            None if direct.iter().any(|g| g == MONITORING_GROUP) => {
+                Some(MONITORING_GROUP.to_owned())
+            }
             None => None,
         };
         let mut groups: Vec<String> = Vec::new();
@@ -206,7 +225,12 @@ pub(crate) fn resolve(mut c: Collected) -> Result<Draft, InventoryError> {
                 fleet_groups[i] = true;
             }
         }
-        groups.extend(direct.iter().filter(|g| Some(*g) != group.as_ref()).cloned());
+        groups.extend(
+            direct
+                .iter()
+                .filter(|g| Some(*g) != group.as_ref())
+                .cloned(),
+        );
         let parents = c.ancestors(&groups);
         groups.extend(parents);
 
@@ -259,12 +283,17 @@ fn take_ip(h: &mut AHost) -> Result<IpAndAddress, InventoryError> {
     Ok(match (ip, ansible_host) {
         (Some(ip), Some((addr, _))) => (Some(ip), Some(addr)),
         (Some(ip), None) | (None, Some(ip)) => (Some(ip), None),
-        (None, None) if h.name.parse::<std::net::IpAddr>().is_ok() => (Some((h.name.clone(), h.pos.clone())), None),
+        (None, None) if h.name.parse::<std::net::IpAddr>().is_ok() => {
+            (Some((h.name.clone(), h.pos.clone())), None)
+        }
         (None, None) => (None, None),
     })
 }
 
-fn take_string(v: &mut LocatedVars, keys: &[&str]) -> Result<Option<(String, SourcePos)>, InventoryError> {
+fn take_string(
+    v: &mut LocatedVars,
+    keys: &[&str],
+) -> Result<Option<(String, SourcePos)>, InventoryError> {
     let mut found = None;
     for key in keys {
         if let Some(value) = v.vars.remove(*key) {
@@ -290,15 +319,25 @@ fn take_string(v: &mut LocatedVars, keys: &[&str]) -> Result<Option<(String, Sou
 fn take_ssh(v: &mut LocatedVars) -> Result<SshSettings, InventoryError> {
     let mut s = SshSettings {
         user: take_string(v, &["ansible_user", "ansible_ssh_user"])?.map(|x| x.0),
-        key: take_string(v, &["ansible_ssh_private_key_file", "ansible_private_key_file"])?.map(|x| PathBuf::from(x.0)),
+        key: take_string(
+            v,
+            &["ansible_ssh_private_key_file", "ansible_private_key_file"],
+        )?
+        .map(|x| PathBuf::from(x.0)),
         ..SshSettings::default()
     };
     if let Some((port, pos)) = take_string(v, &["ansible_port", "ansible_ssh_port"])? {
-        s.port = Some(port.trim().parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| InventoryError::Syntax {
-            pos,
-            message: format!("ansible_port `{port}` is not a port number"),
-            help: Some("use a number from 1 to 65535".to_owned()),
-        })?);
+        s.port = Some(
+            port.trim()
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| InventoryError::Syntax {
+                    pos,
+                    message: format!("ansible_port `{port}` is not a port number"),
+                    help: Some("use a number from 1 to 65535".to_owned()),
+                })?,
+        );
     }
     if let Some(value) = v.vars.remove("ansible_become") {
         let pos = v.pos.get("ansible_become").cloned().unwrap_or_default();
@@ -325,15 +364,29 @@ fn as_bool(value: &Value) -> Option<bool> {
 }
 
 /// `consul_agents` (a list, or a comma-separated string) and `consul_datacenter` from `all`.
-fn take_consul(v: &mut LocatedVars, positions: &mut Vec<SourcePos>, file: &Path) -> Result<ConsulSettings, InventoryError> {
+fn take_consul(
+    v: &mut LocatedVars,
+    positions: &mut Vec<SourcePos>,
+    file: &Path,
+) -> Result<ConsulSettings, InventoryError> {
     let mut c = ConsulSettings::default();
-    let pos = v.pos.get("consul_agents").cloned().unwrap_or_else(|| SourcePos {
-        file: file.to_path_buf(),
-        ..SourcePos::default()
-    });
+    let pos = v
+        .pos
+        .get("consul_agents")
+        .cloned()
+        .unwrap_or_else(|| SourcePos {
+            file: file.to_path_buf(),
+            ..SourcePos::default()
+        });
     match v.vars.remove("consul_agents") {
         None => {}
-        Some(Value::String(s)) => c.agents = s.split(',').map(|a| a.trim().to_owned()).filter(|a| !a.is_empty()).collect(),
+        Some(Value::String(s)) => {
+            c.agents = s
+                .split(',')
+                .map(|a| a.trim().to_owned())
+                .filter(|a| !a.is_empty())
+                .collect()
+        }
         Some(Value::Array(items)) => {
             for item in items {
                 match item {

@@ -80,12 +80,18 @@ pub(crate) fn parse(text: &str, file: &Path) -> Result<Draft, InventoryError> {
         match &section {
             Section::Hosts(group) => {
                 let words = split_words(line).map_err(|m| syntax(pos(lineno, col), m))?;
-                let Some((name, rest)) = words.split_first() else { continue };
+                let Some((name, rest)) = words.split_first() else {
+                    continue;
+                };
                 let (name, port) = split_port(name);
                 let group = group.clone();
                 let h = c.host(name, pos(lineno, col), &group);
                 if let Some(port) = port {
-                    h.vars.insert("ansible_port".to_owned(), Value::String(port.to_owned()), pos(lineno, col));
+                    h.vars.insert(
+                        "ansible_port".to_owned(),
+                        Value::String(port.to_owned()),
+                        pos(lineno, col),
+                    );
                 }
                 for word in rest {
                     let Some((k, v)) = word.split_once('=') else {
@@ -97,16 +103,26 @@ pub(crate) fn parse(text: &str, file: &Path) -> Result<Draft, InventoryError> {
                         });
                     };
                     let column = col + line.find(k).unwrap_or(0);
-                    h.vars.insert(k.to_owned(), ini_value(v), pos(lineno, column));
+                    h.vars
+                        .insert(k.to_owned(), ini_value(v), pos(lineno, column));
                 }
             }
             Section::Vars(group) => {
                 let Some((k, v)) = line.split_once('=') else {
-                    return Err(syntax(pos(lineno, col), format!("`{line}` is not a `key=value` group variable")));
+                    return Err(syntax(
+                        pos(lineno, col),
+                        format!("`{line}` is not a `key=value` group variable"),
+                    ));
                 };
-                let v = split_words(v.trim()).map_err(|m| syntax(pos(lineno, col), m))?.join(" ");
+                let v = split_words(v.trim())
+                    .map_err(|m| syntax(pos(lineno, col), m))?
+                    .join(" ");
                 let group = group.clone();
-                c.group(&group, pos(lineno, col)).vars.insert(k.trim().to_owned(), ini_value(&v), pos(lineno, col + line.find('=').unwrap_or(0) + 1));
+                c.group(&group, pos(lineno, col)).vars.insert(
+                    k.trim().to_owned(),
+                    ini_value(&v),
+                    pos(lineno, col + line.find('=').unwrap_or(0) + 1),
+                );
             }
             Section::Children(parent) => {
                 let parent = parent.clone();
@@ -119,7 +135,11 @@ pub(crate) fn parse(text: &str, file: &Path) -> Result<Draft, InventoryError> {
 }
 
 fn syntax(pos: SourcePos, message: String) -> InventoryError {
-    InventoryError::Syntax { pos, message, help: None }
+    InventoryError::Syntax {
+        pos,
+        message,
+        help: None,
+    }
 }
 
 /// Drop `;`/`#` whole-line comments and ` #` trailing comments (Ansible's rule).
@@ -178,7 +198,13 @@ fn split_words(line: &str) -> Result<Vec<String>, String> {
 /// `host:2222` → (`host`, Some("2222")); IPv6 literals and plain names are left alone.
 fn split_port(name: &str) -> (&str, Option<&str>) {
     match name.rsplit_once(':') {
-        Some((host, port)) if !host.contains(':') && !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => (host, Some(port)),
+        Some((host, port))
+            if !host.contains(':')
+                && !port.is_empty()
+                && port.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            (host, Some(port))
+        }
         _ => (name, None),
     }
 }
@@ -188,6 +214,8 @@ fn ini_value(v: &str) -> Value {
     match v {
         "true" | "True" => Value::Bool(true),
         "false" | "False" => Value::Bool(false),
-        _ => v.parse::<i64>().map_or_else(|_| Value::String(v.to_owned()), Value::from),
+        _ => v
+            .parse::<i64>()
+            .map_or_else(|_| Value::String(v.to_owned()), Value::from),
     }
 }

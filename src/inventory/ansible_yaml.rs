@@ -10,23 +10,27 @@ const GROUP_KEYS: &[&str] = &["hosts", "vars", "children"];
 /// True if a YAML document looks like an Ansible inventory: `all:` at the top, or only
 /// group mappings made of `hosts`/`children`/`vars`.
 pub(crate) fn looks_like(root: &Node) -> bool {
-    let Kind::Map(entries) = &root.kind else { return false };
-    let has_all = entries.iter().any(|(k, _)| matches!(&k.kind, Kind::Str(s) if s == ALL));
+    let Kind::Map(entries) = &root.kind else {
+        return false;
+    };
+    let has_all = entries
+        .iter()
+        .any(|(k, _)| matches!(&k.kind, Kind::Str(s) if s == ALL));
     if has_all {
         return true;
     }
-    let is_group_body = |v: &Node| match &v.kind {
-        Kind::Map(body) => {
-            !body.is_empty()
-                && body
-                    .iter()
-                    .all(|(k, _)| matches!(&k.kind, Kind::Str(s) if GROUP_KEYS.contains(&s.as_str())))
-        }
-        _ => false,
-    };
+    let is_group_body =
+        |v: &Node| match &v.kind {
+            Kind::Map(body) => !body.is_empty()
+                && body.iter().all(
+                    |(k, _)| matches!(&k.kind, Kind::Str(s) if GROUP_KEYS.contains(&s.as_str())),
+                ),
+            _ => false,
+        };
     !entries.is_empty()
         && entries.iter().all(|(k, v)| {
-            let top_key = matches!(&k.kind, Kind::Str(s) if super::promfleet::TOP_KEYS.contains(&s.as_str()));
+            let top_key =
+                matches!(&k.kind, Kind::Str(s) if super::promfleet::TOP_KEYS.contains(&s.as_str()));
             !top_key && is_group_body(v)
         })
 }
@@ -53,14 +57,17 @@ fn group(name: &str, body: &Node, r: &Reader, c: &mut Collected) -> Result<(), I
                     let host = r.string(host_node, "hostname")?;
                     let h = c.host(&host, r.pos(host_node.loc), name);
                     for (k, v) in r.map(vars, &format!("host `{host}`"))? {
-                        h.vars.insert(r.string(k, "variable name")?, to_json(v), r.pos(v.loc));
+                        h.vars
+                            .insert(r.string(k, "variable name")?, to_json(v), r.pos(v.loc));
                     }
                 }
             }
             "vars" => {
                 for (k, v) in r.map(value, &ctx)? {
                     let key = r.string(k, "variable name")?;
-                    c.group(name, r.pos(body.loc)).vars.insert(key, to_json(v), r.pos(v.loc));
+                    c.group(name, r.pos(body.loc))
+                        .vars
+                        .insert(key, to_json(v), r.pos(v.loc));
                 }
             }
             _ => {

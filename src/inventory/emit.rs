@@ -13,7 +13,11 @@ use super::{Group, Host, Inventory, MONITORING_GROUP, SshSettings, Vars};
 /// The inventory as promfleet YAML; `parse_str` reads it back to the same hosts and groups.
 pub fn to_yaml(inv: &Inventory) -> String {
     let mut out = String::with_capacity(64 * inv.hosts.len() + 256);
-    let _ = writeln!(out, "# promfleet inventory (generated from {})", inv.source.display());
+    let _ = writeln!(
+        out,
+        "# promfleet inventory (generated from {})",
+        inv.source.display()
+    );
     if !inv.vars.is_empty() {
         let _ = writeln!(out, "vars: {}", flow(&Value::Object(inv.vars.clone())));
     }
@@ -27,9 +31,18 @@ pub fn to_yaml(inv: &Inventory) -> String {
     }
     out.push_str("groups:\n");
     for g in &inv.groups {
-        write_group(&mut out, g, inv.hosts.iter().filter(|h| h.group == g.name), "  ");
+        write_group(
+            &mut out,
+            g,
+            inv.hosts.iter().filter(|h| h.group == g.name),
+            "  ",
+        );
     }
-    let monitoring: Vec<&Host> = inv.hosts.iter().filter(|h| h.group == MONITORING_GROUP).collect();
+    let monitoring: Vec<&Host> = inv
+        .hosts
+        .iter()
+        .filter(|h| h.group == MONITORING_GROUP)
+        .collect();
     if !monitoring.is_empty() {
         let vars = inv
             .extra_groups
@@ -44,7 +57,12 @@ pub fn to_yaml(inv: &Inventory) -> String {
         out.push_str("stages:\n");
         for s in &inv.stages {
             let hosts: Vec<String> = s.hosts.iter().map(|h| scalar(h)).collect();
-            let _ = write!(out, "  - {{ name: {}, hosts: [{}]", scalar(&s.name), hosts.join(", "));
+            let _ = write!(
+                out,
+                "  - {{ name: {}, hosts: [{}]",
+                scalar(&s.name),
+                hosts.join(", ")
+            );
             if let Some(serial) = &s.serial {
                 let _ = write!(out, ", serial: {}", scalar(serial));
             }
@@ -57,18 +75,33 @@ pub fn to_yaml(inv: &Inventory) -> String {
     out
 }
 
-fn write_group<'a>(out: &mut String, g: &Group, hosts: impl Iterator<Item = &'a Host>, indent: &str) {
+fn write_group<'a>(
+    out: &mut String,
+    g: &Group,
+    hosts: impl Iterator<Item = &'a Host>,
+    indent: &str,
+) {
     let _ = writeln!(out, "{indent}{}:", scalar(&g.name));
     write_body(out, &g.vars, hosts, &format!("{indent}  "));
 }
 
-fn write_body<'a>(out: &mut String, vars: &Vars, hosts: impl Iterator<Item = &'a Host>, indent: &str) {
+fn write_body<'a>(
+    out: &mut String,
+    vars: &Vars,
+    hosts: impl Iterator<Item = &'a Host>,
+    indent: &str,
+) {
     if !vars.is_empty() {
         let _ = writeln!(out, "{indent}vars: {}", flow(&Value::Object(vars.clone())));
     }
     let _ = writeln!(out, "{indent}hosts:");
     for h in hosts {
-        let _ = write!(out, "{indent}  - {{ name: {}, ip: {}", scalar(&h.name), scalar(&h.ip.to_string()));
+        let _ = write!(
+            out,
+            "{indent}  - {{ name: {}, ip: {}",
+            scalar(&h.name),
+            scalar(&h.ip.to_string())
+        );
         if h.ssh != SshSettings::default() {
             let _ = write!(out, ", ssh: {}", ssh(&h.ssh));
         }
@@ -104,7 +137,10 @@ fn scalar(s: &str) -> String {
     let plain_chars = s
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'/' | b'~'));
-    let starts_ok = s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric() || b == b'/');
+    let starts_ok = s
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'/');
     let looks_typed = s.parse::<f64>().is_ok()
         || s.starts_with("0x")
         || s.starts_with("0o")
@@ -130,7 +166,10 @@ fn flow(v: &Value) -> String {
                 .collect();
             format!("{{ {} }}", items.join(", "))
         }
-        Value::Array(items) => format!("[{}]", items.iter().map(flow).collect::<Vec<_>>().join(", ")),
+        Value::Array(items) => format!(
+            "[{}]",
+            items.iter().map(flow).collect::<Vec<_>>().join(", ")
+        ),
         other => other.to_string(),
     }
 }

@@ -39,10 +39,14 @@ impl Term {
         match self {
             Term::All => true,
             Term::Exact(s) => {
-                host.name == *s || host.groups.iter().any(|g| g == s) || s.parse::<IpAddr>().is_ok_and(|ip| ip == host.ip)
+                host.name == *s
+                    || host.groups.iter().any(|g| g == s)
+                    || s.parse::<IpAddr>().is_ok_and(|ip| ip == host.ip)
             }
             Term::Glob(g) => {
-                g.is_match(&host.name) || g.is_match(host.ip.to_string()) || host.groups.iter().any(|x| g.is_match(x))
+                g.is_match(&host.name)
+                    || g.is_match(host.ip.to_string())
+                    || host.groups.iter().any(|x| g.is_match(x))
             }
             Term::Names(names) => names.contains(&host.name),
         }
@@ -91,12 +95,18 @@ impl Limit {
         } else {
             self.regular.iter().any(|t| t.matches(host))
         };
-        selected && self.intersect.iter().all(|t| t.matches(host)) && !self.exclude.iter().any(|t| t.matches(host))
+        selected
+            && self.intersect.iter().all(|t| t.matches(host))
+            && !self.exclude.iter().any(|t| t.matches(host))
     }
 
     /// The literal words of the pattern (hostnames, groups), for suggestions.
     pub(crate) fn words(&self) -> Vec<&str> {
-        self.regular.iter().chain(&self.intersect).flat_map(Term::words).collect()
+        self.regular
+            .iter()
+            .chain(&self.intersect)
+            .flat_map(Term::words)
+            .collect()
     }
 }
 
@@ -119,7 +129,8 @@ fn term(body: &str, pattern: &str) -> Result<Term, InventoryError> {
         return read_names(Path::new(path), pattern).map(Term::Names);
     }
     if body.contains(['*', '?', '[']) {
-        let glob = Glob::new(body).map_err(|e| bad(pattern, format!("invalid glob `{body}`: {e}")))?;
+        let glob =
+            Glob::new(body).map_err(|e| bad(pattern, format!("invalid glob `{body}`: {e}")))?;
         return Ok(Term::Glob(glob.compile_matcher()));
     }
     Ok(Term::Exact(body.to_owned()))
@@ -127,8 +138,12 @@ fn term(body: &str, pattern: &str) -> Result<Term, InventoryError> {
 
 /// An Ansible retry file: one hostname a line; blank lines and `#` comments ignored.
 fn read_names(path: &Path, pattern: &str) -> Result<HashSet<String>, InventoryError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| bad(pattern, format!("cannot read host list {}: {e}", path.display())))?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        bad(
+            pattern,
+            format!("cannot read host list {}: {e}", path.display()),
+        )
+    })?;
     let names: HashSet<String> = text
         .lines()
         .map(|l| l.split('#').next().unwrap_or("").trim())

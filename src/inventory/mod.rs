@@ -4,6 +4,10 @@
 //! Must not touch: the network, playbooks, templates. Formats live in submodules and only
 //! build this model; `validate` is the single place that enforces its invariants.
 
+// InventoryError is large (positions carry paths), but it is returned once per run on a
+// cold path and callers match on its variants; boxing it would only complicate the API.
+#![allow(clippy::result_large_err)]
+
 mod ansible;
 mod ansible_ini;
 mod ansible_yaml;
@@ -152,7 +156,12 @@ impl Inventory {
     pub fn host_vars(&self, host: &Host) -> Vars {
         let mut vars = self.vars.clone();
         for g in host.groups.iter().rev() {
-            if let Some(group) = self.groups.iter().chain(&self.extra_groups).find(|x| &x.name == g) {
+            if let Some(group) = self
+                .groups
+                .iter()
+                .chain(&self.extra_groups)
+                .find(|x| &x.name == g)
+            {
                 vars.extend(group.vars.clone());
             }
         }
@@ -175,13 +184,18 @@ impl Inventory {
 /// Formats: promfleet YAML, Ansible YAML, Ansible INI (by `.ini` extension or INI-looking
 /// content) and, as a convenience, a seed `server_list.txt`.
 pub fn load(path: &Path) -> Result<Inventory, InventoryError> {
-    let text = std::fs::read_to_string(path).map_err(|e| InventoryError::Read(path.to_path_buf(), e))?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| InventoryError::Read(path.to_path_buf(), e))?;
     parse_str(&text, path)
 }
 
 /// Parse inventory text (format detected as in `load`); `path` is used in messages.
 pub fn parse_str(text: &str, path: &Path) -> Result<Inventory, InventoryError> {
-    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
     let is_yaml_ext = matches!(ext.as_str(), "yml" | "yaml" | "json");
     let draft = if ext == "ini" || (!is_yaml_ext && ansible_ini::looks_like(text)) {
         ansible_ini::parse(text, path)?
@@ -218,7 +232,12 @@ impl Inventory {
             .hosts
             .iter()
             .map(|h| h.name.as_str())
-            .chain(self.groups.iter().chain(&self.extra_groups).map(|g| g.name.as_str()))
+            .chain(
+                self.groups
+                    .iter()
+                    .chain(&self.extra_groups)
+                    .map(|g| g.name.as_str()),
+            )
             .collect();
         let mut near: Vec<String> = Vec::new();
         for word in limit.words() {

@@ -16,8 +16,8 @@ use std::path::Path;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_saphyr::Spanned;
 
-use super::error::{InventoryError, SourcePos};
 use super::Vars;
+use super::error::{InventoryError, SourcePos};
 
 /// Line and column (1-based; 0 = unknown) of a node in the current file.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -200,7 +200,12 @@ impl<'a> Reader<'a> {
         loc.at(self.file)
     }
 
-    pub fn error(&self, loc: Loc, message: impl Into<String>, help: Option<String>) -> InventoryError {
+    pub fn error(
+        &self,
+        loc: Loc,
+        message: impl Into<String>,
+        help: Option<String>,
+    ) -> InventoryError {
         InventoryError::Syntax {
             pos: self.pos(loc),
             message: message.into(),
@@ -217,7 +222,11 @@ impl<'a> Reader<'a> {
     }
 
     /// The entries of a mapping (null counts as empty, `hosts:` with nothing under it).
-    pub fn map<'n>(&self, node: &'n Node, context: &str) -> Result<&'n [(Node, Node)], InventoryError> {
+    pub fn map<'n>(
+        &self,
+        node: &'n Node,
+        context: &str,
+    ) -> Result<&'n [(Node, Node)], InventoryError> {
         match &node.kind {
             Kind::Map(entries) => Ok(entries),
             Kind::Null => Ok(&[]),
@@ -261,7 +270,10 @@ impl<'a> Reader<'a> {
             Some(p) if p > 0 => Ok(p),
             _ => Err(self.error(
                 node.loc,
-                format!("{context}: expected a port number 1-65535, found {}", node.kind.describe()),
+                format!(
+                    "{context}: expected a port number 1-65535, found {}",
+                    node.kind.describe()
+                ),
                 None,
             )),
         }
@@ -335,7 +347,10 @@ pub(crate) fn to_json(node: &Node) -> serde_json::Value {
 }
 
 /// The candidate closest to `word`, if it is close enough to be a plausible typo.
-pub(crate) fn nearest<'c>(word: &str, candidates: impl IntoIterator<Item = &'c str>) -> Option<String> {
+pub(crate) fn nearest<'c>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'c str>,
+) -> Option<String> {
     near_names(word, candidates, 1).into_iter().next()
 }
 
@@ -360,5 +375,9 @@ pub(crate) fn near_names<'c>(
         .collect();
     scored.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(b.1)));
     scored.dedup_by(|a, b| a.1 == b.1);
-    scored.into_iter().take(n).map(|(_, c)| c.to_owned()).collect()
+    scored
+        .into_iter()
+        .take(n)
+        .map(|(_, c)| c.to_owned())
+        .collect()
 }

@@ -122,7 +122,11 @@ fn host(item: &Node, r: &Reader, ctx: &str) -> Result<DraftHost, InventoryError>
         match key {
             "name" | "hostname" => {
                 if name.is_some() {
-                    return Err(r.error(value.loc, "both `name` and `hostname` given", Some("keep one of them".to_owned())));
+                    return Err(r.error(
+                        value.loc,
+                        "both `name` and `hostname` given",
+                        Some("keep one of them".to_owned()),
+                    ));
                 }
                 name = Some(r.string(value, "host name")?);
             }
@@ -135,12 +139,21 @@ fn host(item: &Node, r: &Reader, ctx: &str) -> Result<DraftHost, InventoryError>
         }
     }
     h.name = name.ok_or_else(|| {
-        r.error(item.loc, format!("{ctx}: host without a name"), Some("add `name: <hostname>`".to_owned()))
+        r.error(
+            item.loc,
+            format!("{ctx}: host without a name"),
+            Some("add `name: <hostname>`".to_owned()),
+        )
     })?;
     Ok(h)
 }
 
-fn ssh(node: &Node, r: &Reader, allowed: &[&str], ctx: &str) -> Result<SshSettings, InventoryError> {
+fn ssh(
+    node: &Node,
+    r: &Reader,
+    allowed: &[&str],
+    ctx: &str,
+) -> Result<SshSettings, InventoryError> {
     let ctx = format!("{ctx} ssh");
     let mut s = SshSettings::default();
     for (key, value) in r.fields(node, allowed, &ctx)? {
@@ -206,15 +219,27 @@ fn stage(item: &Node, r: &Reader) -> Result<StageSpec, InventoryError> {
             "serial" => s.serial = Some(r.string(value, "stage serial")?),
             _ => {
                 let text = r.string(value, "max_fail_percentage")?;
-                let pct = text.trim_end_matches('%').trim().parse::<f64>().map_err(|_| {
-                    r.error(value.loc, "max_fail_percentage must be a number", Some("e.g. `max_fail_percentage: 25`".to_owned()))
-                })?;
+                let pct = text
+                    .trim_end_matches('%')
+                    .trim()
+                    .parse::<f64>()
+                    .map_err(|_| {
+                        r.error(
+                            value.loc,
+                            "max_fail_percentage must be a number",
+                            Some("e.g. `max_fail_percentage: 25`".to_owned()),
+                        )
+                    })?;
                 s.max_fail_percentage = Some(pct);
             }
         }
     }
     if !named {
-        return Err(r.error(item.loc, "stage without a name", Some("add `name: <stage>`".to_owned())));
+        return Err(r.error(
+            item.loc,
+            "stage without a name",
+            Some("add `name: <stage>`".to_owned()),
+        ));
     }
     if s.hosts.is_empty() {
         return Err(r.error(

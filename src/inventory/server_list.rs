@@ -9,7 +9,8 @@ use super::error::{InventoryError, SourcePos};
 use super::validate::{Draft, DraftHost};
 use super::{Group, MONITORING_GROUP};
 
-const FORMAT_HELP: &str = "write one host a line as `hostname ip group`, e.g. `ide-01  10.0.1.11  IDE`";
+const FORMAT_HELP: &str =
+    "write one host a line as `hostname ip group`, e.g. `ide-01  10.0.1.11  IDE`";
 
 /// True if the first meaningful line is `hostname ip group`.
 pub(crate) fn looks_like(text: &str) -> bool {
@@ -44,7 +45,10 @@ pub(crate) fn parse(text: &str, file: &Path) -> Result<Draft, InventoryError> {
             match (ch.is_whitespace(), start) {
                 (false, None) => start = Some(col),
                 (true, Some(s)) => {
-                    fields.push((line.chars().skip(s).take(col - s).collect::<String>(), s + 1));
+                    fields.push((
+                        line.chars().skip(s).take(col - s).collect::<String>(),
+                        s + 1,
+                    ));
                     start = None;
                 }
                 _ => {}
@@ -57,7 +61,11 @@ pub(crate) fn parse(text: &str, file: &Path) -> Result<Draft, InventoryError> {
         let (name, ip, group) = match fields.as_slice() {
             [name, ip, group] => (name, ip, group),
             [_] | [_, _] => {
-                let missing = if fields.len() == 1 { "ip and group" } else { "group" };
+                let missing = if fields.len() == 1 {
+                    "ip and group"
+                } else {
+                    "group"
+                };
                 return Err(InventoryError::Syntax {
                     pos: pos(lineno, end),
                     message: format!("missing {missing} for host `{}`", fields[0].0),

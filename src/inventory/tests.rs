@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use super::*;
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/inventory").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/inventory")
+        .join(name)
 }
 
 fn load_fixture(name: &str) -> Inventory {
@@ -43,7 +45,14 @@ fn group_names(inv: &Inventory) -> Vec<&str> {
 fn host_set(inv: &Inventory) -> BTreeSet<(String, String, String, String)> {
     inv.hosts
         .iter()
-        .map(|h| (h.name.clone(), h.ip.to_string(), h.group.clone(), format!("{:?}", h.ssh)))
+        .map(|h| {
+            (
+                h.name.clone(),
+                h.ip.to_string(),
+                h.group.clone(),
+                format!("{:?}", h.ssh),
+            )
+        })
         .collect()
 }
 
@@ -55,7 +64,9 @@ fn example_yaml_reads_groups_hosts_ssh_consul_stages() {
     assert_eq!(group_names(&inv), ["IDE", "Stage", "Pet"]);
     assert_eq!(
         names(&inv.hosts),
-        ["ide-01", "ide-02", "ide-03", "stage-01", "stage-02", "pet-01", "pet-02", "mon-01"]
+        [
+            "ide-01", "ide-02", "ide-03", "stage-01", "stage-02", "pet-01", "pet-02", "mon-01"
+        ]
     );
     assert_eq!(names(inv.monitoring()), ["mon-01"]);
     assert_eq!(inv.fleet().count(), 7);
@@ -69,7 +80,11 @@ fn example_yaml_reads_groups_hosts_ssh_consul_stages() {
     assert_eq!(ide01.ip.to_string(), "10.0.1.11");
     assert_eq!(ide01.group, "IDE");
     assert_eq!(ide01.groups, ["IDE"]);
-    assert_eq!(ide01.ssh.user.as_deref(), Some("deploy"), "global ssh applies");
+    assert_eq!(
+        ide01.ssh.user.as_deref(),
+        Some("deploy"),
+        "global ssh applies"
+    );
     assert_eq!(ide01.ssh.port, Some(22));
     assert_eq!(ide01.ssh.become_root, Some(true));
     assert_eq!(ide01.pos.line, 35, "pos is the host entry: {}", ide01.pos);
@@ -83,14 +98,25 @@ fn example_yaml_reads_groups_hosts_ssh_consul_stages() {
     assert_eq!((ide02.pos.line, ide02.pos.column), (36, 9));
 
     let stage = inv.host("stage-01").unwrap();
-    assert_eq!(stage.ssh.user.as_deref(), Some("stage"), "group ssh beats global");
-    assert_eq!(stage.ssh.port, Some(22), "global fills what the group leaves unset");
+    assert_eq!(
+        stage.ssh.user.as_deref(),
+        Some("stage"),
+        "group ssh beats global"
+    );
+    assert_eq!(
+        stage.ssh.port,
+        Some(22),
+        "global fills what the group leaves unset"
+    );
 
     let pet = inv.host("pet-01").unwrap();
     assert_eq!(pet.group, "Pet", "`hostname` is an alias of `name`");
     let vars = inv.host_vars(pet);
     assert_eq!(vars["alert_severity_floor"], "warning");
-    assert_eq!(vars["runbook_base_url"], "https://wiki.example.com/runbooks");
+    assert_eq!(
+        vars["runbook_base_url"],
+        "https://wiki.example.com/runbooks"
+    );
 
     let mon = inv.host("mon-01").unwrap();
     assert!(mon.is_monitoring());
@@ -116,27 +142,47 @@ fn shipped_examples_load() {
 }
 
 fn check_ansible(inv: &Inventory) {
-    assert_eq!(group_names(inv), ["IDE", "Stage", "Pet"], "parents are not fleet groups");
+    assert_eq!(
+        group_names(inv),
+        ["IDE", "Stage", "Pet"],
+        "parents are not fleet groups"
+    );
     assert_eq!(
         names(&inv.hosts),
-        ["ide-01", "ide-02", "stage-01", "stage-02", "pet-01", "mon-01"]
+        [
+            "ide-01", "ide-02", "stage-01", "stage-02", "pet-01", "mon-01"
+        ]
     );
     let ide02 = inv.host("ide-02").unwrap();
     assert_eq!(ide02.ip.to_string(), "10.0.1.12");
     assert_eq!(ide02.group, "IDE");
-    assert_eq!(ide02.groups, ["IDE", "fleet"], "parents follow the fleet group");
+    assert_eq!(
+        ide02.groups,
+        ["IDE", "fleet"],
+        "parents follow the fleet group"
+    );
     assert_eq!(ide02.ssh.user.as_deref(), Some("admin"));
     assert_eq!(ide02.ssh.port, Some(2222));
-    assert_eq!(ide02.ssh.become_root, Some(true), "from the parent group's vars");
+    assert_eq!(
+        ide02.ssh.become_root,
+        Some(true),
+        "from the parent group's vars"
+    );
     assert_eq!(ide02.vars["cadvisor_port"], 9105);
-    assert!(!ide02.vars.contains_key("ansible_host"), "connection vars are not template vars");
+    assert!(
+        !ide02.vars.contains_key("ansible_host"),
+        "connection vars are not template vars"
+    );
     let ide01 = inv.host("ide-01").unwrap();
     assert_eq!(ide01.ssh.user.as_deref(), Some("deploy"), "from all:vars");
     assert_eq!(inv.host_vars(ide01)["env_label"], "ide");
     let mon = inv.host("mon-01").unwrap();
     assert!(mon.is_monitoring());
     assert_eq!(mon.group, "monitoring");
-    assert_eq!(inv.consul.agents, ["http://10.0.0.178:8500", "http://10.0.0.178:8501"]);
+    assert_eq!(
+        inv.consul.agents,
+        ["http://10.0.0.178:8500", "http://10.0.0.178:8501"]
+    );
     assert_eq!(inv.consul.datacenter.as_deref(), Some("dc1"));
     assert!(!inv.vars.contains_key("consul_agents"));
 }
@@ -145,10 +191,21 @@ fn check_ansible(inv: &Inventory) {
 fn ansible_yaml_inventory() {
     let inv = load_fixture("ansible.yml");
     check_ansible(&inv);
-    assert_eq!(inv.host("ide-02").unwrap().ssh.key, Some(PathBuf::from("~/.ssh/ide_ed25519")));
-    assert_eq!(inv.vars["runbook_base_url"], "https://wiki.example.com/runbooks");
+    assert_eq!(
+        inv.host("ide-02").unwrap().ssh.key,
+        Some(PathBuf::from("~/.ssh/ide_ed25519"))
+    );
+    assert_eq!(
+        inv.vars["runbook_base_url"],
+        "https://wiki.example.com/runbooks"
+    );
     let ide01 = inv.host("ide-01").unwrap();
-    assert_eq!((ide01.pos.line, ide01.pos.column), (17, 13), "{}", ide01.pos);
+    assert_eq!(
+        (ide01.pos.line, ide01.pos.column),
+        (17, 13),
+        "{}",
+        ide01.pos
+    );
 }
 
 #[test]
@@ -195,7 +252,10 @@ fn server_list_tabs_spaces_and_comments() {
     assert_eq!(group_names(&inv), ["IDE", "Stage", "Pet"]);
     assert_eq!(inv.hosts.len(), 8);
     let ide03 = inv.host("ide-03").unwrap();
-    assert_eq!((ide03.ip.to_string().as_str(), ide03.group.as_str()), ("10.0.1.13", "IDE"));
+    assert_eq!(
+        (ide03.ip.to_string().as_str(), ide03.group.as_str()),
+        ("10.0.1.13", "IDE")
+    );
     assert_eq!(inv.host("stage-02").unwrap().group, "Stage");
     assert_eq!(inv.host("stage-02").unwrap().pos.line, 8);
     assert!(inv.host("mon-01").unwrap().is_monitoring());
@@ -207,7 +267,10 @@ fn server_list_tabs_spaces_and_comments() {
 
 #[test]
 fn malformed_yaml_is_a_located_syntax_error() {
-    let e = parse_err("groups:\n  IDE:\n    hosts: [\n      { name: a, ip: 10.0.0.1 }\n", "bad.yml");
+    let e = parse_err(
+        "groups:\n  IDE:\n    hosts: [\n      { name: a, ip: 10.0.0.1 }\n",
+        "bad.yml",
+    );
     assert!(e.starts_with("bad.yml:"), "{e}");
     assert!(e.contains("invalid YAML"), "{e}");
     assert_eq!(e.lines().count(), 1, "one-line message: {e}");
@@ -218,21 +281,42 @@ fn malformed_yaml_is_a_located_syntax_error() {
 #[test]
 fn unknown_key_suggests_nearest() {
     let e = err_fixture("bad_unknown_key.yml");
-    assert!(e.contains("bad_unknown_key.yml:3:5: unknown key `hots`"), "{e}");
+    assert!(
+        e.contains("bad_unknown_key.yml:3:5: unknown key `hots`"),
+        "{e}"
+    );
     assert!(e.contains("did you mean `hosts`?"), "{e}");
     let e = parse_err("grups:\n  IDE: {}\n", "t.yml");
-    assert!(e.starts_with("t.yml:1:1: unknown key `grups`") && e.contains("`groups`"), "{e}");
-    let e = parse_err("groups:\n  IDE:\n    hosts:\n      - { name: a, ip: 10.0.0.1, ssh: { usr: x } }\n", "t.yml");
-    assert!(e.contains("t.yml:4:") && e.contains("`usr`") && e.contains("`user`"), "{e}");
+    assert!(
+        e.starts_with("t.yml:1:1: unknown key `grups`") && e.contains("`groups`"),
+        "{e}"
+    );
+    let e = parse_err(
+        "groups:\n  IDE:\n    hosts:\n      - { name: a, ip: 10.0.0.1, ssh: { usr: x } }\n",
+        "t.yml",
+    );
+    assert!(
+        e.contains("t.yml:4:") && e.contains("`usr`") && e.contains("`user`"),
+        "{e}"
+    );
     let e = parse_err("all:\n  children:\n    IDE:\n      hots: {}\n", "a.yml");
-    assert!(e.contains("a.yml:4:7: unknown key `hots`") && e.contains("`hosts`"), "{e}");
+    assert!(
+        e.contains("a.yml:4:7: unknown key `hots`") && e.contains("`hosts`"),
+        "{e}"
+    );
 }
 
 #[test]
 fn duplicate_hostname_names_both_positions() {
     let e = err_fixture("bad_duplicate_host.yml");
-    assert!(e.contains("bad_duplicate_host.yml:8:9: duplicate hostname `ide-01`"), "{e}");
-    assert!(e.contains("first defined at") && e.contains("bad_duplicate_host.yml:4:9"), "{e}");
+    assert!(
+        e.contains("bad_duplicate_host.yml:8:9: duplicate hostname `ide-01`"),
+        "{e}"
+    );
+    assert!(
+        e.contains("first defined at") && e.contains("bad_duplicate_host.yml:4:9"),
+        "{e}"
+    );
     assert!(e.contains("rename or remove one"), "{e}");
 }
 
@@ -241,41 +325,71 @@ fn duplicate_ip_is_rejected() {
     let text = "groups:\n  IDE:\n    hosts:\n      - { name: a, ip: 10.0.1.11 }\n      - { name: b, ip: 10.0.1.11 }\n";
     let e = parse_err(text, "d.yml");
     assert!(e.starts_with("d.yml:5:"), "{e}");
-    assert!(e.contains("duplicate ip 10.0.1.11 for `b` (already used by `a` at d.yml:4:"), "{e}");
+    assert!(
+        e.contains("duplicate ip 10.0.1.11 for `b` (already used by `a` at d.yml:4:"),
+        "{e}"
+    );
 }
 
 #[test]
 fn invalid_ip_is_rejected() {
     let e = err_fixture("bad_ip.yml");
     assert!(e.contains("bad_ip.yml:5:"), "{e}");
-    assert!(e.contains("`10.0.1.300` is not a valid IP address for host `ide-02`"), "{e}");
+    assert!(
+        e.contains("`10.0.1.300` is not a valid IP address for host `ide-02`"),
+        "{e}"
+    );
     assert!(e.contains("such as 10.0.1.12"), "{e}");
     // Ansible: ansible_host must be an address (or give `ip`).
     let e = parse_err("[IDE]\nide-01 ansible_host=ide-01.lan\n", "h.ini");
-    assert!(e.starts_with("h.ini:2:8:") && e.contains("`ide-01.lan` is not a valid IP"), "{e}");
+    assert!(
+        e.starts_with("h.ini:2:8:") && e.contains("`ide-01.lan` is not a valid IP"),
+        "{e}"
+    );
 }
 
 #[test]
 fn missing_ip_is_rejected() {
-    let e = parse_err("groups:\n  IDE:\n    hosts:\n      - { name: a }\n", "m.yml");
-    assert!(e.starts_with("m.yml:4:") && e.contains("host `a` has no ip"), "{e}");
+    let e = parse_err(
+        "groups:\n  IDE:\n    hosts:\n      - { name: a }\n",
+        "m.yml",
+    );
+    assert!(
+        e.starts_with("m.yml:4:") && e.contains("host `a` has no ip"),
+        "{e}"
+    );
     let e = parse_err("[IDE]\nide-01 ansible_user=x\n", "m.ini");
-    assert!(e.starts_with("m.ini:2:1:") && e.contains("ansible_host="), "{e}");
+    assert!(
+        e.starts_with("m.ini:2:1:") && e.contains("ansible_host="),
+        "{e}"
+    );
 }
 
 #[test]
 fn host_in_no_group_is_rejected() {
     let e = err_fixture("bad_no_group.yml");
-    assert!(e.contains("bad_no_group.yml:3:5: host `lonely` is in no group"), "{e}");
+    assert!(
+        e.contains("bad_no_group.yml:3:5: host `lonely` is in no group"),
+        "{e}"
+    );
     assert!(e.contains("put it under a group"), "{e}");
-    let e = parse_err("ungrouped-host ansible_host=10.0.0.1\n[IDE]\nide-01 ansible_host=10.0.0.2\n", "u.ini");
-    assert!(e.starts_with("u.ini:1:1: host `ungrouped-host` is in no group"), "{e}");
+    let e = parse_err(
+        "ungrouped-host ansible_host=10.0.0.1\n[IDE]\nide-01 ansible_host=10.0.0.2\n",
+        "u.ini",
+    );
+    assert!(
+        e.starts_with("u.ini:1:1: host `ungrouped-host` is in no group"),
+        "{e}"
+    );
 }
 
 #[test]
 fn unknown_stage_group_suggests_nearest() {
     let e = err_fixture("bad_stage_group.yml");
-    assert!(e.contains("bad_stage_group.yml:6:5: unknown group `IED` in stage `first`"), "{e}");
+    assert!(
+        e.contains("bad_stage_group.yml:6:5: unknown group `IED` in stage `first`"),
+        "{e}"
+    );
     assert!(e.contains("did you mean `IDE`?"), "{e}");
 }
 
@@ -283,18 +397,37 @@ fn unknown_stage_group_suggests_nearest() {
 fn bad_stage_serial_is_rejected() {
     let text = "groups:\n  IDE:\n    hosts:\n      - { name: a, ip: 10.0.0.1 }\nstages:\n  - { name: s, hosts: [IDE], serial: lots }\n";
     let e = parse_err(text, "s.yml");
-    assert!(e.starts_with("s.yml:6:5:") && e.contains("serial `lots`") && e.contains("25%"), "{e}");
+    assert!(
+        e.starts_with("s.yml:6:5:") && e.contains("serial `lots`") && e.contains("25%"),
+        "{e}"
+    );
 }
 
 #[test]
 fn invalid_names_state_the_rule() {
-    let e = parse_err("groups:\n  IDE:\n    hosts:\n      - { name: \"ide 01; rm -rf /\", ip: 10.0.0.1 }\n", "n.yml");
-    assert!(e.starts_with("n.yml:4:9: invalid name `ide 01; rm -rf /`"), "{e}");
+    let e = parse_err(
+        "groups:\n  IDE:\n    hosts:\n      - { name: \"ide 01; rm -rf /\", ip: 10.0.0.1 }\n",
+        "n.yml",
+    );
+    assert!(
+        e.starts_with("n.yml:4:9: invalid name `ide 01; rm -rf /`"),
+        "{e}"
+    );
     assert!(e.contains("letters, digits, `.`, `_` and `-`"), "{e}");
-    let e = parse_err("groups:\n  \"-IDE\":\n    hosts:\n      - { name: a, ip: 10.0.0.1 }\n", "n.yml");
-    assert!(e.starts_with("n.yml:2:3: invalid name `-IDE`") && e.contains("start with a letter or digit"), "{e}");
+    let e = parse_err(
+        "groups:\n  \"-IDE\":\n    hosts:\n      - { name: a, ip: 10.0.0.1 }\n",
+        "n.yml",
+    );
+    assert!(
+        e.starts_with("n.yml:2:3: invalid name `-IDE`")
+            && e.contains("start with a letter or digit"),
+        "{e}"
+    );
     let long = "a".repeat(64);
-    let e = parse_err(&format!("groups:\n  IDE:\n    hosts:\n      - {{ name: {long}, ip: 10.0.0.1 }}\n"), "n.yml");
+    let e = parse_err(
+        &format!("groups:\n  IDE:\n    hosts:\n      - {{ name: {long}, ip: 10.0.0.1 }}\n"),
+        "n.yml",
+    );
     assert!(e.contains("at most 63"), "{e}");
     assert!(validate::is_valid_name(&"a".repeat(63)));
     assert!(validate::is_valid_name("10.0.1.11"));
@@ -305,7 +438,10 @@ fn invalid_names_state_the_rule() {
 fn empty_inventory_is_rejected() {
     for text in ["", "# only a comment\n", "groups: {}\n", "vars: { a: 1 }\n"] {
         let e = parse_err(text, "e.yml");
-        assert!(e.starts_with("e.yml:1:1: the inventory defines no hosts"), "{text:?}: {e}");
+        assert!(
+            e.starts_with("e.yml:1:1: the inventory defines no hosts"),
+            "{text:?}: {e}"
+        );
     }
     let e = parse_err("[IDE]\n", "e.ini");
     assert!(e.contains("no hosts"), "{e}");
@@ -314,27 +450,65 @@ fn empty_inventory_is_rejected() {
 #[test]
 fn server_list_errors_carry_line_numbers() {
     let e = err_fixture("bad_server_list.txt");
-    assert!(e.contains("bad_server_list.txt:2:17: missing group for host `ide-02`"), "{e}");
+    assert!(
+        e.contains("bad_server_list.txt:2:17: missing group for host `ide-02`"),
+        "{e}"
+    );
     assert!(e.contains("hostname ip group"), "{e}");
     let p = Path::new("s.txt");
-    let e = import_server_list("a 10.0.0.1 IDE\nb 10.0.0.999 IDE\n", p).unwrap_err().to_string();
-    assert!(e.starts_with("s.txt:2:3: `10.0.0.999` is not a valid IP"), "{e}");
-    let e = import_server_list("a 10.0.0.1 IDE\n\n# c\nb\t10.0.0.1\tIDE\n", p).unwrap_err().to_string();
-    assert!(e.starts_with("s.txt:4:3: duplicate ip 10.0.0.1 for `b`"), "{e}");
-    let e = import_server_list("a 10.0.0.1 IDE\na 10.0.0.2 IDE\n", p).unwrap_err().to_string();
-    assert!(e.starts_with("s.txt:2:1: duplicate hostname `a` (first defined at s.txt:1:1)"), "{e}");
-    let e = import_server_list("a 10.0.0.1 IDE extra\n", p).unwrap_err().to_string();
-    assert!(e.starts_with("s.txt:1:16: unexpected fourth field `extra`"), "{e}");
+    let e = import_server_list("a 10.0.0.1 IDE\nb 10.0.0.999 IDE\n", p)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("s.txt:2:3: `10.0.0.999` is not a valid IP"),
+        "{e}"
+    );
+    let e = import_server_list("a 10.0.0.1 IDE\n\n# c\nb\t10.0.0.1\tIDE\n", p)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("s.txt:4:3: duplicate ip 10.0.0.1 for `b`"),
+        "{e}"
+    );
+    let e = import_server_list("a 10.0.0.1 IDE\na 10.0.0.2 IDE\n", p)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("s.txt:2:1: duplicate hostname `a` (first defined at s.txt:1:1)"),
+        "{e}"
+    );
+    let e = import_server_list("a 10.0.0.1 IDE extra\n", p)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("s.txt:1:16: unexpected fourth field `extra`"),
+        "{e}"
+    );
 }
 
 #[test]
 fn wrong_types_are_located() {
-    let e = parse_err("groups:\n  IDE:\n    hosts:\n      - { name: a, ip: 10.0.0.1, ssh: { port: 99999 } }\n", "w.yml");
-    assert!(e.starts_with("w.yml:4:") && e.contains("port number"), "{e}");
+    let e = parse_err(
+        "groups:\n  IDE:\n    hosts:\n      - { name: a, ip: 10.0.0.1, ssh: { port: 99999 } }\n",
+        "w.yml",
+    );
+    assert!(
+        e.starts_with("w.yml:4:") && e.contains("port number"),
+        "{e}"
+    );
     let e = parse_err("groups:\n  IDE:\n    hosts: { a: 1 }\n", "w.yml");
-    assert!(e.starts_with("w.yml:3:12:") && e.contains("expected a list"), "{e}");
-    let e = parse_err("consul:\n  agents: [10.0.0.1:8500]\ngroups:\n  IDE:\n    hosts:\n      - { name: a, ip: 10.0.0.1 }\n", "c.yml");
-    assert!(e.starts_with("c.yml:2:") && e.contains("http://10.0.0.178:8500"), "{e}");
+    assert!(
+        e.starts_with("w.yml:3:12:") && e.contains("expected a list"),
+        "{e}"
+    );
+    let e = parse_err(
+        "consul:\n  agents: [10.0.0.1:8500]\ngroups:\n  IDE:\n    hosts:\n      - { name: a, ip: 10.0.0.1 }\n",
+        "c.yml",
+    );
+    assert!(
+        e.starts_with("c.yml:2:") && e.contains("http://10.0.0.178:8500"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -363,9 +537,21 @@ fn large_inventory_parses_and_validates() {
 
     let mut list = String::new();
     for i in 0..n {
-        list.push_str(&format!("h{i}\t10.{}.{}.{}\tG{}\n", i >> 16, (i >> 8) & 255, i & 255, i % 3));
+        list.push_str(&format!(
+            "h{i}\t10.{}.{}.{}\tG{}\n",
+            i >> 16,
+            (i >> 8) & 255,
+            i & 255,
+            i % 3
+        ));
     }
-    assert_eq!(import_server_list(&list, Path::new("big.txt")).unwrap().hosts.len(), n);
+    assert_eq!(
+        import_server_list(&list, Path::new("big.txt"))
+            .unwrap()
+            .hosts
+            .len(),
+        n
+    );
 }
 
 // ---------------------------------------------------------------- limits
@@ -392,12 +578,21 @@ fn limit_patterns() {
     assert_eq!(select_names(&inv, "10.0.3.*"), ["pet-01", "pet-02"]);
     assert_eq!(select_names(&inv, "10.0.0.178"), ["mon-01"]);
     // Inventory order, not pattern order.
-    assert_eq!(select_names(&inv, "Pet,ide-01"), ["ide-01", "pet-01", "pet-02"]);
+    assert_eq!(
+        select_names(&inv, "Pet,ide-01"),
+        ["ide-01", "pet-01", "pet-02"]
+    );
     assert_eq!(select_names(&inv, "IDE:!ide-02"), ["ide-01", "ide-03"]);
-    assert_eq!(select_names(&inv, "!IDE:!monitoring"), ["stage-01", "stage-02", "pet-01", "pet-02"]);
+    assert_eq!(
+        select_names(&inv, "!IDE:!monitoring"),
+        ["stage-01", "stage-02", "pet-01", "pet-02"]
+    );
     assert_eq!(select_names(&inv, "*-01:&IDE"), ["ide-01"]);
     assert_eq!(select_names(&inv, "&Pet"), ["pet-01", "pet-02"]);
-    assert_eq!(select_names(&inv, "IDE,Stage,!*-02"), ["ide-01", "ide-03", "stage-01"]);
+    assert_eq!(
+        select_names(&inv, "IDE,Stage,!*-02"),
+        ["ide-01", "ide-03", "stage-01"]
+    );
 }
 
 #[test]
@@ -405,11 +600,24 @@ fn limit_from_retry_file() {
     let inv = load_fixture("example.yml");
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("deploy.retry");
-    std::fs::write(&path, "# failed last time\npet-02\n\nide-03  # trailing comment\n").unwrap();
-    assert_eq!(select_names(&inv, &format!("@{}", path.display())), ["ide-03", "pet-02"]);
-    assert_eq!(select_names(&inv, &format!("@{}:!Pet", path.display())), ["ide-03"]);
+    std::fs::write(
+        &path,
+        "# failed last time\npet-02\n\nide-03  # trailing comment\n",
+    )
+    .unwrap();
+    assert_eq!(
+        select_names(&inv, &format!("@{}", path.display())),
+        ["ide-03", "pet-02"]
+    );
+    assert_eq!(
+        select_names(&inv, &format!("@{}:!Pet", path.display())),
+        ["ide-03"]
+    );
     let e = Limit::parse("@/nonexistent/retry").unwrap_err().to_string();
-    assert!(e.contains("cannot read host list /nonexistent/retry"), "{e}");
+    assert!(
+        e.contains("cannot read host list /nonexistent/retry"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -422,7 +630,12 @@ fn limit_matching_nothing_suggests_names() {
     let limit = Limit::parse("IDE:&Stage").unwrap();
     assert!(inv.select(Some(&limit)).is_err());
     assert!(Limit::parse("").is_err());
-    assert!(Limit::parse("IDE:").unwrap_err().to_string().contains("empty term"));
+    assert!(
+        Limit::parse("IDE:")
+            .unwrap_err()
+            .to_string()
+            .contains("empty term")
+    );
     assert!(Limit::parse("ide-[").is_err());
 }
 
@@ -445,7 +658,8 @@ fn import_to_yaml_round_trips() {
     let text = std::fs::read_to_string(&path).unwrap();
     let imported = import_server_list(&text, &path).unwrap();
     let yaml = to_yaml(&imported);
-    let back = parse_str(&yaml, Path::new("imported.yml")).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+    let back =
+        parse_str(&yaml, Path::new("imported.yml")).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
     assert_eq!(host_set(&back), host_set(&imported));
     assert_eq!(group_names(&back), group_names(&imported));
     assert_eq!(names(&back.hosts), names(&imported.hosts));
@@ -456,14 +670,20 @@ fn full_inventories_round_trip_through_yaml() {
     for f in ["example.yml", "ansible.yml", "ansible.ini"] {
         let inv = load_fixture(f);
         let yaml = to_yaml(&inv);
-        let back = parse_str(&yaml, Path::new("out.yml")).unwrap_or_else(|e| panic!("{f}: {e}\n{yaml}"));
+        let back =
+            parse_str(&yaml, Path::new("out.yml")).unwrap_or_else(|e| panic!("{f}: {e}\n{yaml}"));
         assert_eq!(host_set(&back), host_set(&inv), "{f}");
         assert_eq!(group_names(&back), group_names(&inv), "{f}");
         assert_eq!(back.consul, inv.consul, "{f}");
         assert_eq!(back.stages.len(), inv.stages.len(), "{f}");
         for h in &inv.hosts {
             let b = back.host(&h.name).unwrap();
-            assert_eq!(back.host_vars(b), inv.host_vars(h), "{f}: vars of {}", h.name);
+            assert_eq!(
+                back.host_vars(b),
+                inv.host_vars(h),
+                "{f}: vars of {}",
+                h.name
+            );
         }
     }
 }

@@ -11,7 +11,9 @@ use std::path::PathBuf;
 
 use super::error::{InventoryError, SourcePos};
 use super::node::near_names;
-use super::{ConsulSettings, Group, Host, Inventory, MONITORING_GROUP, SshSettings, StageSpec, Vars};
+use super::{
+    ConsulSettings, Group, Host, Inventory, MONITORING_GROUP, SshSettings, StageSpec, Vars,
+};
 
 /// An inventory as a format read it, before any invariant is checked.
 #[derive(Debug, Default)]
@@ -100,16 +102,25 @@ pub(crate) fn validate(draft: Draft) -> Result<Inventory, InventoryError> {
             return Err(InventoryError::Syntax {
                 pos: h.pos,
                 message: format!("host `{}` has no ip", h.name),
-                help: Some("give it an address, e.g. `ip: 10.0.1.12` (Ansible: `ansible_host=10.0.1.12`)".to_owned()),
+                help: Some(
+                    "give it an address, e.g. `ip: 10.0.1.12` (Ansible: `ansible_host=10.0.1.12`)"
+                        .to_owned(),
+                ),
             });
         };
-        let ip: IpAddr = ip_text.trim().parse().map_err(|_| InventoryError::InvalidIp {
-            name: h.name.clone(),
-            value: ip_text.clone(),
-            pos: ip_pos.clone(),
-        })?;
+        let ip: IpAddr = ip_text
+            .trim()
+            .parse()
+            .map_err(|_| InventoryError::InvalidIp {
+                name: h.name.clone(),
+                value: ip_text.clone(),
+                pos: ip_pos.clone(),
+            })?;
         let Some(group) = h.group else {
-            return Err(InventoryError::NoGroup { name: h.name, pos: h.pos });
+            return Err(InventoryError::NoGroup {
+                name: h.name,
+                pos: h.pos,
+            });
         };
         if let Some(&other) = by_ip.get(&ip) {
             let other: &Host = &hosts[other];
@@ -181,7 +192,11 @@ fn check_stages(
     if stages.is_empty() {
         return Ok(());
     }
-    let mut known: HashSet<&str> = groups.iter().chain(extra).map(|g| g.name.as_str()).collect();
+    let mut known: HashSet<&str> = groups
+        .iter()
+        .chain(extra)
+        .map(|g| g.name.as_str())
+        .collect();
     known.insert(MONITORING_GROUP);
     known.insert("all");
     let host_names: HashSet<&str> = hosts.iter().map(|h| h.name.as_str()).collect();
@@ -189,7 +204,8 @@ fn check_stages(
         for pattern in &stage.hosts {
             let term = pattern.trim_start_matches(['!', '&']);
             let is_glob = term.contains(['*', '?', '[']);
-            if is_glob || term.starts_with('@') || known.contains(term) || host_names.contains(term) {
+            if is_glob || term.starts_with('@') || known.contains(term) || host_names.contains(term)
+            {
                 continue;
             }
             if term.parse::<IpAddr>().is_ok() && hosts.iter().any(|h| h.ip.to_string() == term) {
@@ -208,8 +224,13 @@ fn check_stages(
         {
             return Err(InventoryError::Syntax {
                 pos: stage.pos.clone(),
-                message: format!("stage `{}`: serial `{serial}` is not a batch size", stage.name),
-                help: Some("write a number of hosts (e.g. 2) or a percentage such as \"25%\"".to_owned()),
+                message: format!(
+                    "stage `{}`: serial `{serial}` is not a batch size",
+                    stage.name
+                ),
+                help: Some(
+                    "write a number of hosts (e.g. 2) or a percentage such as \"25%\"".to_owned(),
+                ),
             });
         }
         if let Some(p) = stage.max_fail_percentage
@@ -217,7 +238,10 @@ fn check_stages(
         {
             return Err(InventoryError::Syntax {
                 pos: stage.pos.clone(),
-                message: format!("stage `{}`: max_fail_percentage {p} is out of range", stage.name),
+                message: format!(
+                    "stage `{}`: max_fail_percentage {p} is out of range",
+                    stage.name
+                ),
                 help: Some("use a value from 0 to 100".to_owned()),
             });
         }
@@ -228,7 +252,10 @@ fn check_stages(
 fn valid_serial(serial: &str) -> bool {
     let s = serial.trim();
     match s.strip_suffix('%') {
-        Some(pct) => pct.trim().parse::<f64>().is_ok_and(|p| p > 0.0 && p <= 100.0),
+        Some(pct) => pct
+            .trim()
+            .parse::<f64>()
+            .is_ok_and(|p| p > 0.0 && p <= 100.0),
         None => s.parse::<u64>().is_ok_and(|n| n > 0),
     }
 }
