@@ -175,11 +175,33 @@ fn syntax_from_saphyr(err: &serde_saphyr::Error, file: &Path) -> InventoryError 
     // Keep the message on one line: the location is already in our prefix.
     let first_line = full.lines().next().unwrap_or("invalid YAML").trim();
     let message = strip_location_suffix(first_line);
+    let (message, help) = explain(message);
     InventoryError::Syntax {
         pos: loc.at(file),
         message: format!("invalid YAML: {message}"),
-        help: Some("check indentation and quoting near this line".to_owned()),
+        help: Some(help.to_owned()),
     }
+}
+
+/// Reword parser messages that mention library internals, and pick a fitting hint.
+fn explain(message: &str) -> (String, &'static str) {
+    if let Some(key) = message.strip_prefix("duplicate mapping key: ") {
+        let key = key.split(", set DuplicateKeyPolicy").next().unwrap_or(key);
+        return (
+            format!("duplicate key `{key}`"),
+            "a key may appear once per mapping; merge the two entries",
+        );
+    }
+    if message.contains("tab") {
+        return (
+            message.to_owned(),
+            "YAML indentation must use spaces, not tabs",
+        );
+    }
+    (
+        message.to_owned(),
+        "check indentation and quoting near this line",
+    )
 }
 
 /// serde-saphyr appends " at line X column Y"; our prefix already says that.

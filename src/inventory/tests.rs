@@ -275,7 +275,24 @@ fn malformed_yaml_is_a_located_syntax_error() {
     assert!(e.contains("invalid YAML"), "{e}");
     assert_eq!(e.lines().count(), 1, "one-line message: {e}");
     let e = parse_err("groups:\n  IDE:\n   hosts:\n  - x\n", "bad2.yml");
-    assert!(e.starts_with("bad2.yml:"), "{e}");
+    assert!(e.starts_with("bad2.yml:4:5: invalid YAML"), "{e}");
+    let e = parse_err("groups:\n  IDE: {}\n  IDE: {}\n", "dup.yml");
+    assert!(
+        e.starts_with("dup.yml:3:3: invalid YAML: duplicate key `IDE`"),
+        "{e}"
+    );
+    assert!(
+        e.contains("merge the two entries") && !e.contains("DuplicateKeyPolicy"),
+        "{e}"
+    );
+    let e = parse_err(
+        "groups:\n  IDE:\n    hosts:\n      - name: a\n        ip: 10.0.0.1\n\tfoo: 1\n",
+        "tab.yml",
+    );
+    assert!(
+        e.starts_with("tab.yml:5:") && e.contains("spaces, not tabs"),
+        "{e}"
+    );
 }
 
 #[test]
