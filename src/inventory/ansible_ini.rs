@@ -25,6 +25,10 @@ pub(crate) fn looks_like(text: &str) -> bool {
     else {
         return false;
     };
+    // A YAML document marker or directive is never INI.
+    if line.starts_with("---") || line.starts_with('%') {
+        return false;
+    }
     if line.starts_with('[') && line.ends_with(']') {
         return true;
     }

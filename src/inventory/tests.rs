@@ -222,6 +222,25 @@ fn ini_detected_without_extension() {
 }
 
 #[test]
+fn yaml_detected_without_extension() {
+    let text = "---\ngroups:\n  IDE:\n    hosts:\n      - { name: a, ip: 10.0.0.1 }\n";
+    assert_eq!(
+        parse_str(text, Path::new("inventory")).unwrap().hosts[0].group,
+        "IDE"
+    );
+    let text = "---\nall:\n  children:\n    IDE:\n      hosts: { a: { ansible_host: 10.0.0.1 } }\n";
+    assert_eq!(
+        parse_str(text, Path::new("hosts")).unwrap().hosts[0].group,
+        "IDE"
+    );
+    let text = "# seed list\na\t10.0.0.1\tIDE\n";
+    assert_eq!(
+        parse_str(text, Path::new("servers")).unwrap().hosts[0].group,
+        "IDE"
+    );
+}
+
+#[test]
 fn ansible_top_level_groups_without_all() {
     let inv = parse_str(
         "IDE:\n  hosts:\n    ide-01: { ansible_host: 10.0.1.11, ansible_port: 2200 }\n",
