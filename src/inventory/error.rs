@@ -35,13 +35,17 @@ pub enum InventoryError {
         message: String,
         help: Option<String>,
     },
-    #[error("{pos}: duplicate hostname `{name}` (first defined at {first}) — hostnames must be unique; rename or remove one")]
+    #[error(
+        "{pos}: duplicate hostname `{name}` (first defined at {first}) — hostnames must be unique; rename or remove one"
+    )]
     DuplicateHost {
         name: String,
         pos: SourcePos,
         first: SourcePos,
     },
-    #[error("{pos}: duplicate ip {ip} for `{name}` (already used by `{other}` at {first}) — each host needs its own address")]
+    #[error(
+        "{pos}: duplicate ip {ip} for `{name}` (already used by `{other}` at {first}) — each host needs its own address"
+    )]
     DuplicateIp {
         ip: String,
         name: String,
@@ -49,13 +53,17 @@ pub enum InventoryError {
         pos: SourcePos,
         first: SourcePos,
     },
-    #[error("{pos}: `{value}` is not a valid IP address for host `{name}` — write an IPv4 or IPv6 address such as 10.0.1.12")]
+    #[error(
+        "{pos}: `{value}` is not a valid IP address for host `{name}` — write an IPv4 or IPv6 address such as 10.0.1.12"
+    )]
     InvalidIp {
         name: String,
         value: String,
         pos: SourcePos,
     },
-    #[error("{pos}: host `{name}` is in no group — put it under a group (e.g. IDE, Stage, Pet) or `monitoring`")]
+    #[error(
+        "{pos}: host `{name}` is in no group — put it under a group (e.g. IDE, Stage, Pet) or `monitoring`"
+    )]
     NoGroup { name: String, pos: SourcePos },
     #[error("{pos}: unknown key `{key}`{}", hint(&.suggestion.as_ref().map(|s| format!("did you mean `{s}`?"))))]
     UnknownKey {
@@ -76,8 +84,25 @@ pub enum InventoryError {
         why: String,
         pos: SourcePos,
     },
+    #[error(
+        "{pos}: the inventory defines no hosts — add hosts under `groups:` (or Ansible `hosts:`)"
+    )]
+    NoHosts { pos: SourcePos },
+    #[error("invalid --limit `{pattern}`: {message}")]
+    BadLimit { pattern: String, message: String },
+    #[error("no host matches --limit `{pattern}`{}", near_hint(.near))]
+    NoMatch { pattern: String, near: Vec<String> },
     #[error("{file}: {message}")]
     Other { file: PathBuf, message: String },
+}
+
+fn near_hint(near: &[String]) -> String {
+    if near.is_empty() {
+        " — check the hostname or group name".to_owned()
+    } else {
+        let names: Vec<String> = near.iter().map(|n| format!("`{n}`")).collect();
+        format!(" — did you mean {}?", names.join(", "))
+    }
 }
 
 fn hint(help: &Option<String>) -> String {

@@ -4,15 +4,30 @@
 //! Must not touch: the network, playbooks, templates. Formats live in submodules and only
 //! build this model; `validate` is the single place that enforces its invariants.
 
+// InventoryError is large (positions carry paths), but it is returned once per run on a
+// cold path and callers match on its variants; boxing it would only complicate the API.
+#![allow(clippy::result_large_err)]
+
+mod ansible;
+mod ansible_ini;
+mod ansible_yaml;
+mod emit;
 mod error;
 mod limit;
+mod node;
+mod promfleet;
+mod server_list;
+#[cfg(test)]
+mod tests;
+mod validate;
 
+pub use emit::to_yaml;
 pub use error::{InventoryError, SourcePos};
 pub use limit::Limit;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Variables as free-form JSON values (strings, numbers, lists, maps), merged global → group → host.
 pub type Vars = serde_json::Map<String, serde_json::Value>;
@@ -29,6 +44,9 @@ pub struct Inventory {
     pub hosts: Vec<Host>,
     /// Fleet groups (environments such as IDE, Stage, Pet) in file order; excludes `monitoring`.
     pub groups: Vec<Group>,
+    /// Groups that are not environments: `monitoring` and Ansible parent groups (e.g. a
+    /// `fleet` group with `children`). Their vars still apply to their members.
+    pub extra_groups: Vec<Group>,
     /// Global variables (lowest precedence after built-in defaults).
     pub vars: Vars,
     /// Consul agents used both for registration and by Prometheus' discovery (one source of truth).
@@ -138,7 +156,12 @@ impl Inventory {
     pub fn host_vars(&self, host: &Host) -> Vars {
         let mut vars = self.vars.clone();
         for g in host.groups.iter().rev() {
-            if let Some(group) = self.groups.iter().find(|x| &x.name == g) {
+            if let Some(group) = self
+                .groups
+                .iter()
+                .chain(&self.extra_groups)
+                .find(|x| &x.name == g)
+            {
                 vars.extend(group.vars.clone());
             }
         }
@@ -156,16 +179,78 @@ impl Inventory {
     }
 }
 
-// Placeholders until the inventory branch lands.
-pub fn load(path: &std::path::Path) -> Result<Inventory, InventoryError> {
-    Err(InventoryError::Other { file: path.to_path_buf(), message: "not implemented".into() })
+/// Read an inventory file, detect its format and validate it.
+///
+/// Formats: promfleet YAML, Ansible YAML, Ansible INI (by `.ini` extension or INI-looking
+/// content) and, as a convenience, a seed `server_list.txt`.
+pub fn load(path: &Path) -> Result<Inventory, InventoryError> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| InventoryError::Read(path.to_path_buf(), e))?;
+    parse_str(&text, path)
 }
-pub fn import_server_list(_t: &str, path: &std::path::Path) -> Result<Inventory, InventoryError> {
-    Err(InventoryError::Other { file: path.to_path_buf(), message: "not implemented".into() })
+
+/// Parse inventory text (format detected as in `load`); `path` is used in messages.
+pub fn parse_str(text: &str, path: &Path) -> Result<Inventory, InventoryError> {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let is_yaml_ext = matches!(ext.as_str(), "yml" | "yaml" | "json");
+    let draft = if ext == "ini" || (!is_yaml_ext && ansible_ini::looks_like(text)) {
+        ansible_ini::parse(text, path)?
+    } else if ext == "txt" || (!is_yaml_ext && server_list::looks_like(text)) {
+        server_list::parse(text, path)?
+    } else {
+        let root = node::parse_yaml(text, path)?;
+        let reader = node::Reader { file: path };
+        if ansible_yaml::looks_like(&root) {
+            ansible_yaml::parse(&root, &reader)?
+        } else {
+            promfleet::parse(&root, &reader)?
+        }
+    };
+    validate::validate(draft)
 }
-pub fn to_yaml(_i: &Inventory) -> String { String::new() }
+
+/// Read the seed's `server_list.txt` (`hostname ip group` a line, tabs or spaces, `#` comments).
+pub fn import_server_list(text: &str, path: &Path) -> Result<Inventory, InventoryError> {
+    validate::validate(server_list::parse(text, path)?)
+}
+
 impl Inventory {
+    /// Hosts selected by `limit` (all hosts without one), in inventory order; an error if none.
     pub fn select(&self, limit: Option<&Limit>) -> Result<Vec<&Host>, InventoryError> {
-        Ok(self.hosts.iter().filter(|h| limit.is_none_or(|l| l.matches(h))).collect())
+        let Some(limit) = limit else {
+            return Ok(self.hosts.iter().collect());
+        };
+        let selected: Vec<&Host> = self.hosts.iter().filter(|h| limit.matches(h)).collect();
+        if !selected.is_empty() {
+            return Ok(selected);
+        }
+        let candidates: Vec<&str> = self
+            .hosts
+            .iter()
+            .map(|h| h.name.as_str())
+            .chain(
+                self.groups
+                    .iter()
+                    .chain(&self.extra_groups)
+                    .map(|g| g.name.as_str()),
+            )
+            .collect();
+        let mut near: Vec<String> = Vec::new();
+        for word in limit.words() {
+            for n in node::near_names(word, candidates.iter().copied(), 3) {
+                if !near.contains(&n) && n != word {
+                    near.push(n);
+                }
+            }
+        }
+        near.truncate(5);
+        Err(InventoryError::NoMatch {
+            pattern: limit.pattern.clone(),
+            near,
+        })
     }
 }

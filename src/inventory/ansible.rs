@@ -1,0 +1,417 @@
+//! What Ansible inventories (YAML and INI) have in common: a graph of groups and hosts
+//! with variables, resolved into a `Draft`.
+//!
+//! Owns: the group graph (`Collected`), the meaning of Ansible connection variables
+//! (`ansible_host`, `ansible_user`, `ansible_port`, `ansible_ssh_private_key_file`,
+//! `ansible_become`), the promfleet variables read from `all` (`consul_agents`,
+//! `consul_datacenter`) and the choice of a host's fleet group: the innermost group that
+//! lists it directly, other than `all`, `ungrouped` and `monitoring`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use super::error::{InventoryError, SourcePos};
+use super::validate::{Draft, DraftHost};
+use super::{ConsulSettings, Group, MONITORING_GROUP, SshSettings, Vars};
+
+pub(crate) const ALL: &str = "all";
+pub(crate) const UNGROUPED: &str = "ungrouped";
+
+/// A variable map that remembers where each variable was written.
+#[derive(Debug, Default)]
+pub(crate) struct LocatedVars {
+    pub vars: Vars,
+    pub pos: HashMap<String, SourcePos>,
+}
+
+impl LocatedVars {
+    pub fn insert(&mut self, key: String, value: Value, pos: SourcePos) {
+        self.pos.insert(key.clone(), pos);
+        self.vars.insert(key, value);
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct AGroup {
+    pub name: String,
+    pub pos: SourcePos,
+    pub vars: LocatedVars,
+    pub parents: Vec<String>,
+}
+
+#[derive(Debug)]
+pub(crate) struct AHost {
+    pub name: String,
+    pub pos: SourcePos,
+    pub vars: LocatedVars,
+    /// Groups that list this host directly, in file order.
+    pub direct: Vec<String>,
+}
+
+/// The group graph as read from the file. A group or host may be mentioned many times;
+/// Ansible merges the mentions, and so do we.
+#[derive(Debug, Default)]
+pub(crate) struct Collected {
+    pub file: PathBuf,
+    pub groups: Vec<AGroup>,
+    group_idx: HashMap<String, usize>,
+    pub hosts: Vec<AHost>,
+    host_idx: HashMap<String, usize>,
+}
+
+impl Collected {
+    pub fn new(file: &Path) -> Self {
+        let mut c = Collected {
+            file: file.to_path_buf(),
+            ..Collected::default()
+        };
+        c.group(ALL, SourcePos::default());
+        c
+    }
+
+    /// The group called `name`, created on first mention.
+    pub fn group(&mut self, name: &str, pos: SourcePos) -> &mut AGroup {
+        let idx = match self.group_idx.get(name) {
+            Some(&i) => i,
+            None => {
+                self.groups.push(AGroup {
+                    name: name.to_owned(),
+                    pos,
+                    vars: LocatedVars::default(),
+                    parents: Vec::new(),
+                });
+                self.group_idx
+                    .insert(name.to_owned(), self.groups.len() - 1);
+                self.groups.len() - 1
+            }
+        };
+        &mut self.groups[idx]
+    }
+
+    pub fn add_child(&mut self, parent: &str, child: &str, pos: SourcePos) {
+        let g = self.group(child, pos);
+        if !g.parents.iter().any(|p| p == parent) {
+            g.parents.push(parent.to_owned());
+        }
+    }
+
+    /// The host called `name`, created on first mention, recorded as a direct member of `group`.
+    pub fn host(&mut self, name: &str, pos: SourcePos, group: &str) -> &mut AHost {
+        let idx = match self.host_idx.get(name) {
+            Some(&i) => i,
+            None => {
+                self.hosts.push(AHost {
+                    name: name.to_owned(),
+                    pos,
+                    vars: LocatedVars::default(),
+                    direct: Vec::new(),
+                });
+                self.host_idx.insert(name.to_owned(), self.hosts.len() - 1);
+                self.hosts.len() - 1
+            }
+        };
+        let h = &mut self.hosts[idx];
+        if !h.direct.iter().any(|g| g == group) {
+            h.direct.push(group.to_owned());
+        }
+        h
+    }
+
+    fn depth(
+        &self,
+        name: &str,
+        memo: &mut HashMap<String, usize>,
+        path: &mut Vec<String>,
+    ) -> Result<usize, InventoryError> {
+        if name == ALL {
+            return Ok(0);
+        }
+        if let Some(&d) = memo.get(name) {
+            return Ok(d);
+        }
+        let Some(&idx) = self.group_idx.get(name) else {
+            return Ok(1);
+        };
+        let g = &self.groups[idx];
+        if path.iter().any(|p| p == name) {
+            return Err(InventoryError::Syntax {
+                pos: g.pos.clone(),
+                message: format!(
+                    "group `{name}` is its own ancestor ({} → {name})",
+                    path.join(" → ")
+                ),
+                help: Some("remove one of the `children` entries that form the cycle".to_owned()),
+            });
+        }
+        path.push(name.to_owned());
+        let mut d = 1;
+        for p in &g.parents {
+            d = d.max(1 + self.depth(p, memo, path)?);
+        }
+        path.pop();
+        memo.insert(name.to_owned(), d);
+        Ok(d)
+    }
+
+    /// Every ancestor of the given groups, nearest first (breadth-first), without `all`.
+    fn ancestors(&self, start: &[String]) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        let mut queue: std::collections::VecDeque<&str> =
+            start.iter().map(String::as_str).collect();
+        while let Some(name) = queue.pop_front() {
+            let Some(&idx) = self.group_idx.get(name) else {
+                continue;
+            };
+            for p in &self.groups[idx].parents {
+                if p != ALL && p != UNGROUPED && !out.contains(p) && !start.contains(p) {
+                    out.push(p.clone());
+                    queue.push_back(p);
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Resolve the group graph into a draft inventory.
+pub(crate) fn resolve(mut c: Collected) -> Result<Draft, InventoryError> {
+    let mut draft = Draft {
+        source: c.file.clone(),
+        ..Draft::default()
+    };
+
+    // Group ssh defaults, with connection variables removed from their vars.
+    let mut group_ssh: HashMap<String, SshSettings> = HashMap::new();
+    for g in &mut c.groups {
+        group_ssh.insert(g.name.clone(), take_ssh(&mut g.vars)?);
+    }
+    let all_ssh = group_ssh.remove(ALL).unwrap_or_default();
+    if let Some(all) = c.groups.iter_mut().find(|g| g.name == ALL) {
+        draft.consul = take_consul(&mut all.vars, &mut draft.consul_pos, &c.file)?;
+        draft.vars = std::mem::take(&mut all.vars.vars);
+    }
+
+    let mut memo = HashMap::new();
+    let mut fleet_groups: Vec<bool> = vec![false; c.groups.len()];
+    let hosts = std::mem::take(&mut c.hosts);
+    draft.hosts.reserve(hosts.len());
+    for mut h in hosts {
+        let direct: Vec<String> = h
+            .direct
+            .iter()
+            .filter(|g| *g != ALL && *g != UNGROUPED)
+            .cloned()
+            .collect();
+        let mut fleet: Option<(&str, usize)> = None;
+        for g in direct.iter().filter(|g| *g != MONITORING_GROUP) {
+            let d = c.depth(g, &mut memo, &mut Vec::new())?;
+            if fleet.is_none_or(|(_, best)| d > best) {
+                fleet = Some((g, d));
+            }
+        }
+        let group = match fleet {
+            Some((g, _)) => Some(g.to_owned()),
+            None if direct.iter().any(|g| g == MONITORING_GROUP) => {
+                Some(MONITORING_GROUP.to_owned())
+            }
+            None => None,
+        };
+        let mut groups: Vec<String> = Vec::new();
+        if let Some(g) = &group {
+            groups.push(g.clone());
+            if let Some(i) = c.groups.iter().position(|x| &x.name == g) {
+                fleet_groups[i] = true;
+            }
+        }
+        groups.extend(
+            direct
+                .iter()
+                .filter(|g| Some(*g) != group.as_ref())
+                .cloned(),
+        );
+        let parents = c.ancestors(&groups);
+        groups.extend(parents);
+
+        let ip = take_ip(&mut h)?;
+        let mut ssh = take_ssh(&mut h.vars)?;
+        if let Some(addr) = ip.1 {
+            ssh.address = Some(addr);
+        }
+        for g in &groups {
+            if let Some(s) = group_ssh.get(g) {
+                ssh = ssh.or(s);
+            }
+        }
+        draft.hosts.push(DraftHost {
+            name: h.name,
+            ip: ip.0,
+            group,
+            groups,
+            ssh: ssh.or(&all_ssh),
+            vars: h.vars.vars,
+            pos: h.pos,
+        });
+    }
+
+    for (g, is_fleet) in c.groups.into_iter().zip(fleet_groups) {
+        if g.name == ALL || g.name == UNGROUPED {
+            continue;
+        }
+        let group = Group {
+            name: g.name,
+            vars: g.vars.vars,
+            pos: g.pos,
+        };
+        if is_fleet && group.name != MONITORING_GROUP {
+            draft.groups.push(group);
+        } else {
+            draft.extra_groups.push(group);
+        }
+    }
+    Ok(draft)
+}
+
+type IpAndAddress = (Option<(String, SourcePos)>, Option<String>);
+
+/// The host's ip (`ip` var, else `ansible_host`, else the hostname if it is an address) and,
+/// when both `ip` and `ansible_host` are set, the SSH address.
+fn take_ip(h: &mut AHost) -> Result<IpAndAddress, InventoryError> {
+    let ansible_host = take_string(&mut h.vars, &["ansible_host", "ansible_ssh_host"])?;
+    let ip = take_string(&mut h.vars, &["ip"])?;
+    Ok(match (ip, ansible_host) {
+        (Some(ip), Some((addr, _))) => (Some(ip), Some(addr)),
+        (Some(ip), None) | (None, Some(ip)) => (Some(ip), None),
+        (None, None) if h.name.parse::<std::net::IpAddr>().is_ok() => {
+            (Some((h.name.clone(), h.pos.clone())), None)
+        }
+        (None, None) => (None, None),
+    })
+}
+
+fn take_string(
+    v: &mut LocatedVars,
+    keys: &[&str],
+) -> Result<Option<(String, SourcePos)>, InventoryError> {
+    let mut found = None;
+    for key in keys {
+        if let Some(value) = v.vars.remove(*key) {
+            let pos = v.pos.get(*key).cloned().unwrap_or_default();
+            let text = match value {
+                Value::String(s) => s,
+                Value::Number(n) => n.to_string(),
+                other => {
+                    return Err(InventoryError::Syntax {
+                        pos,
+                        message: format!("`{key}` must be a string, found {other}"),
+                        help: None,
+                    });
+                }
+            };
+            found = found.or(Some((text, pos)));
+        }
+    }
+    Ok(found)
+}
+
+/// Remove the connection variables from `v` and return them as SSH settings.
+fn take_ssh(v: &mut LocatedVars) -> Result<SshSettings, InventoryError> {
+    let mut s = SshSettings {
+        user: take_string(v, &["ansible_user", "ansible_ssh_user"])?.map(|x| x.0),
+        key: take_string(
+            v,
+            &["ansible_ssh_private_key_file", "ansible_private_key_file"],
+        )?
+        .map(|x| PathBuf::from(x.0)),
+        ..SshSettings::default()
+    };
+    if let Some((port, pos)) = take_string(v, &["ansible_port", "ansible_ssh_port"])? {
+        s.port = Some(
+            port.trim()
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| InventoryError::Syntax {
+                    pos,
+                    message: format!("ansible_port `{port}` is not a port number"),
+                    help: Some("use a number from 1 to 65535".to_owned()),
+                })?,
+        );
+    }
+    if let Some(value) = v.vars.remove("ansible_become") {
+        let pos = v.pos.get("ansible_become").cloned().unwrap_or_default();
+        s.become_root = Some(as_bool(&value).ok_or_else(|| InventoryError::Syntax {
+            pos,
+            message: format!("ansible_become must be true or false, found {value}"),
+            help: None,
+        })?);
+    }
+    Ok(s)
+}
+
+fn as_bool(value: &Value) -> Option<bool> {
+    match value {
+        Value::Bool(b) => Some(*b),
+        Value::String(s) => match s.to_ascii_lowercase().as_str() {
+            "true" | "yes" | "on" | "1" => Some(true),
+            "false" | "no" | "off" | "0" => Some(false),
+            _ => None,
+        },
+        Value::Number(n) => n.as_i64().map(|i| i != 0),
+        _ => None,
+    }
+}
+
+/// `consul_agents` (a list, or a comma-separated string) and `consul_datacenter` from `all`.
+fn take_consul(
+    v: &mut LocatedVars,
+    positions: &mut Vec<SourcePos>,
+    file: &Path,
+) -> Result<ConsulSettings, InventoryError> {
+    let mut c = ConsulSettings::default();
+    let pos = v
+        .pos
+        .get("consul_agents")
+        .cloned()
+        .unwrap_or_else(|| SourcePos {
+            file: file.to_path_buf(),
+            ..SourcePos::default()
+        });
+    match v.vars.remove("consul_agents") {
+        None => {}
+        Some(Value::String(s)) => {
+            c.agents = s
+                .split(',')
+                .map(|a| a.trim().to_owned())
+                .filter(|a| !a.is_empty())
+                .collect()
+        }
+        Some(Value::Array(items)) => {
+            for item in items {
+                match item {
+                    Value::String(s) => c.agents.push(s),
+                    other => {
+                        return Err(InventoryError::Syntax {
+                            pos,
+                            message: format!("consul_agents entries must be URLs, found {other}"),
+                            help: Some("e.g. consul_agents: [http://10.0.0.178:8500]".to_owned()),
+                        });
+                    }
+                }
+            }
+        }
+        Some(other) => {
+            return Err(InventoryError::Syntax {
+                pos,
+                message: format!("consul_agents must be a list of URLs, found {other}"),
+                help: Some("e.g. consul_agents: [http://10.0.0.178:8500]".to_owned()),
+            });
+        }
+    }
+    positions.extend(std::iter::repeat_n(pos, c.agents.len()));
+    if let Some((dc, _)) = take_string(v, &["consul_datacenter"])? {
+        c.datacenter = Some(dc);
+    }
+    Ok(c)
+}

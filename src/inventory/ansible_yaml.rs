@@ -1,0 +1,84 @@
+//! Ansible YAML inventories (`all: {hosts, vars, children}`) → the shared group graph.
+
+use super::ansible::{ALL, Collected, resolve};
+use super::error::InventoryError;
+use super::node::{Kind, Node, Reader, to_json};
+use super::validate::Draft;
+
+const GROUP_KEYS: &[&str] = &["hosts", "vars", "children"];
+
+/// True if a YAML document looks like an Ansible inventory: `all:` at the top, or only
+/// group mappings made of `hosts`/`children`/`vars`.
+pub(crate) fn looks_like(root: &Node) -> bool {
+    let Kind::Map(entries) = &root.kind else {
+        return false;
+    };
+    let has_all = entries
+        .iter()
+        .any(|(k, _)| matches!(&k.kind, Kind::Str(s) if s == ALL));
+    if has_all {
+        return true;
+    }
+    let is_group_body =
+        |v: &Node| match &v.kind {
+            Kind::Map(body) => !body.is_empty()
+                && body.iter().all(
+                    |(k, _)| matches!(&k.kind, Kind::Str(s) if GROUP_KEYS.contains(&s.as_str())),
+                ),
+            _ => false,
+        };
+    !entries.is_empty()
+        && entries.iter().all(|(k, v)| {
+            let top_key =
+                matches!(&k.kind, Kind::Str(s) if super::promfleet::TOP_KEYS.contains(&s.as_str()));
+            !top_key && is_group_body(v)
+        })
+}
+
+pub(crate) fn parse(root: &Node, r: &Reader) -> Result<Draft, InventoryError> {
+    let mut c = Collected::new(r.file);
+    for (name_node, body) in r.map(root, "inventory")? {
+        let name = r.string(name_node, "group name")?;
+        c.group(&name, r.pos(name_node.loc));
+        if name != ALL {
+            c.add_child(ALL, &name, r.pos(name_node.loc));
+        }
+        group(&name, body, r, &mut c)?;
+    }
+    resolve(c)
+}
+
+fn group(name: &str, body: &Node, r: &Reader, c: &mut Collected) -> Result<(), InventoryError> {
+    let ctx = format!("group `{name}`");
+    for (key, value) in r.fields(body, GROUP_KEYS, &ctx)? {
+        match key {
+            "hosts" => {
+                for (host_node, vars) in r.map(value, &ctx)? {
+                    let host = r.string(host_node, "hostname")?;
+                    let h = c.host(&host, r.pos(host_node.loc), name);
+                    for (k, v) in r.map(vars, &format!("host `{host}`"))? {
+                        h.vars
+                            .insert(r.string(k, "variable name")?, to_json(v), r.pos(v.loc));
+                    }
+                }
+            }
+            "vars" => {
+                for (k, v) in r.map(value, &ctx)? {
+                    let key = r.string(k, "variable name")?;
+                    c.group(name, r.pos(body.loc))
+                        .vars
+                        .insert(key, to_json(v), r.pos(v.loc));
+                }
+            }
+            _ => {
+                for (child_node, child_body) in r.map(value, &ctx)? {
+                    let child = r.string(child_node, "group name")?;
+                    c.group(&child, r.pos(child_node.loc));
+                    c.add_child(name, &child, r.pos(child_node.loc));
+                    group(&child, child_body, r, c)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,252 @@
+//! promfleet's own YAML inventory format → `Draft`.
+//!
+//! Top-level keys: `vars`, `ssh`, `consul`, `groups`, `monitoring`, `stages` (see
+//! inventory/example.yml). Owns only the shape of that format; invariants are checked by
+//! `validate`.
+
+use std::path::PathBuf;
+
+use super::error::InventoryError;
+use super::node::{Kind, Node, Reader, scalar_text};
+use super::validate::{Draft, DraftHost};
+use super::{ConsulSettings, Group, MONITORING_GROUP, SshSettings, StageSpec, Vars};
+
+/// Top-level keys; also used to recognise the format.
+pub(crate) const TOP_KEYS: &[&str] = &["vars", "ssh", "consul", "groups", "monitoring", "stages"];
+const SSH_KEYS: &[&str] = &["user", "port", "key", "become"];
+const HOST_SSH_KEYS: &[&str] = &["user", "port", "key", "become", "address"];
+const CONSUL_KEYS: &[&str] = &["agents", "datacenter"];
+const GROUP_KEYS: &[&str] = &["vars", "ssh", "hosts"];
+const HOST_KEYS: &[&str] = &["name", "hostname", "ip", "ssh", "vars"];
+const STAGE_KEYS: &[&str] = &["name", "hosts", "serial", "max_fail_percentage"];
+
+pub(crate) fn parse(root: &Node, r: &Reader) -> Result<Draft, InventoryError> {
+    let mut draft = Draft {
+        source: r.file.to_path_buf(),
+        ..Draft::default()
+    };
+    let mut global_ssh = SshSettings::default();
+    let mut groups_node = None;
+    let mut monitoring_node = None;
+    let mut stages_node = None;
+    for (key, value) in r.fields(root, TOP_KEYS, "inventory")? {
+        match key {
+            "vars" => draft.vars = r.vars(value, "vars")?,
+            "ssh" => global_ssh = ssh(value, r, SSH_KEYS, "ssh")?,
+            "consul" => consul(value, r, &mut draft)?,
+            "groups" => groups_node = Some(value),
+            "monitoring" => monitoring_node = Some(value),
+            _ => stages_node = Some(value),
+        }
+    }
+    // Hosts are read after the global ssh defaults regardless of key order in the file.
+    if let Some(groups) = groups_node {
+        for (name_node, body) in r.map(groups, "groups")? {
+            let name = r.string(name_node, "group name")?;
+            let pos = r.pos(name_node.loc);
+            if name == MONITORING_GROUP {
+                return Err(r.error(
+                    name_node.loc,
+                    "`monitoring` is reserved",
+                    Some("put monitoring hosts under the top-level `monitoring:` key".to_owned()),
+                ));
+            }
+            let vars = group(body, &name, r, &global_ssh, &mut draft)?;
+            draft.groups.push(Group { name, vars, pos });
+        }
+    }
+    if let Some(mon) = monitoring_node {
+        let vars = group(mon, MONITORING_GROUP, r, &global_ssh, &mut draft)?;
+        draft.extra_groups.push(Group {
+            name: MONITORING_GROUP.to_owned(),
+            vars,
+            pos: r.pos(mon.loc),
+        });
+    }
+    if let Some(stages) = stages_node {
+        for item in r.seq(stages, "stages")? {
+            draft.stages.push(stage(item, r)?);
+        }
+    }
+    Ok(draft)
+}
+
+/// One group body (`vars`, `ssh`, `hosts`); pushes its hosts, returns its vars.
+fn group(
+    body: &Node,
+    name: &str,
+    r: &Reader,
+    global_ssh: &SshSettings,
+    draft: &mut Draft,
+) -> Result<Vars, InventoryError> {
+    let ctx = format!("group `{name}`");
+    let mut vars = Vars::new();
+    let mut group_ssh = SshSettings::default();
+    let mut hosts_node = None;
+    for (key, value) in r.fields(body, GROUP_KEYS, &ctx)? {
+        match key {
+            "vars" => vars = r.vars(value, &ctx)?,
+            "ssh" => group_ssh = ssh(value, r, SSH_KEYS, &ctx)?,
+            _ => hosts_node = Some(value),
+        }
+    }
+    let defaults = group_ssh.or(global_ssh);
+    if let Some(hosts) = hosts_node {
+        let items = r.seq(hosts, &ctx)?;
+        draft.hosts.reserve(items.len());
+        for item in items {
+            let mut h = host(item, r, &ctx)?;
+            h.ssh = h.ssh.or(&defaults);
+            h.group = Some(name.to_owned());
+            h.groups = vec![name.to_owned()];
+            draft.hosts.push(h);
+        }
+    }
+    Ok(vars)
+}
+
+fn host(item: &Node, r: &Reader, ctx: &str) -> Result<DraftHost, InventoryError> {
+    let mut h = DraftHost {
+        pos: r.pos(item.loc),
+        ..DraftHost::default()
+    };
+    let mut name = None;
+    if !matches!(item.kind, Kind::Map(_)) {
+        return Err(r.error(
+            item.loc,
+            format!("{ctx}: a host must be a mapping"),
+            Some("write `- { name: ide-01, ip: 10.0.1.11 }`".to_owned()),
+        ));
+    }
+    for (key, value) in r.fields(item, HOST_KEYS, ctx)? {
+        match key {
+            "name" | "hostname" => {
+                if name.is_some() {
+                    return Err(r.error(
+                        value.loc,
+                        "both `name` and `hostname` given",
+                        Some("keep one of them".to_owned()),
+                    ));
+                }
+                name = Some(r.string(value, "host name")?);
+            }
+            "ip" => {
+                let text = scalar_text(&value.kind).unwrap_or_default();
+                h.ip = Some((text, r.pos(value.loc)));
+            }
+            "ssh" => h.ssh = ssh(value, r, HOST_SSH_KEYS, "host ssh")?,
+            _ => h.vars = r.vars(value, "host vars")?,
+        }
+    }
+    h.name = name.ok_or_else(|| {
+        r.error(
+            item.loc,
+            format!("{ctx}: host without a name"),
+            Some("add `name: <hostname>`".to_owned()),
+        )
+    })?;
+    Ok(h)
+}
+
+fn ssh(
+    node: &Node,
+    r: &Reader,
+    allowed: &[&str],
+    ctx: &str,
+) -> Result<SshSettings, InventoryError> {
+    let ctx = format!("{ctx} ssh");
+    let mut s = SshSettings::default();
+    for (key, value) in r.fields(node, allowed, &ctx)? {
+        match key {
+            "user" => s.user = Some(r.string(value, "ssh user")?),
+            "port" => s.port = Some(r.port(value, "ssh port")?),
+            "key" => s.key = Some(PathBuf::from(r.string(value, "ssh key")?)),
+            "become" => s.become_root = Some(r.bool(value, "ssh become")?),
+            _ => s.address = Some(r.string(value, "ssh address")?),
+        }
+    }
+    Ok(s)
+}
+
+fn consul(node: &Node, r: &Reader, draft: &mut Draft) -> Result<(), InventoryError> {
+    let mut c = ConsulSettings::default();
+    for (key, value) in r.fields(node, CONSUL_KEYS, "consul")? {
+        match key {
+            "agents" => {
+                let items: Vec<&Node> = match &value.kind {
+                    Kind::Seq(items) => items.iter().collect(),
+                    _ => vec![value],
+                };
+                for item in items {
+                    c.agents.push(r.string(item, "consul agent")?);
+                    draft.consul_pos.push(r.pos(item.loc));
+                }
+            }
+            _ => c.datacenter = Some(r.string(value, "consul datacenter")?),
+        }
+    }
+    draft.consul = c;
+    Ok(())
+}
+
+fn stage(item: &Node, r: &Reader) -> Result<StageSpec, InventoryError> {
+    let mut s = StageSpec {
+        pos: r.pos(item.loc),
+        ..StageSpec::default()
+    };
+    let mut named = false;
+    for (key, value) in r.fields(item, STAGE_KEYS, "stage")? {
+        match key {
+            "name" => {
+                s.name = r.string(value, "stage name")?;
+                named = true;
+            }
+            "hosts" => {
+                s.hosts = match &value.kind {
+                    Kind::Seq(items) => items
+                        .iter()
+                        .map(|i| r.string(i, "stage hosts"))
+                        .collect::<Result<_, _>>()?,
+                    // `hosts: "IDE:!ide-01"` — an Ansible-style pattern string.
+                    _ => r
+                        .string(value, "stage hosts")?
+                        .split([',', ':'])
+                        .map(|p| p.trim().to_owned())
+                        .filter(|p| !p.is_empty())
+                        .collect(),
+                }
+            }
+            "serial" => s.serial = Some(r.string(value, "stage serial")?),
+            _ => {
+                let text = r.string(value, "max_fail_percentage")?;
+                let pct = text
+                    .trim_end_matches('%')
+                    .trim()
+                    .parse::<f64>()
+                    .map_err(|_| {
+                        r.error(
+                            value.loc,
+                            "max_fail_percentage must be a number",
+                            Some("e.g. `max_fail_percentage: 25`".to_owned()),
+                        )
+                    })?;
+                s.max_fail_percentage = Some(pct);
+            }
+        }
+    }
+    if !named {
+        return Err(r.error(
+            item.loc,
+            "stage without a name",
+            Some("add `name: <stage>`".to_owned()),
+        ));
+    }
+    if s.hosts.is_empty() {
+        return Err(r.error(
+            item.loc,
+            format!("stage `{}` selects no hosts", s.name),
+            Some("add `hosts: [<group or host>, ...]`".to_owned()),
+        ));
+    }
+    Ok(s)
+}

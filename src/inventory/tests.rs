@@ -1,0 +1,736 @@
+//! Inventory unit tests: every format, every validation error (with its file:line and hint),
+//! `--limit` patterns and the import → to_yaml → parse_str round trip.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use super::*;
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/inventory")
+        .join(name)
+}
+
+fn load_fixture(name: &str) -> Inventory {
+    match load(&fixture(name)) {
+        Ok(inv) => inv,
+        Err(e) => panic!("{name}: {e}"),
+    }
+}
+
+fn err_fixture(name: &str) -> String {
+    match load(&fixture(name)) {
+        Ok(_) => panic!("{name} should not load"),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn parse_err(text: &str, file: &str) -> String {
+    match parse_str(text, Path::new(file)) {
+        Ok(inv) => panic!("expected an error, got {} hosts", inv.hosts.len()),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn names<'a>(hosts: impl IntoIterator<Item = &'a Host>) -> Vec<&'a str> {
+    hosts.into_iter().map(|h| h.name.as_str()).collect()
+}
+
+fn group_names(inv: &Inventory) -> Vec<&str> {
+    inv.groups.iter().map(|g| g.name.as_str()).collect()
+}
+
+/// Hosts as comparable tuples (name, ip, group, ssh) for round-trip checks.
+fn host_set(inv: &Inventory) -> BTreeSet<(String, String, String, String)> {
+    inv.hosts
+        .iter()
+        .map(|h| {
+            (
+                h.name.clone(),
+                h.ip.to_string(),
+                h.group.clone(),
+                format!("{:?}", h.ssh),
+            )
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------- formats
+
+#[test]
+fn example_yaml_reads_groups_hosts_ssh_consul_stages() {
+    let inv = load_fixture("example.yml");
+    assert_eq!(group_names(&inv), ["IDE", "Stage", "Pet"]);
+    assert_eq!(
+        names(&inv.hosts),
+        [
+            "ide-01", "ide-02", "ide-03", "stage-01", "stage-02", "pet-01", "pet-02", "mon-01"
+        ]
+    );
+    assert_eq!(names(inv.monitoring()), ["mon-01"]);
+    assert_eq!(inv.fleet().count(), 7);
+    assert_eq!(
+        inv.consul.agents,
+        ["http://10.0.0.178:8500", "http://10.0.0.178:8501"]
+    );
+    assert_eq!(inv.consul.datacenter.as_deref(), Some("dc1"));
+
+    let ide01 = inv.host("ide-01").unwrap();
+    assert_eq!(ide01.ip.to_string(), "10.0.1.11");
+    assert_eq!(ide01.group, "IDE");
+    assert_eq!(ide01.groups, ["IDE"]);
+    assert_eq!(
+        ide01.ssh.user.as_deref(),
+        Some("deploy"),
+        "global ssh applies"
+    );
+    assert_eq!(ide01.ssh.port, Some(22));
+    assert_eq!(ide01.ssh.become_root, Some(true));
+    assert_eq!(ide01.pos.line, 35, "pos is the host entry: {}", ide01.pos);
+
+    let ide02 = inv.host("ide-02").unwrap();
+    assert_eq!(ide02.ssh.user.as_deref(), Some("admin"), "host ssh wins");
+    assert_eq!(ide02.ssh.port, Some(2222));
+    assert_eq!(ide02.ssh.address.as_deref(), Some("ide-02.lan"));
+    assert_eq!(ide02.ssh.key, Some(PathBuf::from("~/.ssh/ide_ed25519")));
+    assert_eq!(ide02.vars["cadvisor_port"], 9105);
+    assert_eq!((ide02.pos.line, ide02.pos.column), (36, 9));
+
+    let stage = inv.host("stage-01").unwrap();
+    assert_eq!(
+        stage.ssh.user.as_deref(),
+        Some("stage"),
+        "group ssh beats global"
+    );
+    assert_eq!(
+        stage.ssh.port,
+        Some(22),
+        "global fills what the group leaves unset"
+    );
+
+    let pet = inv.host("pet-01").unwrap();
+    assert_eq!(pet.group, "Pet", "`hostname` is an alias of `name`");
+    let vars = inv.host_vars(pet);
+    assert_eq!(vars["alert_severity_floor"], "warning");
+    assert_eq!(
+        vars["runbook_base_url"],
+        "https://wiki.example.com/runbooks"
+    );
+
+    let mon = inv.host("mon-01").unwrap();
+    assert!(mon.is_monitoring());
+    assert_eq!(mon.group, MONITORING_GROUP);
+
+    assert_eq!(inv.stages.len(), 3);
+    assert_eq!(inv.stages[1].hosts, ["IDE"]);
+    assert_eq!(inv.stages[1].serial.as_deref(), Some("2"));
+    assert_eq!(inv.stages[1].max_fail_percentage, Some(25.0));
+    assert_eq!(inv.stages[2].serial.as_deref(), Some("50%"));
+}
+
+#[test]
+fn shipped_examples_load() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("inventory");
+    for f in ["example.yml", "ansible-example.yml", "ansible-example.ini"] {
+        let inv = load(&root.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
+        assert!(inv.hosts.len() >= 6, "{f}");
+    }
+    let path = root.join("server_list.example.txt");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(import_server_list(&text, &path).unwrap().hosts.len(), 8);
+}
+
+fn check_ansible(inv: &Inventory) {
+    assert_eq!(
+        group_names(inv),
+        ["IDE", "Stage", "Pet"],
+        "parents are not fleet groups"
+    );
+    assert_eq!(
+        names(&inv.hosts),
+        [
+            "ide-01", "ide-02", "stage-01", "stage-02", "pet-01", "mon-01"
+        ]
+    );
+    let ide02 = inv.host("ide-02").unwrap();
+    assert_eq!(ide02.ip.to_string(), "10.0.1.12");
+    assert_eq!(ide02.group, "IDE");
+    assert_eq!(
+        ide02.groups,
+        ["IDE", "fleet"],
+        "parents follow the fleet group"
+    );
+    assert_eq!(ide02.ssh.user.as_deref(), Some("admin"));
+    assert_eq!(ide02.ssh.port, Some(2222));
+    assert_eq!(
+        ide02.ssh.become_root,
+        Some(true),
+        "from the parent group's vars"
+    );
+    assert_eq!(ide02.vars["cadvisor_port"], 9105);
+    assert!(
+        !ide02.vars.contains_key("ansible_host"),
+        "connection vars are not template vars"
+    );
+    let ide01 = inv.host("ide-01").unwrap();
+    assert_eq!(ide01.ssh.user.as_deref(), Some("deploy"), "from all:vars");
+    assert_eq!(inv.host_vars(ide01)["env_label"], "ide");
+    let mon = inv.host("mon-01").unwrap();
+    assert!(mon.is_monitoring());
+    assert_eq!(mon.group, "monitoring");
+    assert_eq!(
+        inv.consul.agents,
+        ["http://10.0.0.178:8500", "http://10.0.0.178:8501"]
+    );
+    assert_eq!(inv.consul.datacenter.as_deref(), Some("dc1"));
+    assert!(!inv.vars.contains_key("consul_agents"));
+}
+
+#[test]
+fn ansible_yaml_inventory() {
+    let inv = load_fixture("ansible.yml");
+    check_ansible(&inv);
+    assert_eq!(
+        inv.host("ide-02").unwrap().ssh.key,
+        Some(PathBuf::from("~/.ssh/ide_ed25519"))
+    );
+    assert_eq!(
+        inv.vars["runbook_base_url"],
+        "https://wiki.example.com/runbooks"
+    );
+    let ide01 = inv.host("ide-01").unwrap();
+    assert_eq!(
+        (ide01.pos.line, ide01.pos.column),
+        (17, 13),
+        "{}",
+        ide01.pos
+    );
+}
+
+#[test]
+fn ansible_ini_inventory() {
+    let inv = load_fixture("ansible.ini");
+    check_ansible(&inv);
+    assert_eq!(inv.host("stage-02").unwrap().pos.line, 11);
+}
+
+#[test]
+fn ini_detected_without_extension() {
+    let inv = load_fixture("hosts");
+    check_ansible(&inv);
+}
+
+#[test]
+fn yaml_detected_without_extension() {
+    let text = "---\ngroups:\n  IDE:\n    hosts:\n      - { name: a, ip: 10.0.0.1 }\n";
+    assert_eq!(
+        parse_str(text, Path::new("inventory")).unwrap().hosts[0].group,
+        "IDE"
+    );
+    let text = "---\nall:\n  children:\n    IDE:\n      hosts: { a: { ansible_host: 10.0.0.1 } }\n";
+    assert_eq!(
+        parse_str(text, Path::new("hosts")).unwrap().hosts[0].group,
+        "IDE"
+    );
+    let text = "# seed list\na\t10.0.0.1\tIDE\n";
+    assert_eq!(
+        parse_str(text, Path::new("servers")).unwrap().hosts[0].group,
+        "IDE"
+    );
+}
+
+#[test]
+fn ansible_top_level_groups_without_all() {
+    let inv = parse_str(
+        "IDE:\n  hosts:\n    ide-01: { ansible_host: 10.0.1.11, ansible_port: 2200 }\n",
+        Path::new("inv.yml"),
+    )
+    .unwrap();
+    assert_eq!(names(&inv.hosts), ["ide-01"]);
+    assert_eq!(inv.hosts[0].ssh.port, Some(2200));
+}
+
+#[test]
+fn ansible_innermost_group_wins_and_ip_var_keeps_dns_address() {
+    let text = "[fleet]\nide-01 ip=10.0.1.11 ansible_host=ide-01.lan\n[IDE]\nide-01\n[fleet:children]\nIDE\n";
+    let inv = parse_str(text, Path::new("inv.ini")).unwrap();
+    let h = &inv.hosts[0];
+    assert_eq!(h.group, "IDE", "IDE is nested in fleet");
+    assert_eq!(h.groups, ["IDE", "fleet"]);
+    assert_eq!(h.ip.to_string(), "10.0.1.11");
+    assert_eq!(h.ssh.address.as_deref(), Some("ide-01.lan"));
+    assert_eq!(group_names(&inv), ["IDE"]);
+}
+
+#[test]
+fn server_list_tabs_spaces_and_comments() {
+    let path = fixture("server_list.txt");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let inv = import_server_list(&text, &path).unwrap();
+    assert_eq!(group_names(&inv), ["IDE", "Stage", "Pet"]);
+    assert_eq!(inv.hosts.len(), 8);
+    let ide03 = inv.host("ide-03").unwrap();
+    assert_eq!(
+        (ide03.ip.to_string().as_str(), ide03.group.as_str()),
+        ("10.0.1.13", "IDE")
+    );
+    assert_eq!(inv.host("stage-02").unwrap().group, "Stage");
+    assert_eq!(inv.host("stage-02").unwrap().pos.line, 8);
+    assert!(inv.host("mon-01").unwrap().is_monitoring());
+    // `load` accepts a server list too.
+    assert_eq!(load(&path).unwrap().hosts.len(), 8);
+}
+
+// ---------------------------------------------------------------- errors
+
+#[test]
+fn malformed_yaml_is_a_located_syntax_error() {
+    let e = parse_err(
+        "groups:\n  IDE:\n    hosts: [\n      { name: a, ip: 10.0.0.1 }\n",
+        "bad.yml",
+    );
+    assert!(e.starts_with("bad.yml:"), "{e}");
+    assert!(e.contains("invalid YAML"), "{e}");
+    assert_eq!(e.lines().count(), 1, "one-line message: {e}");
+    let e = parse_err("groups:\n  IDE:\n   hosts:\n  - x\n", "bad2.yml");
+    assert!(e.starts_with("bad2.yml:4:5: invalid YAML"), "{e}");
+    let e = parse_err("groups:\n  IDE: {}\n  IDE: {}\n", "dup.yml");
+    assert!(
+        e.starts_with("dup.yml:3:3: invalid YAML: duplicate key `IDE`"),
+        "{e}"
+    );
+    assert!(
+        e.contains("merge the two entries") && !e.contains("DuplicateKeyPolicy"),
+        "{e}"
+    );
+    let e = parse_err(
+        "groups:\n  IDE:\n    hosts:\n      - name: a\n        ip: 10.0.0.1\n\tfoo: 1\n",
+        "tab.yml",
+    );
+    assert!(
+        e.starts_with("tab.yml:5:") && e.contains("spaces, not tabs"),
+        "{e}"
+    );
+}
+
+#[test]
+fn unknown_key_suggests_nearest() {
+    let e = err_fixture("bad_unknown_key.yml");
+    assert!(
+        e.contains("bad_unknown_key.yml:3:5: unknown key `hots`"),
+        "{e}"
+    );
+    assert!(e.contains("did you mean `hosts`?"), "{e}");
+    let e = parse_err("grups:\n  IDE: {}\n", "t.yml");
+    assert!(
+        e.starts_with("t.yml:1:1: unknown key `grups`") && e.contains("`groups`"),
+        "{e}"
+    );
+    let e = parse_err(
+        "groups:\n  IDE:\n    hosts:\n      - { name: a, ip: 10.0.0.1, ssh: { usr: x } }\n",
+        "t.yml",
+    );
+    assert!(
+        e.contains("t.yml:4:") && e.contains("`usr`") && e.contains("`user`"),
+        "{e}"
+    );
+    let e = parse_err("all:\n  children:\n    IDE:\n      hots: {}\n", "a.yml");
+    assert!(
+        e.contains("a.yml:4:7: unknown key `hots`") && e.contains("`hosts`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn duplicate_hostname_names_both_positions() {
+    let e = err_fixture("bad_duplicate_host.yml");
+    assert!(
+        e.contains("bad_duplicate_host.yml:8:9: duplicate hostname `ide-01`"),
+        "{e}"
+    );
+    assert!(
+        e.contains("first defined at") && e.contains("bad_duplicate_host.yml:4:9"),
+        "{e}"
+    );
+    assert!(e.contains("rename or remove one"), "{e}");
+}
+
+#[test]
+fn duplicate_ip_is_rejected() {
+    let text = "groups:\n  IDE:\n    hosts:\n      - { name: a, ip: 10.0.1.11 }\n      - { name: b, ip: 10.0.1.11 }\n";
+    let e = parse_err(text, "d.yml");
+    assert!(e.starts_with("d.yml:5:"), "{e}");
+    assert!(
+        e.contains("duplicate ip 10.0.1.11 for `b` (already used by `a` at d.yml:4:"),
+        "{e}"
+    );
+}
+
+#[test]
+fn invalid_ip_is_rejected() {
+    let e = err_fixture("bad_ip.yml");
+    assert!(e.contains("bad_ip.yml:5:"), "{e}");
+    assert!(
+        e.contains("`10.0.1.300` is not a valid IP address for host `ide-02`"),
+        "{e}"
+    );
+    assert!(e.contains("such as 10.0.1.12"), "{e}");
+    // Ansible: ansible_host must be an address (or give `ip`).
+    let e = parse_err("[IDE]\nide-01 ansible_host=ide-01.lan\n", "h.ini");
+    assert!(
+        e.starts_with("h.ini:2:8:") && e.contains("`ide-01.lan` is not a valid IP"),
+        "{e}"
+    );
+}
+
+#[test]
+fn missing_ip_is_rejected() {
+    let e = parse_err(
+        "groups:\n  IDE:\n    hosts:\n      - { name: a }\n",
+        "m.yml",
+    );
+    assert!(
+        e.starts_with("m.yml:4:") && e.contains("host `a` has no ip"),
+        "{e}"
+    );
+    let e = parse_err("[IDE]\nide-01 ansible_user=x\n", "m.ini");
+    assert!(
+        e.starts_with("m.ini:2:1:") && e.contains("ansible_host="),
+        "{e}"
+    );
+}
+
+#[test]
+fn host_in_no_group_is_rejected() {
+    let e = err_fixture("bad_no_group.yml");
+    assert!(
+        e.contains("bad_no_group.yml:3:5: host `lonely` is in no group"),
+        "{e}"
+    );
+    assert!(e.contains("put it under a group"), "{e}");
+    let e = parse_err(
+        "ungrouped-host ansible_host=10.0.0.1\n[IDE]\nide-01 ansible_host=10.0.0.2\n",
+        "u.ini",
+    );
+    assert!(
+        e.starts_with("u.ini:1:1: host `ungrouped-host` is in no group"),
+        "{e}"
+    );
+}
+
+#[test]
+fn unknown_stage_group_suggests_nearest() {
+    let e = err_fixture("bad_stage_group.yml");
+    assert!(
+        e.contains("bad_stage_group.yml:6:5: unknown group `IED` in stage `first`"),
+        "{e}"
+    );
+    assert!(e.contains("did you mean `IDE`?"), "{e}");
+}
+
+#[test]
+fn bad_stage_serial_is_rejected() {
+    let text = "groups:\n  IDE:\n    hosts:\n      - { name: a, ip: 10.0.0.1 }\nstages:\n  - { name: s, hosts: [IDE], serial: lots }\n";
+    let e = parse_err(text, "s.yml");
+    assert!(
+        e.starts_with("s.yml:6:5:") && e.contains("serial `lots`") && e.contains("25%"),
+        "{e}"
+    );
+}
+
+#[test]
+fn invalid_names_state_the_rule() {
+    let e = parse_err(
+        "groups:\n  IDE:\n    hosts:\n      - { name: \"ide 01; rm -rf /\", ip: 10.0.0.1 }\n",
+        "n.yml",
+    );
+    assert!(
+        e.starts_with("n.yml:4:9: invalid name `ide 01; rm -rf /`"),
+        "{e}"
+    );
+    assert!(e.contains("letters, digits, `.`, `_` and `-`"), "{e}");
+    let e = parse_err(
+        "groups:\n  \"-IDE\":\n    hosts:\n      - { name: a, ip: 10.0.0.1 }\n",
+        "n.yml",
+    );
+    assert!(
+        e.starts_with("n.yml:2:3: invalid name `-IDE`")
+            && e.contains("start with a letter or digit"),
+        "{e}"
+    );
+    let long = "a".repeat(64);
+    let e = parse_err(
+        &format!("groups:\n  IDE:\n    hosts:\n      - {{ name: {long}, ip: 10.0.0.1 }}\n"),
+        "n.yml",
+    );
+    assert!(e.contains("at most 63"), "{e}");
+    assert!(validate::is_valid_name(&"a".repeat(63)));
+    assert!(validate::is_valid_name("10.0.1.11"));
+    assert!(!validate::is_valid_name("a/b"));
+}
+
+#[test]
+fn empty_inventory_is_rejected() {
+    for text in ["", "# only a comment\n", "groups: {}\n", "vars: { a: 1 }\n"] {
+        let e = parse_err(text, "e.yml");
+        assert!(
+            e.starts_with("e.yml:1:1: the inventory defines no hosts"),
+            "{text:?}: {e}"
+        );
+    }
+    let e = parse_err("[IDE]\n", "e.ini");
+    assert!(e.contains("no hosts"), "{e}");
+}
+
+#[test]
+fn server_list_errors_carry_line_numbers() {
+    let e = err_fixture("bad_server_list.txt");
+    assert!(
+        e.contains("bad_server_list.txt:2:17: missing group for host `ide-02`"),
+        "{e}"
+    );
+    assert!(e.contains("hostname ip group"), "{e}");
+    let p = Path::new("s.txt");
+    let e = import_server_list("a 10.0.0.1 IDE\nb 10.0.0.999 IDE\n", p)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("s.txt:2:3: `10.0.0.999` is not a valid IP"),
+        "{e}"
+    );
+    let e = import_server_list("a 10.0.0.1 IDE\n\n# c\nb\t10.0.0.1\tIDE\n", p)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("s.txt:4:3: duplicate ip 10.0.0.1 for `b`"),
+        "{e}"
+    );
+    let e = import_server_list("a 10.0.0.1 IDE\na 10.0.0.2 IDE\n", p)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("s.txt:2:1: duplicate hostname `a` (first defined at s.txt:1:1)"),
+        "{e}"
+    );
+    let e = import_server_list("a 10.0.0.1 IDE extra\n", p)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("s.txt:1:16: unexpected fourth field `extra`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn wrong_types_are_located() {
+    let e = parse_err(
+        "groups:\n  IDE:\n    hosts:\n      - { name: a, ip: 10.0.0.1, ssh: { port: 99999 } }\n",
+        "w.yml",
+    );
+    assert!(
+        e.starts_with("w.yml:4:") && e.contains("port number"),
+        "{e}"
+    );
+    let e = parse_err("groups:\n  IDE:\n    hosts: { a: 1 }\n", "w.yml");
+    assert!(
+        e.starts_with("w.yml:3:12:") && e.contains("expected a list"),
+        "{e}"
+    );
+    let e = parse_err(
+        "consul:\n  agents: [10.0.0.1:8500]\ngroups:\n  IDE:\n    hosts:\n      - { name: a, ip: 10.0.0.1 }\n",
+        "c.yml",
+    );
+    assert!(
+        e.starts_with("c.yml:2:") && e.contains("http://10.0.0.178:8500"),
+        "{e}"
+    );
+}
+
+#[test]
+fn large_inventory_parses_and_validates() {
+    let n = 100_000;
+    let mut text = String::from("groups:\n");
+    for g in 0..4 {
+        text.push_str(&format!("  G{g}:\n    hosts:\n"));
+        for i in (g..n).step_by(4) {
+            text.push_str(&format!(
+                "      - {{ name: host{i:06}, ip: 10.{}.{}.{} }}\n",
+                i >> 16,
+                (i >> 8) & 255,
+                i & 255
+            ));
+        }
+    }
+    let inv = parse_str(&text, Path::new("big.yml")).unwrap();
+    assert_eq!(inv.hosts.len(), n);
+    assert_eq!(inv.groups.len(), 4);
+    assert_eq!(inv.hosts[n - 1].name, "host099999");
+    // A duplicate at the very end is still found.
+    text.push_str("  Dup:\n    hosts:\n      - { name: host000000, ip: 10.200.0.1 }\n");
+    let e = parse_err(&text, "big.yml");
+    assert!(e.contains("duplicate hostname `host000000`"), "{e}");
+
+    let mut list = String::new();
+    for i in 0..n {
+        list.push_str(&format!(
+            "h{i}\t10.{}.{}.{}\tG{}\n",
+            i >> 16,
+            (i >> 8) & 255,
+            i & 255,
+            i % 3
+        ));
+    }
+    assert_eq!(
+        import_server_list(&list, Path::new("big.txt"))
+            .unwrap()
+            .hosts
+            .len(),
+        n
+    );
+}
+
+// ---------------------------------------------------------------- limits
+
+fn select_names(inv: &Inventory, pattern: &str) -> Vec<String> {
+    let limit = Limit::parse(pattern).unwrap();
+    inv.select(Some(&limit))
+        .unwrap_or_else(|e| panic!("{pattern}: {e}"))
+        .into_iter()
+        .map(|h| h.name.clone())
+        .collect()
+}
+
+#[test]
+fn limit_patterns() {
+    let inv = load_fixture("example.yml");
+    assert_eq!(inv.select(None).unwrap().len(), 8);
+    assert_eq!(select_names(&inv, "all").len(), 8);
+    assert_eq!(select_names(&inv, "*").len(), 8);
+    assert_eq!(select_names(&inv, "ide-02"), ["ide-02"]);
+    assert_eq!(select_names(&inv, "Stage"), ["stage-01", "stage-02"]);
+    assert_eq!(select_names(&inv, "monitoring"), ["mon-01"]);
+    assert_eq!(select_names(&inv, "ide-*"), ["ide-01", "ide-02", "ide-03"]);
+    assert_eq!(select_names(&inv, "10.0.3.*"), ["pet-01", "pet-02"]);
+    assert_eq!(select_names(&inv, "10.0.0.178"), ["mon-01"]);
+    // Inventory order, not pattern order.
+    assert_eq!(
+        select_names(&inv, "Pet,ide-01"),
+        ["ide-01", "pet-01", "pet-02"]
+    );
+    assert_eq!(select_names(&inv, "IDE:!ide-02"), ["ide-01", "ide-03"]);
+    assert_eq!(
+        select_names(&inv, "!IDE:!monitoring"),
+        ["stage-01", "stage-02", "pet-01", "pet-02"]
+    );
+    assert_eq!(select_names(&inv, "*-01:&IDE"), ["ide-01"]);
+    assert_eq!(select_names(&inv, "&Pet"), ["pet-01", "pet-02"]);
+    assert_eq!(
+        select_names(&inv, "IDE,Stage,!*-02"),
+        ["ide-01", "ide-03", "stage-01"]
+    );
+}
+
+#[test]
+fn limit_from_retry_file() {
+    let inv = load_fixture("example.yml");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("deploy.retry");
+    std::fs::write(
+        &path,
+        "# failed last time\npet-02\n\nide-03  # trailing comment\n",
+    )
+    .unwrap();
+    assert_eq!(
+        select_names(&inv, &format!("@{}", path.display())),
+        ["ide-03", "pet-02"]
+    );
+    assert_eq!(
+        select_names(&inv, &format!("@{}:!Pet", path.display())),
+        ["ide-03"]
+    );
+    let e = Limit::parse("@/nonexistent/retry").unwrap_err().to_string();
+    assert!(
+        e.contains("cannot read host list /nonexistent/retry"),
+        "{e}"
+    );
+}
+
+#[test]
+fn limit_matching_nothing_suggests_names() {
+    let inv = load_fixture("example.yml");
+    let limit = Limit::parse("ide-1").unwrap();
+    let e = inv.select(Some(&limit)).unwrap_err().to_string();
+    assert!(e.starts_with("no host matches --limit `ide-1`"), "{e}");
+    assert!(e.contains("did you mean") && e.contains("`ide-01`"), "{e}");
+    let limit = Limit::parse("IDE:&Stage").unwrap();
+    assert!(inv.select(Some(&limit)).is_err());
+    assert!(Limit::parse("").is_err());
+    assert!(
+        Limit::parse("IDE:")
+            .unwrap_err()
+            .to_string()
+            .contains("empty term")
+    );
+    assert!(Limit::parse("ide-[").is_err());
+}
+
+#[test]
+fn limit_keeps_ipv6_whole() {
+    let inv = parse_str(
+        "groups:\n  IDE:\n    hosts:\n      - { name: v6, ip: \"fd00::1\" }\n      - { name: v4, ip: 10.0.0.1 }\n",
+        Path::new("v6.yml"),
+    )
+    .unwrap();
+    assert_eq!(select_names(&inv, "fd00::1"), ["v6"]);
+    assert_eq!(select_names(&inv, "fd00::1,v4"), ["v6", "v4"]);
+}
+
+// ---------------------------------------------------------------- round trip
+
+#[test]
+fn import_to_yaml_round_trips() {
+    let path = fixture("server_list.txt");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let imported = import_server_list(&text, &path).unwrap();
+    let yaml = to_yaml(&imported);
+    let back =
+        parse_str(&yaml, Path::new("imported.yml")).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+    assert_eq!(host_set(&back), host_set(&imported));
+    assert_eq!(group_names(&back), group_names(&imported));
+    assert_eq!(names(&back.hosts), names(&imported.hosts));
+}
+
+#[test]
+fn full_inventories_round_trip_through_yaml() {
+    for f in ["example.yml", "ansible.yml", "ansible.ini"] {
+        let inv = load_fixture(f);
+        let yaml = to_yaml(&inv);
+        let back =
+            parse_str(&yaml, Path::new("out.yml")).unwrap_or_else(|e| panic!("{f}: {e}\n{yaml}"));
+        assert_eq!(host_set(&back), host_set(&inv), "{f}");
+        assert_eq!(group_names(&back), group_names(&inv), "{f}");
+        assert_eq!(back.consul, inv.consul, "{f}");
+        assert_eq!(back.stages.len(), inv.stages.len(), "{f}");
+        for h in &inv.hosts {
+            let b = back.host(&h.name).unwrap();
+            assert_eq!(
+                back.host_vars(b),
+                inv.host_vars(h),
+                "{f}: vars of {}",
+                h.name
+            );
+        }
+    }
+}
+
+#[test]
+fn to_yaml_quotes_ambiguous_scalars() {
+    let text = "vars: { flag: \"yes\", n: \"007\" }\ngroups:\n  \"123\":\n    hosts:\n      - { name: \"true\", ip: 10.0.0.1, vars: { s: \"a: b\" } }\n";
+    let inv = parse_str(text, Path::new("q.yml")).unwrap();
+    let back = parse_str(&to_yaml(&inv), Path::new("q2.yml")).unwrap();
+    assert_eq!(back.hosts[0].name, "true");
+    assert_eq!(back.hosts[0].group, "123");
+    assert_eq!(back.vars["flag"], "yes");
+    assert_eq!(back.hosts[0].vars["s"], "a: b");
+}
