@@ -138,7 +138,9 @@ pub fn connect_options(c: &ConnArgs) -> ConnectOptions {
     o.connect_timeout = Duration::from_secs(c.connect_timeout.max(1));
     o.command_timeout = Duration::from_secs(c.command_timeout.max(1));
     o.keepalive = Duration::from_secs(c.keepalive.max(1));
-    o.use_agent = !c.no_agent;
+    if c.no_agent {
+        o.agent = None;
+    }
     o
 }
 

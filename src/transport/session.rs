@@ -27,8 +27,8 @@ pub struct ConnectOptions {
     pub keys: Arc<KeyStore>,
     /// Serialises appends to known_hosts from parallel connections.
     pub known_hosts_lock: Arc<Mutex<()>>,
-    /// Use ssh-agent (`SSH_AUTH_SOCK`) when set.
-    pub use_agent: bool,
+    /// ssh-agent socket to try first (the CLI passes `SSH_AUTH_SOCK`).
+    pub agent: Option<PathBuf>,
 }
 
 impl ConnectOptions {
@@ -41,7 +41,7 @@ impl ConnectOptions {
             keepalive: Duration::from_secs(15),
             keys: Arc::new(KeyStore::default()),
             known_hosts_lock: Arc::new(Mutex::new(())),
-            use_agent: true,
+            agent: std::env::var_os("SSH_AUTH_SOCK").map(PathBuf::from),
         }
     }
 }
@@ -436,9 +436,8 @@ async fn authenticate(
     let mut tried: Vec<String> = Vec::new();
     let server_rsa = handle.best_supported_rsa_hash().await.ok().flatten();
 
-    if opts.use_agent
-        && std::env::var_os("SSH_AUTH_SOCK").is_some()
-        && let Ok(mut agent) = AgentClient::connect_env().await
+    if let Some(sock) = &opts.agent
+        && let Ok(mut agent) = AgentClient::connect_uds(sock).await
         && let Ok(ids) = agent.request_identities().await
     {
         for id in ids {
