@@ -1,1 +1,4 @@
-
+pub mod agent;
+pub mod netns;
+pub mod sshd;
+pub mod standin;
