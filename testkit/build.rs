@@ -9,10 +9,21 @@ fn main() {
     let src = "src/bin/fake-cadvisor.rs";
     println!("cargo:rerun-if-changed={src}");
     println!("cargo:rerun-if-changed=build.rs");
-    let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("fake-cadvisor");
+    let out =
+        PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("fake-cadvisor");
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
     let status = Command::new(rustc)
-        .args(["--edition", "2024", "-C", "opt-level=2", "-C", "strip=symbols", "-C", "panic=abort", "-o"])
+        .args([
+            "--edition",
+            "2024",
+            "-C",
+            "opt-level=2",
+            "-C",
+            "strip=symbols",
+            "-C",
+            "panic=abort",
+            "-o",
+        ])
         .arg(&out)
         .arg(src)
         .status()

@@ -63,7 +63,11 @@ impl SshAgent {
             .output()
             .context("run ssh-add -l")?;
         // Exit 1 = no identities.
-        Ok(if out.status.success() { String::from_utf8_lossy(&out.stdout).lines().count() } else { 0 })
+        Ok(if out.status.success() {
+            String::from_utf8_lossy(&out.stdout).lines().count()
+        } else {
+            0
+        })
     }
 
     fn ssh_add(&self, key: &Path, passphrase: Option<&str>) -> Result<()> {
@@ -76,7 +80,10 @@ impl SshAgent {
         let askpass = self.socket.with_extension("askpass");
         if let Some(p) = passphrase {
             // The passphrase travels in the environment, never in a file or argv.
-            std::fs::write(&askpass, "#!/bin/sh\nprintf '%s\\n' \"$TESTKIT_PASSPHRASE\"\n")?;
+            std::fs::write(
+                &askpass,
+                "#!/bin/sh\nprintf '%s\\n' \"$TESTKIT_PASSPHRASE\"\n",
+            )?;
             std::fs::set_permissions(&askpass, std::fs::Permissions::from_mode(0o700))?;
             cmd.env("SSH_ASKPASS", &askpass)
                 .env("SSH_ASKPASS_REQUIRE", "force")
@@ -86,7 +93,11 @@ impl SshAgent {
         let out = cmd.output().context("run ssh-add")?;
         let _ = std::fs::remove_file(&askpass);
         if !out.status.success() {
-            bail!("ssh-add {}: {}", key.display(), String::from_utf8_lossy(&out.stderr).trim());
+            bail!(
+                "ssh-add {}: {}",
+                key.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
         }
         Ok(())
     }

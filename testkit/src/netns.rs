@@ -54,7 +54,12 @@ impl NetnsHost {
         std::fs::create_dir_all(&dir)?;
         std::os::unix::fs::chown(&dir, Some(users.sudo.0), Some(users.sudo.1))?;
         let mut me = NetnsHost {
-            host: Host { name: name.to_string(), ip, group: group.to_string(), dir },
+            host: Host {
+                name: name.to_string(),
+                ip,
+                group: group.to_string(),
+                dir,
+            },
             netns: netns.clone(),
             veth: veth.clone(),
             port: fleet.port(),
@@ -64,11 +69,29 @@ impl NetnsHost {
         };
         // From here on, errors drop `me`, which removes what was created.
         run(&["ip", "netns", "add", &netns])?;
-        run(&["ip", "link", "add", &veth, "type", "veth", "peer", "name", &peer, "netns", &netns])?;
-        run(&["ip", "addr", "add", &format!("10.213.{n}.1/24"), "dev", &veth])?;
+        run(&[
+            "ip", "link", "add", &veth, "type", "veth", "peer", "name", &peer, "netns", &netns,
+        ])?;
+        run(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("10.213.{n}.1/24"),
+            "dev",
+            &veth,
+        ])?;
         run(&["ip", "link", "set", &veth, "up"])?;
         run(&["ip", "-n", &netns, "link", "set", "lo", "up"])?;
-        run(&["ip", "-n", &netns, "addr", "add", &format!("{ip}/24"), "dev", &peer])?;
+        run(&[
+            "ip",
+            "-n",
+            &netns,
+            "addr",
+            "add",
+            &format!("{ip}/24"),
+            "dev",
+            &peer,
+        ])?;
         run(&["ip", "-n", &netns, "link", "set", &peer, "up"])?;
 
         let sshd_dir = fleet.root().join(".sshd").join(name);
@@ -89,7 +112,9 @@ impl NetnsHost {
         ready?;
         if !std::fs::read_to_string(fleet.known_hosts())?.is_empty() {
             use std::io::Write;
-            let mut f = std::fs::OpenOptions::new().append(true).open(fleet.known_hosts())?;
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(fleet.known_hosts())?;
             writeln!(f, "[{ip}]:{} {}", me.port, sshd::algo_and_blob(&key)?)?;
         }
         Ok(me)
@@ -115,7 +140,18 @@ impl NetnsHost {
     /// Drop every packet arriving in the namespace: connects and open sessions hang.
     pub fn cut(&mut self) -> Result<()> {
         if !self.cut {
-            run(&["ip", "netns", "exec", &self.netns, "iptables", "-I", "INPUT", "1", "-j", "DROP"])?;
+            run(&[
+                "ip",
+                "netns",
+                "exec",
+                &self.netns,
+                "iptables",
+                "-I",
+                "INPUT",
+                "1",
+                "-j",
+                "DROP",
+            ])?;
             self.cut = true;
         }
         Ok(())
@@ -124,7 +160,17 @@ impl NetnsHost {
     /// Undo [`NetnsHost::cut`].
     pub fn restore(&mut self) -> Result<()> {
         if self.cut {
-            run(&["ip", "netns", "exec", &self.netns, "iptables", "-D", "INPUT", "-j", "DROP"])?;
+            run(&[
+                "ip",
+                "netns",
+                "exec",
+                &self.netns,
+                "iptables",
+                "-D",
+                "INPUT",
+                "-j",
+                "DROP",
+            ])?;
             self.cut = false;
         }
         Ok(())
@@ -148,7 +194,10 @@ impl Drop for NetnsHost {
             d.stop();
         }
         // Exporters the stand-in started inside the namespace, sessions, anything else.
-        if let Ok(out) = Command::new("ip").args(["netns", "pids", &self.netns]).output() {
+        if let Ok(out) = Command::new("ip")
+            .args(["netns", "pids", &self.netns])
+            .output()
+        {
             let pids: Vec<i32> = String::from_utf8_lossy(&out.stdout)
                 .split_whitespace()
                 .filter_map(|p| p.parse().ok())
@@ -174,12 +223,19 @@ fn prepare_root_namespace() -> Result<()> {
         run(&["ip", "route", "add", "unreachable", SUPERNET])?;
     }
     for line in output(&["ip", "netns", "list"])?.lines() {
-        let Some(name) = line.split_whitespace().next() else { continue };
-        let Some(rest) = name.strip_prefix(NS_PREFIX) else { continue };
+        let Some(name) = line.split_whitespace().next() else {
+            continue;
+        };
+        let Some(rest) = name.strip_prefix(NS_PREFIX) else {
+            continue;
+        };
         let owner: Option<i32> = rest.split('-').next().and_then(|p| p.parse().ok());
         if owner.is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists()) {
             let pids = output(&["ip", "netns", "pids", name]).unwrap_or_default();
-            let pids: Vec<i32> = pids.split_whitespace().filter_map(|p| p.parse().ok()).collect();
+            let pids: Vec<i32> = pids
+                .split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect();
             sshd::proc::terminate(&pids, Duration::from_secs(2));
             let _ = run_quiet(&["ip", "netns", "del", name]);
         }
@@ -194,7 +250,11 @@ fn output(args: &[&str]) -> Result<String> {
         .output()
         .with_context(|| format!("run {}", args.join(" ")))?;
     if !out.status.success() {
-        bail!("{}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "{}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }

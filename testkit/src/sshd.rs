@@ -20,8 +20,8 @@ pub use keys::KeyKind;
 pub use system::{NOSUDO_USER, SUDO_USER, is_root};
 
 pub(crate) use alloc::{Claim, try_claim};
-pub(crate) use daemon::{Daemon, DaemonSpec, write_config};
 pub use daemon::banner;
+pub(crate) use daemon::{Daemon, DaemonSpec, write_config};
 pub(crate) use keys::{algo_and_blob, keygen};
 pub(crate) use system::prepare as prepare_system;
 
@@ -194,7 +194,10 @@ impl Fleet {
         let client_key = keys.join("id_ed25519");
         keys::keygen(&client_key, KeyKind::Ed25519, "", "promfleet-test-client")?;
         let authorized_keys = root.join("authorized_keys");
-        std::fs::write(&authorized_keys, format!("{}\n", keys::public_line(&client_key)?))?;
+        std::fs::write(
+            &authorized_keys,
+            format!("{}\n", keys::public_line(&client_key)?),
+        )?;
         chmod(&authorized_keys, 0o644)?;
         let known_hosts = root.join("known_hosts");
         std::fs::write(&known_hosts, "")?;
@@ -204,7 +207,10 @@ impl Fleet {
         let mut hosts = Vec::with_capacity(total);
         for i in 0..total {
             let (name, group) = if i < b.hosts {
-                (format!("host{:0width$}", i + 1), b.groups[i % b.groups.len()].clone())
+                (
+                    format!("host{:0width$}", i + 1),
+                    b.groups[i % b.groups.len()].clone(),
+                )
             } else {
                 ("mon01".to_string(), MONITORING_GROUP.to_string())
             };
@@ -218,7 +224,12 @@ impl Fleet {
             std::fs::create_dir(&dir)?;
             std::os::unix::fs::chown(&dir, Some(users.sudo.0), Some(users.sudo.1))
                 .with_context(|| format!("chown {}", dir.display()))?;
-            hosts.push(Host { name, ip, group, dir });
+            hosts.push(Host {
+                name,
+                ip,
+                group,
+                dir,
+            });
         }
 
         let fleet = Fleet {
@@ -291,7 +302,12 @@ impl Fleet {
         for (i, h) in self.hosts.iter().enumerate() {
             let dir = self.sshd_dir(&h.name);
             std::fs::create_dir_all(&dir)?;
-            keys::keygen(&self.host_key(&h.name), KeyKind::Ed25519, "", &format!("{}-host-key", h.name))?;
+            keys::keygen(
+                &self.host_key(&h.name),
+                KeyKind::Ed25519,
+                "",
+                &format!("{}-host-key", h.name),
+            )?;
             states[i].daemon = Some(self.spawn_host(h)?);
         }
         for (i, h) in self.hosts.iter().enumerate() {
@@ -321,7 +337,12 @@ impl Fleet {
         }
         let mut text = String::new();
         for h in &self.hosts {
-            text.push_str(&format!("[{}]:{} {}\n", h.ip, self.port, keys::algo_and_blob(&self.host_key(&h.name))?));
+            text.push_str(&format!(
+                "[{}]:{} {}\n",
+                h.ip,
+                self.port,
+                keys::algo_and_blob(&self.host_key(&h.name))?
+            ));
         }
         std::fs::write(&self.known_hosts, text).context("write known_hosts")?;
         Ok(())
@@ -375,7 +396,12 @@ impl Fleet {
         let i = self.index(name)?;
         let was_running = lock(&self.states)[i].daemon.is_some();
         self.stop(name)?;
-        keys::keygen(&self.host_key(name), KeyKind::Ed25519, "", &format!("{name}-rotated"))?;
+        keys::keygen(
+            &self.host_key(name),
+            KeyKind::Ed25519,
+            "",
+            &format!("{name}-rotated"),
+        )?;
         if was_running {
             self.start(name)?;
         }
@@ -405,7 +431,13 @@ impl Fleet {
 
     /// Make another client key in the fleet's key dir; `authorize` adds it to authorized_keys.
     /// A non-empty `passphrase` encrypts it.
-    pub fn make_client_key(&self, file_name: &str, kind: KeyKind, passphrase: &str, authorize: bool) -> Result<PathBuf> {
+    pub fn make_client_key(
+        &self,
+        file_name: &str,
+        kind: KeyKind,
+        passphrase: &str,
+        authorize: bool,
+    ) -> Result<PathBuf> {
         let path = self.root.join("keys").join(file_name);
         keys::keygen(&path, kind, passphrase, file_name)?;
         if authorize {
@@ -418,7 +450,9 @@ impl Fleet {
     pub fn authorize_key(&self, private: &Path) -> Result<()> {
         use std::io::Write;
         let line = keys::public_line(private)?;
-        let mut f = std::fs::OpenOptions::new().append(true).open(&self.authorized_keys)?;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&self.authorized_keys)?;
         writeln!(f, "{line}")?;
         Ok(())
     }
@@ -432,12 +466,27 @@ impl Fleet {
         lock(&self.consul_agents).clone()
     }
 
-    /// An `ssh` command (real OpenSSH client) to `name` with strict host key checking and the
-    /// fleet's key; append the remote command with `.arg(..)`.
+    /// An `ssh` command (real OpenSSH client) to `name` as the login user with strict host key
+    /// checking and the fleet's key; append the remote command with `.arg(..)`.
     pub fn ssh_command(&self, name: &str) -> Result<Command> {
+        self.ssh_command_as(name, SUDO_USER, &[])
+    }
+
+    /// Like [`Fleet::ssh_command`], as `user` and with extra client options placed before the
+    /// destination (e.g. `["-o", "ConnectTimeout=2"]`; later options do not override earlier ones).
+    pub fn ssh_command_as(&self, name: &str, user: &str, options: &[&str]) -> Result<Command> {
         let h = &self.hosts[self.index(name)?];
         let mut c = Command::new("ssh");
-        c.args(["-F", "/dev/null", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o", "IdentitiesOnly=yes"])
+        c.args(["-F", "/dev/null"])
+            .args(options)
+            .args([
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "StrictHostKeyChecking=yes",
+                "-o",
+                "IdentitiesOnly=yes",
+            ])
             .args(["-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR"])
             .arg("-o")
             .arg(format!("UserKnownHostsFile={}", self.known_hosts.display()))
@@ -445,7 +494,7 @@ impl Fleet {
             .arg(&self.client_key)
             .arg("-p")
             .arg(self.port.to_string())
-            .arg(format!("{}@{}", SUDO_USER, h.ip));
+            .arg(format!("{user}@{}", h.ip));
         Ok(c)
     }
 
@@ -531,11 +580,12 @@ impl Drop for Fleet {
         let leftovers = proc::with_cmdline_containing(&self.root);
         proc::terminate(&leftovers, Duration::from_secs(3));
         proc::reap_orphans();
-        if std::env::var_os("TESTKIT_KEEP").is_some() {
-            if let Some(t) = self.tempdir.take() {
-                let kept = t.keep();
-                eprintln!("testkit: keeping fleet dir {}", kept.display());
-            }
+        // TESTKIT_KEEP=1 keeps the dir (configs, sshd logs, stand-in state) for debugging.
+        if std::env::var_os("TESTKIT_KEEP").is_some()
+            && let Some(t) = self.tempdir.take()
+        {
+            let kept = t.keep();
+            eprintln!("testkit: keeping fleet dir {}", kept.display());
         }
     }
 }
@@ -556,7 +606,8 @@ fn install_standin(root: &Path, fake_node: bool) -> Result<PathBuf> {
     std::fs::create_dir(&bin)?;
     chmod(&bin, 0o755)?;
     let script = bin.join("compose-standin");
-    std::fs::copy(crate::standin::compose_standin_path(), &script).context("copy compose-standin")?;
+    std::fs::copy(crate::standin::compose_standin_path(), &script)
+        .context("copy compose-standin")?;
     chmod(&script, 0o755)?;
     let fake = bin.join("fake-cadvisor");
     std::fs::copy(crate::standin::fake_exporter_path(), &fake).context("copy fake-cadvisor")?;

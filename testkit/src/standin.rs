@@ -5,7 +5,10 @@ use std::path::{Path, PathBuf};
 
 /// Path of the stand-in script in the source tree (fleets copy it into their root).
 pub fn compose_standin_path() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/compose-standin"))
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/scripts/compose-standin"
+    ))
 }
 
 /// Path of the fake exporter binary built by testkit's build script.
@@ -25,7 +28,10 @@ pub fn calls(project_dir: &Path) -> Vec<String> {
 
 /// How many times `up` actually (re)started the services in a project dir.
 pub fn starts(project_dir: &Path) -> usize {
-    calls(project_dir).iter().filter(|c| *c == "up started").count()
+    calls(project_dir)
+        .iter()
+        .filter(|c| *c == "up started")
+        .count()
 }
 
 /// Services whose process is alive, per the pid files in a project dir.
@@ -37,7 +43,11 @@ pub fn running_services(project_dir: &Path) -> Vec<String> {
         .flatten()
         .filter_map(|e| {
             let name = e.file_name().to_str()?.strip_suffix(".pid")?.to_string();
-            let pid: i32 = std::fs::read_to_string(e.path()).ok()?.trim().parse().ok()?;
+            let pid: i32 = std::fs::read_to_string(e.path())
+                .ok()?
+                .trim()
+                .parse()
+                .ok()?;
             crate::sshd::proc::alive(pid).then_some(name)
         })
         .collect();

@@ -36,8 +36,10 @@ pub(crate) fn try_claim(name: &str) -> Result<Option<Claim>> {
 /// 22022 first so inventories look familiar, then pseudo-random high ports.
 pub(crate) fn claim_port() -> Result<(u16, Claim)> {
     let seed = std::process::id() as u64 ^ now_nanos();
-    let candidates = std::iter::once(22022u16)
-        .chain((0..400u64).map(|i| 20000 + ((seed.wrapping_mul(2654435761).wrapping_add(i * 7919)) % 40000) as u16));
+    let candidates =
+        std::iter::once(22022u16).chain((0..400u64).map(|i| {
+            20000 + ((seed.wrapping_mul(2654435761).wrapping_add(i * 7919)) % 40000) as u16
+        }));
     for port in candidates {
         let Some(claim) = try_claim(&format!("port-{port}"))? else {
             continue;

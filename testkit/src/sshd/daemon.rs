@@ -107,7 +107,10 @@ impl Daemon {
                 return Ok(());
             }
             if Instant::now() >= deadline {
-                bail!("sshd for {addr} sent no SSH banner within {timeout:?}:\n{}", tail(&self.log));
+                bail!(
+                    "sshd for {addr} sent no SSH banner within {timeout:?}:\n{}",
+                    tail(&self.log)
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -159,7 +162,8 @@ pub(crate) struct Silencer {
 
 impl Silencer {
     pub(crate) fn start(addr: SocketAddr) -> Result<Silencer> {
-        let listener = TcpListener::bind(addr).with_context(|| format!("bind silent listener on {addr}"))?;
+        let listener =
+            TcpListener::bind(addr).with_context(|| format!("bind silent listener on {addr}"))?;
         listener.set_nonblocking(true)?;
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
@@ -172,7 +176,10 @@ impl Silencer {
                 }
             }
         });
-        Ok(Silencer { stop, thread: Some(thread) })
+        Ok(Silencer {
+            stop,
+            thread: Some(thread),
+        })
     }
 }
 

@@ -70,7 +70,10 @@ impl InventorySpec<'_> {
     }
     /// Add a host that is not one of the fleet's sshd hosts (e.g. a netns host), with vars.
     pub fn extra_host(mut self, host: Host, vars: &[(&str, Value)]) -> Self {
-        let vars = vars.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+        let vars = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
         self.extra.push((host, vars));
         self
     }
@@ -85,7 +88,10 @@ impl InventorySpec<'_> {
             return Vec::new();
         }
         vec![
-            ("deploy_dir".into(), Value::from(h.deploy_dir().display().to_string())),
+            (
+                "deploy_dir".into(),
+                Value::from(h.deploy_dir().display().to_string()),
+            ),
             (
                 "compose_command".into(),
                 Value::from(self.fleet.compose_command().display().to_string()),
@@ -129,7 +135,10 @@ impl InventorySpec<'_> {
                 y.push_str(&format!("      - {}\n", entry(h, v)));
             }
         }
-        let mon: Vec<_> = all.iter().filter(|(h, _)| h.group == MONITORING_GROUP).collect();
+        let mon: Vec<_> = all
+            .iter()
+            .filter(|(h, _)| h.group == MONITORING_GROUP)
+            .collect();
         if !mon.is_empty() {
             y.push_str("monitoring:\n  hosts:\n");
             for (h, v) in mon {
@@ -141,7 +150,8 @@ impl InventorySpec<'_> {
 
     /// Write the YAML to `path`.
     pub fn write(&self, path: &Path) -> Result<()> {
-        std::fs::write(path, self.yaml()).with_context(|| format!("write inventory {}", path.display()))
+        std::fs::write(path, self.yaml())
+            .with_context(|| format!("write inventory {}", path.display()))
     }
 }
 
@@ -158,15 +168,31 @@ fn map(vars: &[(String, Value)]) -> String {
     if vars.is_empty() {
         return "{}".into();
     }
-    let items: Vec<String> = vars.iter().map(|(k, v)| format!("{}: {}", q(k), v)).collect();
+    let items: Vec<String> = vars
+        .iter()
+        .map(|(k, v)| match v {
+            Value::String(s) => format!("{}: {}", q(k), q(s)),
+            other => format!("{}: {other}", q(k)),
+        })
+        .collect();
     format!("{{ {} }}", items.join(", "))
 }
 
 /// A YAML-safe scalar: plain when obviously harmless, else a JSON (= YAML double-quoted) string.
 fn q(s: &str) -> String {
     let plain = !s.is_empty()
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || "/._-".contains(c))
-        && s.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '/')
-        && !matches!(s.to_ascii_lowercase().as_str(), "true" | "false" | "yes" | "no" | "on" | "off" | "null" | "y" | "n");
-    if plain { s.to_string() } else { Value::from(s).to_string() }
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-".contains(c))
+        && s.chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '/')
+        && !matches!(
+            s.to_ascii_lowercase().as_str(),
+            "true" | "false" | "yes" | "no" | "on" | "off" | "null" | "y" | "n"
+        );
+    if plain {
+        s.to_string()
+    } else {
+        Value::from(s).to_string()
+    }
 }

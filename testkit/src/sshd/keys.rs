@@ -34,7 +34,11 @@ pub(crate) fn keygen(path: &Path, kind: KeyKind, passphrase: &str, comment: &str
         .output()
         .context("run ssh-keygen")?;
     if !out.status.success() {
-        bail!("ssh-keygen {}: {}", path.display(), String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "ssh-keygen {}: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(())
 }

@@ -90,14 +90,14 @@ pub(crate) fn become_subreaper() {
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
 }
 
-/// Reap zombie children that are orphaned exporters. Only those, by name: other zombies are
-/// children some `std::process::Child` in the test will still `wait()` for.
+/// Reap zombie children that are orphaned exporters or sshd session processes. Only those, by
+/// name: other zombies are children some `std::process::Child` in the test will still `wait()` for.
 pub(crate) fn reap_orphans() {
     let me = std::process::id() as i32;
     for p in all_pids() {
         if let Some((pp, 'Z', comm)) = stat(p)
             && pp == me
-            && (comm.starts_with("prometheus-node") || comm == "fake-cadvisor")
+            && (comm.starts_with("prometheus-node") || comm == "fake-cadvisor" || comm == "sshd")
         {
             let mut status = 0;
             // SAFETY: waitpid on a zombie child of ours, non-blocking.

@@ -42,7 +42,9 @@ pub(crate) fn prepare() -> Result<Users> {
     }
     std::fs::create_dir_all("/run/sshd").context("create /run/sshd (sshd's privsep dir)")?;
     std::fs::set_permissions("/run/sshd", std::fs::Permissions::from_mode(0o755))?;
-    let users = Users { sudo: ensure_user(SUDO_USER)? };
+    let users = Users {
+        sudo: ensure_user(SUDO_USER)?,
+    };
     ensure_user(NOSUDO_USER)?;
     ensure_sudoers()?;
     let _ = DONE.set(users);
@@ -68,17 +70,23 @@ fn ensure_user(user: &str) -> Result<(u32, u32)> {
             .context("run useradd")?;
         // Exit 9 = already exists (another test process won the race).
         if !out.status.success() && out.status.code() != Some(9) {
-            bail!("useradd {user}: {}", String::from_utf8_lossy(&out.stderr).trim());
+            bail!(
+                "useradd {user}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
         }
     }
     // With `UsePAM no`, sshd refuses accounts whose password field starts with '!' (locked),
     // which is how useradd leaves them; '*' means "no password" without being locked.
     let shadow = std::fs::read_to_string("/etc/shadow").unwrap_or_default();
-    let locked = shadow
-        .lines()
-        .any(|l| l.split(':').next() == Some(user) && l.split(':').nth(1).is_some_and(|p| p.starts_with('!')));
+    let locked = shadow.lines().any(|l| {
+        l.split(':').next() == Some(user) && l.split(':').nth(1).is_some_and(|p| p.starts_with('!'))
+    });
     if locked {
-        let st = Command::new("usermod").args(["-p", "*", user]).status().context("run usermod")?;
+        let st = Command::new("usermod")
+            .args(["-p", "*", user])
+            .status()
+            .context("run usermod")?;
         if !st.success() {
             bail!("usermod -p '*' {user} failed");
         }
@@ -87,7 +95,9 @@ fn ensure_user(user: &str) -> Result<(u32, u32)> {
 }
 
 fn ensure_sudoers() -> Result<()> {
-    let want = format!("# promfleet testkit: passwordless sudo for become tests\n{SUDO_USER} ALL=(ALL:ALL) NOPASSWD: ALL\n");
+    let want = format!(
+        "# promfleet testkit: passwordless sudo for become tests\n{SUDO_USER} ALL=(ALL:ALL) NOPASSWD: ALL\n"
+    );
     if std::fs::read_to_string(SUDOERS_DROPIN).ok().as_deref() == Some(want.as_str()) {
         return Ok(());
     }
@@ -98,7 +108,11 @@ fn ensure_sudoers() -> Result<()> {
     std::fs::write(&tmp, want).with_context(|| format!("write {tmp}"))?;
     std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o440))?;
     // A file sudo cannot parse would lock out every later sudo: check before installing.
-    let ok = Command::new("visudo").args(["-cqf", &tmp]).status().map(|s| s.success()).unwrap_or(false);
+    let ok = Command::new("visudo")
+        .args(["-cqf", &tmp])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
     if !ok {
         let _ = std::fs::remove_file(&tmp);
         bail!("visudo rejected the sudoers drop-in");
