@@ -612,13 +612,18 @@ fn install_standin(root: &Path, fake_node: bool) -> Result<PathBuf> {
     let fake = bin.join("fake-cadvisor");
     std::fs::copy(crate::standin::fake_exporter_path(), &fake).context("copy fake-cadvisor")?;
     chmod(&fake, 0o755)?;
+    let cache = root.join("standin-cache");
+    std::fs::create_dir(&cache)?;
+    // Written by whoever runs the stand-in: the login user, or root under `become`.
+    chmod(&cache, 0o1777)?;
     let wrapper = bin.join("compose");
     let mode = if fake_node { "fake" } else { "real" };
     std::fs::write(
         &wrapper,
         format!(
-            "#!/bin/sh\nexport STANDIN_FAKE_EXPORTER={}\nexport STANDIN_NODE_EXPORTER={mode}\nexec {} \"$@\"\n",
+            "#!/bin/sh\nexport STANDIN_FAKE_EXPORTER={}\nexport STANDIN_NODE_EXPORTER={mode}\nexport STANDIN_CACHE={}\nexec {} \"$@\"\n",
             fake.display(),
+            cache.display(),
             script.display()
         ),
     )?;

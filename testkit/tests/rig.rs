@@ -592,3 +592,72 @@ fn netns_host_is_reachable_then_cut_then_unrouted() {
     .unwrap();
     assert!(!list.contains(&name), "{list}");
 }
+
+/// Sizing check for benchmarks (slow; run with `--ignored`): a 1000-host shared fleet where 100
+/// hosts run the stand-in with fake node exporters.
+#[test]
+#[ignore]
+fn big_shared_fleet_runs_fake_exporters() {
+    if skip_unless_root("big_shared_fleet_runs_fake_exporters") {
+        return;
+    }
+    let t = Instant::now();
+    let fleet = Fleet::builder()
+        .hosts(1000)
+        .shared_sshd(true)
+        .fake_node_exporter(true)
+        .start()
+        .unwrap();
+    eprintln!("1000-host fleet started in {:?}", t.elapsed());
+    let compose = fleet.compose_command().display().to_string();
+    let file = "services:\n  node-exporter:\n    image: x\n    ports: [\"9100:9100\"]\n  cadvisor-exporter:\n    image: y\n    ports: [\"9105:8080\"]\n";
+    let t = Instant::now();
+    let hosts: Vec<_> = fleet.hosts().step_by(10).cloned().collect();
+    for chunk in hosts.chunks(20) {
+        let children: Vec<_> = chunk
+            .iter()
+            .map(|h| {
+                let d = h.deploy_dir().display().to_string();
+                fleet
+                    .ssh_command(&h.name)
+                    .unwrap()
+                    .arg(format!("mkdir -p {d} && printf '{file}' > {d}/docker-compose.yml && cd {d} && {compose} up -d"))
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for c in children {
+            ok(&c.wait_with_output().unwrap());
+        }
+    }
+    eprintln!("stand-in up on {} hosts in {:?}", hosts.len(), t.elapsed());
+    for h in &hosts {
+        let body = http_get(SocketAddr::from((h.ip, 9100)), "/metrics").unwrap();
+        assert!(body.contains("node_cpu_seconds_total"));
+        let body = http_get(SocketAddr::from((h.ip, 9105)), "/metrics").unwrap();
+        assert!(body.contains("cadvisor_version_info"));
+    }
+    let running = processes_mentioning(fleet.root())
+        .iter()
+        .filter(|c| c.contains("fake-cadvisor"))
+        .count();
+    eprintln!("{running} fake exporters running");
+    assert_eq!(running, 2 * hosts.len());
+}
+
+/// Cost of one OpenSSH login + command on this machine (run with `--ignored`).
+#[test]
+#[ignore]
+fn ssh_round_trip_cost() {
+    if skip_unless_root("ssh_round_trip_cost") {
+        return;
+    }
+    let fleet = Fleet::builder().hosts(1).start().unwrap();
+    let t = Instant::now();
+    for _ in 0..10 {
+        ok(&ssh(&fleet, "host001", "true"));
+    }
+    eprintln!("ssh true: {:?} each", t.elapsed() / 10);
+}
