@@ -224,6 +224,8 @@ impl Fleet {
             std::fs::create_dir(&dir)?;
             std::os::unix::fs::chown(&dir, Some(users.sudo.0), Some(users.sudo.1))
                 .with_context(|| format!("chown {}", dir.display()))?;
+            // Fallback for the stand-in when $SSH_CONNECTION is gone (e.g. stripped by sudo).
+            std::fs::write(dir.join(".standin-ip"), format!("{ip}\n"))?;
             hosts.push(Host {
                 name,
                 ip,

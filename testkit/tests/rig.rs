@@ -194,6 +194,31 @@ fn inventory_has_every_host_under_its_group_with_sandboxed_vars() {
     assert_eq!(fleet.hosts().count(), 4);
     // The monitoring host is a real sshd host too.
     assert_eq!(ok(&ssh(&fleet, "mon01", "id -un")), "pftest");
+    // The YAML means what promfleet expects (parsed by PyYAML, which docker-compose ships).
+    let parsed = Command::new("/usr/bin/python3")
+        .args([
+            "-c",
+            "import json,sys,yaml; print(json.dumps(yaml.safe_load(sys.stdin)))",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin.take().unwrap().write_all(y.as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&parsed.stdout).unwrap();
+    assert_eq!(v["ssh"]["port"], port);
+    assert_eq!(v["ssh"]["user"], "pftest");
+    assert_eq!(v["consul"]["agents"][0], "http://127.0.0.1:8500");
+    assert_eq!(v["groups"]["Stage"]["hosts"][1]["name"], "host004");
+    assert_eq!(v["groups"]["IDE"]["hosts"][0]["ip"], h1.ip.to_string());
+    assert_eq!(
+        v["groups"]["IDE"]["hosts"][0]["vars"]["deploy_dir"],
+        format!("{root}/host001/exporter-deploy")
+    );
+    assert_eq!(v["monitoring"]["hosts"][0]["name"], "mon01");
     // Sandboxes belong to the login user, so deploys need no sudo.
     ok(&ssh(
         &fleet,
@@ -468,14 +493,16 @@ fn drop_kills_sshd_and_exporters() {
     let compose = fleet.compose_command().display().to_string();
     let d = h.deploy_dir();
     let file = "services:\n  node-exporter:\n    image: x\n  cadvisor-exporter:\n    image: y\n";
+    // Under `become` (sudo) the stand-in still serves the host's own address.
     ok(&ssh(
         &fleet,
         &h.name,
         &format!(
-            "mkdir -p {d} && printf '{file}' > {d}/docker-compose.yml && cd {d} && {compose} up -d",
+            "mkdir -p {d} && printf '{file}' > {d}/docker-compose.yml && cd {d} && sudo -n {compose} up -d",
             d = d.display()
         ),
     ));
+    http_get(SocketAddr::from((h.ip, 9105)), "/metrics").unwrap();
     assert_eq!(
         standin::running_services(&d),
         ["cadvisor-exporter", "node-exporter"]

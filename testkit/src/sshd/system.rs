@@ -95,8 +95,12 @@ fn ensure_user(user: &str) -> Result<(u32, u32)> {
 }
 
 fn ensure_sudoers() -> Result<()> {
+    // SSH_CONNECTION survives sudo so the compose stand-in, run under `become`, still knows
+    // which host address it serves.
     let want = format!(
-        "# promfleet testkit: passwordless sudo for become tests\n{SUDO_USER} ALL=(ALL:ALL) NOPASSWD: ALL\n"
+        "# promfleet testkit: passwordless sudo for become tests\n\
+         Defaults:{SUDO_USER} env_keep += \"SSH_CONNECTION\"\n\
+         {SUDO_USER} ALL=(ALL:ALL) NOPASSWD: ALL\n"
     );
     if std::fs::read_to_string(SUDOERS_DROPIN).ok().as_deref() == Some(want.as_str()) {
         return Ok(());
