@@ -1,1 +1,5 @@
+pub mod agent;
 pub mod consul_double;
+pub mod netns;
+pub mod sshd;
+pub mod standin;

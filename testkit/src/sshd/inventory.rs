@@ -1,0 +1,198 @@
+//! promfleet's inventory YAML for a fleet: `ssh`, `consul`, `vars`, `groups` and `monitoring`.
+//! Scalars are written as JSON strings/numbers, which YAML reads as the same values, so paths
+//! and odd names never need YAML quoting rules.
+
+use super::{Fleet, Host, MONITORING_GROUP};
+use anyhow::{Context, Result};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+/// An inventory under construction; defaults come from the fleet.
+pub struct InventorySpec<'a> {
+    fleet: &'a Fleet,
+    user: String,
+    key: PathBuf,
+    vars: Vec<(String, Value)>,
+    consul: Vec<String>,
+    extra: Vec<(Host, Vec<(String, Value)>)>,
+    host_vars: bool,
+}
+
+impl Fleet {
+    /// Start an inventory for this fleet (see [`InventorySpec`]).
+    pub fn inventory(&self) -> InventorySpec<'_> {
+        InventorySpec {
+            fleet: self,
+            user: self.user().to_string(),
+            key: self.client_key().to_path_buf(),
+            vars: Vec::new(),
+            consul: self.consul_agents(),
+            extra: Vec::new(),
+            host_vars: true,
+        }
+    }
+
+    /// The inventory YAML with `extra_vars` as global vars.
+    pub fn inventory_yaml(&self, extra_vars: &[(&str, &str)]) -> String {
+        let mut spec = self.inventory();
+        for (k, v) in extra_vars {
+            spec = spec.var(k, *v);
+        }
+        spec.yaml()
+    }
+
+    /// Write [`Fleet::inventory_yaml`] (no extra vars) to `path`.
+    pub fn write_inventory(&self, path: &Path) -> Result<()> {
+        self.inventory().write(path)
+    }
+}
+
+impl InventorySpec<'_> {
+    /// Add a global var.
+    pub fn var(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.vars.push((key.to_string(), value.into()));
+        self
+    }
+    /// Log in as another user (e.g. [`super::NOSUDO_USER`]).
+    pub fn user(mut self, user: &str) -> Self {
+        self.user = user.to_string();
+        self
+    }
+    /// Use another client key.
+    pub fn key(mut self, key: &Path) -> Self {
+        self.key = key.to_path_buf();
+        self
+    }
+    /// Consul agents (overrides the fleet's).
+    pub fn consul_agents<S: Into<String>>(mut self, agents: impl IntoIterator<Item = S>) -> Self {
+        self.consul = agents.into_iter().map(Into::into).collect();
+        self
+    }
+    /// Add a host that is not one of the fleet's sshd hosts (e.g. a netns host), with vars.
+    pub fn extra_host(mut self, host: Host, vars: &[(&str, Value)]) -> Self {
+        let vars = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
+        self.extra.push((host, vars));
+        self
+    }
+    /// Leave out the per-host `deploy_dir` / `compose_command` vars.
+    pub fn without_host_vars(mut self) -> Self {
+        self.host_vars = false;
+        self
+    }
+
+    fn standard_vars(&self, h: &Host) -> Vec<(String, Value)> {
+        if !self.host_vars {
+            return Vec::new();
+        }
+        vec![
+            (
+                "deploy_dir".into(),
+                Value::from(h.deploy_dir().display().to_string()),
+            ),
+            (
+                "compose_command".into(),
+                Value::from(self.fleet.compose_command().display().to_string()),
+            ),
+        ]
+    }
+
+    /// Render the YAML.
+    pub fn yaml(&self) -> String {
+        let mut y = format!(
+            "ssh: {{ user: {}, port: {}, key: {} }}\n",
+            q(&self.user),
+            self.fleet.port(),
+            q(&self.key.display().to_string())
+        );
+        if !self.consul.is_empty() {
+            let agents: Vec<String> = self.consul.iter().map(|a| q(a)).collect();
+            y.push_str(&format!("consul: {{ agents: [{}] }}\n", agents.join(", ")));
+        }
+        y.push_str(&format!("vars: {}\n", map(&self.vars)));
+        let mut all: Vec<(Host, Vec<(String, Value)>)> = self
+            .fleet
+            .all_hosts()
+            .iter()
+            .map(|h| {
+                let v = self.standard_vars(h);
+                (h.clone(), v)
+            })
+            .collect();
+        all.extend(self.extra.iter().cloned());
+        let mut groups: Vec<&str> = Vec::new();
+        for (h, _) in &all {
+            if h.group != MONITORING_GROUP && !groups.contains(&h.group.as_str()) {
+                groups.push(&h.group);
+            }
+        }
+        y.push_str("groups:\n");
+        for g in &groups {
+            y.push_str(&format!("  {}:\n    hosts:\n", q(g)));
+            for (h, v) in all.iter().filter(|(h, _)| h.group == *g) {
+                y.push_str(&format!("      - {}\n", entry(h, v)));
+            }
+        }
+        let mon: Vec<_> = all
+            .iter()
+            .filter(|(h, _)| h.group == MONITORING_GROUP)
+            .collect();
+        if !mon.is_empty() {
+            y.push_str("monitoring:\n  hosts:\n");
+            for (h, v) in mon {
+                y.push_str(&format!("    - {}\n", entry(h, v)));
+            }
+        }
+        y
+    }
+
+    /// Write the YAML to `path`.
+    pub fn write(&self, path: &Path) -> Result<()> {
+        std::fs::write(path, self.yaml())
+            .with_context(|| format!("write inventory {}", path.display()))
+    }
+}
+
+fn entry(h: &Host, vars: &[(String, Value)]) -> String {
+    let mut e = format!("{{ name: {}, ip: {}", q(&h.name), h.ip);
+    if !vars.is_empty() {
+        e.push_str(&format!(", vars: {}", map(vars)));
+    }
+    e.push_str(" }");
+    e
+}
+
+fn map(vars: &[(String, Value)]) -> String {
+    if vars.is_empty() {
+        return "{}".into();
+    }
+    let items: Vec<String> = vars
+        .iter()
+        .map(|(k, v)| match v {
+            Value::String(s) => format!("{}: {}", q(k), q(s)),
+            other => format!("{}: {other}", q(k)),
+        })
+        .collect();
+    format!("{{ {} }}", items.join(", "))
+}
+
+/// A YAML-safe scalar: plain when obviously harmless, else a JSON (= YAML double-quoted) string.
+fn q(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-".contains(c))
+        && s.chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '/')
+        && !matches!(
+            s.to_ascii_lowercase().as_str(),
+            "true" | "false" | "yes" | "no" | "on" | "off" | "null" | "y" | "n"
+        );
+    if plain {
+        s.to_string()
+    } else {
+        Value::from(s).to_string()
+    }
+}
