@@ -38,6 +38,9 @@ pub struct InventoryArgs {
     /// Only the hosts that failed or were unreachable in the last run (.promfleet/retry).
     #[arg(long)]
     pub retry_failed: bool,
+    /// Where the run state and retry file are kept.
+    #[arg(long, default_value = STATE_DIR, env = "PROMFLEET_STATE_DIR")]
+    pub state_dir: PathBuf,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -105,7 +108,7 @@ pub fn load_inventory(path: &Path) -> anyhow::Result<Inventory> {
 pub fn select(inv: &Inventory, args: &InventoryArgs) -> anyhow::Result<Vec<Host>> {
     let mut patterns = args.limit.clone();
     if args.retry_failed {
-        let retry = crate::report::RunState::retry_path(Path::new(STATE_DIR));
+        let retry = crate::report::RunState::retry_path(&args.state_dir);
         if !retry.exists() {
             anyhow::bail!(
                 "--retry-failed: no failed hosts recorded ({} does not exist: the last run had no failures)",

@@ -12,7 +12,7 @@ use super::common::{
 };
 use crate::inventory::{Host, Inventory};
 use crate::playbook::{self, Plan, Renderer, SecretMode, Secrets};
-use crate::report::{RunState, STATE_DIR};
+use crate::report::RunState;
 
 #[derive(Args, Debug, Clone)]
 pub struct DeployCommon {
@@ -121,7 +121,7 @@ pub async fn run(a: DeployArgs) -> anyhow::Result<i32> {
             .iter()
             .map(|p| p.display().to_string())
             .collect();
-        let dir = Path::new(STATE_DIR);
+        let dir = c.inv.state_dir.as_path();
         match RunState::record(dir, &run, &c.inv.inventory.display().to_string(), &books) {
             Ok(state) if !state.failed.is_empty() => eprintln!(
                 "{} host(s) to retry: rerun with --retry-failed (or --limit @{})",
