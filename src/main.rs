@@ -5,7 +5,10 @@ use clap::Parser;
 
 fn main() {
     let cli = promfleet::cli::Cli::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("promfleet: cannot start the async runtime: {e}");

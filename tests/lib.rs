@@ -1,1 +1,8 @@
+//! promfleet's scenario tests: one integration binary (fast to link), one module per area.
+//! Tests that need root, sshd or Debian's Prometheus tools print SKIPPED when they are absent;
+//! CI installs them all.
+
+mod support;
+
+mod exporters;
 mod stacks;

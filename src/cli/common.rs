@@ -163,8 +163,8 @@ pub fn default_user(c: &ConnArgs) -> String {
 }
 
 pub fn connector(c: &ConnArgs) -> anyhow::Result<Connector> {
-    let ssh_config = SshConfigFile::load(&c.ssh_config)
-        .map_err(|e| anyhow::anyhow!("ssh config: {e}"))?;
+    let ssh_config =
+        SshConfigFile::load(&c.ssh_config).map_err(|e| anyhow::anyhow!("ssh config: {e}"))?;
     Ok(Connector::new(
         connect_options(c),
         ssh_config,
@@ -285,5 +285,6 @@ pub fn templates_dir_for(playbook: &Path, explicit: Option<&Path>) -> PathBuf {
 }
 
 pub fn context<T, E: std::fmt::Display>(r: Result<T, E>, what: &str) -> anyhow::Result<T> {
-    r.map_err(|e| anyhow::anyhow!("{e}")).context(what.to_string())
+    r.map_err(|e| anyhow::anyhow!("{e}"))
+        .context(what.to_string())
 }

@@ -83,7 +83,10 @@ pub fn make_plan(
         .iter()
         .map(|p| playbook::load(p))
         .collect::<Result<Vec<_>, _>>()?;
-    let first = playbooks.first().map(PathBuf::as_path).unwrap_or(Path::new("."));
+    let first = playbooks
+        .first()
+        .map(PathBuf::as_path)
+        .unwrap_or(Path::new("."));
     let tdir = templates_dir_for(first, templates);
     let defaults = playbook::load_defaults(&tdir.join("defaults.yml"))?;
     let secrets = Secrets::load(secrets_file, masker())?;
@@ -131,10 +134,7 @@ pub async fn run(a: DeployArgs) -> anyhow::Result<i32> {
             Ok(_) => {}
             Err(e) => eprintln!("warning: cannot write run state in {}: {e}", dir.display()),
         }
-        match planned
-            .secrets
-            .store_generated(&dir.join("secrets.yml"))
-        {
+        match planned.secrets.store_generated(&dir.join("secrets.yml")) {
             Ok(Some(p)) => eprintln!("generated secrets stored in {} (0600)", p.display()),
             Ok(None) => {}
             Err(e) => eprintln!("warning: {e}"),

@@ -50,11 +50,20 @@ pub fn run(cmd: InventoryCmd) -> anyhow::Result<i32> {
             for h in &hosts {
                 let ssh = format!(
                     "{}{}:{}",
-                    h.ssh.user.as_deref().map(|u| format!("{u}@")).unwrap_or_default(),
+                    h.ssh
+                        .user
+                        .as_deref()
+                        .map(|u| format!("{u}@"))
+                        .unwrap_or_default(),
                     h.ssh.address.clone().unwrap_or_else(|| h.ip.to_string()),
                     h.ssh.port.unwrap_or(22)
                 );
-                println!("{:<w$}  {:<15}  {:<12}  {ssh}", h.name, h.ip.to_string(), h.group);
+                println!(
+                    "{:<w$}  {:<15}  {:<12}  {ssh}",
+                    h.name,
+                    h.ip.to_string(),
+                    h.group
+                );
             }
             let groups: std::collections::BTreeSet<&str> =
                 hosts.iter().map(|h| h.group.as_str()).collect();
@@ -77,7 +86,8 @@ pub fn run(cmd: InventoryCmd) -> anyhow::Result<i32> {
             let yaml = inventory::to_yaml(&inv);
             match out {
                 Some(p) => {
-                    std::fs::write(&p, yaml).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
+                    std::fs::write(&p, yaml)
+                        .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
                     eprintln!("wrote {} host(s) to {}", inv.hosts.len(), p.display());
                 }
                 None => print!("{yaml}"),

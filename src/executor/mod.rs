@@ -194,7 +194,11 @@ impl Executor {
             }
         }
         if ok {
-            for h in hp.handlers.iter().filter(|h| notified.contains(h.name.as_str())) {
+            for h in hp
+                .handlers
+                .iter()
+                .filter(|h| notified.contains(h.name.as_str()))
+            {
                 if self.cancel.is_cancelled()
                     || self
                         .run_step(hp, h, &mut session, &mut changed_paths, &mut r)

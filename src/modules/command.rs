@@ -16,7 +16,10 @@ impl CommandAction {
     pub fn script(&self) -> String {
         let mut s = String::new();
         if let Some(c) = &self.creates {
-            s.push_str(&format!("if [ -e {} ]; then echo __promfleet_exists; exit 0; fi\n", remote_path(c)));
+            s.push_str(&format!(
+                "if [ -e {} ]; then echo __promfleet_exists; exit 0; fi\n",
+                remote_path(c)
+            ));
         }
         if let Some(d) = &self.chdir {
             s.push_str(&format!("cd {} || exit 1\n", remote_path(d)));
@@ -34,10 +37,10 @@ impl CommandAction {
             return Ok(Done::ok().with("creates exists"));
         }
         if !out.success() {
-            return Err(TaskError::permanent(ctx.masker.mask(&format!(
-                "command failed ({})",
-                out.short_error()
-            ))));
+            return Err(TaskError::permanent(
+                ctx.masker
+                    .mask(&format!("command failed ({})", out.short_error())),
+            ));
         }
         let last = out
             .stdout_str()

@@ -11,6 +11,9 @@ pub struct ComposeAction {
     pub file: String,
     /// Explicit compose command (e.g. `docker-compose`, a wrapper); detected when `None`.
     pub command: Option<String>,
+    /// Service names, when the plan rendered the compose file itself (saves asking compose
+    /// for `config --services` on every host and run).
+    pub services: Option<Vec<String>>,
 }
 
 impl ComposeAction {
@@ -24,7 +27,8 @@ elif docker compose version >/dev/null 2>&1; then dc="docker compose"
 elif command -v docker-compose >/dev/null 2>&1; then dc=docker-compose
 else echo "neither 'docker compose' nor 'docker-compose' found on this host" >&2; exit 127; fi
 echo "__compose $dc"
-expected=$($dc -f {file} config --services) || exit 11
+expected={expected}
+if [ -z "$expected" ]; then expected=$($dc -f {file} config --services) || exit 11; fi
 running=$($dc -f {file} ps --services --filter status=running 2>/dev/null | tr '\n' ' ')
 missing=""
 for s in $expected; do case " $running " in *" $s "*) ;; *) missing="$missing $s";; esac; done
@@ -39,6 +43,7 @@ fi"#,
             file = sh_quote(&self.file),
             force = u8::from(force),
             dry = u8::from(dry),
+            expected = sh_quote(&self.services.clone().unwrap_or_default().join(" ")),
         )
     }
 
@@ -78,7 +83,11 @@ fi"#,
             (true, false) => format!("compose file changed; not running: {missing}"),
             (false, _) => format!("not running: {missing}"),
         };
-        let verb = if ctx.check { "would run up -d" } else { "up -d" };
+        let verb = if ctx.check {
+            "would run up -d"
+        } else {
+            "up -d"
+        };
         Ok(Done::changed().with(format!("{verb} ({why})")))
     }
 }

@@ -65,7 +65,10 @@ impl FileAction {
         });
         if ctx.diff {
             done.diff = Some(if self.secret {
-                format!("--- {0}\n+++ {0}\n(secret file: content not shown)\n", self.dest)
+                format!(
+                    "--- {0}\n+++ {0}\n(secret file: content not shown)\n",
+                    self.dest
+                )
             } else {
                 let old = old
                     .map(|b| String::from_utf8_lossy(&b).into_owned())
@@ -74,7 +77,10 @@ impl FileAction {
                 let d = similar::TextDiff::from_lines(old.as_str(), new.as_ref())
                     .unified_diff()
                     .context_radius(3)
-                    .header(&format!("{} (before)", self.dest), &format!("{} (after)", self.dest))
+                    .header(
+                        &format!("{} (before)", self.dest),
+                        &format!("{} (after)", self.dest),
+                    )
                     .to_string();
                 ctx.masker.mask(&d)
             });

@@ -53,14 +53,18 @@ impl HttpAction {
         loop {
             match self.once(ctx.http).await {
                 Ok(code) => {
-                    let d = if read_only { Done::ok() } else { Done::changed() };
+                    let d = if read_only {
+                        Done::ok()
+                    } else {
+                        Done::changed()
+                    };
                     return Ok(d.with(format!("{} {} → {code}", self.method, self.url)));
                 }
                 Err(e) if Instant::now() >= deadline => {
-                    return Err(TaskError::transient(ctx.masker.mask(&format!(
-                        "{} {}: {e}",
-                        self.method, self.url
-                    ))));
+                    return Err(TaskError::transient(
+                        ctx.masker
+                            .mask(&format!("{} {}: {e}", self.method, self.url)),
+                    ));
                 }
                 Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
             }

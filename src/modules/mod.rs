@@ -109,7 +109,11 @@ impl ModuleKind {
                             Some(s) => format!("did you mean `{s}`?"),
                             None => format!(
                                 "arguments are: {}",
-                                req.iter().chain(opt.iter()).copied().collect::<Vec<_>>().join(", ")
+                                req.iter()
+                                    .chain(opt.iter())
+                                    .copied()
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
                             ),
                         }),
                     ));

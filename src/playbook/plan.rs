@@ -8,13 +8,18 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde_json::Value;
 
+use super::PlanError;
 use super::load::{Play, Playbook, TaskDef};
 use super::template::{Renderer, SharedContext};
-use super::PlanError;
 use crate::inventory::{Host, Inventory, Limit, SourcePos, Vars};
 use crate::modules::{
-    Action, Args, ModuleKind, command::CommandAction, compose::ComposeAction, consul,
-    file::{FileAction, parse_mode}, http::HttpAction, metrics_check::MetricsCheck,
+    Action, Args, ModuleKind,
+    command::CommandAction,
+    compose::ComposeAction,
+    consul,
+    file::{FileAction, parse_mode},
+    http::HttpAction,
+    metrics_check::MetricsCheck,
 };
 
 /// Batch size inside a play or stage.
@@ -164,11 +169,12 @@ pub fn plan(
                         ctx.insert(k, v);
                     }
                 }
-                let steps = play
+                let mut steps = play
                     .tasks
                     .iter()
                     .map(|t| step(t, host, &ctx, renderer, &mut copies))
                     .collect::<Result<Vec<_>, _>>()?;
+                fill_compose_services(&mut steps);
                 let handlers = play
                     .handlers
                     .iter()
@@ -230,6 +236,33 @@ fn step(
     })
 }
 
+/// Give each `compose` step the service names of a compose file rendered earlier in the
+/// same play, so the host need not be asked for them.
+fn fill_compose_services(steps: &mut [Step]) {
+    let mut files: BTreeMap<String, Bytes> = BTreeMap::new();
+    for s in steps.iter_mut() {
+        match &mut s.action {
+            Some(Action::File(f)) => {
+                files.insert(f.dest.clone(), f.content.clone());
+            }
+            Some(Action::Compose(c)) => {
+                let path = format!("{}/{}", c.project_dir.trim_end_matches('/'), c.file);
+                if let Some(content) = files.get(&path) {
+                    c.services = compose_services(content);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn compose_services(content: &[u8]) -> Option<Vec<String>> {
+    let text = std::str::from_utf8(content).ok()?;
+    let v: Value = serde_saphyr::from_str(text).ok()?;
+    let names: Vec<String> = v.get("services")?.as_object()?.keys().cloned().collect();
+    (!names.is_empty()).then_some(names)
+}
+
 fn url_host(ip: &str) -> String {
     if ip.contains(':') {
         format!("[{ip}]")
@@ -288,6 +321,7 @@ fn build(
                 .opt_str("file")?
                 .unwrap_or_else(|| "docker-compose.yml".into()),
             command: a.opt_str("command")?.filter(|c| !c.trim().is_empty()),
+            services: None,
         }),
         ModuleKind::MetricsCheck => {
             let port = port(&a, "port")?;
@@ -323,15 +357,16 @@ fn build(
                 &host.group,
                 &address,
                 port(&a, "port")?,
-                &a.opt_str("check_path")?.unwrap_or_else(|| "/metrics".into()),
+                &a.opt_str("check_path")?
+                    .unwrap_or_else(|| "/metrics".into()),
                 &a.opt_str("interval")?.unwrap_or_else(|| "5s".into()),
                 meta,
                 a.list("tags")?,
             ))
         }
-        ModuleKind::ConsulDeregister => Action::ConsulDeregister(consul::Deregister {
-            id: a.str("id")?,
-        }),
+        ModuleKind::ConsulDeregister => {
+            Action::ConsulDeregister(consul::Deregister { id: a.str("id")? })
+        }
         ModuleKind::ConsulClusterCheck => Action::ConsulClusterCheck(consul::ClusterCheck {
             url: a.str("url")?,
             servers: a.opt_u64("servers")?.unwrap_or(3) as usize,

@@ -13,7 +13,9 @@ pub const ENV_PREFIX: &str = "PROMFLEET_SECRET_";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SecretError {
-    #[error("secret `{name}` is not set — export {env}=… or add `{name}: …` to the secrets file (--secrets FILE, mode 0600)")]
+    #[error(
+        "secret `{name}` is not set — export {env}=… or add `{name}: …` to the secrets file (--secrets FILE, mode 0600)"
+    )]
     Missing { name: String, env: String },
     #[error("{}: secrets file must not be readable by others (mode {mode:o}) — run `chmod 600 {}`", .path.display(), .path.display())]
     Permissions { path: PathBuf, mode: u32 },

@@ -57,7 +57,10 @@ impl Renderer {
                     .get("name")
                     .and_then(Value::as_str)
                     .ok_or_else(|| tera::Error::msg("secret() needs name=\"…\""))?;
-                let generate = args.get("generate").and_then(Value::as_bool).unwrap_or(false);
+                let generate = args
+                    .get("generate")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false);
                 // Review output never needs the value, so it must not require it either.
                 if mode == SecretMode::Masked {
                     return Ok(Value::String(MASK.to_string()));
@@ -65,7 +68,9 @@ impl Renderer {
                 let v = if generate {
                     secrets.get_or_generate(name)
                 } else {
-                    secrets.get(name).map_err(|e| tera::Error::msg(e.to_string()))?
+                    secrets
+                        .get(name)
+                        .map_err(|e| tera::Error::msg(e.to_string()))?
                 };
                 Ok(Value::String(match mode {
                     SecretMode::Real => v,

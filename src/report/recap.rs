@@ -12,7 +12,13 @@ pub fn recap(run: &RunReport, masker: &Masker) -> String {
         "PLAY RECAP "
     };
     let _ = writeln!(s, "\n{title:*<80}");
-    let width = run.hosts.iter().map(|h| h.host.len()).max().unwrap_or(4).max(4);
+    let width = run
+        .hosts
+        .iter()
+        .map(|h| h.host.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
     for h in &run.hosts {
         let unreachable = usize::from(h.status == HostStatus::Unreachable);
         let note = match h.status {

@@ -79,7 +79,9 @@ impl RunState {
                 std::fs::remove_file(&retry)?;
             }
         } else {
-            let mut text = String::from("# hosts to retry: promfleet … --retry-failed (or --limit @this-file)\n");
+            let mut text = String::from(
+                "# hosts to retry: promfleet … --retry-failed (or --limit @this-file)\n",
+            );
             for h in &state.failed {
                 text.push_str(h);
                 text.push('\n');

@@ -142,7 +142,11 @@ impl Reporter for TerminalReporter {
             HostStatus::NotRun => format!("not run: [{}]", h.host),
             s => format!(
                 "{}: [{}] ok={} changed={} ({secs:.1}s)",
-                if s == HostStatus::Changed { "changed" } else { "ok" },
+                if s == HostStatus::Changed {
+                    "changed"
+                } else {
+                    "ok"
+                },
                 h.host,
                 h.ok,
                 h.changed

@@ -38,7 +38,9 @@ pub enum TransportError {
         known_hosts: PathBuf,
         message: String,
     },
-    #[error("authentication failed for {user}@{host} (tried: {tried}) — check the key in the inventory, ~/.ssh/config, or ssh-agent")]
+    #[error(
+        "authentication failed for {user}@{host} (tried: {tried}) — check the key in the inventory, ~/.ssh/config, or ssh-agent"
+    )]
     Auth {
         user: String,
         host: String,

@@ -43,10 +43,10 @@ impl KeyStore {
             Err(russh::keys::Error::KeyIsEncrypted) => {
                 let pass = match std::env::var(PASSPHRASE_ENV) {
                     Ok(p) => p,
-                    Err(_) if std::io::stdin().is_terminal() => rpassword::prompt_password(
-                        format!("Passphrase for {}: ", path.display()),
-                    )
-                    .map_err(|e| key_err(format!("cannot read passphrase: {e}")))?,
+                    Err(_) if std::io::stdin().is_terminal() => {
+                        rpassword::prompt_password(format!("Passphrase for {}: ", path.display()))
+                            .map_err(|e| key_err(format!("cannot read passphrase: {e}")))?
+                    }
                     Err(_) => {
                         return Err(key_err(format!(
                             "the key is encrypted: set {PASSPHRASE_ENV} or add it to ssh-agent"

@@ -49,7 +49,10 @@ mod tests {
 
     #[test]
     fn expands_home() {
-        assert_eq!(remote_path("~/exporter-deploy"), "\"$HOME\"/exporter-deploy");
+        assert_eq!(
+            remote_path("~/exporter-deploy"),
+            "\"$HOME\"/exporter-deploy"
+        );
         assert_eq!(remote_path("~/a b"), "\"$HOME\"/'a b'");
         assert_eq!(remote_path("/etc/x"), "/etc/x");
     }

@@ -204,7 +204,10 @@ pub struct Session {
 
 impl Session {
     /// Connect and authenticate, within `opts.connect_timeout` (russh has no connect timeout).
-    pub async fn connect(target: &Target, opts: &ConnectOptions) -> Result<Session, TransportError> {
+    pub async fn connect(
+        target: &Target,
+        opts: &ConnectOptions,
+    ) -> Result<Session, TransportError> {
         match tokio::time::timeout(opts.connect_timeout, Self::connect_inner(target, opts)).await {
             Ok(r) => r,
             Err(_) => Err(TransportError::Timeout {
@@ -375,9 +378,8 @@ impl Session {
     /// `Some(false)` differs or missing.
     pub async fn file_matches(&self, dest: &str, sha256: &str) -> Result<bool, TransportError> {
         let p = remote_path(dest);
-        let cmd = format!(
-            "if [ -f {p} ]; then sha256sum < {p} | cut -d' ' -f1; else echo missing; fi"
-        );
+        let cmd =
+            format!("if [ -f {p} ]; then sha256sum < {p} | cut -d' ' -f1; else echo missing; fi");
         let out = self.exec(&cmd, None).await?;
         Ok(out.success() && out.stdout_str().trim() == sha256)
     }
@@ -386,7 +388,10 @@ impl Session {
     pub async fn read_file(&self, path: &str) -> Result<Option<Vec<u8>>, TransportError> {
         let p = remote_path(path);
         let out = self
-            .exec(&format!("if [ -f {p} ]; then cat {p}; else exit 3; fi"), None)
+            .exec(
+                &format!("if [ -f {p} ]; then cat {p}; else exit 3; fi"),
+                None,
+            )
             .await?;
         match out.status {
             Some(0) => Ok(Some(out.stdout)),

@@ -1,0 +1,180 @@
+//! Shared helpers of the scenario tests: run the promfleet binary, start real Prometheus.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_promfleet")
+}
+
+/// Skip (with a printed reason) when the machine lacks what a test needs.
+pub fn require_root() -> bool {
+    if !testkit::sshd::is_root() {
+        eprintln!("SKIPPED: needs root (sshd fleet, users, netns)");
+        return false;
+    }
+    true
+}
+
+pub fn have(cmd: &str) -> bool {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {cmd}"))
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// A promfleet invocation against a fleet: cwd = repo root, known_hosts and state dir set.
+pub struct Run {
+    pub cmd: Command,
+}
+
+impl Run {
+    pub fn new(args: &[&str]) -> Run {
+        let mut cmd = Command::new(bin());
+        cmd.current_dir(repo()).args(args);
+        cmd.env_remove("SSH_AUTH_SOCK");
+        Run { cmd }
+    }
+    pub fn arg(mut self, a: impl AsRef<std::ffi::OsStr>) -> Run {
+        self.cmd.arg(a);
+        self
+    }
+    pub fn env(mut self, k: &str, v: &str) -> Run {
+        self.cmd.env(k, v);
+        self
+    }
+    pub fn output(mut self) -> Output {
+        self.cmd.output().expect("run promfleet")
+    }
+}
+
+/// `promfleet <sub> -i inv --known-hosts kh --state-dir dir --output json ...` for a fleet.
+pub fn fleet_run(sub: &[&str], inv: &Path, fleet: &testkit::sshd::Fleet, extra: &[&str]) -> Output {
+    let mut r = Run::new(sub)
+        .arg("-i")
+        .arg(inv)
+        .arg("--known-hosts")
+        .arg(fleet.known_hosts())
+        .arg("--state-dir")
+        .arg(fleet.root().join("state"))
+        .arg("--retry-delay-ms")
+        .arg("100");
+    for e in extra {
+        r = r.arg(e);
+    }
+    r.output()
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Parse the `--output json` run report.
+pub fn report(o: &Output) -> Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+        panic!(
+            "no JSON report ({e}); stdout:\n{}\nstderr:\n{}",
+            stdout(o),
+            stderr(o)
+        )
+    })
+}
+
+/// host → (status, changed) from a JSON report.
+pub fn host_status(r: &Value) -> std::collections::BTreeMap<String, (String, u64)> {
+    r["hosts"]
+        .as_array()
+        .expect("hosts")
+        .iter()
+        .map(|h| {
+            (
+                h["host"].as_str().unwrap_or_default().to_string(),
+                (
+                    h["status"].as_str().unwrap_or_default().to_string(),
+                    h["changed"].as_u64().unwrap_or(99),
+                ),
+            )
+        })
+        .collect()
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Real Prometheus (Debian) on 127.0.0.1, killed on drop.
+pub struct Prometheus {
+    child: std::process::Child,
+    pub url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    pub fn start(config_yaml: &str) -> Prometheus {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = dir.path().join("prometheus.yml");
+        std::fs::write(&cfg, config_yaml).expect("write config");
+        let port = free_port();
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", cfg.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("log")).expect("log"))
+            .spawn()
+            .expect("start prometheus");
+        Prometheus {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            _dir: dir,
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Poll `f` until it returns Some or the deadline passes.
+pub async fn eventually<T, F, Fut>(limit: Duration, mut f: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let end = Instant::now() + limit;
+    loop {
+        if let Some(v) = f().await {
+            return Some(v);
+        }
+        if Instant::now() > end {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
