@@ -5,4 +5,5 @@
 mod support;
 
 mod exporters;
+mod rollout;
 mod stacks;

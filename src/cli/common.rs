@@ -197,6 +197,7 @@ pub fn executor(
     out: &OutputArgs,
     check: bool,
     diff: bool,
+    gate: Option<Arc<dyn crate::executor::StageGate>>,
 ) -> anyhow::Result<Setup> {
     let masker = masker();
     let reporter: Arc<dyn Reporter> = Arc::new(TerminalReporter::new(
@@ -224,6 +225,7 @@ pub fn executor(
             check,
             diff,
             retry: retry_policy(conn),
+            gate,
         },
         cancel,
     });
@@ -257,18 +259,14 @@ fn spawn_signal_handler(cancel: CancellationToken, reporter: Arc<dyn Reporter>) 
     });
 }
 
-/// Print the recap (text) or the JSON report (stdout).
+/// Print the recap (stderr, for people) and, with `--output json`, the report (stdout).
 pub fn print_report(run: &RunReport, out: &OutputArgs) {
     let m = masker();
-    match out.output {
-        OutputFormat::Json => {
-            let text = serde_json::to_string_pretty(run).unwrap_or_default();
-            println!("{}", m.mask(&text));
-        }
-        OutputFormat::Text => {
-            eprint!("{}", recap(run, &m));
-        }
+    if out.output == OutputFormat::Json {
+        let text = serde_json::to_string_pretty(run).unwrap_or_default();
+        println!("{}", m.mask(&text));
     }
+    eprint!("{}", recap(run, &m));
 }
 
 /// `playbooks/` and `templates/` of the project a playbook belongs to.

@@ -34,6 +34,70 @@ pub struct DeployCommon {
     /// YAML secrets file (mode 0600); PROMFLEET_SECRET_<NAME> variables take precedence.
     #[arg(long, env = "PROMFLEET_SECRETS")]
     pub secrets: Option<PathBuf>,
+    /// Resume a staged rollout at this stage (earlier stages are skipped).
+    #[arg(long)]
+    pub from_stage: Option<String>,
+    /// Wait this long between rollout stages (e.g. 30s, 5m).
+    #[arg(long, value_parser = parse_duration)]
+    pub pause: Option<std::time::Duration>,
+    /// Ask on the terminal before each next rollout stage.
+    #[arg(long)]
+    pub confirm: bool,
+}
+
+/// `90`, `30s`, `5m`, `1h` → a duration.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let t = s.trim();
+    let (num, mult) = match t.char_indices().last() {
+        Some((i, 's')) => (&t[..i], 1),
+        Some((i, 'm')) => (&t[..i], 60),
+        Some((i, 'h')) => (&t[..i], 3600),
+        _ => (t, 1),
+    };
+    num.trim()
+        .parse::<u64>()
+        .map(|n| std::time::Duration::from_secs(n * mult))
+        .map_err(|_| format!("`{s}` is not a duration such as 30s, 5m or 1h"))
+}
+
+/// `--pause` / `--confirm` between stages.
+struct CliGate {
+    pause: Option<std::time::Duration>,
+    confirm: bool,
+}
+
+impl crate::executor::StageGate for CliGate {
+    fn proceed(&self, done: &str, next: &str) -> bool {
+        if let Some(p) = self.pause {
+            eprintln!(
+                "stage `{done}` done; pausing {}s before stage `{next}` (Ctrl-C stops here)",
+                p.as_secs()
+            );
+            std::thread::sleep(p);
+        }
+        if self.confirm {
+            use std::io::{BufRead, Write};
+            // The terminal, not stdin: stdin may be a pipe.
+            let Ok(tty) = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open("/dev/tty")
+            else {
+                eprintln!("--confirm needs a terminal; stopping before stage `{next}`");
+                return false;
+            };
+            let mut w = &tty;
+            let _ = write!(
+                w,
+                "stage `{done}` done. Continue with stage `{next}`? [y/N] "
+            );
+            let _ = w.flush();
+            let mut line = String::new();
+            let _ = std::io::BufReader::new(&tty).read_line(&mut line);
+            return matches!(line.trim(), "y" | "Y" | "yes");
+        }
+        true
+    }
 }
 
 #[derive(Args, Debug)]
@@ -76,6 +140,7 @@ pub fn make_plan(
     templates: Option<&Path>,
     secrets_file: Option<&Path>,
     mode: SecretMode,
+    opts: &playbook::PlanOptions,
 ) -> anyhow::Result<Planned> {
     let inventory = load_inventory(&inv_args.inventory)?;
     let hosts = select(&inventory, inv_args)?;
@@ -92,7 +157,7 @@ pub fn make_plan(
     let secrets = Secrets::load(secrets_file, masker())?;
     let mut renderer = Renderer::new(&tdir, secrets.clone(), mode);
     let refs: Vec<&Host> = hosts.iter().collect();
-    let plan = playbook::plan(&inventory, &refs, &books, &mut renderer, &defaults)?;
+    let plan = playbook::plan(&inventory, &refs, &books, &mut renderer, &defaults, opts)?;
     Ok(Planned {
         inventory,
         hosts,
@@ -109,11 +174,21 @@ pub async fn run(a: DeployArgs) -> anyhow::Result<i32> {
         c.templates.as_deref(),
         c.secrets.as_deref(),
         SecretMode::Real,
+        &playbook::PlanOptions {
+            from_stage: c.from_stage.clone(),
+        },
     )?;
     if planned.plan.plays.iter().all(|p| p.hosts.is_empty()) {
         anyhow::bail!("no hosts to run on: the playbooks' `hosts:` and --limit select nothing");
     }
-    let setup = executor(&planned.inventory, &c.conn, &c.out, c.check, c.diff)?;
+    let gate: Option<Arc<dyn crate::executor::StageGate>> =
+        (c.pause.is_some() || c.confirm).then(|| {
+            Arc::new(CliGate {
+                pause: c.pause,
+                confirm: c.confirm,
+            }) as Arc<dyn crate::executor::StageGate>
+        });
+    let setup = executor(&planned.inventory, &c.conn, &c.out, c.check, c.diff, gate)?;
     let run = setup.executor.run(Arc::new(planned.plan)).await;
     setup.executor.connector.close_all().await;
     drop(setup);

@@ -42,6 +42,7 @@ pub fn run(a: RenderArgs) -> anyhow::Result<i32> {
         a.templates.as_deref(),
         a.secrets.as_deref(),
         SecretMode::Masked,
+        &crate::playbook::PlanOptions::default(),
     )?;
     let mut files = 0;
     for play in &planned.plan.plays {

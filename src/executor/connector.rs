@@ -11,12 +11,15 @@ use super::retry::RetryPolicy;
 use crate::inventory::Host;
 use crate::transport::{ConnectOptions, Session, SshConfigFile, Target, TransportError};
 
+/// A host's session, created on first use.
+type Slot = Arc<Mutex<Option<Arc<Session>>>>;
+
 pub struct Connector {
     opts: ConnectOptions,
     ssh_config: SshConfigFile,
     default_user: String,
     retry: RetryPolicy,
-    sessions: Mutex<HashMap<String, Arc<Mutex<Option<Arc<Session>>>>>>,
+    sessions: Mutex<HashMap<String, Slot>>,
 }
 
 impl Connector {
@@ -39,7 +42,7 @@ impl Connector {
         self.ssh_config.target(host, &self.default_user)
     }
 
-    async fn slot(&self, host: &str) -> Arc<Mutex<Option<Arc<Session>>>> {
+    async fn slot(&self, host: &str) -> Slot {
         self.sessions
             .lock()
             .await

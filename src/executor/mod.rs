@@ -23,13 +23,20 @@ use crate::playbook::{Plan, Step};
 use crate::report::{HostReport, HostStatus, Masker, Reporter, RunReport, TaskReport};
 use crate::transport::Session;
 
+/// Asked between two rollout stages whether to go on (`--pause`, `--confirm`).
+/// Called on a blocking thread: it may sleep or read the terminal.
+pub trait StageGate: Send + Sync {
+    fn proceed(&self, done: &str, next: &str) -> bool;
+}
+
 /// Run-wide execution settings.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RunOptions {
     pub forks: usize,
     pub check: bool,
     pub diff: bool,
     pub retry: RetryPolicy,
+    pub gate: Option<Arc<dyn StageGate>>,
 }
 
 impl Default for RunOptions {
@@ -39,6 +46,7 @@ impl Default for RunOptions {
             check: false,
             diff: false,
             retry: RetryPolicy::default(),
+            gate: None,
         }
     }
 }
@@ -79,12 +87,32 @@ impl Executor {
         }
         let mut excluded: HashSet<String> = HashSet::new();
         let forks = Arc::new(Semaphore::new(self.opts.forks.max(1)));
+        let mut last_stage: Option<String> = None;
         'plays: for (pi, play) in plan.plays.iter().enumerate() {
             let hosts: Vec<usize> = (0..play.hosts.len())
                 .filter(|&hi| !excluded.contains(&play.hosts[hi].host.name))
                 .collect();
             if hosts.is_empty() {
                 continue;
+            }
+            if let (Some(done), Some(next), Some(gate)) =
+                (&last_stage, &play.stage, &self.opts.gate)
+            {
+                let (gate, d, n) = (gate.clone(), done.clone(), next.clone());
+                let go = tokio::task::spawn_blocking(move || gate.proceed(&d, &n))
+                    .await
+                    .unwrap_or(false);
+                if !go {
+                    let msg = format!(
+                        "stopped before stage `{next}` as asked; resume with --from-stage {next}"
+                    );
+                    self.reporter.notice(&msg);
+                    run.halted = Some(msg);
+                    break 'plays;
+                }
+            }
+            if play.stage.is_some() {
+                last_stage = play.stage.clone();
             }
             self.reporter.play_started(&play.name, hosts.len());
             let size = play
@@ -125,8 +153,14 @@ impl Executor {
                 if let Some(max) = play.max_fail_percentage {
                     let pct = failed as f64 * 100.0 / hosts.len() as f64;
                     if pct > max {
+                        let resume = match &play.stage {
+                            Some(s) => format!(
+                                "fix the failures, then resume with --from-stage {s} (or rerun only the failed hosts with --retry-failed)"
+                            ),
+                            None => "fix the failures, then rerun (--retry-failed redoes only the failed hosts)".to_string(),
+                        };
                         let msg = format!(
-                            "play `{}`: {failed} of {} hosts failed ({pct:.0}% > max_fail_percentage {max}%); later batches and plays were not started. Fix the failures, then rerun (add --retry-failed to redo only the failed hosts).",
+                            "play `{}`: {failed} of {} hosts failed ({pct:.0}% > max_fail_percentage {max}%); later batches, stages and plays were not started — {resume}",
                             play.name,
                             hosts.len()
                         );

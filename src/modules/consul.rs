@@ -310,38 +310,52 @@ pub struct Register {
     pub def: ServiceDef,
 }
 
+/// The inputs of one exporter registration (from the task's arguments and the host).
+pub struct ServiceSpec {
+    pub service: String,
+    pub id: Option<String>,
+    pub hostname: String,
+    pub group: String,
+    pub address: String,
+    pub port: u16,
+    pub check_path: String,
+    pub interval: String,
+    pub meta: BTreeMap<String, String>,
+    pub tags: Vec<String>,
+}
+
 impl Register {
     /// The seed's payload: id `<service>-<hostname>-<ip>`, address = the host's ip, meta
     /// {hostname, group}, an HTTP check on /metrics.
-    pub fn new(
-        service: &str,
-        id: Option<String>,
-        hostname: &str,
-        group: &str,
-        address: &str,
-        port: u16,
-        check_path: &str,
-        interval: &str,
-        extra_meta: BTreeMap<String, String>,
-        tags: Vec<String>,
-    ) -> Register {
-        let mut meta = extra_meta;
-        meta.insert("hostname".into(), hostname.into());
-        meta.insert("group".into(), group.into());
+    pub fn new(spec: ServiceSpec) -> Register {
+        let ServiceSpec {
+            service,
+            id,
+            hostname,
+            group,
+            address,
+            port,
+            check_path,
+            interval,
+            mut meta,
+            tags,
+        } = spec;
+        meta.insert("hostname".into(), hostname.clone());
+        meta.insert("group".into(), group);
         meta.insert(MANAGED_BY.into(), "promfleet".into());
         Register {
             def: ServiceDef {
                 id: id.unwrap_or_else(|| format!("{service}-{hostname}-{address}")),
-                name: service.to_string(),
-                address: address.to_string(),
+                checks: vec![CheckDef {
+                    http: format!("http://{}:{port}{check_path}", url_host(&address)),
+                    interval,
+                    timeout: Some("3s".into()),
+                }],
+                name: service,
+                address,
                 port,
                 tags,
                 meta,
-                checks: vec![CheckDef {
-                    http: format!("http://{}:{port}{check_path}", url_host(address)),
-                    interval: interval.to_string(),
-                    timeout: Some("3s".into()),
-                }],
             },
         }
     }

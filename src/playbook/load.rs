@@ -18,6 +18,8 @@ pub struct Play {
     pub hosts: Vec<String>,
     pub serial: Option<String>,
     pub max_fail_percentage: Option<f64>,
+    /// Split the play's hosts into the inventory's rollout stages.
+    pub staged: bool,
     pub vars: Vars,
     pub tasks: Vec<TaskDef>,
     pub handlers: Vec<TaskDef>,
@@ -51,6 +53,8 @@ struct RawPlay {
     #[serde(default)]
     max_fail_percentage: Option<f64>,
     #[serde(default)]
+    staged: bool,
+    #[serde(default)]
     vars: Vars,
     #[serde(default)]
     tasks: Vec<Spanned<serde_json::Map<String, Value>>>,
@@ -70,6 +74,7 @@ const PLAY_KEYS: &[&str] = &[
     "hosts",
     "serial",
     "max_fail_percentage",
+    "staged",
     "vars",
     "tasks",
     "handlers",
@@ -168,6 +173,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Playbook, PlanError> {
                 other => other.to_string(),
             }),
             max_fail_percentage: p.max_fail_percentage,
+            staged: p.staged,
             vars: p.vars,
             tasks,
             handlers,

@@ -78,6 +78,8 @@ pub struct HostPlan {
 #[derive(Debug, Clone)]
 pub struct PlannedPlay {
     pub name: String,
+    /// The rollout stage this play is (staged plays are split into one play per stage).
+    pub stage: Option<String>,
     pub serial: Option<Serial>,
     pub max_fail_percentage: Option<f64>,
     pub hosts: Vec<HostPlan>,
@@ -129,6 +131,64 @@ pub fn play_hosts<'a>(inv: &'a Inventory, patterns: &[String]) -> Result<Vec<&'a
         .collect())
 }
 
+/// Planner settings from the command line.
+#[derive(Debug, Clone, Default)]
+pub struct PlanOptions {
+    /// Skip the stages before this one (resume a halted rollout).
+    pub from_stage: Option<String>,
+}
+
+/// One stage's share of a staged play.
+struct StageHosts<'a> {
+    name: String,
+    serial: Option<String>,
+    max_fail_percentage: Option<f64>,
+    hosts: Vec<&'a Host>,
+}
+
+/// One stage's hosts of a staged play, in stage order. Hosts matched by no stage form a last
+/// stage `rest`; a host is in the first stage that matches it.
+fn split_stages<'a>(inv: &Inventory, hosts: &[&'a Host]) -> Result<Vec<StageHosts<'a>>, String> {
+    let mut out = Vec::new();
+    let mut taken = std::collections::HashSet::new();
+    for st in &inv.stages {
+        let limit = Limit::parse(&st.hosts.join(":")).map_err(|e| e.to_string())?;
+        let members: Vec<&Host> = hosts
+            .iter()
+            .copied()
+            .filter(|h| !taken.contains(h.name.as_str()) && limit.matches(h))
+            .collect();
+        for h in &members {
+            taken.insert(h.name.as_str());
+        }
+        out.push(StageHosts {
+            name: st.name.clone(),
+            serial: st.serial.clone(),
+            max_fail_percentage: st.max_fail_percentage,
+            hosts: members,
+        });
+    }
+    let rest: Vec<&Host> = hosts
+        .iter()
+        .copied()
+        .filter(|h| !taken.contains(h.name.as_str()))
+        .collect();
+    if !rest.is_empty() || out.is_empty() {
+        let name = if inv.stages.iter().any(|s| s.name == "rest") {
+            "rest (unstaged)".to_string()
+        } else {
+            "rest".to_string()
+        };
+        out.push(StageHosts {
+            name,
+            serial: None,
+            max_fail_percentage: None,
+            hosts: rest,
+        });
+    }
+    Ok(out)
+}
+
 /// Build the plan for `playbooks` on the `selected` hosts (after --limit).
 pub fn plan(
     inv: &Inventory,
@@ -136,6 +196,7 @@ pub fn plan(
     playbooks: &[Playbook],
     renderer: &mut Renderer,
     defaults: &Vars,
+    opts: &PlanOptions,
 ) -> Result<Plan, PlanError> {
     let shared = SharedContext::new(inv);
     let mut plan = Plan::default();
@@ -162,7 +223,7 @@ pub fn plan(
                 .filter(|h| selected.iter().any(|s| s.name == h.name))
                 .collect();
             let mut planned = Vec::with_capacity(hosts.len());
-            for host in hosts {
+            for &host in &hosts {
                 let mut ctx = shared.for_host(inv, defaults, host);
                 for (k, v) in &play.vars {
                     if !ctx.contains_key(k) || !inv.host_vars(host).contains_key(k) {
@@ -186,13 +247,79 @@ pub fn plan(
                     handlers,
                 });
             }
-            plan.plays.push(PlannedPlay {
-                name: play.name.clone(),
-                serial,
-                max_fail_percentage: play.max_fail_percentage,
-                hosts: planned,
-            });
+            if !play.staged {
+                plan.plays.push(PlannedPlay {
+                    name: play.name.clone(),
+                    stage: None,
+                    serial,
+                    max_fail_percentage: play.max_fail_percentage,
+                    hosts: planned,
+                });
+                continue;
+            }
+            let stages = split_stages(inv, &hosts).map_err(|m| PlanError::Task {
+                pos: play.pos.clone(),
+                message: format!("stages: {m}"),
+                help: None,
+            })?;
+            let mut by_name: BTreeMap<String, HostPlan> = planned
+                .into_iter()
+                .map(|hp| (hp.host.name.clone(), hp))
+                .collect();
+            for StageHosts {
+                name,
+                serial: st_serial,
+                max_fail_percentage: st_max,
+                hosts: members,
+            } in stages
+            {
+                let serial = match st_serial {
+                    Some(s) => Some(Serial::parse(&s).map_err(|m| PlanError::Task {
+                        pos: play.pos.clone(),
+                        message: format!("stage `{name}`: {m}"),
+                        help: None,
+                    })?),
+                    None => serial,
+                };
+                let hosts: Vec<HostPlan> = members
+                    .iter()
+                    .filter_map(|h| by_name.remove(&h.name))
+                    .collect();
+                plan.plays.push(PlannedPlay {
+                    name: format!("{} [stage {name}]", play.name),
+                    stage: Some(name),
+                    serial,
+                    max_fail_percentage: st_max.or(play.max_fail_percentage),
+                    hosts,
+                });
+            }
         }
+    }
+    if let Some(from) = &opts.from_stage {
+        let Some(first) = plan
+            .plays
+            .iter()
+            .position(|p| p.stage.as_deref() == Some(from.as_str()))
+        else {
+            let names: Vec<String> = plan.plays.iter().filter_map(|p| p.stage.clone()).collect();
+            return Err(PlanError::Task {
+                pos: SourcePos::default(),
+                message: format!("--from-stage `{from}`: no such stage"),
+                help: Some(if names.is_empty() {
+                    "no play is staged (`staged: true`) or the inventory has no `stages:`".into()
+                } else {
+                    format!("stages are: {}", names.join(", "))
+                }),
+            });
+        };
+        // Skip earlier stages of staged plays; unstaged plays before them still run (they
+        // are idempotent, and later stages may depend on them).
+        let mut i = 0;
+        plan.plays.retain(|p| {
+            let keep = i >= first || p.stage.is_none();
+            i += 1;
+            keep
+        });
     }
     Ok(plan)
 }
@@ -350,19 +477,20 @@ fn build(
                 Some(_) => return Err("`meta` must be a map".into()),
             };
             let address = a.opt_str("address")?.unwrap_or_else(|| ip.clone());
-            Action::ConsulRegister(consul::Register::new(
-                &a.str("service")?,
-                a.opt_str("id")?,
-                &host.name,
-                &host.group,
-                &address,
-                port(&a, "port")?,
-                &a.opt_str("check_path")?
+            Action::ConsulRegister(consul::Register::new(consul::ServiceSpec {
+                service: a.str("service")?,
+                id: a.opt_str("id")?,
+                hostname: host.name.clone(),
+                group: host.group.clone(),
+                address,
+                port: port(&a, "port")?,
+                check_path: a
+                    .opt_str("check_path")?
                     .unwrap_or_else(|| "/metrics".into()),
-                &a.opt_str("interval")?.unwrap_or_else(|| "5s".into()),
+                interval: a.opt_str("interval")?.unwrap_or_else(|| "5s".into()),
                 meta,
-                a.list("tags")?,
-            ))
+                tags: a.list("tags")?,
+            }))
         }
         ModuleKind::ConsulDeregister => {
             Action::ConsulDeregister(consul::Deregister { id: a.str("id")? })

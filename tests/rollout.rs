@@ -1,0 +1,254 @@
+//! Rollout control on the test fleet: stages by group, max_fail_percentage halting, the retry
+//! file and --retry-failed, --check changing nothing.
+
+use std::path::Path;
+
+use testkit::sshd::Fleet;
+
+use crate::exporters::Double;
+use crate::support::*;
+
+fn exporters(inv: &Path, fleet: &Fleet, extra: &[&str]) -> std::process::Output {
+    let book = repo().join("playbooks/exporters.yml");
+    let mut args = vec!["--output", "json"];
+    args.extend_from_slice(extra);
+    fleet_run(
+        &["exporters", "--playbook", book.to_str().expect("utf8")],
+        inv,
+        fleet,
+        &args,
+    )
+}
+
+fn with_stages(fleet: &Fleet, stages: &str, extra_vars: &[(&str, &str)]) -> std::path::PathBuf {
+    let inv = fleet.root().join("inventory.yml");
+    let mut spec = fleet.inventory();
+    for (k, v) in extra_vars {
+        spec = spec.var(k, v.to_string());
+    }
+    let yaml = format!("{}\nstages:\n{stages}", spec.yaml());
+    std::fs::write(&inv, yaml).expect("write inventory");
+    inv
+}
+
+fn retry_file(fleet: &Fleet) -> std::path::PathBuf {
+    fleet.root().join("state").join("retry")
+}
+
+fn retry_hosts(fleet: &Fleet) -> Vec<String> {
+    std::fs::read_to_string(retry_file(fleet))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn a_refusing_stage_host_fails_alone_and_retry_failed_completes_it() {
+    if !require_root() {
+        return;
+    }
+    let consul = Double::start();
+    let fleet = Fleet::builder()
+        .hosts(9)
+        .groups(&["IDE", "Stage", "Pet"])
+        .consul_agents([consul.d.url()])
+        .start()
+        .expect("fleet");
+    let inv = with_stages(
+        &fleet,
+        "  - { name: IDE, hosts: [IDE] }\n  - { name: Stage, hosts: [Stage], max_fail_percentage: 50 }\n  - { name: Pet, hosts: [Pet] }\n",
+        &[],
+    );
+    let bad = fleet
+        .hosts()
+        .find(|h| h.group == "Stage")
+        .expect("a Stage host")
+        .name
+        .clone();
+    fleet.stop(&bad).expect("stop sshd");
+
+    let out = exporters(&inv, &fleet, &["--retries", "2", "--connect-timeout", "2"]);
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "unreachable host → exit 4\n{}",
+        stderr(&out)
+    );
+    let st = host_status(&report(&out));
+    for h in fleet.hosts() {
+        let (s, _) = &st[&h.name];
+        if h.name == bad {
+            assert_eq!(s, "unreachable", "{}", h.name);
+        } else {
+            assert_eq!(s, "changed", "{} ({}) should complete", h.name, h.group);
+        }
+    }
+    assert_eq!(retry_hosts(&fleet), vec![bad.clone()]);
+    let text = stderr(&out);
+    assert!(text.contains(&format!("UNREACHABLE {bad}")), "{text}");
+
+    fleet.start(&bad).expect("start sshd");
+    let out = exporters(&inv, &fleet, &["--retry-failed"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let st = host_status(&report(&out));
+    assert_eq!(
+        st.keys().collect::<Vec<_>>(),
+        vec![&bad],
+        "only the failed host reruns"
+    );
+    assert_eq!(st[&bad].0, "changed");
+    assert!(
+        !retry_file(&fleet).exists(),
+        "retry file removed when nothing failed"
+    );
+    assert_eq!(consul.d.services().len(), 18);
+}
+
+#[test]
+fn exceeding_max_fail_percentage_in_the_first_stage_leaves_later_stages_untouched() {
+    if !require_root() {
+        return;
+    }
+    let consul = Double::start();
+    let fleet = Fleet::builder()
+        .hosts(6)
+        .groups(&["IDE", "Stage", "Pet"])
+        .consul_agents([consul.d.url()])
+        .start()
+        .expect("fleet");
+    let inv = with_stages(
+        &fleet,
+        "  - { name: canary, hosts: [IDE], max_fail_percentage: 0 }\n  - { name: rest, hosts: [Stage, Pet] }\n",
+        &[],
+    );
+    let ide: Vec<_> = fleet
+        .hosts()
+        .filter(|h| h.group == "IDE")
+        .cloned()
+        .collect();
+    testkit::standin::fail_up(&ide[0].deploy_dir(), "image pull failed: no such image")
+        .expect("inject failure");
+    // The injection ran as root; the deploy dir must stay the login user's.
+    for p in [ide[0].dir.clone(), ide[0].deploy_dir()] {
+        std::os::unix::fs::chown(&p, Some(fleet.user_uid()), None).expect("chown");
+    }
+
+    let out = exporters(&inv, &fleet, &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "halted → exit 3\n{}",
+        stderr(&out)
+    );
+    let r = report(&out);
+    let halted = r["halted"].as_str().expect("halted message");
+    assert!(halted.contains("max_fail_percentage"), "{halted}");
+    assert!(
+        halted.contains("--from-stage canary"),
+        "says how to resume: {halted}"
+    );
+    let err = r["hosts"]
+        .as_array()
+        .expect("hosts")
+        .iter()
+        .find(|h| h["host"] == ide[0].name.as_str())
+        .and_then(|h| h["error"].as_str())
+        .expect("error of the failed host")
+        .to_string();
+    assert!(
+        err.contains("image pull failed"),
+        "compose stderr surfaced: {err}"
+    );
+    for h in fleet.hosts().filter(|h| h.group != "IDE") {
+        assert!(
+            !h.deploy_dir().exists(),
+            "{} in a later stage was touched",
+            h.name
+        );
+    }
+    assert!(
+        consul
+            .d
+            .services()
+            .iter()
+            .all(|s| s.meta.get("group").is_some_and(|g| g == "IDE")),
+        "no later-stage registration"
+    );
+
+    // Resume from the failed stage once fixed: everything completes.
+    testkit::standin::clear_fail_up(&ide[0].deploy_dir()).expect("clear");
+    let out = exporters(&inv, &fleet, &["--from-stage", "canary"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(consul.d.services().len(), 12);
+}
+
+#[test]
+fn check_mode_changes_no_remote_file_and_lists_what_would_change() {
+    if !require_root() {
+        return;
+    }
+    let consul = Double::start();
+    let fleet = Fleet::builder()
+        .hosts(3)
+        .groups(&["IDE"])
+        .consul_agents([consul.d.url()])
+        .start()
+        .expect("fleet");
+    let inv = fleet.root().join("inventory.yml");
+    fleet.write_inventory(&inv).expect("inventory");
+    let out = exporters(&inv, &fleet, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let before: Vec<(String, Vec<u8>)> = fleet
+        .hosts()
+        .map(|h| {
+            let f = h.deploy_dir().join("docker-compose.yml");
+            (h.name.clone(), std::fs::read(&f).expect("compose file"))
+        })
+        .collect();
+
+    // A changed variable changes the rendered compose file: --check --diff shows it only.
+    let inv2 = fleet.root().join("inventory-changed.yml");
+    fleet
+        .inventory()
+        .var("exporter_mem_node", "400m")
+        .write(&inv2)
+        .expect("inventory");
+    let out = exporters(&inv2, &fleet, &["--check", "--diff"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let r = report(&out);
+    assert_eq!(r["check"], true);
+    for h in r["hosts"].as_array().expect("hosts") {
+        let file_task = h["tasks"]
+            .as_array()
+            .expect("tasks")
+            .iter()
+            .find(|t| t["module"] == "template")
+            .expect("template task");
+        assert_eq!(file_task["outcome"], "changed");
+        let detail = file_task["detail"].as_str().unwrap_or_default();
+        assert!(
+            detail.starts_with("would write") && detail.ends_with("docker-compose.yml"),
+            "{detail}"
+        );
+        let diff = file_task["diff"].as_str().unwrap_or_default();
+        assert!(
+            diff.contains("-    mem_limit: 500m") && diff.contains("+    mem_limit: 400m"),
+            "{diff}"
+        );
+    }
+    for (name, content) in before {
+        let h = fleet.host(&name).expect("host");
+        assert_eq!(
+            std::fs::read(h.deploy_dir().join("docker-compose.yml")).expect("file"),
+            content,
+            "{name}: --check changed the file"
+        );
+        assert_eq!(
+            testkit::standin::starts(&h.deploy_dir()),
+            1,
+            "{name}: --check restarted"
+        );
+    }
+}
