@@ -217,6 +217,75 @@ fn exporters_roll_out_register_and_prometheus_scrapes_every_target() {
         prom.log()
     );
 
+    // promfleet's own end-to-end check agrees: every registered exporter is UP...
+    let inv_verify = fleet.root().join("inventory-verify.yml");
+    fleet
+        .inventory()
+        .var("prometheus_url", prom.url.clone())
+        .var("verify_timeout", "20")
+        .write(&inv_verify)
+        .expect("inventory");
+    let verify = repo().join("playbooks/verify.yml");
+    let out = fleet_run(
+        &["deploy", verify.to_str().expect("utf8")],
+        &inv_verify,
+        &fleet,
+        &["--output", "json", "--retries", "1"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let detail = report(&out)["hosts"][0]["tasks"][0]["detail"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(detail.contains("all 24 registered exporters are UP"), "{detail}");
+    // ...and names the host whose exporters went down.
+    let victim = fleet.hosts().nth(2).expect("host").clone();
+    let down = fleet
+        .ssh_command(&victim.name)
+        .expect("ssh")
+        .arg(format!(
+            "{} -f {}/docker-compose.yml down",
+            fleet.compose_command().display(),
+            victim.deploy_dir().display()
+        ))
+        .output()
+        .expect("compose down");
+    assert!(down.status.success(), "{}", String::from_utf8_lossy(&down.stderr));
+    // Wait until Prometheus itself has scraped the dead target, then ask promfleet.
+    let victim_addr = format!("{}:9100", victim.ip);
+    let seen_down = consul.rt.block_on(eventually(Duration::from_secs(30), || {
+        let http = http.clone();
+        let url = url.clone();
+        let victim_addr = victim_addr.clone();
+        async move {
+            let v: Value = http.get(&url).send().await.ok()?.json().await.ok()?;
+            v["data"]["activeTargets"]
+                .as_array()?
+                .iter()
+                .any(|t| {
+                    t["discoveredLabels"]["__address__"] == victim_addr.as_str()
+                        && t["health"] == "down"
+                })
+                .then_some(())
+        }
+    }));
+    assert!(seen_down.is_some(), "Prometheus never saw {victim_addr} down");
+    let out = fleet_run(
+        &["deploy", verify.to_str().expect("utf8")],
+        &inv_verify,
+        &fleet,
+        &["--output", "json", "--retries", "1"],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = report(&out)["hosts"][0]["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        err.contains(&format!("{} node-exporter {}:9100 is down", victim.name, victim.ip)),
+        "{err}"
+    );
+
     // A host leaves the inventory: prune removes exactly its two services.
     let gone = fleet.hosts().nth(4).expect("host").clone();
     let text = std::fs::read_to_string(&inv).expect("inventory");

@@ -9,6 +9,7 @@ pub mod file;
 pub mod http;
 pub mod metrics;
 pub mod metrics_check;
+pub mod prometheus;
 
 use serde_json::Value;
 
@@ -30,6 +31,7 @@ pub enum ModuleKind {
     ConsulDeregister,
     ConsulClusterCheck,
     Http,
+    PrometheusTargets,
 }
 
 impl ModuleKind {
@@ -44,6 +46,7 @@ impl ModuleKind {
         ModuleKind::ConsulDeregister,
         ModuleKind::ConsulClusterCheck,
         ModuleKind::Http,
+        ModuleKind::PrometheusTargets,
     ];
 
     pub fn name(self) -> &'static str {
@@ -58,6 +61,7 @@ impl ModuleKind {
             ModuleKind::ConsulDeregister => "consul_deregister",
             ModuleKind::ConsulClusterCheck => "consul_cluster_check",
             ModuleKind::Http => "http",
+            ModuleKind::PrometheusTargets => "prometheus_targets",
         }
     }
 
@@ -85,6 +89,7 @@ impl ModuleKind {
                 &["url"],
                 &["method", "body", "status", "timeout", "until", "headers"],
             ),
+            ModuleKind::PrometheusTargets => (&["url"], &["timeout"]),
         }
     }
 
@@ -140,6 +145,7 @@ pub enum Action {
     ConsulDeregister(consul::Deregister),
     ConsulClusterCheck(consul::ClusterCheck),
     Http(http::HttpAction),
+    PrometheusTargets(prometheus::TargetsCheck),
 }
 
 impl Action {
@@ -259,6 +265,7 @@ impl Action {
             Action::ConsulDeregister(a) => a.run(ctx).await,
             Action::ConsulClusterCheck(a) => a.run(ctx).await,
             Action::Http(a) => a.run(ctx).await,
+            Action::PrometheusTargets(a) => a.run(ctx).await,
         }
     }
 }

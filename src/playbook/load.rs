@@ -99,12 +99,50 @@ pub fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) ->
         .map(|(_, c)| c.to_string())
 }
 
-/// Read and type-check a playbook file.
+/// `- import_playbook: other.yml` — a playbook made of other playbooks (e.g. site.yml).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Import {
+    import_playbook: String,
+}
+
+/// Read and type-check a playbook file (following `import_playbook` entries).
 pub fn load(path: &Path) -> Result<Playbook, PlanError> {
+    load_depth(path, 0)
+}
+
+fn load_depth(path: &Path, depth: usize) -> Result<Playbook, PlanError> {
     let text = std::fs::read_to_string(path).map_err(|e| PlanError::Read {
         path: path.to_path_buf(),
         message: e.to_string(),
     })?;
+    if let Ok(imports) = serde_saphyr::from_str::<Vec<Spanned<Import>>>(&text)
+        && !imports.is_empty()
+    {
+        if depth > 8 {
+            return Err(PlanError::Read {
+                path: path.to_path_buf(),
+                message: "import_playbook nested more than 8 deep (a cycle?)".into(),
+            });
+        }
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let mut plays = Vec::new();
+        for i in imports {
+            let target = dir.join(&i.value.import_playbook);
+            if !target.exists() {
+                return Err(PlanError::Task {
+                    pos: pos(path, i.referenced),
+                    message: format!("import_playbook: {} does not exist", target.display()),
+                    help: None,
+                });
+            }
+            plays.extend(load_depth(&target, depth + 1)?.plays);
+        }
+        return Ok(Playbook {
+            path: path.to_path_buf(),
+            plays,
+        });
+    }
     parse(&text, path)
 }
 

@@ -500,6 +500,12 @@ fn build(
             servers: a.opt_u64("servers")?.unwrap_or(3) as usize,
             timeout: Duration::from_secs(a.opt_u64("timeout")?.unwrap_or(120)),
         }),
+        ModuleKind::PrometheusTargets => {
+            Action::PrometheusTargets(crate::modules::prometheus::TargetsCheck {
+                url: a.str("url")?,
+                timeout: Duration::from_secs(a.opt_u64("timeout")?.unwrap_or(120)),
+            })
+        }
         ModuleKind::Http => {
             let method = a.opt_str("method")?.unwrap_or_else(|| "GET".into());
             let method = reqwest::Method::from_bytes(method.to_ascii_uppercase().as_bytes())

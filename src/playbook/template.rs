@@ -78,6 +78,17 @@ impl Renderer {
                 }))
             },
         );
+        // `{{ path | shquote }}`: a value placed in a shell command, quoted for /bin/sh.
+        tera.register_filter(
+            "shquote",
+            |v: &Value, _: &HashMap<String, Value>| -> tera::Result<Value> {
+                let s = match v {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                Ok(Value::String(crate::transport::remote_path(&s)))
+            },
+        );
         Renderer {
             tera,
             dir: dir.to_path_buf(),

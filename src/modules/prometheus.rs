@@ -1,0 +1,120 @@
+//! `prometheus_targets`: the end-to-end proof the hand-built version never had — every
+//! exporter promfleet registered in Consul is an active Prometheus target and UP.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::metrics_check::short_reqwest;
+use super::{Done, HostCtx, Outcome, TaskError};
+
+#[derive(Debug, Clone)]
+pub struct TargetsCheck {
+    /// Prometheus base URL, e.g. `http://10.0.0.178:9090`.
+    pub url: String,
+    pub timeout: Duration,
+}
+
+/// One registered exporter and what Prometheus says about it.
+struct Expect {
+    host: String,
+    service: String,
+    address: String,
+}
+
+impl TargetsCheck {
+    async fn probe(&self, ctx: &HostCtx<'_>, want: &[Expect]) -> Result<String, String> {
+        let url = format!("{}/api/v1/targets?state=active", self.url.trim_end_matches('/'));
+        let v: Value = ctx
+            .http
+            .get(&url)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .map_err(|e| short_reqwest(&e))?
+            .json()
+            .await
+            .map_err(|e| format!("bad answer from {url}: {e}"))?;
+        // __address__ → (health, lastError)
+        let mut seen: BTreeMap<String, (String, String)> = BTreeMap::new();
+        for t in v["data"]["activeTargets"].as_array().into_iter().flatten() {
+            let addr = t["discoveredLabels"]["__address__"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let health = t["health"].as_str().unwrap_or_default().to_string();
+            let err = t["lastError"].as_str().unwrap_or_default().to_string();
+            seen.insert(addr, (health, err));
+        }
+        let mut problems = Vec::new();
+        for w in want {
+            match seen.get(&w.address) {
+                Some((h, _)) if h == "up" => {}
+                Some((h, e)) => problems.push(format!(
+                    "{} {} {} is {h}{}",
+                    w.host,
+                    w.service,
+                    w.address,
+                    if e.is_empty() { String::new() } else { format!(": {e}") }
+                )),
+                None => problems.push(format!(
+                    "{} {} {} is not a Prometheus target",
+                    w.host, w.service, w.address
+                )),
+            }
+        }
+        if problems.is_empty() {
+            Ok(format!("all {} registered exporters are UP in Prometheus", want.len()))
+        } else {
+            Err(problems.join("; "))
+        }
+    }
+
+    pub async fn run(&self, ctx: &mut HostCtx<'_>) -> Result<Done, TaskError> {
+        if ctx.check {
+            return Ok(Done {
+                outcome: Outcome::Skipped,
+                detail: Some("not checked in --check mode".into()),
+                diff: None,
+            });
+        }
+        let (services, errors) = ctx.consul.managed().await;
+        if services.is_empty() && !errors.is_empty() {
+            return Err(TaskError::transient(format!(
+                "cannot list registered services: {}",
+                errors.join("; ")
+            )));
+        }
+        let want: Vec<Expect> = services
+            .into_iter()
+            .map(|(_, s)| Expect {
+                host: s
+                    .meta
+                    .as_ref()
+                    .and_then(|m| m.get("hostname").cloned())
+                    .unwrap_or_default(),
+                address: if s.address.contains(':') {
+                    format!("[{}]:{}", s.address, s.port)
+                } else {
+                    format!("{}:{}", s.address, s.port)
+                },
+                service: s.service,
+            })
+            .collect();
+        let deadline = Instant::now() + self.timeout;
+        loop {
+            match self.probe(ctx, &want).await {
+                Ok(d) => return Ok(Done::ok().with(d)),
+                Err(e) if Instant::now() >= deadline => {
+                    return Err(TaskError::transient(format!(
+                        "Prometheus at {} after {}s: {e}",
+                        self.url,
+                        self.timeout.as_secs()
+                    )));
+                }
+                Err(_) => tokio::time::sleep(Duration::from_secs(2)).await,
+            }
+        }
+    }
+}
