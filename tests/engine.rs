@@ -349,6 +349,21 @@ fn exporters_run_on_the_real_docker_engine_and_rerun_changes_nothing() {
         samples(&body, "node_cpu_seconds_total") > 0,
         "no CPU samples:\n{body}"
     );
+    // The template's flags reached the binary: --web.disable-exporter-metrics drops the
+    // exporter's own go_/process_ families.
+    for own in ["go_", "process_"] {
+        assert_eq!(
+            samples(&body, own),
+            0,
+            "{own} samples despite the flag:\n{body}"
+        );
+    }
+    assert!(
+        body.lines().any(
+            |l| l.starts_with("node_filesystem_avail_bytes{") && l.contains("mountpoint=\"/\"")
+        ),
+        "no filesystem sample for the host's /:\n{body}"
+    );
     let body = http_get(SocketAddr::new(ip, CADVISOR_PORT), "/metrics");
     assert!(
         samples(&body, "container_") > 0,

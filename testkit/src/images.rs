@@ -117,6 +117,7 @@ fn ensure(recipe: &dyn Recipe) -> Result<ImageRef> {
     let image = recipe.image();
     let reference = image.reference();
     let dockerfile = recipe.context().join("Dockerfile");
+    // DefaultHasher may change between Rust releases; that only costs one rebuild.
     let mut h = DefaultHasher::new();
     h.write(RECIPE_VERSION.as_bytes());
     h.write(&std::fs::read(&dockerfile).with_context(|| format!("read {}", dockerfile.display()))?);
