@@ -1,5 +1,6 @@
 pub mod agent;
 pub mod consul_double;
+pub mod images;
 pub mod netns;
 pub mod sshd;
 pub mod standin;
