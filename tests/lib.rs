@@ -4,5 +4,7 @@
 
 mod support;
 
+mod cli;
 mod exporters;
 mod stacks;
+mod transport;
