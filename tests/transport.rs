@@ -313,7 +313,11 @@ async fn command_timeout_is_bounded_and_session_survives() {
     o.command_timeout = Duration::from_secs(1);
     let s = connect(&t, &o).await;
     let started = Instant::now();
-    let e = s.exec("sleep 5", None).await.err().expect("timeout");
+    let e = tokio::time::timeout(Duration::from_secs(10), s.exec("sleep 5", None))
+        .await
+        .expect("bounded by the test")
+        .err()
+        .expect("timeout");
     let took = started.elapsed();
     assert!(matches!(e, TransportError::Timeout { .. }), "{e:?}");
     assert!(took < Duration::from_secs(3), "took {took:?}");
@@ -476,10 +480,14 @@ async fn connect_failures_are_classified_and_bounded() {
 
     fleet.silence("host001").expect("silence");
     let started = Instant::now();
-    let e = Session::connect(&target(&fleet, "host001"), &o)
-        .await
-        .err()
-        .expect("silenced");
+    let e = tokio::time::timeout(
+        Duration::from_secs(10),
+        Session::connect(&target(&fleet, "host001"), &o),
+    )
+    .await
+    .expect("bounded by the test")
+    .err()
+    .expect("silenced");
     let took = started.elapsed();
     assert!(matches!(e, TransportError::Timeout { .. }), "{e:?}");
     assert!(e.is_transient(), "{e}");
