@@ -316,8 +316,7 @@ async fn command_timeout_is_bounded_and_session_survives() {
     let e = tokio::time::timeout(Duration::from_secs(10), s.exec("sleep 5", None))
         .await
         .expect("bounded by the test")
-        .err()
-        .expect("timeout");
+        .expect_err("timeout");
     let took = started.elapsed();
     assert!(matches!(e, TransportError::Timeout { .. }), "{e:?}");
     assert!(took < Duration::from_secs(3), "took {took:?}");
@@ -413,8 +412,7 @@ async fn upload_is_atomic_idempotent_and_keeps_prev() {
     let e = s
         .upload(ro.join("keep.conf").to_str().expect("utf8"), v2, 0o644)
         .await
-        .err()
-        .expect("read-only dir");
+        .expect_err("read-only dir");
     assert!(matches!(e, TransportError::Remote { .. }), "{e:?}");
     assert!(e.to_string().contains("keep.conf"), "{e}");
     assert_eq!(
@@ -453,8 +451,7 @@ async fn become_root_needs_passwordless_sudo() {
     let e = s
         .exec("id -u", None)
         .await
-        .err()
-        .expect("pfnosudo must not become root");
+        .expect_err("pfnosudo must not become root");
     assert!(matches!(e, TransportError::Remote { .. }), "{e:?}");
     assert!(
         !e.is_unreachable(),
