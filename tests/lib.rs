@@ -4,7 +4,9 @@
 
 mod support;
 
+mod cli;
 mod engine;
 mod exporters;
 mod rollout;
 mod stacks;
+mod transport;

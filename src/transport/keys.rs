@@ -21,9 +21,19 @@ pub struct KeyStore {
     keys: Mutex<HashMap<PathBuf, Arc<PrivateKey>>>,
     // One prompt at a time: hosts connect in parallel but the terminal is shared.
     prompt: Mutex<()>,
+    // Given by the caller instead of read from the (process-global) environment.
+    passphrase: Option<String>,
 }
 
 impl KeyStore {
+    /// A store that decrypts encrypted key files with `passphrase` (no env lookup, no prompt).
+    pub fn with_passphrase(passphrase: impl Into<String>) -> KeyStore {
+        KeyStore {
+            passphrase: Some(passphrase.into()),
+            ..KeyStore::default()
+        }
+    }
+
     /// The decrypted key at `path` (asks for the passphrase once if it is encrypted).
     pub fn load(&self, path: &Path) -> Result<Arc<PrivateKey>, TransportError> {
         let path = expand_home(path);
@@ -41,7 +51,10 @@ impl KeyStore {
         let key = match russh::keys::load_secret_key(&path, None) {
             Ok(k) => k,
             Err(russh::keys::Error::KeyIsEncrypted) => {
-                let pass = match std::env::var(PASSPHRASE_ENV) {
+                let pass = match self.passphrase.clone().map_or_else(
+                    || std::env::var(PASSPHRASE_ENV),
+                    Ok::<_, std::env::VarError>,
+                ) {
                     Ok(p) => p,
                     Err(_) if std::io::stdin().is_terminal() => {
                         rpassword::prompt_password(format!("Passphrase for {}: ", path.display()))

@@ -200,6 +200,8 @@ pub struct Session {
     _jump: Option<Box<Session>>,
     target: Target,
     command_timeout: Duration,
+    // Set once `sudo -n` was seen to work on this connection (become targets only).
+    become_checked: tokio::sync::OnceCell<()>,
 }
 
 impl Session {
@@ -280,6 +282,7 @@ impl Session {
             _jump: jump,
             target: target.clone(),
             command_timeout: opts.command_timeout,
+            become_checked: tokio::sync::OnceCell::new(),
         })
     }
 
@@ -296,11 +299,22 @@ impl Session {
     ) -> Result<ExecOutput, TransportError> {
         let wrapped;
         let command = if self.target.become_root {
+            self.become_checked
+                .get_or_try_init(|| self.check_become())
+                .await?;
             wrapped = format!("sudo -n sh -c {}", sh_quote(command));
             wrapped.as_str()
         } else {
             command
         };
+        self.exec_limited(command, stdin).await
+    }
+
+    async fn exec_limited(
+        &self,
+        command: &str,
+        stdin: Option<Bytes>,
+    ) -> Result<ExecOutput, TransportError> {
         let limit = self.command_timeout;
         match tokio::time::timeout(limit, self.exec_raw(command, stdin)).await {
             Ok(r) => r,
@@ -309,6 +323,26 @@ impl Session {
                 after: limit,
             }),
         }
+    }
+
+    /// Prove once per connection that `sudo -n` works: otherwise every become command would
+    /// fail with sudo's own exit 1, indistinguishable from the command's, and no hint why.
+    async fn check_become(&self) -> Result<(), TransportError> {
+        let out = self.exec_limited("sudo -n true", None).await?;
+        if out.success() {
+            return Ok(());
+        }
+        Err(TransportError::Remote {
+            what: format!(
+                "become: {} cannot run sudo without a password on {}",
+                self.target.user, self.target.name
+            ),
+            message: format!(
+                "{} — give {} passwordless sudo (NOPASSWD) or turn off `become` for this host",
+                out.short_error(),
+                self.target.user
+            ),
+        })
     }
 
     async fn exec_raw(
