@@ -4,5 +4,6 @@
 
 mod support;
 
+mod central;
 mod exporters;
 mod stacks;
