@@ -491,6 +491,21 @@ fn consul_and_monitoring_playbooks_deploy_idempotently_and_reload_on_config_chan
     let st = host_status(&r);
     assert_eq!(st.keys().collect::<Vec<_>>(), ["mon01"], "{st:?}");
     assert_eq!(st["mon01"].0, "changed");
+    let check = r["hosts"][0]["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["task"] == "consul has a leader and three servers")
+        .cloned()
+        .expect("cluster check ran");
+    assert_eq!(check["outcome"], "ok", "{check}");
+    assert!(
+        check["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("3 servers alive"),
+        "{check}"
+    );
     for (rel, mode, owner) in [
         ("docker-compose.yml", 0o644, None),
         ("prometheus/prometheus.yml", 0o644, None),

@@ -1184,6 +1184,24 @@ fn consul_spread_layout_puts_one_server_on_each_of_three_hosts() {
 // ---------------------------------------------------------------------------------------------
 // Playbooks
 
+/// Both central playbooks honour the inventory's `compose_command` (docker-compose v1, a
+/// wrapper), like the exporter playbook; empty means detect.
+#[test]
+fn central_playbooks_pass_compose_command() {
+    for book in ["monitoring.yml", "consul.yml"] {
+        let plays = yaml(&read(repo().join("playbooks").join(book)));
+        let composes: Vec<&Value> = plays
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|p| p["tasks"].as_array().unwrap())
+            .filter_map(|t| t.get("compose"))
+            .collect();
+        assert_eq!(composes.len(), 1, "{book}");
+        assert_eq!(composes[0]["command"], "{{ compose_command }}", "{book}");
+    }
+}
+
 #[test]
 fn monitoring_playbook_reloads_instead_of_restarting() {
     let plays = yaml(&read(repo().join("playbooks/monitoring.yml")));
