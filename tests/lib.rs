@@ -4,6 +4,7 @@
 
 mod support;
 
+mod central;
 mod cli;
 mod engine;
 mod exporters;

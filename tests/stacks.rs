@@ -21,12 +21,12 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn read(path: impl AsRef<Path>) -> String {
+pub(crate) fn read(path: impl AsRef<Path>) -> String {
     let path = path.as_ref();
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
 }
 
-fn yaml(text: &str) -> Value {
+pub(crate) fn yaml(text: &str) -> Value {
     serde_saphyr::from_str(text).unwrap_or_else(|e| panic!("invalid YAML: {e}\n{text}"))
 }
 
@@ -174,7 +174,7 @@ fn monitoring_tree(ctx: &Value, secrets: Secrets) -> (tempfile::TempDir, Vec<Wri
 }
 
 /// Path of an installed tool, or None after printing why the test is skipped.
-fn tool(name: &str) -> Option<PathBuf> {
+pub(crate) fn tool(name: &str) -> Option<PathBuf> {
     let found = std::env::var_os("PATH")
         .iter()
         .flat_map(std::env::split_paths)
@@ -187,7 +187,7 @@ fn tool(name: &str) -> Option<PathBuf> {
 }
 
 /// Runs a tool, panics with its output unless it succeeds; returns stdout+stderr.
-fn run_ok(cmd: &mut Command) -> String {
+pub(crate) fn run_ok(cmd: &mut Command) -> String {
     let out = cmd
         .output()
         .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
@@ -272,8 +272,46 @@ fn promtool_unit_tests_fire_host_down_disk_full_and_container_down() {
     assert_eq!(out.matches("SUCCESS").count(), 2, "{out}");
 }
 
-/// Debian's promtool is built without Consul SD and rejects `consul_sd_configs`; an
-/// `http_sd_configs` entry with the same HTTP client settings takes its place for the check.
+/// Debian's promtool is built without Consul SD and rejects `consul_sd_configs`; this writes
+/// `prometheus.http-sd.yml` next to `prometheus_yml` with every `consul_sd_configs` entry
+/// replaced by an `http_sd_configs` entry with the same HTTP client settings (scheme, server,
+/// authorization), so `promtool check config` can check the rest — relative paths
+/// (rule_files, credentials_file) still resolve next to it. Returns the new file.
+pub(crate) fn http_sd_checkable(prometheus_yml: &Path) -> PathBuf {
+    let mut config = yaml(&read(prometheus_yml));
+    let mut swapped = 0;
+    for job in config["scrape_configs"].as_array_mut().unwrap() {
+        let job = job.as_object_mut().unwrap();
+        let Some(consul) = job.remove("consul_sd_configs") else {
+            continue;
+        };
+        let http_sd: Vec<Value> = consul
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|sd| {
+                let mut h = json!({
+                    "url": format!("{}://{}/v1/catalog/services", sd["scheme"].as_str().unwrap_or("http"), sd["server"].as_str().unwrap()),
+                });
+                if let Some(auth) = sd.get("authorization") {
+                    h["authorization"] = auth.clone();
+                }
+                h
+            })
+            .collect();
+        job.insert("http_sd_configs".into(), Value::Array(http_sd));
+        swapped += 1;
+    }
+    assert!(
+        swapped > 0,
+        "{} has no consul_sd_configs",
+        prometheus_yml.display()
+    );
+    let checked = prometheus_yml.with_file_name("prometheus.http-sd.yml");
+    std::fs::write(&checked, serde_json::to_string_pretty(&config).unwrap()).unwrap();
+    checked
+}
+
 #[test]
 fn prometheus_config_passes_promtool_check_config() {
     let Some(promtool) = tool("promtool") else {
@@ -281,33 +319,7 @@ fn prometheus_config_passes_promtool_check_config() {
     };
     let (dir, _) = monitoring_tree(&context(json!({})), Secrets::Real);
     let prom = dir.path().join("prometheus");
-    let mut config = yaml(&read(prom.join("prometheus.yml")));
-    let job = config["scrape_configs"]
-        .as_array_mut()
-        .unwrap()
-        .iter_mut()
-        .find(|j| j["job_name"] == "consul-services")
-        .unwrap()
-        .as_object_mut()
-        .unwrap();
-    let consul = job.remove("consul_sd_configs").unwrap();
-    let http_sd: Vec<Value> = consul
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|sd| {
-            let mut h = json!({
-                "url": format!("{}://{}/v1/catalog/services", sd["scheme"].as_str().unwrap(), sd["server"].as_str().unwrap()),
-            });
-            if let Some(auth) = sd.get("authorization") {
-                h["authorization"] = auth.clone();
-            }
-            h
-        })
-        .collect();
-    job.insert("http_sd_configs".into(), Value::Array(http_sd));
-    let checked = prom.join("prometheus.http-sd.yml");
-    std::fs::write(&checked, serde_json::to_string_pretty(&config).unwrap()).unwrap();
+    let checked = http_sd_checkable(&prom.join("prometheus.yml"));
     let out = run_ok(
         Command::new(promtool)
             .arg("check")
@@ -1171,6 +1183,24 @@ fn consul_spread_layout_puts_one_server_on_each_of_three_hosts() {
 
 // ---------------------------------------------------------------------------------------------
 // Playbooks
+
+/// Both central playbooks honour the inventory's `compose_command` (docker-compose v1, a
+/// wrapper), like the exporter playbook; empty means detect.
+#[test]
+fn central_playbooks_pass_compose_command() {
+    for book in ["monitoring.yml", "consul.yml"] {
+        let plays = yaml(&read(repo().join("playbooks").join(book)));
+        let composes: Vec<&Value> = plays
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|p| p["tasks"].as_array().unwrap())
+            .filter_map(|t| t.get("compose"))
+            .collect();
+        assert_eq!(composes.len(), 1, "{book}");
+        assert_eq!(composes[0]["command"], "{{ compose_command }}", "{book}");
+    }
+}
 
 #[test]
 fn monitoring_playbook_reloads_instead_of_restarting() {

@@ -244,10 +244,19 @@ async fn agent_members(
     let members = if params.flag("wan")? {
         vec![catalog::member_json(&server, true, true)]
     } else {
-        vec![
+        let mut members = vec![
             catalog::member_json(&Node::client(&shared.opts), false, false),
             catalog::member_json(&server, true, false),
-        ]
+        ];
+        // Further simulated servers: only members (no catalog node, no `consul` service).
+        for n in 2..=shared.opts.servers {
+            let mut extra = server.clone();
+            extra.name = format!("{}-{n}", server.name);
+            let mut member = catalog::member_json(&extra, true, false);
+            member["Tags"]["id"] = Value::String(format!("{}-{n}", server.id));
+            members.push(member);
+        }
+        members
     };
     Ok(axum::Json(members).into_response())
 }

@@ -11,7 +11,8 @@
 //!   an identical re-registration leaves the index alone, a changed one bumps it.
 //! - `PUT /v1/agent/service/deregister/<id>` (404 "Unknown service ID …" when absent),
 //!   `GET /v1/agent/services`, `GET /v1/agent/service/<id>`, `GET /v1/agent/self`
-//!   (`Config.Datacenter`), `GET /v1/agent/members` (`?wan`), `GET /v1/status/leader|peers`.
+//!   (`Config.Datacenter`), `GET /v1/agent/members` (`?wan`; `DoubleOptions::servers` alive
+//!   server members), `GET /v1/status/leader|peers`.
 //! - `GET /v1/catalog/services`, `GET /v1/catalog/service/<name>` and
 //!   `GET /v1/health/service/<name>` with blocking queries (`index`, `wait`, default 5m, cap
 //!   10m), `X-Consul-Index` (≥ 1, grows on every register/deregister/check status change),
@@ -93,6 +94,9 @@ pub struct DoubleOptions {
     /// Networks (address, prefix length) the check runner may probe; anything else goes
     /// critical without a packet sent.
     pub check_networks: Vec<(IpAddr, u8)>,
+    /// Alive server members `/v1/agent/members` lists (at least 1): a single double can then
+    /// stand for a healthy three-server cluster (`consul_cluster_check`).
+    pub servers: usize,
 }
 
 impl Default for DoubleOptions {
@@ -109,6 +113,7 @@ impl Default for DoubleOptions {
                 (IpAddr::V4(Ipv4Addr::new(127, 0, 0, 0)), 8),
                 (IpAddr::V6(Ipv6Addr::LOCALHOST), 128),
             ],
+            servers: 1,
         }
     }
 }
