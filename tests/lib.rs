@@ -5,4 +5,6 @@
 mod support;
 
 mod exporters;
+mod faults;
+mod hostile;
 mod stacks;
