@@ -451,18 +451,23 @@ fn fault_host_cut_off_mid_run() {
         .clone();
     let status = e["status"].as_str().unwrap_or_default();
     let err = e["error"].as_str().unwrap_or_default();
-    eprintln!("edge01: {status}: {err}");
-    assert!(
-        status == "unreachable" || status == "failed",
-        "{e:#}\n{ctx}"
-    );
+    // A lost connection is not a compose failure: the host is unreachable, the session is
+    // retried over a fresh connection (which cannot be made), and the notice says why.
+    assert_eq!(status, "unreachable", "{e:#}\n{ctx}");
     assert!(
         !err.is_empty() && !err.contains('\n'),
         "one-line cause: {err:?}"
     );
     assert!(err.contains("exporters up"), "names the task: {err}");
-    let code = if status == "failed" { 2 } else { 4 };
-    assert_eq!(out.status.code(), Some(code), "{ctx}");
+    assert!(
+        err.contains("connection lost") || err.contains("timed out"),
+        "{err}"
+    );
+    assert!(
+        stderr(&out).contains("connection lost during compose up"),
+        "{ctx}"
+    );
+    assert_eq!(out.status.code(), Some(4), "{ctx}");
     assert!(
         took < Duration::from_secs(45),
         "took {took:?}: a cut host must not hang the run\n{ctx}"
