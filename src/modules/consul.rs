@@ -313,6 +313,8 @@ pub struct Register {
 impl Register {
     /// The seed's payload: id `<service>-<hostname>-<ip>`, address = the host's ip, meta
     /// {hostname, group}, an HTTP check on /metrics.
+    // One argument per field of the seed's registration payload; a builder would only hide them.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         service: &str,
         id: Option<String>,
