@@ -8,6 +8,8 @@ mod central;
 mod cli;
 mod engine;
 mod exporters;
+mod faults;
+mod hostile;
 mod rollout;
 mod stacks;
 mod transport;

@@ -32,7 +32,11 @@ impl CommandAction {
         if ctx.check {
             return Ok(Done::changed().with(format!("would run: {}", self.cmd)));
         }
-        let out = ctx.session()?.exec(&self.script(), None).await?;
+        let session = ctx.session()?;
+        let out = session.exec(&self.script(), None).await?;
+        if out.status.is_none() {
+            return Err(super::no_exit_status(session, "the command").await);
+        }
         if out.stdout_str().trim() == "__promfleet_exists" {
             return Ok(Done::ok().with("creates exists"));
         }

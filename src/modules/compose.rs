@@ -59,6 +59,9 @@ fi"#,
             .session()?
             .exec(&self.script(force, ctx.check), None)
             .await?;
+        if out.status.is_none() {
+            return Err(super::no_exit_status(ctx.session()?, "compose up").await);
+        }
         let stdout = out.stdout_str();
         if !out.success() {
             let why = match out.status {

@@ -233,6 +233,34 @@ impl From<TransportError> for TaskError {
     }
 }
 
+/// A remote command ended without an exit status: the connection died under it (host cut
+/// off, keepalives unanswered) or the command was killed by a signal. A no-op on the same
+/// session tells which, so a lost host is reported unreachable (and retried over a fresh
+/// connection) instead of as a failed command with a misleading cause.
+pub(crate) async fn no_exit_status(session: &Session, what: &str) -> TaskError {
+    let probe = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        session.exec("true", None),
+    )
+    .await;
+    match probe {
+        Ok(Ok(out)) if out.success() => TaskError::permanent(format!(
+            "{what} was killed before it finished (no exit status)"
+        )),
+        Ok(Err(e)) => {
+            let mut t = TaskError::from(e);
+            t.message = format!("connection lost during {what}: {}", t.message);
+            t
+        }
+        // The session is alive but cannot even run `true`: treat like a lost connection.
+        _ => TaskError {
+            message: format!("connection lost during {what}: the host stopped answering"),
+            transient: true,
+            unreachable: true,
+        },
+    }
+}
+
 /// What a module sees while running on one host.
 pub struct HostCtx<'a> {
     pub host: &'a Host,
