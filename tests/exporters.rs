@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use testkit::consul_double::ConsulDouble;
 use testkit::sshd::Fleet;
 
@@ -34,37 +34,6 @@ impl Double {
             .expect("consul double");
         Double { rt, d }
     }
-}
-
-/// Take the Prometheus config promfleet renders for the monitoring host and make it runnable
-/// here: consul_sd_configs → the double's http_sd view (same __meta_consul_* labels), fast
-/// intervals, no Alertmanager or rule files.
-fn runnable_prometheus_config(rendered: &Path, http_sd: &str) -> (String, String) {
-    let text = std::fs::read_to_string(rendered).expect("rendered prometheus.yml");
-    let mut cfg: Value = serde_saphyr::from_str(&text).expect("prometheus.yml is YAML");
-    cfg["global"] = json!({"scrape_interval": "1s", "evaluation_interval": "1s"});
-    if let Some(o) = cfg.as_object_mut() {
-        o.remove("alerting");
-        o.remove("rule_files");
-    }
-    let mut job = String::new();
-    for sc in cfg["scrape_configs"]
-        .as_array_mut()
-        .expect("scrape_configs")
-    {
-        if let Some(o) = sc.as_object_mut()
-            && o.remove("consul_sd_configs").is_some()
-        {
-            job = o["job_name"].as_str().unwrap_or_default().to_string();
-            o.insert(
-                "http_sd_configs".into(),
-                json!([{"url": http_sd, "refresh_interval": "1s"}]),
-            );
-            o.insert("scrape_interval".into(), json!("1s"));
-        }
-    }
-    assert!(!job.is_empty(), "rendered config has a consul_sd job");
-    (serde_json::to_string_pretty(&cfg).expect("json"), job)
 }
 
 fn find(dir: &Path, name: &str) -> Option<std::path::PathBuf> {
@@ -168,10 +137,11 @@ fn exporters_roll_out_register_and_prometheus_scrapes_every_target() {
         .output();
     assert!(out.status.success(), "render: {}", stderr(&out));
     let prom_yml = find(&rendered, "prometheus.yml").expect("rendered prometheus.yml");
-    let (cfg, job) = runnable_prometheus_config(
-        &prom_yml,
+    let (cfg, job) = testkit::prometheus::runnable_config(
+        &std::fs::read_to_string(&prom_yml).expect("rendered prometheus.yml"),
         &format!("{}/promfleet-double/http_sd", consul.d.url()),
-    );
+    )
+    .expect("runnable config");
     let prom = Prometheus::start(&cfg);
     let url = format!("{}/api/v1/targets?state=active", prom.url);
     let http = reqwest::Client::new();
@@ -237,7 +207,10 @@ fn exporters_roll_out_register_and_prometheus_scrapes_every_target() {
         .as_str()
         .unwrap_or_default()
         .to_string();
-    assert!(detail.contains("all 24 registered exporters are UP"), "{detail}");
+    assert!(
+        detail.contains("all 24 registered exporters are UP"),
+        "{detail}"
+    );
     // ...and names the host whose exporters went down.
     let victim = fleet.hosts().nth(2).expect("host").clone();
     let down = fleet
@@ -250,7 +223,11 @@ fn exporters_roll_out_register_and_prometheus_scrapes_every_target() {
         ))
         .output()
         .expect("compose down");
-    assert!(down.status.success(), "{}", String::from_utf8_lossy(&down.stderr));
+    assert!(
+        down.status.success(),
+        "{}",
+        String::from_utf8_lossy(&down.stderr)
+    );
     // Wait until Prometheus itself has scraped the dead target, then ask promfleet.
     let victim_addr = format!("{}:9100", victim.ip);
     let seen_down = consul.rt.block_on(eventually(Duration::from_secs(30), || {
@@ -269,7 +246,10 @@ fn exporters_roll_out_register_and_prometheus_scrapes_every_target() {
                 .then_some(())
         }
     }));
-    assert!(seen_down.is_some(), "Prometheus never saw {victim_addr} down");
+    assert!(
+        seen_down.is_some(),
+        "Prometheus never saw {victim_addr} down"
+    );
     let out = fleet_run(
         &["deploy", verify.to_str().expect("utf8")],
         &inv_verify,
@@ -282,7 +262,10 @@ fn exporters_roll_out_register_and_prometheus_scrapes_every_target() {
         .unwrap_or_default()
         .to_string();
     assert!(
-        err.contains(&format!("{} node-exporter {}:9100 is down", victim.name, victim.ip)),
+        err.contains(&format!(
+            "{} node-exporter {}:9100 is down",
+            victim.name, victim.ip
+        )),
         "{err}"
     );
 

@@ -463,10 +463,7 @@ fn fault_host_cut_off_mid_run() {
         err.contains("connection lost") || err.contains("timed out"),
         "{err}"
     );
-    assert!(
-        stderr(&out).contains("connection lost during compose up"),
-        "{ctx}"
-    );
+    assert!(stderr(&out).contains("connection lost"), "{ctx}");
     assert_eq!(out.status.code(), Some(4), "{ctx}");
     assert!(
         took < Duration::from_secs(45),
@@ -1010,7 +1007,7 @@ fn fault_sigterm_during_50_host_run() {
 /// A host whose tasks were cut short by the signal has not been deployed: it must not be
 /// reported ok/changed, and it must be in the retry file so `--retry-failed` finishes it.
 #[test]
-#[ignore = "needs executor fix: run_host leaves status Ok/Changed when cancellation stops it between steps"]
+
 fn fault_interrupted_hosts_are_listed_for_retry() {
     let Some((rig, r, cut_short)) = interrupted_run(libc::SIGINT) else {
         return;

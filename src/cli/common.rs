@@ -38,6 +38,9 @@ pub struct InventoryArgs {
     /// Only the hosts that failed or were unreachable in the last run (.promfleet/retry).
     #[arg(long)]
     pub retry_failed: bool,
+    /// Extra variable KEY=VALUE (highest precedence, like ansible-playbook -e); repeatable.
+    #[arg(short = 'e', long = "extra-vars", value_name = "KEY=VALUE")]
+    pub extra_vars: Vec<String>,
     /// Where the run state and retry file are kept.
     #[arg(long, default_value = STATE_DIR, env = "PROMFLEET_STATE_DIR")]
     pub state_dir: PathBuf,
@@ -102,6 +105,25 @@ pub struct OutputArgs {
 /// Read the inventory, with a message that names the file on failure.
 pub fn load_inventory(path: &Path) -> anyhow::Result<Inventory> {
     Ok(inventory::load(path)?)
+}
+
+/// Read the inventory and apply `-e KEY=VALUE` over every host's variables.
+pub fn load_inventory_args(args: &InventoryArgs) -> anyhow::Result<Inventory> {
+    let mut inv = load_inventory(&args.inventory)?;
+    for kv in &args.extra_vars {
+        let Some((k, v)) = kv.split_once('=') else {
+            anyhow::bail!("-e {kv}: expected KEY=VALUE");
+        };
+        let k = k.trim();
+        if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            anyhow::bail!("-e {kv}: variable names are letters, digits and _");
+        }
+        for h in &mut inv.hosts {
+            h.vars
+                .insert(k.to_string(), serde_json::Value::String(v.to_string()));
+        }
+    }
+    Ok(inv)
 }
 
 /// Hosts selected by --limit / --retry-failed (all hosts when neither is given).

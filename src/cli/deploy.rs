@@ -7,8 +7,8 @@ use std::sync::Arc;
 use clap::Args;
 
 use super::common::{
-    ConnArgs, InventoryArgs, OutputArgs, executor, load_inventory, masker, print_report, select,
-    templates_dir_for,
+    ConnArgs, InventoryArgs, OutputArgs, executor, load_inventory_args, masker, print_report,
+    select, templates_dir_for,
 };
 use crate::inventory::{Host, Inventory};
 use crate::playbook::{self, Plan, Renderer, SecretMode, Secrets};
@@ -142,7 +142,7 @@ pub fn make_plan(
     mode: SecretMode,
     opts: &playbook::PlanOptions,
 ) -> anyhow::Result<Planned> {
-    let inventory = load_inventory(&inv_args.inventory)?;
+    let inventory = load_inventory_args(inv_args)?;
     let hosts = select(&inventory, inv_args)?;
     let books = playbooks
         .iter()

@@ -213,6 +213,10 @@ impl Executor {
         let mut ok = true;
         for step in &hp.steps {
             if self.cancel.is_cancelled() {
+                // Cut short: not done, so it must be retried (it lands in the retry file).
+                r.status = HostStatus::NotRun;
+                r.error = Some(format!("interrupted before `{}`", step.name));
+                ok = false;
                 break;
             }
             match self
@@ -363,6 +367,8 @@ fn merge(into: &mut HostReport, part: HostReport) {
     into.status = match (into.status, part.status) {
         (a, _) if a.is_failure() => a,
         (_, b) if b.is_failure() => b,
+        // A play the host was planned for but did not finish: the host is not done.
+        (_, HostStatus::NotRun) => HostStatus::NotRun,
         (HostStatus::Changed, _) | (_, HostStatus::Changed) => HostStatus::Changed,
         (HostStatus::Ok, _) | (_, HostStatus::Ok) => HostStatus::Ok,
         _ => HostStatus::NotRun,

@@ -1,5 +1,6 @@
-//! `command` / `shell`: run a command line through the host's shell. Always `changed` unless
-//! `creates` names a path that already exists (then `ok`, skipped).
+//! `command` / `shell`: run a command line through the host's shell. `changed` unless
+//! `creates` names a path that already exists, or `changed_if_output` is set and the output
+//! does not contain it (a command that repairs drift says so only when it did something).
 
 use super::{Done, HostCtx, TaskError};
 use crate::transport::remote_path;
@@ -9,6 +10,8 @@ pub struct CommandAction {
     pub cmd: String,
     pub creates: Option<String>,
     pub chdir: Option<String>,
+    /// Report `changed` only when stdout contains this text.
+    pub changed_if_output: Option<String>,
 }
 
 impl CommandAction {
@@ -30,7 +33,11 @@ impl CommandAction {
 
     pub async fn run(&self, ctx: &mut HostCtx<'_>) -> Result<Done, TaskError> {
         if ctx.check {
-            return Ok(Done::changed().with(format!("would run: {}", self.cmd)));
+            return Ok(Done {
+                outcome: super::Outcome::Skipped,
+                detail: Some(format!("would run: {}", ctx.masker.mask(&self.cmd))),
+                diff: None,
+            });
         }
         let session = ctx.session()?;
         let out = session.exec(&self.script(), None).await?;
@@ -52,9 +59,14 @@ impl CommandAction {
             .rev()
             .find(|l| !l.trim().is_empty())
             .map(|l| l.trim().to_string());
+        let changed = match &self.changed_if_output {
+            Some(marker) => out.stdout_str().contains(marker.as_str()),
+            None => true,
+        };
+        let done = if changed { Done::changed() } else { Done::ok() };
         Ok(match last {
-            Some(l) => Done::changed().with(ctx.masker.mask(&l)),
-            None => Done::changed(),
+            Some(l) => done.with(ctx.masker.mask(&l)),
+            None => done,
         })
     }
 }

@@ -14,6 +14,9 @@ pub struct ComposeAction {
     /// Service names, when the plan rendered the compose file itself (saves asking compose
     /// for `config --services` on every host and run).
     pub services: Option<Vec<String>>,
+    /// Files whose change requires `up -d` (the compose file, `.env`, `env_file:` entries);
+    /// other files in the project dir (e.g. prometheus.yml) are reloaded, not recreated.
+    pub watch: Vec<String>,
 }
 
 impl ComposeAction {
@@ -48,11 +51,10 @@ fi"#,
     }
 
     pub async fn run(&self, ctx: &mut HostCtx<'_>) -> Result<Done, TaskError> {
-        let dir = self.project_dir.trim_end_matches('/');
         let changed: Vec<&String> = ctx
             .changed_paths
             .iter()
-            .filter(|p| p.starts_with(&format!("{dir}/")))
+            .filter(|p| self.watch.contains(p))
             .collect();
         let force = !changed.is_empty();
         let out = ctx

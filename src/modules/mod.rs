@@ -73,7 +73,9 @@ impl ModuleKind {
     fn keys(self) -> (&'static [&'static str], &'static [&'static str]) {
         match self {
             ModuleKind::Template | ModuleKind::Copy => (&["src", "dest"], &["mode", "secret"]),
-            ModuleKind::Command | ModuleKind::Shell => (&["cmd"], &["creates", "chdir"]),
+            ModuleKind::Command | ModuleKind::Shell => {
+                (&["cmd"], &["creates", "chdir", "changed_if_output"])
+            }
             ModuleKind::Compose => (&["project_dir"], &["file", "command"]),
             ModuleKind::MetricsCheck => (
                 &["port"],

@@ -25,7 +25,10 @@ struct Expect {
 
 impl TargetsCheck {
     async fn probe(&self, ctx: &HostCtx<'_>, want: &[Expect]) -> Result<String, String> {
-        let url = format!("{}/api/v1/targets?state=active", self.url.trim_end_matches('/'));
+        let url = format!(
+            "{}/api/v1/targets?state=active",
+            self.url.trim_end_matches('/')
+        );
         let v: Value = ctx
             .http
             .get(&url)
@@ -56,7 +59,11 @@ impl TargetsCheck {
                     w.host,
                     w.service,
                     w.address,
-                    if e.is_empty() { String::new() } else { format!(": {e}") }
+                    if e.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {e}")
+                    }
                 )),
                 None => problems.push(format!(
                     "{} {} {} is not a Prometheus target",
@@ -65,7 +72,10 @@ impl TargetsCheck {
             }
         }
         if problems.is_empty() {
-            Ok(format!("all {} registered exporters are UP in Prometheus", want.len()))
+            Ok(format!(
+                "all {} registered exporters are UP in Prometheus",
+                want.len()
+            ))
         } else {
             Err(problems.join("; "))
         }

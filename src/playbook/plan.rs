@@ -373,9 +373,21 @@ fn fill_compose_services(steps: &mut [Step]) {
                 files.insert(f.dest.clone(), f.content.clone());
             }
             Some(Action::Compose(c)) => {
-                let path = format!("{}/{}", c.project_dir.trim_end_matches('/'), c.file);
-                if let Some(content) = files.get(&path) {
-                    c.services = compose_services(content);
+                let dir = c.project_dir.trim_end_matches('/').to_string();
+                let path = format!("{dir}/{}", c.file);
+                c.watch = vec![path.clone(), format!("{dir}/.env")];
+                if let Some((services, env_files)) =
+                    files.get(&path).and_then(|c| compose_services(c))
+                {
+                    c.services = Some(services);
+                    c.watch.extend(env_files.into_iter().map(|f| {
+                        let f = f.trim_start_matches("./");
+                        if f.starts_with('/') {
+                            f.to_string()
+                        } else {
+                            format!("{dir}/{f}")
+                        }
+                    }));
                 }
             }
             _ => {}
@@ -383,11 +395,23 @@ fn fill_compose_services(steps: &mut [Step]) {
     }
 }
 
-fn compose_services(content: &[u8]) -> Option<Vec<String>> {
+/// Service names and `env_file:` entries of a compose file.
+fn compose_services(content: &[u8]) -> Option<(Vec<String>, Vec<String>)> {
     let text = std::str::from_utf8(content).ok()?;
     let v: Value = serde_saphyr::from_str(text).ok()?;
-    let names: Vec<String> = v.get("services")?.as_object()?.keys().cloned().collect();
-    (!names.is_empty()).then_some(names)
+    let services = v.get("services")?.as_object()?;
+    let names: Vec<String> = services.keys().cloned().collect();
+    let mut env_files = Vec::new();
+    for svc in services.values() {
+        match svc.get("env_file") {
+            Some(Value::String(f)) => env_files.push(f.clone()),
+            Some(Value::Array(a)) => {
+                env_files.extend(a.iter().filter_map(|f| f.as_str().map(String::from)))
+            }
+            _ => {}
+        }
+    }
+    (!names.is_empty()).then_some((names, env_files))
 }
 
 fn url_host(ip: &str) -> String {
@@ -441,15 +465,22 @@ fn build(
             cmd: a.str("cmd")?,
             creates: a.opt_str("creates")?,
             chdir: a.opt_str("chdir")?,
+            changed_if_output: a.opt_str("changed_if_output")?,
         }),
-        ModuleKind::Compose => Action::Compose(ComposeAction {
-            project_dir: a.str("project_dir")?,
-            file: a
+        ModuleKind::Compose => {
+            let project_dir = a.str("project_dir")?;
+            let file = a
                 .opt_str("file")?
-                .unwrap_or_else(|| "docker-compose.yml".into()),
-            command: a.opt_str("command")?.filter(|c| !c.trim().is_empty()),
-            services: None,
-        }),
+                .unwrap_or_else(|| "docker-compose.yml".into());
+            let dir = project_dir.trim_end_matches('/');
+            Action::Compose(ComposeAction {
+                watch: vec![format!("{dir}/{file}"), format!("{dir}/.env")],
+                project_dir: project_dir.clone(),
+                file,
+                command: a.opt_str("command")?.filter(|c| !c.trim().is_empty()),
+                services: None,
+            })
+        }
         ModuleKind::MetricsCheck => {
             let port = port(&a, "port")?;
             let addr = a.opt_str("address")?.unwrap_or_else(|| ip.clone());

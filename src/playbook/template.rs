@@ -15,7 +15,7 @@ use crate::inventory::{Host, Inventory, Vars};
 
 /// A rendering failure with the template (or playbook position) it came from.
 #[derive(Debug, thiserror::Error)]
-#[error("{origin}: {message}")]
+#[error("{origin}{}{message}", if .message.starts_with(|c: char| c.is_ascii_digit()) { ":" } else { ": " })]
 pub struct TemplateError {
     pub origin: String,
     pub message: String,
@@ -31,10 +31,28 @@ pub fn tera_message(e: &tera::Error) -> String {
     }
     // Drop tera's generic "Failed to render '__tera_one_off'" wrappers.
     parts.retain(|p| !p.contains("__tera_one_off") && !p.starts_with("Failed to render '__arg"));
+    let parts: Vec<String> = parts.iter().map(|p| parse_error_line(p)).collect();
     if parts.is_empty() {
         e.to_string()
     } else {
         parts.join(": ").replace('\n', " ")
+    }
+}
+
+/// Tera's parse errors are a drawn snippet (` --> 51:1`, `= expected tag …`); keep the
+/// position and the message: `51:1: expected tag …`.
+fn parse_error_line(p: &str) -> String {
+    let pos = p
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("--> "))
+        .map(str::trim);
+    let msg = p
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("= "))
+        .map(str::trim);
+    match (pos, msg) {
+        (Some(pos), Some(msg)) => format!("{pos}: {msg}"),
+        _ => p.to_string(),
     }
 }
 
@@ -111,12 +129,18 @@ impl Renderer {
             origin: path.display().to_string(),
             message: format!("cannot read template: {e}"),
         })?;
-        self.tera
-            .add_raw_template(name, &text)
-            .map_err(|e| TemplateError {
+        self.tera.add_raw_template(name, &text).map_err(|e| {
+            // `path:51:1: expected tag …` — the position joins the file name.
+            let m = tera_message(&e);
+            let m = m
+                .split_once(&format!("'{name}': "))
+                .map(|(_, rest)| rest.to_string())
+                .unwrap_or(m);
+            TemplateError {
                 origin: path.display().to_string(),
-                message: tera_message(&e),
-            })?;
+                message: m,
+            }
+        })?;
         self.loaded.insert(name.to_string(), ());
         Ok(())
     }

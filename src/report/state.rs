@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::{HostStatus, RunReport};
+use super::RunReport;
 
 pub const STATE_DIR: &str = ".promfleet";
 
@@ -50,10 +50,8 @@ impl RunState {
                 .ok()
                 .and_then(|v| v.as_str().map(String::from))
                 .unwrap_or_default();
-            // A host that was not run keeps its previous outcome (still failed, still to do).
-            if h.status == HostStatus::NotRun && state.hosts.contains_key(&h.host) {
-                continue;
-            }
+            // A host that was not run (halted stage, interrupted) is still to do: it is
+            // recorded `not_run` and listed in the retry file.
             state.hosts.insert(h.host.clone(), s);
         }
         state.failed = state

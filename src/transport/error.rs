@@ -50,6 +50,10 @@ pub enum TransportError {
     Key { path: PathBuf, message: String },
     #[error("ssh: {0}")]
     Ssh(#[from] russh::Error),
+    #[error(
+        "connection lost while running a command on {host} (the peer closed or stopped answering keepalives)"
+    )]
+    Lost { host: String },
     #[error("{what}: {message}")]
     Remote { what: String, message: String },
 }
@@ -59,7 +63,9 @@ impl TransportError {
     /// Authentication, host keys and bad keys are permanent: retrying cannot fix them.
     pub fn is_transient(&self) -> bool {
         match self {
-            TransportError::Connect { .. } | TransportError::Timeout { .. } => true,
+            TransportError::Connect { .. }
+            | TransportError::Timeout { .. }
+            | TransportError::Lost { .. } => true,
             TransportError::Ssh(e) => matches!(
                 e,
                 russh::Error::IO(_)

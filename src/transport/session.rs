@@ -372,6 +372,12 @@ impl Session {
                 _ => {}
             }
         }
+        if out.status.is_none() && self.handle.is_closed() {
+            // The connection died under the command: worth a retry on a new connection.
+            return Err(TransportError::Lost {
+                host: self.target.name.clone(),
+            });
+        }
         match writer.await {
             Ok(Ok(_)) => {}
             // The command may exit without reading its input (e.g. `true`): not an error.

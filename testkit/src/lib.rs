@@ -2,5 +2,6 @@ pub mod agent;
 pub mod consul_double;
 pub mod images;
 pub mod netns;
+pub mod prometheus;
 pub mod sshd;
 pub mod standin;

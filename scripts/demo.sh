@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# promfleet demo on this machine, in one command (as root):
+#
+#   scripts/demo.sh            # install, start a local fleet, roll out, show Prometheus targets
+#   scripts/demo.sh --down     # tear everything down
+#
+# It starts a fleet of local SSH hosts (real OpenSSH sshd on 127.0.x.y, HOSTS of them, groups
+# IDE/Stage/Pet, plus a monitoring host), the Consul HTTP API *test double* (no Consul binary
+# can be installed here), runs `promfleet exporters` over SSH (exporters are started by the
+# test kit's compose stand-in, which validates each compose file with real docker-compose),
+# then runs real Prometheus with promfleet's generated relabels and shows its targets.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DEMO=${PROMFLEET_DEMO_DIR:-/tmp/promfleet-demo}
+HOSTS=${HOSTS:-12}
+CONSUL=127.0.0.1:18500
+PROM=127.0.0.1:19090
+
+down() {
+  if [ -f "$DEMO/pids" ]; then
+    while read -r pid; do kill "$pid" 2>/dev/null || true; done < "$DEMO/pids"
+    sleep 2
+  fi
+  rm -rf "$DEMO"
+  echo "demo torn down"
+}
+if [ "${1:-}" = "--down" ]; then down; exit 0; fi
+if [ "$(id -u)" != 0 ]; then
+  echo "the demo starts sshd instances and creates a test login user: run it as root" >&2
+  exit 1
+fi
+[ -d "$DEMO" ] && down
+
+echo "== installing what the demo needs (Debian packages), building promfleet"
+bash scripts/install-deps.sh
+cargo build --workspace --bins -q
+BIN=target/debug
+mkdir -p "$DEMO"
+
+echo "== starting the Consul test double on $CONSUL and a fleet of $HOSTS SSH hosts"
+setsid "$BIN/consul-double" --listen "$CONSUL" > "$DEMO/consul.log" 2>&1 < /dev/null &
+echo $! >> "$DEMO/pids"
+setsid "$BIN/demo-fleet" --hosts "$HOSTS" --monitoring --consul "http://$CONSUL" \
+  --inventory "$DEMO/inventory.yml" > "$DEMO/fleet.log" 2>&1 < /dev/null &
+echo $! >> "$DEMO/pids"
+for _ in $(seq 1 100); do grep -q "press Ctrl-C" "$DEMO/fleet.log" 2>/dev/null && break; sleep 0.2; done
+KH=$(sed -n 's/^known_hosts: //p' "$DEMO/fleet.log")
+[ -n "$KH" ] || { cat "$DEMO/fleet.log"; exit 1; }
+
+echo "== the inventory (promfleet inventory list)"
+"$BIN/promfleet" inventory list -i "$DEMO/inventory.yml"
+
+echo "== rolling out the exporters: promfleet exporters -i inventory.yml"
+"$BIN/promfleet" exporters -i "$DEMO/inventory.yml" --known-hosts "$KH" \
+  --state-dir "$DEMO/state" || true
+
+echo "== real Prometheus with promfleet's generated relabel_configs on http://$PROM"
+"$BIN/promfleet" render playbooks/monitoring.yml -i "$DEMO/inventory.yml" --out "$DEMO/rendered" 2>/dev/null
+RENDERED=$(find "$DEMO/rendered" -name prometheus.yml | head -n 1)
+"$BIN/demo-prometheus-config" "$RENDERED" "http://$CONSUL/promfleet-double/http_sd" > "$DEMO/prometheus.yml"
+setsid prometheus --config.file="$DEMO/prometheus.yml" --storage.tsdb.path="$DEMO/prometheus-data" \
+  --web.listen-address="$PROM" > "$DEMO/prometheus.log" 2>&1 < /dev/null &
+echo $! >> "$DEMO/pids"
+
+echo "== promfleet's end-to-end check: every registered exporter UP in Prometheus"
+"$BIN/promfleet" deploy playbooks/verify.yml -i "$DEMO/inventory.yml" --known-hosts "$KH" \
+  --state-dir "$DEMO/state" -e "prometheus_url=http://$PROM" -e verify_timeout=60 -v || true
+
+echo "== Prometheus targets (/api/v1/targets)"
+curl -s "http://$PROM/api/v1/targets?state=active" | python3 -c '
+import json, sys
+ts = json.load(sys.stdin)["data"]["activeTargets"]
+row = "%-16s %-10s %-7s %-34s %s"
+print(row % ("job", "instance", "group", "endpoint", "health"))
+for t in sorted(ts, key=lambda t: (t["scrapePool"], t["labels"].get("instance", ""))):
+    l = t["labels"]
+    print(row % (t["scrapePool"], l.get("instance", ""), l.get("group", ""), l.get("endpoint", ""), t["health"]))
+'
+cat <<MSG
+
+Demo running: inventory $DEMO/inventory.yml, Prometheus http://$PROM, Consul test double http://$CONSUL
+Try:   $BIN/promfleet exporters -i $DEMO/inventory.yml --known-hosts $KH --state-dir $DEMO/state   (a no-op now)
+Tear down:   scripts/demo.sh --down
+MSG
