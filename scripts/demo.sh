@@ -34,7 +34,7 @@ fi
 echo "== installing what the demo needs (Debian packages), building promfleet"
 bash scripts/install-deps.sh
 cargo build --workspace --bins -q
-BIN=target/debug
+BIN=${CARGO_TARGET_DIR:-target}/debug
 mkdir -p "$DEMO"
 
 echo "== starting the Consul test double on $CONSUL and a fleet of $HOSTS SSH hosts"

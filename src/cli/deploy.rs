@@ -154,6 +154,9 @@ pub fn make_plan(
         .unwrap_or(Path::new("."));
     let tdir = templates_dir_for(first, templates);
     let defaults = playbook::load_defaults(&tdir.join("defaults.yml"))?;
+    // Without --secrets, secrets promfleet generated earlier live in the state dir.
+    let generated = inv_args.state_dir.join("secrets.yml");
+    let secrets_file = secrets_file.or_else(|| generated.exists().then_some(generated.as_path()));
     let secrets = Secrets::load(secrets_file, masker())?;
     let mut renderer = Renderer::new(&tdir, secrets.clone(), mode);
     let refs: Vec<&Host> = hosts.iter().collect();

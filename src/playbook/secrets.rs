@@ -191,3 +191,43 @@ impl Secrets {
         &self.masker
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_secret_is_stored_0600_and_reused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("secrets.yml");
+        let s = Secrets::from_env(Masker::default());
+        let v = s.get_or_generate("promfleet_unit_test_password");
+        assert_eq!(v.len(), 24);
+        assert_eq!(s.store_generated(&path).expect("store"), Some(path.clone()));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).expect("meta").permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+        }
+        let again = Secrets::load(Some(&path), Masker::default()).expect("load");
+        assert_eq!(again.get("promfleet_unit_test_password").expect("stored"), v);
+        assert_eq!(again.get_or_generate("promfleet_unit_test_password"), v);
+    }
+
+    #[test]
+    fn a_secrets_file_readable_by_others_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("secrets.yml");
+        std::fs::write(&path, "x: y\n").expect("write");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+            let err = Secrets::load(Some(&path), Masker::default())
+                .err()
+                .expect("refused");
+            assert!(err.to_string().contains("chmod 600"), "{err}");
+        }
+    }
+}
