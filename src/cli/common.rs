@@ -81,6 +81,10 @@ pub struct ConnArgs {
     /// Base delay in milliseconds of the exponential retry backoff.
     #[arg(long, default_value_t = 500)]
     pub retry_delay_ms: u64,
+    /// SSH handshakes in flight at once (default: --forks). Keep it at or below the servers'
+    /// (or a ProxyJump bastion's) MaxStartups start value (sshd default 10).
+    #[arg(long)]
+    pub max_handshakes: Option<usize>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -192,6 +196,7 @@ pub fn connector(c: &ConnArgs) -> anyhow::Result<Connector> {
         ssh_config,
         default_user(c),
         retry_policy(c),
+        c.max_handshakes.unwrap_or(c.forks),
     ))
 }
 

@@ -14,12 +14,18 @@ use crate::transport::{ConnectOptions, Session, SshConfigFile, Target, Transport
 /// A host's session, created on first use.
 type Slot = Arc<Mutex<Option<Arc<Session>>>>;
 
+/// Minimum attempts for handshakes the server dropped (see `Connector::budget`).
+const HANDSHAKE_ATTEMPTS: u32 = 10;
+
 pub struct Connector {
     opts: ConnectOptions,
     ssh_config: SshConfigFile,
     default_user: String,
     retry: RetryPolicy,
     sessions: Mutex<HashMap<String, Slot>>,
+    /// Handshakes in flight at once (`--max-handshakes`): keeps a burst of connections under
+    /// a server's or bastion's MaxStartups.
+    handshakes: tokio::sync::Semaphore,
 }
 
 impl Connector {
@@ -28,6 +34,7 @@ impl Connector {
         ssh_config: SshConfigFile,
         default_user: String,
         retry: RetryPolicy,
+        max_handshakes: usize,
     ) -> Connector {
         Connector {
             opts,
@@ -35,6 +42,7 @@ impl Connector {
             default_user,
             retry,
             sessions: Mutex::new(HashMap::new()),
+            handshakes: tokio::sync::Semaphore::new(max_handshakes.max(1)),
         }
     }
 
@@ -61,18 +69,44 @@ impl Connector {
         let target = self.target(host);
         let mut attempt = 1;
         loop {
-            match Session::connect(&target, &self.opts).await {
+            let result = {
+                let _permit = self.handshakes.acquire().await;
+                Session::connect(&target, &self.opts).await
+            };
+            match result {
                 Ok(s) => {
                     let s = Arc::new(s);
                     *guard = Some(s.clone());
                     return Ok((s, attempt));
                 }
-                Err(e) if e.is_transient() && attempt < self.retry.attempts => {
+                Err(e) if e.is_transient() && attempt < self.budget(&e) => {
                     tokio::time::sleep(self.retry.delay(attempt + 1)).await;
                     attempt += 1;
                 }
                 Err(e) => return Err(e),
             }
+        }
+    }
+
+    /// Attempts allowed for this error. A handshake the server dropped (sshd past
+    /// `MaxStartups`: reset or closed before the key exchange finished) is back-pressure,
+    /// not a host fault, so it gets a larger budget than other transient failures.
+    fn budget(&self, e: &TransportError) -> u32 {
+        match e {
+            TransportError::Ssh(_) => self.retry.attempts.max(HANDSHAKE_ATTEMPTS),
+            _ => self.retry.attempts,
+        }
+    }
+
+    /// Close and forget a host's session once the run no longer needs it, so open
+    /// connections (and remote sshd sessions, and our memory) stay O(forks), not O(hosts).
+    pub async fn release(&self, host: &str) {
+        let slot = self.sessions.lock().await.remove(host);
+        if let Some(slot) = slot
+            && let Some(s) = slot.lock().await.take()
+            && let Ok(s) = Arc::try_unwrap(s)
+        {
+            s.close().await;
         }
     }
 

@@ -86,6 +86,14 @@ impl Executor {
             run.hosts.push(HostReport::new(&h.name, &h.group));
         }
         let mut excluded: HashSet<String> = HashSet::new();
+        // The last play each host is in: its session is released after it.
+        let mut last_play: HashMap<String, usize> = HashMap::new();
+        for (pi, play) in plan.plays.iter().enumerate() {
+            for hp in &play.hosts {
+                last_play.insert(hp.host.name.clone(), pi);
+            }
+        }
+        let last_play = Arc::new(last_play);
         let forks = Arc::new(Semaphore::new(self.opts.forks.max(1)));
         let mut last_stage: Option<String> = None;
         'plays: for (pi, play) in plan.plays.iter().enumerate() {
@@ -130,9 +138,15 @@ impl Executor {
                     let me = self.clone();
                     let plan = plan.clone();
                     let forks = forks.clone();
+                    let last_play = last_play.clone();
                     set.spawn(async move {
                         let _permit = forks.acquire_owned().await;
-                        me.run_host(&plan, pi, hi).await
+                        let r = me.run_host(&plan, pi, hi).await;
+                        let name = &plan.plays[pi].hosts[hi].host.name;
+                        if last_play.get(name) == Some(&pi) || r.status.is_failure() {
+                            me.connector.release(name).await;
+                        }
+                        r
                     });
                 }
                 while let Some(res) = set.join_next().await {

@@ -211,7 +211,10 @@ mod tests {
             assert_eq!(mode, 0o600);
         }
         let again = Secrets::load(Some(&path), Masker::default()).expect("load");
-        assert_eq!(again.get("promfleet_unit_test_password").expect("stored"), v);
+        assert_eq!(
+            again.get("promfleet_unit_test_password").expect("stored"),
+            v
+        );
         assert_eq!(again.get_or_generate("promfleet_unit_test_password"), v);
     }
 
