@@ -1,7 +1,9 @@
 //! Make the Prometheus config promfleet renders runnable on this machine: Debian's Prometheus
 //! 2.42 is built without Consul discovery, so the `consul_sd_configs` job is pointed at the
 //! Consul test double's http_sd view instead (same `__meta_consul_*` labels, so promfleet's
-//! relabels run unchanged). Alerting and rule files are dropped; intervals shortened.
+//! relabels run unchanged). Only that job is kept: the others name container hostnames
+//! (`alertmanager:9093`) whose DNS lookups would leave this machine. Alerting and rule files
+//! are dropped; intervals shortened.
 
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
@@ -35,6 +37,9 @@ pub fn runnable_config(rendered_yaml: &str, http_sd_url: &str) -> Result<(String
     }
     if job.is_empty() {
         bail!("the rendered config has no consul_sd_configs job");
+    }
+    if let Some(configs) = cfg["scrape_configs"].as_array_mut() {
+        configs.retain(|sc| sc["job_name"] == job.as_str());
     }
     Ok((serde_json::to_string_pretty(&cfg)?, job))
 }
