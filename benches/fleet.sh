@@ -49,6 +49,7 @@ stop_fleet() {
     fi
 }
 trap stop_fleet EXIT
+trap "exit 1" TERM INT
 
 # start_fleet DIR N [bench-fleet args...]: start and wait (bounded) until it is ready.
 start_fleet() {
@@ -103,7 +104,7 @@ ansible() {
         "$REPO/templates/exporters/docker-compose.yml" | sed "1i #jinja2: trim_blocks: False" > "$dir/docker-compose.yml.j2"
     ANSIBLE_PIPELINING=True ANSIBLE_HOST_KEY_CHECKING=True ANSIBLE_FORKS=$forks \
     ANSIBLE_LOCAL_TEMP=$dir/ansible-tmp ANSIBLE_SSH_CONTROL_PATH_DIR=$dir/cp \
-    ANSIBLE_RETRY_FILES_ENABLED=False ANSIBLE_STDOUT_CALLBACK=dense ANSIBLE_NOCOLOR=1 \
+    ANSIBLE_RETRY_FILES_ENABLED=False ANSIBLE_NOCOLOR=1 \
     $M --label "ansible $label N=$n forks=$forks" --timeout 1200 --log "$dir/ansible-$label-f$forks.log" -- \
         "$ANSIBLE" -i "$dir/ansible.yml" "$REPO/benches/ansible/exporters.yml" \
         -e "bench_dir=$dir" || true
@@ -136,7 +137,6 @@ done
 for n in $SCALE; do
     dir=$OUT/scale$n
     start_fleet "$dir" "$n"
-    floor "$dir" "$n"
     promfleet "$dir" "$n" first 100
     check_services $((2 * n)) "promfleet first N=$n"
     promfleet "$dir" "$n" rerun 100

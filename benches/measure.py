@@ -52,6 +52,7 @@ def main():
     a = ap.parse_args()
     cmd = a.cmd[1:] if a.cmd and a.cmd[0] == "--" else a.cmd
     log = open(a.log, "wb") if a.log else subprocess.DEVNULL
+    load0 = os.getloadavg()[0]
     busy0 = machine_busy()
     t0 = time.monotonic()
     p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -82,6 +83,9 @@ def main():
         "machine_cpu_s": round(busy, 2),
         "max_rss_mib": round(ru.ru_maxrss / 1024, 1),
         "tree_rss_mib": round(peak[0] / 1024, 1),
+        # Other work on the machine skews every number: record the load around the run.
+        "load1_before": load0,
+        "load1_after": os.getloadavg()[0],
     }
     with open(a.results, "a") as f:
         f.write(json.dumps(rec) + "\n")
