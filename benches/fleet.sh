@@ -80,11 +80,14 @@ check_services() {
     fi
 }
 
+# floor DIR N [KEX]: one OpenSSH `ssh host true` per host, $FORKS at a time. OpenSSH 9.2 picks
+# sntrup761x25519 by default; KEX=curve25519-sha256 is what russh negotiates with this sshd.
 floor() {
-    local dir=$1 n=$2
-    $M --label "floor ssh true N=$n P=$FORKS" --timeout 600 --log "$dir/floor.log" -- \
+    local dir=$1 n=$2 kex=${3:-} label="floor ssh true" opt=""
+    if [ -n "$kex" ]; then label="floor ssh true kex=$kex"; opt="-o KexAlgorithms=$kex"; fi
+    $M --label "$label N=$n P=$FORKS" --timeout 600 --log "$dir/floor.log" -- \
         sh -c "xargs -P $FORKS -I{} ssh -F /dev/null -o BatchMode=yes -o StrictHostKeyChecking=yes \
-            -o IdentitiesOnly=yes -o ConnectTimeout=10 -o LogLevel=ERROR \
+            -o IdentitiesOnly=yes -o ConnectTimeout=10 -o LogLevel=ERROR $opt \
             -o UserKnownHostsFile=$FLEET_KNOWN_HOSTS -i $FLEET_KEY -p $FLEET_PORT \
             $FLEET_USER@{} true < $dir/hosts.txt" || true
 }
@@ -117,7 +120,7 @@ for n in $HOSTS; do
     promfleet "$dir" "$n" first "$FORKS"
     check_services $((2 * n)) "promfleet first N=$n"
     promfleet "$dir" "$n" rerun "$FORKS"
-    floor "$dir" "$n"
+    floor "$dir" "$n" curve25519-sha256
     stop_fleet
     for an in $ANSIBLE_HOSTS; do
         [ "$an" = "$n" ] || continue
@@ -146,13 +149,16 @@ done
 # MaxStartups: N hosts, an sshd that starts refusing at START unauthenticated connections.
 if [ -n "$MAXSTARTUPS" ]; then
     IFS=: read -r n ms_start ms_rate ms_full <<< "$MAXSTARTUPS"
-    for f in 100 $n; do
-        dir=$OUT/maxstartups-f$f
+    # forks:retries — the default 3 attempts, then a bigger retry budget.
+    for fr in 100:3 $n:3 100:10; do
+        f=${fr%:*} r=${fr#*:}
+        dir=$OUT/maxstartups-f$f-r$r
         start_fleet "$dir" "$n" --max-startups "$ms_start:$ms_rate:$ms_full"
-        promfleet "$dir" "$n" "maxstartups-$ms_start:$ms_rate:$ms_full" "$f"
-        check_services $((2 * n)) "promfleet MaxStartups forks=$f"
-        grep -c 'drop connection' "$dir/limited-sshd/sshd.log" > "$dir/refused.txt" || true
-        echo "{\"label\": \"MaxStartups $ms_start:$ms_rate:$ms_full N=$n forks=$f\", \"refused_by_sshd\": $(cat "$dir/refused.txt"), \"retry_notices\": $(grep -c 'retrying' "$dir/promfleet-maxstartups-$ms_start:$ms_rate:$ms_full.log" || true)}" >> "$RESULTS"
+        promfleet "$dir" "$n" "maxstartups-$ms_start:$ms_rate:$ms_full-retries$r" "$f" --retries "$r"
+        check_services $((2 * n)) "promfleet MaxStartups forks=$f retries=$r"
+        refused=$(grep -c 'drop connection' "$dir/limited-sshd/sshd.log" || true)
+        unreachable=$(grep -c '^UNREACHABLE' "$dir"/promfleet-maxstartups-*.log || true)
+        echo "{\"label\": \"MaxStartups $ms_start:$ms_rate:$ms_full N=$n forks=$f retries=$r\", \"refused_by_sshd\": $refused, \"hosts_unreachable\": $unreachable}" >> "$RESULTS"
         stop_fleet
     done
 fi
