@@ -64,7 +64,9 @@ fn write_exec(path: &Path, text: &str) -> Result<()> {
 fn spawn_limited_sshd(fleet: &Fleet, out: &Path, spec: &str) -> Result<(Child, u16)> {
     let shared = fleet.root().join(".sshd/shared");
     let cfg = std::fs::read_to_string(shared.join("sshd_config")).context("shared sshd_config")?;
-    let port = std::net::TcpListener::bind("0.0.0.0:0")?.local_addr()?.port();
+    let port = std::net::TcpListener::bind("0.0.0.0:0")?
+        .local_addr()?
+        .port();
     let dir = out.join("limited-sshd");
     std::fs::create_dir_all(&dir)?;
     let text: String = cfg
@@ -156,7 +158,10 @@ fn main() -> Result<()> {
     let compose = out.join("compose");
     let fleet_compose = fleet.compose_command().display().to_string();
     if a.real_compose {
-        write_exec(&compose, &format!("#!/bin/sh\nexec {fleet_compose} \"$@\"\n"))?;
+        write_exec(
+            &compose,
+            &format!("#!/bin/sh\nexec {fleet_compose} \"$@\"\n"),
+        )?;
     } else {
         write_exec(
             &compose,
