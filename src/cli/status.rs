@@ -142,17 +142,20 @@ pub fn summary_line(r: &StatusReport) -> String {
         State::Drift => "drift",
         _ => "all good",
     };
-    format!(
-        "{} hosts: {} ok, {} drift, {} down; central services: {} ok, {} drift, {} down → exit {} ({verdict})",
-        s.hosts,
-        s.hosts_ok,
-        s.hosts_drift,
-        s.hosts_down,
-        s.central_ok,
-        s.central_drift,
-        s.central_down,
-        r.exit_code
-    )
+    let mut parts = Vec::new();
+    if s.hosts > 0 {
+        parts.push(format!(
+            "{} hosts: {} ok, {} drift, {} down",
+            s.hosts, s.hosts_ok, s.hosts_drift, s.hosts_down
+        ));
+    }
+    if s.central > 0 {
+        parts.push(format!(
+            "central services: {} ok, {} drift, {} down",
+            s.central_ok, s.central_drift, s.central_down
+        ));
+    }
+    format!("{} → exit {} ({verdict})", parts.join("; "), r.exit_code)
 }
 
 fn table(rows: &[Vec<String>]) -> String {
@@ -248,7 +251,7 @@ fn hosts_table(hosts: &[HostRow]) -> String {
 
 fn central_table(central: &[CentralRow]) -> String {
     let mut rows = vec![
-        ["SERVICE", "AT", "STATE", "", "DETAIL"]
+        ["SERVICE", "AT", "STATE", "DETAIL"]
             .iter()
             .map(|s| s.to_string())
             .collect::<Vec<_>>(),
@@ -258,7 +261,6 @@ fn central_table(central: &[CentralRow]) -> String {
             c.service.clone(),
             c.at.clone(),
             c.check.state.as_str().to_string(),
-            c.check.summary.clone(),
             c.check.detail.clone(),
         ]);
     }

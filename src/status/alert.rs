@@ -191,7 +191,7 @@ pub struct AlertOutcome {
 
 impl AlertOutcome {
     pub fn routed_right(&self) -> bool {
-        self.error.is_none() && self.receivers.iter().any(|r| *r == self.expected)
+        self.error.is_none() && self.receivers.contains(&self.expected)
     }
 }
 
