@@ -9,4 +9,5 @@ pub mod inventory;
 pub mod modules;
 pub mod playbook;
 pub mod report;
+pub mod status;
 pub mod transport;

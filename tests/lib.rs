@@ -12,4 +12,5 @@ mod faults;
 mod hostile;
 mod rollout;
 mod stacks;
+mod status;
 mod transport;

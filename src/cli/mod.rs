@@ -1,12 +1,14 @@
 //! Command-line interface: clap definitions, then one module per subcommand. Raw flags are
 //! parsed here once into validated settings; nothing downstream re-validates them.
 
+pub mod alert;
 pub mod common;
 pub mod consul;
 pub mod deploy;
 pub mod exec;
 pub mod inventory;
 pub mod render;
+pub mod status;
 
 use clap::{Parser, Subcommand};
 
@@ -34,6 +36,11 @@ pub enum Command {
     /// Consul housekeeping.
     #[command(subcommand)]
     Consul(consul::ConsulCmd),
+    /// Read-only fleet status: drift from what promfleet would deploy, and what is down.
+    Status(status::StatusArgs),
+    /// Smoke tests of the alert path.
+    #[command(subcommand)]
+    Alert(alert::AlertCmd),
 }
 
 /// Run a parsed command; returns the process exit code.
@@ -45,5 +52,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Exporters(a) => deploy::run_exporters(a).await,
         Command::Render(a) => render::run(a),
         Command::Consul(c) => consul::run(c).await,
+        Command::Status(a) => status::run(a).await,
+        Command::Alert(c) => alert::run(c).await,
     }
 }

@@ -67,6 +67,53 @@ impl AgentService {
     }
 }
 
+impl AgentService {
+    /// What differs from `def`, one `field: held → wanted` item each (empty when it matches).
+    pub fn differences(&self, def: &ServiceDef) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.service != def.name {
+            out.push(format!("name: {} → {}", self.service, def.name));
+        }
+        if self.address != def.address {
+            out.push(format!("address: {} → {}", self.address, def.address));
+        }
+        if self.port != def.port {
+            out.push(format!("port: {} → {}", self.port, def.port));
+        }
+        let tags = self.tags.clone().unwrap_or_default();
+        if tags != def.tags {
+            out.push(format!("tags: {tags:?} → {:?}", def.tags));
+        }
+        let meta = self.meta.clone().unwrap_or_default();
+        for (k, want) in &def.meta {
+            match meta.get(k) {
+                Some(v) if v == want => {}
+                Some(v) => out.push(format!("meta.{k}: {v} → {want}")),
+                None => out.push(format!("meta.{k}: (none) → {want}")),
+            }
+        }
+        for k in meta.keys().filter(|k| !def.meta.contains_key(*k)) {
+            out.push(format!("meta.{k}: extra"));
+        }
+        out
+    }
+}
+
+/// Where the agents hold a wanted registration (read-only comparison, for `status`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Registration {
+    /// Held by exactly one agent, as wanted.
+    Ok { agent: String },
+    /// Held by one agent, with other values (`field: held → wanted`).
+    Differs { agent: String, what: Vec<String> },
+    /// Held by several agents: Prometheus would see the target more than once.
+    Duplicate { agents: Vec<String> },
+    /// On none of the agents that answered (`unanswered` lists those that did not).
+    Missing { unanswered: Vec<String> },
+    /// No agent answered.
+    Unknown { errors: Vec<String> },
+}
+
 /// Meta key marking services promfleet owns (what `consul prune` may remove).
 pub const MANAGED_BY: &str = "managed_by";
 
@@ -285,6 +332,40 @@ impl ConsulClient {
         match self.agents.iter().position(|a| a == url) {
             Some(i) => self.deregister_on(i, id).await,
             None => Err(format!("{url} is not an inventory agent")),
+        }
+    }
+
+    /// Compare `def` with what the agents hold, without changing anything.
+    pub async fn compare(&self, def: &ServiceDef) -> Registration {
+        let mut held = Vec::new();
+        let mut errors = Vec::new();
+        for i in 0..self.agents.len() {
+            match self.services(i).await {
+                Ok(s) => {
+                    if let Some(x) = s.get(&def.id) {
+                        held.push((self.agents[i].clone(), x.clone()));
+                    }
+                }
+                Err(e) => errors.push(format!("{}: {e}", self.agents[i])),
+            }
+        }
+        match held.len() {
+            0 if !self.agents.is_empty() && errors.len() == self.agents.len() => {
+                Registration::Unknown { errors }
+            }
+            0 => Registration::Missing { unanswered: errors },
+            1 => {
+                let (agent, x) = held.remove(0);
+                let what = x.differences(def);
+                if what.is_empty() {
+                    Registration::Ok { agent }
+                } else {
+                    Registration::Differs { agent, what }
+                }
+            }
+            _ => Registration::Duplicate {
+                agents: held.into_iter().map(|(a, _)| a).collect(),
+            },
         }
     }
 

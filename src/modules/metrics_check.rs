@@ -44,6 +44,11 @@ impl MetricsCheck {
         }
     }
 
+    /// One GET, no retry (for `status`): the sample counts, or why it is not exposition.
+    pub async fn probe_once(&self, http: &reqwest::Client) -> Result<String, String> {
+        self.probe(http).await
+    }
+
     async fn probe(&self, http: &reqwest::Client) -> Result<String, String> {
         let resp = http
             .get(&self.url)

@@ -1,0 +1,130 @@
+//! `promfleet alert test --group G`: send a synthetic alert for one fleet group through
+//! Alertmanager, report the receiver it was routed to, then resolve it — the smoke test that
+//! an alert of group X reaches X's chat (seed defect 10). Exit 0 routed as the inventory
+//! says, 5 routed elsewhere, 6 an Alertmanager did not answer.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+
+use super::common::{InventoryArgs, OutputFormat, load_inventory_args, masker, templates_dir_for};
+use super::deploy::parse_duration;
+use crate::executor::http_client;
+use crate::playbook::{self, slug};
+use crate::status::alert::{AlertOutcome, run_test};
+use crate::status::{EXIT_DOWN, EXIT_DRIFT, EXIT_OK, central};
+
+#[derive(Subcommand, Debug)]
+pub enum AlertCmd {
+    /// Post a synthetic alert (alertname=PromfleetTest) for a group, show its receiver, resolve it.
+    Test(AlertTestArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct AlertTestArgs {
+    /// The fleet group whose route is tested (e.g. IDE).
+    #[arg(long)]
+    pub group: String,
+    #[command(flatten)]
+    pub inv: InventoryArgs,
+    /// Alertmanager base URL; repeatable. Default: every monitoring host's Alertmanager
+    /// (var `alertmanager_url`, else `http://<ip>:<alertmanager_port>`).
+    #[arg(long)]
+    pub alertmanager: Vec<String>,
+    /// How long the alert stays firing before it is resolved (default: the route's
+    /// group_wait + 2s, so the notification goes out first).
+    #[arg(long, value_parser = parse_duration)]
+    pub hold: Option<Duration>,
+    /// Templates directory holding defaults.yml (default: `templates/`).
+    #[arg(long)]
+    pub templates: Option<PathBuf>,
+    /// `json` prints the outcome per Alertmanager as JSON on stdout.
+    #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+pub async fn run(cmd: AlertCmd) -> anyhow::Result<i32> {
+    let AlertCmd::Test(a) = cmd;
+    let inv = load_inventory_args(&a.inv)?;
+    if !inv.groups.iter().any(|g| g.name == a.group) {
+        let names: Vec<&str> = inv.groups.iter().map(|g| g.name.as_str()).collect();
+        anyhow::bail!(
+            "--group {}: no such fleet group in {}; groups are: {}",
+            a.group,
+            inv.source.display(),
+            if names.is_empty() {
+                "(none)".to_string()
+            } else {
+                names.join(", ")
+            }
+        );
+    }
+    let urls = if a.alertmanager.is_empty() {
+        let tdir = templates_dir_for(
+            &PathBuf::from("playbooks/exporters.yml"),
+            a.templates.as_deref(),
+        );
+        let defaults = playbook::load_defaults(&tdir.join("defaults.yml"))?;
+        inv.monitoring()
+            .filter_map(|h| {
+                let vars = central::host_vars(&inv, &defaults, h);
+                central::service_url(&vars, h, "alertmanager", "alertmanager_port")
+            })
+            .collect::<Vec<_>>()
+    } else {
+        a.alertmanager.clone()
+    };
+    if urls.is_empty() {
+        anyhow::bail!(
+            "no Alertmanager to test: the inventory has no monitoring hosts; pass --alertmanager URL"
+        );
+    }
+    let expected = format!("webhook-{}", slug(&a.group));
+    let outcomes = run_test(&http_client(), &urls, &a.group, &expected, a.hold).await;
+    let code = exit_code(&outcomes);
+    let m = masker();
+    if a.output == OutputFormat::Json {
+        let text = serde_json::to_string_pretty(&outcomes).unwrap_or_default();
+        println!("{}", m.mask(&text));
+    } else {
+        for o in &outcomes {
+            println!("{}", m.mask(&describe(o, &a.group)));
+        }
+    }
+    Ok(code)
+}
+
+fn describe(o: &AlertOutcome, group: &str) -> String {
+    let routed = if o.receivers.is_empty() {
+        "no receiver".to_string()
+    } else {
+        format!("receiver {}", o.receivers.join(", "))
+    };
+    let verdict = if o.routed_right() {
+        "ok".to_string()
+    } else if o.error.is_some() {
+        "FAILED".to_string()
+    } else {
+        format!("WRONG ROUTE (expected {})", o.expected)
+    };
+    let mut s = format!(
+        "{}: alert PromfleetTest for group {group} → {routed}: {verdict}{}",
+        o.alertmanager,
+        if o.resolved { "; resolved" } else { "" }
+    );
+    if let Some(e) = &o.error {
+        s.push_str(&format!(" ({e})"));
+    }
+    s
+}
+
+fn exit_code(outcomes: &[AlertOutcome]) -> i32 {
+    if outcomes.iter().any(|o| o.error.is_some()) {
+        EXIT_DOWN
+    } else if outcomes.iter().all(AlertOutcome::routed_right) {
+        EXIT_OK
+    } else {
+        EXIT_DRIFT
+    }
+}

@@ -1,0 +1,248 @@
+//! Central services, asked read-only from the jump host: every Consul agent of the inventory
+//! (leader, alive members) and, on each monitoring host, Prometheus (healthy, last config
+//! reload), Alertmanager (healthy, cluster and config), Grafana, the DingTalk webhook and Karma.
+//! A service that does not answer is down.
+//!
+//! URLs: the var `<service>_url` (e.g. `-e prometheus_url=http://…`) when set, else
+//! `http://<monitoring ip>:<service>_port` from the host's variables (templates/defaults.yml).
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::{CentralRow, Check, State};
+use crate::inventory::{Host, Inventory, Vars};
+use crate::modules::metrics_check::short_reqwest;
+
+/// The central services of a monitoring host: (name, port variable, health path).
+pub const SERVICES: &[(&str, &str)] = &[
+    ("prometheus", "prometheus_port"),
+    ("alertmanager", "alertmanager_port"),
+    ("grafana", "grafana_port"),
+    ("dingtalk", "dingtalk_port"),
+    ("karma", "karma_port"),
+];
+
+/// A monitoring host's variables: built-in defaults < inventory (with `-e`).
+pub fn host_vars(inv: &Inventory, defaults: &Vars, host: &Host) -> Vars {
+    let mut v = defaults.clone();
+    v.extend(inv.host_vars(host));
+    v
+}
+
+fn var_str(vars: &Vars, k: &str) -> Option<String> {
+    match vars.get(k)? {
+        Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// Base URL of `service` on a monitoring host (`<service>_url`, else ip and `<service>_port`).
+pub fn service_url(vars: &Vars, host: &Host, service: &str, port_var: &str) -> Option<String> {
+    if let Some(u) = var_str(vars, &format!("{service}_url")) {
+        return Some(u.trim_end_matches('/').to_string());
+    }
+    let port = var_str(vars, port_var)?;
+    let ip = host.ip.to_string();
+    let ip = if ip.contains(':') {
+        format!("[{ip}]")
+    } else {
+        ip
+    };
+    Some(format!("http://{ip}:{port}"))
+}
+
+/// Every central row: Consul agents first, then each monitoring host's services.
+pub async fn gather(
+    inv: &Inventory,
+    defaults: &Vars,
+    http: &reqwest::Client,
+    consul_token: Option<&str>,
+) -> Vec<CentralRow> {
+    let mut jobs = Vec::new();
+    for a in &inv.consul.agents {
+        let url = a.trim_end_matches('/').to_string();
+        jobs.push(("consul".to_string(), url.clone(), url));
+    }
+    for h in inv.monitoring() {
+        let vars = host_vars(inv, defaults, h);
+        for (svc, port_var) in SERVICES {
+            if let Some(url) = service_url(&vars, h, svc, port_var) {
+                jobs.push((svc.to_string(), h.name.clone(), url));
+            }
+        }
+    }
+    let checks = futures::future::join_all(jobs.iter().map(|(svc, _, url)| async move {
+        match svc.as_str() {
+            "consul" => consul(http, url, consul_token).await,
+            "prometheus" => prometheus(http, url).await,
+            "alertmanager" => alertmanager(http, url).await,
+            "grafana" => grafana(http, url).await,
+            "dingtalk" => healthy(http, &format!("{url}/-/healthy")).await,
+            _ => healthy(http, &format!("{url}/health")).await,
+        }
+    }))
+    .await;
+    jobs.into_iter()
+        .zip(checks)
+        .map(|((service, at, url), check)| CentralRow {
+            service,
+            at,
+            url,
+            check,
+        })
+        .collect()
+}
+
+async fn get(
+    http: &reqwest::Client,
+    url: &str,
+    token: Option<&str>,
+) -> Result<(u16, String), String> {
+    let mut r = http.get(url).timeout(Duration::from_secs(5));
+    if let Some(t) = token {
+        r = r.header("X-Consul-Token", t);
+    }
+    let resp = r.send().await.map_err(|e| short_reqwest(&e))?;
+    let code = resp.status().as_u16();
+    let body = resp.text().await.map_err(|e| short_reqwest(&e))?;
+    Ok((code, body))
+}
+
+/// GET that must answer 2xx; the body on success.
+async fn get_ok(http: &reqwest::Client, url: &str, token: Option<&str>) -> Result<String, String> {
+    let (code, body) = get(http, url, token).await?;
+    if (200..300).contains(&code) {
+        Ok(body)
+    } else {
+        let short: String = body.trim().chars().take(120).collect();
+        Err(format!("HTTP {code} {short}"))
+    }
+}
+
+fn down(url: &str, e: String) -> Check {
+    Check::new(State::Down, "down", format!("{url}: {e}"))
+}
+
+async fn healthy(http: &reqwest::Client, url: &str) -> Check {
+    match get_ok(http, url, None).await {
+        Ok(_) => Check::new(State::Ok, "ok", format!("{url} answered")),
+        Err(e) => down(url, e),
+    }
+}
+
+async fn consul(http: &reqwest::Client, base: &str, token: Option<&str>) -> Check {
+    let leader = match get_ok(http, &format!("{base}/v1/status/leader"), token).await {
+        Ok(b) => serde_json::from_str::<String>(&b).unwrap_or_default(),
+        Err(e) => return down(base, e),
+    };
+    if leader.is_empty() {
+        return Check::new(
+            State::Down,
+            "no leader",
+            format!("{base}: no leader elected"),
+        );
+    }
+    let members: Vec<Value> = match get_ok(http, &format!("{base}/v1/agent/members"), token).await {
+        Ok(b) => serde_json::from_str(&b).unwrap_or_default(),
+        Err(e) => return down(base, format!("members: {e}")),
+    };
+    let alive = members.iter().filter(|m| m["Status"] == 1).count();
+    let servers = members
+        .iter()
+        .filter(|m| m["Status"] == 1 && m["Tags"]["role"] == "consul")
+        .count();
+    Check::new(
+        State::Ok,
+        format!("leader, {alive} alive"),
+        format!(
+            "leader {leader}; {alive} of {} members alive ({servers} servers)",
+            members.len()
+        ),
+    )
+}
+
+async fn prometheus(http: &reqwest::Client, base: &str) -> Check {
+    if let Err(e) = get_ok(http, &format!("{base}/-/healthy"), None).await {
+        return down(base, e);
+    }
+    // The query API needs Prometheus to scrape itself; its own /metrics always has the value.
+    let q = format!("{base}/api/v1/query?query=prometheus_config_last_reload_successful");
+    let mut value = get_ok(http, &q, None)
+        .await
+        .ok()
+        .and_then(|b| serde_json::from_str::<Value>(&b).ok())
+        .and_then(|v| {
+            v["data"]["result"][0]["value"][1]
+                .as_str()
+                .map(String::from)
+        });
+    if value.is_none()
+        && let Ok(m) = get_ok(http, &format!("{base}/metrics"), None).await
+    {
+        value = m.lines().find_map(|l| {
+            l.strip_prefix("prometheus_config_last_reload_successful ")
+                .map(|v| v.trim().to_string())
+        });
+    }
+    match value.as_deref() {
+        Some("1") => Check::new(State::Ok, "ok", format!("{base}: healthy, config reloaded")),
+        Some(v) => Check::new(
+            State::Drift,
+            "reload failed",
+            format!(
+                "{base}: healthy, but the last config reload failed (prometheus_config_last_reload_successful = {v}): it runs an older config"
+            ),
+        ),
+        None => Check::new(
+            State::Ok,
+            "ok",
+            format!("{base}: healthy (config reload state not readable)"),
+        ),
+    }
+}
+
+async fn alertmanager(http: &reqwest::Client, base: &str) -> Check {
+    if let Err(e) = get_ok(http, &format!("{base}/-/healthy"), None).await {
+        return down(base, e);
+    }
+    let status: Value = match get_ok(http, &format!("{base}/api/v2/status"), None).await {
+        Ok(b) => serde_json::from_str(&b).unwrap_or_default(),
+        Err(e) => return down(base, format!("/api/v2/status: {e}")),
+    };
+    let cluster = status["cluster"]["status"].as_str().unwrap_or("unknown");
+    let peers = status["cluster"]["peers"].as_array().map_or(0, Vec::len);
+    let config = status["config"]["original"].as_str().unwrap_or_default();
+    if config.trim().is_empty() {
+        return Check::new(
+            State::Drift,
+            "no config",
+            format!("{base}: no config loaded"),
+        );
+    }
+    let receivers = config
+        .lines()
+        .filter(|l| l.trim_start().starts_with("- name:"))
+        .count();
+    Check::new(
+        State::Ok,
+        format!("cluster {cluster}"),
+        format!(
+            "{base}: cluster {cluster}, {peers} peer(s), config loaded ({receivers} receivers)"
+        ),
+    )
+}
+
+async fn grafana(http: &reqwest::Client, base: &str) -> Check {
+    match get_ok(http, &format!("{base}/api/health"), None).await {
+        Ok(b) => {
+            let v: Value = serde_json::from_str(&b).unwrap_or_default();
+            match v["database"].as_str() {
+                Some("ok") | None => Check::new(State::Ok, "ok", format!("{base}: healthy")),
+                Some(db) => Check::new(State::Down, "db down", format!("{base}: database {db}")),
+            }
+        }
+        Err(e) => down(base, e),
+    }
+}

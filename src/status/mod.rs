@@ -1,0 +1,277 @@
+//! Fleet status: read-only *facts* about what promfleet deployed, compared with what it would
+//! deploy now. For every fleet host: SSH reachable, exporter files equal to the current
+//! rendering, compose services running, metrics endpoints answering, Consul registrations
+//! equal to what `consul_register` would send, Prometheus target health. For the central
+//! services: Consul agents, Prometheus, Alertmanager, Grafana, DingTalk webhook, Karma.
+//!
+//! Owns: gathering and classifying (`ok` / `drift` / `down`), the report model, exit codes.
+//! Must not: write anything anywhere (no uploads, no `up`, no registrations), or print — the
+//! CLI renders the report.
+
+pub mod alert;
+pub mod central;
+pub mod host;
+pub mod targets;
+
+use serde::Serialize;
+use serde::ser::SerializeMap;
+
+/// How one fact compares with what promfleet wants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    /// Not checked (no SSH session, nothing to compare with).
+    Unknown,
+    Ok,
+    /// Running, but not what promfleet would deploy now (file, registration, container).
+    Drift,
+    /// Not answering: host unreachable, exporter silent, target down, service unanswered.
+    Down,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Unknown => "unknown",
+            State::Ok => "ok",
+            State::Drift => "drift",
+            State::Down => "down",
+        }
+    }
+}
+
+/// One fact: its state, a short cell for the table and the full reason.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Check {
+    pub state: State,
+    /// A few words for a table cell (`ok`, `differs`, `2/2 running`, `312 samples`).
+    pub summary: String,
+    /// The whole story, for the lines under the table and for JSON.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub detail: String,
+}
+
+impl Check {
+    pub fn new(state: State, summary: impl Into<String>, detail: impl Into<String>) -> Check {
+        Check {
+            state,
+            summary: summary.into(),
+            detail: detail.into(),
+        }
+    }
+    pub fn ok(summary: impl Into<String>) -> Check {
+        Check::new(State::Ok, summary, "")
+    }
+    pub fn unknown(detail: impl Into<String>) -> Check {
+        Check::new(State::Unknown, "-", detail)
+    }
+}
+
+/// Named checks in display order (serialised as a JSON object in that order).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Checks(pub Vec<(String, Check)>);
+
+impl Checks {
+    pub fn push(&mut self, name: impl Into<String>, c: Check) {
+        self.0.push((name.into(), c));
+    }
+    pub fn get(&self, name: &str) -> Option<&Check> {
+        self.0.iter().find(|(n, _)| n == name).map(|(_, c)| c)
+    }
+    /// The worst state (Unknown counts as nothing).
+    pub fn worst(&self) -> State {
+        self.0
+            .iter()
+            .map(|(_, c)| c.state)
+            .max()
+            .filter(|s| *s != State::Unknown)
+            .unwrap_or(State::Ok)
+    }
+}
+
+impl Serialize for Checks {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            m.serialize_entry(k, v)?;
+        }
+        m.end()
+    }
+}
+
+/// One fleet host's row.
+#[derive(Debug, Clone, Serialize)]
+pub struct HostRow {
+    pub host: String,
+    pub group: String,
+    pub ip: String,
+    pub state: State,
+    pub checks: Checks,
+}
+
+/// One central service on one monitoring host (or one Consul agent).
+#[derive(Debug, Clone, Serialize)]
+pub struct CentralRow {
+    pub service: String,
+    /// Monitoring host name, or the agent URL for Consul.
+    pub at: String,
+    pub url: String,
+    #[serde(flatten)]
+    pub check: Check,
+}
+
+/// Counts for the summary line.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Summary {
+    pub hosts: usize,
+    pub hosts_ok: usize,
+    pub hosts_drift: usize,
+    pub hosts_down: usize,
+    pub central: usize,
+    pub central_ok: usize,
+    pub central_drift: usize,
+    pub central_down: usize,
+}
+
+/// The whole status report.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusReport {
+    pub hosts: Vec<HostRow>,
+    pub central: Vec<CentralRow>,
+    pub summary: Summary,
+    pub state: State,
+    pub exit_code: i32,
+}
+
+/// Exit code: everything as wanted.
+pub const EXIT_OK: i32 = 0;
+/// Exit code: something differs from what promfleet would deploy (and nothing is down).
+pub const EXIT_DRIFT: i32 = 5;
+/// Exit code: something is down. Wins over drift: a down service needs a person first.
+pub const EXIT_DOWN: i32 = 6;
+
+impl StatusReport {
+    pub fn new(hosts: Vec<HostRow>, central: Vec<CentralRow>) -> StatusReport {
+        let mut s = Summary {
+            hosts: hosts.len(),
+            central: central.len(),
+            ..Summary::default()
+        };
+        for h in &hosts {
+            match h.state {
+                State::Down => s.hosts_down += 1,
+                State::Drift => s.hosts_drift += 1,
+                _ => s.hosts_ok += 1,
+            }
+        }
+        for c in &central {
+            match c.check.state {
+                State::Down => s.central_down += 1,
+                State::Drift => s.central_drift += 1,
+                _ => s.central_ok += 1,
+            }
+        }
+        let state = hosts
+            .iter()
+            .map(|h| h.state)
+            .chain(central.iter().map(|c| c.check.state))
+            .max()
+            .filter(|s| *s != State::Unknown)
+            .unwrap_or(State::Ok);
+        let exit_code = match state {
+            State::Down => EXIT_DOWN,
+            State::Drift => EXIT_DRIFT,
+            _ => EXIT_OK,
+        };
+        StatusReport {
+            hosts,
+            central,
+            summary: s,
+            state,
+            exit_code,
+        }
+    }
+}
+
+/// Seconds since an RFC 3339 UTC-or-offset timestamp as Prometheus writes them
+/// (`2024-05-01T12:00:00.123456789Z`, `…+08:00`); `None` if it cannot be read.
+pub fn age_secs(rfc3339: &str, now_unix: f64) -> Option<f64> {
+    let s = rfc3339.trim();
+    let (date, rest) = s.split_once('T')?;
+    let mut d = date.split('-');
+    let y: i64 = d.next()?.parse().ok()?;
+    let mo: i64 = d.next()?.parse().ok()?;
+    let da: i64 = d.next()?.parse().ok()?;
+    // Split the clock from the zone: `Z`, `+hh:mm` or `-hh:mm`.
+    let (clock, offset) = if let Some(c) = rest.strip_suffix('Z') {
+        (c, 0)
+    } else {
+        let i = rest.rfind(['+', '-'])?;
+        let (c, z) = rest.split_at(i);
+        let sign = if z.starts_with('-') { -1 } else { 1 };
+        let (hh, mm) = z[1..].split_once(':')?;
+        (
+            c,
+            sign * (hh.parse::<i64>().ok()? * 3600 + mm.parse::<i64>().ok()? * 60),
+        )
+    };
+    let mut t = clock.split(':');
+    let h: i64 = t.next()?.parse().ok()?;
+    let mi: i64 = t.next()?.parse().ok()?;
+    let sec: f64 = t.next()?.parse().ok()?;
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let yy = if mo <= 2 { y - 1 } else { y };
+    let era = yy.div_euclid(400);
+    let yoe = yy - era * 400;
+    let doy = (153 * (if mo > 2 { mo - 3 } else { mo + 9 }) + 2) / 5 + da - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146097 + doe - 719468;
+    let unix = (days * 86400 + h * 3600 + mi * 60 - offset) as f64 + sec;
+    // Prometheus writes 0001-01-01 for "never scraped".
+    (y > 1970).then_some(now_unix - unix)
+}
+
+/// Now as Unix seconds.
+pub fn now_unix() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_of_prometheus_timestamps() {
+        // 2024-05-01T12:00:00Z = 1714564800
+        let now = 1714564810.5;
+        let a = age_secs("2024-05-01T12:00:00.5Z", now).unwrap();
+        assert!((a - 10.0).abs() < 1e-6, "{a}");
+        let b = age_secs("2024-05-01T20:00:00+08:00", now).unwrap();
+        assert!((b - 10.5).abs() < 1e-6, "{b}");
+        assert_eq!(age_secs("0001-01-01T00:00:00Z", now), None);
+        assert_eq!(age_secs("garbage", now), None);
+    }
+
+    #[test]
+    fn down_wins_over_drift() {
+        let row = |state| HostRow {
+            host: "h".into(),
+            group: "g".into(),
+            ip: "127.0.0.1".into(),
+            state,
+            checks: Checks::default(),
+        };
+        assert_eq!(StatusReport::new(vec![row(State::Ok)], vec![]).exit_code, 0);
+        assert_eq!(
+            StatusReport::new(vec![row(State::Ok), row(State::Drift)], vec![]).exit_code,
+            EXIT_DRIFT
+        );
+        assert_eq!(
+            StatusReport::new(vec![row(State::Down), row(State::Drift)], vec![]).exit_code,
+            EXIT_DOWN
+        );
+    }
+}

@@ -1,0 +1,202 @@
+//! Prometheus' view of the fleet: `/api/v1/targets` of each monitoring host's Prometheus,
+//! fetched once per status run, then looked up per exporter address (`ip:port`, the
+//! `__address__` Consul discovery gives a registered service).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::{Check, State, age_secs, now_unix};
+use crate::modules::metrics_check::short_reqwest;
+
+/// What Prometheus says about one target.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    pub health: String,
+    pub last_error: String,
+    /// Seconds since the last scrape, when Prometheus has scraped it.
+    pub last_scrape_age: Option<f64>,
+}
+
+/// One Prometheus and its active targets by `__address__` (or why they could not be read).
+#[derive(Debug, Clone)]
+pub struct PromTargets {
+    pub url: String,
+    pub targets: Result<HashMap<String, Target>, String>,
+}
+
+impl PromTargets {
+    /// Read the active targets of the Prometheus at `url` (one GET).
+    pub async fn fetch(http: &reqwest::Client, url: &str) -> PromTargets {
+        let base = url.trim_end_matches('/').to_string();
+        let targets = fetch(http, &base).await;
+        PromTargets { url: base, targets }
+    }
+}
+
+async fn fetch(http: &reqwest::Client, base: &str) -> Result<HashMap<String, Target>, String> {
+    let resp = http
+        .get(format!("{base}/api/v1/targets?state=active"))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .map_err(|e| short_reqwest(&e))?;
+    if !resp.status().is_success() {
+        return Err(format!("HTTP {}", resp.status()));
+    }
+    let v: Value = resp
+        .json()
+        .await
+        .map_err(|e| format!("bad /api/v1/targets answer: {e}"))?;
+    let now = now_unix();
+    let mut out = HashMap::new();
+    for t in v["data"]["activeTargets"].as_array().into_iter().flatten() {
+        let s = |x: &Value| x.as_str().unwrap_or_default().to_string();
+        out.insert(
+            s(&t["discoveredLabels"]["__address__"]),
+            Target {
+                health: s(&t["health"]),
+                last_error: s(&t["lastError"]),
+                last_scrape_age: t["lastScrape"].as_str().and_then(|l| age_secs(l, now)),
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// `ip:port` as Prometheus writes an address (`[v6]:port` for IPv6).
+pub fn address(ip: &str, port: u16) -> String {
+    if ip.contains(':') {
+        format!("[{ip}]:{port}")
+    } else {
+        format!("{ip}:{port}")
+    }
+}
+
+/// The targets column of one host: every `(service, address)` it should have, in every
+/// Prometheus. Down wins (a silent target is an outage), then missing (drift).
+pub fn check(proms: &[PromTargets], want: &[(String, String)]) -> Check {
+    if proms.is_empty() {
+        return Check::unknown("no Prometheus to ask (no monitoring host in the inventory)");
+    }
+    if want.is_empty() {
+        return Check::unknown("nothing registered for this host");
+    }
+    let mut down = Vec::new();
+    let mut missing = Vec::new();
+    let mut up = 0usize;
+    let mut oldest: Option<f64> = None;
+    let many = proms.len() > 1;
+    for p in proms {
+        let at = if many {
+            format!(" in {}", p.url)
+        } else {
+            String::new()
+        };
+        let targets = match &p.targets {
+            Ok(t) => t,
+            Err(e) => {
+                down.push(format!("Prometheus {} not answering: {e}", p.url));
+                continue;
+            }
+        };
+        for (service, addr) in want {
+            match targets.get(addr) {
+                Some(t) if t.health == "up" => {
+                    up += 1;
+                    if let Some(a) = t.last_scrape_age {
+                        oldest = Some(oldest.map_or(a, |o: f64| o.max(a)));
+                    }
+                }
+                Some(t) => down.push(format!(
+                    "{service} {addr} is {}{}{at}",
+                    if t.health.is_empty() {
+                        "unknown"
+                    } else {
+                        &t.health
+                    },
+                    if t.last_error.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", t.last_error)
+                    }
+                )),
+                None => missing.push(format!("{service} {addr} is not a target{at}")),
+            }
+        }
+    }
+    let total = want.len() * proms.len();
+    let scraped = oldest
+        .map(|a| format!(", scraped {:.0}s ago", a.max(0.0)))
+        .unwrap_or_default();
+    if !down.is_empty() {
+        let mut all = down;
+        all.extend(missing);
+        return Check::new(
+            State::Down,
+            format!("down {}/{total}", total - up),
+            all.join("; "),
+        );
+    }
+    if !missing.is_empty() {
+        return Check::new(
+            State::Drift,
+            format!("missing {}/{total}", missing.len()),
+            missing.join("; "),
+        );
+    }
+    Check::new(
+        State::Ok,
+        format!("up {up}/{total}"),
+        format!("all up{scraped}"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prom(entries: &[(&str, &str)]) -> PromTargets {
+        PromTargets {
+            url: "http://p:9090".into(),
+            targets: Ok(entries
+                .iter()
+                .map(|(a, h)| {
+                    (
+                        a.to_string(),
+                        Target {
+                            health: h.to_string(),
+                            last_error: String::new(),
+                            last_scrape_age: Some(1.0),
+                        },
+                    )
+                })
+                .collect()),
+        }
+    }
+
+    #[test]
+    fn down_beats_missing_beats_up() {
+        let want = vec![
+            ("node-exporter".to_string(), "10.0.0.1:9100".to_string()),
+            ("cadvisor-exporter".to_string(), "10.0.0.1:9105".to_string()),
+        ];
+        let all_up = prom(&[("10.0.0.1:9100", "up"), ("10.0.0.1:9105", "up")]);
+        assert_eq!(check(&[all_up], &want).state, State::Ok);
+        let one_missing = prom(&[("10.0.0.1:9100", "up")]);
+        assert_eq!(check(&[one_missing], &want).state, State::Drift);
+        let one_down = prom(&[("10.0.0.1:9100", "down")]);
+        let c = check(&[one_down], &want);
+        assert_eq!(c.state, State::Down);
+        assert!(
+            c.detail.contains("node-exporter 10.0.0.1:9100 is down"),
+            "{c:?}"
+        );
+        let dead = PromTargets {
+            url: "http://p:9090".into(),
+            targets: Err("cannot connect".into()),
+        };
+        assert_eq!(check(&[dead], &want).state, State::Down);
+    }
+}

@@ -1,0 +1,552 @@
+//! Issue "Fleet status, drift and smoke tests": `promfleet status` on a real-sshd fleet (compose
+//! stand-in, Consul test double, real Prometheus) after a rollout — all green, then each drift
+//! made by hand shows in its own column with exit 5, and an outage with exit 6; the central
+//! services are reported down when they do not answer. `promfleet alert test` against real
+//! Alertmanager reaches the sink of the tested group and no other.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use testkit::sshd::Fleet;
+
+use crate::exporters::Double;
+use crate::support::*;
+
+fn find(dir: &Path, name: &str) -> Option<PathBuf> {
+    for e in std::fs::read_dir(dir).ok()? {
+        let p = e.ok()?.path();
+        if p.is_dir() {
+            if let Some(f) = find(&p, name) {
+                return Some(f);
+            }
+        } else if p.file_name().is_some_and(|n| n == name) {
+            return Some(p);
+        }
+    }
+    None
+}
+
+/// `promfleet status … --output json`: (exit code, report).
+fn status_json(inv: &Path, fleet: &Fleet, extra: &[&str]) -> (i32, Value) {
+    let mut args = vec![
+        "--output",
+        "json",
+        "--retries",
+        "1",
+        "--connect-timeout",
+        "3",
+    ];
+    args.extend_from_slice(extra);
+    let out = fleet_run(&["status"], inv, fleet, &args);
+    let code = out.status.code().unwrap_or(-1);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "status printed no JSON ({e}); stdout:\n{}\nstderr:\n{}",
+            stdout(&out),
+            stderr(&out)
+        )
+    });
+    (code, v)
+}
+
+fn row<'a>(r: &'a Value, host: &str) -> &'a Value {
+    r["hosts"]
+        .as_array()
+        .and_then(|a| a.iter().find(|h| h["host"] == host))
+        .unwrap_or_else(|| panic!("no row for {host}: {r:#}"))
+}
+
+/// (state, summary) of one column of one host.
+fn cell(r: &Value, host: &str, column: &str) -> (String, String) {
+    let c = &row(r, host)["checks"][column];
+    (
+        c["state"].as_str().unwrap_or("?").to_string(),
+        c["summary"].as_str().unwrap_or("?").to_string(),
+    )
+}
+
+/// Columns of a host that are not ok.
+fn not_ok(r: &Value, host: &str) -> Vec<String> {
+    row(r, host)["checks"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .filter(|(_, c)| c["state"] != "ok")
+                .map(|(k, _)| k.clone())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Poll Prometheus until `pred` holds for its active targets.
+fn wait_targets(
+    consul: &Double,
+    prom: &Prometheus,
+    what: &str,
+    pred: impl Fn(&[Value]) -> bool + Clone,
+) {
+    let url = format!("{}/api/v1/targets?state=active", prom.url);
+    let http = reqwest::Client::new();
+    let seen = consul.rt.block_on(eventually(Duration::from_secs(40), || {
+        let (http, url, pred) = (http.clone(), url.clone(), pred.clone());
+        async move {
+            let v: Value = http.get(&url).send().await.ok()?.json().await.ok()?;
+            pred(v["data"]["activeTargets"].as_array()?).then_some(())
+        }
+    }));
+    assert!(
+        seen.is_some(),
+        "Prometheus never showed {what}; log:\n{}",
+        prom.log()
+    );
+}
+
+#[test]
+fn status_reports_a_healthy_fleet_then_each_drift_and_outage_in_its_column() {
+    if !require_root() || !have("prometheus") {
+        eprintln!("SKIPPED: needs root and Debian's prometheus");
+        return;
+    }
+    let consul = Double::start();
+    let fleet = Fleet::builder()
+        .hosts(4)
+        .groups(&["IDE", "Stage"])
+        .monitoring_host(true)
+        .consul_agents([consul.d.url()])
+        .start()
+        .expect("fleet");
+    let inv = fleet.root().join("inventory.yml");
+    fleet.write_inventory(&inv).expect("inventory");
+    let book = repo().join("playbooks/exporters.yml");
+    let out = fleet_run(
+        &["exporters", "--playbook", book.to_str().expect("utf8")],
+        &inv,
+        &fleet,
+        &["--output", "json"],
+    );
+    assert_eq!(out.status.code(), Some(0), "rollout:\n{}", stderr(&out));
+
+    // Real Prometheus with promfleet's relabels, discovering through the double.
+    let rendered = fleet.root().join("rendered");
+    let out = Run::new(&["render", "playbooks/monitoring.yml", "-i"])
+        .arg(&inv)
+        .arg("--out")
+        .arg(&rendered)
+        .output();
+    assert!(out.status.success(), "render: {}", stderr(&out));
+    let prom_yml = find(&rendered, "prometheus.yml").expect("rendered prometheus.yml");
+    let (cfg, job) = testkit::prometheus::runnable_config(
+        &std::fs::read_to_string(&prom_yml).expect("read"),
+        &format!("{}/promfleet-double/http_sd", consul.d.url()),
+    )
+    .expect("runnable config");
+    let prom = Prometheus::start(&cfg);
+    let job2 = job.clone();
+    wait_targets(&consul, &prom, "all 8 exporters up", move |t| {
+        let mine: Vec<&Value> = t
+            .iter()
+            .filter(|x| x["scrapePool"] == job2.as_str())
+            .collect();
+        mine.len() == 8 && mine.iter().all(|x| x["health"] == "up")
+    });
+
+    // Central services that are not running here answer nowhere: free ports, nothing bound.
+    let inv_status = fleet.root().join("inventory-status.yml");
+    fleet
+        .inventory()
+        .var("prometheus_url", prom.url.clone())
+        .var("alertmanager_port", free_port())
+        .var("grafana_port", free_port())
+        .var("dingtalk_port", free_port())
+        .var("karma_port", free_port())
+        .write(&inv_status)
+        .expect("inventory");
+    let hosts: Vec<testkit::sshd::Host> = fleet.hosts().cloned().collect();
+    let names: Vec<&str> = hosts.iter().map(|h| h.name.as_str()).collect();
+
+    // 1. Healthy: every column of every host ok, exit 0.
+    let (code, r) = status_json(&inv_status, &fleet, &["--scope", "fleet"]);
+    for h in &names {
+        assert!(not_ok(&r, h).is_empty(), "{h}: {:#}", row(&r, h));
+    }
+    assert_eq!(code, 0, "{r:#}");
+    assert_eq!(r["summary"]["hosts_ok"], 4, "{r:#}");
+    assert_eq!(cell(&r, names[0], "containers").1, "2/2 running");
+    assert_eq!(cell(&r, names[0], "consul").1, "ok 2/2");
+    assert_eq!(cell(&r, names[0], "targets").1, "up 2/2");
+    assert!(
+        cell(&r, names[0], "node-exporter").1.ends_with("samples"),
+        "{:#}",
+        row(&r, names[0])
+    );
+    // The human table (captured for the README with --nocapture).
+    let text = fleet_run(&["status"], &inv_status, &fleet, &["--scope", "fleet"]);
+    assert_eq!(text.status.code(), Some(0), "{}", stderr(&text));
+    eprintln!("--- status, healthy ---\n{}", stdout(&text));
+    assert!(
+        stdout(&text).contains("4 hosts: 4 ok, 0 drift, 0 down"),
+        "{}",
+        stdout(&text)
+    );
+
+    // 2. Central services: real Prometheus and the Consul agent ok, the others down → 6.
+    let (code, r) = status_json(&inv_status, &fleet, &["--scope", "central"]);
+    assert_eq!(code, 6, "{r:#}");
+    let central: Vec<(String, String)> = r["central"]
+        .as_array()
+        .expect("central")
+        .iter()
+        .map(|c| {
+            (
+                c["service"].as_str().unwrap_or("").to_string(),
+                c["state"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    let want: Vec<(String, String)> = [
+        ("consul", "ok"),
+        ("prometheus", "ok"),
+        ("alertmanager", "down"),
+        ("grafana", "down"),
+        ("dingtalk", "down"),
+        ("karma", "down"),
+    ]
+    .iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    assert_eq!(central, want, "{r:#}");
+    let all = fleet_run(&["status"], &inv_status, &fleet, &[]);
+    eprintln!("--- status, central down ---\n{}", stdout(&all));
+    assert_eq!(all.status.code(), Some(6));
+
+    // 3. A compose file edited by hand: `file` drifts on that host only, exit 5.
+    let compose = hosts[0].deploy_dir().join("docker-compose.yml");
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&compose)
+        .expect("compose file");
+    writeln!(f, "# edited by hand").expect("edit");
+    drop(f);
+    let (code, r) = status_json(&inv_status, &fleet, &["--scope", "fleet"]);
+    assert_eq!(
+        cell(&r, names[0], "file"),
+        ("drift".into(), "differs".into())
+    );
+    assert_eq!(
+        not_ok(&r, names[0]),
+        vec!["file"],
+        "{:#}",
+        row(&r, names[0])
+    );
+    for h in &names[1..] {
+        assert!(not_ok(&r, h).is_empty(), "{h}: {:#}", row(&r, h));
+    }
+    assert_eq!(code, 5, "{r:#}");
+
+    // 4. A service deregistered behind promfleet's back: `consul` says missing.
+    let id = format!("node-exporter-{}-{}", hosts[1].name, hosts[1].ip);
+    assert!(consul.d.deregister_direct(&id), "{id} was registered");
+    let (code, r) = status_json(&inv_status, &fleet, &["--scope", "fleet"]);
+    assert_eq!(
+        cell(&r, names[1], "consul"),
+        ("drift".into(), "missing: node-exporter".into())
+    );
+    assert_eq!(code, 5, "{r:#}");
+
+    // 5. A service's meta changed: `consul` says differs, naming the field.
+    let id = format!("cadvisor-exporter-{}-{}", hosts[2].name, hosts[2].ip);
+    assert!(consul.d.set_service_meta(&id, "group", "Elsewhere"));
+    let (code, r) = status_json(&inv_status, &fleet, &["--scope", "fleet"]);
+    assert_eq!(
+        cell(&r, names[2], "consul"),
+        ("drift".into(), "differs: cadvisor-exporter".into())
+    );
+    let detail = row(&r, names[2])["checks"]["consul"]["detail"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        detail.contains(&format!("meta.group: Elsewhere → {}", hosts[2].group)),
+        "{detail}"
+    );
+    assert_eq!(code, 5, "{r:#}");
+
+    // 6. Exporters stopped on one host: containers drift, endpoints and targets down → 6.
+    let victim = &hosts[3];
+    let down = fleet
+        .ssh_command(&victim.name)
+        .expect("ssh")
+        .arg(format!(
+            "{} -f {}/docker-compose.yml down",
+            fleet.compose_command().display(),
+            victim.deploy_dir().display()
+        ))
+        .output()
+        .expect("compose down");
+    assert!(
+        down.status.success(),
+        "{}",
+        String::from_utf8_lossy(&down.stderr)
+    );
+    let addr = format!("{}:9100", victim.ip);
+    wait_targets(&consul, &prom, "the stopped exporter down", move |t| {
+        t.iter()
+            .any(|x| x["discoveredLabels"]["__address__"] == addr.as_str() && x["health"] == "down")
+    });
+    let (code, r) = status_json(&inv_status, &fleet, &["--scope", "fleet"]);
+    assert_eq!(
+        cell(&r, names[3], "containers"),
+        ("drift".into(), "0/2 running".into())
+    );
+    assert_eq!(cell(&r, names[3], "node-exporter").0, "down");
+    assert_eq!(cell(&r, names[3], "cadvisor-exporter").0, "down");
+    assert_eq!(
+        cell(&r, names[3], "targets").0,
+        "down",
+        "{:#}",
+        row(&r, names[3])
+    );
+    assert_eq!(row(&r, names[3])["state"], "down");
+    // Drift elsewhere is still reported, but down wins the exit code.
+    assert_eq!(cell(&r, names[0], "file").0, "drift");
+    assert_eq!(code, 6, "{r:#}");
+
+    // 7. A host whose sshd is gone: unreachable, its SSH facts unknown, exit 6.
+    fleet.stop(&hosts[1].name).expect("stop sshd");
+    let (code, r) = status_json(&inv_status, &fleet, &["--scope", "fleet"]);
+    assert_eq!(
+        cell(&r, names[1], "ssh"),
+        ("down".into(), "unreachable".into())
+    );
+    assert_eq!(cell(&r, names[1], "file").0, "unknown");
+    assert_eq!(code, 6);
+    let text = fleet_run(&["status"], &inv_status, &fleet, &["--scope", "fleet"]);
+    eprintln!("--- status, after the drifts ---\n{}", stdout(&text));
+    assert_eq!(text.status.code(), Some(6));
+}
+
+/// One request the sink received: path and JSON body.
+type Deliveries = Arc<Mutex<Vec<(String, Value)>>>;
+
+/// A local HTTP sink standing in for the DingTalk webhook (records, answers 200).
+fn start_sink() -> (u16, Deliveries) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind sink");
+    let port = listener.local_addr().expect("addr").port();
+    let seen: Deliveries = Arc::default();
+    let sink = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 8192];
+            let mut head_end = None;
+            let mut len = 0usize;
+            loop {
+                let n = s.read(&mut chunk).unwrap_or(0);
+                if n == 0 {
+                    break;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                if head_end.is_none()
+                    && let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n")
+                {
+                    head_end = Some(i + 4);
+                    let head = String::from_utf8_lossy(&buf[..i]).to_ascii_lowercase();
+                    len = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                }
+                if head_end.is_some_and(|h| buf.len() >= h + len) {
+                    break;
+                }
+            }
+            let Some(h) = head_end else { continue };
+            let head = String::from_utf8_lossy(&buf[..h]).to_string();
+            let path = head.split_whitespace().nth(1).unwrap_or("").to_string();
+            let body = serde_json::from_slice(&buf[h..]).unwrap_or(Value::Null);
+            if let Ok(mut v) = sink.lock() {
+                v.push((path, body));
+            }
+            let _ =
+                s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
+    });
+    (port, seen)
+}
+
+/// Kills a child process when the test ends.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn alert_test_reaches_the_groups_receiver_and_no_other() {
+    if !have("prometheus-alertmanager") {
+        eprintln!("SKIPPED: needs Debian's prometheus-alertmanager");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (sink_port, seen) = start_sink();
+    let am_port = free_port();
+    // No SSH involved: rendering and `alert test` only read the inventory.
+    let inv = dir.path().join("inventory.yml");
+    std::fs::write(
+        &inv,
+        format!(
+            r#"vars:
+  dingtalk_port: {sink_port}
+  alertmanager_port: {am_port}
+  alertmanager_group_wait: 1s
+  alertmanager_group_interval: 1s
+  prometheus_port: {p}
+  grafana_port: {g}
+  karma_port: {k}
+consul: {{ agents: ["http://127.0.0.1:{c}"] }}
+groups:
+  IDE: {{ hosts: [ {{ name: ide-01, ip: 127.0.0.11 }} ] }}
+  Stage: {{ hosts: [ {{ name: stage-01, ip: 127.0.0.12 }} ] }}
+  Pet: {{ hosts: [ {{ name: pet-01, ip: 127.0.0.13 }} ] }}
+monitoring:
+  hosts: [ {{ name: mon-01, ip: 127.0.0.1 }} ]
+"#,
+            p = free_port(),
+            g = free_port(),
+            k = free_port(),
+            c = free_port(),
+        ),
+    )
+    .expect("inventory");
+    let rendered = dir.path().join("rendered");
+    let out = Run::new(&["render", "playbooks/monitoring.yml", "-i"])
+        .arg(&inv)
+        .arg("--out")
+        .arg(&rendered)
+        .output();
+    assert!(out.status.success(), "render: {}", stderr(&out));
+    let am_cfg = rendered.join("mon-01/opt/promfleet/monitoring/alertmanager/config.yml");
+    assert!(am_cfg.is_file(), "{} rendered", am_cfg.display());
+    let _am = KillOnDrop(
+        std::process::Command::new("prometheus-alertmanager")
+            .arg(format!("--config.file={}", am_cfg.display()))
+            .arg(format!(
+                "--storage.path={}",
+                dir.path().join("am-data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{am_port}"))
+            .arg("--cluster.listen-address=")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start alertmanager"),
+    );
+    let base = format!("http://127.0.0.1:{am_port}");
+    let start = Instant::now();
+    let ready = loop {
+        let ok = std::net::TcpStream::connect(("127.0.0.1", am_port)).is_ok();
+        if ok || start.elapsed() > Duration::from_secs(15) {
+            break ok;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(ready, "alertmanager did not listen on {base}");
+
+    // An unknown group is refused, naming the inventory's groups.
+    let out = Run::new(&["alert", "test", "--group", "Nope", "-i"])
+        .arg(&inv)
+        .output();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("groups are: IDE, Stage, Pet"),
+        "{}",
+        stderr(&out)
+    );
+
+    // The Stage test alert: routed to webhook-stage, held past group_wait, resolved.
+    let out = Run::new(&[
+        "alert", "test", "--group", "Stage", "--output", "json", "-i",
+    ])
+    .arg(&inv)
+    .output();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let r: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(
+        r[0]["receivers"],
+        serde_json::json!(["webhook-stage"]),
+        "{r:#}"
+    );
+    assert_eq!(r[0]["resolved"], true, "{r:#}");
+
+    // The sink got the firing and the resolved notification on Stage's path, nothing else.
+    let test_alerts = |seen: &Deliveries| -> Vec<(String, String)> {
+        seen.lock()
+            .expect("sink")
+            .iter()
+            .filter(|(_, b)| {
+                b["alerts"].as_array().is_some_and(|a| {
+                    a.iter()
+                        .any(|x| x["labels"]["alertname"] == "PromfleetTest")
+                })
+            })
+            .map(|(p, b)| (p.clone(), b["status"].as_str().unwrap_or("").to_string()))
+            .collect()
+    };
+    let start = Instant::now();
+    loop {
+        let got = test_alerts(&seen);
+        if got.iter().any(|(_, s)| s == "resolved") || start.elapsed() > Duration::from_secs(20) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let got = test_alerts(&seen);
+    assert!(
+        got.contains(&("/dingtalk/webhook-stage/send".into(), "firing".into())),
+        "{got:?}"
+    );
+    assert!(
+        got.contains(&("/dingtalk/webhook-stage/send".into(), "resolved".into())),
+        "{got:?}"
+    );
+    assert!(
+        got.iter().all(|(p, _)| p == "/dingtalk/webhook-stage/send"),
+        "test alert reached another receiver: {got:?}"
+    );
+    let all = seen.lock().expect("sink").clone();
+    assert_eq!(all.len(), got.len(), "unexpected deliveries: {all:?}");
+
+    // The central view of the same inventory: Alertmanager ok, the rest down → 6.
+    let out = Run::new(&["status", "--scope", "central", "--output", "json", "-i"])
+        .arg(&inv)
+        .output();
+    assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
+    let r: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let am = r["central"]
+        .as_array()
+        .and_then(|a| a.iter().find(|c| c["service"] == "alertmanager"))
+        .expect("alertmanager row");
+    assert_eq!(am["state"], "ok", "{am:#}");
+    assert!(
+        am["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("config loaded"),
+        "{am:#}"
+    );
+}
