@@ -2,6 +2,9 @@
 //! Tests that need root, sshd, Docker or Debian's Prometheus tools print SKIPPED when they are
 //! absent; CI installs them all.
 
+// Tests may unwrap: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 mod central;
