@@ -185,6 +185,14 @@ fn syntax_from_saphyr(err: &serde_saphyr::Error, file: &Path) -> InventoryError 
 
 /// Reword parser messages that mention library internals, and pick a fitting hint.
 fn explain(message: &str) -> (String, &'static str) {
+    if message.contains("budget breached") {
+        // Anchors/aliases that expand past the parser's node budget: an alias bomb, or an
+        // inventory far larger than any real fleet.
+        return (
+            "the document expands to too many nodes (anchors and aliases multiplying)".to_owned(),
+            "remove the nested aliases; write the hosts out, or split the inventory",
+        );
+    }
     if let Some(key) = message.strip_prefix("duplicate mapping key: ") {
         let key = key.split(", set DuplicateKeyPolicy").next().unwrap_or(key);
         return (
