@@ -33,11 +33,10 @@ impl CommandAction {
 
     pub async fn run(&self, ctx: &mut HostCtx<'_>) -> Result<Done, TaskError> {
         if ctx.check {
-            return Ok(Done {
-                outcome: super::Outcome::Skipped,
-                detail: Some(format!("would run: {}", ctx.masker.mask(&self.cmd))),
-                diff: None,
-            });
+            return Ok(Done::skipped(format!(
+                "would run: {}",
+                ctx.masker.mask(&self.cmd)
+            )));
         }
         let session = ctx.session()?;
         let out = session.exec(&self.script(), None).await?;

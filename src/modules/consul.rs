@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
+use super::http::get_json;
 use super::metrics_check::short_reqwest;
-use super::{Done, HostCtx, Outcome, TaskError};
+use super::{Done, HostCtx, TaskError};
 
 /// A service as promfleet registers it (Consul's agent API field names).
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -511,31 +512,16 @@ struct Member {
 impl ClusterCheck {
     async fn probe(&self, ctx: &HostCtx<'_>) -> Result<String, String> {
         let base = self.url.trim_end_matches('/');
-        let leader: String = ctx
-            .consul
-            .http()
-            .get(format!("{base}/v1/status/leader"))
-            .timeout(Duration::from_secs(5))
-            .send()
-            .await
-            .map_err(|e| short_reqwest(&e))?
-            .json()
-            .await
-            .map_err(|e| e.to_string())?;
+        let http = ctx.consul.http();
+        let get = |path: &str| {
+            http.get(format!("{base}{path}"))
+                .timeout(Duration::from_secs(5))
+        };
+        let leader: String = get_json(get("/v1/status/leader"), "/v1/status/leader").await?;
         if leader.is_empty() {
             return Err("no leader elected".into());
         }
-        let members: Vec<Member> = ctx
-            .consul
-            .http()
-            .get(format!("{base}/v1/agent/members"))
-            .timeout(Duration::from_secs(5))
-            .send()
-            .await
-            .map_err(|e| short_reqwest(&e))?
-            .json()
-            .await
-            .map_err(|e| e.to_string())?;
+        let members: Vec<Member> = get_json(get("/v1/agent/members"), "/v1/agent/members").await?;
         let alive = members
             .iter()
             .filter(|m| m.status == 1 && m.tags.get("role").is_some_and(|r| r == "consul"))
@@ -548,11 +534,7 @@ impl ClusterCheck {
 
     pub async fn run(&self, ctx: &mut HostCtx<'_>) -> Result<Done, TaskError> {
         if ctx.check {
-            return Ok(Done {
-                outcome: Outcome::Skipped,
-                detail: Some("not checked in --check mode".into()),
-                diff: None,
-            });
+            return Ok(Done::skipped("not checked in --check mode"));
         }
         let deadline = Instant::now() + self.timeout;
         loop {

@@ -4,7 +4,23 @@
 use std::time::{Duration, Instant};
 
 use super::metrics_check::short_reqwest;
-use super::{Done, HostCtx, Outcome, TaskError};
+
+/// Send `req` and decode a JSON answer; errors are one line (`cannot connect: …`,
+/// `HTTP 503 …`, `bad answer from <what>: …`).
+pub async fn get_json<T: serde::de::DeserializeOwned>(
+    req: reqwest::RequestBuilder,
+    what: &str,
+) -> Result<T, String> {
+    let resp = req.send().await.map_err(|e| short_reqwest(&e))?;
+    let status = resp.status();
+    if !status.is_success() {
+        return Err(format!("HTTP {status} from {what}"));
+    }
+    resp.json()
+        .await
+        .map_err(|e| format!("bad answer from {what}: {e}"))
+}
+use super::{Done, HostCtx, TaskError};
 
 #[derive(Debug, Clone)]
 pub struct HttpAction {
@@ -43,11 +59,7 @@ impl HttpAction {
     pub async fn run(&self, ctx: &mut HostCtx<'_>) -> Result<Done, TaskError> {
         let read_only = self.method == reqwest::Method::GET || self.method == reqwest::Method::HEAD;
         if ctx.check && !read_only {
-            return Ok(Done {
-                outcome: Outcome::Skipped,
-                detail: Some(format!("would {} {}", self.method, self.url)),
-                diff: None,
-            });
+            return Ok(Done::skipped(format!("would {} {}", self.method, self.url)));
         }
         let deadline = Instant::now() + self.until;
         loop {

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use super::metrics;
-use super::{Done, HostCtx, Outcome, TaskError};
+use super::{Done, HostCtx, TaskError};
 
 #[derive(Debug, Clone)]
 pub struct MetricsCheck {
@@ -19,11 +19,7 @@ pub struct MetricsCheck {
 impl MetricsCheck {
     pub async fn run(&self, ctx: &mut HostCtx<'_>) -> Result<Done, TaskError> {
         if ctx.check {
-            return Ok(Done {
-                outcome: Outcome::Skipped,
-                detail: Some("not checked in --check mode".into()),
-                diff: None,
-            });
+            return Ok(Done::skipped("not checked in --check mode"));
         }
         let deadline = Instant::now() + self.timeout;
         let mut delay = Duration::from_millis(200);

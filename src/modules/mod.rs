@@ -193,6 +193,14 @@ impl Done {
             diff: None,
         }
     }
+    /// Not run (check mode, condition false), with the reason.
+    pub fn skipped(detail: impl Into<String>) -> Done {
+        Done {
+            outcome: Outcome::Skipped,
+            detail: Some(detail.into()),
+            diff: None,
+        }
+    }
     pub fn with(mut self, detail: impl Into<String>) -> Done {
         self.detail = Some(detail.into());
         self

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::metrics_check::short_reqwest;
-use super::{Done, HostCtx, Outcome, TaskError};
+use super::http::get_json;
+use super::{Done, HostCtx, TaskError};
 
 #[derive(Debug, Clone)]
 pub struct TargetsCheck {
@@ -29,16 +29,7 @@ impl TargetsCheck {
             "{}/api/v1/targets?state=active",
             self.url.trim_end_matches('/')
         );
-        let v: Value = ctx
-            .http
-            .get(&url)
-            .timeout(Duration::from_secs(10))
-            .send()
-            .await
-            .map_err(|e| short_reqwest(&e))?
-            .json()
-            .await
-            .map_err(|e| format!("bad answer from {url}: {e}"))?;
+        let v: Value = get_json(ctx.http.get(&url).timeout(Duration::from_secs(10)), &url).await?;
         // __address__ → (health, lastError)
         let mut seen: BTreeMap<String, (String, String)> = BTreeMap::new();
         for t in v["data"]["activeTargets"].as_array().into_iter().flatten() {
@@ -83,11 +74,7 @@ impl TargetsCheck {
 
     pub async fn run(&self, ctx: &mut HostCtx<'_>) -> Result<Done, TaskError> {
         if ctx.check {
-            return Ok(Done {
-                outcome: Outcome::Skipped,
-                detail: Some("not checked in --check mode".into()),
-                diff: None,
-            });
+            return Ok(Done::skipped("not checked in --check mode"));
         }
         let (services, errors) = ctx.consul.managed().await;
         if services.is_empty() && !errors.is_empty() {

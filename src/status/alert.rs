@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use super::now_unix;
+use crate::modules::http::get_json;
 use crate::modules::metrics_check::short_reqwest;
 
 /// `alertname` of the synthetic alert.
@@ -68,23 +69,16 @@ async fn receivers(
     base: &str,
     group: &str,
 ) -> Result<Option<Vec<String>>, String> {
-    let resp = http
-        .get(format!("{base}/api/v2/alerts"))
-        .query(&[
-            ("filter", format!("alertname=\"{ALERTNAME}\"")),
-            ("filter", format!("group=\"{group}\"")),
-        ])
-        .timeout(Duration::from_secs(10))
-        .send()
-        .await
-        .map_err(|e| short_reqwest(&e))?;
-    if !resp.status().is_success() {
-        return Err(format!("HTTP {}", resp.status()));
-    }
-    let v: Value = resp
-        .json()
-        .await
-        .map_err(|e| format!("bad /api/v2/alerts answer: {e}"))?;
+    let v: Value = get_json(
+        http.get(format!("{base}/api/v2/alerts"))
+            .query(&[
+                ("filter", format!("alertname=\"{ALERTNAME}\"")),
+                ("filter", format!("group=\"{group}\"")),
+            ])
+            .timeout(Duration::from_secs(10)),
+        "/api/v2/alerts",
+    )
+    .await?;
     let Some(a) = v.as_array().and_then(|a| a.first()) else {
         return Ok(None);
     };

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::{Check, State, age_secs, now_unix};
-use crate::modules::metrics_check::short_reqwest;
+use crate::modules::http::get_json;
 
 /// What Prometheus says about one target.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,19 +36,12 @@ impl PromTargets {
 }
 
 async fn fetch(http: &reqwest::Client, base: &str) -> Result<HashMap<String, Target>, String> {
-    let resp = http
-        .get(format!("{base}/api/v1/targets?state=active"))
-        .timeout(Duration::from_secs(10))
-        .send()
-        .await
-        .map_err(|e| short_reqwest(&e))?;
-    if !resp.status().is_success() {
-        return Err(format!("HTTP {}", resp.status()));
-    }
-    let v: Value = resp
-        .json()
-        .await
-        .map_err(|e| format!("bad /api/v1/targets answer: {e}"))?;
+    let v: Value = get_json(
+        http.get(format!("{base}/api/v1/targets?state=active"))
+            .timeout(Duration::from_secs(10)),
+        "/api/v1/targets",
+    )
+    .await?;
     let now = now_unix();
     let mut out = HashMap::new();
     for t in v["data"]["activeTargets"].as_array().into_iter().flatten() {
