@@ -663,3 +663,52 @@ async fn fifty_hosts_at_once_over_one_sshd() {
         started.elapsed()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn upload_with_owner_is_part_of_unchanged() {
+    let Some(fleet) = fleet(1) else { return };
+    let h = fleet.host("host001").expect("host").clone();
+    let mut t = target(&fleet, "host001");
+    t.become_root = true;
+    let s = connect(&t, &opts(&fleet)).await;
+    let dest = h.dir.join("owned").join("secret.yml");
+    let d = dest.to_str().expect("utf8");
+    let body = Bytes::from_static(b"token: x\n");
+    let owner_of = |p: &std::path::Path| {
+        let m = std::fs::metadata(p).expect("stat");
+        (
+            std::os::unix::fs::MetadataExt::uid(&m),
+            std::os::unix::fs::MetadataExt::gid(&m),
+        )
+    };
+    assert_eq!(
+        s.upload_owned(d, body.clone(), 0o600, Some("65534:65534"))
+            .await
+            .expect("new"),
+        Upload::Changed
+    );
+    assert_eq!(owner_of(&dest), (65534, 65534));
+    assert_eq!(mode(&dest), 0o600);
+    // Same content, mode and owner (spelled by name this time): unchanged.
+    let nobody = std::process::Command::new("id")
+        .args(["-un", "65534"])
+        .output()
+        .expect("id");
+    let name = String::from_utf8_lossy(&nobody.stdout).trim().to_string();
+    assert_eq!(
+        s.upload_owned(d, body.clone(), 0o600, Some(&format!("{name}:65534")))
+            .await
+            .expect("same"),
+        Upload::Unchanged
+    );
+    // Ownership drift is repaired.
+    std::os::unix::fs::chown(&dest, Some(0), Some(0)).expect("chown");
+    assert_eq!(
+        s.upload_owned(d, body.clone(), 0o600, Some("65534:65534"))
+            .await
+            .expect("repair"),
+        Upload::Changed
+    );
+    assert_eq!(owner_of(&dest), (65534, 65534));
+    s.close().await;
+}

@@ -15,6 +15,8 @@ pub struct FileAction {
     pub mode: u32,
     /// The file holds secrets: written 0600 at most, never shown in diffs.
     pub secret: bool,
+    /// `user[:group]` the file must belong to.
+    pub owner: Option<String>,
 }
 
 /// `"0644"`, `"644"`, `644` → 0o644 (modes are always octal, as in Ansible).
@@ -44,7 +46,12 @@ impl FileAction {
                 .await?
         } else {
             session
-                .upload(&self.dest, self.content.clone(), self.mode)
+                .upload_owned(
+                    &self.dest,
+                    self.content.clone(),
+                    self.mode,
+                    self.owner.as_deref(),
+                )
                 .await
                 .map_err(|e| TaskError {
                     // A failed write (disk full, read-only dir) leaves the old file in place.

@@ -72,7 +72,9 @@ impl ModuleKind {
     /// (required, optional) argument names.
     fn keys(self) -> (&'static [&'static str], &'static [&'static str]) {
         match self {
-            ModuleKind::Template | ModuleKind::Copy => (&["src", "dest"], &["mode", "secret"]),
+            ModuleKind::Template | ModuleKind::Copy => {
+                (&["src", "dest"], &["mode", "secret", "owner"])
+            }
             ModuleKind::Command | ModuleKind::Shell => {
                 (&["cmd"], &["creates", "chdir", "changed_if_output"])
             }

@@ -453,12 +453,26 @@ fn build(
                 copies.insert(src.clone(), c.clone());
                 c
             };
+            let owner = a.opt_str("owner")?.filter(|o| !o.is_empty());
+            if let Some(o) = &owner {
+                let ok = o.split(':').count() <= 2
+                    && o.split(':').all(|p| {
+                        p.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+                    });
+                if !ok {
+                    return Err(format!(
+                        "`owner` must be `user`, `user:group` or `:group` (names or ids), got `{o}`"
+                    ));
+                }
+            }
             Action::File(FileAction {
                 src,
                 dest: a.str("dest")?,
                 content,
                 mode,
                 secret,
+                owner,
             })
         }
         ModuleKind::Command | ModuleKind::Shell => Action::Command(CommandAction {

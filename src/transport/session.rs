@@ -401,7 +401,19 @@ impl Session {
         content: Bytes,
         mode: u32,
     ) -> Result<Upload, TransportError> {
-        let script = upload_script(dest, mode);
+        self.upload_owned(dest, content, mode, None).await
+    }
+
+    /// `upload`, and the file belongs to `owner` (`user`, `user:group`, `:group`; names or
+    /// ids; needs the right to chown, usually `become`). The owner is part of "unchanged".
+    pub async fn upload_owned(
+        &self,
+        dest: &str,
+        content: Bytes,
+        mode: u32,
+        owner: Option<&str>,
+    ) -> Result<Upload, TransportError> {
+        let script = upload_script(dest, mode, owner);
         let out = self.exec(&script, Some(content)).await?;
         let stdout = out.stdout_str();
         match (out.status, stdout.trim()) {
@@ -453,8 +465,14 @@ impl Session {
 }
 
 /// The remote half of `upload`: POSIX sh, content on stdin.
-fn upload_script(dest: &str, mode: u32) -> String {
+fn upload_script(dest: &str, mode: u32, owner: Option<&str>) -> String {
     let d = remote_path(dest);
+    // The temp file gets the final mode (and owner) first, so "unchanged" compares the
+    // attributes the system resolved, not our spelling of them (names vs ids).
+    let (chown, attrs) = match owner {
+        Some(o) => (format!("chown -- {} \"$tmp\"", sh_quote(o)), "%a:%u:%g"),
+        None => (String::from(":"), "%a"),
+    };
     format!(
         r#"set -e
 dest={d}
@@ -463,8 +481,9 @@ mkdir -p -- "$dir"
 tmp=$(mktemp -- "$dir/.promfleet.XXXXXX")
 trap 'rm -f -- "$tmp"' EXIT
 cat > "$tmp"
-if [ -f "$dest" ] && cmp -s -- "$tmp" "$dest" && [ "$(stat -c %a -- "$dest")" = "{mode:o}" ]; then echo unchanged; exit 0; fi
 chmod {mode:o} "$tmp"
+{chown}
+if [ -f "$dest" ] && cmp -s -- "$tmp" "$dest" && [ "$(stat -c {attrs} -- "$tmp")" = "$(stat -c {attrs} -- "$dest")" ]; then echo unchanged; exit 0; fi
 if [ -f "$dest" ]; then cp -p -- "$dest" "$dest.prev.tmp" && mv -f -- "$dest.prev.tmp" "$dest.prev"; fi
 mv -f -- "$tmp" "$dest"
 trap - EXIT
