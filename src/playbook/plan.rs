@@ -222,12 +222,17 @@ pub fn plan(
                 .into_iter()
                 .filter(|h| selected.iter().any(|s| s.name == h.name))
                 .collect();
+            let with_fleet = uses_fleet_groups(play, renderer);
             let mut planned = Vec::with_capacity(hosts.len());
             for &host in &hosts {
-                let mut ctx = shared.for_host(inv, defaults, host);
-                for (k, v) in &play.vars {
-                    if !ctx.contains_key(k) || !inv.host_vars(host).contains_key(k) {
-                        ctx.insert(k, v);
+                let mut ctx = shared.for_host(inv, defaults, host, with_fleet);
+                if !play.vars.is_empty() {
+                    // Play vars override built-in defaults; the inventory (and -e) wins.
+                    let inventory_vars = inv.host_vars(host);
+                    for (k, v) in &play.vars {
+                        if !inventory_vars.contains_key(k) {
+                            ctx.insert(k, v);
+                        }
                     }
                 }
                 let mut steps = play
@@ -360,6 +365,21 @@ fn step(
         pos: t.pos.clone(),
         action: Some(action),
         notify: t.notify.clone(),
+    })
+}
+
+/// Whether any task of the play (arguments, conditions, templates) uses `fleet_groups`.
+fn uses_fleet_groups(play: &Play, renderer: &mut Renderer) -> bool {
+    const WORD: &str = "fleet_groups";
+    play.tasks.iter().chain(&play.handlers).any(|t| {
+        let in_args = t.args.to_string().contains(WORD);
+        let in_when = t.when.as_deref().is_some_and(|w| w.contains(WORD));
+        let in_template = t.module == ModuleKind::Template
+            && match t.args.get("src").and_then(Value::as_str) {
+                Some(src) if !src.contains("{{") => renderer.mentions(src, WORD),
+                _ => true,
+            };
+        in_args || in_when || in_template
     })
 }
 

@@ -60,7 +60,8 @@ fn parse_error_line(p: &str) -> String {
 pub struct Renderer {
     tera: Tera,
     dir: PathBuf,
-    loaded: HashMap<String, ()>,
+    /// Template sources by name (parsed into `tera` once).
+    loaded: HashMap<String, String>,
     inline: HashMap<String, String>,
 }
 
@@ -141,8 +142,17 @@ impl Renderer {
                 message: m,
             }
         })?;
-        self.loaded.insert(name.to_string(), ());
+        self.loaded.insert(name.to_string(), text);
         Ok(())
+    }
+
+    /// Whether template `name` mentions `word` (loading it if needed; unreadable → true, the
+    /// error surfaces when it is rendered).
+    pub fn mentions(&mut self, name: &str, word: &str) -> bool {
+        if self.load(name).is_err() {
+            return true;
+        }
+        self.loaded.get(name).is_none_or(|t| t.contains(word))
     }
 
     /// Render a loaded template file for one host.
@@ -276,12 +286,22 @@ impl SharedContext {
         }
     }
 
-    /// The full context for one host.
-    pub fn for_host(&self, inv: &Inventory, defaults: &Vars, host: &Host) -> tera::Context {
+    /// The full context for one host. `fleet_groups` lists every fleet host, so it is only
+    /// copied into contexts whose play uses it (else planning would be O(hosts²)).
+    pub fn for_host(
+        &self,
+        inv: &Inventory,
+        defaults: &Vars,
+        host: &Host,
+        with_fleet: bool,
+    ) -> tera::Context {
         let mut vars = defaults.clone();
         vars.extend(inv.host_vars(host));
         if let Value::Object(base) = &self.base {
             for (k, v) in base {
+                if k == "fleet_groups" && !with_fleet {
+                    continue;
+                }
                 vars.insert(k.clone(), v.clone());
             }
         }
