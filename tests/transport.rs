@@ -574,7 +574,7 @@ impl Drop for JumpSshd {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn proxy_jump_from_ssh_config() {
-    let Some(fleet) = fleet(2) else { return };
+    let Some(fleet) = fleet(3) else { return };
     let jump = JumpSshd::replace(&fleet, "host001");
     let ip1 = fleet.host("host001").expect("h1").ip;
     let ip2 = fleet.host("host002").expect("h2").ip;
@@ -610,18 +610,38 @@ async fn proxy_jump_from_ssh_config() {
         (ip1.to_string().as_str(), port)
     );
 
-    let s = connect(&t, &opts(&fleet)).await;
+    let o = opts(&fleet);
+    let s = connect(&t, &o).await;
     let out = run(&s, "echo $SSH_CONNECTION").await;
     assert_eq!(
         out.stdout_str().split_whitespace().nth(2),
         Some(ip2.to_string().as_str()),
         "{out:?}"
     );
+    // A second host behind the same bastion rides the same bastion connection.
+    let ip3 = fleet.host("host003").expect("h3").ip;
+    let mut t3 = t.clone();
+    t3.name = "behind-too".into();
+    t3.address = ip3.to_string();
+    let s3 = connect(&t3, &o).await;
+    let out = run(&s3, "echo $SSH_CONNECTION").await;
+    assert_eq!(
+        out.stdout_str().split_whitespace().nth(2),
+        Some(ip3.to_string().as_str()),
+        "{out:?}"
+    );
     s.close().await;
+    s3.close().await;
     let log = std::fs::read_to_string(&jump.log).expect("jump log");
     assert!(
-        log.contains(&format!("target {ip2} port {port}")),
-        "the jump host forwarded to {ip2}:{port}:\n{log}"
+        log.contains(&format!("target {ip2} port {port}"))
+            && log.contains(&format!("target {ip3} port {port}")),
+        "the jump host forwarded to {ip2}:{port} and {ip3}:{port}:\n{log}"
+    );
+    assert_eq!(
+        log.matches("Accepted publickey").count(),
+        1,
+        "one bastion login for both hosts:\n{log}"
     );
 }
 

@@ -1,6 +1,7 @@
 //! One SSH connection per host, reused by every task of a run: connect, authenticate, exec,
 //! upload. Moves bytes only; what to run is decided by `modules`.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -29,6 +30,9 @@ pub struct ConnectOptions {
     pub known_hosts_lock: Arc<Mutex<()>>,
     /// ssh-agent socket to try first (the CLI passes `SSH_AUTH_SOCK`).
     pub agent: Option<PathBuf>,
+    /// Open ProxyJump connections, one per bastion, shared by every host behind it (each
+    /// host is a direct-tcpip channel): a bastion sees one login, not one per host.
+    pub jumps: Arc<tokio::sync::Mutex<HashMap<String, Arc<Session>>>>,
 }
 
 impl ConnectOptions {
@@ -42,6 +46,7 @@ impl ConnectOptions {
             keys: Arc::new(KeyStore::default()),
             known_hosts_lock: Arc::new(Mutex::new(())),
             agent: std::env::var_os("SSH_AUTH_SOCK").map(PathBuf::from),
+            jumps: Arc::default(),
         }
     }
 }
@@ -197,7 +202,7 @@ impl Verifier {
 pub struct Session {
     handle: Handle<Verifier>,
     // Keeps the ProxyJump connection alive as long as this one.
-    _jump: Option<Box<Session>>,
+    _jump: Option<Arc<Session>>,
     target: Target,
     command_timeout: Duration,
     // Set once `sudo -n` was seen to work on this connection (become targets only).
@@ -249,7 +254,7 @@ impl Session {
                 (None, client::connect_stream(config, stream, verifier).await)
             }
             Some(jump_target) => {
-                let jump = Box::pin(Session::connect_inner(jump_target, opts)).await?;
+                let jump = shared_jump(jump_target, opts).await?;
                 let ch = jump
                     .handle
                     .channel_open_direct_tcpip(
@@ -264,7 +269,7 @@ impl Session {
                         message: e.to_string(),
                     })?;
                 let r = client::connect_stream(config, ch.into_stream(), verifier).await;
-                (Some(Box::new(jump)), r)
+                (Some(jump), r)
             }
         };
         let mut handle = match result {
@@ -462,6 +467,21 @@ impl Session {
             .disconnect(Disconnect::ByApplication, "", "en")
             .await;
     }
+}
+
+/// The bastion's session for `jump`, connecting it on first use (or again if it died).
+async fn shared_jump(jump: &Target, opts: &ConnectOptions) -> Result<Arc<Session>, TransportError> {
+    let key = format!("{}@{}:{}", jump.user, jump.address, jump.port);
+    // Held across the connect: hosts behind a new bastion wait for its one login.
+    let mut jumps = opts.jumps.lock().await;
+    if let Some(s) = jumps.get(&key)
+        && !s.handle.is_closed()
+    {
+        return Ok(s.clone());
+    }
+    let s = Arc::new(Box::pin(Session::connect_inner(jump, opts)).await?);
+    jumps.insert(key, s.clone());
+    Ok(s)
 }
 
 /// The remote half of `upload`: POSIX sh, content on stdin.
