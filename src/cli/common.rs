@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::{Args, ValueEnum};
 use tokio_util::sync::CancellationToken;
 
@@ -307,9 +306,4 @@ pub fn templates_dir_for(playbook: &Path, explicit: Option<&Path>) -> PathBuf {
         return beside;
     }
     PathBuf::from("templates")
-}
-
-pub fn context<T, E: std::fmt::Display>(r: Result<T, E>, what: &str) -> anyhow::Result<T> {
-    r.map_err(|e| anyhow::anyhow!("{e}"))
-        .context(what.to_string())
 }

@@ -615,8 +615,3 @@ fn port(a: &Args<'_>, k: &str) -> Result<u16, String> {
         .filter(|p| *p > 0)
         .ok_or_else(|| format!("`{k}` must be a TCP port (1-65535), got {p}"))
 }
-
-/// Whether a play selects any host (used to warn about empty plays).
-pub fn selects_any(play: &Play, inv: &Inventory) -> bool {
-    play_hosts(inv, &play.hosts).is_ok_and(|h| !h.is_empty())
-}
