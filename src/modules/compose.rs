@@ -69,7 +69,11 @@ fi"#,
             let why = match out.status {
                 Some(10) => format!("project dir {} does not exist", self.project_dir),
                 Some(11) => format!("compose file rejected ({})", out.short_error()),
-                _ => format!("compose up failed ({})", out.short_error()),
+                _ => format!(
+                    "compose up failed ({}){}",
+                    out.short_error(),
+                    hint(&out.stderr_str())
+                ),
             };
             return Err(TaskError::permanent(ctx.masker.mask(&why)));
         }
@@ -94,5 +98,32 @@ fi"#,
             "up -d"
         };
         Ok(Done::changed().with(format!("{verb} ({why})")))
+    }
+}
+
+/// A fix for compose errors operators meet on real hosts.
+fn hint(stderr: &str) -> &'static str {
+    if stderr.contains("not a shared or slave mount") {
+        // node-exporter's `/:/host:ro,rslave` needs a shared `/` (systemd hosts have one).
+        " — this host's / is not a shared mount: set `node_exporter_host_mount: ro` for it in the inventory, or run `mount --make-rshared /`"
+    } else if stderr.contains("permission denied while trying to connect to the Docker daemon") {
+        " — the login user cannot use Docker: add it to the `docker` group or set `ssh.become: true`"
+    } else {
+        ""
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hint;
+
+    #[test]
+    fn known_compose_errors_get_a_fix() {
+        assert!(hint("Error response from daemon: path / is mounted on / but it is not a shared or slave mount").contains("node_exporter_host_mount"));
+        assert!(
+            hint("Got permission denied while trying to connect to the Docker daemon socket")
+                .contains("docker` group")
+        );
+        assert_eq!(hint("ERROR: manifest unknown"), "");
     }
 }
