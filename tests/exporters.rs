@@ -213,21 +213,7 @@ fn exporters_roll_out_register_and_prometheus_scrapes_every_target() {
     );
     // ...and names the host whose exporters went down.
     let victim = fleet.hosts().nth(2).expect("host").clone();
-    let down = fleet
-        .ssh_command(&victim.name)
-        .expect("ssh")
-        .arg(format!(
-            "{} -f {}/docker-compose.yml down",
-            fleet.compose_command().display(),
-            victim.deploy_dir().display()
-        ))
-        .output()
-        .expect("compose down");
-    assert!(
-        down.status.success(),
-        "{}",
-        String::from_utf8_lossy(&down.stderr)
-    );
+    stop_exporters(&fleet, &victim);
     // Wait until Prometheus itself has scraped the dead target, then ask promfleet.
     let victim_addr = format!("{}:9100", victim.ip);
     let seen_down = consul.rt.block_on(eventually(Duration::from_secs(30), || {

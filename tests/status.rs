@@ -276,21 +276,7 @@ fn status_reports_a_healthy_fleet_then_each_drift_and_outage_in_its_column() {
 
     // 6. Exporters stopped on one host: containers drift, endpoints and targets down → 6.
     let victim = &hosts[3];
-    let down = fleet
-        .ssh_command(&victim.name)
-        .expect("ssh")
-        .arg(format!(
-            "{} -f {}/docker-compose.yml down",
-            fleet.compose_command().display(),
-            victim.deploy_dir().display()
-        ))
-        .output()
-        .expect("compose down");
-    assert!(
-        down.status.success(),
-        "{}",
-        String::from_utf8_lossy(&down.stderr)
-    );
+    stop_exporters(&fleet, victim);
     let addr = format!("{}:9100", victim.ip);
     wait_targets(&consul, &prom, "the stopped exporter down", move |t| {
         t.iter()

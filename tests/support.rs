@@ -178,3 +178,22 @@ where
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 }
+
+/// Stop a host's exporters the way an operator would: `compose down` over real ssh.
+pub fn stop_exporters(fleet: &testkit::sshd::Fleet, host: &testkit::sshd::Host) {
+    let down = fleet
+        .ssh_command(&host.name)
+        .expect("ssh")
+        .arg(format!(
+            "{} -f {}/docker-compose.yml down",
+            fleet.compose_command().display(),
+            host.deploy_dir().display()
+        ))
+        .output()
+        .expect("compose down");
+    assert!(
+        down.status.success(),
+        "{}",
+        String::from_utf8_lossy(&down.stderr)
+    );
+}
