@@ -13,6 +13,7 @@ mod engine;
 mod exporters;
 mod faults;
 mod hostile;
+mod regression;
 mod rollout;
 mod stacks;
 mod status;

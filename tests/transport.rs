@@ -38,6 +38,7 @@ fn target(fleet: &Fleet, name: &str) -> Target {
         keys_explicit: true,
         jump: None,
         become_root: false,
+        ..Target::default()
     }
 }
 

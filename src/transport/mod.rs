@@ -2,11 +2,14 @@
 //! `~/.ssh/config`, ssh-agent, known_hosts checking. It only moves bytes and runs commands;
 //! it does not know about tasks or modules.
 
+mod auth;
 mod error;
 pub mod keys;
 mod quote;
 mod session;
 mod ssh_config;
+mod upload;
+mod verify;
 
 pub use error::TransportError;
 pub use quote::{remote_path, sh_quote};
@@ -14,9 +17,23 @@ pub use session::{ConnectOptions, ExecOutput, Session, Upload};
 pub use ssh_config::SshConfigFile;
 
 use std::path::PathBuf;
+use std::time::Duration;
+
+/// What to do with a host key that is not in any known_hosts file (OpenSSH's
+/// `StrictHostKeyChecking`). A *changed* key is refused whatever this says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StrictHostKeyChecking {
+    /// Refuse unknown keys (OpenSSH `yes`, and `ask` in batch mode).
+    #[default]
+    Yes,
+    /// Record unknown keys and connect (`accept-new`, `--accept-new-host-keys`).
+    AcceptNew,
+    /// OpenSSH `no`.
+    No,
+}
 
 /// Where and how to reach one host, after inventory and ~/.ssh/config are applied.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Target {
     /// Inventory hostname (for messages).
     pub name: String,
@@ -33,4 +50,22 @@ pub struct Target {
     pub jump: Option<Box<Target>>,
     /// Wrap commands in `sudo -n`.
     pub become_root: bool,
+    /// Name looked up in (and recorded to) known_hosts instead of the address (`HostKeyAlias`).
+    pub host_key_alias: Option<String>,
+    /// `UserKnownHostsFile` from the config; empty → the run's `--known-hosts` file.
+    pub user_known_hosts: Vec<PathBuf>,
+    /// `GlobalKnownHostsFile` from the config; empty → OpenSSH's defaults.
+    pub global_known_hosts: Vec<PathBuf>,
+    /// `StrictHostKeyChecking` from the config; `None` → the run's setting.
+    pub strict_host_key_checking: Option<StrictHostKeyChecking>,
+    /// `HashKnownHosts`: record new keys hashed.
+    pub hash_known_hosts: bool,
+    /// `IdentitiesOnly`: offer only `keys`, not every key of the agent.
+    pub identities_only: bool,
+    /// `ConnectTimeout` from the config; `None` → the run's `--connect-timeout`.
+    pub connect_timeout: Option<Duration>,
+    /// `ServerAliveInterval` from the config; `None` → the run's `--keepalive`.
+    pub server_alive_interval: Option<Duration>,
+    /// `ServerAliveCountMax` from the config; `None` → 3.
+    pub server_alive_count_max: Option<u32>,
 }

@@ -8,13 +8,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use russh::client::{self, Handle};
-use russh::keys::agent::AgentIdentity;
-use russh::keys::agent::client::AgentClient;
-use russh::keys::{HashAlg, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
 use russh::{ChannelMsg, Disconnect};
 
-use super::keys::{KeyStore, rsa_hash};
+use super::auth::authenticate;
+use super::keys::KeyStore;
 use super::quote::{remote_path, sh_quote};
+use super::upload::upload_script;
+use super::verify::Verifier;
 use super::{Target, TransportError};
 
 /// Run-wide connection settings (parsed once from the CLI).
@@ -95,107 +95,6 @@ impl ExecOutput {
 pub enum Upload {
     Unchanged,
     Changed,
-}
-
-/// Checks the server's host key against known_hosts; remembers why it refused.
-struct Verifier {
-    host: String,
-    port: u16,
-    opts: ConnectOptions,
-    problem: Arc<Mutex<Option<TransportError>>>,
-}
-
-impl client::Handler for Verifier {
-    type Error = russh::Error;
-
-    async fn check_server_key(
-        &mut self,
-        key: &PublicKeyOrCertificate,
-    ) -> Result<bool, Self::Error> {
-        let label = if self.port == 22 {
-            self.host.clone()
-        } else {
-            format!("[{}]:{}", self.host, self.port)
-        };
-        let PublicKeyOrCertificate::PublicKey { key, .. } = key else {
-            self.refuse(TransportError::Remote {
-                what: label,
-                message: "host certificates are not supported; list the host key in known_hosts"
-                    .into(),
-            });
-            return Ok(false);
-        };
-        let fingerprint = format!("{} {}", key.algorithm(), key.fingerprint(HashAlg::Sha256));
-        let kh = &self.opts.known_hosts;
-        match russh::keys::check_known_hosts_path(&self.host, self.port, key, kh) {
-            Ok(true) => Ok(true),
-            Err(russh::keys::Error::KeyChanged { line }) => {
-                self.refuse(TransportError::HostKeyChanged {
-                    host: label,
-                    fingerprint,
-                    known_hosts: kh.clone(),
-                    line,
-                });
-                Ok(false)
-            }
-            Ok(false) if self.opts.accept_new_host_keys => {
-                let _g = self
-                    .opts
-                    .known_hosts_lock
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner());
-                // Another connection may have recorded a different key meanwhile: re-check.
-                match russh::keys::check_known_hosts_path(&self.host, self.port, key, kh) {
-                    Ok(true) => return Ok(true),
-                    Err(russh::keys::Error::KeyChanged { line }) => {
-                        self.refuse(TransportError::HostKeyChanged {
-                            host: label,
-                            fingerprint,
-                            known_hosts: kh.clone(),
-                            line,
-                        });
-                        return Ok(false);
-                    }
-                    _ => {}
-                }
-                match russh::keys::known_hosts::learn_known_hosts_path(
-                    &self.host, self.port, key, kh,
-                ) {
-                    Ok(()) => Ok(true),
-                    Err(e) => {
-                        self.refuse(TransportError::HostKeyRecord {
-                            host: label,
-                            known_hosts: kh.clone(),
-                            message: e.to_string(),
-                        });
-                        Ok(false)
-                    }
-                }
-            }
-            Ok(false) => {
-                self.refuse(TransportError::HostKeyUnknown {
-                    host: label,
-                    fingerprint,
-                    known_hosts: kh.clone(),
-                });
-                Ok(false)
-            }
-            Err(e) => {
-                self.refuse(TransportError::HostKeyRecord {
-                    host: label,
-                    known_hosts: kh.clone(),
-                    message: format!("cannot read: {e}"),
-                });
-                Ok(false)
-            }
-        }
-    }
-}
-
-impl Verifier {
-    fn refuse(&self, e: TransportError) {
-        *self.problem.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
-    }
 }
 
 /// An authenticated SSH connection to one host.
@@ -482,100 +381,4 @@ async fn shared_jump(jump: &Target, opts: &ConnectOptions) -> Result<Arc<Session
     let s = Arc::new(Box::pin(Session::connect_inner(jump, opts)).await?);
     jumps.insert(key, s.clone());
     Ok(s)
-}
-
-/// The remote half of `upload`: POSIX sh, content on stdin.
-fn upload_script(dest: &str, mode: u32, owner: Option<&str>) -> String {
-    let d = remote_path(dest);
-    // The temp file gets the final mode (and owner) first, so "unchanged" compares the
-    // attributes the system resolved, not our spelling of them (names vs ids).
-    let (chown, attrs) = match owner {
-        Some(o) => (format!("chown -- {} \"$tmp\"", sh_quote(o)), "%a:%u:%g"),
-        None => (String::from(":"), "%a"),
-    };
-    format!(
-        r#"set -e
-dest={d}
-dir=$(dirname -- "$dest")
-mkdir -p -- "$dir"
-tmp=$(mktemp -- "$dir/.promfleet.XXXXXX")
-trap 'rm -f -- "$tmp"' EXIT
-cat > "$tmp"
-chmod {mode:o} "$tmp"
-{chown}
-if [ -f "$dest" ] && cmp -s -- "$tmp" "$dest" && [ "$(stat -c {attrs} -- "$tmp")" = "$(stat -c {attrs} -- "$dest")" ]; then echo unchanged; exit 0; fi
-if [ -f "$dest" ]; then cp -p -- "$dest" "$dest.prev.tmp" && mv -f -- "$dest.prev.tmp" "$dest.prev"; fi
-mv -f -- "$tmp" "$dest"
-trap - EXIT
-echo changed"#
-    )
-}
-
-async fn authenticate(
-    handle: &mut Handle<Verifier>,
-    target: &Target,
-    opts: &ConnectOptions,
-) -> Result<(), TransportError> {
-    let user = target.user.as_str();
-    let mut tried: Vec<String> = Vec::new();
-    let server_rsa = handle.best_supported_rsa_hash().await.ok().flatten();
-
-    if let Some(sock) = &opts.agent
-        && let Ok(mut agent) = AgentClient::connect_uds(sock).await
-        && let Ok(ids) = agent.request_identities().await
-    {
-        for id in ids {
-            let AgentIdentity::PublicKey { key, comment } = id else {
-                continue;
-            };
-            let label = format!("agent key {comment}");
-            let hash = match rsa_hash(&key.algorithm(), server_rsa) {
-                Ok(h) => h,
-                Err(why) => {
-                    tried.push(format!("{label} ({why})"));
-                    continue;
-                }
-            };
-            match handle
-                .authenticate_publickey_with(user, key, hash, &mut agent)
-                .await
-            {
-                Ok(r) if r.success() => return Ok(()),
-                Ok(_) => tried.push(label),
-                Err(e) => tried.push(format!("{label} ({e})")),
-            }
-        }
-    }
-
-    for path in &target.keys {
-        let key = match opts.keys.load(path) {
-            Ok(k) => k,
-            Err(e) if target.keys_explicit => return Err(e),
-            Err(_) => continue,
-        };
-        let label = path.display().to_string();
-        let hash = match rsa_hash(&key.algorithm(), server_rsa) {
-            Ok(h) => h,
-            Err(why) => {
-                tried.push(format!("{label} ({why})"));
-                continue;
-            }
-        };
-        let r = handle
-            .authenticate_publickey(user, PrivateKeyWithHashAlg::new(key, hash))
-            .await?;
-        if r.success() {
-            return Ok(());
-        }
-        tried.push(label);
-    }
-    Err(TransportError::Auth {
-        user: user.to_string(),
-        host: format!("{}:{}", target.address, target.port),
-        tried: if tried.is_empty() {
-            "no keys: none in ssh-agent and no key file found".into()
-        } else {
-            tried.join(", ")
-        },
-    })
 }

@@ -79,6 +79,7 @@ impl SshConfigFile {
             keys_explicit: explicit,
             jump,
             become_root: host.ssh.become_root.unwrap_or(false),
+            ..Target::default()
         }
     }
 
@@ -109,6 +110,7 @@ impl SshConfigFile {
             keys_explicit: false,
             jump: None,
             become_root: false,
+            ..Target::default()
         }
     }
 }
