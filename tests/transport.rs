@@ -19,7 +19,7 @@ use testkit::sshd::{Fleet, KeyKind};
 use crate::support::*;
 
 /// A fleet of `n` hosts with one sshd each, or None (SKIPPED) without root.
-fn fleet(n: usize) -> Option<Fleet> {
+pub(crate) fn fleet(n: usize) -> Option<Fleet> {
     if !require_root() {
         return None;
     }
@@ -27,7 +27,7 @@ fn fleet(n: usize) -> Option<Fleet> {
 }
 
 /// The target of a fleet host, logging in as the sudo user with the fleet's key.
-fn target(fleet: &Fleet, name: &str) -> Target {
+pub(crate) fn target(fleet: &Fleet, name: &str) -> Target {
     let h = fleet.host(name).expect("host");
     Target {
         name: name.to_string(),
@@ -43,7 +43,7 @@ fn target(fleet: &Fleet, name: &str) -> Target {
 }
 
 /// Strict options on the fleet's known_hosts, no agent, short timeouts.
-fn opts(fleet: &Fleet) -> ConnectOptions {
+pub(crate) fn opts(fleet: &Fleet) -> ConnectOptions {
     let mut o = ConnectOptions::new(fleet.known_hosts().to_path_buf());
     o.agent = None;
     o.connect_timeout = Duration::from_secs(10);
@@ -51,7 +51,7 @@ fn opts(fleet: &Fleet) -> ConnectOptions {
     o
 }
 
-async fn connect(t: &Target, o: &ConnectOptions) -> Session {
+pub(crate) async fn connect(t: &Target, o: &ConnectOptions) -> Session {
     Session::connect(t, o)
         .await
         .unwrap_or_else(|e| panic!("connect {}: {e}", t.name))
@@ -286,8 +286,16 @@ async fn exec_output_exit_codes_and_big_data() {
 
     let big = run(&s, "head -c 1048576 /dev/zero | tr '\\0' x; echo; exit 5").await;
     assert_eq!(big.status, Some(5));
-    assert_eq!(big.stdout.len(), 1024 * 1024 + 1);
-    assert!(big.stdout[..1024 * 1024].iter().all(|b| *b == b'x'));
+    // Kept as head and tail (64 KiB each), the middle counted.
+    assert_eq!(big.stdout.total(), 1024 * 1024 + 1);
+    assert_eq!(big.stdout.elided(), 1024 * 1024 + 1 - 2 * 64 * 1024);
+    let shown = big.stdout_str();
+    assert!(
+        shown.contains(&format!("\n… {} bytes elided\n", big.stdout.elided())),
+        "{}",
+        &shown[64 * 1024 - 10..64 * 1024 + 40]
+    );
+    assert!(shown.ends_with("xxx\n"));
 
     let data = Bytes::from(pattern(8 * 1024 * 1024));
     let wc = tokio::time::timeout(Duration::from_secs(30), s.exec("wc -c", Some(data.clone())))
@@ -301,8 +309,19 @@ async fn exec_output_exit_codes_and_big_data() {
         .expect("8 MiB through cat within 30 s (flow-control deadlock?)")
         .expect("cat");
     assert_eq!(echoed.status, Some(0));
-    assert_eq!(echoed.stdout.len(), data.len());
-    assert!(echoed.stdout == data[..], "cat returned different bytes");
+    assert_eq!(echoed.stdout.total(), data.len() as u64);
+    let summed = tokio::time::timeout(
+        Duration::from_secs(30),
+        s.exec("sha256sum", Some(data.clone())),
+    )
+    .await
+    .expect("8 MiB through sha256sum within 30 s")
+    .expect("sha256sum");
+    assert_eq!(
+        summed.stdout_str().split_whitespace().next(),
+        Some(promfleet::modules::file::sha256_hex(&data).as_str()),
+        "the bytes arrived intact"
+    );
     s.close().await;
 }
 
@@ -319,14 +338,15 @@ async fn command_timeout_is_bounded_and_session_survives() {
         .expect("bounded by the test")
         .expect_err("timeout");
     let took = started.elapsed();
-    assert!(matches!(e, TransportError::Timeout { .. }), "{e:?}");
+    assert!(matches!(e, TransportError::CommandTimeout { .. }), "{e:?}");
+    assert!(!e.is_transient() && !e.is_unreachable(), "{e}");
     assert!(took < Duration::from_secs(3), "took {took:?}");
     assert!(e.to_string().contains("timed out after 1s"), "{e}");
     assert_eq!(run(&s, "echo again").await.stdout_str(), "again\n");
     s.close().await;
 }
 
-fn no_temp_files(dir: &Path) {
+pub(crate) fn no_temp_files(dir: &Path) {
     let left: Vec<String> = std::fs::read_dir(dir)
         .expect("read dir")
         .filter_map(|e| e.ok())
@@ -340,7 +360,7 @@ fn no_temp_files(dir: &Path) {
     );
 }
 
-fn mode(p: &Path) -> u32 {
+pub(crate) fn mode(p: &Path) -> u32 {
     std::fs::metadata(p).expect("stat").permissions().mode() & 0o7777
 }
 

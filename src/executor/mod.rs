@@ -1,7 +1,7 @@
 //! The scheduler: runs a Plan on many hosts at once under a forks limit, batch by batch
 //! (`serial`), each host's tasks in order on its one SSH session, with no barrier between
 //! hosts inside a batch. A failed host never stops the others; it is left out of later plays.
-//! Transient failures are retried with backoff. Cancellation stops new hosts and tasks;
+//! Transient failures of steps safe to repeat are retried with backoff (`Action::repeatable`). Cancellation stops new hosts and tasks;
 //! in-flight steps finish (remote writes are atomic, so nothing is left half-written).
 
 mod connector;
@@ -312,6 +312,7 @@ impl Executor {
             match res {
                 Err(e)
                     if e.transient
+                        && action.repeatable()
                         && report.attempts < self.opts.retry.attempts
                         && !self.cancel.is_cancelled() =>
                 {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
-use super::http::get_json;
+use super::http::{API_BODY_CAP, error_snippet, get_json, read_capped};
 use super::metrics_check::short_reqwest;
 use super::{Done, HostCtx, TaskError};
 
@@ -183,11 +183,10 @@ impl ConsulClient {
             .map_err(|e| short_reqwest(&e))?;
         let status = resp.status();
         if !status.is_success() {
-            let body = resp.text().await.unwrap_or_default();
-            return Err(format!("HTTP {status} {}", body.trim()));
+            return Err(format!("HTTP {status} {}", error_snippet(resp, 200).await));
         }
-        resp.json::<Services>()
-            .await
+        let body = read_capped(resp, API_BODY_CAP).await?;
+        serde_json::from_slice::<Services>(&body)
             .map_err(|e| format!("bad /v1/agent/services answer: {e}"))
     }
 
@@ -213,8 +212,7 @@ impl ConsulClient {
         if status.is_success() {
             Ok(())
         } else {
-            let body = resp.text().await.unwrap_or_default();
-            Err(format!("HTTP {status} {}", body.trim()))
+            Err(format!("HTTP {status} {}", error_snippet(resp, 200).await))
         }
     }
 

@@ -5,8 +5,64 @@ use std::time::{Duration, Instant};
 
 use super::metrics_check::short_reqwest;
 
-/// Send `req` and decode a JSON answer; errors are one line (`cannot connect: …`,
-/// `HTTP 503 …`, `bad answer from <what>: …`).
+/// Default cap of a scraped `/metrics` page (inventory var `metrics_max_bytes`): node-exporter
+/// and cAdvisor pages are well under 1 MiB; Prometheus' own default limit is unlimited, ours is
+/// not, because a broken or hostile exporter could otherwise stream until we run out of memory
+/// (times `--forks`).
+pub const METRICS_BODY_CAP: u64 = 16 * 1024 * 1024;
+/// Cap of answers from Consul, Prometheus and Alertmanager APIs.
+pub const API_BODY_CAP: u64 = 8 * 1024 * 1024;
+/// Bytes of an error page kept for the message (the rest is not read).
+const ERROR_BODY_KEEP: usize = 4 * 1024;
+
+/// The one way promfleet reads an HTTP body: refused (with the URL and the cap) as soon as it
+/// is known to be over `cap` bytes, from Content-Length or while streaming; never buffered
+/// past the cap.
+pub async fn read_capped(mut resp: reqwest::Response, cap: u64) -> Result<Vec<u8>, String> {
+    let over =
+        |url: &reqwest::Url| format!("answer from {url} is larger than the {} cap", size(cap));
+    if resp.content_length().is_some_and(|n| n > cap) {
+        return Err(over(resp.url()));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| short_reqwest(&e))? {
+        if (body.len() + chunk.len()) as u64 > cap {
+            return Err(over(resp.url()));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// `16 MiB`, `1000 bytes`: caps as the operator wrote them.
+fn size(n: u64) -> String {
+    const MIB: u64 = 1024 * 1024;
+    if n >= MIB && n.is_multiple_of(MIB) {
+        format!("{} MiB", n / MIB)
+    } else {
+        format!("{n} bytes")
+    }
+}
+
+/// The start of an error page, for a one-line message: at most a few KiB are read.
+pub async fn error_snippet(mut resp: reqwest::Response, chars: usize) -> String {
+    let mut body = Vec::new();
+    while body.len() < ERROR_BODY_KEEP {
+        match resp.chunk().await {
+            Ok(Some(c)) => body.extend_from_slice(&c),
+            _ => break,
+        }
+    }
+    body.truncate(ERROR_BODY_KEEP);
+    String::from_utf8_lossy(&body)
+        .trim()
+        .chars()
+        .take(chars)
+        .collect()
+}
+
+/// Send `req` and decode a JSON answer of at most `API_BODY_CAP` bytes; errors are one line
+/// (`cannot connect: …`, `HTTP 503 …`, `bad answer from <what>: …`).
 pub async fn get_json<T: serde::de::DeserializeOwned>(
     req: reqwest::RequestBuilder,
     what: &str,
@@ -16,9 +72,8 @@ pub async fn get_json<T: serde::de::DeserializeOwned>(
     if !status.is_success() {
         return Err(format!("HTTP {status} from {what}"));
     }
-    resp.json()
-        .await
-        .map_err(|e| format!("bad answer from {what}: {e}"))
+    let body = read_capped(resp, API_BODY_CAP).await?;
+    serde_json::from_slice(&body).map_err(|e| format!("bad answer from {what}: {e}"))
 }
 use super::{Done, HostCtx, TaskError};
 
@@ -50,9 +105,7 @@ impl HttpAction {
         if self.status.contains(&code) {
             Ok(code)
         } else {
-            let body = resp.text().await.unwrap_or_default();
-            let body: String = body.trim().chars().take(200).collect();
-            Err(format!("HTTP {code} {body}"))
+            Err(format!("HTTP {code} {}", error_snippet(resp, 200).await))
         }
     }
 

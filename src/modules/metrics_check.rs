@@ -14,6 +14,8 @@ pub struct MetricsCheck {
     pub expect: Vec<String>,
     pub min_samples: usize,
     pub timeout: Duration,
+    /// Largest page read (`max_bytes`, inventory var `metrics_max_bytes`); over it → failed.
+    pub max_bytes: u64,
 }
 
 impl MetricsCheck {
@@ -56,8 +58,9 @@ impl MetricsCheck {
         if !status.is_success() {
             return Err(format!("HTTP {status}"));
         }
-        let body = resp.text().await.map_err(|e| short_reqwest(&e))?;
-        let exp = metrics::parse(&body).map_err(|e| format!("not Prometheus exposition ({e})"))?;
+        let body = super::http::read_capped(resp, self.max_bytes).await?;
+        let exp = metrics::parse(&String::from_utf8_lossy(&body))
+            .map_err(|e| format!("not Prometheus exposition ({e})"))?;
         if exp.samples < self.min_samples {
             return Err(format!(
                 "only {} samples (want ≥ {})",

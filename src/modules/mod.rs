@@ -81,7 +81,14 @@ impl ModuleKind {
             ModuleKind::Compose => (&["project_dir"], &["file", "command"]),
             ModuleKind::MetricsCheck => (
                 &["port"],
-                &["path", "expect", "timeout", "address", "min_samples"],
+                &[
+                    "path",
+                    "expect",
+                    "timeout",
+                    "address",
+                    "min_samples",
+                    "max_bytes",
+                ],
             ),
             ModuleKind::ConsulRegister => (
                 &["service", "port"],
@@ -153,6 +160,22 @@ pub enum Action {
 }
 
 impl Action {
+    /// Whether running the action again after a failure is harmless: connecting, atomic
+    /// uploads, GETs and idempotent HTTP methods, Consul registrations. A command (or
+    /// `compose up`) that failed midway may have done part of its work, so it is never re-run.
+    pub fn repeatable(&self) -> bool {
+        match self {
+            Action::Command(_) | Action::Compose(_) => false,
+            Action::Http(h) => h.method.is_idempotent(),
+            Action::File(_)
+            | Action::MetricsCheck(_)
+            | Action::ConsulRegister(_)
+            | Action::ConsulDeregister(_)
+            | Action::ConsulClusterCheck(_)
+            | Action::PrometheusTargets(_) => true,
+        }
+    }
+
     /// Whether the action needs an SSH session to the host.
     pub fn needs_ssh(&self) -> bool {
         matches!(

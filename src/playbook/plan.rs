@@ -524,6 +524,9 @@ fn build(
                 expect: a.list("expect")?,
                 min_samples: a.opt_u64("min_samples")?.unwrap_or(1) as usize,
                 timeout: Duration::from_secs(a.opt_u64("timeout")?.unwrap_or(60)),
+                max_bytes: a
+                    .opt_u64("max_bytes")?
+                    .unwrap_or(crate::modules::http::METRICS_BODY_CAP),
             })
         }
         ModuleKind::ConsulRegister => {

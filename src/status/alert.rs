@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use super::now_unix;
-use crate::modules::http::get_json;
+use crate::modules::http::{API_BODY_CAP, error_snippet, get_json, read_capped};
 use crate::modules::metrics_check::short_reqwest;
 
 /// `alertname` of the synthetic alert.
@@ -51,15 +51,7 @@ async fn post(http: &reqwest::Client, base: &str, body: &Value) -> Result<(), St
         Ok(())
     } else {
         let code = resp.status();
-        let text: String = resp
-            .text()
-            .await
-            .unwrap_or_default()
-            .trim()
-            .chars()
-            .take(200)
-            .collect();
-        Err(format!("HTTP {code} {text}"))
+        Err(format!("HTTP {code} {}", error_snippet(resp, 200).await))
     }
 }
 
@@ -103,7 +95,10 @@ pub async fn group_wait(http: &reqwest::Client, base: &str) -> Duration {
     else {
         return default;
     };
-    let Ok(v) = resp.json::<Value>().await else {
+    let Ok(body) = read_capped(resp, API_BODY_CAP).await else {
+        return default;
+    };
+    let Ok(v) = serde_json::from_slice::<Value>(&body) else {
         return default;
     };
     let Some(text) = v["config"]["original"].as_str() else {

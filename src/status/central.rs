@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use super::{CentralRow, Check, State};
 use crate::inventory::{Host, Inventory, Vars};
+use crate::modules::http::{API_BODY_CAP, read_capped};
 use crate::modules::metrics_check::short_reqwest;
 
 /// The central services of a monitoring host: (name, port variable, health path).
@@ -106,8 +107,8 @@ async fn get(
     }
     let resp = r.send().await.map_err(|e| short_reqwest(&e))?;
     let code = resp.status().as_u16();
-    let body = resp.text().await.map_err(|e| short_reqwest(&e))?;
-    Ok((code, body))
+    let body = read_capped(resp, API_BODY_CAP).await?;
+    Ok((code, String::from_utf8_lossy(&body).into_owned()))
 }
 
 /// GET that must answer 2xx; the body on success.

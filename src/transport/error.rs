@@ -11,8 +11,16 @@ pub enum TransportError {
         #[source]
         source: std::io::Error,
     },
+    /// A step that is safe to repeat (connecting) took too long.
     #[error("{what} timed out after {}s", .after.as_secs_f32())]
     Timeout { what: String, after: Duration },
+    /// A remote command outlived `--command-timeout`. It may have done part of its work, so
+    /// it is a failure of the task, never a reason to run it again.
+    #[error(
+        "command on {host} timed out after {}s (--command-timeout): promfleet sent SIGTERM to its process group and closed the channel; it was not run again",
+        .after.as_secs_f32()
+    )]
+    CommandTimeout { host: String, after: Duration },
     #[error(
         "host key of {host} is not known ({fingerprint}) in {} — check it, then rerun with --accept-new-host-keys to record it (or add it with ssh-keyscan)",
         .known_hosts.display()
@@ -59,8 +67,9 @@ pub enum TransportError {
 }
 
 impl TransportError {
-    /// Worth another attempt: the network or the peer may recover (refused, reset, timeout).
-    /// Authentication, host keys and bad keys are permanent: retrying cannot fix them.
+    /// Worth another attempt: the network or the peer may recover (refused, reset, connect
+    /// timeout). Authentication, host keys and bad keys are permanent: retrying cannot fix
+    /// them; a command timeout is permanent: the command may have run (see `CommandTimeout`).
     pub fn is_transient(&self) -> bool {
         match self {
             TransportError::Connect { .. }
@@ -82,7 +91,11 @@ impl TransportError {
     }
 
     /// True when the host could not be reached or spoken to at all (recap: `unreachable`).
+    /// A command that ran too long was reached: it failed.
     pub fn is_unreachable(&self) -> bool {
-        !matches!(self, TransportError::Remote { .. })
+        !matches!(
+            self,
+            TransportError::Remote { .. } | TransportError::CommandTimeout { .. }
+        )
     }
 }

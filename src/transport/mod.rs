@@ -5,6 +5,7 @@
 mod auth;
 mod error;
 pub mod keys;
+mod output;
 mod quote;
 mod session;
 mod ssh_config;
@@ -12,8 +13,9 @@ mod upload;
 mod verify;
 
 pub use error::TransportError;
+pub use output::{Capture, ExecOutput};
 pub use quote::{remote_path, sh_quote};
-pub use session::{ConnectOptions, ExecOutput, Session, Upload};
+pub use session::{ConnectOptions, Session, Upload};
 pub use ssh_config::SshConfigFile;
 
 use std::path::PathBuf;

@@ -8,14 +8,18 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use russh::client::{self, Handle};
-use russh::{ChannelMsg, Disconnect};
+use russh::{ChannelMsg, Disconnect, Sig};
 
 use super::auth::authenticate;
 use super::keys::KeyStore;
+use super::output::{Capture, ExecOutput, KEEP};
 use super::quote::{remote_path, sh_quote};
 use super::upload::upload_script;
 use super::verify::Verifier;
 use super::{Target, TransportError};
+
+/// How long stopping a timed-out command (signal, close) may take before promfleet moves on.
+const STOP_GRACE: Duration = Duration::from_secs(2);
 
 /// Run-wide connection settings (parsed once from the CLI).
 #[derive(Clone)]
@@ -47,45 +51,6 @@ impl ConnectOptions {
             known_hosts_lock: Arc::new(Mutex::new(())),
             agent: std::env::var_os("SSH_AUTH_SOCK").map(PathBuf::from),
             jumps: Arc::default(),
-        }
-    }
-}
-
-/// The output of one remote command.
-#[derive(Debug, Clone, Default)]
-pub struct ExecOutput {
-    pub stdout: Vec<u8>,
-    pub stderr: Vec<u8>,
-    /// Exit status; `None` if the command was killed by a signal or the channel closed early.
-    pub status: Option<u32>,
-}
-
-impl ExecOutput {
-    pub fn success(&self) -> bool {
-        self.status == Some(0)
-    }
-    pub fn stdout_str(&self) -> String {
-        String::from_utf8_lossy(&self.stdout).into_owned()
-    }
-    pub fn stderr_str(&self) -> String {
-        String::from_utf8_lossy(&self.stderr).into_owned()
-    }
-    /// A one-line cause for reports: last non-empty stderr line, else stdout's.
-    pub fn short_error(&self) -> String {
-        let pick = |b: &[u8]| {
-            String::from_utf8_lossy(b)
-                .lines()
-                .rev()
-                .find(|l| !l.trim().is_empty())
-                .map(|l| l.trim().to_string())
-        };
-        let code = match self.status {
-            Some(c) => format!("exit {c}"),
-            None => "killed".to_string(),
-        };
-        match pick(&self.stderr).or_else(|| pick(&self.stdout)) {
-            Some(l) => format!("{code}: {l}"),
-            None => code,
         }
     }
 }
@@ -214,19 +179,13 @@ impl Session {
         self.exec_limited(command, stdin).await
     }
 
+    /// `exec_raw` with the default output bound (what every module and `exec` get).
     async fn exec_limited(
         &self,
         command: &str,
         stdin: Option<Bytes>,
     ) -> Result<ExecOutput, TransportError> {
-        let limit = self.command_timeout;
-        match tokio::time::timeout(limit, self.exec_raw(command, stdin)).await {
-            Ok(r) => r,
-            Err(_) => Err(TransportError::Timeout {
-                what: format!("command on {}", self.target.name),
-                after: limit,
-            }),
-        }
+        self.exec_raw(command, stdin, KEEP).await
     }
 
     /// Prove once per connection that `sudo -n` works: otherwise every become command would
@@ -249,32 +208,66 @@ impl Session {
         })
     }
 
+    /// Run `command` on a new channel, keeping `keep` bytes of each end of stdout and stderr
+    /// (see `Capture`), within the command timeout. A command that outlives it is never
+    /// waited for again: its process group gets SIGTERM (the SSH "signal" request, which sshd
+    /// turns into `killpg` as the login user) and the channel is closed.
     async fn exec_raw(
         &self,
         command: &str,
         stdin: Option<Bytes>,
+        keep: usize,
     ) -> Result<ExecOutput, TransportError> {
-        let channel = self.handle.channel_open_session().await?;
-        channel.exec(true, command).await?;
+        let deadline = tokio::time::Instant::now() + self.command_timeout;
+        let opened = tokio::time::timeout_at(deadline, async {
+            let channel = self.handle.channel_open_session().await?;
+            channel.exec(true, command).await?;
+            Ok::<_, TransportError>(channel)
+        })
+        .await;
+        let channel = match opened {
+            Ok(r) => r?,
+            Err(_) => return Err(self.command_timed_out()),
+        };
         let (mut read, write) = channel.split();
+        let write = Arc::new(write);
         // Write stdin concurrently with reading: a command that prints while it reads would
         // otherwise fill the window in both directions and deadlock.
-        let writer = tokio::spawn(async move {
-            if let Some(data) = stdin {
-                write.data(&data[..]).await?;
-            }
-            write.eof().await?;
-            Ok::<_, russh::Error>(write)
-        });
-        let mut out = ExecOutput::default();
+        let writer = {
+            let write = write.clone();
+            tokio::spawn(async move {
+                if let Some(data) = stdin {
+                    write.data(&data[..]).await?;
+                }
+                write.eof().await
+            })
+        };
+        let mut out = ExecOutput {
+            stdout: Capture::new(keep),
+            stderr: Capture::new(keep),
+            status: None,
+        };
         // exit-status can arrive before the last data: drain until the channel closes.
-        while let Some(msg) = read.wait().await {
-            match msg {
-                ChannelMsg::Data { data } => out.stdout.extend_from_slice(&data),
-                ChannelMsg::ExtendedData { data, ext: 1 } => out.stderr.extend_from_slice(&data),
-                ChannelMsg::ExitStatus { exit_status } => out.status = Some(exit_status),
-                _ => {}
+        let drained = tokio::time::timeout_at(deadline, async {
+            while let Some(msg) = read.wait().await {
+                match msg {
+                    ChannelMsg::Data { data } => out.stdout.push(&data),
+                    ChannelMsg::ExtendedData { data, ext: 1 } => out.stderr.push(&data),
+                    ChannelMsg::ExitStatus { exit_status } => out.status = Some(exit_status),
+                    _ => {}
+                }
             }
+        })
+        .await;
+        if drained.is_err() {
+            writer.abort();
+            // Bounded: a wedged connection must not hold the host past its deadline.
+            let _ = tokio::time::timeout(STOP_GRACE, async {
+                let _ = write.signal(Sig::TERM).await;
+                let _ = write.close().await;
+            })
+            .await;
+            return Err(self.command_timed_out());
         }
         if out.status.is_none() && self.handle.is_closed() {
             // The connection died under the command: worth a retry on a new connection.
@@ -283,7 +276,7 @@ impl Session {
             });
         }
         match writer.await {
-            Ok(Ok(_)) => {}
+            Ok(Ok(())) => {}
             // The command may exit without reading its input (e.g. `true`): not an error.
             Ok(Err(_)) => {}
             Err(e) => {
@@ -294,6 +287,13 @@ impl Session {
             }
         }
         Ok(out)
+    }
+
+    fn command_timed_out(&self) -> TransportError {
+        TransportError::CommandTimeout {
+            host: self.target.name.clone(),
+            after: self.command_timeout,
+        }
     }
 
     /// Write `content` to `dest` atomically: compared first (equal content and mode → no
@@ -340,7 +340,8 @@ impl Session {
         Ok(out.success() && out.stdout_str().trim() == sha256)
     }
 
-    /// Read a remote file (for `--diff`); `None` if it does not exist.
+    /// Read a remote file (for `--diff`); `None` if it does not exist. Bounded like any
+    /// output: a file over twice `output::KEEP` comes back as head, "… N bytes elided", tail.
     pub async fn read_file(&self, path: &str) -> Result<Option<Vec<u8>>, TransportError> {
         let p = remote_path(path);
         let out = self
@@ -350,7 +351,11 @@ impl Session {
             )
             .await?;
         match out.status {
-            Some(0) => Ok(Some(out.stdout)),
+            Some(0) => Ok(Some(
+                out.stdout
+                    .complete()
+                    .unwrap_or_else(|| out.stdout.text().into_bytes()),
+            )),
             Some(3) => Ok(None),
             _ => Err(TransportError::Remote {
                 what: format!("reading {path}"),
