@@ -270,8 +270,8 @@ impl From<TransportError> for TaskError {
 
 /// A remote command ended without an exit status: the connection died under it (host cut
 /// off, keepalives unanswered) or the command was killed by a signal. A no-op on the same
-/// session tells which, so a lost host is reported unreachable (and retried over a fresh
-/// connection) instead of as a failed command with a misleading cause.
+/// session tells which, so a lost host is reported unreachable instead of as a failed command
+/// with a misleading cause. Either way the command is not run again (`Action::repeatable`).
 pub(crate) async fn no_exit_status(session: &Session, what: &str) -> TaskError {
     let probe = tokio::time::timeout(
         std::time::Duration::from_secs(10),
