@@ -205,6 +205,12 @@ fn metrics_body_is_capped() {
         err.contains(&url) && err.contains("larger than the 16 MiB cap"),
         "{err}"
     );
+    assert!(
+        err.contains("metrics_max_bytes"),
+        "names the setting: {err}"
+    );
+    // Over the cap is final: not fetched again until the deadline, not retried.
+    assert_eq!(h["tasks"][0]["attempts"], 1, "{h:#}");
     assert_eq!(out.status.code(), Some(2), "{ctx}");
     assert!(rss < RSS_LIMIT_KIB, "peak RSS {rss} KiB for a 1 GiB page");
 }

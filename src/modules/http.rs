@@ -15,17 +15,40 @@ pub const API_BODY_CAP: u64 = 8 * 1024 * 1024;
 /// Bytes of an error page kept for the message (the rest is not read).
 const ERROR_BODY_KEEP: usize = 4 * 1024;
 
+/// Why a body could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    /// Over the cap: asking again will not make it smaller.
+    #[error("answer from {url} is larger than the {} cap", size(*.cap))]
+    TooLarge { url: String, cap: u64 },
+    /// The transfer failed (reset, timeout): may work next time.
+    #[error("{0}")]
+    Read(String),
+}
+
+impl From<BodyError> for String {
+    fn from(e: BodyError) -> String {
+        e.to_string()
+    }
+}
+
 /// The one way promfleet reads an HTTP body: refused (with the URL and the cap) as soon as it
 /// is known to be over `cap` bytes, from Content-Length or while streaming; never buffered
 /// past the cap.
-pub async fn read_capped(mut resp: reqwest::Response, cap: u64) -> Result<Vec<u8>, String> {
-    let over =
-        |url: &reqwest::Url| format!("answer from {url} is larger than the {} cap", size(cap));
+pub async fn read_capped(mut resp: reqwest::Response, cap: u64) -> Result<Vec<u8>, BodyError> {
+    let over = |url: &reqwest::Url| BodyError::TooLarge {
+        url: url.to_string(),
+        cap,
+    };
     if resp.content_length().is_some_and(|n| n > cap) {
         return Err(over(resp.url()));
     }
     let mut body = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(|e| short_reqwest(&e))? {
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| BodyError::Read(short_reqwest(&e)))?
+    {
         if (body.len() + chunk.len()) as u64 > cap {
             return Err(over(resp.url()));
         }
@@ -134,5 +157,72 @@ impl HttpAction {
                 Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A server answering every request with `len` bytes of `[` (valid JSON never ends),
+    /// streamed; with a Content-Length header when `announce`.
+    async fn endless(len: u64, announce: bool) -> String {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut c, _)) = l.accept().await {
+                tokio::spawn(async move {
+                    let mut req = [0u8; 4096];
+                    let _ = c.read(&mut req).await;
+                    let length = if announce {
+                        format!("Content-Length: {len}\r\n")
+                    } else {
+                        String::new()
+                    };
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n{length}Connection: close\r\n\r\n"
+                    );
+                    if c.write_all(head.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    let chunk = vec![b'['; 64 * 1024];
+                    let mut sent = 0;
+                    while sent < len {
+                        if c.write_all(&chunk).await.is_err() {
+                            return;
+                        }
+                        sent += chunk.len() as u64;
+                    }
+                });
+            }
+        });
+        format!("http://{addr}/v1/agent/services")
+    }
+
+    #[tokio::test]
+    async fn api_answers_over_the_cap_are_refused_naming_url_and_cap() {
+        let http = reqwest::Client::new();
+        for announce in [true, false] {
+            let url = endless(64 * API_BODY_CAP, announce).await;
+            let e = get_json::<serde_json::Value>(http.get(&url), "agent")
+                .await
+                .unwrap_err();
+            assert_eq!(
+                e,
+                format!("answer from {url} is larger than the 8 MiB cap"),
+                "announce={announce}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn bodies_under_the_cap_are_read_whole() {
+        let url = endless(1024 * 1024, false).await;
+        let resp = reqwest::get(&url).await.unwrap();
+        assert_eq!(
+            read_capped(resp, 2 * 1024 * 1024).await.unwrap().len(),
+            1024 * 1024
+        );
     }
 }

@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use super::http::{BodyError, read_capped};
 use super::metrics;
 use super::{Done, HostCtx, TaskError};
 
@@ -28,7 +29,12 @@ impl MetricsCheck {
         loop {
             let last = match self.probe(ctx.http).await {
                 Ok(detail) => return Ok(Done::ok().with(detail)),
-                Err(e) => e,
+                Err(e @ Miss::TooLarge(_)) => {
+                    return Err(TaskError::permanent(format!(
+                        "{e} — raise `metrics_max_bytes` if this exporter's page really is that big"
+                    )));
+                }
+                Err(Miss::NotYet(e)) => e,
             };
             if Instant::now() + delay >= deadline {
                 return Err(TaskError::transient(format!(
@@ -44,10 +50,22 @@ impl MetricsCheck {
 
     /// One GET, no retry (for `status`): the sample counts, or why it is not exposition.
     pub async fn probe_once(&self, http: &reqwest::Client) -> Result<String, String> {
-        self.probe(http).await
+        self.probe(http).await.map_err(|e| e.to_string())
     }
 
-    async fn probe(&self, http: &reqwest::Client) -> Result<String, String> {
+    async fn probe(&self, http: &reqwest::Client) -> Result<String, Miss> {
+        let body = self.fetch(http).await.map_err(Miss::NotYet)?;
+        let body = read_capped(body, self.max_bytes)
+            .await
+            .map_err(|e| match e {
+                BodyError::TooLarge { .. } => Miss::TooLarge(e.to_string()),
+                BodyError::Read(m) => Miss::NotYet(m),
+            })?;
+        self.judge(&body).map_err(Miss::NotYet)
+    }
+
+    /// The response, once it answered 2xx.
+    async fn fetch(&self, http: &reqwest::Client) -> Result<reqwest::Response, String> {
         let resp = http
             .get(&self.url)
             .timeout(Duration::from_secs(5))
@@ -58,8 +76,12 @@ impl MetricsCheck {
         if !status.is_success() {
             return Err(format!("HTTP {status}"));
         }
-        let body = super::http::read_capped(resp, self.max_bytes).await?;
-        let exp = metrics::parse(&String::from_utf8_lossy(&body))
+        Ok(resp)
+    }
+
+    /// Whether a page is exposition text with the expected families.
+    fn judge(&self, body: &[u8]) -> Result<String, String> {
+        let exp = metrics::parse(&String::from_utf8_lossy(body))
             .map_err(|e| format!("not Prometheus exposition ({e})"))?;
         if exp.samples < self.min_samples {
             return Err(format!(
@@ -89,6 +111,15 @@ impl MetricsCheck {
         }
         Ok(format!("{} samples ({})", exp.samples, found.join(", ")))
     }
+}
+
+/// Why a probe found no usable page: not yet (retry until the deadline) or too large (final).
+#[derive(Debug, thiserror::Error)]
+enum Miss {
+    #[error("{0}")]
+    NotYet(String),
+    #[error("{0}")]
+    TooLarge(String),
 }
 
 /// reqwest's error with its root cause (e.g. "connection refused"), on one line.
