@@ -352,7 +352,7 @@ async fn prev_backup_never_follows_symlinks() {
 }
 
 /// Defect 6: the `.prev` of a secret kept the old mode (0644, with the old token in it). It
-/// gets the mode and owner of the file being installed.
+/// gets the owner of the file being installed and the stricter of the two modes.
 #[tokio::test(flavor = "multi_thread")]
 async fn prev_of_secret_keeps_secret_mode() {
     let Some(fleet) = fleet(1) else { return };
@@ -369,7 +369,6 @@ async fn prev_of_secret_keeps_secret_mode() {
     s.upload_owned(d, Bytes::from_static(b"TOKEN=new\n"), 0o600, Some(&user))
         .await
         .expect("v2");
-    s.close().await;
     let prev = h.dir.join("token.env.prev");
     assert_eq!(std::fs::read_to_string(&prev).expect("prev"), "TOKEN=old\n");
     assert_eq!(
@@ -380,6 +379,14 @@ async fn prev_of_secret_keeps_secret_mode() {
     let meta = std::fs::metadata(&prev).expect("stat");
     assert_eq!(meta.uid(), fleet.user_uid(), "owner of the installed file");
     assert_eq!(mode(&dest), 0o600);
+    // Loosening the file does not loosen the copy of the old secret.
+    s.upload(d, Bytes::from_static(b"TOKEN=none\n"), 0o644)
+        .await
+        .expect("v3");
+    assert_eq!(std::fs::read_to_string(&prev).expect("prev"), "TOKEN=new\n");
+    assert_eq!(mode(&prev), 0o600);
+    assert_eq!(mode(&dest), 0o644);
+    s.close().await;
     no_temp_files(&h.dir);
 }
 

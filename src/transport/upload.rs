@@ -9,9 +9,12 @@ use super::quote::{remote_path, sh_quote};
 
 /// The remote half of `upload`: POSIX sh, content on stdin.
 ///
-/// The previous version is kept as `<dest>.prev` with the mode and owner of the file being
-/// installed: a secret written 0600 must not leave its old token readable in a 0644 `.prev`.
-/// A `dest` that is a symlink is replaced, never backed up (that would copy its target).
+/// The previous version is kept as `<dest>.prev`, owned like the file being installed and with
+/// the stricter of the two modes (the bits both allow): a secret written 0600 must not leave
+/// its old token readable in a 0644 `.prev`, and loosening a file's mode must not loosen the
+/// copy of its old content. It is written while still mktemp's 0600, then chowned and
+/// chmodded. A `dest` that is a symlink is replaced, never backed up (that would copy its
+/// target).
 pub(super) fn upload_script(dest: &str, mode: u32, owner: Option<&str>) -> String {
     let d = remote_path(dest);
     // The temp file gets the final mode (and owner) first, so "unchanged" compares the
@@ -34,9 +37,10 @@ chmod {mode:o} "$tmp"
 if [ -f "$dest" ] && [ ! -L "$dest" ] && cmp -s -- "$tmp" "$dest" && [ "$(stat -c {attrs} -- "$tmp")" = "$(stat -c {attrs} -- "$dest")" ]; then echo unchanged; exit 0; fi
 if [ -f "$dest" ] && [ ! -L "$dest" ]; then
   prev=$(mktemp -- "$dir/.promfleet.XXXXXX")
-  chmod {mode:o} "$prev"
-  {chown}"$prev"
+  old=$(stat -c %a -- "$dest")
   cat -- "$dest" > "$prev"
+  {chown}"$prev"
+  chmod "$(printf %o "$((0$old & 0{mode:o}))")" "$prev"
   rm -f -- "$dest.prev"
   mv -f -- "$prev" "$dest.prev"
 fi
