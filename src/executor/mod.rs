@@ -1,8 +1,9 @@
 //! The scheduler: runs a Plan on many hosts at once under a forks limit, batch by batch
 //! (`serial`), each host's tasks in order on its one SSH session, with no barrier between
 //! hosts inside a batch. A failed host never stops the others; it is left out of later plays.
-//! Transient failures of steps safe to repeat are retried with backoff (`Action::repeatable`). Cancellation stops new hosts and tasks;
-//! in-flight steps finish (remote writes are atomic, so nothing is left half-written).
+//! Transient failures of steps safe to repeat are retried with backoff (`Action::repeatable`).
+//! Cancellation stops new hosts and tasks; in-flight steps finish (remote writes are atomic,
+//! so nothing is left half-written).
 
 mod connector;
 mod retry;

@@ -12,7 +12,7 @@ use russh::{ChannelMsg, Disconnect, Sig};
 
 use super::auth::authenticate;
 use super::keys::KeyStore;
-use super::output::{Capture, ExecOutput, KEEP};
+use super::output::ExecOutput;
 use super::quote::{remote_path, sh_quote};
 use super::upload::upload_script;
 use super::verify::Verifier;
@@ -179,13 +179,14 @@ impl Session {
         self.exec_limited(command, stdin).await
     }
 
-    /// `exec_raw` with the default output bound (what every module and `exec` get).
+    /// A command without the become wrapper (`exec` and `check_become` use it): bounded
+    /// output and the command timeout, both enforced by `exec_raw`.
     async fn exec_limited(
         &self,
         command: &str,
         stdin: Option<Bytes>,
     ) -> Result<ExecOutput, TransportError> {
-        self.exec_raw(command, stdin, KEEP).await
+        self.exec_raw(command, stdin).await
     }
 
     /// Prove once per connection that `sudo -n` works: otherwise every become command would
@@ -208,15 +209,14 @@ impl Session {
         })
     }
 
-    /// Run `command` on a new channel, keeping `keep` bytes of each end of stdout and stderr
-    /// (see `Capture`), within the command timeout. A command that outlives it is never
+    /// Run `command` on a new channel, keeping the first and last `output::KEEP` bytes of
+    /// stdout and stderr (see `Capture`), within the command timeout. A command that outlives it is never
     /// waited for again: its process group gets SIGTERM (the SSH "signal" request, which sshd
     /// turns into `killpg` as the login user) and the channel is closed.
     async fn exec_raw(
         &self,
         command: &str,
         stdin: Option<Bytes>,
-        keep: usize,
     ) -> Result<ExecOutput, TransportError> {
         let deadline = tokio::time::Instant::now() + self.command_timeout;
         let opened = tokio::time::timeout_at(deadline, async {
@@ -242,11 +242,7 @@ impl Session {
                 write.eof().await
             })
         };
-        let mut out = ExecOutput {
-            stdout: Capture::new(keep),
-            stderr: Capture::new(keep),
-            status: None,
-        };
+        let mut out = ExecOutput::default();
         // exit-status can arrive before the last data: drain until the channel closes.
         let drained = tokio::time::timeout_at(deadline, async {
             while let Some(msg) = read.wait().await {
@@ -270,7 +266,8 @@ impl Session {
             return Err(self.command_timed_out());
         }
         if out.status.is_none() && self.handle.is_closed() {
-            // The connection died under the command: worth a retry on a new connection.
+            // The connection died under the command: the host is unreachable (a step safe to
+            // repeat is retried on a new connection; a command is not, it may have run).
             return Err(TransportError::Lost {
                 host: self.target.name.clone(),
             });
