@@ -230,7 +230,7 @@ fn command_timeout_is_failed_not_retried() {
         fleet.root(),
         "slow.yml",
         &format!(
-            "- name: slow\n  hosts: fleet\n  tasks:\n    - name: slow step\n      shell: \"echo run >> {}; sleep 30\"\n",
+            "- name: slow\n  hosts: fleet\n  tasks:\n    - name: slow step\n      shell: \"echo run >> {}; sleep 60\"\n",
             log.display()
         ),
     );
@@ -238,9 +238,10 @@ fn command_timeout_is_failed_not_retried() {
         &["deploy", book.to_str().expect("utf8")],
         &inv,
         &fleet,
+        // 5 s is the command's time to start and append its line; it then sleeps past it.
         &[
             "--command-timeout",
-            "2",
+            "5",
             "--retries",
             "3",
             "--output",
@@ -259,7 +260,7 @@ fn command_timeout_is_failed_not_retried() {
     let host = &rep["hosts"][0];
     assert_eq!(host["status"], "failed", "{host:#}\n{ctx}");
     let err = host["error"].as_str().unwrap_or_default();
-    assert!(err.contains("timed out after 2s"), "{err}");
+    assert!(err.contains("timed out after 5s"), "{err}");
     assert_eq!(host["tasks"][0]["attempts"], 1, "{host:#}");
     let recap = stderr(&out);
     assert!(
