@@ -5,6 +5,7 @@
 mod auth;
 mod error;
 pub mod keys;
+pub mod known_hosts;
 mod quote;
 mod session;
 mod ssh_config;

@@ -14,13 +14,19 @@ use super::auth::authenticate;
 use super::keys::KeyStore;
 use super::quote::{remote_path, sh_quote};
 use super::upload::upload_script;
-use super::verify::Verifier;
+use super::verify::{HostKeyPolicy, Verifier};
 use super::{Target, TransportError};
 
 /// Run-wide connection settings (parsed once from the CLI).
 #[derive(Clone)]
 pub struct ConnectOptions {
+    /// User known_hosts file (`--known-hosts`), used when the target's ~/.ssh/config names no
+    /// UserKnownHostsFile; new keys are recorded in it.
     pub known_hosts: PathBuf,
+    /// Global known_hosts files, used when the target names no GlobalKnownHostsFile.
+    pub global_known_hosts: Vec<PathBuf>,
+    /// `--accept-new-host-keys`: StrictHostKeyChecking accept-new for targets whose config
+    /// does not set it.
     pub accept_new_host_keys: bool,
     pub connect_timeout: Duration,
     pub command_timeout: Duration,
@@ -39,6 +45,10 @@ impl ConnectOptions {
     pub fn new(known_hosts: PathBuf) -> Self {
         ConnectOptions {
             known_hosts,
+            global_known_hosts: vec![
+                PathBuf::from("/etc/ssh/ssh_known_hosts"),
+                PathBuf::from("/etc/ssh/ssh_known_hosts2"),
+            ],
             accept_new_host_keys: false,
             connect_timeout: Duration::from_secs(10),
             command_timeout: Duration::from_secs(600),
@@ -127,7 +137,9 @@ impl Session {
         target: &Target,
         opts: &ConnectOptions,
     ) -> Result<Session, TransportError> {
+        let policy = HostKeyPolicy::new(target, opts);
         let config = Arc::new(client::Config {
+            preferred: policy.preferred(),
             inactivity_timeout: None,
             keepalive_interval: Some(opts.keepalive),
             keepalive_max: 3,
@@ -136,9 +148,8 @@ impl Session {
         });
         let problem = Arc::new(Mutex::new(None));
         let verifier = Verifier {
-            host: target.address.clone(),
-            port: target.port,
-            opts: opts.clone(),
+            policy,
+            known_hosts_lock: opts.known_hosts_lock.clone(),
             problem: problem.clone(),
         };
         let addr = format!("{}:{}", target.address, target.port);
