@@ -72,6 +72,18 @@ pub enum TransportError {
         host: String,
         tried: String,
     },
+    #[error(
+        "{user}@{host}: the server closed the connection after {offered} keys: too many authentication failures ({message}; tried: {tried}) — the ssh-agent offers every key it holds and sshd's MaxAuthTries stops counting before the right one: set `IdentitiesOnly yes` and the right `IdentityFile` for this host in ~/.ssh/config (or `ssh.key` in the inventory)"
+    )]
+    TooManyAuthFailures {
+        user: String,
+        host: String,
+        offered: usize,
+        message: String,
+        tried: String,
+    },
+    #[error("ssh config for {host}: {message}")]
+    Config { host: String, message: String },
     #[error("cannot use key {}: {message}", .path.display())]
     Key { path: PathBuf, message: String },
     #[error("ssh: {0}")]
