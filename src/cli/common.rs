@@ -54,10 +54,12 @@ pub struct ConnArgs {
     /// user, as ssh).
     #[arg(short = 'u', long)]
     pub user: Option<String>,
-    /// known_hosts file used to verify host keys.
+    /// User known_hosts file, for hosts whose ssh config sets no UserKnownHostsFile; new keys
+    /// are recorded in it. The global files (/etc/ssh/ssh_known_hosts{,2}) are read too.
     #[arg(long, default_value = "~/.ssh/known_hosts")]
     pub known_hosts: PathBuf,
-    /// Record unknown host keys (trust on first use). Changed keys are always refused.
+    /// Record unknown host keys (trust on first use): StrictHostKeyChecking accept-new for hosts
+    /// whose ssh config does not set it. Changed and revoked keys are always refused.
     #[arg(long)]
     pub accept_new_host_keys: bool,
     /// OpenSSH client config, resolved by `ssh -G` (`ssh -F PATH`); the default means ssh's own

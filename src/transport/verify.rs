@@ -468,6 +468,25 @@ mod tests {
         assert_eq!(c.file("user").lines().count(), 1);
     }
 
+    /// Recording re-reads the file under the lock: a line another connection or process
+    /// wrote since the first check is not duplicated, and a different key recorded meanwhile
+    /// makes this one "changed".
+    #[test]
+    fn recording_rechecks_under_the_lock() {
+        let mut c = Case::new("", "");
+        c.target.strict_host_key_checking = Some(StrictHostKeyChecking::AcceptNew);
+        let policy = HostKeyPolicy::new(&c.target, &c.opts);
+        let line = format!("[10.0.0.5]:2222 {ED_A}\n");
+        std::fs::write(c.path("user"), &line).expect("w");
+        assert!(policy.record(&presented(ED_A), &Mutex::new(())).is_ok());
+        assert_eq!(c.file("user"), line);
+        assert!(matches!(
+            policy.record(&presented(ED_B), &Mutex::new(())),
+            Err(TransportError::HostKeyChanged { line: 1, .. })
+        ));
+        assert_eq!(c.file("user"), line);
+    }
+
     #[test]
     fn preferred_puts_known_types_first_and_certificates_only_under_a_ca() {
         let ecdsa = "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBAP2897aPrZOE6awDVArufbw1SBLukElZsmol1FcX+HvRFJywxQ5sf1MPYke2xQ2y3x8EBHzRUzQW7f6tCnE9JQ=";
