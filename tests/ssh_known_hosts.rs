@@ -193,6 +193,11 @@ const ROWS: &[Row] = &[
     .accept_new(),
     row("comma list", Ed25519, |k| format!("web.lan,{} {}\n", k.name, k.ed)),
     row("entry without the port", Ed25519, |k| format!("{} {}\n", k.ip, k.ed)),
+    row("@revoked under the bare host, accept-new", Ed25519, |k| {
+        format!("@revoked {} {}\n", k.ip, k.ed)
+    })
+    .accept_new()
+    .differs("ssh records a key that the bare host's line marks @revoked; promfleet refuses it"),
     row("entry for another port, accept-new", Ed25519, |k| {
         format!("[{}]:1 {}\n", k.ip, k.other_ed)
     })
@@ -229,6 +234,10 @@ const ROWS: &[Row] = &[
     })
     .config("HostKeyAlias web-alias")
     .accept_new(),
+    row("HostKeyAlias in capitals against a lower-case line", Ed25519, |k| {
+        format!("web-alias {}\n", k.ed)
+    })
+    .config("HostKeyAlias Web-Alias"),
     row("StrictHostKeyChecking accept-new in the config", Ed25519, |_| String::new())
         .config("StrictHostKeyChecking accept-new"),
     row("StrictHostKeyChecking no, unknown key", Ed25519, |_| String::new())

@@ -110,11 +110,11 @@ impl HostKeys {
         keys
     }
 
-    /// Add the lines of one file's `text` that name `name`.
+    /// Add the lines of one file's `text` that name `name` (lower-cased by the caller, as ssh
+    /// does: see `lookup_name`).
     pub fn parse(&mut self, name: &str, file: &Path, text: &str) {
-        let name = name.to_ascii_lowercase();
         for (i, raw) in text.split('\n').enumerate() {
-            match parse_line(&name, raw) {
+            match parse_line(name, raw) {
                 Ok(None) => {}
                 Ok(Some((marker, key))) => self.entries.push(Entry {
                     file: file.to_path_buf(),
@@ -352,9 +352,9 @@ pub fn host_line(name: &str, key: &KeyData, hashed: bool) -> Result<String, Stri
         .map_err(|e| e.to_string())?;
     let name = if hashed {
         let salt: [u8; HASH_LEN] = rand::random();
-        hash_name(&name.to_ascii_lowercase(), &salt)
+        hash_name(name, &salt)
     } else {
-        name.to_ascii_lowercase()
+        name.to_string()
     };
     Ok(format!("{name} {}", key_text.trim_end()))
 }

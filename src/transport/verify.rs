@@ -5,8 +5,9 @@
 //! `known_hosts`'s job.
 //!
 //! Deliberate differences from OpenSSH, all stricter: a changed or revoked key is refused even
-//! with `StrictHostKeyChecking no`, and a plain key is never recorded for a host that a
-//! `@cert-authority` line covers (ssh falls back to trust-on-first-use there).
+//! with `StrictHostKeyChecking no`; off port 22, a key revoked by a bare-host line is refused
+//! (ssh records it); a plain key is never recorded for a host that a `@cert-authority` line
+//! covers (ssh falls back to trust-on-first-use there).
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -53,6 +54,7 @@ impl HostKeyPolicy {
     pub(super) fn new(target: &Target, opts: &ConnectOptions) -> HostKeyPolicy {
         let host = target.address.to_ascii_lowercase();
         let (lookup, portless, principal) = match &target.host_key_alias {
+            // ssh lower-cases the alias too (the table's capitals row checks it).
             Some(alias) => (alias.to_ascii_lowercase(), None, alias.to_ascii_lowercase()),
             None => (
                 lookup_name(&host, target.port),
@@ -192,10 +194,17 @@ impl HostKeyPolicy {
             }),
             Status::New => {
                 let portless = self.portless.as_ref().map(|name| self.load(name));
-                if portless.is_some_and(|k| matches!(k.status(&key), Status::Known(_))) {
-                    return Verdict::Trusted;
+                match portless.as_ref().map(|k| k.status(&key)) {
+                    Some(Status::Known(_)) => Verdict::Trusted,
+                    // ssh would go on and record a key revoked under the bare host: refuse.
+                    Some(Status::Revoked(r)) => Verdict::Refused(TransportError::HostKeyRevoked {
+                        host: self.label.clone(),
+                        fingerprint,
+                        known_hosts: r.file.clone(),
+                        line: r.line,
+                    }),
+                    _ => Verdict::New { key, cert_problem },
                 }
-                Verdict::New { key, cert_problem }
             }
         }
     }
