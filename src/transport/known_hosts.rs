@@ -440,14 +440,20 @@ pub fn certificate_problem(
     None
 }
 
+/// Two unrelated ed25519 keys (made with ssh-keygen) for the unit tests of this module and
+/// of `verify`.
+#[cfg(test)]
+pub(super) mod test_keys {
+    pub const ED_A: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJrwtm9vKWv3SHpVC2TkVYLdGSfd3jh9by7LZ7yvanBh";
+    pub const ED_B: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOYLxAdVo+mOajXTu6L55JMymMu4yO+UiWiu76HyAjkj";
+}
+
 #[cfg(test)]
 mod tests {
+    use super::test_keys::{ED_A, ED_B};
     use super::*;
-
-    const ED_A: &str =
-        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJrwtm9vKWv3SHpVC2TkVYLdGSfd3jh9by7LZ7yvanBh";
-    const ED_B: &str =
-        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOYLxAdVo+mOajXTu6L55JMymMu4yO+UiWiu76HyAjkj";
 
     fn key(line: &str) -> KeyData {
         parse_key(line).expect("test key")

@@ -145,7 +145,7 @@ impl HostKeyPolicy {
     }
 
     fn judge(&self, presented: &PublicKeyOrCertificate, known: &HostKeys) -> Verdict {
-        let fingerprint = fingerprint(&presented.public_key().key_data().clone());
+        let fingerprint = fingerprint(presented.public_key().key_data());
         let mut cert_problem = None;
         let key = match presented {
             PublicKeyOrCertificate::PublicKey { key, .. } => key.key_data().clone(),
@@ -310,13 +310,9 @@ impl client::Handler for Verifier {
 
 #[cfg(test)]
 mod tests {
+    use super::super::known_hosts::test_keys::{ED_A, ED_B};
     use super::*;
     use std::path::Path;
-
-    const ED_A: &str =
-        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJrwtm9vKWv3SHpVC2TkVYLdGSfd3jh9by7LZ7yvanBh";
-    const ED_B: &str =
-        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOYLxAdVo+mOajXTu6L55JMymMu4yO+UiWiu76HyAjkj";
 
     fn presented(line: &str) -> PublicKeyOrCertificate {
         let key = russh::keys::PublicKey::from_openssh(line).expect("key");
