@@ -12,7 +12,7 @@ use crate::executor::{Connector, Executor, RetryPolicy, RunOptions, http_client}
 use crate::inventory::{self, Host, Inventory, Limit};
 use crate::modules::consul::ConsulClient;
 use crate::report::{Masker, Reporter, RunReport, STATE_DIR, TerminalReporter, recap};
-use crate::transport::{ConnectOptions, SshConfigFile, keys::expand_home};
+use crate::transport::{ConnectOptions, SshConfig, keys::expand_home};
 
 static MASKER: OnceLock<Masker> = OnceLock::new();
 
@@ -50,17 +50,21 @@ pub struct ConnArgs {
     /// Hosts worked on at once.
     #[arg(short = 'f', long, default_value_t = 50)]
     pub forks: usize,
-    /// Login user when neither the inventory nor ~/.ssh/config names one (default: $USER).
+    /// Login user when neither the inventory nor ~/.ssh/config names one (default: the local
+    /// user, as ssh).
     #[arg(short = 'u', long)]
     pub user: Option<String>,
-    /// known_hosts file used to verify host keys.
+    /// User known_hosts file, for hosts whose ssh config sets no UserKnownHostsFile; new keys
+    /// are recorded in it. The global files (/etc/ssh/ssh_known_hosts{,2}) are read too.
     #[arg(long, default_value = "~/.ssh/known_hosts")]
     pub known_hosts: PathBuf,
-    /// Record unknown host keys (trust on first use). Changed keys are always refused.
+    /// Record unknown host keys (trust on first use): StrictHostKeyChecking accept-new for hosts
+    /// whose ssh config does not set it. Changed and revoked keys are always refused.
     #[arg(long)]
     pub accept_new_host_keys: bool,
-    /// OpenSSH client config to honour (HostName, User, Port, IdentityFile, ProxyJump).
-    #[arg(long, default_value = "~/.ssh/config")]
+    /// OpenSSH client config, resolved by `ssh -G` (`ssh -F PATH`); the default means ssh's own
+    /// lookup (~/.ssh/config, then /etc/ssh/ssh_config); a missing file means no config.
+    #[arg(long, default_value = crate::transport::SSH_CONFIG_DEFAULT)]
     pub ssh_config: PathBuf,
     /// Do not use ssh-agent even when SSH_AUTH_SOCK is set.
     #[arg(long)]
@@ -180,20 +184,20 @@ pub fn retry_policy(c: &ConnArgs) -> RetryPolicy {
     }
 }
 
-pub fn default_user(c: &ConnArgs) -> String {
-    c.user
-        .clone()
-        .or_else(|| std::env::var("USER").ok())
-        .unwrap_or_else(|| "root".into())
+/// The client config named by `--ssh-config`; says once (stderr) when it cannot be read.
+pub fn ssh_config(c: &ConnArgs) -> SshConfig {
+    let config = SshConfig::new(&c.ssh_config);
+    if let Some(w) = config.warning() {
+        eprintln!("warning: {w}");
+    }
+    config
 }
 
 pub fn connector(c: &ConnArgs) -> anyhow::Result<Connector> {
-    let ssh_config =
-        SshConfigFile::load(&c.ssh_config).map_err(|e| anyhow::anyhow!("ssh config: {e}"))?;
     Ok(Connector::new(
         connect_options(c),
-        ssh_config,
-        default_user(c),
+        ssh_config(c),
+        c.user.clone(),
         retry_policy(c),
         c.max_handshakes.unwrap_or(c.forks),
     ))

@@ -4,8 +4,14 @@ use std::path::PathBuf;
 
 use clap::Subcommand;
 
-use super::common::{InventoryArgs, load_inventory, select};
+use futures::StreamExt;
+
+use super::common::{ConnArgs, InventoryArgs, load_inventory, select, ssh_config};
 use crate::inventory;
+use crate::transport::{StrictHostKeyChecking, Target};
+
+/// `ssh -G` runs at once while resolving a whole inventory.
+const RESOLVE_CONCURRENCY: usize = 16;
 
 #[derive(Subcommand, Debug)]
 pub enum InventoryCmd {
@@ -14,6 +20,17 @@ pub enum InventoryCmd {
         #[command(flatten)]
         inv: InventoryArgs,
         /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print how each host will be reached, after ~/.ssh/config as OpenSSH resolves it
+    /// (`ssh -G`) and the inventory's overrides: the same names as `ssh -G`, plus ProxyJump hops.
+    SshConfig {
+        #[command(flatten)]
+        inv: InventoryArgs,
+        #[command(flatten)]
+        conn: ConnArgs,
+        /// Print JSON instead of `key value` lines.
         #[arg(long)]
         json: bool,
     },
@@ -27,8 +44,46 @@ pub enum InventoryCmd {
     },
 }
 
-pub fn run(cmd: InventoryCmd) -> anyhow::Result<i32> {
+pub async fn run(cmd: InventoryCmd) -> anyhow::Result<i32> {
     match cmd {
+        InventoryCmd::SshConfig {
+            inv: args,
+            conn,
+            json,
+        } => {
+            let inv = load_inventory(&args.inventory)?;
+            let hosts = select(&inv, &args)?;
+            let config = ssh_config(&conn);
+            let user = conn.user.as_deref();
+            let resolved: Vec<_> = futures::stream::iter(hosts.iter())
+                .map(|h| {
+                    let config = &config;
+                    async move { (h, config.target(h, user).await) }
+                })
+                .buffered(RESOLVE_CONCURRENCY)
+                .collect()
+                .await;
+            let mut failed = 0;
+            let mut rows = Vec::new();
+            for (h, r) in resolved {
+                match r {
+                    Ok(t) if json => rows.push(target_json(&t)),
+                    Ok(t) => print!("{}", target_text(&t, "")),
+                    Err(e) => {
+                        failed += 1;
+                        if json {
+                            rows.push(serde_json::json!({"name": h.name, "error": e.to_string()}));
+                        } else {
+                            eprintln!("{}: {e}", h.name);
+                        }
+                    }
+                }
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            }
+            Ok(if failed > 0 { 1 } else { 0 })
+        }
         InventoryCmd::List { inv: args, json } => {
             let inv = load_inventory(&args.inventory)?;
             let hosts = select(&inv, &args)?;
@@ -95,4 +150,93 @@ pub fn run(cmd: InventoryCmd) -> anyhow::Result<i32> {
             Ok(0)
         }
     }
+}
+
+fn strict_name(s: Option<StrictHostKeyChecking>) -> Option<&'static str> {
+    s.map(|s| match s {
+        StrictHostKeyChecking::Yes => "yes",
+        StrictHostKeyChecking::AcceptNew => "accept-new",
+        StrictHostKeyChecking::No => "no",
+    })
+}
+
+/// A resolved target as JSON; `null` = not set by the config (promfleet's flag applies).
+fn target_json(t: &Target) -> serde_json::Value {
+    let paths = |v: &[std::path::PathBuf]| -> Vec<String> {
+        v.iter().map(|p| p.display().to_string()).collect()
+    };
+    serde_json::json!({
+        "name": t.name,
+        "hostname": t.address,
+        "user": t.user,
+        "port": t.port,
+        "identityfile": paths(&t.keys),
+        "identityfile_explicit": t.keys_explicit,
+        "identitiesonly": t.identities_only,
+        "proxyjump": t.jump.as_deref().map(target_json),
+        "hostkeyalias": t.host_key_alias,
+        "userknownhostsfile": paths(&t.user_known_hosts),
+        "globalknownhostsfile": paths(&t.global_known_hosts),
+        "stricthostkeychecking": strict_name(t.strict_host_key_checking),
+        "hashknownhosts": t.hash_known_hosts,
+        "connecttimeout": t.connect_timeout.map(|d| d.as_secs()),
+        "serveraliveinterval": t.server_alive_interval.map(|d| d.as_secs()),
+        "serveralivecountmax": t.server_alive_count_max,
+        "become": t.become_root,
+    })
+}
+
+/// `ssh -G`-style lines; a bastion's lines follow, indented, under `proxyjump`.
+fn target_text(t: &Target, indent: &str) -> String {
+    let mut out = format!("{indent}{}\n", t.name);
+    let mut line = |k: &str, v: &str| out.push_str(&format!("{indent}  {k} {v}\n"));
+    let yes = |b: bool| if b { "yes" } else { "no" };
+    let unset = "(not set: promfleet's flag applies)";
+    line("hostname", &t.address);
+    line("user", &t.user);
+    line("port", &t.port.to_string());
+    for k in &t.keys {
+        line("identityfile", &k.display().to_string());
+    }
+    line("identitiesonly", yes(t.identities_only));
+    line(
+        "hostkeyalias",
+        t.host_key_alias.as_deref().unwrap_or("none"),
+    );
+    let files = |v: &[std::path::PathBuf]| {
+        v.iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    line(
+        "userknownhostsfile",
+        &Some(files(&t.user_known_hosts))
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| unset.into()),
+    );
+    line("globalknownhostsfile", &files(&t.global_known_hosts));
+    line(
+        "stricthostkeychecking",
+        strict_name(t.strict_host_key_checking).unwrap_or(unset),
+    );
+    line("hashknownhosts", yes(t.hash_known_hosts));
+    let secs = |d: Option<std::time::Duration>| {
+        d.map_or_else(|| unset.to_string(), |d| d.as_secs().to_string())
+    };
+    line("connecttimeout", &secs(t.connect_timeout));
+    line("serveraliveinterval", &secs(t.server_alive_interval));
+    line(
+        "serveralivecountmax",
+        &t.server_alive_count_max
+            .map_or_else(|| unset.to_string(), |n| n.to_string()),
+    );
+    match &t.jump {
+        None => line("proxyjump", "none"),
+        Some(j) => {
+            line("proxyjump", "");
+            out.push_str(&target_text(j, &format!("{indent}    ")));
+        }
+    }
+    out
 }

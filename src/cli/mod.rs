@@ -46,7 +46,7 @@ pub enum Command {
 /// Run a parsed command; returns the process exit code.
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
-        Command::Inventory(c) => inventory::run(c),
+        Command::Inventory(c) => inventory::run(c).await,
         Command::Exec(a) => exec::run(a).await,
         Command::Deploy(a) => deploy::run(a).await,
         Command::Exporters(a) => deploy::run_exporters(a).await,

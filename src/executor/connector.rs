@@ -9,7 +9,7 @@ use tokio::sync::Mutex;
 
 use super::retry::RetryPolicy;
 use crate::inventory::Host;
-use crate::transport::{ConnectOptions, Session, SshConfigFile, Target, TransportError};
+use crate::transport::{ConnectOptions, Session, SshConfig, Target, TransportError};
 
 /// A host's session, created on first use.
 type Slot = Arc<Mutex<Option<Arc<Session>>>>;
@@ -19,8 +19,9 @@ const HANDSHAKE_ATTEMPTS: u32 = 10;
 
 pub struct Connector {
     opts: ConnectOptions,
-    ssh_config: SshConfigFile,
-    default_user: String,
+    ssh_config: SshConfig,
+    /// `--user`: the login user when neither the inventory nor the ssh config names one.
+    user: Option<String>,
     retry: RetryPolicy,
     sessions: Mutex<HashMap<String, Slot>>,
     /// Handshakes in flight at once (`--max-handshakes`): keeps a burst of connections under
@@ -31,23 +32,24 @@ pub struct Connector {
 impl Connector {
     pub fn new(
         opts: ConnectOptions,
-        ssh_config: SshConfigFile,
-        default_user: String,
+        ssh_config: SshConfig,
+        user: Option<String>,
         retry: RetryPolicy,
         max_handshakes: usize,
     ) -> Connector {
         Connector {
             opts,
             ssh_config,
-            default_user,
+            user,
             retry,
             sessions: Mutex::new(HashMap::new()),
             handshakes: tokio::sync::Semaphore::new(max_handshakes.max(1)),
         }
     }
 
-    pub fn target(&self, host: &Host) -> Target {
-        self.ssh_config.target(host, &self.default_user)
+    /// Where and how to reach `host` (OpenSSH's resolution of ~/.ssh/config, cached).
+    pub async fn target(&self, host: &Host) -> Result<Target, TransportError> {
+        self.ssh_config.target(host, self.user.as_deref()).await
     }
 
     async fn slot(&self, host: &str) -> Slot {
@@ -66,7 +68,7 @@ impl Connector {
         if let Some(s) = guard.as_ref() {
             return Ok((s.clone(), 0));
         }
-        let target = self.target(host);
+        let target = self.target(host).await?;
         let mut attempt = 1;
         loop {
             let result = {

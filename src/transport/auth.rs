@@ -46,6 +46,13 @@ pub(super) async fn authenticate(
     }
 
     for path in &target.keys {
+        if !path.exists() {
+            // OpenSSH skips a missing IdentityFile and tries the next (silently for defaults).
+            if target.keys_explicit {
+                tried.push(format!("{} (no such file)", path.display()));
+            }
+            continue;
+        }
         let key = match opts.keys.load(path) {
             Ok(k) => k,
             Err(e) if target.keys_explicit => return Err(e),

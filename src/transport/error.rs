@@ -31,12 +31,38 @@ pub enum TransportError {
         known_hosts: PathBuf,
     },
     #[error(
-        "HOST KEY CHANGED for {host} ({fingerprint}): it does not match {}:{line} — possible man-in-the-middle; if the host was reinstalled, remove that line and verify the new key",
-        .known_hosts.display()
+        "HOST KEY CHANGED for {host}: it offers {fingerprint}, which does not match the {known} key at {}:{line} — possible man-in-the-middle. Verify the new key out of band (e.g. `ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub` on the host's console), then remove the old line with `ssh-keygen -R '{host}' -f {}` and rerun with --accept-new-host-keys",
+        .known_hosts.display(), .known_hosts.display()
     )]
     HostKeyChanged {
+        /// The name known_hosts is searched under (what `ssh-keygen -R` takes).
         host: String,
         fingerprint: String,
+        /// Algorithm of the key on the offending line.
+        known: String,
+        known_hosts: PathBuf,
+        line: usize,
+    },
+    #[error(
+        "REVOKED host key for {host} ({fingerprint}): {}:{line} marks it @revoked — someone may be impersonating the host with a stolen key; it is never accepted",
+        .known_hosts.display()
+    )]
+    HostKeyRevoked {
+        host: String,
+        fingerprint: String,
+        known_hosts: PathBuf,
+        line: usize,
+    },
+    #[error(
+        "host key of {host} ({fingerprint}) is not trusted: {}:{line} names a @cert-authority for it, but {reason}. promfleet never records a plain key for a host a CA vouches for — give the host a valid certificate (HostCertificate in sshd_config, signed with `ssh-keygen -s ca -h -n {principal}`) or remove that line",
+        .known_hosts.display()
+    )]
+    HostKeyNotCertified {
+        host: String,
+        fingerprint: String,
+        principal: String,
+        // Boxed: keeps TransportError small (clippy::result_large_err).
+        reason: Box<str>,
         known_hosts: PathBuf,
         line: usize,
     },
@@ -54,6 +80,18 @@ pub enum TransportError {
         host: String,
         tried: String,
     },
+    #[error(
+        "{user}@{host}: the server closed the connection after {offered} keys: too many authentication failures ({message}; tried: {tried}) — the ssh-agent offers every key it holds and sshd's MaxAuthTries stops counting before the right one: set `IdentitiesOnly yes` and the right `IdentityFile` for this host in ~/.ssh/config (or `ssh.key` in the inventory)"
+    )]
+    TooManyAuthFailures {
+        user: String,
+        host: String,
+        offered: usize,
+        message: String,
+        tried: String,
+    },
+    #[error("ssh config for {host}: {message}")]
+    Config { host: String, message: String },
     #[error("cannot use key {}: {message}", .path.display())]
     Key { path: PathBuf, message: String },
     #[error("ssh: {0}")]

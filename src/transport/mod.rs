@@ -5,6 +5,7 @@
 mod auth;
 mod error;
 pub mod keys;
+pub mod known_hosts;
 mod output;
 mod quote;
 mod session;
@@ -16,7 +17,7 @@ pub use error::TransportError;
 pub use output::{Capture, ExecOutput};
 pub use quote::{remote_path, sh_quote};
 pub use session::{ConnectOptions, Session, Upload};
-pub use ssh_config::SshConfigFile;
+pub use ssh_config::{DEFAULT_PATH as SSH_CONFIG_DEFAULT, SshConfig, SshConfigFile};
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -43,12 +44,13 @@ pub struct Target {
     pub address: String,
     pub port: u16,
     pub user: String,
-    /// Key files to try, in order (after the agent's keys).
+    /// Key files to try, in order (OpenSSH's IdentityFile list, expanded; missing ones are
+    /// skipped).
     pub keys: Vec<PathBuf>,
-    /// True when the keys were named explicitly (inventory or IdentityFile): a broken one is an
-    /// error instead of being skipped.
+    /// True when the keys were named explicitly (inventory or IdentityFile): one that exists
+    /// but cannot be used is an error instead of being skipped.
     pub keys_explicit: bool,
-    /// ProxyJump host, if any.
+    /// ProxyJump host, if any (`ProxyJump a,b`: `b`, whose own `jump` is `a`).
     pub jump: Option<Box<Target>>,
     /// Wrap commands in `sudo -n`.
     pub become_root: bool,

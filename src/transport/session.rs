@@ -15,16 +15,25 @@ use super::keys::KeyStore;
 use super::output::ExecOutput;
 use super::quote::{remote_path, sh_quote};
 use super::upload::upload_script;
-use super::verify::Verifier;
+use super::verify::{HostKeyPolicy, Verifier};
 use super::{Target, TransportError};
 
 /// How long stopping a timed-out command (signal, close) may take before promfleet moves on.
 const STOP_GRACE: Duration = Duration::from_secs(2);
 
+/// One bastion's shared session, connected by whoever needs it first.
+pub type JumpSlot = Arc<tokio::sync::Mutex<Option<Arc<Session>>>>;
+
 /// Run-wide connection settings (parsed once from the CLI).
 #[derive(Clone)]
 pub struct ConnectOptions {
+    /// User known_hosts file (`--known-hosts`), used when the target's ~/.ssh/config names no
+    /// UserKnownHostsFile; new keys are recorded in it.
     pub known_hosts: PathBuf,
+    /// Global known_hosts files, used when the target names no GlobalKnownHostsFile.
+    pub global_known_hosts: Vec<PathBuf>,
+    /// `--accept-new-host-keys`: StrictHostKeyChecking accept-new for targets whose config
+    /// does not set it.
     pub accept_new_host_keys: bool,
     pub connect_timeout: Duration,
     pub command_timeout: Duration,
@@ -36,13 +45,17 @@ pub struct ConnectOptions {
     pub agent: Option<PathBuf>,
     /// Open ProxyJump connections, one per bastion, shared by every host behind it (each
     /// host is a direct-tcpip channel): a bastion sees one login, not one per host.
-    pub jumps: Arc<tokio::sync::Mutex<HashMap<String, Arc<Session>>>>,
+    pub jumps: Arc<Mutex<HashMap<String, JumpSlot>>>,
 }
 
 impl ConnectOptions {
     pub fn new(known_hosts: PathBuf) -> Self {
         ConnectOptions {
             known_hosts,
+            global_known_hosts: vec![
+                PathBuf::from("/etc/ssh/ssh_known_hosts"),
+                PathBuf::from("/etc/ssh/ssh_known_hosts2"),
+            ],
             accept_new_host_keys: false,
             connect_timeout: Duration::from_secs(10),
             command_timeout: Duration::from_secs(600),
@@ -74,16 +87,18 @@ pub struct Session {
 }
 
 impl Session {
-    /// Connect and authenticate, within `opts.connect_timeout` (russh has no connect timeout).
+    /// Connect and authenticate within the target's `ConnectTimeout`, else
+    /// `opts.connect_timeout` (russh has no connect timeout of its own).
     pub async fn connect(
         target: &Target,
         opts: &ConnectOptions,
     ) -> Result<Session, TransportError> {
-        match tokio::time::timeout(opts.connect_timeout, Self::connect_inner(target, opts)).await {
+        let limit = target.connect_timeout.unwrap_or(opts.connect_timeout);
+        match tokio::time::timeout(limit, Self::connect_inner(target, opts)).await {
             Ok(r) => r,
             Err(_) => Err(TransportError::Timeout {
                 what: format!("connecting to {}:{}", target.address, target.port),
-                after: opts.connect_timeout,
+                after: limit,
             }),
         }
     }
@@ -92,18 +107,20 @@ impl Session {
         target: &Target,
         opts: &ConnectOptions,
     ) -> Result<Session, TransportError> {
+        let policy = HostKeyPolicy::new(target, opts);
+        // The config's ServerAliveInterval/CountMax, else `--keepalive` and OpenSSH's 3.
         let config = Arc::new(client::Config {
+            preferred: policy.preferred(),
             inactivity_timeout: None,
-            keepalive_interval: Some(opts.keepalive),
-            keepalive_max: 3,
+            keepalive_interval: Some(target.server_alive_interval.unwrap_or(opts.keepalive)),
+            keepalive_max: target.server_alive_count_max.map_or(3, |n| n as usize),
             nodelay: true,
             ..Default::default()
         });
         let problem = Arc::new(Mutex::new(None));
         let verifier = Verifier {
-            host: target.address.clone(),
-            port: target.port,
-            opts: opts.clone(),
+            policy,
+            known_hosts_lock: opts.known_hosts_lock.clone(),
             problem: problem.clone(),
         };
         let addr = format!("{}:{}", target.address, target.port);
@@ -372,15 +389,33 @@ impl Session {
 
 /// The bastion's session for `jump`, connecting it on first use (or again if it died).
 async fn shared_jump(jump: &Target, opts: &ConnectOptions) -> Result<Arc<Session>, TransportError> {
-    let key = format!("{}@{}:{}", jump.user, jump.address, jump.port);
-    // Held across the connect: hosts behind a new bastion wait for its one login.
-    let mut jumps = opts.jumps.lock().await;
-    if let Some(s) = jumps.get(&key)
+    let slot = opts
+        .jumps
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .entry(chain_key(jump))
+        .or_default()
+        .clone();
+    // Held across the connect: hosts behind a new bastion wait for its one login. One lock
+    // per bastion, so a chain (this bastion's own bastion) does not wait on itself.
+    let mut slot = slot.lock().await;
+    if let Some(s) = slot.as_ref()
         && !s.handle.is_closed()
     {
         return Ok(s.clone());
     }
-    let s = Arc::new(Box::pin(Session::connect_inner(jump, opts)).await?);
-    jumps.insert(key, s.clone());
+    // The bastion's own ConnectTimeout (or the run's) bounds its login.
+    let s = Arc::new(Box::pin(Session::connect(jump, opts)).await?);
+    *slot = Some(s.clone());
     Ok(s)
+}
+
+/// `user@host:port` of a bastion and of every hop before it: one bastion reached by two
+/// different chains is two connections.
+fn chain_key(t: &Target) -> String {
+    let me = format!("{}@{}:{}", t.user, t.address, t.port);
+    match &t.jump {
+        Some(j) => format!("{} via {me}", chain_key(j)),
+        None => me,
+    }
 }

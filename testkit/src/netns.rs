@@ -105,6 +105,7 @@ impl NetnsHost {
             authorized_keys: fleet.authorized_keys(),
             users: &[sshd::SUDO_USER, sshd::NOSUDO_USER],
             dir: &sshd_dir,
+            extra: "",
         })?;
         let mut d = Daemon::spawn(&cfg, &sshd_dir, Some(&netns))?;
         let ready = d.wait_ready(me.addr(), Duration::from_secs(15));

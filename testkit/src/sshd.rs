@@ -136,6 +136,8 @@ impl FleetBuilder {
 struct HostState {
     daemon: Option<Daemon>,
     silencer: Option<Silencer>,
+    /// sshd_config lines added by `add_sshd_config`, kept across restarts.
+    extra_config: String,
 }
 
 /// A running fleet of SSH hosts. Dropping it kills everything it started.
@@ -287,6 +289,7 @@ impl Fleet {
             authorized_keys: &self.authorized_keys,
             users: &Self::spec_users(),
             dir: &dir,
+            extra: "",
         })?;
         let mut d = Daemon::spawn(&cfg, &dir, None)?;
         let first = self.hosts.first().map(|h| self.addr_of(h));
@@ -310,7 +313,7 @@ impl Fleet {
                 "",
                 &format!("{}-host-key", h.name),
             )?;
-            states[i].daemon = Some(self.spawn_host(h)?);
+            states[i].daemon = Some(self.spawn_host(h, "")?);
         }
         for (i, h) in self.hosts.iter().enumerate() {
             if let Some(d) = states[i].daemon.as_mut() {
@@ -320,7 +323,7 @@ impl Fleet {
         Ok(())
     }
 
-    fn spawn_host(&self, h: &Host) -> Result<Daemon> {
+    fn spawn_host(&self, h: &Host, extra: &str) -> Result<Daemon> {
         let dir = self.sshd_dir(&h.name);
         let listen = [format!("{}:{}", h.ip, self.port)];
         let cfg = daemon::write_config(&DaemonSpec {
@@ -329,6 +332,7 @@ impl Fleet {
             authorized_keys: &self.authorized_keys,
             users: &Self::spec_users(),
             dir: &dir,
+            extra,
         })?;
         Daemon::spawn(&cfg, &dir, None)
     }
@@ -384,7 +388,7 @@ impl Fleet {
         states[i].silencer = None;
         if states[i].daemon.is_none() {
             let h = &self.hosts[i];
-            let mut d = self.spawn_host(h)?;
+            let mut d = self.spawn_host(h, &states[i].extra_config)?;
             let ready = d.wait_ready(self.addr_of(h), READY_TIMEOUT);
             states[i].daemon = Some(d);
             ready?;
@@ -408,6 +412,30 @@ impl Fleet {
             self.start(name)?;
         }
         Ok(())
+    }
+
+    /// Append sshd_config lines for a host (another `HostKey`, a `HostCertificate`, …) and
+    /// restart its sshd; the lines stay for later restarts. Paths in them must be readable by
+    /// root only where sshd demands it (host keys: 0600).
+    pub fn add_sshd_config(&self, name: &str, lines: &str) -> Result<()> {
+        self.per_host("add_sshd_config")?;
+        let i = self.index(name)?;
+        self.stop(name)?;
+        {
+            let mut states = lock(&self.states);
+            states[i].extra_config.push_str(lines);
+            if !lines.ends_with('\n') {
+                states[i].extra_config.push('\n');
+            }
+        }
+        self.start(name)
+    }
+
+    /// The private key file of a host's (first) ed25519 host key, e.g. to sign a host
+    /// certificate for it with `ssh-keygen -s`.
+    pub fn host_key_path(&self, name: &str) -> Result<PathBuf> {
+        self.index(name)?;
+        Ok(self.host_key(name))
     }
 
     /// Replace a host's sshd by a listener that accepts TCP and never speaks (a hung host).

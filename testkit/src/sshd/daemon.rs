@@ -21,6 +21,8 @@ pub(crate) struct DaemonSpec<'a> {
     pub users: &'a [&'a str],
     /// Directory for the config, pid file and log.
     pub dir: &'a Path,
+    /// More sshd_config lines (extra HostKey, HostCertificate, …), appended last.
+    pub extra: &'a str,
 }
 
 /// A running sshd.
@@ -61,6 +63,7 @@ pub(crate) fn write_config(spec: &DaemonSpec<'_>) -> Result<PathBuf> {
         ak = spec.authorized_keys.display(),
         users = spec.users.join(" "),
     ));
+    cfg.push_str(spec.extra);
     let path = spec.dir.join("sshd_config");
     std::fs::write(&path, cfg).with_context(|| format!("write {}", path.display()))?;
     Ok(path)
