@@ -17,4 +17,5 @@ mod regression;
 mod rollout;
 mod stacks;
 mod status;
+mod sudo;
 mod transport;

@@ -46,8 +46,16 @@ impl Connector {
         }
     }
 
+    /// Where and how to reach `host`; its inventory's sudo password wins over the run's
+    /// (as in Ansible, where host variables beat `--ask-become-pass`).
     pub fn target(&self, host: &Host) -> Target {
-        self.ssh_config.target(host, &self.default_user)
+        let mut t = self.ssh_config.target(host, &self.default_user);
+        t.become_password = host
+            .ssh
+            .become_password
+            .clone()
+            .or_else(|| self.opts.become_password.clone());
+        t
     }
 
     async fn slot(&self, host: &str) -> Slot {

@@ -8,6 +8,7 @@ pub mod keys;
 mod quote;
 mod session;
 mod ssh_config;
+mod sudo;
 mod upload;
 mod verify;
 
@@ -15,6 +16,7 @@ pub use error::TransportError;
 pub use quote::{remote_path, sh_quote};
 pub use session::{ConnectOptions, ExecOutput, Session, Upload};
 pub use ssh_config::SshConfigFile;
+pub use sudo::{BecomePassword, PasswordSource};
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -48,8 +50,10 @@ pub struct Target {
     pub keys_explicit: bool,
     /// ProxyJump host, if any.
     pub jump: Option<Box<Target>>,
-    /// Wrap commands in `sudo -n`.
+    /// Run commands as root through sudo: `sudo -n`, or `sudo -S` with `become_password`.
     pub become_root: bool,
+    /// The sudo password for this host (inventory, else the run's), if any.
+    pub become_password: Option<BecomePassword>,
     /// Name looked up in (and recorded to) known_hosts instead of the address (`HostKeyAlias`).
     pub host_key_alias: Option<String>,
     /// `UserKnownHostsFile` from the config; empty → the run's `--known-hosts` file.
