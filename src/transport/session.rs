@@ -268,7 +268,7 @@ impl Session {
         }
     }
 
-    /// Prove once per connection that sudo works (`sudo -n true`, or `sudo -S true` fed the
+    /// Prove once per connection that sudo works (`sudo -n true`, or `sudo -k -S true` fed the
     /// password line and then EOF, so sudo cannot wait for another attempt), within the
     /// connect timeout: otherwise every become command would fail with sudo's own exit 1,
     /// indistinguishable from the command's, and no hint why — and a wrong password would be

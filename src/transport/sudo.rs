@@ -119,8 +119,9 @@ pub(super) fn with_password(command: &str) -> String {
     let m = marker();
     // Exit 125 if the marker never comes: the input is not what this protocol sent, and
     // running the command on it could write a password into a file.
+    let lost = "{ echo 'promfleet: become: the input did not start as sent; command not run' >&2; exit 125; }";
     let script = format!(
-        "IFS= read -r l || exit 125; if [ \"$l\" != {m} ]; then IFS= read -r l || exit 125; [ \"$l\" = {m} ] || exit 125; fi; unset l\n{command}"
+        "IFS= read -r l || {lost}; if [ \"$l\" != {m} ]; then IFS= read -r l || {lost}; [ \"$l\" = {m} ] || {lost}; fi; unset l\n{command}"
     );
     format!(
         "sudo -S -p {} sh -c {}",
@@ -143,8 +144,11 @@ pub(super) fn stdin_with_password(password: &BecomePassword, input: Option<Bytes
 }
 
 /// Proves the password once per connection; stdin is `check_stdin` (one line, then EOF).
+/// `-k`: credentials sudo cached earlier (another session, `timestamp_type=global`) must not
+/// pass the check for an untested password, which sudo could ask for later, when the cache
+/// has expired, reading the command's input as further attempts.
 pub(super) fn check_command() -> String {
-    format!("sudo -S -p {} true", sh_quote(&prompt()))
+    format!("sudo -k -S -p {} true", sh_quote(&prompt()))
 }
 
 pub(super) fn check_stdin(password: &BecomePassword) -> Bytes {
@@ -266,5 +270,7 @@ mod tests {
         let out = run(b"pa55word\nsomething else\nline1\n");
         assert_eq!(out.status.code(), Some(125));
         assert!(out.stdout.is_empty());
+        let out = run(b"");
+        assert_eq!(out.status.code(), Some(125));
     }
 }
