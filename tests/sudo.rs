@@ -327,6 +327,17 @@ fn exec_results(out: &Output) -> Vec<(String, Option<u64>, String, String)> {
         .collect()
 }
 
+/// host001 ran `id -u` as root, and the password shows nowhere.
+fn assert_root_and_silent(out: &Output, pw: &str) {
+    assert_eq!(
+        exec_results(out),
+        [("host001".into(), Some(0), "0\n".into(), String::new())],
+        "{}",
+        stderr(out)
+    );
+    assert_nowhere(out, pw);
+}
+
 fn assert_nowhere(out: &Output, secret: &str) {
     assert!(!stdout(out).contains(secret), "stdout: {}", stdout(out));
     assert!(!stderr(out).contains(secret), "stderr: {}", stderr(out));
@@ -346,13 +357,7 @@ fn exec_takes_the_password_from_the_environment_and_the_secrets_file() {
         .arg("id -u")
         .env("PROMFLEET_SECRET_BECOME_PASSWORD", &pw)
         .output();
-    assert_eq!(
-        exec_results(&out),
-        [("host001".into(), Some(0), "0\n".into(), String::new())],
-        "{}",
-        stderr(&out)
-    );
-    assert_nowhere(&out, &pw);
+    assert_root_and_silent(&out, &pw);
 
     // The secrets file (0600), a YAML map; the value needs YAML quoting (space, quotes, $).
     let secrets = work.path().join("secrets.yml");
@@ -371,13 +376,7 @@ fn exec_takes_the_password_from_the_environment_and_the_secrets_file() {
         .arg("--")
         .arg("id -u")
         .output();
-    assert_eq!(
-        exec_results(&out),
-        [("host001".into(), Some(0), "0\n".into(), String::new())],
-        "{}",
-        stderr(&out)
-    );
-    assert_nowhere(&out, &pw);
+    assert_root_and_silent(&out, &pw);
 
     // The environment wins over the file, as for every secret: a wrong one there fails.
     let started = Instant::now();
