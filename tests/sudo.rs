@@ -95,7 +95,12 @@ async fn password_become_runs_as_root_streams_8mib_and_hides_the_password() {
         &fleet,
         "host001",
         fleet.password_sudo_user(),
-        Some(password(&pw, PasswordSource::Secret)),
+        Some(password(
+            &pw,
+            PasswordSource::Secret {
+                from: "PROMFLEET_SECRET_BECOME_PASSWORD".into(),
+            },
+        )),
     );
     let s = connect(&t, &o).await;
 
@@ -405,6 +410,22 @@ fn exec_takes_the_password_from_the_environment_and_the_secrets_file() {
         r[0].3.contains("rejected the password")
             && r[0].3.contains(fleet.password_sudo_user())
             && r[0].3.contains("PROMFLEET_SECRET_BECOME_PASSWORD"),
+        "{:?}",
+        r[0]
+    );
+    assert_nowhere(&out, WRONG);
+
+    // A wrong one in the file: the message names the file to fix.
+    std::fs::write(&secrets, format!("become_password: {WRONG}\n")).expect("secrets");
+    let out = Run::new(&args)
+        .arg("--secrets")
+        .arg(&secrets)
+        .arg("--")
+        .arg("id -u")
+        .output();
+    let r = exec_results(&out);
+    assert!(
+        r[0].3.contains("rejected the password") && r[0].3.contains(&secrets.display().to_string()),
         "{:?}",
         r[0]
     );

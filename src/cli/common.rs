@@ -219,8 +219,14 @@ pub fn become_password(c: &ConnArgs, secrets: &Secrets) -> anyhow::Result<Option
         })?;
         (v, PasswordSource::AskBecomePass)
     } else {
-        match secrets.get("become_password") {
-            Ok(v) => (v, PasswordSource::Secret),
+        let name = "become_password";
+        match secrets.get(name) {
+            Ok(v) => (
+                v,
+                PasswordSource::Secret {
+                    from: secrets.origin(name),
+                },
+            ),
             Err(SecretError::Missing { .. }) => return Ok(None),
             Err(e) => return Err(e.into()),
         }

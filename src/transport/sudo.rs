@@ -30,8 +30,8 @@ use super::quote::sh_quote;
 pub enum PasswordSource {
     /// Typed at `--ask-become-pass` / `-K`.
     AskBecomePass,
-    /// The `become_password` secret (environment or secrets file).
-    Secret,
+    /// The `become_password` secret, and where it was read (environment variable or file).
+    Secret { from: String },
     /// An Ansible inventory variable (`ansible_become_password` …), with where it was set.
     Inventory { var: String, at: String },
 }
@@ -40,10 +40,7 @@ impl fmt::Display for PasswordSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             PasswordSource::AskBecomePass => write!(f, "--ask-become-pass (-K)"),
-            PasswordSource::Secret => write!(
-                f,
-                "the `become_password` secret (PROMFLEET_SECRET_BECOME_PASSWORD or the --secrets file)"
-            ),
+            PasswordSource::Secret { from } => write!(f, "the `become_password` secret ({from})"),
             PasswordSource::Inventory { var, at } => write!(f, "`{var}` ({at})"),
         }
     }
@@ -187,7 +184,8 @@ mod tests {
     use super::*;
 
     fn pw(v: &str) -> BecomePassword {
-        BecomePassword::new(v, PasswordSource::Secret).expect("valid")
+        let from = "PROMFLEET_SECRET_BECOME_PASSWORD".to_string();
+        BecomePassword::new(v, PasswordSource::Secret { from }).expect("valid")
     }
 
     #[test]
