@@ -276,10 +276,7 @@ impl Session {
     /// connection checks again); `Ok(Err)` is sudo's refusal.
     async fn check_become(&self) -> Result<Result<(), BecomeRefused>, TransportError> {
         let (user, host) = (&self.target.user, &self.target.name);
-        let (command, stdin) = match &self.target.become_password {
-            None => ("sudo -n true".to_string(), None),
-            Some(pw) => (sudo::check_command(), Some(sudo::check_stdin(pw))),
-        };
+        let (command, stdin) = sudo::check(self.target.become_password.as_ref());
         let limit = self.become_timeout;
         let out = match tokio::time::timeout(limit, self.exec_raw(&command, stdin)).await {
             Ok(r) => r?,

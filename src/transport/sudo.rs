@@ -13,7 +13,7 @@
 //! prelude in the root shell reads up to and including the marker line: whichever way sudo
 //! went, the command sees only its own input. A wrong password would make sudo read the next
 //! lines as more attempts; `Session` therefore proves the password once per connection with
-//! `check_command`, whose stdin is the password line alone (then EOF: sudo cannot wait).
+//! `check`, whose stdin is the password line alone (then EOF: sudo cannot wait).
 //!
 //! The prompt and marker carry a random token per run, so sudo's prompt can be told apart
 //! from the command's output and stripped from stderr.
@@ -140,16 +140,19 @@ pub(super) fn stdin_with_password(password: &BecomePassword, input: Option<Bytes
     b.freeze()
 }
 
-/// Proves the password once per connection; stdin is `check_stdin` (one line, then EOF).
+/// The once-per-connection check: the command, and its stdin. With a password, stdin is the
+/// password line alone, then EOF: sudo cannot wait for (or read input as) another attempt.
 /// `-k`: credentials sudo cached earlier (another session, `timestamp_type=global`) must not
 /// pass the check for an untested password, which sudo could ask for later, when the cache
 /// has expired, reading the command's input as further attempts.
-pub(super) fn check_command() -> String {
-    format!("sudo -k -S -p {} true", sh_quote(&prompt()))
-}
-
-pub(super) fn check_stdin(password: &BecomePassword) -> Bytes {
-    Bytes::from(format!("{}\n", password.value))
+pub(super) fn check(password: Option<&BecomePassword>) -> (String, Option<Bytes>) {
+    match password {
+        None => ("sudo -n true".to_string(), None),
+        Some(pw) => (
+            format!("sudo -k -S -p {} true", sh_quote(&prompt())),
+            Some(Bytes::from(format!("{}\n", pw.value))),
+        ),
+    }
 }
 
 /// How many times sudo asked for the password: twice means it rejected the first one.
@@ -193,14 +196,15 @@ mod tests {
         let p = pw("s3cret-Pa55");
         let cmd = with_password("cat > /tmp/x");
         assert!(!cmd.contains("s3cret"), "{cmd}");
-        assert!(!check_command().contains("s3cret"));
+        let (check_cmd, check_stdin) = check(Some(&p));
+        assert!(!check_cmd.contains("s3cret"), "{check_cmd}");
         assert!(!format!("{p:?}").contains("s3cret"));
         let stdin = stdin_with_password(&p, Some(Bytes::from_static(b"data\n")));
         assert_eq!(
             stdin,
             Bytes::from(format!("s3cret-Pa55\n{}\ndata\n", marker()))
         );
-        assert_eq!(check_stdin(&p), Bytes::from_static(b"s3cret-Pa55\n"));
+        assert_eq!(check_stdin, Some(Bytes::from_static(b"s3cret-Pa55\n")));
     }
 
     #[test]
