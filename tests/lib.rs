@@ -18,4 +18,5 @@ mod rollout;
 mod ssh_known_hosts;
 mod stacks;
 mod status;
+mod sudo;
 mod transport;

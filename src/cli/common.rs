@@ -11,8 +11,11 @@ use tokio_util::sync::CancellationToken;
 use crate::executor::{Connector, Executor, RetryPolicy, RunOptions, http_client};
 use crate::inventory::{self, Host, Inventory, Limit};
 use crate::modules::consul::ConsulClient;
+use crate::playbook::{SecretError, Secrets};
 use crate::report::{Masker, Reporter, RunReport, STATE_DIR, TerminalReporter, recap};
-use crate::transport::{ConnectOptions, SshConfig, keys::expand_home};
+use crate::transport::{
+    BecomePassword, ConnectOptions, PasswordSource, SshConfig, keys::expand_home,
+};
 
 static MASKER: OnceLock<Masker> = OnceLock::new();
 
@@ -84,6 +87,11 @@ pub struct ConnArgs {
     /// Base delay in milliseconds of the exponential retry backoff.
     #[arg(long, default_value_t = 500)]
     pub retry_delay_ms: u64,
+    /// Ask once for the sudo password of `become` hosts (no echo). An inventory's
+    /// `ansible_become_password` still wins for its hosts; without -K, the `become_password`
+    /// secret is used if set.
+    #[arg(short = 'K', long)]
+    pub ask_become_pass: bool,
     /// SSH handshakes in flight at once (default: --forks). Keep it at or below the servers'
     /// (or a ProxyJump bastion's) MaxStartups start value (sshd default 10).
     #[arg(long)]
@@ -109,9 +117,19 @@ pub struct OutputArgs {
     pub quiet: bool,
 }
 
-/// Read the inventory, with a message that names the file on failure.
+/// Read the inventory, with a message that names the file on failure. Its sudo passwords
+/// are registered with the masker before anything can print them.
 pub fn load_inventory(path: &Path) -> anyhow::Result<Inventory> {
-    Ok(inventory::load(path)?)
+    let inv = inventory::load(path)?;
+    let m = masker();
+    for pw in inv
+        .hosts
+        .iter()
+        .filter_map(|h| h.ssh.become_password.as_ref())
+    {
+        m.add(pw.expose());
+    }
+    Ok(inv)
 }
 
 /// Read the inventory and apply `-e KEY=VALUE` over every host's variables.
@@ -193,9 +211,44 @@ pub fn ssh_config(c: &ConnArgs) -> SshConfig {
     config
 }
 
-pub fn connector(c: &ConnArgs) -> anyhow::Result<Connector> {
+/// The run's sudo password: typed at `-K` (asked once, on the terminal, without echo), else
+/// the `become_password` secret; registered with the masker.
+pub fn become_password(c: &ConnArgs, secrets: &Secrets) -> anyhow::Result<Option<BecomePassword>> {
+    let (value, source) = if c.ask_become_pass {
+        // rpassword reads the terminal (/dev/tty), not stdin, which may be a pipe.
+        let v = rpassword::prompt_password("BECOME password: ").map_err(|e| {
+            anyhow::anyhow!(
+                "--ask-become-pass: cannot read the password from the terminal ({e}) — without \
+                 a terminal, set the become_password secret (PROMFLEET_SECRET_BECOME_PASSWORD \
+                 or --secrets FILE)"
+            )
+        })?;
+        (v, PasswordSource::AskBecomePass)
+    } else {
+        let name = "become_password";
+        match secrets.get(name) {
+            Ok(v) => (
+                v,
+                PasswordSource::Secret {
+                    from: secrets.origin(name),
+                },
+            ),
+            Err(SecretError::Missing { .. }) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        }
+    };
+    masker().add(&value);
+    Ok(Some(
+        BecomePassword::new(&value, source).map_err(anyhow::Error::msg)?,
+    ))
+}
+
+/// The connector; `secrets` may hold the run's sudo password (`become_password`).
+pub fn connector(c: &ConnArgs, secrets: &Secrets) -> anyhow::Result<Connector> {
+    let mut opts = connect_options(c);
+    opts.become_password = become_password(c, secrets)?;
     Ok(Connector::new(
-        connect_options(c),
+        opts,
         ssh_config(c),
         c.user.clone(),
         retry_policy(c),
@@ -223,6 +276,7 @@ pub struct Setup {
 /// The executor with a terminal reporter; Ctrl-C / SIGTERM cancel it.
 pub fn executor(
     inv: &Inventory,
+    secrets: &Secrets,
     conn: &ConnArgs,
     out: &OutputArgs,
     check: bool,
@@ -245,7 +299,7 @@ pub fn executor(
     let cancel = CancellationToken::new();
     spawn_signal_handler(cancel.clone(), reporter.clone());
     let executor = Arc::new(Executor {
-        connector: Arc::new(connector(conn)?),
+        connector: Arc::new(connector(conn, secrets)?),
         http,
         consul,
         masker,

@@ -191,7 +191,15 @@ pub async fn run(a: DeployArgs) -> anyhow::Result<i32> {
                 confirm: c.confirm,
             }) as Arc<dyn crate::executor::StageGate>
         });
-    let setup = executor(&planned.inventory, &c.conn, &c.out, c.check, c.diff, gate)?;
+    let setup = executor(
+        &planned.inventory,
+        &planned.secrets,
+        &c.conn,
+        &c.out,
+        c.check,
+        c.diff,
+        gate,
+    )?;
     let run = setup.executor.run(Arc::new(planned.plan)).await;
     setup.executor.connector.close_all().await;
     drop(setup);

@@ -1,6 +1,7 @@
 //! `promfleet exec -- COMMAND`: an ad-hoc command on every selected host, output grouped per
 //! host, a summary line, non-zero exit if any host failed.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -9,6 +10,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::common::{ConnArgs, InventoryArgs, connector, load_inventory, masker, select};
+use crate::playbook::Secrets;
 
 #[derive(Args, Debug)]
 pub struct ExecArgs {
@@ -16,6 +18,10 @@ pub struct ExecArgs {
     pub inv: InventoryArgs,
     #[command(flatten)]
     pub conn: ConnArgs,
+    /// YAML secrets file (mode 0600), for the `become_password` secret; PROMFLEET_SECRET_<NAME>
+    /// variables take precedence.
+    #[arg(long, env = "PROMFLEET_SECRETS")]
+    pub secrets: Option<PathBuf>,
     /// Print one JSON object per host instead of text.
     #[arg(long)]
     pub json: bool,
@@ -37,7 +43,8 @@ struct HostResult {
 pub async fn run(a: ExecArgs) -> anyhow::Result<i32> {
     let inv = load_inventory(&a.inv.inventory)?;
     let hosts = select(&inv, &a.inv)?;
-    let conn = Arc::new(connector(&a.conn)?);
+    let secrets = Secrets::load(a.secrets.as_deref(), masker())?;
+    let conn = Arc::new(connector(&a.conn, &secrets)?);
     let command = Arc::new(a.command.join(" "));
     let forks = Arc::new(Semaphore::new(a.conn.forks.max(1)));
     let started = Instant::now();

@@ -92,7 +92,7 @@ pub async fn run(a: StatusArgs) -> anyhow::Result<i32> {
         token.clone(),
         http.clone(),
     ));
-    let connector = Arc::new(connector(&a.conn)?);
+    let connector = Arc::new(connector(&a.conn, &planned.secrets)?);
 
     let hosts_fut = async {
         if a.scope == Scope::Central {

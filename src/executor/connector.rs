@@ -47,9 +47,17 @@ impl Connector {
         }
     }
 
-    /// Where and how to reach `host` (OpenSSH's resolution of ~/.ssh/config, cached).
+    /// Where and how to reach `host` (OpenSSH's resolution of ~/.ssh/config, cached); its
+    /// inventory's sudo password wins over the run's (as in Ansible, where host variables beat
+    /// `--ask-become-pass`).
     pub async fn target(&self, host: &Host) -> Result<Target, TransportError> {
-        self.ssh_config.target(host, self.user.as_deref()).await
+        let mut t = self.ssh_config.target(host, self.user.as_deref()).await?;
+        t.become_password = host
+            .ssh
+            .become_password
+            .clone()
+            .or_else(|| self.opts.become_password.clone());
+        Ok(t)
     }
 
     async fn slot(&self, host: &str) -> Slot {

@@ -3,7 +3,7 @@
 //!
 //! Owns: the group graph (`Collected`), the meaning of Ansible connection variables
 //! (`ansible_host`, `ansible_user`, `ansible_port`, `ansible_ssh_private_key_file`,
-//! `ansible_become`), the promfleet variables read from `all` (`consul_agents`,
+//! `ansible_become`, `ansible_become_password`), the promfleet variables read from `all` (`consul_agents`,
 //! `consul_datacenter`) and the choice of a host's fleet group: the innermost group that
 //! lists it directly, other than `all`, `ungrouped` and `monitoring`.
 
@@ -15,6 +15,7 @@ use serde_json::Value;
 use super::error::{InventoryError, SourcePos};
 use super::validate::{Draft, DraftHost};
 use super::{ConsulSettings, Group, MONITORING_GROUP, SshSettings, Vars};
+use crate::transport::{BecomePassword, PasswordSource};
 
 pub(crate) const ALL: &str = "all";
 pub(crate) const UNGROUPED: &str = "ungrouped";
@@ -184,10 +185,13 @@ pub(crate) fn resolve(mut c: Collected) -> Result<Draft, InventoryError> {
 
     // Group ssh defaults, with connection variables removed from their vars.
     let mut group_ssh: HashMap<String, SshSettings> = HashMap::new();
+    let mut group_pass: HashMap<String, BecomePassVars> = HashMap::new();
     for g in &mut c.groups {
         group_ssh.insert(g.name.clone(), take_ssh(&mut g.vars)?);
+        group_pass.insert(g.name.clone(), BecomePassVars::take(&mut g.vars)?);
     }
     let all_ssh = group_ssh.remove(ALL).unwrap_or_default();
+    let all_pass = group_pass.remove(ALL).unwrap_or_default();
     if let Some(all) = c.groups.iter_mut().find(|g| g.name == ALL) {
         draft.consul = take_consul(&mut all.vars, &mut draft.consul_pos, &c.file)?;
         draft.vars = std::mem::take(&mut all.vars.vars);
@@ -236,6 +240,7 @@ pub(crate) fn resolve(mut c: Collected) -> Result<Draft, InventoryError> {
 
         let ip = take_ip(&mut h)?;
         let mut ssh = take_ssh(&mut h.vars)?;
+        let mut pass = BecomePassVars::take(&mut h.vars)?;
         if let Some(addr) = ip.1 {
             ssh.address = Some(addr);
         }
@@ -243,7 +248,11 @@ pub(crate) fn resolve(mut c: Collected) -> Result<Draft, InventoryError> {
             if let Some(s) = group_ssh.get(g) {
                 ssh = ssh.or(s);
             }
+            if let Some(p) = group_pass.get(g) {
+                pass = pass.or(p);
+            }
         }
+        ssh.become_password = pass.or(&all_pass).password()?;
         draft.hosts.push(DraftHost {
             name: h.name,
             ip: ip.0,
@@ -348,6 +357,79 @@ fn take_ssh(v: &mut LocatedVars) -> Result<SshSettings, InventoryError> {
         })?);
     }
     Ok(s)
+}
+
+/// Ansible's names for the sudo password, in the order ansible-core's sudo plugin prefers
+/// them (`become_pass` option: the first name set wins).
+const BECOME_PASS_VARS: [&str; 3] = [
+    "ansible_become_password",
+    "ansible_become_pass",
+    "ansible_sudo_pass",
+];
+
+/// The become-password variables set at one level (host or group), by name. Ansible merges
+/// variables by name first (host over child group over parent over `all`) and only then
+/// picks among the names, so a group's `ansible_become_password` beats a host's
+/// `ansible_become_pass`; merging per name reproduces that.
+#[derive(Debug, Default, Clone)]
+struct BecomePassVars([Option<(String, SourcePos)>; 3]);
+
+impl BecomePassVars {
+    fn take(v: &mut LocatedVars) -> Result<BecomePassVars, InventoryError> {
+        let mut out = BecomePassVars::default();
+        for (slot, name) in out.0.iter_mut().zip(BECOME_PASS_VARS) {
+            *slot = take_string(v, &[name])?;
+        }
+        Ok(out)
+    }
+
+    fn or(mut self, other: &BecomePassVars) -> BecomePassVars {
+        for (mine, theirs) in self.0.iter_mut().zip(&other.0) {
+            if mine.is_none() {
+                mine.clone_from(theirs);
+            }
+        }
+        self
+    }
+
+    /// The password Ansible would use; values promfleet cannot use as they are (vault,
+    /// Jinja) are errors rather than wrong passwords sent to sudo.
+    fn password(self) -> Result<Option<BecomePassword>, InventoryError> {
+        let Some((name, (value, pos))) = BECOME_PASS_VARS
+            .iter()
+            .zip(self.0)
+            .find_map(|(n, v)| v.map(|v| (*n, v)))
+        else {
+            return Ok(None);
+        };
+        let unusable = if value.trim_start().starts_with("$ANSIBLE_VAULT;") {
+            Some("is vault-encrypted, and promfleet has no vault password")
+        } else if value.contains("{{") || value.contains("{%") {
+            Some("is a Jinja template, which promfleet does not evaluate")
+        } else {
+            None
+        };
+        let help = "give the password with --ask-become-pass (-K) or the `become_password` \
+                    secret (PROMFLEET_SECRET_BECOME_PASSWORD or --secrets FILE) instead";
+        if let Some(why) = unusable {
+            return Err(InventoryError::Syntax {
+                pos,
+                message: format!("`{name}` {why}"),
+                help: Some(help.to_owned()),
+            });
+        }
+        let source = PasswordSource::Inventory {
+            var: name.to_owned(),
+            at: pos.to_string(),
+        };
+        BecomePassword::new(&value, source)
+            .map(Some)
+            .map_err(|message| InventoryError::Syntax {
+                pos,
+                message,
+                help: Some(help.to_owned()),
+            })
+    }
 }
 
 fn as_bool(value: &Value) -> Option<bool> {

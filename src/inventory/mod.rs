@@ -25,6 +25,7 @@ pub use emit::to_yaml;
 pub use error::{InventoryError, SourcePos};
 pub use limit::Limit;
 
+use crate::transport::BecomePassword;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -98,8 +99,10 @@ pub struct SshSettings {
     pub user: Option<String>,
     pub port: Option<u16>,
     pub key: Option<PathBuf>,
-    /// Run commands through `sudo -n` (login user is not root).
+    /// Run commands as root through sudo (login user is not root).
     pub become_root: Option<bool>,
+    /// sudo password (Ansible's `ansible_become_password`); wins over the run's.
+    pub become_password: Option<BecomePassword>,
 }
 
 impl SshSettings {
@@ -111,6 +114,10 @@ impl SshSettings {
             port: self.port.or(other.port),
             key: self.key.clone().or_else(|| other.key.clone()),
             become_root: self.become_root.or(other.become_root),
+            become_password: self
+                .become_password
+                .clone()
+                .or_else(|| other.become_password.clone()),
         }
     }
 }

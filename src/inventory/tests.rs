@@ -251,6 +251,92 @@ fn ansible_top_level_groups_without_all() {
     assert_eq!(inv.hosts[0].ssh.port, Some(2200));
 }
 
+/// The sudo password Ansible's `sudo` become plugin would use, as (value, variable).
+fn become_pass(inv: &Inventory, host: &str) -> Option<(String, String)> {
+    let pw = inv.host(host).unwrap().ssh.become_password.clone()?;
+    let var = match pw.source() {
+        crate::transport::PasswordSource::Inventory { var, .. } => var.clone(),
+        other => panic!("{other}"),
+    };
+    Some((pw.expose().to_owned(), var))
+}
+
+/// ansible-core merges variables by name (host over group over `all`), then its sudo plugin
+/// takes the first of `ansible_become_password`, `ansible_become_pass`, `ansible_sudo_pass`
+/// that is set (`ConfigManager._loop_entries` returns the first found).
+#[test]
+fn ansible_become_password_names_and_precedence() {
+    let text = "[web]\n\
+        w1 ansible_host=10.0.0.1 ansible_become_pass=host-pass\n\
+        w2 ansible_host=10.0.0.2 ansible_become_password=host-password\n\
+        w3 ansible_host=10.0.0.3\n\
+        [web:vars]\n\
+        ansible_become_password=web-password\n\
+        [db]\n\
+        d1 ansible_host=10.0.0.4 ansible_sudo_pass=d1-sudo\n\
+        d2 ansible_host=10.0.0.5\n\
+        [all:vars]\n\
+        ansible_become_pass=all-pass\n";
+    let inv = parse_str(text, Path::new("inv.ini")).unwrap();
+    let rows = [
+        // host, (password, variable): a group's preferred name beats a host's older one.
+        ("w1", "web-password", "ansible_become_password"),
+        ("w2", "host-password", "ansible_become_password"),
+        ("w3", "web-password", "ansible_become_password"),
+        ("d1", "all-pass", "ansible_become_pass"),
+        ("d2", "all-pass", "ansible_become_pass"),
+    ];
+    for (host, value, var) in rows {
+        assert_eq!(
+            become_pass(&inv, host),
+            Some((value.to_owned(), var.to_owned())),
+            "{host}"
+        );
+    }
+    // Not variables any more: they must not reach templates (or the rendered files).
+    for h in &inv.hosts {
+        assert!(!h.vars.keys().any(|k| k.contains("pass")), "{:?}", h.vars);
+    }
+    assert!(!inv.vars.keys().any(|k| k.contains("pass")));
+    // Debug (test failures, logs) never shows the value.
+    let ssh = format!("{:?}", inv.host("w2").unwrap().ssh);
+    assert!(!ssh.contains("host-password"), "{ssh}");
+    assert!(
+        ssh.contains("inv.ini:3"),
+        "the source names file:line: {ssh}"
+    );
+
+    let yaml = "all:\n  vars: { ansible_sudo_pass: legacy-pass }\n  children:\n    IDE:\n      hosts:\n        a: { ansible_host: 10.0.0.1 }\n";
+    let inv = parse_str(yaml, Path::new("inv.yml")).unwrap();
+    assert_eq!(
+        become_pass(&inv, "a"),
+        Some(("legacy-pass".to_owned(), "ansible_sudo_pass".to_owned()))
+    );
+}
+
+#[test]
+fn ansible_become_password_promfleet_cannot_use_is_an_error() {
+    let rows = [
+        (
+            "IDE:\n  hosts:\n    a:\n      ansible_host: 10.0.0.1\n      ansible_become_password: \"{{ vault_sudo }}\"\n",
+            "inv.yml:5",
+            "Jinja template",
+        ),
+        (
+            "IDE:\n  hosts:\n    a:\n      ansible_host: 10.0.0.1\n      ansible_become_pass: \"$ANSIBLE_VAULT;1.1;AES256\\n6162\"\n",
+            "inv.yml:5",
+            "vault-encrypted",
+        ),
+    ];
+    for (text, at, why) in rows {
+        let e = parse_err(text, "inv.yml");
+        assert!(
+            e.contains(at) && e.contains(why) && e.contains("--ask-become-pass"),
+            "{e}"
+        );
+    }
+}
+
 #[test]
 fn ansible_innermost_group_wins_and_ip_var_keeps_dns_address() {
     let text = "[fleet]\nide-01 ip=10.0.1.11 ansible_host=ide-01.lan\n[IDE]\nide-01\n[fleet:children]\nIDE\n";

@@ -9,7 +9,7 @@ pub mod template;
 
 pub use load::{Play, Playbook, TaskDef, load, parse, suggest};
 pub use plan::{HostPlan, Plan, PlanOptions, PlannedPlay, Serial, Step, plan};
-pub use secrets::{MASK, SecretMode, Secrets};
+pub use secrets::{MASK, SecretError, SecretMode, Secrets};
 pub use template::{Renderer, SharedContext, slug};
 
 use std::path::{Path, PathBuf};

@@ -131,6 +131,18 @@ impl Secrets {
         }
     }
 
+    /// Where `get(name)` reads the secret from, for messages: its environment variable, else
+    /// the secrets file.
+    pub fn origin(&self, name: &str) -> String {
+        let env = Self::env_name(name);
+        match &self.file_path {
+            Some(p) if std::env::var_os(&env).is_none() && self.file.contains_key(name) => {
+                p.display().to_string()
+            }
+            _ => env,
+        }
+    }
+
     /// Like `get`, but generates (and remembers, for `store_generated`) a random value when
     /// the secret is absent — for passwords promfleet itself sets, such as Grafana's admin.
     pub fn get_or_generate(&self, name: &str) -> String {

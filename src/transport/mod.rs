@@ -10,6 +10,7 @@ mod output;
 mod quote;
 mod session;
 mod ssh_config;
+mod sudo;
 mod upload;
 mod verify;
 
@@ -18,6 +19,7 @@ pub use output::{Capture, ExecOutput};
 pub use quote::{remote_path, sh_quote};
 pub use session::{ConnectOptions, Session, Upload};
 pub use ssh_config::{DEFAULT_PATH as SSH_CONFIG_DEFAULT, SshConfig, SshConfigFile};
+pub use sudo::{BecomePassword, PasswordSource};
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -52,8 +54,10 @@ pub struct Target {
     pub keys_explicit: bool,
     /// ProxyJump host, if any (`ProxyJump a,b`: `b`, whose own `jump` is `a`).
     pub jump: Option<Box<Target>>,
-    /// Wrap commands in `sudo -n`.
+    /// Run commands as root through sudo: `sudo -n`, or `sudo -S` with `become_password`.
     pub become_root: bool,
+    /// The sudo password for this host (inventory, else the run's), if any.
+    pub become_password: Option<BecomePassword>,
     /// Name looked up in (and recorded to) known_hosts instead of the address (`HostKeyAlias`).
     pub host_key_alias: Option<String>,
     /// `UserKnownHostsFile` from the config; empty → the run's `--known-hosts` file.

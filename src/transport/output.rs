@@ -92,6 +92,23 @@ impl Capture {
             .map(|l| l.trim().to_string())
     }
 
+    /// The kept bytes: head and tail (they are not contiguous when something was elided).
+    pub fn kept(&self) -> [&[u8]; 2] {
+        [&self.head, self.tail()]
+    }
+
+    /// Edit the kept bytes in place (head and tail each), e.g. to strip a known marker; what
+    /// `edit` removes is no longer counted.
+    pub fn edit_kept(&mut self, edit: impl Fn(&mut Vec<u8>)) {
+        let drop = self.tail.len().saturating_sub(self.keep);
+        self.tail.drain(..drop);
+        let before = (self.head.len() + self.tail.len()) as u64;
+        edit(&mut self.head);
+        edit(&mut self.tail);
+        let after = (self.head.len() + self.tail.len()) as u64;
+        self.total -= before.saturating_sub(after);
+    }
+
     fn tail_or_head(&self) -> &[u8] {
         if self.tail().iter().any(|b| !b.is_ascii_whitespace()) {
             self.tail()

@@ -13,10 +13,11 @@ use russh::{ChannelMsg, Disconnect, Sig};
 use super::auth::authenticate;
 use super::keys::KeyStore;
 use super::output::ExecOutput;
-use super::quote::{remote_path, sh_quote};
+use super::quote::remote_path;
+use super::sudo;
 use super::upload::upload_script;
 use super::verify::{HostKeyPolicy, Verifier};
-use super::{Target, TransportError};
+use super::{BecomePassword, Target, TransportError};
 
 /// How long stopping a timed-out command (signal, close) may take before promfleet moves on.
 const STOP_GRACE: Duration = Duration::from_secs(2);
@@ -46,6 +47,9 @@ pub struct ConnectOptions {
     /// Open ProxyJump connections, one per bastion, shared by every host behind it (each
     /// host is a direct-tcpip channel): a bastion sees one login, not one per host.
     pub jumps: Arc<Mutex<HashMap<String, JumpSlot>>>,
+    /// The run's sudo password (-K, else the `become_password` secret), for become hosts
+    /// whose inventory gives none.
+    pub become_password: Option<BecomePassword>,
 }
 
 impl ConnectOptions {
@@ -64,6 +68,7 @@ impl ConnectOptions {
             known_hosts_lock: Arc::new(Mutex::new(())),
             agent: std::env::var_os("SSH_AUTH_SOCK").map(PathBuf::from),
             jumps: Arc::default(),
+            become_password: None,
         }
     }
 }
@@ -82,8 +87,26 @@ pub struct Session {
     _jump: Option<Arc<Session>>,
     target: Target,
     command_timeout: Duration,
-    // Set once `sudo -n` was seen to work on this connection (become targets only).
-    become_checked: tokio::sync::OnceCell<()>,
+    // Bound of the once-per-connection sudo check: it authenticates, like connecting.
+    become_timeout: Duration,
+    // sudo's verdict on this connection, checked before the first become command.
+    become_checked: tokio::sync::OnceCell<Result<(), BecomeRefused>>,
+}
+
+/// sudo refused `become` on a connection (kept, so it is reported, never asked again).
+#[derive(Debug, Clone)]
+struct BecomeRefused {
+    what: String,
+    message: String,
+}
+
+impl From<BecomeRefused> for TransportError {
+    fn from(r: BecomeRefused) -> TransportError {
+        TransportError::Remote {
+            what: r.what,
+            message: r.message,
+        }
+    }
 }
 
 impl Session {
@@ -168,6 +191,7 @@ impl Session {
             _jump: jump,
             target: target.clone(),
             command_timeout: opts.command_timeout,
+            become_timeout: opts.connect_timeout,
             become_checked: tokio::sync::OnceCell::new(),
         })
     }
@@ -176,24 +200,39 @@ impl Session {
         &self.target
     }
 
-    /// Run `command` through the login shell (wrapped in `sudo -n` when the target needs
+    /// Run `command` through the login shell (as root through sudo when the target needs
     /// `become`), feeding `stdin` while reading, until the channel closes.
     pub async fn exec(
         &self,
         command: &str,
         stdin: Option<Bytes>,
     ) -> Result<ExecOutput, TransportError> {
-        let wrapped;
-        let command = if self.target.become_root {
-            self.become_checked
-                .get_or_try_init(|| self.check_become())
-                .await?;
-            wrapped = format!("sudo -n sh -c {}", sh_quote(command));
-            wrapped.as_str()
-        } else {
-            command
-        };
-        self.exec_limited(command, stdin).await
+        if !self.target.become_root {
+            return self.exec_limited(command, stdin).await;
+        }
+        // A refusal is kept for the connection: sudo is never asked again with a password it
+        // rejected (lockouts), nor made to wait again for one.
+        let verdict = self
+            .become_checked
+            .get_or_try_init(|| self.check_become())
+            .await?;
+        if let Err(refusal) = verdict {
+            return Err(refusal.clone().into());
+        }
+        match &self.target.become_password {
+            None => {
+                self.exec_limited(&sudo::without_password(command), stdin)
+                    .await
+            }
+            Some(pw) => {
+                let stdin = sudo::stdin_with_password(pw, stdin);
+                let mut out = self
+                    .exec_limited(&sudo::with_password(command), Some(stdin))
+                    .await?;
+                sudo::strip_prompts(&mut out.stderr);
+                Ok(out)
+            }
+        }
     }
 
     /// A command without the become wrapper (`exec` and `check_become` use it): bounded
@@ -206,24 +245,62 @@ impl Session {
         self.exec_raw(command, stdin).await
     }
 
-    /// Prove once per connection that `sudo -n` works: otherwise every become command would
-    /// fail with sudo's own exit 1, indistinguishable from the command's, and no hint why.
-    async fn check_become(&self) -> Result<(), TransportError> {
-        let out = self.exec_limited("sudo -n true", None).await?;
+    /// Prove once per connection that sudo works (`sudo -n true`, or `sudo -k -S true` fed the
+    /// password line and then EOF, so sudo cannot wait for another attempt), within the
+    /// connect timeout: otherwise every become command would fail with sudo's own exit 1,
+    /// indistinguishable from the command's, and no hint why — and a wrong password would be
+    /// tried again by every command. `Err` is a transport failure (not kept: a new
+    /// connection checks again); `Ok(Err)` is sudo's refusal.
+    async fn check_become(&self) -> Result<Result<(), BecomeRefused>, TransportError> {
+        let (user, host) = (&self.target.user, &self.target.name);
+        let (command, stdin) = sudo::check(self.target.become_password.as_ref());
+        let limit = self.become_timeout;
+        let out = match tokio::time::timeout(limit, self.exec_raw(&command, stdin)).await {
+            Ok(r) => r?,
+            Err(_) => {
+                return Ok(Err(BecomeRefused {
+                    what: format!(
+                        "become: sudo for {user} on {host} did not finish within {}s",
+                        limit.as_secs_f32()
+                    ),
+                    message: "sudo's authentication hangs (PAM, LDAP?) — fix sudo on the host, or raise --connect-timeout".into(),
+                }));
+            }
+        };
         if out.success() {
-            return Ok(());
+            return Ok(Ok(()));
         }
-        Err(TransportError::Remote {
-            what: format!(
-                "become: {} cannot run sudo without a password on {}",
-                self.target.user, self.target.name
-            ),
-            message: format!(
-                "{} — give {} passwordless sudo (NOPASSWD) or turn off `become` for this host",
-                out.short_error(),
-                self.target.user
-            ),
-        })
+        let refusal = match &self.target.become_password {
+            None => BecomeRefused {
+                what: format!("become: {user} cannot run sudo without a password on {host}"),
+                message: format!(
+                    "{} — give {user} passwordless sudo (NOPASSWD), give its password \
+                     (--ask-become-pass/-K, the `become_password` secret or \
+                     `ansible_become_password` in the inventory), or turn off `become` for this host",
+                    out.short_error()
+                ),
+            },
+            Some(pw) if sudo::prompts(&out.stderr) > 1 => BecomeRefused {
+                what: format!("become: sudo rejected the password of {user} on {host}"),
+                message: format!(
+                    "the password from {} is wrong for {user} — correct it (a per-host \
+                     `ansible_become_password` wins over -K and the `become_password` secret)",
+                    pw.source()
+                ),
+            },
+            Some(_) => {
+                let mut out = out;
+                sudo::strip_prompts(&mut out.stderr);
+                BecomeRefused {
+                    what: format!("become: {user} cannot run sudo on {host}"),
+                    message: format!(
+                        "{} — give {user} sudo rights on the host, or turn off `become` for this host",
+                        out.short_error()
+                    ),
+                }
+            }
+        };
+        Ok(Err(refusal))
     }
 
     /// Run `command` on a new channel, keeping the first and last `output::KEEP` bytes of

@@ -249,6 +249,7 @@ impl SshConfig {
                 keys_explicit: r.identity_files != d.identity_files,
                 jump,
                 become_root: false,
+                become_password: None,
                 host_key_alias: r.host_key_alias.clone(),
                 user_known_hosts: if r.user_known_hosts == d.user_known_hosts {
                     Vec::new()

@@ -17,7 +17,7 @@ mod system;
 
 pub use inventory::InventorySpec;
 pub use keys::KeyKind;
-pub use system::{NOSUDO_USER, SUDO_USER, is_root};
+pub use system::{NOSUDO_USER, PASSWORD_SUDO_USER, SUDO_USER, is_root, sudo_password};
 
 pub(crate) use alloc::{Claim, try_claim};
 pub use daemon::banner;
@@ -272,8 +272,8 @@ impl Fleet {
         self.sshd_dir(owner).join("ssh_host_ed25519_key")
     }
 
-    fn spec_users() -> [&'static str; 2] {
-        [SUDO_USER, NOSUDO_USER]
+    fn spec_users() -> [&'static str; 3] {
+        [SUDO_USER, NOSUDO_USER, PASSWORD_SUDO_USER]
     }
 
     fn start_shared(&self) -> Result<()> {
@@ -555,6 +555,10 @@ impl Fleet {
     /// The login user without sudo rights.
     pub fn nosudo_user(&self) -> &str {
         NOSUDO_USER
+    }
+    /// A login user whose sudo asks for a password ([`sudo_password`]).
+    pub fn password_sudo_user(&self) -> &str {
+        PASSWORD_SUDO_USER
     }
     /// uid of the login user (owner of the host sandboxes).
     pub fn user_uid(&self) -> u32 {

@@ -1,6 +1,7 @@
 //! Machine-wide setup the fleet needs, done idempotently once per process: the login users
-//! (`pftest` with passwordless sudo, `pfnosudo` without), their sudoers drop-in and /run/sshd.
-//! Touches /etc (users, sudoers.d) and nothing else outside the fleet's temp dir.
+//! (`pftest` with passwordless sudo, `pfnosudo` without, `pfpwsudo` with sudo behind a
+//! password), their sudoers drop-ins and /run/sshd. Touches /etc (users, sudoers.d, the
+//! password file) and nothing else outside the fleet's temp dir.
 
 use anyhow::{Context, Result, bail};
 use std::os::unix::fs::PermissionsExt;
@@ -12,7 +13,15 @@ pub const SUDO_USER: &str = "pftest";
 /// A login user without sudo rights (negative `become` tests).
 pub const NOSUDO_USER: &str = "pfnosudo";
 
+/// A login user whose sudo asks for its password (`become` with a password).
+pub const PASSWORD_SUDO_USER: &str = "pfpwsudo";
+
 const SUDOERS_DROPIN: &str = "/etc/sudoers.d/promfleet-testkit";
+// A file of its own: test processes built from older testkits rewrite the one above.
+const PASSWORD_SUDOERS_DROPIN: &str = "/etc/sudoers.d/promfleet-testkit-password";
+/// `PASSWORD_SUDO_USER`'s password, random, chosen once per machine, readable by root only:
+/// a fixed one would give every local user root through `su` and sudo.
+const PASSWORD_FILE: &str = "/etc/promfleet-testkit-sudo-password";
 
 /// uid/gid of the login users.
 #[derive(Debug, Clone, Copy)]
@@ -46,7 +55,26 @@ pub(crate) fn prepare() -> Result<Users> {
         sudo: ensure_user(SUDO_USER)?,
     };
     ensure_user(NOSUDO_USER)?;
-    ensure_sudoers()?;
+    ensure_user(PASSWORD_SUDO_USER)?;
+    ensure_password()?;
+    install_sudoers(
+        SUDOERS_DROPIN,
+        &format!(
+            "# promfleet testkit: passwordless sudo for become tests\n\
+             Defaults:{SUDO_USER} env_keep += \"SSH_CONNECTION\"\n\
+             {SUDO_USER} ALL=(ALL:ALL) NOPASSWD: ALL\n"
+        ),
+    )?;
+    // timestamp_timeout=0: sudo asks on every command, never "remembers" the password, so
+    // tests see the password path every time (the passwordless user covers "not asked").
+    install_sudoers(
+        PASSWORD_SUDOERS_DROPIN,
+        &format!(
+            "# promfleet testkit: sudo with a password for become tests\n\
+             Defaults:{PASSWORD_SUDO_USER} env_keep += \"SSH_CONNECTION\", timestamp_timeout=0\n\
+             {PASSWORD_SUDO_USER} ALL=(ALL:ALL) ALL\n"
+        ),
+    )?;
     let _ = DONE.set(users);
     Ok(users)
 }
@@ -94,21 +122,69 @@ fn ensure_user(user: &str) -> Result<(u32, u32)> {
     lookup(user)?.with_context(|| format!("user {user} missing after useradd"))
 }
 
-fn ensure_sudoers() -> Result<()> {
-    // SSH_CONNECTION survives sudo so the compose stand-in, run under `become`, still knows
-    // which host address it serves.
-    let want = format!(
-        "# promfleet testkit: passwordless sudo for become tests\n\
-         Defaults:{SUDO_USER} env_keep += \"SSH_CONNECTION\"\n\
-         {SUDO_USER} ALL=(ALL:ALL) NOPASSWD: ALL\n"
-    );
-    if std::fs::read_to_string(SUDOERS_DROPIN).ok().as_deref() == Some(want.as_str()) {
+/// The password of [`PASSWORD_SUDO_USER`].
+pub fn sudo_password() -> Result<String> {
+    let pw = std::fs::read_to_string(PASSWORD_FILE)
+        .with_context(|| format!("read {PASSWORD_FILE} (written by the fleet's setup)"))?;
+    Ok(pw.trim().to_string())
+}
+
+/// Choose the password once per machine (the first process to link the file wins) and set it.
+fn ensure_password() -> Result<()> {
+    if std::path::Path::new(PASSWORD_FILE).exists() {
+        return Ok(());
+    }
+    let mut raw = [0u8; 18];
+    use std::io::Read;
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut raw))
+        .context("read /dev/urandom")?;
+    // Letters, digits and shell/sudo-unfriendly characters: quoting bugs show up.
+    let mut pw: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    pw.push_str(" $'\"%p");
+    let tmp = format!("{PASSWORD_FILE}.tmp{}", std::process::id());
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .with_context(|| format!("create {tmp}"))?;
+        use std::io::Write;
+        writeln!(f, "{pw}").with_context(|| format!("write {tmp}"))?;
+    }
+    let linked = std::fs::hard_link(&tmp, PASSWORD_FILE);
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => {}
+        // Another process chose first: set its password (the same value either way).
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => pw = sudo_password()?,
+        Err(e) => return Err(e).with_context(|| format!("create {PASSWORD_FILE}")),
+    }
+    let mut child = Command::new("chpasswd")
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .context("run chpasswd")?;
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().context("chpasswd stdin")?;
+        writeln!(stdin, "{PASSWORD_SUDO_USER}:{pw}").context("write to chpasswd")?;
+    }
+    if !child.wait().context("wait for chpasswd")?.success() {
+        bail!("chpasswd for {PASSWORD_SUDO_USER} failed");
+    }
+    Ok(())
+}
+
+fn install_sudoers(path: &str, want: &str) -> Result<()> {
+    if std::fs::read_to_string(path).ok().as_deref() == Some(want) {
         return Ok(());
     }
     if !std::path::Path::new("/usr/bin/sudo").exists() {
         bail!("sudo is not installed (apt-get install sudo)");
     }
-    let tmp = format!("{SUDOERS_DROPIN}.tmp{}", std::process::id());
+    let tmp = format!("{path}.tmp{}", std::process::id());
     std::fs::write(&tmp, want).with_context(|| format!("write {tmp}"))?;
     std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o440))?;
     // A file sudo cannot parse would lock out every later sudo: check before installing.
@@ -119,8 +195,8 @@ fn ensure_sudoers() -> Result<()> {
         .unwrap_or(false);
     if !ok {
         let _ = std::fs::remove_file(&tmp);
-        bail!("visudo rejected the sudoers drop-in");
+        bail!("visudo rejected the sudoers drop-in {path}");
     }
-    std::fs::rename(&tmp, SUDOERS_DROPIN).with_context(|| format!("install {SUDOERS_DROPIN}"))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("install {path}"))?;
     Ok(())
 }
