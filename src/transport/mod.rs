@@ -3,6 +3,7 @@
 //! it does not know about tasks or modules.
 
 mod auth;
+mod command;
 mod error;
 pub mod keys;
 mod quote;
@@ -11,6 +12,7 @@ mod ssh_config;
 mod upload;
 mod verify;
 
+pub use command::{Cmd, Script};
 pub use error::TransportError;
 pub use quote::{remote_path, sh_quote};
 pub use session::{ConnectOptions, ExecOutput, Session, Upload};

@@ -11,8 +11,8 @@ use russh::client::{self, Handle};
 use russh::{ChannelMsg, Disconnect};
 
 use super::auth::authenticate;
+use super::command::{Cmd, Script};
 use super::keys::KeyStore;
-use super::quote::{remote_path, sh_quote};
 use super::upload::upload_script;
 use super::verify::Verifier;
 use super::{Target, TransportError};
@@ -206,7 +206,7 @@ impl Session {
             self.become_checked
                 .get_or_try_init(|| self.check_become())
                 .await?;
-            wrapped = format!("sudo -n sh -c {}", sh_quote(command));
+            wrapped = Cmd::new("sudo").opt("-n").opt("sh").opt("-c").arg(command);
             wrapped.as_str()
         } else {
             command
@@ -333,22 +333,23 @@ impl Session {
     /// Compare `dest` with content of the given SHA-256 without writing: `Some(true)` equal,
     /// `Some(false)` differs or missing.
     pub async fn file_matches(&self, dest: &str, sha256: &str) -> Result<bool, TransportError> {
-        let p = remote_path(dest);
-        let cmd =
-            format!("if [ -f {p} ]; then sha256sum < {p} | cut -d' ' -f1; else echo missing; fi");
+        let cmd = Script::new()
+            .path_var("p", dest)
+            .fragment(
+                r#"if [ -f "$p" ]; then sha256sum < "$p" | cut -d' ' -f1; else echo missing; fi"#,
+            )
+            .build();
         let out = self.exec(&cmd, None).await?;
         Ok(out.success() && out.stdout_str().trim() == sha256)
     }
 
     /// Read a remote file (for `--diff`); `None` if it does not exist.
     pub async fn read_file(&self, path: &str) -> Result<Option<Vec<u8>>, TransportError> {
-        let p = remote_path(path);
-        let out = self
-            .exec(
-                &format!("if [ -f {p} ]; then cat {p}; else exit 3; fi"),
-                None,
-            )
-            .await?;
+        let cmd = Script::new()
+            .path_var("p", path)
+            .fragment(r#"if [ -f "$p" ]; then cat -- "$p"; else exit 3; fi"#)
+            .build();
+        let out = self.exec(&cmd, None).await?;
         match out.status {
             Some(0) => Ok(Some(out.stdout)),
             Some(3) => Ok(None),
