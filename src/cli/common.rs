@@ -240,6 +240,16 @@ pub fn executor(
     ));
     let cancel = CancellationToken::new();
     spawn_signal_handler(cancel.clone(), reporter.clone());
+    // `--check` writes nothing, known_hosts included: an unknown host key is reported (the
+    // host is unreachable, "host key … is not known"), never recorded.
+    let mut conn = conn.clone();
+    if check && conn.accept_new_host_keys {
+        conn.accept_new_host_keys = false;
+        reporter.notice(
+            "--check records no host keys: a host whose key is unknown is shown unreachable (record it with a run without --check, or ssh-keyscan)",
+        );
+    }
+    let conn = &conn;
     let executor = Arc::new(Executor {
         connector: Arc::new(connector(conn)?),
         http,
