@@ -461,8 +461,8 @@ const PAYLOADS: &[&str] = &[
     "-x",
 ];
 
-/// Every variable that reaches a remote command, with every payload, through deploy (with
-/// --diff), --check and status on a real sshd: no payload ever runs. Each run either works
+/// Every variable that reaches a remote command, with every payload, through status,
+/// --check, deploy (with --diff) and status again on a real sshd: no payload ever runs. Each run either works
 /// (the value taken literally), fails that host cleanly, or is refused at plan time naming
 /// the argument.
 #[test]
@@ -531,9 +531,12 @@ fn hostile_values_never_reach_a_shell_in_any_command() {
                 };
                 e.push(format!("{k2}={v2}"));
             }
-            let sub: [&[&str]; 3] = [
-                &["deploy", &book, "--diff"],
+            // Read-only commands first, while the host has nothing of this case: the paths
+            // where a missing directory is reported are the ones taken.
+            let sub: [&[&str]; 4] = [
+                &["status", "--playbook", &book],
                 &["deploy", &book, "--check", "--diff"],
+                &["deploy", &book, "--diff"],
                 &["status", "--playbook", &book],
             ];
             for args in sub {
@@ -562,7 +565,7 @@ fn hostile_values_never_reach_a_shell_in_any_command() {
             }
         }
     }
-    assert_eq!(runs, baseline.len() * PAYLOADS.len() * 3);
+    assert_eq!(runs, baseline.len() * PAYLOADS.len() * 4);
     assert_no_temp_files(&host.dir);
 }
 
