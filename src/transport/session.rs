@@ -11,8 +11,9 @@ use russh::client::{self, Handle};
 use russh::{ChannelMsg, Disconnect};
 
 use super::auth::authenticate;
-use super::command::{Cmd, Script};
+use super::command::Script;
 use super::keys::KeyStore;
+use super::quote::sh_quote;
 use super::upload::upload_script;
 use super::verify::Verifier;
 use super::{Target, TransportError};
@@ -206,7 +207,7 @@ impl Session {
             self.become_checked
                 .get_or_try_init(|| self.check_become())
                 .await?;
-            wrapped = Cmd::new("sudo").opt("-n").opt("sh").opt("-c").arg(command);
+            wrapped = format!("sudo -n sh -c {}", sh_quote(command));
             wrapped.as_str()
         } else {
             command
