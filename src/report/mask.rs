@@ -51,6 +51,9 @@ fn forms(v: &str) -> Vec<String> {
     if let Ok(json) = serde_json::to_string(v) {
         out.push(json.trim_matches('"').to_string());
     }
+    // Rust's `{:?}` (error values formatted with Debug): escapes like JSON, but `\u{…}`.
+    let debug = format!("{v:?}");
+    out.push(debug.trim_matches('"').to_string());
     let quoted = crate::transport::sh_quote(v);
     out.push(v.replace('\'', "'\\''"));
     out.push(quoted);
@@ -134,6 +137,7 @@ mod tests {
         let m = Masker::default();
         m.add(secret);
         let json = serde_json::json!({ "error": secret }).to_string();
+        let debug = format!("{:?}", format!("{secret}\u{1}"));
         let shell = crate::transport::sh_quote(secret);
         let mut url = reqwest::Url::parse("http://h/x").expect("url");
         url.path_segments_mut().expect("base").push(secret);
@@ -153,7 +157,7 @@ mod tests {
                 "too much of the basic-auth header left: {masked}"
             );
         }
-        for text in [json, shell, url.to_string()] {
+        for text in [json, shell, url.to_string(), debug] {
             let masked = m.mask(&text);
             assert!(
                 !masked.contains("p4ss") && !masked.contains("rd"),
