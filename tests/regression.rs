@@ -366,6 +366,19 @@ fn check_never_writes_known_hosts() {
         }
         r.output()
     };
+    // ~/.ssh/config may ask for recording too (`accept-new`, `no`): not in --check either.
+    for strict in ["accept-new", "no"] {
+        let cfg = tmp.path().join(format!("ssh_config-{strict}"));
+        std::fs::write(&cfg, format!("Host *\n  StrictHostKeyChecking {strict}\n"))
+            .expect("ssh config");
+        let out = run(&["--check", "--ssh-config", cfg.to_str().expect("utf8")]);
+        assert_eq!(
+            std::fs::read_to_string(&kh).expect("known_hosts"),
+            "",
+            "--check with StrictHostKeyChecking {strict} recorded a host key\n{}",
+            stderr(&out)
+        );
+    }
     let out = run(&["--check"]);
     let err = stderr(&out);
     assert_eq!(
