@@ -469,22 +469,13 @@ const PAYLOADS: &[&str] = &[
 fn hostile_values_never_reach_a_shell_in_any_command() {
     let Some(rig) = Rig::start(1, 1) else { return };
     let host = rig.fleet.hosts().next().expect("host").clone();
-    let proj = tempfile::tempdir().expect("tempdir");
-    std::fs::create_dir_all(proj.path().join("playbooks")).expect("mkdir");
-    std::fs::create_dir_all(proj.path().join("templates")).expect("mkdir");
-    std::fs::copy(
-        repo().join("templates/defaults.yml"),
-        proj.path().join("templates/defaults.yml"),
-    )
-    .expect("defaults");
-    std::fs::write(
-        proj.path().join("templates/c.yml"),
+    let proj = Project::new();
+    proj.template(
+        "c.yml",
         "services:\n  {{ service_name | json_encode() }}:\n    image: busybox\n",
-    )
-    .expect("template");
-    let book = proj.path().join("playbooks/hostile.yml");
-    std::fs::write(
-        &book,
+    );
+    let book = proj.playbook(
+        "hostile.yml",
         r#"- name: hostile
   hosts: fleet
   tasks:
@@ -495,9 +486,7 @@ fn hostile_values_never_reach_a_shell_in_any_command() {
     - name: up
       compose: { project_dir: "{{ deploy_dir }}", command: "{{ compose_command }}", file: "{{ compose_file }}" }
 "#,
-    )
-    .expect("playbook");
-    let book = book.display().to_string();
+    );
     let baseline: Vec<(&str, String)> = vec![
         ("deploy_dir", String::new()),
         ("compose_file", "docker-compose.yml".into()),

@@ -10,36 +10,6 @@ use serde_json::Value;
 use crate::faults::Rig;
 use crate::support::*;
 
-/// A temp project: `playbooks/<name>.yml` and `templates/` (with the repo's defaults.yml).
-struct Project {
-    dir: tempfile::TempDir,
-}
-
-impl Project {
-    fn new() -> Project {
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::create_dir_all(dir.path().join("playbooks")).expect("mkdir");
-        std::fs::create_dir_all(dir.path().join("templates")).expect("mkdir");
-        std::fs::copy(
-            repo().join("templates/defaults.yml"),
-            dir.path().join("templates/defaults.yml"),
-        )
-        .expect("defaults");
-        Project { dir }
-    }
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-    fn template(&self, name: &str, text: &str) {
-        std::fs::write(self.path("templates").join(name), text).expect("template");
-    }
-    fn playbook(&self, name: &str, text: &str) -> String {
-        let p = self.path("playbooks").join(name);
-        std::fs::write(&p, text).expect("playbook");
-        p.display().to_string()
-    }
-}
-
 /// `promfleet deploy <book>` on the rig's fleet, JSON report.
 fn deploy(rig: &Rig, book: &str, extra: &[&str]) -> Run {
     let mut r = Run::new(&["deploy", book])

@@ -80,25 +80,13 @@ impl Script {
     }
 
     /// `set -- <values quoted>`: fragments iterate them with `for x in "$@"`.
-    pub fn positional<'a>(mut self, values: impl IntoIterator<Item = &'a str>) -> Script {
-        self.text.push_str("set --");
-        for v in values {
-            self.text.push(' ');
-            self.text.push_str(&sh_quote(v));
-        }
-        self.text.push('\n');
-        self
+    pub fn positional<'a>(self, values: impl IntoIterator<Item = &'a str>) -> Script {
+        self.set_positional(values, sh_quote)
     }
 
     /// `set -- <paths quoted>` (see [`Script::path_var`]).
-    pub fn positional_paths<'a>(mut self, paths: impl IntoIterator<Item = &'a str>) -> Script {
-        self.text.push_str("set --");
-        for p in paths {
-            self.text.push(' ');
-            self.text.push_str(&remote_path(p));
-        }
-        self.text.push('\n');
-        self
+    pub fn positional_paths<'a>(self, paths: impl IntoIterator<Item = &'a str>) -> Script {
+        self.set_positional(paths, remote_path)
     }
 
     /// Fixed script text from promfleet's code.
@@ -142,6 +130,20 @@ impl Script {
         self.text.push_str(name);
         self.text.push('=');
         self.text.push_str(quoted);
+        self.text.push('\n');
+        self
+    }
+
+    fn set_positional<'a>(
+        mut self,
+        values: impl IntoIterator<Item = &'a str>,
+        quote: fn(&str) -> String,
+    ) -> Script {
+        self.text.push_str("set --");
+        for v in values {
+            self.text.push(' ');
+            self.text.push_str(&quote(v));
+        }
         self.text.push('\n');
         self
     }
