@@ -9,6 +9,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::common::{ConnArgs, InventoryArgs, connector, load_inventory, masker, select};
+use crate::transport::Script;
 
 #[derive(Args, Debug)]
 pub struct ExecArgs {
@@ -38,7 +39,8 @@ pub async fn run(a: ExecArgs) -> anyhow::Result<i32> {
     let inv = load_inventory(&a.inv.inventory)?;
     let hosts = select(&inv, &a.inv)?;
     let conn = Arc::new(connector(&a.conn)?);
-    let command = Arc::new(a.command.join(" "));
+    // The operator's own shell text, run as written (quoting it is theirs to do).
+    let command = Arc::new(Script::new().operator_shell(&a.command.join(" ")).build());
     let forks = Arc::new(Semaphore::new(a.conn.forks.max(1)));
     let started = Instant::now();
     let mut set = JoinSet::new();
