@@ -590,6 +590,31 @@ fn hostile_exec_command_arrives_as_written_under_become() {
     }
 }
 
+/// `alert test --group` takes only a group of the inventory (whose names are letters, digits,
+/// `.`, `_`, `-`): a hostile value is refused before any Alertmanager is asked.
+#[test]
+fn hostile_alert_group_is_refused() {
+    let case = Case::new();
+    let inv = case.inventory("groups:\n  IDE:\n    hosts:\n      - { name: h1, ip: 127.0.0.1 }\n");
+    for (k, payload) in PAYLOADS.iter().enumerate() {
+        let marker = case.path(&format!("pwned-{k}"));
+        let group = payload.replace("{m}", &marker.display().to_string());
+        let out = Run::new(&["alert", "test", &format!("--group={group}"), "-i"])
+            .arg(&inv)
+            .arg("--alertmanager")
+            .arg(format!("http://127.0.0.1:{}", case.wire.port))
+            .output();
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("no such fleet group"),
+            "{}",
+            stderr(&out)
+        );
+        assert!(!marker.exists());
+        assert!(!case.wire.touched(), "an Alertmanager was asked");
+    }
+}
+
 /// `consul prune` deregisters a service whose id would be a path (`../../leave`) or a query
 /// as exactly that id: the PUT goes to `/v1/agent/service/deregister/<id>`, nowhere else.
 #[test]
