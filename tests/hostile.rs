@@ -447,6 +447,214 @@ fn hostile_var_with_shell_metacharacters_is_never_run() {
     }
 }
 
+/// Values that would run `touch <marker>` if they ever reached a shell unquoted (or quoted
+/// the wrong way), then ones that would change a command's meaning without running anything
+/// (a glob, a leading `-`). `{m}` is the marker path.
+const PAYLOADS: &[&str] = &[
+    "$(touch {m})",
+    "`touch {m}`",
+    "x'; touch {m}; '",
+    "x\"; touch {m}; \"",
+    "x\ntouch {m}\n",
+    "x; touch {m} #",
+    "*",
+    "-x",
+];
+
+/// Every variable that reaches a remote command, with every payload, through status,
+/// --check, deploy (with --diff) and status again on a real sshd: no payload ever runs. Each run either works
+/// (the value taken literally), fails that host cleanly, or is refused at plan time naming
+/// the argument.
+#[test]
+fn hostile_values_never_reach_a_shell_in_any_command() {
+    let Some(rig) = Rig::start(1, 1) else { return };
+    let host = rig.fleet.hosts().next().expect("host").clone();
+    let proj = Project::new();
+    proj.template(
+        "c.yml",
+        "services:\n  {{ service_name | json_encode() }}:\n    image: busybox\n",
+    );
+    let book = proj.playbook(
+        "hostile.yml",
+        r#"- name: hostile
+  hosts: fleet
+  tasks:
+    - name: compose file
+      template: { src: c.yml, dest: "{{ deploy_dir }}/{{ compose_file }}", mode: "0644", owner: "{{ file_owner }}" }
+    - name: command with creates and chdir
+      command: { cmd: "true", creates: "{{ creates_path }}", chdir: "{{ deploy_dir }}" }
+    - name: up
+      compose: { project_dir: "{{ deploy_dir }}", command: "{{ compose_command }}", file: "{{ compose_file }}" }
+"#,
+    );
+    let baseline: Vec<(&str, String)> = vec![
+        ("deploy_dir", String::new()),
+        ("compose_file", "docker-compose.yml".into()),
+        ("file_owner", rig.fleet.user().to_string()),
+        ("creates_path", String::new()),
+        // A stand-in that accepts every compose sub-command: the script around it is tested.
+        ("compose_command", "true".into()),
+        ("service_name", "svc".into()),
+    ];
+    let tag = std::process::id();
+    let mut runs = 0;
+    for (var, _) in &baseline {
+        for (k, payload) in PAYLOADS.iter().enumerate() {
+            let marker = PathBuf::from(format!("/tmp/pwned-{tag}-{var}-{k}"));
+            // A fresh deploy dir per case: one case's files never stand in another's way.
+            let base = host.dir.join(format!("{var}-{k}")).display().to_string();
+            let value = payload.replace("{m}", &marker.display().to_string());
+            // deploy_dir and creates_path stay inside the host's sandbox.
+            let value = match *var {
+                "deploy_dir" | "creates_path" => format!("{base}/{value}"),
+                _ => value,
+            };
+            let mut e: Vec<String> = Vec::new();
+            for (k2, v2) in &baseline {
+                e.push("-e".into());
+                let v2 = match *k2 {
+                    _ if k2 == var => value.clone(),
+                    "deploy_dir" => base.clone(),
+                    "creates_path" => format!("{base}/absent"),
+                    _ => v2.clone(),
+                };
+                e.push(format!("{k2}={v2}"));
+            }
+            // Read-only commands first, while the host has nothing of this case: the paths
+            // where a missing directory is reported are the ones taken.
+            let sub: [&[&str]; 4] = [
+                &["status", "--playbook", &book],
+                &["deploy", &book, "--check", "--diff"],
+                &["deploy", &book, "--diff"],
+                &["status", "--playbook", &book],
+            ];
+            for args in sub {
+                let mut extra: Vec<&str> = vec!["--output", "json", "--retries", "1"];
+                extra.extend(e.iter().map(String::as_str));
+                let out = fleet_run(args, &rig.inv, &rig.fleet, &extra);
+                runs += 1;
+                let ctx = format!("{args:?} {var}={value:?}\nstderr:\n{}", stderr(&out));
+                assert!(
+                    !marker.exists(),
+                    "{} was created: {var} reached a shell\n{ctx}",
+                    marker.display()
+                );
+                let code = out.status.code();
+                assert!(
+                    matches!(code, Some(0..=6)),
+                    "no crash, a run outcome: {code:?}\n{ctx}"
+                );
+                if code == Some(1) {
+                    // Refused before any host was touched: one line naming the argument.
+                    assert!(
+                        stderr(&out).trim().lines().count() == 1 && stderr(&out).contains('`'),
+                        "{ctx}"
+                    );
+                }
+            }
+        }
+    }
+    assert_eq!(runs, baseline.len() * PAYLOADS.len() * 4);
+    assert_no_temp_files(&host.dir);
+}
+
+/// `exec` under `become` wraps the operator's command in `sudo -n sh -c <quoted>`: whatever
+/// quotes, `$`, backticks or newlines it holds arrive as written, once.
+#[test]
+fn hostile_exec_command_arrives_as_written_under_become() {
+    let Some(rig) = Rig::start(1, 1) else { return };
+    let yaml = rig
+        .fleet
+        .inventory()
+        .yaml()
+        .replacen("ssh: {", "ssh: { become: true,", 1);
+    let inv = rig.fleet.root().join("become.yml");
+    std::fs::write(&inv, yaml).expect("inventory");
+    let tag = std::process::id();
+    for (k, payload) in PAYLOADS.iter().enumerate() {
+        let marker = format!("/tmp/pwned-exec-{tag}-{k}");
+        let value = payload.replace("{m}", &marker);
+        // The operator quotes the value for the remote shell; promfleet must not unquote it.
+        let quoted = format!("'{}'", value.replace('\'', "'\\''"));
+        let command = format!("id -u; printf '%s' {quoted}");
+        let out = fleet_run(&["exec"], &inv, &rig.fleet, &["--", &command]);
+        let text = stdout(&out);
+        assert!(
+            !Path::new(&marker).exists(),
+            "{marker} was created\n{text}\n{}",
+            stderr(&out)
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        assert!(text.contains("\n0\n"), "ran as root: {text}");
+        assert!(text.contains(&value), "{value:?} arrived changed:\n{text}");
+    }
+}
+
+/// `alert test --group` takes only a group of the inventory (whose names are letters, digits,
+/// `.`, `_`, `-`): a hostile value is refused before any Alertmanager is asked.
+#[test]
+fn hostile_alert_group_is_refused() {
+    let case = Case::new();
+    let inv = case.inventory("groups:\n  IDE:\n    hosts:\n      - { name: h1, ip: 127.0.0.1 }\n");
+    for (k, payload) in PAYLOADS.iter().enumerate() {
+        let marker = case.path(&format!("pwned-{k}"));
+        let group = payload.replace("{m}", &marker.display().to_string());
+        let out = Run::new(&["alert", "test", &format!("--group={group}"), "-i"])
+            .arg(&inv)
+            .arg("--alertmanager")
+            .arg(format!("http://127.0.0.1:{}", case.wire.port))
+            .output();
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("no such fleet group"),
+            "{}",
+            stderr(&out)
+        );
+        assert!(!marker.exists());
+        assert!(!case.wire.touched(), "an Alertmanager was asked");
+    }
+}
+
+/// `consul prune` deregisters a service whose id would be a path (`../../leave`) or a query
+/// as exactly that id: the PUT goes to `/v1/agent/service/deregister/<id>`, nowhere else.
+#[test]
+fn hostile_service_id_is_one_path_segment_in_prune() {
+    let Some(rig) = Rig::start(1, 1) else { return };
+    let ids = ["x/../../leave", "y?dc=other", "z%2F..", "w#frag"];
+    for id in ids {
+        rig.consul
+            .d
+            .register_direct(serde_json::json!({
+                "ID": id, "Name": "node-exporter", "Address": "10.9.9.9", "Port": 9100,
+                "Meta": { "hostname": "gone-host", "managed_by": "promfleet" },
+            }))
+            .expect("register");
+    }
+    rig.consul.d.clear_requests();
+    let out = Run::new(&["consul", "prune", "-i"]).arg(&rig.inv).output();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let left: Vec<String> = rig.consul.d.services().into_iter().map(|s| s.id).collect();
+    for id in ids {
+        assert!(
+            !left.iter().any(|l| l == id),
+            "{id} still registered: {left:?}"
+        );
+    }
+    for r in rig.consul.d.requests() {
+        let line = format!("{r:?}");
+        assert!(
+            !line.contains("/v1/agent/leave") && !line.contains("dc=other"),
+            "a request left the deregister endpoint: {line}"
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Secrets never reach any output
 

@@ -197,3 +197,33 @@ pub fn stop_exporters(fleet: &testkit::sshd::Fleet, host: &testkit::sshd::Host) 
         String::from_utf8_lossy(&down.stderr)
     );
 }
+
+/// A temp project: `playbooks/<name>.yml` and `templates/` (with the repo's defaults.yml).
+pub struct Project {
+    dir: tempfile::TempDir,
+}
+
+impl Project {
+    pub fn new() -> Project {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("playbooks")).expect("mkdir");
+        std::fs::create_dir_all(dir.path().join("templates")).expect("mkdir");
+        std::fs::copy(
+            repo().join("templates/defaults.yml"),
+            dir.path().join("templates/defaults.yml"),
+        )
+        .expect("defaults");
+        Project { dir }
+    }
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+    pub fn template(&self, name: &str, text: &str) {
+        std::fs::write(self.path("templates").join(name), text).expect("template");
+    }
+    pub fn playbook(&self, name: &str, text: &str) -> String {
+        let p = self.path("playbooks").join(name);
+        std::fs::write(&p, text).expect("playbook");
+        p.display().to_string()
+    }
+}

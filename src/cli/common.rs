@@ -50,6 +50,9 @@ pub struct InventoryArgs {
 
 #[derive(Args, Debug, Clone)]
 pub struct ConnArgs {
+    /// Set by `--check`, never by a flag: record no host key (see `ConnectOptions`).
+    #[arg(skip)]
+    pub never_record_host_keys: bool,
     /// Hosts worked on at once.
     #[arg(short = 'f', long, default_value_t = 50)]
     pub forks: usize,
@@ -185,6 +188,7 @@ pub fn select(inv: &Inventory, args: &InventoryArgs) -> anyhow::Result<Vec<Host>
 pub fn connect_options(c: &ConnArgs) -> ConnectOptions {
     let mut o = ConnectOptions::new(expand_home(&c.known_hosts));
     o.accept_new_host_keys = c.accept_new_host_keys;
+    o.record_host_keys = !c.never_record_host_keys;
     o.connect_timeout = Duration::from_secs(c.connect_timeout.max(1));
     o.command_timeout = Duration::from_secs(c.command_timeout.max(1));
     o.keepalive = Duration::from_secs(c.keepalive.max(1));
@@ -298,6 +302,17 @@ pub fn executor(
     ));
     let cancel = CancellationToken::new();
     spawn_signal_handler(cancel.clone(), reporter.clone());
+    // `--check` writes nothing, known_hosts included: an unknown host key is reported (the
+    // host is unreachable, "host key … is not known"), never recorded.
+    let mut conn = conn.clone();
+    conn.never_record_host_keys = check;
+    if check && conn.accept_new_host_keys {
+        conn.accept_new_host_keys = false;
+        reporter.notice(
+            "--check records no host keys: a host whose key is unknown is shown unreachable (record it with a run without --check, or ssh-keyscan)",
+        );
+    }
+    let conn = &conn;
     let executor = Arc::new(Executor {
         connector: Arc::new(connector(conn, secrets)?),
         http,

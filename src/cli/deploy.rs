@@ -141,6 +141,7 @@ pub fn make_plan(
     secrets_file: Option<&Path>,
     mode: SecretMode,
     opts: &playbook::PlanOptions,
+    persist_generated: bool,
 ) -> anyhow::Result<Planned> {
     let inventory = load_inventory_args(inv_args)?;
     let hosts = select(&inventory, inv_args)?;
@@ -157,7 +158,11 @@ pub fn make_plan(
     // Without --secrets, secrets promfleet generated earlier live in the state dir.
     let generated = inv_args.state_dir.join("secrets.yml");
     let secrets_file = secrets_file.or_else(|| generated.exists().then_some(generated.as_path()));
-    let secrets = Secrets::load(secrets_file, masker())?;
+    let mut secrets = Secrets::load(secrets_file, masker())?;
+    if persist_generated {
+        // Stored as generated, before any host sees it (not at the end of the run).
+        secrets.persist_generated(&generated);
+    }
     let mut renderer = Renderer::new(&tdir, secrets.clone(), mode);
     let refs: Vec<&Host> = hosts.iter().collect();
     let plan = playbook::plan(&inventory, &refs, &books, &mut renderer, &defaults, opts)?;
@@ -180,6 +185,7 @@ pub async fn run(a: DeployArgs) -> anyhow::Result<i32> {
         &playbook::PlanOptions {
             from_stage: c.from_stage.clone(),
         },
+        !c.check,
     )?;
     if planned.plan.plays.iter().all(|p| p.hosts.is_empty()) {
         anyhow::bail!("no hosts to run on: the playbooks' `hosts:` and --limit select nothing");
@@ -220,10 +226,8 @@ pub async fn run(a: DeployArgs) -> anyhow::Result<i32> {
             Ok(_) => {}
             Err(e) => eprintln!("warning: cannot write run state in {}: {e}", dir.display()),
         }
-        match planned.secrets.store_generated(&dir.join("secrets.yml")) {
-            Ok(Some(p)) => eprintln!("generated secrets stored in {} (0600)", p.display()),
-            Ok(None) => {}
-            Err(e) => eprintln!("warning: {e}"),
+        if let Some(p) = planned.secrets.generated_stored_in() {
+            eprintln!("generated secrets stored in {} (0600)", p.display());
         }
     }
     Ok(run.exit_code())

@@ -11,6 +11,7 @@ use tokio::task::JoinSet;
 
 use super::common::{ConnArgs, InventoryArgs, connector, load_inventory, masker, select};
 use crate::playbook::Secrets;
+use crate::transport::Script;
 
 #[derive(Args, Debug)]
 pub struct ExecArgs {
@@ -45,7 +46,8 @@ pub async fn run(a: ExecArgs) -> anyhow::Result<i32> {
     let hosts = select(&inv, &a.inv)?;
     let secrets = Secrets::load(a.secrets.as_deref(), masker())?;
     let conn = Arc::new(connector(&a.conn, &secrets)?);
-    let command = Arc::new(a.command.join(" "));
+    // The operator's own shell text, run as written (quoting it is theirs to do).
+    let command = Arc::new(Script::new().operator_shell(&a.command.join(" ")).build());
     let forks = Arc::new(Semaphore::new(a.conn.forks.max(1)));
     let started = Instant::now();
     let mut set = JoinSet::new();

@@ -60,6 +60,7 @@ pub async fn run(a: StatusArgs) -> anyhow::Result<i32> {
         a.secrets.as_deref(),
         SecretMode::Real,
         &playbook::PlanOptions::default(),
+        false,
     )?;
     let tdir = templates_dir_for(&a.playbook, a.templates.as_deref());
     let defaults = playbook::load_defaults(&tdir.join("defaults.yml"))?;

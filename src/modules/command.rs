@@ -3,7 +3,7 @@
 //! does not contain it (a command that repairs drift says so only when it did something).
 
 use super::{Done, HostCtx, TaskError};
-use crate::transport::remote_path;
+use crate::transport::Script;
 
 #[derive(Debug, Clone)]
 pub struct CommandAction {
@@ -15,20 +15,21 @@ pub struct CommandAction {
 }
 
 impl CommandAction {
-    /// The full remote command line.
+    /// The full remote command line: `creates`/`chdir` as quoted variables (prefixed so the
+    /// operator's own text is unlikely to use the names), then the operator's shell text.
     pub fn script(&self) -> String {
-        let mut s = String::new();
+        let mut s = Script::new();
         if let Some(c) = &self.creates {
-            s.push_str(&format!(
-                "if [ -e {} ]; then echo __promfleet_exists; exit 0; fi\n",
-                remote_path(c)
-            ));
+            s = s.path_var("promfleet_creates", c).fragment(
+                r#"if [ -e "$promfleet_creates" ]; then echo __promfleet_exists; exit 0; fi"#,
+            );
         }
         if let Some(d) = &self.chdir {
-            s.push_str(&format!("cd {} || exit 1\n", remote_path(d)));
+            s = s
+                .path_var("promfleet_chdir", d)
+                .fragment(r#"cd -- "$promfleet_chdir" || exit 1"#);
         }
-        s.push_str(&self.cmd);
-        s
+        s.operator_shell(&self.cmd).build()
     }
 
     pub async fn run(&self, ctx: &mut HostCtx<'_>) -> Result<Done, TaskError> {

@@ -269,7 +269,19 @@ impl ConsulClient {
     }
 
     async fn deregister_on(&self, i: usize, id: &str) -> Result<(), String> {
-        self.put(i, &format!("/v1/agent/service/deregister/{id}"), None)
+        // One path segment, whatever the id holds: a `/`, `..` or `?` read from an agent must
+        // not turn this PUT into another endpoint (e.g. `/v1/agent/leave`). A whole `.`/`..`
+        // is a dot segment in any spelling (the URL parser removes it), so it is refused.
+        if id == "." || id == ".." {
+            return Err(format!("refusing to deregister service id `{id}`"));
+        }
+        const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+            .remove(b'-')
+            .remove(b'.')
+            .remove(b'_')
+            .remove(b'~');
+        let segment = percent_encoding::utf8_percent_encode(id, SEGMENT);
+        self.put(i, &format!("/v1/agent/service/deregister/{segment}"), None)
             .await?;
         if let Some(s) = self.cache[i].lock().await.as_mut() {
             s.remove(id);

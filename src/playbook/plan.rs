@@ -482,7 +482,7 @@ fn build(
                     });
                 if !ok {
                     return Err(format!(
-                        "`owner` must be `user`, `user:group` or `:group` (names or ids), got `{o}`"
+                        "`owner` must be `user`, `user:group` or `:group` (names or ids), got {o:?}"
                     ));
                 }
             }

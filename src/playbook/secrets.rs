@@ -39,8 +39,11 @@ pub struct Secrets {
     file: BTreeMap<String, String>,
     file_path: Option<PathBuf>,
     masker: Masker,
-    /// Secrets generated during this run (e.g. a Grafana admin password), to be stored.
+    /// Secrets generated during this run (e.g. a Grafana admin password).
     generated: Arc<Mutex<BTreeMap<String, String>>>,
+    /// Where a generated secret is stored the moment it is generated (`None`: kept in memory
+    /// only — `--check`, `status`, `render` write nothing).
+    persist: Option<PathBuf>,
 }
 
 impl Secrets {
@@ -51,6 +54,7 @@ impl Secrets {
             file_path: None,
             masker,
             generated: Arc::default(),
+            persist: None,
         }
     }
 
@@ -143,11 +147,38 @@ impl Secrets {
         }
     }
 
-    /// Like `get`, but generates (and remembers, for `store_generated`) a random value when
-    /// the secret is absent — for passwords promfleet itself sets, such as Grafana's admin.
-    pub fn get_or_generate(&self, name: &str) -> String {
+    /// From now on, store each generated secret in the secrets file (`--secrets`), else in
+    /// `default_path`, before handing it out.
+    pub fn persist_generated(&mut self, default_path: &Path) {
+        self.persist = Some(
+            self.file_path
+                .clone()
+                .unwrap_or_else(|| default_path.to_path_buf()),
+        );
+    }
+
+    /// Where generated secrets of this run were stored, if any were generated and stored.
+    pub fn generated_stored_in(&self) -> Option<&Path> {
+        let any = !self
+            .generated
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty();
+        self.persist.as_deref().filter(|_| any)
+    }
+
+    /// Like `get`, but generates a random value when the secret is absent — for passwords
+    /// promfleet itself sets, such as Grafana's admin. The value is stored (see
+    /// `persist_generated`) before it is returned, so before any host can see it: a run
+    /// interrupted after that still leaves the next run the same value.
+    pub fn get_or_generate(&self, name: &str) -> Result<String, SecretError> {
         if let Ok(v) = self.get(name) {
-            return v;
+            return Ok(v);
+        }
+        // Held while storing: two templates generating at once append one after the other.
+        let mut generated = self.generated.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(v) = generated.get(name) {
+            return Ok(v.clone());
         }
         use rand::Rng;
         let v: String = rand::thread_rng()
@@ -156,52 +187,36 @@ impl Secrets {
             .map(char::from)
             .collect();
         self.masker.add(&v);
-        self.generated
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(name.to_string(), v.clone());
-        v
-    }
-
-    /// Append generated secrets to the secrets file (created 0600) so later runs reuse them.
-    pub fn store_generated(&self, default_path: &Path) -> Result<Option<PathBuf>, SecretError> {
-        let generated = self
-            .generated
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        if generated.is_empty() {
-            return Ok(None);
+        if let Some(path) = &self.persist {
+            store(path, name, &v)?;
         }
-        let path = self
-            .file_path
-            .clone()
-            .unwrap_or_else(|| default_path.to_path_buf());
-        let err = |e: std::io::Error| SecretError::File {
-            path: path.clone(),
-            message: e.to_string(),
-        };
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(err)?;
-        }
-        use std::io::Write;
-        let mut opts = std::fs::OpenOptions::new();
-        opts.create(true).append(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
-        }
-        let mut f = opts.open(&path).map_err(err)?;
-        for (k, v) in generated {
-            writeln!(f, "{k}: \"{v}\"").map_err(err)?;
-        }
-        Ok(Some(path))
+        generated.insert(name.to_string(), v.clone());
+        Ok(v)
     }
 
     pub fn masker(&self) -> &Masker {
         &self.masker
     }
+}
+
+/// Add `name: "value"` to the secrets file at `path` (created 0600), atomically: the file
+/// is rewritten whole through a fresh temporary name, fsynced, then renamed.
+fn store(path: &Path, name: &str, value: &str) -> Result<(), SecretError> {
+    let err = |e: std::io::Error| SecretError::File {
+        path: path.to_path_buf(),
+        message: format!("cannot store generated secret `{name}`: {e}"),
+    };
+    let mut text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(err(e)),
+    };
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    // Generated values are alphanumeric: no YAML quoting issue.
+    text.push_str(&format!("{name}: \"{value}\"\n"));
+    crate::report::write_atomic(path, text.as_bytes(), 0o600).map_err(err)
 }
 
 #[cfg(test)]
@@ -212,10 +227,15 @@ mod tests {
     fn generated_secret_is_stored_0600_and_reused() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("secrets.yml");
-        let s = Secrets::from_env(Masker::default());
-        let v = s.get_or_generate("promfleet_unit_test_password");
+        std::fs::write(&path, "other: \"kept\"").expect("write");
+        let mut s = Secrets::from_env(Masker::default());
+        s.persist_generated(&path);
+        let v = s
+            .get_or_generate("promfleet_unit_test_password")
+            .expect("generate");
         assert_eq!(v.len(), 24);
-        assert_eq!(s.store_generated(&path).expect("store"), Some(path.clone()));
+        // Stored already, before the run goes on.
+        assert_eq!(s.generated_stored_in(), Some(path.as_path()));
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -227,7 +247,13 @@ mod tests {
             again.get("promfleet_unit_test_password").expect("stored"),
             v
         );
-        assert_eq!(again.get_or_generate("promfleet_unit_test_password"), v);
+        assert_eq!(
+            again
+                .get_or_generate("promfleet_unit_test_password")
+                .expect("reused"),
+            v
+        );
+        assert_eq!(again.get("other").expect("kept"), "kept");
     }
 
     #[test]

@@ -85,7 +85,9 @@ impl Renderer {
                     return Ok(Value::String(MASK.to_string()));
                 }
                 let v = if generate {
-                    secrets.get_or_generate(name)
+                    secrets
+                        .get_or_generate(name)
+                        .map_err(|e| tera::Error::msg(e.to_string()))?
                 } else {
                     secrets
                         .get(name)

@@ -9,18 +9,21 @@ pub struct Masker {
 }
 
 impl Masker {
-    /// Register a secret value (values shorter than 4 characters are not masked: they would
-    /// blank out ordinary text and cannot be meaningful secrets anyway).
+    /// Register a secret value, in every form it can take in output (values shorter than 4
+    /// characters are not masked: they would blank out ordinary text and cannot be
+    /// meaningful secrets anyway).
     pub fn add(&self, value: &str) {
         if value.len() < 4 {
             return;
         }
         let mut s = self.secrets.write().unwrap_or_else(|p| p.into_inner());
-        if !s.iter().any(|x| x == value) {
-            s.push(value.to_string());
-            // Longest first so a secret containing another is replaced whole.
-            s.sort_by_key(|x| std::cmp::Reverse(x.len()));
+        for form in forms(value) {
+            if form.len() >= 4 && !s.contains(&form) {
+                s.push(form);
+            }
         }
+        // Longest first so a secret containing another is replaced whole.
+        s.sort_by_key(|x| std::cmp::Reverse(x.len()));
     }
 
     /// `text` with every registered secret replaced by `********`.
@@ -36,6 +39,81 @@ impl Masker {
     }
 }
 
+/// The spellings of `v` that output can carry: raw; JSON-escaped (reports, template errors:
+/// tera prints values as JSON); quoted for the shell (`sh_quote`, whole and inside its
+/// quotes); percent-encoded (URL paths and queries, `%20` and `+` for a space); base64 (a
+/// basic-auth header), at each of the three alignments it can have inside a longer encoded
+/// string such as `user:password`.
+fn forms(v: &str) -> Vec<String> {
+    use base64::Engine;
+    use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+    let mut out = vec![v.to_string()];
+    if let Ok(json) = serde_json::to_string(v) {
+        out.push(json.trim_matches('"').to_string());
+    }
+    // Rust's `{:?}` (error values formatted with Debug): escapes like JSON, but `\u{…}`.
+    let debug = format!("{v:?}");
+    out.push(debug.trim_matches('"').to_string());
+    let quoted = crate::transport::sh_quote(v);
+    out.push(v.replace('\'', "'\\''"));
+    out.push(quoted);
+    // RFC 3986 unreserved characters stay as they are (url, reqwest); everything else %XX.
+    const COMPONENT: &percent_encoding::AsciiSet = &NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    // application/x-www-form-urlencoded: `*-._` kept, space as `+`.
+    const FORM: &percent_encoding::AsciiSet = &NON_ALPHANUMERIC
+        .remove(b'*')
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b' ');
+    // The WHATWG URL path-segment and userinfo sets (`Url::path_segments_mut`, `user:pass@`).
+    const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+        .add(b' ')
+        .add(b'"')
+        .add(b'#')
+        .add(b'<')
+        .add(b'>')
+        .add(b'?')
+        .add(b'`')
+        .add(b'{')
+        .add(b'}')
+        .add(b'/')
+        .add(b'%')
+        .add(b'\\');
+    const USERINFO: &percent_encoding::AsciiSet = &SEGMENT
+        .add(b':')
+        .add(b';')
+        .add(b'=')
+        .add(b'@')
+        .add(b'[')
+        .add(b']')
+        .add(b'^')
+        .add(b'|');
+    out.push(utf8_percent_encode(v, NON_ALPHANUMERIC).to_string());
+    out.push(utf8_percent_encode(v, SEGMENT).to_string());
+    out.push(utf8_percent_encode(v, USERINFO).to_string());
+    out.push(utf8_percent_encode(v, COMPONENT).to_string());
+    out.push(utf8_percent_encode(v, FORM).to_string().replace(' ', "+"));
+    // base64 with k bytes before the secret: keep only the characters made of the secret's
+    // bits alone (6-bit groups fully inside bytes k..k+n).
+    let bytes = v.as_bytes();
+    for k in 0..3usize {
+        let mut buf = vec![0u8; k];
+        buf.extend_from_slice(bytes);
+        let enc = base64::engine::general_purpose::STANDARD.encode(&buf);
+        let first = (8 * k).div_ceil(6);
+        let last = (8 * (k + bytes.len())) / 6; // exclusive
+        if let Some(mid) = enc.get(first..last) {
+            out.push(mid.to_string());
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -48,5 +126,43 @@ mod tests {
         assert_eq!(m.mask("x abcdefgh y abcd"), "x ******** y ********");
         m.add("no");
         assert_eq!(m.mask("no"), "no");
+    }
+
+    /// Each form is produced by the tool that puts it in output (serde_json, sh_quote, the
+    /// url crate through reqwest, base64 of a basic-auth pair), never written out by hand.
+    #[test]
+    fn masks_every_encoded_form() {
+        use base64::Engine;
+        let secret = "p4ss \"w'rd\\ & +/?=";
+        let m = Masker::default();
+        m.add(secret);
+        let json = serde_json::json!({ "error": secret }).to_string();
+        let debug = format!("{:?}", format!("{secret}\u{1}"));
+        let shell = crate::transport::sh_quote(secret);
+        let mut url = reqwest::Url::parse("http://h/x").expect("url");
+        url.path_segments_mut().expect("base").push(secret);
+        url.query_pairs_mut().append_pair("token", secret);
+        url.set_password(Some(secret)).expect("password");
+        for user in ["admin", "ab", "a", ""] {
+            let basic =
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{secret}"));
+            for text in [json.as_str(), shell.as_str(), url.as_str(), basic.as_str()] {
+                let masked = m.mask(text);
+                assert!(masked.contains(crate::playbook::MASK), "{text} → {masked}");
+            }
+            let masked = m.mask(&basic);
+            let left = masked.replace(crate::playbook::MASK, "");
+            assert!(
+                left.len() <= 8,
+                "too much of the basic-auth header left: {masked}"
+            );
+        }
+        for text in [json, shell, url.to_string(), debug] {
+            let masked = m.mask(&text);
+            assert!(
+                !masked.contains("p4ss") && !masked.contains("rd"),
+                "{text} → {masked}"
+            );
+        }
     }
 }

@@ -1,12 +1,14 @@
 //! Output through one door: the executor reports events through `Reporter`; the CLI picks
 //! an implementation (progress bars, plain lines, JSON). Secrets are masked here.
 
+mod atomic;
 mod event;
 mod mask;
 mod recap;
 mod state;
 mod terminal;
 
+pub use atomic::write_atomic;
 pub use event::{HostReport, HostStatus, Reporter, RunReport, Silent, TaskReport};
 pub use mask::Masker;
 pub use recap::recap;

@@ -15,12 +15,12 @@ use super::{Check, Checks, HostRow, State};
 use crate::executor::Connector;
 use crate::inventory::Host;
 use crate::modules::Action;
-use crate::modules::compose::ComposeAction;
+use crate::modules::compose::{ComposeAction, ComposeRun};
 use crate::modules::consul::{ConsulClient, Registration, ServiceDef};
 use crate::modules::file::sha256_hex;
 use crate::modules::metrics_check::MetricsCheck;
 use crate::playbook::Step;
-use crate::transport::{remote_path, sh_quote};
+use crate::transport::{ExecOutput, Script};
 
 /// What promfleet would put on one host now.
 #[derive(Debug, Clone, Default)]
@@ -62,43 +62,28 @@ impl Wanted {
         w
     }
 
-    /// One POSIX sh script printing `__file <i> <sha256|missing>` per file, then the compose
-    /// project's `__expected`/`__running` services (or `__compose_error <why>`). Always exit 0.
+    /// One POSIX sh script printing `__file <i> <sha256|missing>` per file, then the output
+    /// of deploy's own compose script (observe only) and `__compose_exit <code>`. Always
+    /// exits 0.
     fn script(&self) -> String {
-        let mut s = String::new();
-        for (i, (dest, _)) in self.files.iter().enumerate() {
-            let p = remote_path(dest);
-            s.push_str(&format!(
-                "if [ -f {p} ]; then echo \"__file {i} $(sha256sum < {p} | cut -d' ' -f1)\"; else echo \"__file {i} missing\"; fi\n"
-            ));
-        }
+        let mut s = Script::new()
+            .positional_paths(self.files.iter().map(|(dest, _)| dest.as_str()))
+            .fragment(FILES_SCRIPT);
         if let Some(c) = &self.compose {
-            // Same detection as the compose module: explicit command, then v2, then v1.
-            s.push_str(&format!(
-                r#"(
-cd {dir} 2>/dev/null || {{ echo "__compose_error project directory {shown} does not exist"; exit 0; }}
-cmd={cmd}
-if [ -n "$cmd" ]; then dc="$cmd"
-elif docker compose version >/dev/null 2>&1; then dc="docker compose"
-elif command -v docker-compose >/dev/null 2>&1; then dc=docker-compose
-else echo "__compose_error neither 'docker compose' nor 'docker-compose' found"; exit 0; fi
-expected={expected}
-if [ -z "$expected" ]; then expected=$($dc -f {file} config --services 2>/dev/null | tr '\n' ' '); fi
-echo "__expected $expected"
-echo "__running $($dc -f {file} ps --services --filter status=running 2>/dev/null | tr '\n' ' ')"
-)
-"#,
-                dir = remote_path(&c.project_dir),
-                shown = sh_quote(&c.project_dir),
-                cmd = sh_quote(c.command.as_deref().unwrap_or_default()),
-                expected = sh_quote(&c.services.clone().unwrap_or_default().join(" ")),
-                file = sh_quote(&c.file),
-            ));
+            s = s
+                .subshell(c.script(ComposeRun::Observe))
+                .fragment(r#"echo "__compose_exit $?""#);
         }
-        s.push_str("exit 0\n");
-        s
+        s.fragment("exit 0").build()
     }
 }
+
+/// `__file <i> <sha256|missing>` for each path in `"$@"`.
+const FILES_SCRIPT: &str = r#"i=0
+for p in "$@"; do
+  if [ -f "$p" ]; then echo "__file $i $(sha256sum < "$p" | cut -d' ' -f1)"; else echo "__file $i missing"; fi
+  i=$((i + 1))
+done"#;
 
 /// Shared read-only clients for gathering every host's facts.
 pub struct Gatherer {
@@ -196,7 +181,7 @@ impl Gatherer {
             }
         };
         let text = out.stdout_str();
-        (Check::ok("ok"), Remote::parse(want, &text))
+        (Check::ok("ok"), Remote::parse(want, &text, &out))
     }
 
     async fn consul_check(&self, defs: &[ServiceDef]) -> Check {
@@ -266,7 +251,7 @@ struct Remote {
 }
 
 impl Remote {
-    fn parse(want: &Wanted, text: &str) -> Remote {
+    fn parse(want: &Wanted, text: &str, out: &ExecOutput) -> Remote {
         let mut differs = Vec::new();
         let mut missing = Vec::new();
         for (i, (dest, sha)) in want.files.iter().enumerate() {
@@ -304,12 +289,26 @@ impl Remote {
         };
         let containers = match &want.compose {
             None => Check::unknown("no compose project in the plan"),
-            Some(_) => {
-                if let Some(why) = text
+            Some(c) => {
+                let exit = text
                     .lines()
-                    .find_map(|l| l.strip_prefix("__compose_error "))
-                {
-                    Check::new(State::Drift, "not deployed", why.trim().to_string())
+                    .find_map(|l| l.strip_prefix("__compose_exit "))
+                    .and_then(|c| c.trim().parse::<u32>().ok());
+                if exit == Some(10) {
+                    Check::new(State::Drift, "not deployed", c.failure(exit, "", ""))
+                } else if exit != Some(0) {
+                    let stderr = out.stderr_str();
+                    let short = ExecOutput {
+                        stdout: Default::default(),
+                        stderr: out.stderr.clone(),
+                        status: exit,
+                    }
+                    .short_error();
+                    let why = match exit {
+                        Some(11) => c.failure(exit, &short, &stderr),
+                        _ => format!("compose failed ({short})"),
+                    };
+                    Check::new(State::Down, "error", why)
                 } else {
                     let list = |p: &str| -> Vec<String> {
                         text.lines()

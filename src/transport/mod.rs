@@ -3,6 +3,7 @@
 //! it does not know about tasks or modules.
 
 mod auth;
+mod command;
 mod error;
 pub mod keys;
 pub mod known_hosts;
@@ -14,6 +15,7 @@ mod sudo;
 mod upload;
 mod verify;
 
+pub use command::{Cmd, Script};
 pub use error::TransportError;
 pub use output::{Capture, ExecOutput};
 pub use quote::{remote_path, sh_quote};

@@ -11,9 +11,9 @@ use russh::client::{self, Handle};
 use russh::{ChannelMsg, Disconnect, Sig};
 
 use super::auth::authenticate;
+use super::command::Script;
 use super::keys::KeyStore;
 use super::output::ExecOutput;
-use super::quote::remote_path;
 use super::sudo;
 use super::upload::upload_script;
 use super::verify::{HostKeyPolicy, Verifier};
@@ -36,6 +36,9 @@ pub struct ConnectOptions {
     /// `--accept-new-host-keys`: StrictHostKeyChecking accept-new for targets whose config
     /// does not set it.
     pub accept_new_host_keys: bool,
+    /// False in `--check`: no host key is ever recorded, whatever `--accept-new-host-keys` or
+    /// a config's `StrictHostKeyChecking` says (an unknown key is then refused and reported).
+    pub record_host_keys: bool,
     pub connect_timeout: Duration,
     pub command_timeout: Duration,
     pub keepalive: Duration,
@@ -61,6 +64,7 @@ impl ConnectOptions {
                 PathBuf::from("/etc/ssh/ssh_known_hosts2"),
             ],
             accept_new_host_keys: false,
+            record_host_keys: true,
             connect_timeout: Duration::from_secs(10),
             command_timeout: Duration::from_secs(600),
             keepalive: Duration::from_secs(15),
@@ -424,9 +428,12 @@ impl Session {
     /// Compare `dest` with content of the given SHA-256 without writing: `Some(true)` equal,
     /// `Some(false)` differs or missing.
     pub async fn file_matches(&self, dest: &str, sha256: &str) -> Result<bool, TransportError> {
-        let p = remote_path(dest);
-        let cmd =
-            format!("if [ -f {p} ]; then sha256sum < {p} | cut -d' ' -f1; else echo missing; fi");
+        let cmd = Script::new()
+            .path_var("p", dest)
+            .fragment(
+                r#"if [ -f "$p" ]; then sha256sum < "$p" | cut -d' ' -f1; else echo missing; fi"#,
+            )
+            .build();
         let out = self.exec(&cmd, None).await?;
         Ok(out.success() && out.stdout_str().trim() == sha256)
     }
@@ -434,13 +441,11 @@ impl Session {
     /// Read a remote file (for `--diff`); `None` if it does not exist. Bounded like any
     /// output: a file over twice `output::KEEP` comes back as head, "… N bytes elided", tail.
     pub async fn read_file(&self, path: &str) -> Result<Option<Vec<u8>>, TransportError> {
-        let p = remote_path(path);
-        let out = self
-            .exec(
-                &format!("if [ -f {p} ]; then cat {p}; else exit 3; fi"),
-                None,
-            )
-            .await?;
+        let cmd = Script::new()
+            .path_var("p", path)
+            .fragment(r#"if [ -f "$p" ]; then cat -- "$p"; else exit 3; fi"#)
+            .build();
+        let out = self.exec(&cmd, None).await?;
         match out.status {
             Some(0) => Ok(Some(
                 out.stdout

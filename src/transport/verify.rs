@@ -86,7 +86,11 @@ impl HostKeyPolicy {
             principal,
             user_files: or(&target.user_known_hosts, &vec![opts.known_hosts.clone()]),
             global_files: or(&target.global_known_hosts, &opts.global_known_hosts),
-            strict: target.strict_host_key_checking.unwrap_or(run_strict),
+            strict: if opts.record_host_keys {
+                target.strict_host_key_checking.unwrap_or(run_strict)
+            } else {
+                StrictHostKeyChecking::Yes
+            },
             hash: target.hash_known_hosts,
         }
     }
