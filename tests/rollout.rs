@@ -252,3 +252,147 @@ fn check_mode_changes_no_remote_file_and_lists_what_would_change() {
         );
     }
 }
+
+/// The README's example stages on a fleet whose canary refuses SSH: the rollout halts after
+/// the canary stage (every host of its batch failed, and a canary tolerates no failure), no
+/// other host is touched, the exit code is the halt's, and the recap names the failure once.
+#[test]
+fn a_refusing_canary_halts_the_rollout_and_touches_no_other_host() {
+    if !require_root() {
+        return;
+    }
+    let consul = Double::start();
+    let fleet = Fleet::builder()
+        .hosts(6)
+        .groups(&["IDE", "Stage", "Pet"])
+        .fake_node_exporter(true)
+        .consul_agents([consul.d.url()])
+        .start()
+        .expect("fleet");
+    let canary = fleet
+        .hosts()
+        .find(|h| h.group == "IDE")
+        .expect("an IDE host")
+        .name
+        .clone();
+    let inv = with_stages(
+        &fleet,
+        &format!(
+            "  - {{ name: canary, hosts: [{canary}] }}\n  - {{ name: IDE, hosts: [IDE], serial: 2, max_fail_percentage: 25 }}\n  - {{ name: rest, hosts: [Stage, Pet], serial: \"50%\" }}\n"
+        ),
+        &[],
+    );
+    fleet.stop(&canary).expect("stop sshd");
+
+    let out = exporters(&inv, &fleet, &["--retries", "1", "--connect-timeout", "2"]);
+    let text = stderr(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(promfleet::report::ExitCode::Halted as i32),
+        "a halted rollout exits with the halt code\n{text}"
+    );
+    for h in fleet.hosts().filter(|h| h.name != canary) {
+        assert!(
+            !h.deploy_dir().join("docker-compose.yml").exists(),
+            "{} ({}) was touched after the canary failed\n{text}",
+            h.name,
+            h.group
+        );
+    }
+    assert!(consul.d.services().is_empty(), "nothing registered");
+    let r = report(&out);
+    let halted = r["halted"].as_str().expect("halted message");
+    for needle in [
+        canary.as_str(),
+        "canary",
+        "--from-stage canary",
+        "--retry-failed",
+    ] {
+        assert!(halted.contains(needle), "`{needle}` not in: {halted}");
+    }
+    let st = host_status(&r);
+    assert_eq!(st[&canary].0, "unreachable");
+    for h in fleet.hosts().filter(|h| h.name != canary) {
+        assert_eq!(st[&h.name].0, "not_run", "{}", h.name);
+    }
+    let recap = &text[text.find("PLAY RECAP").expect("recap")..];
+    assert_eq!(
+        recap.matches(&format!("UNREACHABLE {canary}")).count(),
+        1,
+        "each failure once in the recap:\n{recap}"
+    );
+    assert_eq!(
+        text.matches("Connection refused").count(),
+        1,
+        "the cause is printed once:\n{text}"
+    );
+}
+
+/// Ansible's rule without any max_fail_percentage: when every host of a batch failed, the
+/// rollout halts; the next stage is not started.
+#[test]
+fn a_stage_where_every_host_fails_halts_before_the_next_stage() {
+    if !require_root() {
+        return;
+    }
+    let consul = Double::start();
+    let fleet = Fleet::builder()
+        .hosts(6)
+        .groups(&["IDE", "Stage", "Pet"])
+        .fake_node_exporter(true)
+        .consul_agents([consul.d.url()])
+        .start()
+        .expect("fleet");
+    let inv = with_stages(
+        &fleet,
+        "  - { name: first, hosts: [IDE] }\n  - { name: second, hosts: [Stage, Pet] }\n",
+        &[],
+    );
+    let ide: Vec<_> = fleet
+        .hosts()
+        .filter(|h| h.group == "IDE")
+        .cloned()
+        .collect();
+    assert_eq!(ide.len(), 2);
+    for h in &ide {
+        testkit::standin::fail_up(&h.deploy_dir(), "image pull failed: no such image")
+            .expect("inject failure");
+        for p in [h.dir.clone(), h.deploy_dir()] {
+            std::os::unix::fs::chown(&p, Some(fleet.user_uid()), None).expect("chown");
+        }
+    }
+
+    let out = exporters(&inv, &fleet, &[]);
+    let text = stderr(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(promfleet::report::ExitCode::Halted as i32),
+        "{text}"
+    );
+    let r = report(&out);
+    let halted = r["halted"].as_str().expect("halted message");
+    assert!(halted.contains("every host of a batch failed"), "{halted}");
+    assert!(halted.contains("--from-stage first"), "{halted}");
+    assert!(
+        !text.contains("[stage second]"),
+        "second stage started:\n{text}"
+    );
+    let st = host_status(&r);
+    for h in fleet.hosts() {
+        let want = if h.group == "IDE" {
+            "failed"
+        } else {
+            "not_run"
+        };
+        assert_eq!(st[&h.name].0, want, "{}", h.name);
+        if h.group != "IDE" {
+            assert!(
+                !h.deploy_dir().join("docker-compose.yml").exists(),
+                "{} of the second stage was touched",
+                h.name
+            );
+        }
+    }
+    // Every host of the halted rollout is to be retried: the failed and the never started.
+    assert_eq!(retry_hosts(&fleet).len(), 6);
+}

@@ -223,6 +223,7 @@ pub fn executor(
     out: &OutputArgs,
     check: bool,
     diff: bool,
+    pause: Option<Duration>,
     gate: Option<Arc<dyn crate::executor::StageGate>>,
 ) -> anyhow::Result<Setup> {
     let masker = masker();
@@ -239,7 +240,8 @@ pub fn executor(
         http.clone(),
     ));
     let cancel = CancellationToken::new();
-    spawn_signal_handler(cancel.clone(), reporter.clone());
+    let abort = CancellationToken::new();
+    spawn_signal_handler(cancel.clone(), abort.clone(), reporter.clone());
     let executor = Arc::new(Executor {
         connector: Arc::new(connector(conn)?),
         http,
@@ -251,16 +253,24 @@ pub fn executor(
             check,
             diff,
             retry: retry_policy(conn),
+            pause,
             gate,
         },
         cancel,
+        abort,
     });
     Ok(Setup { executor, reporter })
 }
 
-/// First SIGINT/SIGTERM: stop starting hosts and tasks, let in-flight steps finish.
-/// Second: exit at once (remote writes are temp+rename, so files stay whole either way).
-fn spawn_signal_handler(cancel: CancellationToken, reporter: Arc<dyn Reporter>) {
+/// First SIGINT/SIGTERM: stop starting hosts and tasks (and stop a `--pause` / `--confirm`),
+/// let in-flight steps finish. Second: abandon the steps in flight too; the run still ends
+/// normally, so the recap, state and retry file are written (the abandoned hosts as not run).
+/// Third: exit at once. Remote writes are temp + rename, so files stay whole either way.
+fn spawn_signal_handler(
+    cancel: CancellationToken,
+    abort: CancellationToken,
+    reporter: Arc<dyn Reporter>,
+) {
     tokio::spawn(async move {
         use tokio::signal::unix::{SignalKind, signal};
         let (Ok(mut int), Ok(mut term)) = (
@@ -274,14 +284,22 @@ fn spawn_signal_handler(cancel: CancellationToken, reporter: Arc<dyn Reporter>) 
             _ = term.recv() => {}
         }
         reporter.notice(
-            "interrupted: finishing steps in flight, starting nothing new (again to abort now)",
+            "interrupted: finishing steps in flight, starting nothing new (again to abandon them)",
         );
         cancel.cancel();
         tokio::select! {
             _ = int.recv() => {}
             _ = term.recv() => {}
         }
-        std::process::exit(130);
+        reporter.notice(
+            "aborting: abandoning steps in flight, writing the run state (again to exit at once)",
+        );
+        abort.cancel();
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        std::process::exit(crate::report::ExitCode::Interrupted as i32);
     });
 }
 

@@ -60,43 +60,30 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
         .map_err(|_| format!("`{s}` is not a duration such as 30s, 5m or 1h"))
 }
 
-/// `--pause` / `--confirm` between stages.
-struct CliGate {
-    pause: Option<std::time::Duration>,
-    confirm: bool,
-}
+/// `--confirm` between stages (the executor does `--pause` itself: it must stop at Ctrl-C).
+struct ConfirmGate;
 
-impl crate::executor::StageGate for CliGate {
+impl crate::executor::StageGate for ConfirmGate {
     fn proceed(&self, done: &str, next: &str) -> bool {
-        if let Some(p) = self.pause {
-            eprintln!(
-                "stage `{done}` done; pausing {}s before stage `{next}` (Ctrl-C stops here)",
-                p.as_secs()
-            );
-            std::thread::sleep(p);
-        }
-        if self.confirm {
-            use std::io::{BufRead, Write};
-            // The terminal, not stdin: stdin may be a pipe.
-            let Ok(tty) = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open("/dev/tty")
-            else {
-                eprintln!("--confirm needs a terminal; stopping before stage `{next}`");
-                return false;
-            };
-            let mut w = &tty;
-            let _ = write!(
-                w,
-                "stage `{done}` done. Continue with stage `{next}`? [y/N] "
-            );
-            let _ = w.flush();
-            let mut line = String::new();
-            let _ = std::io::BufReader::new(&tty).read_line(&mut line);
-            return matches!(line.trim(), "y" | "Y" | "yes");
-        }
-        true
+        use std::io::{BufRead, Write};
+        // The terminal, not stdin: stdin may be a pipe.
+        let Ok(tty) = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/tty")
+        else {
+            eprintln!("--confirm needs a terminal; stopping before stage `{next}`");
+            return false;
+        };
+        let mut w = &tty;
+        let _ = write!(
+            w,
+            "stage `{done}` done. Continue with stage `{next}`? [y/N] "
+        );
+        let _ = w.flush();
+        let mut line = String::new();
+        let _ = std::io::BufReader::new(&tty).read_line(&mut line);
+        matches!(line.trim(), "y" | "Y" | "yes")
     }
 }
 
@@ -184,16 +171,29 @@ pub async fn run(a: DeployArgs) -> anyhow::Result<i32> {
     if planned.plan.plays.iter().all(|p| p.hosts.is_empty()) {
         anyhow::bail!("no hosts to run on: the playbooks' `hosts:` and --limit select nothing");
     }
-    let gate: Option<Arc<dyn crate::executor::StageGate>> =
-        (c.pause.is_some() || c.confirm).then(|| {
-            Arc::new(CliGate {
-                pause: c.pause,
-                confirm: c.confirm,
-            }) as Arc<dyn crate::executor::StageGate>
-        });
-    let setup = executor(&planned.inventory, &c.conn, &c.out, c.check, c.diff, gate)?;
+    let gate: Option<Arc<dyn crate::executor::StageGate>> = c
+        .confirm
+        .then(|| Arc::new(ConfirmGate) as Arc<dyn crate::executor::StageGate>);
+    let setup = executor(
+        &planned.inventory,
+        &c.conn,
+        &c.out,
+        c.check,
+        c.diff,
+        c.pause,
+        gate,
+    )?;
     let run = setup.executor.run(Arc::new(planned.plan)).await;
-    setup.executor.connector.close_all().await;
+    if setup.executor.abort.is_cancelled() {
+        // Aborted: sessions may be mid-command; a polite close must not delay the state.
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_millis(500),
+            setup.executor.connector.close_all(),
+        )
+        .await;
+    } else {
+        setup.executor.connector.close_all().await;
+    }
     drop(setup);
     print_report(&run, &c.out);
     if !c.check {

@@ -1,8 +1,11 @@
 //! The scheduler: runs a Plan on many hosts at once under a forks limit, batch by batch
 //! (`serial`), each host's tasks in order on its one SSH session, with no barrier between
 //! hosts inside a batch. A failed host never stops the others; it is left out of later plays.
-//! Transient failures are retried with backoff. Cancellation stops new hosts and tasks;
-//! in-flight steps finish (remote writes are atomic, so nothing is left half-written).
+//! The rollout halts before the next batch, stage or play when every host of a batch failed
+//! (Ansible's rule) or when a play's or stage's `max_fail_percentage` is exceeded.
+//! Transient failures are retried with backoff. Cancellation stops new hosts and tasks and
+//! cuts a `--pause` short; in-flight steps finish (remote writes are atomic, so nothing is
+//! left half-written) unless the run is aborted, which abandons them at once.
 
 mod connector;
 mod retry;
@@ -12,7 +15,7 @@ pub use retry::RetryPolicy;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -23,8 +26,8 @@ use crate::playbook::{Plan, Step};
 use crate::report::{HostReport, HostStatus, Masker, Reporter, RunReport, TaskReport};
 use crate::transport::Session;
 
-/// Asked between two rollout stages whether to go on (`--pause`, `--confirm`).
-/// Called on a blocking thread: it may sleep or read the terminal.
+/// Asked between two rollout stages whether to go on (`--confirm`). Called on a blocking
+/// thread (it may read the terminal); a cancellation stops waiting for it at once.
 pub trait StageGate: Send + Sync {
     fn proceed(&self, done: &str, next: &str) -> bool;
 }
@@ -36,6 +39,8 @@ pub struct RunOptions {
     pub check: bool,
     pub diff: bool,
     pub retry: RetryPolicy,
+    /// Wait between rollout stages (`--pause`); cut short by a cancellation.
+    pub pause: Option<Duration>,
     pub gate: Option<Arc<dyn StageGate>>,
 }
 
@@ -46,6 +51,7 @@ impl Default for RunOptions {
             check: false,
             diff: false,
             retry: RetryPolicy::default(),
+            pause: None,
             gate: None,
         }
     }
@@ -58,7 +64,29 @@ pub struct Executor {
     pub masker: Masker,
     pub reporter: Arc<dyn Reporter>,
     pub opts: RunOptions,
+    /// First interrupt: start nothing new, let steps in flight finish.
     pub cancel: CancellationToken,
+    /// Second interrupt: abandon steps in flight too (their hosts are reported not run).
+    pub abort: CancellationToken,
+}
+
+/// What happened between two stages.
+enum Between {
+    Proceed,
+    Declined,
+    Interrupted,
+}
+
+/// Why a play stops after a batch.
+enum Halt {
+    OverMax {
+        failed: usize,
+        total: usize,
+        max: f64,
+    },
+    BatchFailed {
+        size: usize,
+    },
 }
 
 /// A pooled HTTP client for exporters, Consul and service APIs (keep-alive, no proxy: every
@@ -103,20 +131,21 @@ impl Executor {
             if hosts.is_empty() {
                 continue;
             }
-            if let (Some(done), Some(next), Some(gate)) =
-                (&last_stage, &play.stage, &self.opts.gate)
-            {
-                let (gate, d, n) = (gate.clone(), done.clone(), next.clone());
-                let go = tokio::task::spawn_blocking(move || gate.proceed(&d, &n))
-                    .await
-                    .unwrap_or(false);
-                if !go {
-                    let msg = format!(
-                        "stopped before stage `{next}` as asked; resume with --from-stage {next}"
-                    );
-                    self.reporter.notice(&msg);
-                    run.halted = Some(msg);
-                    break 'plays;
+            if let (Some(done), Some(next)) = (&last_stage, &play.stage) {
+                match self.between_stages(done, next).await {
+                    Between::Proceed => {}
+                    Between::Interrupted => {
+                        run.interrupted = true;
+                        break 'plays;
+                    }
+                    Between::Declined => {
+                        let msg = format!(
+                            "stopped before stage `{next}` as asked; resume with --from-stage {next}"
+                        );
+                        self.reporter.notice(&msg);
+                        run.halted = Some(msg);
+                        break 'plays;
+                    }
                 }
             }
             if play.stage.is_some() {
@@ -127,7 +156,8 @@ impl Executor {
                 .serial
                 .map(|s| s.size(hosts.len()))
                 .unwrap_or(hosts.len());
-            let mut failed = 0usize;
+            // This play's failed hosts, in the order they failed.
+            let mut failed: Vec<(String, HostStatus)> = Vec::new();
             for batch in hosts.chunks(size.max(1)) {
                 if self.cancel.is_cancelled() {
                     run.interrupted = true;
@@ -149,13 +179,15 @@ impl Executor {
                         r
                     });
                 }
+                let mut batch_failed = 0usize;
                 while let Some(res) = set.join_next().await {
                     let Ok(part) = res else { continue };
                     let Some(&i) = index.get(&part.host) else {
                         continue;
                     };
                     if part.status.is_failure() {
-                        failed += 1;
+                        batch_failed += 1;
+                        failed.push((part.host.clone(), part.status));
                         excluded.insert(part.host.clone());
                     }
                     merge(&mut run.hosts[i], part);
@@ -164,29 +196,68 @@ impl Executor {
                     run.interrupted = true;
                     break 'plays;
                 }
-                if let Some(max) = play.max_fail_percentage {
-                    let pct = failed as f64 * 100.0 / hosts.len() as f64;
-                    if pct > max {
-                        let resume = match &play.stage {
-                            Some(s) => format!(
-                                "fix the failures, then resume with --from-stage {s} (or rerun only the failed hosts with --retry-failed)"
-                            ),
-                            None => "fix the failures, then rerun (--retry-failed redoes only the failed hosts)".to_string(),
-                        };
-                        let msg = format!(
-                            "play `{}`: {failed} of {} hosts failed ({pct:.0}% > max_fail_percentage {max}%); later batches, stages and plays were not started — {resume}",
-                            play.name,
-                            hosts.len()
-                        );
-                        self.reporter.notice(&msg);
-                        run.halted = Some(msg);
-                        break 'plays;
+                // Ansible's order (playbook_executor.py): the percentage first, then "the
+                // whole batch failed", which halts even without a max_fail_percentage.
+                let halt = match play.max_fail_percentage {
+                    Some(max) if failed.len() as f64 * 100.0 / hosts.len() as f64 > max => {
+                        Some(Halt::OverMax {
+                            failed: failed.len(),
+                            total: hosts.len(),
+                            max,
+                        })
                     }
+                    _ if batch_failed == batch.len() => {
+                        Some(Halt::BatchFailed { size: batch.len() })
+                    }
+                    _ => None,
+                };
+                if let Some(why) = halt {
+                    let msg = halt_message(play, &why, &failed);
+                    self.reporter.notice(&msg);
+                    run.halted = Some(msg);
+                    break 'plays;
                 }
             }
         }
         run.duration_ms = started.elapsed().as_millis();
         run
+    }
+
+    /// `--pause` then `--confirm` between two stages; either is cut short by Ctrl-C.
+    async fn between_stages(&self, done: &str, next: &str) -> Between {
+        if let Some(p) = self.opts.pause {
+            self.reporter.notice(&format!(
+                "stage `{done}` done; pausing {}s before stage `{next}` (Ctrl-C stops here)",
+                p.as_secs()
+            ));
+            tokio::select! {
+                _ = tokio::time::sleep(p) => {}
+                _ = self.cancel.cancelled() => return Between::Interrupted,
+            }
+        }
+        if let Some(gate) = &self.opts.gate {
+            let (gate, d, n) = (gate.clone(), done.to_string(), next.to_string());
+            // The blocking read of the terminal cannot be cancelled; it is abandoned (the
+            // process exits after writing its state).
+            let ask = tokio::task::spawn_blocking(move || gate.proceed(&d, &n));
+            tokio::select! {
+                go = ask => if !go.unwrap_or(false) { return Between::Declined },
+                _ = self.cancel.cancelled() => return Between::Interrupted,
+            }
+        }
+        if self.cancel.is_cancelled() {
+            return Between::Interrupted;
+        }
+        Between::Proceed
+    }
+
+    /// `f`, unless the run is aborted first (`None`).
+    async fn or_abort<T>(&self, f: impl std::future::Future<Output = T>) -> Option<T> {
+        tokio::select! {
+            biased;
+            _ = self.abort.cancelled() => None,
+            v = f => Some(v),
+        }
     }
 
     async fn run_host(&self, plan: &Plan, pi: usize, hi: usize) -> HostReport {
@@ -205,7 +276,13 @@ impl Executor {
             .any(|s| s.action.as_ref().is_some_and(|a| a.needs_ssh()));
         let mut session = None;
         if needs_ssh {
-            match self.connector.session(host).await {
+            let Some(connected) = self.or_abort(self.connector.session(host)).await else {
+                r.error = Some("aborted while connecting (second interrupt)".into());
+                r.add_duration(started.elapsed());
+                self.reporter.host_finished(&r);
+                return r;
+            };
+            match connected {
                 Ok((s, _)) => session = Some(s),
                 Err(e) => {
                     r.status = if e.is_unreachable() {
@@ -215,6 +292,7 @@ impl Executor {
                     };
                     r.failed = usize::from(r.status == HostStatus::Failed);
                     r.error = Some(self.masker.mask(&format!("connect: {e}")));
+                    r.failed_at = Some("connect".into());
                     r.add_duration(started.elapsed());
                     self.reporter.host_finished(&r);
                     return r;
@@ -233,10 +311,15 @@ impl Executor {
                 ok = false;
                 break;
             }
-            match self
-                .run_step(hp, step, &mut session, &mut changed_paths, &mut r)
+            let Some(outcome) = self
+                .or_abort(self.run_step(hp, step, &mut session, &mut changed_paths, &mut r))
                 .await
-            {
+            else {
+                abandoned(&mut r, &step.name);
+                ok = false;
+                break;
+            };
+            match outcome {
                 Some(Outcome::Changed) => notified.extend(step.notify.iter().map(String::as_str)),
                 Some(_) => {}
                 None => {
@@ -251,13 +334,19 @@ impl Executor {
                 .iter()
                 .filter(|h| notified.contains(h.name.as_str()))
             {
-                if self.cancel.is_cancelled()
-                    || self
-                        .run_step(hp, h, &mut session, &mut changed_paths, &mut r)
-                        .await
-                        .is_none()
-                {
+                if self.cancel.is_cancelled() {
                     break;
+                }
+                match self
+                    .or_abort(self.run_step(hp, h, &mut session, &mut changed_paths, &mut r))
+                    .await
+                {
+                    None => {
+                        abandoned(&mut r, &h.name);
+                        break;
+                    }
+                    Some(None) => break,
+                    Some(Some(_)) => {}
                 }
             }
         }
@@ -358,6 +447,7 @@ impl Executor {
                     HostStatus::Failed
                 };
                 r.error = Some(format!("{} ({}): {msg}", step.name, step.pos));
+                r.failed_at = Some(step.name.clone());
                 None
             }
         };
@@ -365,6 +455,63 @@ impl Executor {
         r.tasks.push(report);
         outcome
     }
+}
+
+/// A step abandoned by a second interrupt: the host is not done (it lands in the retry file).
+fn abandoned(r: &mut HostReport, step: &str) {
+    r.status = HostStatus::NotRun;
+    r.error = Some(format!(
+        "aborted during `{step}` (second interrupt): a remote command it started may still be running; files it wrote are whole (temp + rename)"
+    ));
+}
+
+/// The halt notice: what failed, and how to resume.
+fn halt_message(
+    play: &crate::playbook::PlannedPlay,
+    why: &Halt,
+    failed: &[(String, HostStatus)],
+) -> String {
+    const SHOWN: usize = 5;
+    let mut names: Vec<String> = failed
+        .iter()
+        .take(SHOWN)
+        .map(|(h, s)| {
+            let what = if *s == HostStatus::Unreachable {
+                "unreachable"
+            } else {
+                "failed"
+            };
+            format!("{h} {what}")
+        })
+        .collect();
+    if failed.len() > SHOWN {
+        names.push(format!("and {} more", failed.len() - SHOWN));
+    }
+    let reason = match why {
+        Halt::OverMax { failed, total, max } => {
+            let pct = *failed as f64 * 100.0 / *total as f64;
+            let default = if play.canary && *max == 0.0 {
+                ", a canary stage's default"
+            } else {
+                ""
+            };
+            format!(
+                "{failed} of {total} hosts failed ({pct:.0}% > max_fail_percentage {max}%{default})"
+            )
+        }
+        Halt::BatchFailed { size } => format!("every host of a batch failed ({size} of {size})"),
+    };
+    let resume = match &play.stage {
+        Some(s) => format!(
+            "fix the cause (each failure is in the recap), then resume with --from-stage {s}, or rerun the failed and not-run hosts with --retry-failed"
+        ),
+        None => "fix the cause (each failure is in the recap), then rerun, or rerun the failed and not-run hosts with --retry-failed".to_string(),
+    };
+    format!(
+        "play `{}`: {reason}: {}; later batches, stages and plays were not started — {resume}",
+        play.name,
+        names.join(", ")
+    )
 }
 
 /// Fold one play's result for a host into its run-wide report.
@@ -377,6 +524,9 @@ fn merge(into: &mut HostReport, part: HostReport) {
     into.tasks.extend(part.tasks);
     if part.error.is_some() {
         into.error = part.error;
+    }
+    if part.failed_at.is_some() {
+        into.failed_at = part.failed_at;
     }
     into.status = match (into.status, part.status) {
         (a, _) if a.is_failure() => a,

@@ -69,6 +69,9 @@ pub fn to_yaml(inv: &Inventory) -> String {
             if let Some(p) = s.max_fail_percentage {
                 let _ = write!(out, ", max_fail_percentage: {p}");
             }
+            if let Some(c) = s.canary {
+                let _ = write!(out, ", canary: {c}");
+            }
             out.push_str(" }\n");
         }
     }

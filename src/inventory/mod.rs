@@ -133,7 +133,26 @@ pub struct StageSpec {
     /// Batch size: a number of hosts or a percentage such as `"25%"`.
     pub serial: Option<String>,
     pub max_fail_percentage: Option<f64>,
+    /// `canary: true|false`; unset means "a stage named `canary` is one". A canary stage
+    /// tolerates no failure unless it sets `max_fail_percentage` itself.
+    pub canary: Option<bool>,
     pub pos: SourcePos,
+}
+
+impl StageSpec {
+    /// Whether this stage is a canary: `canary: true`, or named `canary` without
+    /// `canary: false`.
+    pub fn is_canary(&self) -> bool {
+        self.canary
+            .unwrap_or_else(|| self.name.eq_ignore_ascii_case("canary"))
+    }
+
+    /// The stage's own max_fail_percentage, else 0 for a canary (one failed canary host
+    /// stops the rollout), else none (the play's applies).
+    pub fn effective_max_fail_percentage(&self) -> Option<f64> {
+        self.max_fail_percentage
+            .or_else(|| self.is_canary().then_some(0.0))
+    }
 }
 
 impl Inventory {

@@ -18,7 +18,7 @@ const HOST_SSH_KEYS: &[&str] = &["user", "port", "key", "become", "address"];
 const CONSUL_KEYS: &[&str] = &["agents", "datacenter"];
 const GROUP_KEYS: &[&str] = &["vars", "ssh", "hosts"];
 const HOST_KEYS: &[&str] = &["name", "hostname", "ip", "ssh", "vars"];
-const STAGE_KEYS: &[&str] = &["name", "hosts", "serial", "max_fail_percentage"];
+const STAGE_KEYS: &[&str] = &["name", "hosts", "serial", "max_fail_percentage", "canary"];
 
 pub(crate) fn parse(root: &Node, r: &Reader) -> Result<Draft, InventoryError> {
     let mut draft = Draft {
@@ -217,6 +217,7 @@ fn stage(item: &Node, r: &Reader) -> Result<StageSpec, InventoryError> {
                 }
             }
             "serial" => s.serial = Some(r.string(value, "stage serial")?),
+            "canary" => s.canary = Some(r.bool(value, "stage canary")?),
             _ => {
                 let text = r.string(value, "max_fail_percentage")?;
                 let pct = text

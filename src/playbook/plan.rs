@@ -82,6 +82,8 @@ pub struct PlannedPlay {
     pub stage: Option<String>,
     pub serial: Option<Serial>,
     pub max_fail_percentage: Option<f64>,
+    /// A canary stage (`max_fail_percentage` defaults to 0 there, see `StageSpec`).
+    pub canary: bool,
     pub hosts: Vec<HostPlan>,
 }
 
@@ -143,6 +145,7 @@ struct StageHosts<'a> {
     name: String,
     serial: Option<String>,
     max_fail_percentage: Option<f64>,
+    canary: bool,
     hosts: Vec<&'a Host>,
 }
 
@@ -164,7 +167,8 @@ fn split_stages<'a>(inv: &Inventory, hosts: &[&'a Host]) -> Result<Vec<StageHost
         out.push(StageHosts {
             name: st.name.clone(),
             serial: st.serial.clone(),
-            max_fail_percentage: st.max_fail_percentage,
+            max_fail_percentage: st.effective_max_fail_percentage(),
+            canary: st.is_canary(),
             hosts: members,
         });
     }
@@ -183,6 +187,7 @@ fn split_stages<'a>(inv: &Inventory, hosts: &[&'a Host]) -> Result<Vec<StageHost
             name,
             serial: None,
             max_fail_percentage: None,
+            canary: false,
             hosts: rest,
         });
     }
@@ -258,6 +263,7 @@ pub fn plan(
                     stage: None,
                     serial,
                     max_fail_percentage: play.max_fail_percentage,
+                    canary: false,
                     hosts: planned,
                 });
                 continue;
@@ -275,6 +281,7 @@ pub fn plan(
                 name,
                 serial: st_serial,
                 max_fail_percentage: st_max,
+                canary,
                 hosts: members,
             } in stages
             {
@@ -295,6 +302,7 @@ pub fn plan(
                     stage: Some(name),
                     serial,
                     max_fail_percentage: st_max.or(play.max_fail_percentage),
+                    canary,
                     hosts,
                 });
             }

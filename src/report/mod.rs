@@ -7,7 +7,7 @@ mod recap;
 mod state;
 mod terminal;
 
-pub use event::{HostReport, HostStatus, Reporter, RunReport, Silent, TaskReport};
+pub use event::{ExitCode, HostReport, HostStatus, Reporter, RunReport, Silent, TaskReport};
 pub use mask::Masker;
 pub use recap::recap;
 pub use state::{RunState, STATE_DIR};
