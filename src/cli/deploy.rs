@@ -158,6 +158,11 @@ pub fn make_plan(
 
 pub async fn run(a: DeployArgs) -> anyhow::Result<i32> {
     let c = &a.common;
+    // One run per state directory, from before anything in it is read or written until the
+    // state is recorded (`--check` writes nothing there).
+    let _lock = (!c.check)
+        .then(|| crate::report::StateLock::acquire(&c.inv.state_dir))
+        .transpose()?;
     let planned = make_plan(
         &a.playbooks,
         &c.inv,

@@ -2,13 +2,15 @@
 //! an implementation (progress bars, plain lines, JSON). Secrets are masked here.
 
 mod event;
+mod lock;
 mod mask;
 mod recap;
 mod state;
 mod terminal;
 
 pub use event::{ExitCode, HostReport, HostStatus, Reporter, RunReport, Silent, TaskReport};
+pub use lock::{LockError, StateLock};
 pub use mask::Masker;
 pub use recap::recap;
-pub use state::{RunState, STATE_DIR};
+pub use state::{RunState, STATE_DIR, write_atomic};
 pub use terminal::TerminalReporter;

@@ -1,6 +1,7 @@
 //! The run state: `.promfleet/last-run.json` (every host's outcome) and `.promfleet/retry`
 //! (failed and unreachable hosts, one a line — usable as `--limit @.promfleet/retry`).
-//! The retry file shrinks as hosts succeed and is removed when empty.
+//! The retry file shrinks as hosts succeed and is removed when empty. Both are written
+//! atomically (`write_atomic`); a run holds the directory's `StateLock` while it runs.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -95,13 +96,48 @@ impl RunState {
     }
 }
 
-fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, data)?;
-    std::fs::rename(tmp, path)
+/// Replace `path` with `data` so that a reader, a crash or a concurrent writer sees the old
+/// file or the new one, never a mix: a fresh uniquely named temp file in the same directory
+/// (`create_new`: never an existing file, never through a symlink), fsync, rename, fsync of
+/// the directory (so the rename itself survives a crash).
+pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let tmp = dir.join(format!(
+        ".{name}.{}.{nanos}.{}.tmp",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    ));
+    let written = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written?;
+    std::fs::File::open(dir)?.sync_all()
 }
 
-fn now_rfc3339() -> String {
+pub(crate) fn now_rfc3339() -> String {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
