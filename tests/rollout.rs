@@ -396,3 +396,85 @@ fn a_stage_where_every_host_fails_halts_before_the_next_stage() {
     // Every host of the halted rollout is to be retried: the failed and the never started.
     assert_eq!(retry_hosts(&fleet).len(), 6);
 }
+
+/// `rollback` after a successful run: the chosen host gets back, byte for byte, the compose
+/// file it had before the last run, the services are restarted on it and it stays
+/// registered; `--check` only shows it; other hosts keep the new version.
+#[test]
+fn rollback_after_a_successful_run_restores_the_previous_files_byte_for_byte() {
+    if !require_root() {
+        return;
+    }
+    let consul = Double::start();
+    let fleet = Fleet::builder()
+        .hosts(2)
+        .groups(&["IDE"])
+        .fake_node_exporter(true)
+        .consul_agents([consul.d.url()])
+        .start()
+        .expect("fleet");
+    let inv = fleet.root().join("inventory.yml");
+    fleet.write_inventory(&inv).expect("inventory");
+    let out = exporters(&inv, &fleet, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let compose = |h: &testkit::sshd::Host| h.deploy_dir().join("docker-compose.yml");
+    let hosts: Vec<_> = fleet.hosts().cloned().collect();
+    let before: Vec<Vec<u8>> = hosts
+        .iter()
+        .map(|h| std::fs::read(compose(h)).expect("v1"))
+        .collect();
+
+    let inv2 = fleet.root().join("inventory-v2.yml");
+    fleet
+        .inventory()
+        .var("exporter_mem_node", "400m")
+        .write(&inv2)
+        .expect("inventory");
+    let out = exporters(&inv2, &fleet, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let after: Vec<Vec<u8>> = hosts
+        .iter()
+        .map(|h| std::fs::read(compose(h)).expect("v2"))
+        .collect();
+    assert_ne!(before[0], after[0], "the second run changed the file");
+    let (target, other) = (&hosts[0], &hosts[1]);
+    let starts = testkit::standin::starts(&target.deploy_dir());
+
+    let rollback = |extra: &[&str]| {
+        let mut args = vec!["--limit", target.name.as_str(), "--output", "json"];
+        args.extend_from_slice(extra);
+        fleet_run(&["rollback"], &inv2, &fleet, &args)
+    };
+    let out = rollback(&["--check"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("would restore"), "{text}");
+    assert_eq!(
+        std::fs::read(compose(target)).expect("file"),
+        after[0],
+        "--check wrote"
+    );
+
+    let out = rollback(&[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read(compose(target)).expect("file"),
+        before[0],
+        "{} not back on its previous compose file\n{}",
+        target.name,
+        stderr(&out)
+    );
+    assert_eq!(
+        std::fs::read(compose(other)).expect("file"),
+        after[1],
+        "{} outside --limit was rolled back",
+        other.name
+    );
+    assert!(
+        testkit::standin::starts(&target.deploy_dir()) > starts,
+        "compose re-applied after the restore"
+    );
+    assert_eq!(consul.d.services().len(), 4, "still registered");
+    let r = report(&out);
+    assert_eq!(host_status(&r).len(), 1, "only the chosen host ran");
+}

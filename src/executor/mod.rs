@@ -350,6 +350,13 @@ impl Executor {
                 }
             }
         }
+        if !self.opts.check {
+            for p in changed_paths {
+                if !r.changed_files.contains(&p) {
+                    r.changed_files.push(p);
+                }
+            }
+        }
         r.add_duration(started.elapsed());
         self.reporter.host_finished(&r);
         r
@@ -527,6 +534,11 @@ fn merge(into: &mut HostReport, part: HostReport) {
     }
     if part.failed_at.is_some() {
         into.failed_at = part.failed_at;
+    }
+    for f in part.changed_files {
+        if !into.changed_files.contains(&f) {
+            into.changed_files.push(f);
+        }
     }
     into.status = match (into.status, part.status) {
         (a, _) if a.is_failure() => a,

@@ -10,6 +10,7 @@ pub mod http;
 pub mod metrics;
 pub mod metrics_check;
 pub mod prometheus;
+pub mod restore;
 
 use serde_json::Value;
 
@@ -150,6 +151,8 @@ pub enum Action {
     ConsulClusterCheck(consul::ClusterCheck),
     Http(http::HttpAction),
     PrometheusTargets(prometheus::TargetsCheck),
+    /// Only planned by `promfleet rollback` (in place of the step that wrote the file).
+    Restore(restore::RestoreAction),
 }
 
 impl Action {
@@ -157,7 +160,7 @@ impl Action {
     pub fn needs_ssh(&self) -> bool {
         matches!(
             self,
-            Action::File(_) | Action::Command(_) | Action::Compose(_)
+            Action::File(_) | Action::Command(_) | Action::Compose(_) | Action::Restore(_)
         )
     }
 }
@@ -306,6 +309,7 @@ impl Action {
             Action::ConsulClusterCheck(a) => a.run(ctx).await,
             Action::Http(a) => a.run(ctx).await,
             Action::PrometheusTargets(a) => a.run(ctx).await,
+            Action::Restore(a) => a.run(ctx).await,
         }
     }
 }

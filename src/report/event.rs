@@ -54,6 +54,9 @@ pub struct HostReport {
     /// progress names it, the recap gives the cause (each failure printed once).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failed_at: Option<String>,
+    /// Remote files this run changed on the host (recorded in the state for `rollback`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub changed_files: Vec<String>,
     pub duration_ms: u128,
     pub tasks: Vec<TaskReport>,
 }
@@ -70,6 +73,7 @@ impl HostReport {
             failed: 0,
             error: None,
             failed_at: None,
+            changed_files: Vec::new(),
             duration_ms: 0,
             tasks: Vec::new(),
         }

@@ -12,5 +12,5 @@ pub use event::{ExitCode, HostReport, HostStatus, Reporter, RunReport, Silent, T
 pub use lock::{LockError, StateLock};
 pub use mask::Masker;
 pub use recap::recap;
-pub use state::{RunState, STATE_DIR, write_atomic};
+pub use state::{HostChange, RunState, STATE_DIR, write_atomic};
 pub use terminal::TerminalReporter;

@@ -22,6 +22,20 @@ pub struct RunState {
     pub failed: Vec<String>,
     pub halted: Option<String>,
     pub interrupted: bool,
+    /// host → the remote files the last run that changed anything there changed: what
+    /// `promfleet rollback` restores from `.prev`. Kept across jobs (it is about the host).
+    #[serde(default)]
+    pub changes: BTreeMap<String, HostChange>,
+}
+
+/// What one run changed on one host.
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+pub struct HostChange {
+    /// When the run that changed them finished (RFC 3339, UTC).
+    pub at: String,
+    /// The playbooks that run ran (rollback plans them again).
+    pub playbooks: Vec<String>,
+    pub files: Vec<String>,
 }
 
 impl RunState {
@@ -62,6 +76,16 @@ impl RunState {
             .map(|(h, _)| h.clone())
             .collect();
         state.finished_at = now_rfc3339();
+        for h in run.hosts.iter().filter(|h| !h.changed_files.is_empty()) {
+            state.changes.insert(
+                h.host.clone(),
+                HostChange {
+                    at: state.finished_at.clone(),
+                    playbooks: playbooks.to_vec(),
+                    files: h.changed_files.clone(),
+                },
+            );
+        }
         state.inventory = inventory.to_string();
         state.playbooks = playbooks.to_vec();
         state.halted = run.halted.clone();
