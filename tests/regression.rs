@@ -1,130 +1,14 @@
 //! Regression tests, each named after the defect it pins (ripgrep's `tests/regression.rs`):
 //! every one failed on the code that had the defect.
 
-use std::io::{BufRead, BufReader, Read};
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Output, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::faults::Rig;
 use crate::support::*;
-
-/// A running promfleet whose stderr is read as it comes (to act on its progress).
-struct Watched {
-    child: Child,
-    stderr: Arc<Mutex<String>>,
-    reader: Option<std::thread::JoinHandle<()>>,
-    stdout: Option<std::thread::JoinHandle<Vec<u8>>>,
-}
-
-impl Watched {
-    fn spawn(mut cmd: std::process::Command) -> Watched {
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn promfleet");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let (err, buf) = (child.stderr.take().expect("stderr"), stderr.clone());
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                let mut b = buf.lock().unwrap_or_else(|p| p.into_inner());
-                b.push_str(&line);
-                b.push('\n');
-            }
-        });
-        let mut out = child.stdout.take().expect("stdout");
-        let stdout = std::thread::spawn(move || {
-            let mut v = Vec::new();
-            let _ = out.read_to_end(&mut v);
-            v
-        });
-        Watched {
-            child,
-            stderr,
-            reader: Some(reader),
-            stdout: Some(stdout),
-        }
-    }
-
-    fn text(&self) -> String {
-        self.stderr
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    /// Wait until stderr contains `needle` (false when `limit` passes or the run ended).
-    fn wait_for(&mut self, needle: &str, limit: Duration) -> bool {
-        let end = Instant::now() + limit;
-        while Instant::now() < end {
-            if self.text().contains(needle) {
-                return true;
-            }
-            if self.child.try_wait().ok().flatten().is_some() {
-                return self.text().contains(needle);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        false
-    }
-
-    fn signal(&self, sig: libc::c_int) {
-        let pid = libc::pid_t::try_from(self.child.id()).expect("pid");
-        // SAFETY: kill(2) on our own child, not yet waited for.
-        assert_eq!(unsafe { libc::kill(pid, sig) }, 0, "kill");
-    }
-
-    /// Wait for the exit; kill it and fail when `limit` passes first.
-    fn finish(mut self, limit: Duration) -> (Output, Duration) {
-        let started = Instant::now();
-        let status = loop {
-            if let Some(s) = self.child.try_wait().expect("wait") {
-                break s;
-            }
-            if started.elapsed() > limit {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                panic!(
-                    "promfleet still running after {limit:?}; stderr:\n{}",
-                    self.text()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        let took = started.elapsed();
-        if let Some(r) = self.reader.take() {
-            let _ = r.join();
-        }
-        let stdout = self
-            .stdout
-            .take()
-            .and_then(|t| t.join().ok())
-            .unwrap_or_default();
-        let stderr = self.text().into_bytes();
-        (
-            Output {
-                status,
-                stdout,
-                stderr,
-            },
-            took,
-        )
-    }
-}
-
-impl Drop for Watched {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
 
 /// How long the hanging `compose up` of [`hang_up_on`] sleeps: every bound on "promfleet
 /// did not wait for it" is derived from it.
@@ -150,17 +34,6 @@ fn hang_up_on(rig: &Rig, host: &str) -> PathBuf {
     let w = wrapper.display().to_string();
     rig.write_inventory(&[(host, &|l: String| l.replace(&real, &w))]);
     marker
-}
-
-fn wait_for_file(p: &Path, limit: Duration) -> bool {
-    let end = Instant::now() + limit;
-    while Instant::now() < end {
-        if p.exists() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
 }
 
 fn state(rig: &Rig) -> Value {

@@ -2,6 +2,7 @@
 //! file and --retry-failed, --check changing nothing.
 
 use std::path::Path;
+use std::time::Duration;
 
 use testkit::sshd::Fleet;
 
@@ -477,4 +478,176 @@ fn rollback_after_a_successful_run_restores_the_previous_files_byte_for_byte() {
     assert_eq!(consul.d.services().len(), 4, "still registered");
     let r = report(&out);
     assert_eq!(host_status(&r).len(), 1, "only the chosen host ran");
+}
+
+/// A real Prometheus (Debian's) discovering the fleet through the Consul double's http_sd
+/// view, with promfleet's rendered relabels; its URL given as `status` takes it.
+fn real_prometheus(fleet: &Fleet, consul: &Double) -> Prometheus {
+    let inv = fleet.root().join("inventory-render.yml");
+    fleet.write_inventory(&inv).expect("inventory");
+    let rendered = fleet.root().join("rendered");
+    let out = Run::new(&["render", "playbooks/monitoring.yml", "-i"])
+        .arg(&inv)
+        .arg("--out")
+        .arg(&rendered)
+        .output();
+    assert!(out.status.success(), "render: {}", stderr(&out));
+    let prom_yml = crate::status::find(&rendered, "prometheus.yml").expect("prometheus.yml");
+    let (cfg, _job) = testkit::prometheus::runnable_config(
+        &std::fs::read_to_string(&prom_yml).expect("read"),
+        &format!("{}/promfleet-double/http_sd", consul.d.url()),
+    )
+    .expect("runnable config");
+    Prometheus::start(&cfg)
+}
+
+/// Health gates against real Prometheus: a stage whose targets are all UP passes its gate
+/// and the next stage runs; then, on a redeploy, one target goes down and never comes back:
+/// the gate fails at its deadline, the stage (max_fail_percentage 0) halts the rollout, the
+/// next stage is not started and, with --rollback-on-failure, the stage's hosts are back on
+/// their previous compose file.
+#[test]
+fn a_failed_health_gate_halts_and_rolls_the_stage_back() {
+    if !require_root() || !have("prometheus") {
+        eprintln!("SKIPPED: needs root and Debian's prometheus");
+        return;
+    }
+    let consul = Double::start();
+    let fleet = Fleet::builder()
+        .hosts(4)
+        .groups(&["IDE", "Stage"])
+        .monitoring_host(true)
+        .fake_node_exporter(true)
+        .consul_agents([consul.d.url()])
+        .start()
+        .expect("fleet");
+    let prom = real_prometheus(&fleet, &consul);
+    // Enough scrapes (1 s apart here) that the target is stopped before the gate can pass.
+    let gate_timeout = Duration::from_secs(25);
+    let stages = format!(
+        "  - {{ name: gated, hosts: [IDE], max_fail_percentage: 0, gate: {{ scrapes: 10, timeout: {}s }} }}\n  - {{ name: rest, hosts: [Stage] }}\n",
+        gate_timeout.as_secs()
+    );
+    let write = |name: &str, mem: Option<&str>| {
+        let mut spec = fleet.inventory().var("prometheus_url", prom.url.clone());
+        if let Some(m) = mem {
+            spec = spec.var("exporter_mem_node", m);
+        }
+        let p = fleet.root().join(name);
+        std::fs::write(&p, format!("{}\nstages:\n{stages}", spec.yaml())).expect("inventory");
+        p
+    };
+    let ide: Vec<_> = fleet
+        .hosts()
+        .filter(|h| h.group == "IDE")
+        .cloned()
+        .collect();
+    let rest: Vec<_> = fleet
+        .hosts()
+        .filter(|h| h.group == "Stage")
+        .cloned()
+        .collect();
+    let compose = |h: &testkit::sshd::Host| h.deploy_dir().join("docker-compose.yml");
+
+    // 1. Every target comes up: the gate passes per host, the next stage runs.
+    let v1 = write("inventory-v1.yml", None);
+    let out = exporters(&v1, &fleet, &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        stderr(&out),
+        prom.log()
+    );
+    let r = report(&out);
+    for h in r["hosts"].as_array().expect("hosts") {
+        let ide_host = ide
+            .iter()
+            .any(|x| x.name == h["host"].as_str().unwrap_or(""));
+        assert_eq!(
+            h["gate"]["passed"].as_bool(),
+            ide_host.then_some(true),
+            "{h:#}"
+        );
+    }
+    let before: Vec<Vec<u8>> = fleet
+        .hosts()
+        .map(|h| std::fs::read(compose(h)).expect("v1"))
+        .collect();
+
+    // 2. A redeploy during which one IDE host's exporters stop for good.
+    let v2 = write("inventory-v2.yml", Some("400m"));
+    let book = repo().join("playbooks/exporters.yml");
+    let mut cmd = Run::new(&["exporters", "--playbook", book.to_str().expect("utf8")])
+        .arg("-i")
+        .arg(&v2)
+        .arg("--known-hosts")
+        .arg(fleet.known_hosts())
+        .arg("--state-dir")
+        .arg(fleet.root().join("state"))
+        .arg("--rollback-on-failure")
+        .arg("--output")
+        .arg("json")
+        .cmd;
+    cmd.env_remove("SSH_AUTH_SOCK");
+    let mut run = Watched::spawn(cmd);
+    assert!(
+        run.wait_for("health gate after", Duration::from_secs(120)),
+        "no gate:\n{}",
+        run.text()
+    );
+    stop_exporters(&fleet, &ide[0]);
+    let (out, _) = run.finish(gate_timeout * 6);
+    let text = stderr(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(promfleet::report::ExitCode::Halted as i32),
+        "{text}"
+    );
+    let r = report(&out);
+    let halted = r["halted"].as_str().expect("halted");
+    assert!(
+        halted.contains(&format!("{} failed the health gate", ide[0].name)),
+        "{halted}"
+    );
+    assert!(halted.contains("rolled back"), "{halted}");
+    let host = |name: &str| {
+        r["hosts"]
+            .as_array()
+            .expect("hosts")
+            .iter()
+            .find(|h| h["host"] == name)
+            .cloned()
+            .expect("host")
+    };
+    let bad = host(&ide[0].name);
+    assert_eq!(bad["gate"]["passed"], false, "{bad:#}");
+    assert_eq!(bad["status"], "failed", "{bad:#}");
+    assert!(
+        bad["gate"]["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("node-exporter"),
+        "{bad:#}"
+    );
+    assert_eq!(host(&ide[1].name)["gate"]["passed"], true);
+    for (h, v1) in fleet.hosts().zip(&before) {
+        assert_eq!(
+            &std::fs::read(compose(h)).expect("compose"),
+            v1,
+            "{} not on its previous compose file\n{text}",
+            h.name
+        );
+    }
+    for h in &ide {
+        assert_eq!(host(&h.name)["rolled_back"], true, "{}", h.name);
+    }
+    for h in &rest {
+        assert_eq!(host(&h.name)["status"], "not_run", "{}", h.name);
+        assert!(
+            !h.deploy_dir().join("docker-compose.yml.prev").exists(),
+            "{} of the next stage was rewritten",
+            h.name
+        );
+    }
 }

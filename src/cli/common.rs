@@ -216,21 +216,19 @@ pub struct Setup {
     pub reporter: Arc<dyn Reporter>,
 }
 
-/// The executor with a terminal reporter; Ctrl-C / SIGTERM cancel it.
+/// The executor with a terminal reporter; Ctrl-C / SIGTERM cancel it. `opts` carries the
+/// command's own settings; forks and retries come from the connection flags.
 pub fn executor(
     inv: &Inventory,
     conn: &ConnArgs,
     out: &OutputArgs,
-    check: bool,
-    diff: bool,
-    pause: Option<Duration>,
-    gate: Option<Arc<dyn crate::executor::StageGate>>,
+    opts: RunOptions,
 ) -> anyhow::Result<Setup> {
     let masker = masker();
     let reporter: Arc<dyn Reporter> = Arc::new(TerminalReporter::new(
         masker.clone(),
         out.verbose,
-        diff,
+        opts.diff,
         out.quiet,
     ));
     let http = http_client();
@@ -250,11 +248,8 @@ pub fn executor(
         reporter: reporter.clone(),
         opts: RunOptions {
             forks: conn.forks.max(1),
-            check,
-            diff,
             retry: retry_policy(conn),
-            pause,
-            gate,
+            ..opts
         },
         cancel,
         abort,

@@ -10,6 +10,7 @@ use super::common::{
     ConnArgs, InventoryArgs, OutputArgs, executor, load_inventory_args, masker, print_report,
     select, templates_dir_for,
 };
+use crate::executor::RunOptions;
 use crate::inventory::{Host, Inventory};
 use crate::playbook::{self, Plan, Renderer, SecretMode, Secrets};
 use crate::report::RunState;
@@ -43,6 +44,10 @@ pub struct DeployCommon {
     /// Ask on the terminal before each next rollout stage.
     #[arg(long)]
     pub confirm: bool,
+    /// When a stage's health gate halts the rollout, put that stage's hosts back on the
+    /// files this run changed there (from `.prev`) and re-apply, as `promfleet rollback`.
+    #[arg(long)]
+    pub rollback_on_failure: bool,
 }
 
 /// `90`, `30s`, `5m`, `1h` → a duration.
@@ -119,6 +124,20 @@ pub struct Planned {
     pub hosts: Vec<Host>,
     pub plan: Plan,
     pub secrets: Secrets,
+    /// templates/defaults.yml, the lowest-precedence variables.
+    pub defaults: crate::inventory::Vars,
+}
+
+/// The Prometheus servers health gates ask: each monitoring host's, found as `status` finds
+/// it (`prometheus_url`, else its ip and `prometheus_port`).
+fn prometheus_urls(p: &Planned) -> Vec<String> {
+    p.inventory
+        .monitoring()
+        .filter_map(|h| {
+            let vars = crate::status::central::host_vars(&p.inventory, &p.defaults, h);
+            crate::status::central::service_url(&vars, h, "prometheus", "prometheus_port")
+        })
+        .collect()
 }
 
 pub fn make_plan(
@@ -153,6 +172,7 @@ pub fn make_plan(
         hosts,
         plan,
         secrets,
+        defaults,
     })
 }
 
@@ -183,10 +203,15 @@ pub async fn run(a: DeployArgs) -> anyhow::Result<i32> {
         &planned.inventory,
         &c.conn,
         &c.out,
-        c.check,
-        c.diff,
-        c.pause,
-        gate,
+        RunOptions {
+            check: c.check,
+            diff: c.diff,
+            pause: c.pause,
+            gate,
+            prometheus: prometheus_urls(&planned),
+            rollback_on_failure: c.rollback_on_failure,
+            ..RunOptions::default()
+        },
     )?;
     let run = setup.executor.run(Arc::new(planned.plan)).await;
     if setup.executor.abort.is_cancelled() {

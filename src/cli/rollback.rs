@@ -13,8 +13,9 @@ use super::common::{
     ConnArgs, InventoryArgs, OutputArgs, executor, load_inventory_args, print_report, select,
 };
 use super::deploy::make_plan;
-use crate::modules::{Action, restore::RestoreAction};
-use crate::playbook::{self, Plan, SecretMode, Step};
+use crate::executor::RunOptions;
+use crate::modules::Action;
+use crate::playbook::{self, Plan, SecretMode};
 use crate::report::{HostChange, RunState, StateLock};
 
 #[derive(Args, Debug)]
@@ -112,15 +113,26 @@ pub async fn run(a: RollbackArgs) -> anyhow::Result<i32> {
             );
         }
     }
-    let plan = rollback_plan(planned.plan, &changes);
+    let files: BTreeMap<String, Vec<String>> = changes
+        .iter()
+        .map(|(h, c)| (h.clone(), c.files.clone()))
+        .collect();
+    let plan = Plan {
+        plays: planned
+            .plan
+            .plays
+            .iter()
+            .map(|p| p.rollback(&files))
+            .collect(),
+    };
     let setup = executor(
         &planned.inventory,
         &a.conn,
         &a.out,
-        a.check,
-        false,
-        None,
-        None,
+        RunOptions {
+            check: a.check,
+            ..RunOptions::default()
+        },
     )?;
     let run = setup.executor.run(Arc::new(plan)).await;
     setup.executor.connector.close_all().await;
@@ -133,40 +145,4 @@ pub async fn run(a: RollbackArgs) -> anyhow::Result<i32> {
         }
     }
     Ok(run.exit_code())
-}
-
-/// The deploy plan turned into a rollback: each step that wrote a recorded file restores it
-/// from `.prev` instead; steps writing other files are left out (they were not changed);
-/// every other step runs as in a deploy.
-pub fn rollback_plan(mut plan: Plan, changes: &BTreeMap<String, HostChange>) -> Plan {
-    for play in &mut plan.plays {
-        for hp in &mut play.hosts {
-            let files: &[String] = changes
-                .get(&hp.host.name)
-                .map(|c| c.files.as_slice())
-                .unwrap_or_default();
-            let restore = |steps: Vec<Step>| -> Vec<Step> {
-                steps
-                    .into_iter()
-                    .filter_map(|mut s| {
-                        let Some(Action::File(f)) = &s.action else {
-                            return Some(s);
-                        };
-                        if !files.contains(&f.dest) {
-                            return None;
-                        }
-                        s.action = Some(Action::Restore(RestoreAction {
-                            dest: f.dest.clone(),
-                            mode: f.mode,
-                            owner: f.owner.clone(),
-                        }));
-                        Some(s)
-                    })
-                    .collect()
-            };
-            hp.steps = restore(std::mem::take(&mut hp.steps));
-            hp.handlers = restore(std::mem::take(&mut hp.handlers));
-        }
-    }
-    plan
 }

@@ -8,6 +8,7 @@
 //! left half-written) unless the run is aborted, which abandons them at once.
 
 mod connector;
+mod gate;
 mod retry;
 
 pub use connector::Connector;
@@ -23,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::modules::{HostCtx, Outcome, consul::ConsulClient};
 use crate::playbook::{Plan, Step};
-use crate::report::{HostReport, HostStatus, Masker, Reporter, RunReport, TaskReport};
+use crate::report::{GateResult, HostReport, HostStatus, Masker, Reporter, RunReport, TaskReport};
 use crate::transport::Session;
 
 /// Asked between two rollout stages whether to go on (`--confirm`). Called on a blocking
@@ -42,6 +43,10 @@ pub struct RunOptions {
     /// Wait between rollout stages (`--pause`); cut short by a cancellation.
     pub pause: Option<Duration>,
     pub gate: Option<Arc<dyn StageGate>>,
+    /// Base URLs of the Prometheus servers health gates ask.
+    pub prometheus: Vec<String>,
+    /// Roll a stage back when its health gate halts the rollout (`--rollback-on-failure`).
+    pub rollback_on_failure: bool,
 }
 
 impl Default for RunOptions {
@@ -53,6 +58,8 @@ impl Default for RunOptions {
             retry: RetryPolicy::default(),
             pause: None,
             gate: None,
+            prometheus: Vec::new(),
+            rollback_on_failure: false,
         }
     }
 }
@@ -156,8 +163,8 @@ impl Executor {
                 .serial
                 .map(|s| s.size(hosts.len()))
                 .unwrap_or(hosts.len());
-            // This play's failed hosts, in the order they failed.
-            let mut failed: Vec<(String, HostStatus)> = Vec::new();
+            // This play's failed hosts, in the order they failed, with how.
+            let mut failed: Vec<(String, &'static str)> = Vec::new();
             for batch in hosts.chunks(size.max(1)) {
                 if self.cancel.is_cancelled() {
                     run.interrupted = true;
@@ -187,7 +194,12 @@ impl Executor {
                     };
                     if part.status.is_failure() {
                         batch_failed += 1;
-                        failed.push((part.host.clone(), part.status));
+                        let how = if part.status == HostStatus::Unreachable {
+                            "unreachable"
+                        } else {
+                            "failed"
+                        };
+                        failed.push((part.host.clone(), how));
                         excluded.insert(part.host.clone());
                     }
                     merge(&mut run.hosts[i], part);
@@ -213,14 +225,168 @@ impl Executor {
                 };
                 if let Some(why) = halt {
                     let msg = halt_message(play, &why, &failed);
-                    self.reporter.notice(&msg);
+                    self.halting(play);
                     run.halted = Some(msg);
                     break 'plays;
                 }
             }
+            let Some(gate) = play.gate.as_ref().filter(|_| !self.opts.check) else {
+                continue;
+            };
+            let gated: Vec<gate::GateHost> = hosts
+                .iter()
+                .map(|&hi| &play.hosts[hi])
+                .filter(|hp| !excluded.contains(&hp.host.name))
+                .map(gate::GateHost::from_plan)
+                .collect();
+            self.reporter.notice(&format!(
+                "health gate after `{}`: waiting up to {}s for the {} target(s) of {} host(s) to be UP in Prometheus for {} consecutive scrapes{}",
+                play.name,
+                gate.timeout.as_secs(),
+                gated.iter().map(|g| g.targets.len()).sum::<usize>(),
+                gated.len(),
+                gate.scrapes,
+                if gate.no_alerts { ", with no alert firing" } else { "" }
+            ));
+            let Some(verdicts) = gate::wait(
+                &self.http,
+                &self.opts.prometheus,
+                gate,
+                &gated,
+                &self.cancel,
+            )
+            .await
+            else {
+                run.interrupted = true;
+                break 'plays;
+            };
+            let mut gate_failed = 0usize;
+            for (host, verdict) in verdicts {
+                let Some(&i) = index.get(&host) else { continue };
+                let h = &mut run.hosts[i];
+                match verdict {
+                    Ok(detail) => {
+                        h.gate = Some(GateResult {
+                            passed: true,
+                            detail,
+                        })
+                    }
+                    Err(why) => {
+                        let why = self.masker.mask(&why);
+                        h.gate = Some(GateResult {
+                            passed: false,
+                            detail: why.clone(),
+                        });
+                        h.status = HostStatus::Failed;
+                        h.failed += 1;
+                        h.error = Some(format!("health gate: {why}"));
+                        h.failed_at = Some("health gate".into());
+                        self.reporter.host_finished(h);
+                        gate_failed += 1;
+                        failed.push((host.clone(), "failed the health gate"));
+                        excluded.insert(host);
+                    }
+                }
+            }
+            if gate_failed == 0 {
+                continue;
+            }
+            // A failed gate counts like failed hosts: the same two rules, over the stage.
+            let halt = match play.max_fail_percentage {
+                Some(max) if failed.len() as f64 * 100.0 / hosts.len() as f64 > max => {
+                    Some(Halt::OverMax {
+                        failed: failed.len(),
+                        total: hosts.len(),
+                        max,
+                    })
+                }
+                _ if failed.len() == hosts.len() => Some(Halt::BatchFailed { size: hosts.len() }),
+                _ => None,
+            };
+            if let Some(why) = halt {
+                let mut msg = halt_message(play, &why, &failed);
+                if self.opts.rollback_on_failure {
+                    let back = self.roll_back(play, &mut run, &index, &forks).await;
+                    msg.push_str(&if back.is_empty() {
+                        " (--rollback-on-failure: nothing this run changed to roll back)"
+                            .to_string()
+                    } else {
+                        format!(
+                            " ({} rolled back to their previous files by --rollback-on-failure)",
+                            back.join(", ")
+                        )
+                    });
+                }
+                self.halting(play);
+                run.halted = Some(msg);
+                break 'plays;
+            }
         }
         run.duration_ms = started.elapsed().as_millis();
         run
+    }
+
+    /// Put the hosts of a failed stage back on the files this run changed there (from
+    /// `.prev`) and re-apply the rest of the stage's play; returns the hosts rolled back.
+    async fn roll_back(
+        self: &Arc<Self>,
+        play: &crate::playbook::PlannedPlay,
+        run: &mut RunReport,
+        index: &HashMap<String, usize>,
+        forks: &Arc<Semaphore>,
+    ) -> Vec<String> {
+        let files: std::collections::BTreeMap<String, Vec<String>> = play
+            .hosts
+            .iter()
+            .filter_map(|hp| {
+                let r = &run.hosts[*index.get(&hp.host.name)?];
+                (!r.changed_files.is_empty())
+                    .then(|| (hp.host.name.clone(), r.changed_files.clone()))
+            })
+            .collect();
+        let back = Arc::new(Plan {
+            plays: vec![play.rollback(&files)],
+        });
+        let n = back.plays[0].hosts.len();
+        if n == 0 {
+            return Vec::new();
+        }
+        self.reporter.play_started(&back.plays[0].name, n);
+        let mut set = JoinSet::new();
+        for hi in 0..n {
+            let (me, back, forks) = (self.clone(), back.clone(), forks.clone());
+            set.spawn(async move {
+                let _permit = forks.acquire_owned().await;
+                let r = me.run_host(&back, 0, hi).await;
+                me.connector
+                    .release(&back.plays[0].hosts[hi].host.name)
+                    .await;
+                r
+            });
+        }
+        let mut done = Vec::new();
+        while let Some(res) = set.join_next().await {
+            let Ok(part) = res else { continue };
+            let Some(&i) = index.get(&part.host) else {
+                continue;
+            };
+            if !part.status.is_failure() && part.status != HostStatus::NotRun {
+                run.hosts[i].rolled_back = true;
+                done.push(part.host.clone());
+            }
+            merge(&mut run.hosts[i], part);
+        }
+        done.sort();
+        done
+    }
+
+    /// The live notice of a halt; the reasons and how to resume are printed once, in the
+    /// recap (`RunReport::halted`).
+    fn halting(&self, play: &crate::playbook::PlannedPlay) {
+        self.reporter.notice(&format!(
+            "halting after `{}`: nothing further starts (why, and how to resume: HALTED in the recap)",
+            play.name
+        ));
     }
 
     /// `--pause` then `--confirm` between two stages; either is cut short by Ctrl-C.
@@ -476,20 +642,13 @@ fn abandoned(r: &mut HostReport, step: &str) {
 fn halt_message(
     play: &crate::playbook::PlannedPlay,
     why: &Halt,
-    failed: &[(String, HostStatus)],
+    failed: &[(String, &str)],
 ) -> String {
     const SHOWN: usize = 5;
     let mut names: Vec<String> = failed
         .iter()
         .take(SHOWN)
-        .map(|(h, s)| {
-            let what = if *s == HostStatus::Unreachable {
-                "unreachable"
-            } else {
-                "failed"
-            };
-            format!("{h} {what}")
-        })
+        .map(|(h, how)| format!("{h} {how}"))
         .collect();
     if failed.len() > SHOWN {
         names.push(format!("and {} more", failed.len() - SHOWN));

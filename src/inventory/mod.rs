@@ -136,7 +136,20 @@ pub struct StageSpec {
     /// `canary: true|false`; unset means "a stage named `canary` is one". A canary stage
     /// tolerates no failure unless it sets `max_fail_percentage` itself.
     pub canary: Option<bool>,
+    /// `gate: true` or `gate: {scrapes, no_alerts, timeout}`: a health gate after the stage.
+    pub gate: Option<GateSpec>,
     pub pos: SourcePos,
+}
+
+/// A stage's health gate as written; unset fields take the defaults (`playbook::HealthGate`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GateSpec {
+    /// Consecutive successful scrapes every target of the stage needs.
+    pub scrapes: Option<u32>,
+    /// Also require that no alert fires for the stage's instances.
+    pub no_alerts: Option<bool>,
+    /// How long to wait (a Prometheus duration such as `90s` or `5m`).
+    pub timeout: Option<String>,
 }
 
 impl StageSpec {

@@ -38,6 +38,13 @@ pub struct TaskReport {
     pub duration_ms: u128,
 }
 
+/// A host's health gate: passed or not, and what Prometheus said.
+#[derive(Debug, Clone, Serialize)]
+pub struct GateResult {
+    pub passed: bool,
+    pub detail: String,
+}
+
 /// One host's result over the whole run.
 #[derive(Debug, Clone, Serialize)]
 pub struct HostReport {
@@ -57,6 +64,12 @@ pub struct HostReport {
     /// Remote files this run changed on the host (recorded in the state for `rollback`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub changed_files: Vec<String>,
+    /// The health gate after the host's stage, if it had one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gate: Option<GateResult>,
+    /// Put back on its previous files after its stage failed (`--rollback-on-failure`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub rolled_back: bool,
     pub duration_ms: u128,
     pub tasks: Vec<TaskReport>,
 }
@@ -74,6 +87,8 @@ impl HostReport {
             error: None,
             failed_at: None,
             changed_files: Vec::new(),
+            gate: None,
+            rolled_back: false,
             duration_ms: 0,
             tasks: Vec::new(),
         }

@@ -8,7 +8,9 @@ mod recap;
 mod state;
 mod terminal;
 
-pub use event::{ExitCode, HostReport, HostStatus, Reporter, RunReport, Silent, TaskReport};
+pub use event::{
+    ExitCode, GateResult, HostReport, HostStatus, Reporter, RunReport, Silent, TaskReport,
+};
 pub use lock::{LockError, StateLock};
 pub use mask::Masker;
 pub use recap::recap;
