@@ -165,7 +165,8 @@ impl Executor {
                 .unwrap_or(hosts.len());
             // This play's failed hosts, in the order they failed, with how.
             let mut failed: Vec<(String, &'static str)> = Vec::new();
-            for batch in hosts.chunks(size.max(1)) {
+            let batches: Vec<&[usize]> = hosts.chunks(size.max(1)).collect();
+            for (bi, &batch) in batches.iter().enumerate() {
                 if self.cancel.is_cancelled() {
                     run.interrupted = true;
                     break 'plays;
@@ -180,7 +181,11 @@ impl Executor {
                         let _permit = forks.acquire_owned().await;
                         let r = me.run_host(&plan, pi, hi).await;
                         let name = &plan.plays[pi].hosts[hi].host.name;
-                        if last_play.get(name) == Some(&pi) || r.status.is_failure() {
+                        // After an abort the polite close is left to the caller's bounded
+                        // `close_all`: a session whose command was abandoned may be slow.
+                        if (last_play.get(name) == Some(&pi) || r.status.is_failure())
+                            && !me.abort.is_cancelled()
+                        {
                             me.connector.release(name).await;
                         }
                         r
@@ -208,22 +213,11 @@ impl Executor {
                     run.interrupted = true;
                     break 'plays;
                 }
-                // Ansible's order (playbook_executor.py): the percentage first, then "the
-                // whole batch failed", which halts even without a max_fail_percentage.
-                let halt = match play.max_fail_percentage {
-                    Some(max) if failed.len() as f64 * 100.0 / hosts.len() as f64 > max => {
-                        Some(Halt::OverMax {
-                            failed: failed.len(),
-                            total: hosts.len(),
-                            max,
-                        })
-                    }
-                    _ if batch_failed == batch.len() => {
-                        Some(Halt::BatchFailed { size: batch.len() })
-                    }
-                    _ => None,
-                };
-                if let Some(why) = halt {
+                let halt = stage_halt(play, failed.len(), hosts.len(), batch_failed, batch.len());
+                // A halt stops what is left; with nothing left the run just ends (exit 2/4).
+                if let Some(why) = halt
+                    && (bi + 1 < batches.len() || work_left(&plan, pi, &excluded))
+                {
                     let msg = halt_message(play, &why, &failed);
                     self.halting(play);
                     run.halted = Some(msg);
@@ -292,31 +286,24 @@ impl Executor {
                 continue;
             }
             // A failed gate counts like failed hosts: the same two rules, over the stage.
-            let halt = match play.max_fail_percentage {
-                Some(max) if failed.len() as f64 * 100.0 / hosts.len() as f64 > max => {
-                    Some(Halt::OverMax {
-                        failed: failed.len(),
-                        total: hosts.len(),
-                        max,
-                    })
-                }
-                _ if failed.len() == hosts.len() => Some(Halt::BatchFailed { size: hosts.len() }),
-                _ => None,
+            let Some(why) = stage_halt(play, failed.len(), hosts.len(), 0, 1) else {
+                continue;
             };
-            if let Some(why) = halt {
-                let mut msg = halt_message(play, &why, &failed);
-                if self.opts.rollback_on_failure {
-                    let back = self.roll_back(play, &mut run, &index, &forks).await;
-                    msg.push_str(&if back.is_empty() {
-                        " (--rollback-on-failure: nothing this run changed to roll back)"
-                            .to_string()
-                    } else {
-                        format!(
-                            " ({} rolled back to their previous files by --rollback-on-failure)",
-                            back.join(", ")
-                        )
-                    });
-                }
+            let mut msg = halt_message(play, &why, &failed);
+            if self.opts.rollback_on_failure {
+                let back = self.roll_back(play, &mut run, &index, &forks).await;
+                let note = if back.is_empty() {
+                    "--rollback-on-failure: nothing this run changed to roll back".to_string()
+                } else {
+                    format!(
+                        "{} rolled back to their previous files by --rollback-on-failure",
+                        back.join(", ")
+                    )
+                };
+                self.reporter.notice(&note);
+                msg.push_str(&format!(" ({note})"));
+            }
+            if work_left(&plan, pi, &excluded) {
                 self.halting(play);
                 run.halted = Some(msg);
                 break 'plays;
@@ -636,6 +623,35 @@ fn abandoned(r: &mut HostReport, step: &str) {
     r.error = Some(format!(
         "aborted during `{step}` (second interrupt): a remote command it started may still be running; files it wrote are whole (temp + rename)"
     ));
+}
+
+/// Whether a play halts after a batch (Ansible's order, playbook_executor.py: the percentage
+/// first, then "the whole batch failed", which halts even without a max_fail_percentage).
+/// After a health gate the "batch" is the whole stage: pass `batch_failed: 0`.
+fn stage_halt(
+    play: &crate::playbook::PlannedPlay,
+    failed: usize,
+    total: usize,
+    batch_failed: usize,
+    batch: usize,
+) -> Option<Halt> {
+    match play.max_fail_percentage {
+        Some(max) if failed as f64 * 100.0 / total as f64 > max => {
+            Some(Halt::OverMax { failed, total, max })
+        }
+        _ if batch_failed == batch => Some(Halt::BatchFailed { size: batch }),
+        _ if failed == total => Some(Halt::BatchFailed { size: total }),
+        _ => None,
+    }
+}
+
+/// Whether a later play still has a host to run (a halt would leave it undone).
+fn work_left(plan: &Plan, pi: usize, excluded: &HashSet<String>) -> bool {
+    plan.plays
+        .iter()
+        .skip(pi + 1)
+        .flat_map(|p| &p.hosts)
+        .any(|hp| !excluded.contains(&hp.host.name))
 }
 
 /// The halt notice: what failed, and how to resume.

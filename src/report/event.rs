@@ -150,8 +150,9 @@ pub enum ExitCode {
     Error = 1,
     /// A host failed (the others completed).
     HostFailed = 2,
-    /// The rollout halted before its next batch or stage: every host of a batch failed,
-    /// `max_fail_percentage` was exceeded, or `--confirm` was declined.
+    /// The rollout halted with batches, stages or plays left undone: every host of a batch
+    /// failed, `max_fail_percentage` was exceeded, a health gate failed, or `--confirm` was
+    /// declined.
     Halted = 3,
     /// A host was unreachable (the others completed).
     HostUnreachable = 4,
