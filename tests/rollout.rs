@@ -45,6 +45,27 @@ fn retry_hosts(fleet: &Fleet) -> Vec<String> {
         .collect()
 }
 
+/// A fleet of `hosts` over `groups`, with the small fake node exporter, registering with
+/// the Consul double.
+fn fast_fleet(hosts: usize, groups: &[&str], consul: &Double) -> Fleet {
+    Fleet::builder()
+        .hosts(hosts)
+        .groups(groups)
+        .fake_node_exporter(true)
+        .consul_agents([consul.d.url()])
+        .start()
+        .expect("fleet")
+}
+
+/// Make `compose up` fail on `h` with `message`.
+fn fail_up(fleet: &Fleet, h: &testkit::sshd::Host, message: &str) {
+    testkit::standin::fail_up(&h.deploy_dir(), message).expect("inject failure");
+    // The injection ran as root; the deploy dir must stay the login user's.
+    for p in [h.dir.clone(), h.deploy_dir()] {
+        std::os::unix::fs::chown(&p, Some(fleet.user_uid()), None).expect("chown");
+    }
+}
+
 #[test]
 fn a_refusing_stage_host_fails_alone_and_retry_failed_completes_it() {
     if !require_root() {
@@ -129,12 +150,7 @@ fn exceeding_max_fail_percentage_in_the_first_stage_leaves_later_stages_untouche
         .filter(|h| h.group == "IDE")
         .cloned()
         .collect();
-    testkit::standin::fail_up(&ide[0].deploy_dir(), "image pull failed: no such image")
-        .expect("inject failure");
-    // The injection ran as root; the deploy dir must stay the login user's.
-    for p in [ide[0].dir.clone(), ide[0].deploy_dir()] {
-        std::os::unix::fs::chown(&p, Some(fleet.user_uid()), None).expect("chown");
-    }
+    fail_up(&fleet, &ide[0], "image pull failed: no such image");
 
     let out = exporters(&inv, &fleet, &[]);
     assert_eq!(
@@ -263,13 +279,7 @@ fn a_refusing_canary_halts_the_rollout_and_touches_no_other_host() {
         return;
     }
     let consul = Double::start();
-    let fleet = Fleet::builder()
-        .hosts(6)
-        .groups(&["IDE", "Stage", "Pet"])
-        .fake_node_exporter(true)
-        .consul_agents([consul.d.url()])
-        .start()
-        .expect("fleet");
+    let fleet = fast_fleet(6, &["IDE", "Stage", "Pet"], &consul);
     let canary = fleet
         .hosts()
         .find(|h| h.group == "IDE")
@@ -337,13 +347,7 @@ fn a_stage_where_every_host_fails_halts_before_the_next_stage() {
         return;
     }
     let consul = Double::start();
-    let fleet = Fleet::builder()
-        .hosts(6)
-        .groups(&["IDE", "Stage", "Pet"])
-        .fake_node_exporter(true)
-        .consul_agents([consul.d.url()])
-        .start()
-        .expect("fleet");
+    let fleet = fast_fleet(6, &["IDE", "Stage", "Pet"], &consul);
     let inv = with_stages(
         &fleet,
         "  - { name: first, hosts: [IDE] }\n  - { name: second, hosts: [Stage, Pet] }\n",
@@ -356,11 +360,7 @@ fn a_stage_where_every_host_fails_halts_before_the_next_stage() {
         .collect();
     assert_eq!(ide.len(), 2);
     for h in &ide {
-        testkit::standin::fail_up(&h.deploy_dir(), "image pull failed: no such image")
-            .expect("inject failure");
-        for p in [h.dir.clone(), h.deploy_dir()] {
-            std::os::unix::fs::chown(&p, Some(fleet.user_uid()), None).expect("chown");
-        }
+        fail_up(&fleet, h, "image pull failed: no such image");
     }
 
     let out = exporters(&inv, &fleet, &[]);
@@ -407,13 +407,7 @@ fn rollback_after_a_successful_run_restores_the_previous_files_byte_for_byte() {
         return;
     }
     let consul = Double::start();
-    let fleet = Fleet::builder()
-        .hosts(2)
-        .groups(&["IDE"])
-        .fake_node_exporter(true)
-        .consul_agents([consul.d.url()])
-        .start()
-        .expect("fleet");
+    let fleet = fast_fleet(2, &["IDE"], &consul);
     let inv = fleet.root().join("inventory.yml");
     fleet.write_inventory(&inv).expect("inventory");
     let out = exporters(&inv, &fleet, &[]);
