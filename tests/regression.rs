@@ -122,7 +122,11 @@ fn second_ctrl_c_still_writes_retry_file() {
         "{hung} not in the retry file: {:?}\n{ctx}",
         rig.retry_list()
     );
-    assert_eq!(state(&rig)["hosts"][hung], "not_run", "{ctx}");
+    let st = state(&rig);
+    assert_eq!(st["hosts"][hung], "not_run", "{ctx}");
+    // The compose file written before the abandoned step is recorded for `rollback`.
+    let files = st["changes"][hung]["files"].to_string();
+    assert!(files.contains("docker-compose.yml"), "{st:#}");
     let r = report(&out);
     let h = r["hosts"]
         .as_array()

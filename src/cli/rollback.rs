@@ -76,7 +76,12 @@ pub async fn run(a: RollbackArgs) -> anyhow::Result<i32> {
     }
     for (h, c) in &changes {
         eprintln!(
-            "{h}: restoring the versions before the run of {}: {}",
+            "{h}: {} the versions before the run of {}: {}",
+            if a.check {
+                "would restore"
+            } else {
+                "restoring"
+            },
             c.at,
             c.files.join(", ")
         );

@@ -554,7 +554,9 @@ impl Executor {
                 check: self.opts.check,
                 diff: self.opts.diff,
                 masker: &self.masker,
-                changed_paths: std::mem::take(changed_paths),
+                // A copy, not a take: an aborted step (its future dropped) must not lose
+                // what earlier steps changed (the state records it for `rollback`).
+                changed_paths: changed_paths.clone(),
             };
             let res = action.run(&mut ctx).await;
             *changed_paths = ctx.changed_paths;
