@@ -2,7 +2,9 @@
 //! (`serial`), each host's tasks in order on its one SSH session, with no barrier between
 //! hosts inside a batch. A failed host never stops the others; it is left out of later plays.
 //! The rollout halts before the next batch, stage or play when every host of a batch failed
-//! (Ansible's rule) or when a play's or stage's `max_fail_percentage` is exceeded.
+//! (Ansible's rule) or when a play's or stage's `max_fail_percentage` is exceeded, counting
+//! the hosts that fail a stage's health gate (`gate`); `--rollback-on-failure` then rolls
+//! that stage back.
 //! Transient failures are retried with backoff. Cancellation stops new hosts and tasks and
 //! cuts a `--pause` short; in-flight steps finish (remote writes are atomic, so nothing is
 //! left half-written) unless the run is aborted, which abandons them at once.
@@ -227,61 +229,13 @@ impl Executor {
             let Some(gate) = play.gate.as_ref().filter(|_| !self.opts.check) else {
                 continue;
             };
-            let gated: Vec<gate::GateHost> = hosts
-                .iter()
-                .map(|&hi| &play.hosts[hi])
-                .filter(|hp| !excluded.contains(&hp.host.name))
-                .map(gate::GateHost::from_plan)
-                .collect();
-            self.reporter.notice(&format!(
-                "health gate after `{}`: waiting up to {}s for the {} target(s) of {} host(s) to be UP in Prometheus for {} consecutive scrapes{}",
-                play.name,
-                gate.timeout.as_secs(),
-                gated.iter().map(|g| g.targets.len()).sum::<usize>(),
-                gated.len(),
-                gate.scrapes,
-                if gate.no_alerts { ", with no alert firing" } else { "" }
-            ));
-            let Some(verdicts) = gate::wait(
-                &self.http,
-                &self.opts.prometheus,
-                gate,
-                &gated,
-                &self.cancel,
-            )
-            .await
+            let Some(gate_failed) = self
+                .gate_stage(play, gate, &hosts, &mut run, &mut failed, &mut excluded)
+                .await
             else {
                 run.interrupted = true;
                 break 'plays;
             };
-            let mut gate_failed = 0usize;
-            for (host, verdict) in verdicts {
-                let Some(&i) = index.get(&host) else { continue };
-                let h = &mut run.hosts[i];
-                match verdict {
-                    Ok(detail) => {
-                        h.gate = Some(GateResult {
-                            passed: true,
-                            detail,
-                        })
-                    }
-                    Err(why) => {
-                        let why = self.masker.mask(&why);
-                        h.gate = Some(GateResult {
-                            passed: false,
-                            detail: why.clone(),
-                        });
-                        h.status = HostStatus::Failed;
-                        h.failed += 1;
-                        h.error = Some(format!("health gate: {why}"));
-                        h.failed_at = Some("health gate".into());
-                        self.reporter.host_finished(h);
-                        gate_failed += 1;
-                        failed.push((host.clone(), "failed the health gate"));
-                        excluded.insert(host);
-                    }
-                }
-            }
             if gate_failed == 0 {
                 continue;
             }
@@ -311,6 +265,73 @@ impl Executor {
         }
         run.duration_ms = started.elapsed().as_millis();
         run
+    }
+
+    /// The health gate after a stage: its hosts that are still in the run must have their
+    /// targets UP in Prometheus; a host failing it is failed (pushed to `failed`, left out of
+    /// later plays). Returns how many failed it; `None` when cancelled.
+    async fn gate_stage(
+        &self,
+        play: &crate::playbook::PlannedPlay,
+        gate: &crate::playbook::HealthGate,
+        hosts: &[usize],
+        run: &mut RunReport,
+        failed: &mut Vec<(String, &'static str)>,
+        excluded: &mut HashSet<String>,
+    ) -> Option<usize> {
+        let gated: Vec<gate::GateHost> = hosts
+            .iter()
+            .map(|&hi| &play.hosts[hi])
+            .filter(|hp| !excluded.contains(&hp.host.name))
+            .map(gate::GateHost::from_plan)
+            .collect();
+        self.reporter.notice(&format!(
+            "health gate after `{}`: waiting up to {}s for the {} target(s) of {} host(s) to be UP in Prometheus for {} consecutive scrapes{}",
+            play.name,
+            gate.timeout.as_secs(),
+            gated.iter().map(|g| g.targets.len()).sum::<usize>(),
+            gated.len(),
+            gate.scrapes,
+            if gate.no_alerts { ", with no alert firing" } else { "" }
+        ));
+        let verdicts = gate::wait(
+            &self.http,
+            &self.opts.prometheus,
+            gate,
+            &gated,
+            &self.cancel,
+        )
+        .await?;
+        let mut gate_failed = 0usize;
+        for (host, verdict) in verdicts {
+            let Some(h) = run.hosts.iter_mut().find(|h| h.host == host) else {
+                continue;
+            };
+            match verdict {
+                Ok(detail) => {
+                    h.gate = Some(GateResult {
+                        passed: true,
+                        detail,
+                    })
+                }
+                Err(why) => {
+                    let why = self.masker.mask(&why);
+                    h.gate = Some(GateResult {
+                        passed: false,
+                        detail: why.clone(),
+                    });
+                    h.status = HostStatus::Failed;
+                    h.failed += 1;
+                    h.error = Some(format!("health gate: {why}"));
+                    h.failed_at = Some("health gate".into());
+                    self.reporter.host_finished(h);
+                    gate_failed += 1;
+                    failed.push((host.clone(), "failed the health gate"));
+                    excluded.insert(host);
+                }
+            }
+        }
+        Some(gate_failed)
     }
 
     /// Put the hosts of a failed stage back on the files this run changed there (from
