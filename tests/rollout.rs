@@ -476,7 +476,8 @@ fn rollback_after_a_successful_run_restores_the_previous_files_byte_for_byte() {
 
 /// A real Prometheus (Debian's) discovering the fleet through the Consul double's http_sd
 /// view, with promfleet's rendered relabels; its URL given as `status` takes it.
-fn real_prometheus(fleet: &Fleet, consul: &Double) -> Prometheus {
+/// `rules`: an alerting rules file (YAML) to load too.
+fn real_prometheus(fleet: &Fleet, consul: &Double, rules: Option<&str>) -> Prometheus {
     let inv = fleet.root().join("inventory-render.yml");
     fleet.write_inventory(&inv).expect("inventory");
     let rendered = fleet.root().join("rendered");
@@ -492,7 +493,14 @@ fn real_prometheus(fleet: &Fleet, consul: &Double) -> Prometheus {
         &format!("{}/promfleet-double/http_sd", consul.d.url()),
     )
     .expect("runnable config");
-    Prometheus::start(&cfg)
+    let Some(rules) = rules else {
+        return Prometheus::start(&cfg);
+    };
+    let file = fleet.root().join("rules.yml");
+    std::fs::write(&file, rules).expect("rules");
+    let mut cfg: serde_json::Value = serde_json::from_str(&cfg).expect("config is JSON");
+    cfg["rule_files"] = serde_json::json!([file]);
+    Prometheus::start(&cfg.to_string())
 }
 
 /// Health gates against real Prometheus: a stage whose targets are all UP passes its gate
@@ -515,7 +523,7 @@ fn a_failed_health_gate_halts_and_rolls_the_stage_back() {
         .consul_agents([consul.d.url()])
         .start()
         .expect("fleet");
-    let prom = real_prometheus(&fleet, &consul);
+    let prom = real_prometheus(&fleet, &consul, None);
     // Enough scrapes (1 s apart here) that the target is stopped before the gate can pass.
     let gate_timeout = Duration::from_secs(25);
     let stages = format!(
@@ -644,4 +652,67 @@ fn a_failed_health_gate_halts_and_rolls_the_stage_back() {
             h.name
         );
     }
+}
+
+/// The gate's alert half against real Prometheus: an alert firing for one host's instance
+/// fails that host's gate (and only that host's); one failed host of two, without a
+/// max_fail_percentage, fails the host without halting.
+#[test]
+fn a_firing_alert_fails_the_gate_of_its_instance_only() {
+    if !require_root() || !have("prometheus") {
+        eprintln!("SKIPPED: needs root and Debian's prometheus");
+        return;
+    }
+    let consul = Double::start();
+    let fleet = Fleet::builder()
+        .hosts(2)
+        .groups(&["IDE"])
+        .monitoring_host(true)
+        .fake_node_exporter(true)
+        .consul_agents([consul.d.url()])
+        .start()
+        .expect("fleet");
+    let hosts: Vec<_> = fleet.hosts().cloned().collect();
+    let rules = format!(
+        "groups:\n  - name: gate-test\n    rules:\n      - alert: AlwaysFiring\n        expr: vector(1)\n        labels: {{ instance: {} }}\n",
+        hosts[0].name
+    );
+    let prom = real_prometheus(&fleet, &consul, Some(&rules));
+    let inv = fleet.root().join("inventory-gated.yml");
+    let spec = fleet.inventory().var("prometheus_url", prom.url.clone());
+    std::fs::write(
+        &inv,
+        format!(
+            "{}\nstages:\n  - {{ name: gated, hosts: [IDE], gate: {{ scrapes: 2, timeout: 20s }} }}\n",
+            spec.yaml()
+        ),
+    )
+    .expect("inventory");
+    let out = exporters(&inv, &fleet, &[]);
+    let text = stderr(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(promfleet::report::ExitCode::HostFailed as i32),
+        "{text}\n{}",
+        prom.log()
+    );
+    let r = report(&out);
+    assert!(r["halted"].is_null(), "nothing left to halt: {r:#}");
+    let gate = |name: &str| {
+        r["hosts"]
+            .as_array()
+            .expect("hosts")
+            .iter()
+            .find(|h| h["host"] == name)
+            .map(|h| h["gate"].clone())
+            .expect("host")
+    };
+    let bad = gate(&hosts[0].name);
+    assert_eq!(bad["passed"], false, "{bad:#}");
+    let why = bad["detail"].as_str().unwrap_or_default();
+    assert!(
+        why.contains(&format!("alert AlwaysFiring firing for {}", hosts[0].name)),
+        "{why}"
+    );
+    assert_eq!(gate(&hosts[1].name)["passed"], true, "{r:#}");
 }
