@@ -161,8 +161,12 @@ fn state_dir_is_locked_per_run() {
     );
     assert!(ctx.contains("is in use by another promfleet run"), "{ctx}");
     assert!(
-        ctx.contains(&format!("pid {}", first.child.id())),
+        ctx.contains(&format!("pid {}", first.child.id())) && ctx.contains("command "),
         "names the holder: {ctx}"
+    );
+    assert!(
+        !ctx.contains("--known-hosts"),
+        "only the subcommand: the rest of a command line may hold secrets: {ctx}"
     );
     first.signal(libc::SIGINT);
     assert!(first.wait_for("interrupted:", HANG / 4), "{}", first.text());

@@ -1,6 +1,6 @@
 //! One run at a time per state directory: `<state-dir>/lock`, held (flock) for the whole run
 //! and released by the kernel when the process ends, so a crashed run never leaves it stale.
-//! The file names its holder (pid, start time, command line) so a second run can say which
+//! The file names its holder (pid, start time, subcommand) so a second run can say which
 //! run holds it.
 
 use std::fs::{File, OpenOptions, TryLockError};
@@ -63,7 +63,8 @@ impl StateLock {
             }
             Err(TryLockError::Error(e)) => return Err(io(e)),
         }
-        let command: Vec<String> = std::env::args().collect();
+        // The subcommand only: the rest of a command line may hold secrets (`-e k=v`).
+        let command: Vec<String> = std::env::args().take(2).collect();
         let record = format!(
             "pid {}\nstarted {}\ncommand {}\n",
             std::process::id(),
