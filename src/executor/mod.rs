@@ -11,10 +11,13 @@
 
 mod connector;
 mod gate;
+mod halt;
 mod retry;
 
 pub use connector::Connector;
 pub use retry::RetryPolicy;
+
+use halt::{halt_message, stage_halt, work_left};
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -84,18 +87,6 @@ enum Between {
     Proceed,
     Declined,
     Interrupted,
-}
-
-/// Why a play stops after a batch.
-enum Halt {
-    OverMax {
-        failed: usize,
-        total: usize,
-        max: f64,
-    },
-    BatchFailed {
-        size: usize,
-    },
 }
 
 /// A pooled HTTP client for exporters, Consul and service APIs (keep-alive, no proxy: every
@@ -646,77 +637,6 @@ fn abandoned(r: &mut HostReport, step: &str) {
     r.error = Some(format!(
         "aborted during `{step}` (second interrupt): a remote command it started may still be running; files it wrote are whole (temp + rename)"
     ));
-}
-
-/// Whether a play halts after a batch (Ansible's order, playbook_executor.py: the percentage
-/// first, then "the whole batch failed", which halts even without a max_fail_percentage).
-/// After a health gate the "batch" is the whole stage: pass `batch_failed: 0`.
-fn stage_halt(
-    play: &crate::playbook::PlannedPlay,
-    failed: usize,
-    total: usize,
-    batch_failed: usize,
-    batch: usize,
-) -> Option<Halt> {
-    match play.max_fail_percentage {
-        Some(max) if failed as f64 * 100.0 / total as f64 > max => {
-            Some(Halt::OverMax { failed, total, max })
-        }
-        _ if batch_failed == batch => Some(Halt::BatchFailed { size: batch }),
-        _ if failed == total => Some(Halt::BatchFailed { size: total }),
-        _ => None,
-    }
-}
-
-/// Whether a later play still has a host to run (a halt would leave it undone).
-fn work_left(plan: &Plan, pi: usize, excluded: &HashSet<String>) -> bool {
-    plan.plays
-        .iter()
-        .skip(pi + 1)
-        .flat_map(|p| &p.hosts)
-        .any(|hp| !excluded.contains(&hp.host.name))
-}
-
-/// The halt notice: what failed, and how to resume.
-fn halt_message(
-    play: &crate::playbook::PlannedPlay,
-    why: &Halt,
-    failed: &[(String, &str)],
-) -> String {
-    const SHOWN: usize = 5;
-    let mut names: Vec<String> = failed
-        .iter()
-        .take(SHOWN)
-        .map(|(h, how)| format!("{h} {how}"))
-        .collect();
-    if failed.len() > SHOWN {
-        names.push(format!("and {} more", failed.len() - SHOWN));
-    }
-    let reason = match why {
-        Halt::OverMax { failed, total, max } => {
-            let pct = *failed as f64 * 100.0 / *total as f64;
-            let default = if play.canary && *max == 0.0 {
-                ", a canary stage's default"
-            } else {
-                ""
-            };
-            format!(
-                "{failed} of {total} hosts failed ({pct:.0}% > max_fail_percentage {max}%{default})"
-            )
-        }
-        Halt::BatchFailed { size } => format!("every host of a batch failed ({size} of {size})"),
-    };
-    let resume = match &play.stage {
-        Some(s) => format!(
-            "fix the cause (each failure is in the recap), then resume with --from-stage {s}, or rerun the failed and not-run hosts with --retry-failed"
-        ),
-        None => "fix the cause (each failure is in the recap), then rerun, or rerun the failed and not-run hosts with --retry-failed".to_string(),
-    };
-    format!(
-        "play `{}`: {reason}: {}; later batches, stages and plays were not started — {resume}",
-        play.name,
-        names.join(", ")
-    )
 }
 
 /// Fold one play's result for a host into its run-wide report.
