@@ -112,6 +112,7 @@ fn second_ctrl_c_still_writes_retry_file() {
     let (out, took) = run.finish(HANG / 4);
     let ctx = stderr(&out);
     assert!(took < HANG / 4, "{ctx}");
+    eprintln!("exited {took:?} after the second signal");
     assert_eq!(
         out.status.code(),
         Some(promfleet::report::ExitCode::Interrupted as i32),
