@@ -1,5 +1,5 @@
-//! promfleet's entry point: parse, run, map errors to exit codes (1 = bad input or setup;
-//! run outcomes use Ansible's codes, see `RunReport::exit_code`).
+//! promfleet's entry point: parse, run, map errors to exit codes (`report::ExitCode`; run
+//! outcomes from `RunReport::exit_code`).
 
 use clap::Parser;
 
@@ -12,7 +12,7 @@ fn main() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("promfleet: cannot start the async runtime: {e}");
-            std::process::exit(1);
+            std::process::exit(promfleet::report::ExitCode::Error as i32);
         }
     };
     let code = match rt.block_on(promfleet::cli::run(cli)) {
@@ -20,7 +20,7 @@ fn main() {
         Err(e) => {
             let msg = promfleet::cli::common::mask_global(&format!("{e:#}"));
             eprintln!("error: {msg}");
-            1
+            promfleet::report::ExitCode::Error as i32
         }
     };
     // Do not wait for lingering background tasks (keepalives) on exit.

@@ -330,18 +330,6 @@ fn wait_bounded(mut child: std::process::Child, limit: Duration) -> (Output, Dur
     )
 }
 
-/// Poll for a file with a bound.
-fn wait_for_file(p: &Path, limit: Duration) -> bool {
-    let end = Instant::now() + limit;
-    while Instant::now() < end {
-        if p.exists() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
-}
-
 // ---------------------------------------------------------------------------------------------
 // Connection faults
 

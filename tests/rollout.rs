@@ -2,6 +2,7 @@
 //! file and --retry-failed, --check changing nothing.
 
 use std::path::Path;
+use std::time::Duration;
 
 use testkit::sshd::Fleet;
 
@@ -42,6 +43,27 @@ fn retry_hosts(fleet: &Fleet) -> Vec<String> {
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
         .map(String::from)
         .collect()
+}
+
+/// A fleet of `hosts` over `groups`, with the small fake node exporter, registering with
+/// the Consul double.
+fn fast_fleet(hosts: usize, groups: &[&str], consul: &Double) -> Fleet {
+    Fleet::builder()
+        .hosts(hosts)
+        .groups(groups)
+        .fake_node_exporter(true)
+        .consul_agents([consul.d.url()])
+        .start()
+        .expect("fleet")
+}
+
+/// Make `compose up` fail on `h` with `message`.
+fn fail_up(fleet: &Fleet, h: &testkit::sshd::Host, message: &str) {
+    testkit::standin::fail_up(&h.deploy_dir(), message).expect("inject failure");
+    // The injection ran as root; the deploy dir must stay the login user's.
+    for p in [h.dir.clone(), h.deploy_dir()] {
+        std::os::unix::fs::chown(&p, Some(fleet.user_uid()), None).expect("chown");
+    }
 }
 
 #[test]
@@ -128,12 +150,7 @@ fn exceeding_max_fail_percentage_in_the_first_stage_leaves_later_stages_untouche
         .filter(|h| h.group == "IDE")
         .cloned()
         .collect();
-    testkit::standin::fail_up(&ide[0].deploy_dir(), "image pull failed: no such image")
-        .expect("inject failure");
-    // The injection ran as root; the deploy dir must stay the login user's.
-    for p in [ide[0].dir.clone(), ide[0].deploy_dir()] {
-        std::os::unix::fs::chown(&p, Some(fleet.user_uid()), None).expect("chown");
-    }
+    fail_up(&fleet, &ide[0], "image pull failed: no such image");
 
     let out = exporters(&inv, &fleet, &[]);
     assert_eq!(
@@ -251,4 +268,451 @@ fn check_mode_changes_no_remote_file_and_lists_what_would_change() {
             "{name}: --check restarted"
         );
     }
+}
+
+/// The README's example stages on a fleet whose canary refuses SSH: the rollout halts after
+/// the canary stage (every host of its batch failed, and a canary tolerates no failure), no
+/// other host is touched, the exit code is the halt's, and the recap names the failure once.
+#[test]
+fn a_refusing_canary_halts_the_rollout_and_touches_no_other_host() {
+    if !require_root() {
+        return;
+    }
+    let consul = Double::start();
+    let fleet = fast_fleet(6, &["IDE", "Stage", "Pet"], &consul);
+    let canary = fleet
+        .hosts()
+        .find(|h| h.group == "IDE")
+        .expect("an IDE host")
+        .name
+        .clone();
+    let inv = with_stages(
+        &fleet,
+        &format!(
+            "  - {{ name: canary, hosts: [{canary}] }}\n  - {{ name: IDE, hosts: [IDE], serial: 2, max_fail_percentage: 25 }}\n  - {{ name: rest, hosts: [Stage, Pet], serial: \"50%\" }}\n"
+        ),
+        &[],
+    );
+    fleet.stop(&canary).expect("stop sshd");
+
+    let out = exporters(&inv, &fleet, &["--retries", "1", "--connect-timeout", "2"]);
+    let text = stderr(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(promfleet::report::ExitCode::Halted as i32),
+        "a halted rollout exits with the halt code\n{text}"
+    );
+    for h in fleet.hosts().filter(|h| h.name != canary) {
+        assert!(
+            !h.deploy_dir().join("docker-compose.yml").exists(),
+            "{} ({}) was touched after the canary failed\n{text}",
+            h.name,
+            h.group
+        );
+    }
+    assert!(consul.d.services().is_empty(), "nothing registered");
+    let r = report(&out);
+    let halted = r["halted"].as_str().expect("halted message");
+    for needle in [
+        canary.as_str(),
+        "canary",
+        "--from-stage canary",
+        "--retry-failed",
+    ] {
+        assert!(halted.contains(needle), "`{needle}` not in: {halted}");
+    }
+    let st = host_status(&r);
+    assert_eq!(st[&canary].0, "unreachable");
+    for h in fleet.hosts().filter(|h| h.name != canary) {
+        assert_eq!(st[&h.name].0, "not_run", "{}", h.name);
+    }
+    let recap = &text[text.find("PLAY RECAP").expect("recap")..];
+    assert_eq!(
+        recap.matches(&format!("UNREACHABLE {canary}")).count(),
+        1,
+        "each failure once in the recap:\n{recap}"
+    );
+    assert_eq!(
+        text.matches("Connection refused").count(),
+        1,
+        "the cause is printed once:\n{text}"
+    );
+}
+
+/// Ansible's rule without any max_fail_percentage: when every host of a batch failed, the
+/// rollout halts; the next stage is not started.
+#[test]
+fn a_stage_where_every_host_fails_halts_before_the_next_stage() {
+    if !require_root() {
+        return;
+    }
+    let consul = Double::start();
+    let fleet = fast_fleet(6, &["IDE", "Stage", "Pet"], &consul);
+    let inv = with_stages(
+        &fleet,
+        "  - { name: first, hosts: [IDE] }\n  - { name: second, hosts: [Stage, Pet] }\n",
+        &[],
+    );
+    let ide: Vec<_> = fleet
+        .hosts()
+        .filter(|h| h.group == "IDE")
+        .cloned()
+        .collect();
+    assert_eq!(ide.len(), 2);
+    for h in &ide {
+        fail_up(&fleet, h, "image pull failed: no such image");
+    }
+
+    let out = exporters(&inv, &fleet, &[]);
+    let text = stderr(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(promfleet::report::ExitCode::Halted as i32),
+        "{text}"
+    );
+    let r = report(&out);
+    let halted = r["halted"].as_str().expect("halted message");
+    assert!(halted.contains("every host of a batch failed"), "{halted}");
+    assert!(halted.contains("--from-stage first"), "{halted}");
+    assert!(
+        !text.contains("[stage second]"),
+        "second stage started:\n{text}"
+    );
+    let st = host_status(&r);
+    for h in fleet.hosts() {
+        let want = if h.group == "IDE" {
+            "failed"
+        } else {
+            "not_run"
+        };
+        assert_eq!(st[&h.name].0, want, "{}", h.name);
+        if h.group != "IDE" {
+            assert!(
+                !h.deploy_dir().join("docker-compose.yml").exists(),
+                "{} of the second stage was touched",
+                h.name
+            );
+        }
+    }
+    // Every host of the halted rollout is to be retried: the failed and the never started.
+    assert_eq!(retry_hosts(&fleet).len(), 6);
+}
+
+/// `rollback` after a successful run: the chosen host gets back, byte for byte, the compose
+/// file it had before the last run, the services are restarted on it and it stays
+/// registered; `--check` only shows it; other hosts keep the new version.
+#[test]
+fn rollback_after_a_successful_run_restores_the_previous_files_byte_for_byte() {
+    if !require_root() {
+        return;
+    }
+    let consul = Double::start();
+    let fleet = fast_fleet(2, &["IDE"], &consul);
+    let inv = fleet.root().join("inventory.yml");
+    fleet.write_inventory(&inv).expect("inventory");
+    let out = exporters(&inv, &fleet, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let compose = |h: &testkit::sshd::Host| h.deploy_dir().join("docker-compose.yml");
+    let hosts: Vec<_> = fleet.hosts().cloned().collect();
+    let before: Vec<Vec<u8>> = hosts
+        .iter()
+        .map(|h| std::fs::read(compose(h)).expect("v1"))
+        .collect();
+
+    let inv2 = fleet.root().join("inventory-v2.yml");
+    fleet
+        .inventory()
+        .var("exporter_mem_node", "400m")
+        .write(&inv2)
+        .expect("inventory");
+    let out = exporters(&inv2, &fleet, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let after: Vec<Vec<u8>> = hosts
+        .iter()
+        .map(|h| std::fs::read(compose(h)).expect("v2"))
+        .collect();
+    assert_ne!(before[0], after[0], "the second run changed the file");
+    let (target, other) = (&hosts[0], &hosts[1]);
+    let starts = testkit::standin::starts(&target.deploy_dir());
+
+    let rollback = |extra: &[&str]| {
+        let mut args = vec!["--limit", target.name.as_str(), "--output", "json"];
+        args.extend_from_slice(extra);
+        fleet_run(&["rollback"], &inv2, &fleet, &args)
+    };
+    let out = rollback(&["--check"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("would restore"), "{text}");
+    assert_eq!(
+        std::fs::read(compose(target)).expect("file"),
+        after[0],
+        "--check wrote"
+    );
+
+    let out = rollback(&[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read(compose(target)).expect("file"),
+        before[0],
+        "{} not back on its previous compose file\n{}",
+        target.name,
+        stderr(&out)
+    );
+    assert_eq!(
+        std::fs::read(compose(other)).expect("file"),
+        after[1],
+        "{} outside --limit was rolled back",
+        other.name
+    );
+    assert!(
+        testkit::standin::starts(&target.deploy_dir()) > starts,
+        "compose re-applied after the restore"
+    );
+    assert_eq!(consul.d.services().len(), 4, "still registered");
+    let r = report(&out);
+    assert_eq!(host_status(&r).len(), 1, "only the chosen host ran");
+}
+
+/// A real Prometheus (Debian's) discovering the fleet through the Consul double's http_sd
+/// view, with promfleet's rendered relabels; its URL given as `status` takes it.
+/// `rules`: an alerting rules file (YAML) to load too.
+fn real_prometheus(fleet: &Fleet, consul: &Double, rules: Option<&str>) -> Prometheus {
+    let inv = fleet.root().join("inventory-render.yml");
+    fleet.write_inventory(&inv).expect("inventory");
+    let rendered = fleet.root().join("rendered");
+    let out = Run::new(&["render", "playbooks/monitoring.yml", "-i"])
+        .arg(&inv)
+        .arg("--out")
+        .arg(&rendered)
+        .output();
+    assert!(out.status.success(), "render: {}", stderr(&out));
+    let prom_yml = crate::status::find(&rendered, "prometheus.yml").expect("prometheus.yml");
+    let (cfg, _job) = testkit::prometheus::runnable_config(
+        &std::fs::read_to_string(&prom_yml).expect("read"),
+        &format!("{}/promfleet-double/http_sd", consul.d.url()),
+    )
+    .expect("runnable config");
+    let Some(rules) = rules else {
+        return Prometheus::start(&cfg);
+    };
+    let file = fleet.root().join("rules.yml");
+    std::fs::write(&file, rules).expect("rules");
+    let mut cfg: serde_json::Value = serde_json::from_str(&cfg).expect("config is JSON");
+    cfg["rule_files"] = serde_json::json!([file]);
+    Prometheus::start(&cfg.to_string())
+}
+
+/// Health gates against real Prometheus: a stage whose targets are all UP passes its gate
+/// and the next stage runs; then, on a redeploy, one target goes down and never comes back:
+/// the gate fails at its deadline, the stage (max_fail_percentage 0) halts the rollout, the
+/// next stage is not started and, with --rollback-on-failure, the stage's hosts are back on
+/// their previous compose file.
+#[test]
+fn a_failed_health_gate_halts_and_rolls_the_stage_back() {
+    if !require_root() || !have("prometheus") {
+        eprintln!("SKIPPED: needs root and Debian's prometheus");
+        return;
+    }
+    let consul = Double::start();
+    let fleet = Fleet::builder()
+        .hosts(4)
+        .groups(&["IDE", "Stage"])
+        .monitoring_host(true)
+        .fake_node_exporter(true)
+        .consul_agents([consul.d.url()])
+        .start()
+        .expect("fleet");
+    let prom = real_prometheus(&fleet, &consul, None);
+    // Enough scrapes (1 s apart here) that the target is stopped before the gate can pass.
+    let gate_timeout = Duration::from_secs(25);
+    let stages = format!(
+        "  - {{ name: gated, hosts: [IDE], max_fail_percentage: 0, gate: {{ scrapes: 10, timeout: {}s }} }}\n  - {{ name: rest, hosts: [Stage] }}\n",
+        gate_timeout.as_secs()
+    );
+    let write = |name: &str, mem: Option<&str>| {
+        let mut spec = fleet.inventory().var("prometheus_url", prom.url.clone());
+        if let Some(m) = mem {
+            spec = spec.var("exporter_mem_node", m);
+        }
+        let p = fleet.root().join(name);
+        std::fs::write(&p, format!("{}\nstages:\n{stages}", spec.yaml())).expect("inventory");
+        p
+    };
+    let ide: Vec<_> = fleet
+        .hosts()
+        .filter(|h| h.group == "IDE")
+        .cloned()
+        .collect();
+    let rest: Vec<_> = fleet
+        .hosts()
+        .filter(|h| h.group == "Stage")
+        .cloned()
+        .collect();
+    let compose = |h: &testkit::sshd::Host| h.deploy_dir().join("docker-compose.yml");
+
+    // 1. Every target comes up: the gate passes per host, the next stage runs.
+    let v1 = write("inventory-v1.yml", None);
+    let out = exporters(&v1, &fleet, &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        stderr(&out),
+        prom.log()
+    );
+    let r = report(&out);
+    for h in r["hosts"].as_array().expect("hosts") {
+        let ide_host = ide
+            .iter()
+            .any(|x| x.name == h["host"].as_str().unwrap_or(""));
+        assert_eq!(
+            h["gate"]["passed"].as_bool(),
+            ide_host.then_some(true),
+            "{h:#}"
+        );
+    }
+    let before: Vec<Vec<u8>> = fleet
+        .hosts()
+        .map(|h| std::fs::read(compose(h)).expect("v1"))
+        .collect();
+
+    // 2. A redeploy during which one IDE host's exporters stop for good.
+    let v2 = write("inventory-v2.yml", Some("400m"));
+    let book = repo().join("playbooks/exporters.yml");
+    let mut cmd = Run::new(&["exporters", "--playbook", book.to_str().expect("utf8")])
+        .arg("-i")
+        .arg(&v2)
+        .arg("--known-hosts")
+        .arg(fleet.known_hosts())
+        .arg("--state-dir")
+        .arg(fleet.root().join("state"))
+        .arg("--rollback-on-failure")
+        .arg("--output")
+        .arg("json")
+        .cmd;
+    cmd.env_remove("SSH_AUTH_SOCK");
+    let mut run = Watched::spawn(cmd);
+    assert!(
+        run.wait_for("health gate after", Duration::from_secs(120)),
+        "no gate:\n{}",
+        run.text()
+    );
+    stop_exporters(&fleet, &ide[0]);
+    let (out, _) = run.finish(gate_timeout * 6);
+    let text = stderr(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(promfleet::report::ExitCode::Halted as i32),
+        "{text}"
+    );
+    let r = report(&out);
+    let halted = r["halted"].as_str().expect("halted");
+    assert!(
+        halted.contains(&format!("{} failed the health gate", ide[0].name)),
+        "{halted}"
+    );
+    assert!(halted.contains("rolled back"), "{halted}");
+    let host = |name: &str| {
+        r["hosts"]
+            .as_array()
+            .expect("hosts")
+            .iter()
+            .find(|h| h["host"] == name)
+            .cloned()
+            .expect("host")
+    };
+    let bad = host(&ide[0].name);
+    assert_eq!(bad["gate"]["passed"], false, "{bad:#}");
+    assert_eq!(bad["status"], "failed", "{bad:#}");
+    assert!(
+        bad["gate"]["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("node-exporter"),
+        "{bad:#}"
+    );
+    assert_eq!(host(&ide[1].name)["gate"]["passed"], true);
+    for (h, v1) in fleet.hosts().zip(&before) {
+        assert_eq!(
+            &std::fs::read(compose(h)).expect("compose"),
+            v1,
+            "{} not on its previous compose file\n{text}",
+            h.name
+        );
+    }
+    for h in &ide {
+        assert_eq!(host(&h.name)["rolled_back"], true, "{}", h.name);
+    }
+    for h in &rest {
+        assert_eq!(host(&h.name)["status"], "not_run", "{}", h.name);
+        assert!(
+            !h.deploy_dir().join("docker-compose.yml.prev").exists(),
+            "{} of the next stage was rewritten",
+            h.name
+        );
+    }
+}
+
+/// The gate's alert half against real Prometheus: an alert firing for one host's instance
+/// fails that host's gate (and only that host's); one failed host of two, without a
+/// max_fail_percentage, fails the host without halting.
+#[test]
+fn a_firing_alert_fails_the_gate_of_its_instance_only() {
+    if !require_root() || !have("prometheus") {
+        eprintln!("SKIPPED: needs root and Debian's prometheus");
+        return;
+    }
+    let consul = Double::start();
+    let fleet = Fleet::builder()
+        .hosts(2)
+        .groups(&["IDE"])
+        .monitoring_host(true)
+        .fake_node_exporter(true)
+        .consul_agents([consul.d.url()])
+        .start()
+        .expect("fleet");
+    let hosts: Vec<_> = fleet.hosts().cloned().collect();
+    let rules = format!(
+        "groups:\n  - name: gate-test\n    rules:\n      - alert: AlwaysFiring\n        expr: vector(1)\n        labels: {{ instance: {} }}\n",
+        hosts[0].name
+    );
+    let prom = real_prometheus(&fleet, &consul, Some(&rules));
+    let inv = fleet.root().join("inventory-gated.yml");
+    let spec = fleet.inventory().var("prometheus_url", prom.url.clone());
+    std::fs::write(
+        &inv,
+        format!(
+            "{}\nstages:\n  - {{ name: gated, hosts: [IDE], gate: {{ scrapes: 2, timeout: 20s }} }}\n",
+            spec.yaml()
+        ),
+    )
+    .expect("inventory");
+    let out = exporters(&inv, &fleet, &[]);
+    let text = stderr(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(promfleet::report::ExitCode::HostFailed as i32),
+        "{text}\n{}",
+        prom.log()
+    );
+    let r = report(&out);
+    assert!(r["halted"].is_null(), "nothing left to halt: {r:#}");
+    let gate = |name: &str| {
+        r["hosts"]
+            .as_array()
+            .expect("hosts")
+            .iter()
+            .find(|h| h["host"] == name)
+            .map(|h| h["gate"].clone())
+            .expect("host")
+    };
+    let bad = gate(&hosts[0].name);
+    assert_eq!(bad["passed"], false, "{bad:#}");
+    let why = bad["detail"].as_str().unwrap_or_default();
+    assert!(
+        why.contains(&format!("alert AlwaysFiring firing for {}", hosts[0].name)),
+        "{why}"
+    );
+    assert_eq!(gate(&hosts[1].name)["passed"], true, "{r:#}");
 }

@@ -15,7 +15,7 @@ use testkit::sshd::Fleet;
 use crate::exporters::Double;
 use crate::support::*;
 
-fn find(dir: &Path, name: &str) -> Option<PathBuf> {
+pub fn find(dir: &Path, name: &str) -> Option<PathBuf> {
     for e in std::fs::read_dir(dir).ok()? {
         let p = e.ok()?.path();
         if p.is_dir() {

@@ -277,21 +277,20 @@ pub struct Setup {
     pub reporter: Arc<dyn Reporter>,
 }
 
-/// The executor with a terminal reporter; Ctrl-C / SIGTERM cancel it.
+/// The executor with a terminal reporter; Ctrl-C / SIGTERM cancel it. `opts` carries the
+/// command's own settings; forks and retries come from the connection flags.
 pub fn executor(
     inv: &Inventory,
     secrets: &Secrets,
     conn: &ConnArgs,
     out: &OutputArgs,
-    check: bool,
-    diff: bool,
-    gate: Option<Arc<dyn crate::executor::StageGate>>,
+    opts: RunOptions,
 ) -> anyhow::Result<Setup> {
     let masker = masker();
     let reporter: Arc<dyn Reporter> = Arc::new(TerminalReporter::new(
         masker.clone(),
         out.verbose,
-        diff,
+        opts.diff,
         out.quiet,
     ));
     let http = http_client();
@@ -301,12 +300,13 @@ pub fn executor(
         http.clone(),
     ));
     let cancel = CancellationToken::new();
-    spawn_signal_handler(cancel.clone(), reporter.clone());
+    let abort = CancellationToken::new();
+    spawn_signal_handler(cancel.clone(), abort.clone(), reporter.clone());
     // `--check` writes nothing, known_hosts included: an unknown host key is reported (the
     // host is unreachable, "host key … is not known"), never recorded.
     let mut conn = conn.clone();
-    conn.never_record_host_keys = check;
-    if check && conn.accept_new_host_keys {
+    conn.never_record_host_keys = opts.check;
+    if opts.check && conn.accept_new_host_keys {
         conn.accept_new_host_keys = false;
         reporter.notice(
             "--check records no host keys: a host whose key is unknown is shown unreachable (record it with a run without --check, or ssh-keyscan)",
@@ -321,19 +321,24 @@ pub fn executor(
         reporter: reporter.clone(),
         opts: RunOptions {
             forks: conn.forks.max(1),
-            check,
-            diff,
             retry: retry_policy(conn),
-            gate,
+            ..opts
         },
         cancel,
+        abort,
     });
     Ok(Setup { executor, reporter })
 }
 
-/// First SIGINT/SIGTERM: stop starting hosts and tasks, let in-flight steps finish.
-/// Second: exit at once (remote writes are temp+rename, so files stay whole either way).
-fn spawn_signal_handler(cancel: CancellationToken, reporter: Arc<dyn Reporter>) {
+/// First SIGINT/SIGTERM: stop starting hosts and tasks (and stop a `--pause` / `--confirm`),
+/// let in-flight steps finish. Second: abandon the steps in flight too; the run still ends
+/// normally, so the recap, state and retry file are written (the abandoned hosts as not run).
+/// Third: exit at once. Remote writes are temp + rename, so files stay whole either way.
+fn spawn_signal_handler(
+    cancel: CancellationToken,
+    abort: CancellationToken,
+    reporter: Arc<dyn Reporter>,
+) {
     tokio::spawn(async move {
         use tokio::signal::unix::{SignalKind, signal};
         let (Ok(mut int), Ok(mut term)) = (
@@ -347,14 +352,22 @@ fn spawn_signal_handler(cancel: CancellationToken, reporter: Arc<dyn Reporter>) 
             _ = term.recv() => {}
         }
         reporter.notice(
-            "interrupted: finishing steps in flight, starting nothing new (again to abort now)",
+            "interrupted: finishing steps in flight, starting nothing new (again to abandon them)",
         );
         cancel.cancel();
         tokio::select! {
             _ = int.recv() => {}
             _ = term.recv() => {}
         }
-        std::process::exit(130);
+        reporter.notice(
+            "aborting: abandoning steps in flight, writing the run state (again to exit at once)",
+        );
+        abort.cancel();
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        std::process::exit(crate::report::ExitCode::Interrupted as i32);
     });
 }
 

@@ -10,6 +10,7 @@ use super::common::{
     ConnArgs, InventoryArgs, OutputArgs, executor, load_inventory_args, masker, print_report,
     select, templates_dir_for,
 };
+use crate::executor::RunOptions;
 use crate::inventory::{Host, Inventory};
 use crate::playbook::{self, Plan, Renderer, SecretMode, Secrets};
 use crate::report::RunState;
@@ -43,6 +44,10 @@ pub struct DeployCommon {
     /// Ask on the terminal before each next rollout stage.
     #[arg(long)]
     pub confirm: bool,
+    /// When a stage's health gate halts the rollout, put that stage's hosts back on the
+    /// files this run changed there (from `.prev`) and re-apply, as `promfleet rollback`.
+    #[arg(long)]
+    pub rollback_on_failure: bool,
 }
 
 /// `90`, `30s`, `5m`, `1h` → a duration.
@@ -60,43 +65,30 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
         .map_err(|_| format!("`{s}` is not a duration such as 30s, 5m or 1h"))
 }
 
-/// `--pause` / `--confirm` between stages.
-struct CliGate {
-    pause: Option<std::time::Duration>,
-    confirm: bool,
-}
+/// `--confirm` between stages (the executor does `--pause` itself: it must stop at Ctrl-C).
+struct ConfirmGate;
 
-impl crate::executor::StageGate for CliGate {
+impl crate::executor::StageGate for ConfirmGate {
     fn proceed(&self, done: &str, next: &str) -> bool {
-        if let Some(p) = self.pause {
-            eprintln!(
-                "stage `{done}` done; pausing {}s before stage `{next}` (Ctrl-C stops here)",
-                p.as_secs()
-            );
-            std::thread::sleep(p);
-        }
-        if self.confirm {
-            use std::io::{BufRead, Write};
-            // The terminal, not stdin: stdin may be a pipe.
-            let Ok(tty) = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open("/dev/tty")
-            else {
-                eprintln!("--confirm needs a terminal; stopping before stage `{next}`");
-                return false;
-            };
-            let mut w = &tty;
-            let _ = write!(
-                w,
-                "stage `{done}` done. Continue with stage `{next}`? [y/N] "
-            );
-            let _ = w.flush();
-            let mut line = String::new();
-            let _ = std::io::BufReader::new(&tty).read_line(&mut line);
-            return matches!(line.trim(), "y" | "Y" | "yes");
-        }
-        true
+        use std::io::{BufRead, Write};
+        // The terminal, not stdin: stdin may be a pipe.
+        let Ok(tty) = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/tty")
+        else {
+            eprintln!("--confirm needs a terminal; stopping before stage `{next}`");
+            return false;
+        };
+        let mut w = &tty;
+        let _ = write!(
+            w,
+            "stage `{done}` done. Continue with stage `{next}`? [y/N] "
+        );
+        let _ = w.flush();
+        let mut line = String::new();
+        let _ = std::io::BufReader::new(&tty).read_line(&mut line);
+        matches!(line.trim(), "y" | "Y" | "yes")
     }
 }
 
@@ -132,6 +124,20 @@ pub struct Planned {
     pub hosts: Vec<Host>,
     pub plan: Plan,
     pub secrets: Secrets,
+    /// templates/defaults.yml, the lowest-precedence variables.
+    pub defaults: crate::inventory::Vars,
+}
+
+/// The Prometheus servers health gates ask: each monitoring host's, found as `status` finds
+/// it (`prometheus_url`, else its ip and `prometheus_port`).
+fn prometheus_urls(p: &Planned) -> Vec<String> {
+    p.inventory
+        .monitoring()
+        .filter_map(|h| {
+            let vars = crate::status::central::host_vars(&p.inventory, &p.defaults, h);
+            crate::status::central::service_url(&vars, h, "prometheus", "prometheus_port")
+        })
+        .collect()
 }
 
 pub fn make_plan(
@@ -171,11 +177,17 @@ pub fn make_plan(
         hosts,
         plan,
         secrets,
+        defaults,
     })
 }
 
 pub async fn run(a: DeployArgs) -> anyhow::Result<i32> {
     let c = &a.common;
+    // One run per state directory, from before anything in it is read or written until the
+    // state is recorded (`--check` writes nothing there).
+    let _lock = (!c.check)
+        .then(|| crate::report::StateLock::acquire(&c.inv.state_dir))
+        .transpose()?;
     let planned = make_plan(
         &a.playbooks,
         &c.inv,
@@ -190,24 +202,35 @@ pub async fn run(a: DeployArgs) -> anyhow::Result<i32> {
     if planned.plan.plays.iter().all(|p| p.hosts.is_empty()) {
         anyhow::bail!("no hosts to run on: the playbooks' `hosts:` and --limit select nothing");
     }
-    let gate: Option<Arc<dyn crate::executor::StageGate>> =
-        (c.pause.is_some() || c.confirm).then(|| {
-            Arc::new(CliGate {
-                pause: c.pause,
-                confirm: c.confirm,
-            }) as Arc<dyn crate::executor::StageGate>
-        });
+    let gate: Option<Arc<dyn crate::executor::StageGate>> = c
+        .confirm
+        .then(|| Arc::new(ConfirmGate) as Arc<dyn crate::executor::StageGate>);
     let setup = executor(
         &planned.inventory,
         &planned.secrets,
         &c.conn,
         &c.out,
-        c.check,
-        c.diff,
-        gate,
+        RunOptions {
+            check: c.check,
+            diff: c.diff,
+            pause: c.pause,
+            gate,
+            prometheus: prometheus_urls(&planned),
+            rollback_on_failure: c.rollback_on_failure,
+            ..RunOptions::default()
+        },
     )?;
     let run = setup.executor.run(Arc::new(planned.plan)).await;
-    setup.executor.connector.close_all().await;
+    if setup.executor.abort.is_cancelled() {
+        // Aborted: sessions may be mid-command; a polite close must not delay the state.
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_millis(500),
+            setup.executor.connector.close_all(),
+        )
+        .await;
+    } else {
+        setup.executor.connector.close_all().await;
+    }
     drop(setup);
     print_report(&run, &c.out);
     if !c.check {

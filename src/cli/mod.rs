@@ -8,6 +8,7 @@ pub mod deploy;
 pub mod exec;
 pub mod inventory;
 pub mod render;
+pub mod rollback;
 pub mod status;
 
 use clap::{Parser, Subcommand};
@@ -31,6 +32,8 @@ pub enum Command {
     Deploy(deploy::DeployArgs),
     /// Shortcut: deploy playbooks/exporters.yml (node-exporter + cAdvisor, verify, register).
     Exporters(deploy::ExportersArgs),
+    /// Restore the files the last run changed on the chosen hosts (from `.prev`), re-apply.
+    Rollback(rollback::RollbackArgs),
     /// Render every file for every host into a directory, without connecting (secrets masked).
     Render(render::RenderArgs),
     /// Consul housekeeping.
@@ -51,6 +54,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Deploy(a) => deploy::run(a).await,
         Command::Exporters(a) => deploy::run_exporters(a).await,
         Command::Render(a) => render::run(a),
+        Command::Rollback(a) => rollback::run(a).await,
         Command::Consul(c) => consul::run(c).await,
         Command::Status(a) => status::run(a).await,
         Command::Alert(c) => alert::run(c).await,

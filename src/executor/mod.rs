@@ -1,19 +1,27 @@
 //! The scheduler: runs a Plan on many hosts at once under a forks limit, batch by batch
 //! (`serial`), each host's tasks in order on its one SSH session, with no barrier between
 //! hosts inside a batch. A failed host never stops the others; it is left out of later plays.
-//! Transient failures of steps safe to repeat are retried with backoff (`Action::repeatable`).
-//! Cancellation stops new hosts and tasks; in-flight steps finish (remote writes are atomic,
-//! so nothing is left half-written).
+//! The rollout halts before the next batch, stage or play when every host of a batch failed
+//! (Ansible's rule) or when a play's or stage's `max_fail_percentage` is exceeded, counting
+//! the hosts that fail a stage's health gate (`gate`); `--rollback-on-failure` then rolls
+//! that stage back.
+//! Transient failures of steps safe to repeat are retried with backoff (`Action::repeatable`). Cancellation stops new hosts and tasks and
+//! cuts a `--pause` short; in-flight steps finish (remote writes are atomic, so nothing is
+//! left half-written) unless the run is aborted, which abandons them at once.
 
 mod connector;
+mod gate;
+mod halt;
 mod retry;
 
 pub use connector::Connector;
 pub use retry::RetryPolicy;
 
+use halt::{halt_message, stage_halt, work_left};
+
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -21,11 +29,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::modules::{HostCtx, Outcome, consul::ConsulClient};
 use crate::playbook::{Plan, Step};
-use crate::report::{HostReport, HostStatus, Masker, Reporter, RunReport, TaskReport};
+use crate::report::{GateResult, HostReport, HostStatus, Masker, Reporter, RunReport, TaskReport};
 use crate::transport::Session;
 
-/// Asked between two rollout stages whether to go on (`--pause`, `--confirm`).
-/// Called on a blocking thread: it may sleep or read the terminal.
+/// Asked between two rollout stages whether to go on (`--confirm`). Called on a blocking
+/// thread (it may read the terminal); a cancellation stops waiting for it at once.
 pub trait StageGate: Send + Sync {
     fn proceed(&self, done: &str, next: &str) -> bool;
 }
@@ -37,7 +45,13 @@ pub struct RunOptions {
     pub check: bool,
     pub diff: bool,
     pub retry: RetryPolicy,
+    /// Wait between rollout stages (`--pause`); cut short by a cancellation.
+    pub pause: Option<Duration>,
     pub gate: Option<Arc<dyn StageGate>>,
+    /// Base URLs of the Prometheus servers health gates ask.
+    pub prometheus: Vec<String>,
+    /// Roll a stage back when its health gate halts the rollout (`--rollback-on-failure`).
+    pub rollback_on_failure: bool,
 }
 
 impl Default for RunOptions {
@@ -47,7 +61,10 @@ impl Default for RunOptions {
             check: false,
             diff: false,
             retry: RetryPolicy::default(),
+            pause: None,
             gate: None,
+            prometheus: Vec::new(),
+            rollback_on_failure: false,
         }
     }
 }
@@ -59,7 +76,17 @@ pub struct Executor {
     pub masker: Masker,
     pub reporter: Arc<dyn Reporter>,
     pub opts: RunOptions,
+    /// First interrupt: start nothing new, let steps in flight finish.
     pub cancel: CancellationToken,
+    /// Second interrupt: abandon steps in flight too (their hosts are reported not run).
+    pub abort: CancellationToken,
+}
+
+/// What happened between two stages.
+enum Between {
+    Proceed,
+    Declined,
+    Interrupted,
 }
 
 /// A pooled HTTP client for exporters, Consul and service APIs (keep-alive, no proxy: every
@@ -104,20 +131,21 @@ impl Executor {
             if hosts.is_empty() {
                 continue;
             }
-            if let (Some(done), Some(next), Some(gate)) =
-                (&last_stage, &play.stage, &self.opts.gate)
-            {
-                let (gate, d, n) = (gate.clone(), done.clone(), next.clone());
-                let go = tokio::task::spawn_blocking(move || gate.proceed(&d, &n))
-                    .await
-                    .unwrap_or(false);
-                if !go {
-                    let msg = format!(
-                        "stopped before stage `{next}` as asked; resume with --from-stage {next}"
-                    );
-                    self.reporter.notice(&msg);
-                    run.halted = Some(msg);
-                    break 'plays;
+            if let (Some(done), Some(next)) = (&last_stage, &play.stage) {
+                match self.between_stages(done, next).await {
+                    Between::Proceed => {}
+                    Between::Interrupted => {
+                        run.interrupted = true;
+                        break 'plays;
+                    }
+                    Between::Declined => {
+                        let msg = format!(
+                            "stopped before stage `{next}` as asked; resume with --from-stage {next}"
+                        );
+                        self.reporter.notice(&msg);
+                        run.halted = Some(msg);
+                        break 'plays;
+                    }
                 }
             }
             if play.stage.is_some() {
@@ -128,8 +156,10 @@ impl Executor {
                 .serial
                 .map(|s| s.size(hosts.len()))
                 .unwrap_or(hosts.len());
-            let mut failed = 0usize;
-            for batch in hosts.chunks(size.max(1)) {
+            // This play's failed hosts, in the order they failed, with how.
+            let mut failed: Vec<(String, &'static str)> = Vec::new();
+            let batches: Vec<&[usize]> = hosts.chunks(size.max(1)).collect();
+            for (bi, &batch) in batches.iter().enumerate() {
                 if self.cancel.is_cancelled() {
                     run.interrupted = true;
                     break 'plays;
@@ -144,19 +174,30 @@ impl Executor {
                         let _permit = forks.acquire_owned().await;
                         let r = me.run_host(&plan, pi, hi).await;
                         let name = &plan.plays[pi].hosts[hi].host.name;
-                        if last_play.get(name) == Some(&pi) || r.status.is_failure() {
+                        // After an abort the polite close is left to the caller's bounded
+                        // `close_all`: a session whose command was abandoned may be slow.
+                        if (last_play.get(name) == Some(&pi) || r.status.is_failure())
+                            && !me.abort.is_cancelled()
+                        {
                             me.connector.release(name).await;
                         }
                         r
                     });
                 }
+                let mut batch_failed = 0usize;
                 while let Some(res) = set.join_next().await {
                     let Ok(part) = res else { continue };
                     let Some(&i) = index.get(&part.host) else {
                         continue;
                     };
                     if part.status.is_failure() {
-                        failed += 1;
+                        batch_failed += 1;
+                        let how = if part.status == HostStatus::Unreachable {
+                            "unreachable"
+                        } else {
+                            "failed"
+                        };
+                        failed.push((part.host.clone(), how));
                         excluded.insert(part.host.clone());
                     }
                     merge(&mut run.hosts[i], part);
@@ -165,29 +206,223 @@ impl Executor {
                     run.interrupted = true;
                     break 'plays;
                 }
-                if let Some(max) = play.max_fail_percentage {
-                    let pct = failed as f64 * 100.0 / hosts.len() as f64;
-                    if pct > max {
-                        let resume = match &play.stage {
-                            Some(s) => format!(
-                                "fix the failures, then resume with --from-stage {s} (or rerun only the failed hosts with --retry-failed)"
-                            ),
-                            None => "fix the failures, then rerun (--retry-failed redoes only the failed hosts)".to_string(),
-                        };
-                        let msg = format!(
-                            "play `{}`: {failed} of {} hosts failed ({pct:.0}% > max_fail_percentage {max}%); later batches, stages and plays were not started — {resume}",
-                            play.name,
-                            hosts.len()
-                        );
-                        self.reporter.notice(&msg);
-                        run.halted = Some(msg);
-                        break 'plays;
-                    }
+                let halt = stage_halt(play, failed.len(), hosts.len(), batch_failed, batch.len());
+                // A halt stops what is left; with nothing left the run just ends (exit 2/4).
+                if let Some(why) = halt
+                    && (bi + 1 < batches.len() || work_left(&plan, pi, &excluded))
+                {
+                    let msg = halt_message(play, &why, &failed);
+                    self.halting(play);
+                    run.halted = Some(msg);
+                    break 'plays;
                 }
+            }
+            let Some(gate) = play.gate.as_ref().filter(|_| !self.opts.check) else {
+                continue;
+            };
+            let Some(gate_failed) = self
+                .gate_stage(play, gate, &hosts, &mut run, &mut failed, &mut excluded)
+                .await
+            else {
+                run.interrupted = true;
+                break 'plays;
+            };
+            if gate_failed == 0 {
+                continue;
+            }
+            // A failed gate counts like failed hosts: the same two rules, over the stage.
+            let Some(why) = stage_halt(play, failed.len(), hosts.len(), 0, 1) else {
+                continue;
+            };
+            let mut msg = halt_message(play, &why, &failed);
+            if self.opts.rollback_on_failure {
+                let back = self.roll_back(play, &mut run, &index, &forks).await;
+                let note = if back.is_empty() {
+                    "--rollback-on-failure: nothing this run changed to roll back".to_string()
+                } else {
+                    format!(
+                        "{} rolled back to their previous files by --rollback-on-failure",
+                        back.join(", ")
+                    )
+                };
+                self.reporter.notice(&note);
+                msg.push_str(&format!(" ({note})"));
+            }
+            if work_left(&plan, pi, &excluded) {
+                self.halting(play);
+                run.halted = Some(msg);
+                break 'plays;
             }
         }
         run.duration_ms = started.elapsed().as_millis();
         run
+    }
+
+    /// The health gate after a stage: its hosts that are still in the run must have their
+    /// targets UP in Prometheus; a host failing it is failed (pushed to `failed`, left out of
+    /// later plays). Returns how many failed it; `None` when cancelled.
+    async fn gate_stage(
+        &self,
+        play: &crate::playbook::PlannedPlay,
+        gate: &crate::playbook::HealthGate,
+        hosts: &[usize],
+        run: &mut RunReport,
+        failed: &mut Vec<(String, &'static str)>,
+        excluded: &mut HashSet<String>,
+    ) -> Option<usize> {
+        let gated: Vec<gate::GateHost> = hosts
+            .iter()
+            .map(|&hi| &play.hosts[hi])
+            .filter(|hp| !excluded.contains(&hp.host.name))
+            .map(gate::GateHost::from_plan)
+            .collect();
+        self.reporter.notice(&format!(
+            "health gate after `{}`: waiting up to {}s for the {} target(s) of {} host(s) to be UP in Prometheus for {} consecutive scrapes{}",
+            play.name,
+            gate.timeout.as_secs(),
+            gated.iter().map(|g| g.targets.len()).sum::<usize>(),
+            gated.len(),
+            gate.scrapes,
+            if gate.no_alerts { ", with no alert firing" } else { "" }
+        ));
+        let verdicts = gate::wait(
+            &self.http,
+            &self.opts.prometheus,
+            gate,
+            &gated,
+            &self.cancel,
+        )
+        .await?;
+        let mut gate_failed = 0usize;
+        for (host, verdict) in verdicts {
+            let Some(h) = run.hosts.iter_mut().find(|h| h.host == host) else {
+                continue;
+            };
+            match verdict {
+                Ok(detail) => {
+                    h.gate = Some(GateResult {
+                        passed: true,
+                        detail,
+                    })
+                }
+                Err(why) => {
+                    let why = self.masker.mask(&why);
+                    h.gate = Some(GateResult {
+                        passed: false,
+                        detail: why.clone(),
+                    });
+                    h.status = HostStatus::Failed;
+                    h.failed += 1;
+                    h.error = Some(format!("health gate: {why}"));
+                    h.failed_at = Some("health gate".into());
+                    self.reporter.host_finished(h);
+                    gate_failed += 1;
+                    failed.push((host.clone(), "failed the health gate"));
+                    excluded.insert(host);
+                }
+            }
+        }
+        Some(gate_failed)
+    }
+
+    /// Put the hosts of a failed stage back on the files this run changed there (from
+    /// `.prev`) and re-apply the rest of the stage's play; returns the hosts rolled back.
+    async fn roll_back(
+        self: &Arc<Self>,
+        play: &crate::playbook::PlannedPlay,
+        run: &mut RunReport,
+        index: &HashMap<String, usize>,
+        forks: &Arc<Semaphore>,
+    ) -> Vec<String> {
+        let files: std::collections::BTreeMap<String, Vec<String>> = play
+            .hosts
+            .iter()
+            .filter_map(|hp| {
+                let r = &run.hosts[*index.get(&hp.host.name)?];
+                (!r.changed_files.is_empty())
+                    .then(|| (hp.host.name.clone(), r.changed_files.clone()))
+            })
+            .collect();
+        let back = Arc::new(Plan {
+            plays: vec![play.rollback(&files)],
+        });
+        let n = back.plays[0].hosts.len();
+        if n == 0 {
+            return Vec::new();
+        }
+        self.reporter.play_started(&back.plays[0].name, n);
+        let mut set = JoinSet::new();
+        for hi in 0..n {
+            let (me, back, forks) = (self.clone(), back.clone(), forks.clone());
+            set.spawn(async move {
+                let _permit = forks.acquire_owned().await;
+                let r = me.run_host(&back, 0, hi).await;
+                me.connector
+                    .release(&back.plays[0].hosts[hi].host.name)
+                    .await;
+                r
+            });
+        }
+        let mut done = Vec::new();
+        while let Some(res) = set.join_next().await {
+            let Ok(part) = res else { continue };
+            let Some(&i) = index.get(&part.host) else {
+                continue;
+            };
+            if !part.status.is_failure() && part.status != HostStatus::NotRun {
+                run.hosts[i].rolled_back = true;
+                done.push(part.host.clone());
+            }
+            merge(&mut run.hosts[i], part);
+        }
+        done.sort();
+        done
+    }
+
+    /// The live notice of a halt; the reasons and how to resume are printed once, in the
+    /// recap (`RunReport::halted`).
+    fn halting(&self, play: &crate::playbook::PlannedPlay) {
+        self.reporter.notice(&format!(
+            "halting after `{}`: nothing further starts (why, and how to resume: HALTED in the recap)",
+            play.name
+        ));
+    }
+
+    /// `--pause` then `--confirm` between two stages; either is cut short by Ctrl-C.
+    async fn between_stages(&self, done: &str, next: &str) -> Between {
+        if let Some(p) = self.opts.pause {
+            self.reporter.notice(&format!(
+                "stage `{done}` done; pausing {}s before stage `{next}` (Ctrl-C stops here)",
+                p.as_secs()
+            ));
+            tokio::select! {
+                _ = tokio::time::sleep(p) => {}
+                _ = self.cancel.cancelled() => return Between::Interrupted,
+            }
+        }
+        if let Some(gate) = &self.opts.gate {
+            let (gate, d, n) = (gate.clone(), done.to_string(), next.to_string());
+            // The blocking read of the terminal cannot be cancelled; it is abandoned (the
+            // process exits after writing its state).
+            let ask = tokio::task::spawn_blocking(move || gate.proceed(&d, &n));
+            tokio::select! {
+                go = ask => if !go.unwrap_or(false) { return Between::Declined },
+                _ = self.cancel.cancelled() => return Between::Interrupted,
+            }
+        }
+        if self.cancel.is_cancelled() {
+            return Between::Interrupted;
+        }
+        Between::Proceed
+    }
+
+    /// `f`, unless the run is aborted first (`None`).
+    async fn or_abort<T>(&self, f: impl std::future::Future<Output = T>) -> Option<T> {
+        tokio::select! {
+            biased;
+            _ = self.abort.cancelled() => None,
+            v = f => Some(v),
+        }
     }
 
     async fn run_host(&self, plan: &Plan, pi: usize, hi: usize) -> HostReport {
@@ -206,7 +441,13 @@ impl Executor {
             .any(|s| s.action.as_ref().is_some_and(|a| a.needs_ssh()));
         let mut session = None;
         if needs_ssh {
-            match self.connector.session(host).await {
+            let Some(connected) = self.or_abort(self.connector.session(host)).await else {
+                r.error = Some("aborted while connecting (second interrupt)".into());
+                r.add_duration(started.elapsed());
+                self.reporter.host_finished(&r);
+                return r;
+            };
+            match connected {
                 Ok((s, _)) => session = Some(s),
                 Err(e) => {
                     r.status = if e.is_unreachable() {
@@ -216,6 +457,7 @@ impl Executor {
                     };
                     r.failed = usize::from(r.status == HostStatus::Failed);
                     r.error = Some(self.masker.mask(&format!("connect: {e}")));
+                    r.failed_at = Some("connect".into());
                     r.add_duration(started.elapsed());
                     self.reporter.host_finished(&r);
                     return r;
@@ -234,10 +476,15 @@ impl Executor {
                 ok = false;
                 break;
             }
-            match self
-                .run_step(hp, step, &mut session, &mut changed_paths, &mut r)
+            let Some(outcome) = self
+                .or_abort(self.run_step(hp, step, &mut session, &mut changed_paths, &mut r))
                 .await
-            {
+            else {
+                abandoned(&mut r, &step.name);
+                ok = false;
+                break;
+            };
+            match outcome {
                 Some(Outcome::Changed) => notified.extend(step.notify.iter().map(String::as_str)),
                 Some(_) => {}
                 None => {
@@ -252,13 +499,26 @@ impl Executor {
                 .iter()
                 .filter(|h| notified.contains(h.name.as_str()))
             {
-                if self.cancel.is_cancelled()
-                    || self
-                        .run_step(hp, h, &mut session, &mut changed_paths, &mut r)
-                        .await
-                        .is_none()
-                {
+                if self.cancel.is_cancelled() {
                     break;
+                }
+                match self
+                    .or_abort(self.run_step(hp, h, &mut session, &mut changed_paths, &mut r))
+                    .await
+                {
+                    None => {
+                        abandoned(&mut r, &h.name);
+                        break;
+                    }
+                    Some(None) => break,
+                    Some(Some(_)) => {}
+                }
+            }
+        }
+        if !self.opts.check {
+            for p in changed_paths {
+                if !r.changed_files.contains(&p) {
+                    r.changed_files.push(p);
                 }
             }
         }
@@ -306,7 +566,9 @@ impl Executor {
                 check: self.opts.check,
                 diff: self.opts.diff,
                 masker: &self.masker,
-                changed_paths: std::mem::take(changed_paths),
+                // A copy, not a take: an aborted step (its future dropped) must not lose
+                // what earlier steps changed (the state records it for `rollback`).
+                changed_paths: changed_paths.clone(),
             };
             let res = action.run(&mut ctx).await;
             *changed_paths = ctx.changed_paths;
@@ -360,6 +622,7 @@ impl Executor {
                     HostStatus::Failed
                 };
                 r.error = Some(format!("{} ({}): {msg}", step.name, step.pos));
+                r.failed_at = Some(step.name.clone());
                 None
             }
         };
@@ -367,6 +630,14 @@ impl Executor {
         r.tasks.push(report);
         outcome
     }
+}
+
+/// A step abandoned by a second interrupt: the host is not done (it lands in the retry file).
+fn abandoned(r: &mut HostReport, step: &str) {
+    r.status = HostStatus::NotRun;
+    r.error = Some(format!(
+        "aborted during `{step}` (second interrupt): a remote command it started may still be running; files it wrote are whole (temp + rename)"
+    ));
 }
 
 /// Fold one play's result for a host into its run-wide report.
@@ -379,6 +650,14 @@ fn merge(into: &mut HostReport, part: HostReport) {
     into.tasks.extend(part.tasks);
     if part.error.is_some() {
         into.error = part.error;
+    }
+    if part.failed_at.is_some() {
+        into.failed_at = part.failed_at;
+    }
+    for f in part.changed_files {
+        if !into.changed_files.contains(&f) {
+            into.changed_files.push(f);
+        }
     }
     into.status = match (into.status, part.status) {
         (a, _) if a.is_failure() => a,

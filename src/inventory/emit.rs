@@ -69,6 +69,22 @@ pub fn to_yaml(inv: &Inventory) -> String {
             if let Some(p) = s.max_fail_percentage {
                 let _ = write!(out, ", max_fail_percentage: {p}");
             }
+            if let Some(c) = s.canary {
+                let _ = write!(out, ", canary: {c}");
+            }
+            if let Some(g) = &s.gate {
+                let mut fields = Vec::new();
+                if let Some(n) = g.scrapes {
+                    fields.push(format!("scrapes: {n}"));
+                }
+                if let Some(a) = g.no_alerts {
+                    fields.push(format!("no_alerts: {a}"));
+                }
+                if let Some(t) = &g.timeout {
+                    fields.push(format!("timeout: {}", scalar(t)));
+                }
+                let _ = write!(out, ", gate: {{{}}}", fields.join(", "));
+            }
             out.push_str(" }\n");
         }
     }

@@ -140,7 +140,39 @@ pub struct StageSpec {
     /// Batch size: a number of hosts or a percentage such as `"25%"`.
     pub serial: Option<String>,
     pub max_fail_percentage: Option<f64>,
+    /// `canary: true|false`; unset means "a stage named `canary` is one". A canary stage
+    /// tolerates no failure unless it sets `max_fail_percentage` itself.
+    pub canary: Option<bool>,
+    /// `gate: true` or `gate: {scrapes, no_alerts, timeout}`: a health gate after the stage.
+    pub gate: Option<GateSpec>,
     pub pos: SourcePos,
+}
+
+/// A stage's health gate as written; unset fields take the defaults (`playbook::HealthGate`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GateSpec {
+    /// Consecutive successful scrapes every target of the stage needs.
+    pub scrapes: Option<u32>,
+    /// Also require that no alert fires for the stage's instances.
+    pub no_alerts: Option<bool>,
+    /// How long to wait (a Prometheus duration such as `90s` or `5m`).
+    pub timeout: Option<String>,
+}
+
+impl StageSpec {
+    /// Whether this stage is a canary: `canary: true`, or named `canary` without
+    /// `canary: false`.
+    pub fn is_canary(&self) -> bool {
+        self.canary
+            .unwrap_or_else(|| self.name.eq_ignore_ascii_case("canary"))
+    }
+
+    /// The stage's own max_fail_percentage, else 0 for a canary (one failed canary host
+    /// stops the rollout), else none (the play's applies).
+    pub fn effective_max_fail_percentage(&self) -> Option<f64> {
+        self.max_fail_percentage
+            .or_else(|| self.is_canary().then_some(0.0))
+    }
 }
 
 impl Inventory {

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use super::error::InventoryError;
 use super::node::{Kind, Node, Reader, scalar_text};
 use super::validate::{Draft, DraftHost};
-use super::{ConsulSettings, Group, MONITORING_GROUP, SshSettings, StageSpec, Vars};
+use super::{ConsulSettings, GateSpec, Group, MONITORING_GROUP, SshSettings, StageSpec, Vars};
 
 /// Top-level keys; also used to recognise the format.
 pub(crate) const TOP_KEYS: &[&str] = &["vars", "ssh", "consul", "groups", "monitoring", "stages"];
@@ -18,7 +18,15 @@ const HOST_SSH_KEYS: &[&str] = &["user", "port", "key", "become", "address"];
 const CONSUL_KEYS: &[&str] = &["agents", "datacenter"];
 const GROUP_KEYS: &[&str] = &["vars", "ssh", "hosts"];
 const HOST_KEYS: &[&str] = &["name", "hostname", "ip", "ssh", "vars"];
-const STAGE_KEYS: &[&str] = &["name", "hosts", "serial", "max_fail_percentage"];
+const STAGE_KEYS: &[&str] = &[
+    "name",
+    "hosts",
+    "serial",
+    "max_fail_percentage",
+    "canary",
+    "gate",
+];
+const GATE_KEYS: &[&str] = &["scrapes", "no_alerts", "timeout"];
 
 pub(crate) fn parse(root: &Node, r: &Reader) -> Result<Draft, InventoryError> {
     let mut draft = Draft {
@@ -189,6 +197,47 @@ fn consul(node: &Node, r: &Reader, draft: &mut Draft) -> Result<(), InventoryErr
     Ok(())
 }
 
+/// `gate: true|false` or `gate: {scrapes: 2, no_alerts: true, timeout: 5m}`.
+fn gate(value: &Node, r: &Reader) -> Result<Option<GateSpec>, InventoryError> {
+    if !matches!(value.kind, Kind::Map(_)) {
+        return Ok(r.bool(value, "stage gate")?.then(GateSpec::default));
+    }
+    let mut g = GateSpec::default();
+    for (key, v) in r.fields(value, GATE_KEYS, "stage gate")? {
+        match key {
+            "scrapes" => {
+                let n = r
+                    .string(v, "gate scrapes")?
+                    .trim()
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| {
+                        r.error(
+                            v.loc,
+                            "gate scrapes must be a positive whole number",
+                            Some("e.g. `scrapes: 2`".to_owned()),
+                        )
+                    })?;
+                g.scrapes = Some(n);
+            }
+            "no_alerts" => g.no_alerts = Some(r.bool(v, "gate no_alerts")?),
+            _ => {
+                let t = r.string(v, "gate timeout")?;
+                if crate::status::alert::parse_duration(&t).is_none() {
+                    return Err(r.error(
+                        v.loc,
+                        format!("gate timeout `{t}` is not a duration"),
+                        Some("e.g. `timeout: 5m` or `timeout: 90s`".to_owned()),
+                    ));
+                }
+                g.timeout = Some(t);
+            }
+        }
+    }
+    Ok(Some(g))
+}
+
 fn stage(item: &Node, r: &Reader) -> Result<StageSpec, InventoryError> {
     let mut s = StageSpec {
         pos: r.pos(item.loc),
@@ -217,6 +266,8 @@ fn stage(item: &Node, r: &Reader) -> Result<StageSpec, InventoryError> {
                 }
             }
             "serial" => s.serial = Some(r.string(value, "stage serial")?),
+            "canary" => s.canary = Some(r.bool(value, "stage canary")?),
+            "gate" => s.gate = gate(value, r)?,
             _ => {
                 let text = r.string(value, "max_fail_percentage")?;
                 let pct = text

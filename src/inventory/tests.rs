@@ -820,3 +820,70 @@ fn to_yaml_quotes_ambiguous_scalars() {
     assert_eq!(back.vars["flag"], "yes");
     assert_eq!(back.hosts[0].vars["s"], "a: b");
 }
+
+const STAGED: &str = "groups:\n  IDE:\n    hosts:\n      - { name: ide-01, ip: 10.0.1.11 }\n      - { name: ide-02, ip: 10.0.1.12 }\nstages:\n";
+
+#[test]
+fn a_canary_stage_tolerates_no_failure_unless_it_says_so() {
+    let inv = parse_str(
+        &format!(
+            "{STAGED}  - {{ name: canary, hosts: [ide-01] }}\n  - {{ name: first, hosts: [ide-02], canary: true }}\n  - {{ name: Canary, hosts: [IDE], max_fail_percentage: 50 }}\n  - {{ name: canary2, hosts: [IDE], canary: false }}\n"
+        ),
+        Path::new("inv.yml"),
+    )
+    .unwrap();
+    let got: Vec<(bool, Option<f64>)> = inv
+        .stages
+        .iter()
+        .map(|s| (s.is_canary(), s.effective_max_fail_percentage()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (true, Some(0.0)),
+            (true, Some(0.0)),
+            (true, Some(50.0)),
+            (false, None)
+        ]
+    );
+    // The canary key survives the round trip through the emitted YAML.
+    let again = parse_str(&to_yaml(&inv), Path::new("again.yml")).unwrap();
+    let key = |i: &Inventory| -> Vec<(String, Option<bool>, Option<f64>)> {
+        i.stages
+            .iter()
+            .map(|s| (s.name.clone(), s.canary, s.max_fail_percentage))
+            .collect()
+    };
+    assert_eq!(key(&again), key(&inv));
+}
+
+#[test]
+fn stage_gates_parse_with_their_defaults_and_reject_nonsense() {
+    let inv = parse_str(
+        &format!(
+            "{STAGED}  - {{ name: a, hosts: [ide-01], gate: true }}\n  - {{ name: b, hosts: [ide-02], gate: {{ scrapes: 3, no_alerts: false, timeout: 90s }} }}\n  - {{ name: c, hosts: [IDE], gate: false }}\n"
+        ),
+        Path::new("inv.yml"),
+    )
+    .unwrap();
+    assert_eq!(inv.stages[0].gate, Some(GateSpec::default()));
+    assert_eq!(
+        inv.stages[1].gate,
+        Some(GateSpec {
+            scrapes: Some(3),
+            no_alerts: Some(false),
+            timeout: Some("90s".into()),
+        })
+    );
+    assert_eq!(inv.stages[2].gate, None);
+    let e = parse_err(
+        &format!("{STAGED}  - {{ name: a, hosts: [IDE], gate: {{ scrape: 2 }} }}\n"),
+        "inv.yml",
+    );
+    assert!(e.contains("did you mean `scrapes`?"), "{e}");
+    let e = parse_err(
+        &format!("{STAGED}  - {{ name: a, hosts: [IDE], gate: {{ timeout: soon }} }}\n"),
+        "inv.yml",
+    );
+    assert!(e.contains("gate timeout `soon` is not a duration"), "{e}");
+}

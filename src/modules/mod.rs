@@ -10,6 +10,7 @@ pub mod http;
 pub mod metrics;
 pub mod metrics_check;
 pub mod prometheus;
+pub mod restore;
 
 use serde_json::Value;
 
@@ -157,6 +158,8 @@ pub enum Action {
     ConsulClusterCheck(consul::ClusterCheck),
     Http(http::HttpAction),
     PrometheusTargets(prometheus::TargetsCheck),
+    /// Only planned by `promfleet rollback` (in place of the step that wrote the file).
+    Restore(restore::RestoreAction),
 }
 
 impl Action {
@@ -168,6 +171,7 @@ impl Action {
             Action::Command(_) | Action::Compose(_) => false,
             Action::Http(h) => h.method.is_idempotent(),
             Action::File(_)
+            | Action::Restore(_)
             | Action::MetricsCheck(_)
             | Action::ConsulRegister(_)
             | Action::ConsulDeregister(_)
@@ -180,7 +184,7 @@ impl Action {
     pub fn needs_ssh(&self) -> bool {
         matches!(
             self,
-            Action::File(_) | Action::Command(_) | Action::Compose(_)
+            Action::File(_) | Action::Command(_) | Action::Compose(_) | Action::Restore(_)
         )
     }
 }
@@ -329,6 +333,7 @@ impl Action {
             Action::ConsulClusterCheck(a) => a.run(ctx).await,
             Action::Http(a) => a.run(ctx).await,
             Action::PrometheusTargets(a) => a.run(ctx).await,
+            Action::Restore(a) => a.run(ctx).await,
         }
     }
 }

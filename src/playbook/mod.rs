@@ -8,7 +8,7 @@ pub mod secrets;
 pub mod template;
 
 pub use load::{Play, Playbook, TaskDef, load, parse, suggest};
-pub use plan::{HostPlan, Plan, PlanOptions, PlannedPlay, Serial, Step, plan};
+pub use plan::{HealthGate, HostPlan, Plan, PlanOptions, PlannedPlay, Serial, Step, plan};
 pub use secrets::{MASK, SecretError, SecretMode, Secrets};
 pub use template::{Renderer, SharedContext, slug};
 

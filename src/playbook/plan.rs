@@ -57,6 +57,35 @@ impl Serial {
     }
 }
 
+/// A health gate after a stage: every target the stage registered must be UP in Prometheus
+/// for `scrapes` consecutive scrapes, with no alert firing for its instances (`no_alerts`),
+/// within `timeout`. The defaults suit the exporters play: two scrapes prove Prometheus
+/// scrapes the new target repeatedly, five minutes cover discovery and a slow first start.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthGate {
+    pub scrapes: u32,
+    pub no_alerts: bool,
+    pub timeout: Duration,
+}
+
+impl HealthGate {
+    pub const DEFAULT_SCRAPES: u32 = 2;
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+
+    /// A stage's `gate:` with the defaults filled in.
+    pub fn from_spec(g: &crate::inventory::GateSpec) -> HealthGate {
+        HealthGate {
+            scrapes: g.scrapes.unwrap_or(Self::DEFAULT_SCRAPES),
+            no_alerts: g.no_alerts.unwrap_or(true),
+            timeout: g
+                .timeout
+                .as_deref()
+                .and_then(crate::status::alert::parse_duration)
+                .unwrap_or(Self::DEFAULT_TIMEOUT),
+        }
+    }
+}
+
 /// One task, resolved for one host. `action: None` means skipped by `when`.
 #[derive(Debug, Clone)]
 pub struct Step {
@@ -82,7 +111,56 @@ pub struct PlannedPlay {
     pub stage: Option<String>,
     pub serial: Option<Serial>,
     pub max_fail_percentage: Option<f64>,
+    /// A canary stage (`max_fail_percentage` defaults to 0 there, see `StageSpec`).
+    pub canary: bool,
+    /// Health gate after the stage.
+    pub gate: Option<HealthGate>,
     pub hosts: Vec<HostPlan>,
+}
+
+impl PlannedPlay {
+    /// This play turned into a rollback of `files` (host → remote files to restore): each
+    /// step that wrote one of them restores it from `.prev` instead, steps writing other
+    /// files are left out (they were not changed), every other step runs as in a deploy
+    /// (compose up for the restored files, checks, registration).
+    pub fn rollback(&self, files: &BTreeMap<String, Vec<String>>) -> PlannedPlay {
+        let restore = |steps: &[Step], files: &[String]| -> Vec<Step> {
+            steps
+                .iter()
+                .filter_map(|s| {
+                    let Some(Action::File(f)) = &s.action else {
+                        return Some(s.clone());
+                    };
+                    files.contains(&f.dest).then(|| Step {
+                        action: Some(Action::Restore(crate::modules::restore::RestoreAction {
+                            dest: f.dest.clone(),
+                            mode: f.mode,
+                            owner: f.owner.clone(),
+                        })),
+                        ..s.clone()
+                    })
+                })
+                .collect()
+        };
+        let hosts = self
+            .hosts
+            .iter()
+            .filter_map(|hp| {
+                let files = files.get(&hp.host.name)?;
+                Some(HostPlan {
+                    host: hp.host.clone(),
+                    steps: restore(&hp.steps, files),
+                    handlers: restore(&hp.handlers, files),
+                })
+            })
+            .collect();
+        PlannedPlay {
+            name: format!("rollback of {}", self.name),
+            gate: None,
+            hosts,
+            ..self.clone()
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -143,6 +221,8 @@ struct StageHosts<'a> {
     name: String,
     serial: Option<String>,
     max_fail_percentage: Option<f64>,
+    canary: bool,
+    gate: Option<HealthGate>,
     hosts: Vec<&'a Host>,
 }
 
@@ -164,7 +244,9 @@ fn split_stages<'a>(inv: &Inventory, hosts: &[&'a Host]) -> Result<Vec<StageHost
         out.push(StageHosts {
             name: st.name.clone(),
             serial: st.serial.clone(),
-            max_fail_percentage: st.max_fail_percentage,
+            max_fail_percentage: st.effective_max_fail_percentage(),
+            canary: st.is_canary(),
+            gate: st.gate.as_ref().map(HealthGate::from_spec),
             hosts: members,
         });
     }
@@ -183,6 +265,8 @@ fn split_stages<'a>(inv: &Inventory, hosts: &[&'a Host]) -> Result<Vec<StageHost
             name,
             serial: None,
             max_fail_percentage: None,
+            canary: false,
+            gate: None,
             hosts: rest,
         });
     }
@@ -258,6 +342,8 @@ pub fn plan(
                     stage: None,
                     serial,
                     max_fail_percentage: play.max_fail_percentage,
+                    canary: false,
+                    gate: None,
                     hosts: planned,
                 });
                 continue;
@@ -275,6 +361,8 @@ pub fn plan(
                 name,
                 serial: st_serial,
                 max_fail_percentage: st_max,
+                canary,
+                gate,
                 hosts: members,
             } in stages
             {
@@ -295,6 +383,8 @@ pub fn plan(
                     stage: Some(name),
                     serial,
                     max_fail_percentage: st_max.or(play.max_fail_percentage),
+                    canary,
+                    gate,
                     hosts,
                 });
             }

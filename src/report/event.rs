@@ -38,6 +38,13 @@ pub struct TaskReport {
     pub duration_ms: u128,
 }
 
+/// A host's health gate: passed or not, and what Prometheus said.
+#[derive(Debug, Clone, Serialize)]
+pub struct GateResult {
+    pub passed: bool,
+    pub detail: String,
+}
+
 /// One host's result over the whole run.
 #[derive(Debug, Clone, Serialize)]
 pub struct HostReport {
@@ -50,6 +57,19 @@ pub struct HostReport {
     pub failed: usize,
     /// `task: cause` of the failure, one line.
     pub error: Option<String>,
+    /// The step the host failed at (`connect` before any task), without the cause: live
+    /// progress names it, the recap gives the cause (each failure printed once).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failed_at: Option<String>,
+    /// Remote files this run changed on the host (recorded in the state for `rollback`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub changed_files: Vec<String>,
+    /// The health gate after the host's stage, if it had one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gate: Option<GateResult>,
+    /// Put back on its previous files after its stage failed (`--rollback-on-failure`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub rolled_back: bool,
     pub duration_ms: u128,
     pub tasks: Vec<TaskReport>,
 }
@@ -65,6 +85,10 @@ impl HostReport {
             skipped: 0,
             failed: 0,
             error: None,
+            failed_at: None,
+            changed_files: Vec::new(),
+            gate: None,
+            rolled_back: false,
             duration_ms: 0,
             tasks: Vec::new(),
         }
@@ -99,21 +123,41 @@ impl RunReport {
         self.hosts.iter().filter(|h| h.status == s).count()
     }
 
-    /// Process exit code, Ansible's convention: 0 ok, 2 a host failed, 4 a host unreachable,
-    /// 3 rollout halted by max_fail_percentage, 130 interrupted.
+    /// The process exit code this run ends with.
     pub fn exit_code(&self) -> i32 {
-        if self.interrupted {
-            130
+        let code = if self.interrupted {
+            ExitCode::Interrupted
         } else if self.halted.is_some() {
-            3
+            ExitCode::Halted
         } else if self.count(HostStatus::Failed) > 0 {
-            2
+            ExitCode::HostFailed
         } else if self.count(HostStatus::Unreachable) > 0 {
-            4
+            ExitCode::HostUnreachable
         } else {
-            0
-        }
+            ExitCode::Ok
+        };
+        code as i32
     }
+}
+
+/// promfleet's exit codes: the one definition (README "Exit codes"). 2 and 4 are
+/// ansible-playbook's (its task queue's RUN_FAILED_HOSTS and RUN_UNREACHABLE_HOSTS).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(i32)]
+pub enum ExitCode {
+    Ok = 0,
+    /// Bad input or setup: nothing was touched.
+    Error = 1,
+    /// A host failed (the others completed).
+    HostFailed = 2,
+    /// The rollout halted with batches, stages or plays left undone: every host of a batch
+    /// failed, `max_fail_percentage` was exceeded, a health gate failed, or `--confirm` was
+    /// declined.
+    Halted = 3,
+    /// A host was unreachable (the others completed).
+    HostUnreachable = 4,
+    /// Ctrl-C / SIGTERM.
+    Interrupted = 130,
 }
 
 /// Receives progress from the executor. Implementations must not block for long.

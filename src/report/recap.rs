@@ -21,10 +21,20 @@ pub fn recap(run: &RunReport, masker: &Masker) -> String {
         .max(4);
     for h in &run.hosts {
         let unreachable = usize::from(h.status == HostStatus::Unreachable);
-        let note = match h.status {
-            HostStatus::NotRun => "  (not run)",
-            _ => "",
+        let mut note = match h.status {
+            HostStatus::NotRun => "  (not run)".to_string(),
+            _ => String::new(),
         };
+        if let Some(g) = &h.gate {
+            note.push_str(if g.passed {
+                "  gate=passed"
+            } else {
+                "  gate=FAILED"
+            });
+        }
+        if h.rolled_back {
+            note.push_str("  rolled back");
+        }
         let _ = writeln!(
             s,
             "{:<width$} : ok={:<4} changed={:<4} unreachable={:<4} failed={:<4} skipped={:<4} {:>6.1}s{note}",

@@ -1,13 +1,14 @@
 //! The run state: `.promfleet/last-run.json` (every host's outcome) and `.promfleet/retry`
 //! (failed and unreachable hosts, one a line — usable as `--limit @.promfleet/retry`).
-//! The retry file shrinks as hosts succeed and is removed when empty.
+//! The retry file shrinks as hosts succeed and is removed when empty. Both are written
+//! atomically (`write_atomic`); a run holds the directory's `StateLock` while it runs.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::RunReport;
+use super::{RunReport, write_atomic};
 
 pub const STATE_DIR: &str = ".promfleet";
 
@@ -21,6 +22,20 @@ pub struct RunState {
     pub failed: Vec<String>,
     pub halted: Option<String>,
     pub interrupted: bool,
+    /// host → the remote files the last run that changed anything there changed: what
+    /// `promfleet rollback` restores from `.prev`. Kept across jobs (it is about the host).
+    #[serde(default)]
+    pub changes: BTreeMap<String, HostChange>,
+}
+
+/// What one run changed on one host.
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+pub struct HostChange {
+    /// When the run that changed them finished (RFC 3339, UTC).
+    pub at: String,
+    /// The playbooks that run ran (rollback plans them again).
+    pub playbooks: Vec<String>,
+    pub files: Vec<String>,
 }
 
 impl RunState {
@@ -61,6 +76,16 @@ impl RunState {
             .map(|(h, _)| h.clone())
             .collect();
         state.finished_at = now_rfc3339();
+        for h in run.hosts.iter().filter(|h| !h.changed_files.is_empty()) {
+            state.changes.insert(
+                h.host.clone(),
+                HostChange {
+                    at: state.finished_at.clone(),
+                    playbooks: playbooks.to_vec(),
+                    files: h.changed_files.clone(),
+                },
+            );
+        }
         state.inventory = inventory.to_string();
         state.playbooks = playbooks.to_vec();
         state.halted = run.halted.clone();
@@ -70,6 +95,7 @@ impl RunState {
             serde_json::to_string_pretty(&state)
                 .unwrap_or_default()
                 .as_bytes(),
+            0o644,
         )?;
         let retry = Self::retry_path(dir);
         if state.failed.is_empty() {
@@ -84,7 +110,7 @@ impl RunState {
                 text.push_str(h);
                 text.push('\n');
             }
-            write_atomic(&retry, text.as_bytes())?;
+            write_atomic(&retry, text.as_bytes(), 0o644)?;
         }
         Ok(state)
     }
@@ -95,13 +121,7 @@ impl RunState {
     }
 }
 
-fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, data)?;
-    std::fs::rename(tmp, path)
-}
-
-fn now_rfc3339() -> String {
+pub(crate) fn now_rfc3339() -> String {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())

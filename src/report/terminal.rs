@@ -129,15 +129,16 @@ impl Reporter for TerminalReporter {
         }
         let secs = h.duration_ms as f64 / 1000.0;
         let line = match h.status {
+            // Where, not why: the cause is printed once, in the recap.
             HostStatus::Failed | HostStatus::Unreachable => format!(
-                "{}: [{}] {}",
+                "{}: [{}] at {} (cause in the recap)",
                 if h.status == HostStatus::Failed {
                     "FAILED"
                 } else {
                     "UNREACHABLE"
                 },
                 h.host,
-                h.error.as_deref().unwrap_or("")
+                h.failed_at.as_deref().unwrap_or("an unknown step")
             ),
             HostStatus::NotRun => format!("not run: [{}]", h.host),
             s => format!(

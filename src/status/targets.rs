@@ -17,6 +17,8 @@ pub struct Target {
     pub last_error: String,
     /// Seconds since the last scrape, when Prometheus has scraped it.
     pub last_scrape_age: Option<f64>,
+    /// The last scrape's timestamp as Prometheus wrote it (a new value = a new scrape).
+    pub last_scrape: String,
 }
 
 /// One Prometheus and its active targets by `__address__` (or why they could not be read).
@@ -52,6 +54,7 @@ async fn fetch(http: &reqwest::Client, base: &str) -> Result<HashMap<String, Tar
                 health: s(&t["health"]),
                 last_error: s(&t["lastError"]),
                 last_scrape_age: t["lastScrape"].as_str().and_then(|l| age_secs(l, now)),
+                last_scrape: s(&t["lastScrape"]),
             },
         );
     }
@@ -162,6 +165,7 @@ mod tests {
                             health: h.to_string(),
                             last_error: String::new(),
                             last_scrape_age: Some(1.0),
+                            last_scrape: String::new(),
                         },
                     )
                 })

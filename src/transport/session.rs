@@ -13,7 +13,7 @@ use russh::{ChannelMsg, Disconnect, Sig};
 use super::auth::authenticate;
 use super::command::Script;
 use super::keys::KeyStore;
-use super::output::ExecOutput;
+use super::output::{Capture, ExecOutput};
 use super::sudo;
 use super::upload::upload_script;
 use super::verify::{HostKeyPolicy, Verifier};
@@ -438,20 +438,40 @@ impl Session {
         Ok(out.success() && out.stdout_str().trim() == sha256)
     }
 
-    /// Read a remote file (for `--diff`); `None` if it does not exist. Bounded like any
-    /// output: a file over twice `output::KEEP` comes back as head, "… N bytes elided", tail.
+    /// Read a remote file (for `--diff`); `None` if it does not exist. A file larger than
+    /// the output bound comes back as its head and tail with the "… bytes elided" line.
     pub async fn read_file(&self, path: &str) -> Result<Option<Vec<u8>>, TransportError> {
+        Ok(self
+            .cat(path)
+            .await?
+            .map(|c| c.complete().unwrap_or_else(|| c.text().into_bytes())))
+    }
+
+    /// Read a remote file byte for byte, for content that is written back (rollback):
+    /// a file larger than the output bound is an error, never its head and tail.
+    pub async fn read_file_exact(&self, path: &str) -> Result<Option<Vec<u8>>, TransportError> {
+        let Some(c) = self.cat(path).await? else {
+            return Ok(None);
+        };
+        c.complete().map(Some).ok_or_else(|| TransportError::Remote {
+            what: format!("reading {path}"),
+            message: format!(
+                "{} bytes, more than promfleet keeps of a command's output ({} KiB); restore it by hand",
+                c.total(),
+                2 * super::output::KEEP / 1024
+            ),
+        })
+    }
+
+    /// The bounded content of a remote regular file; `None` if there is none.
+    async fn cat(&self, path: &str) -> Result<Option<Capture>, TransportError> {
         let cmd = Script::new()
             .path_var("p", path)
             .fragment(r#"if [ -f "$p" ]; then cat -- "$p"; else exit 3; fi"#)
             .build();
         let out = self.exec(&cmd, None).await?;
         match out.status {
-            Some(0) => Ok(Some(
-                out.stdout
-                    .complete()
-                    .unwrap_or_else(|| out.stdout.text().into_bytes()),
-            )),
+            Some(0) => Ok(Some(out.stdout)),
             Some(3) => Ok(None),
             _ => Err(TransportError::Remote {
                 what: format!("reading {path}"),

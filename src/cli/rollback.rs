@@ -1,0 +1,155 @@
+//! `promfleet rollback -i INV --limit …`: on the chosen hosts, put back the previous version
+//! (`<file>.prev`) of every file the last run that changed them changed (recorded in the
+//! state), then re-apply the rest of those playbooks as a deploy does (compose up for the
+//! restored files, metrics checks, registration). `--check` shows what would be restored.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::Args;
+
+use super::common::{
+    ConnArgs, InventoryArgs, OutputArgs, executor, load_inventory_args, print_report, select,
+};
+use super::deploy::make_plan;
+use crate::executor::RunOptions;
+use crate::modules::Action;
+use crate::playbook::{self, Plan, SecretMode};
+use crate::report::{HostChange, RunState, StateLock};
+
+#[derive(Args, Debug)]
+pub struct RollbackArgs {
+    #[command(flatten)]
+    pub inv: InventoryArgs,
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    #[command(flatten)]
+    pub out: OutputArgs,
+    /// Change nothing; show what would be restored.
+    #[arg(short = 'C', long)]
+    pub check: bool,
+    /// Templates directory (default: `templates/` beside the playbooks directory).
+    #[arg(long)]
+    pub templates: Option<PathBuf>,
+    /// YAML secrets file (mode 0600); PROMFLEET_SECRET_<NAME> variables take precedence.
+    #[arg(long, env = "PROMFLEET_SECRETS")]
+    pub secrets: Option<PathBuf>,
+}
+
+pub async fn run(a: RollbackArgs) -> anyhow::Result<i32> {
+    if a.inv.limit.is_empty() && !a.inv.retry_failed {
+        anyhow::bail!(
+            "rollback needs the hosts to roll back: --limit PATTERN (e.g. --limit canary-host, --limit IDE, --limit all)"
+        );
+    }
+    let _lock = (!a.check)
+        .then(|| StateLock::acquire(&a.inv.state_dir))
+        .transpose()?;
+    let dir = &a.inv.state_dir;
+    let state = RunState::read(dir).ok_or_else(|| {
+        anyhow::anyhow!(
+            "no run recorded in {} (last-run.json): nothing to roll back",
+            dir.display()
+        )
+    })?;
+    let inventory = load_inventory_args(&a.inv)?;
+    let mut changes: BTreeMap<String, HostChange> = BTreeMap::new();
+    for h in select(&inventory, &a.inv)? {
+        match state.changes.get(&h.name) {
+            Some(c) => {
+                changes.insert(h.name.clone(), c.clone());
+            }
+            None => eprintln!("{}: no change recorded by promfleet: left alone", h.name),
+        }
+    }
+    let Some(first) = changes.values().next() else {
+        anyhow::bail!("no change recorded on the selected hosts: nothing to roll back");
+    };
+    let books = first.playbooks.clone();
+    if let Some((h, c)) = changes.iter().find(|(_, c)| c.playbooks != books) {
+        anyhow::bail!(
+            "{h} was last changed by {} but others by {}: roll them back separately (--limit)",
+            c.playbooks.join(", "),
+            books.join(", ")
+        );
+    }
+    for (h, c) in &changes {
+        eprintln!(
+            "{h}: {} the versions before the run of {}: {}",
+            if a.check {
+                "would restore"
+            } else {
+                "restoring"
+            },
+            c.at,
+            c.files.join(", ")
+        );
+    }
+    let mut inv_args = a.inv.clone();
+    inv_args.retry_failed = false;
+    inv_args.limit = vec![changes.keys().cloned().collect::<Vec<_>>().join(":")];
+    let paths: Vec<PathBuf> = books.iter().map(PathBuf::from).collect();
+    let planned = make_plan(
+        &paths,
+        &inv_args,
+        a.templates.as_deref(),
+        a.secrets.as_deref(),
+        SecretMode::Real,
+        &playbook::PlanOptions::default(),
+        !a.check,
+    )?;
+    for (h, c) in &changes {
+        let written: Vec<&str> = planned
+            .plan
+            .plays
+            .iter()
+            .flat_map(|p| &p.hosts)
+            .filter(|hp| &hp.host.name == h)
+            .flat_map(|hp| hp.steps.iter().chain(&hp.handlers))
+            .filter_map(|s| match &s.action {
+                Some(Action::File(f)) => Some(f.dest.as_str()),
+                _ => None,
+            })
+            .collect();
+        for f in c.files.iter().filter(|f| !written.contains(&f.as_str())) {
+            eprintln!(
+                "warning: {h}: no step of {} writes {f} now: not restored",
+                books.join(", ")
+            );
+        }
+    }
+    let files: BTreeMap<String, Vec<String>> = changes
+        .iter()
+        .map(|(h, c)| (h.clone(), c.files.clone()))
+        .collect();
+    let plan = Plan {
+        plays: planned
+            .plan
+            .plays
+            .iter()
+            .map(|p| p.rollback(&files))
+            .collect(),
+    };
+    let setup = executor(
+        &planned.inventory,
+        &planned.secrets,
+        &a.conn,
+        &a.out,
+        RunOptions {
+            check: a.check,
+            ..RunOptions::default()
+        },
+    )?;
+    let run = setup.executor.run(Arc::new(plan)).await;
+    setup.executor.connector.close_all().await;
+    drop(setup);
+    print_report(&run, &a.out);
+    if !a.check {
+        let inv = a.inv.inventory.display().to_string();
+        if let Err(e) = RunState::record(dir, &run, &inv, &books) {
+            eprintln!("warning: cannot write run state in {}: {e}", dir.display());
+        }
+    }
+    Ok(run.exit_code())
+}

@@ -1,0 +1,62 @@
+//! `rollback`'s file step: put `<dest>.prev` (the version before promfleet's last change)
+//! back over `dest` with the transport's atomic write, which keeps the replaced version as
+//! the new `.prev` (so a rollback can itself be rolled back). Planned by `promfleet rollback`
+//! in place of the `template`/`copy` step that wrote `dest`; never written in a playbook.
+
+use super::file::sha256_hex;
+use super::{Done, HostCtx, TaskError};
+
+#[derive(Debug, Clone)]
+pub struct RestoreAction {
+    pub dest: String,
+    /// Mode and owner of the step that wrote `dest` (the restored file keeps them).
+    pub mode: u32,
+    pub owner: Option<String>,
+}
+
+impl RestoreAction {
+    pub fn prev(&self) -> String {
+        format!("{}.prev", self.dest)
+    }
+
+    pub async fn run(&self, ctx: &mut HostCtx<'_>) -> Result<Done, TaskError> {
+        let session = ctx.session()?;
+        let prev = self.prev();
+        let Some(content) = session.read_file_exact(&prev).await? else {
+            // Created by the last run (nothing before it) or .prev removed by hand.
+            return Ok(Done::ok().with(format!(
+                "no previous version of {} ({prev} missing): left as is",
+                self.dest
+            )));
+        };
+        let changed = if ctx.check {
+            !session
+                .file_matches(&self.dest, &sha256_hex(&content))
+                .await?
+        } else {
+            session
+                .upload_owned(
+                    &self.dest,
+                    bytes::Bytes::from(content),
+                    self.mode,
+                    self.owner.as_deref(),
+                )
+                .await
+                .map_err(|e| TaskError {
+                    message: format!("{e} (current version left in place)"),
+                    transient: e.is_transient(),
+                    unreachable: false,
+                })?
+                == crate::transport::Upload::Changed
+        };
+        if !changed {
+            return Ok(Done::ok().with(format!("{} already equals {prev}", self.dest)));
+        }
+        ctx.changed_paths.push(self.dest.clone());
+        Ok(Done::changed().with(if ctx.check {
+            format!("would restore {} from {prev}", self.dest)
+        } else {
+            format!("restored {} from {prev}", self.dest)
+        }))
+    }
+}
