@@ -265,9 +265,10 @@ impl SshConfig {
                 },
                 hash_known_hosts: r.hash_known_hosts,
                 identities_only: r.identities_only,
+                // `ConnectTimeout 0` is no timeout in OpenSSH: the run's bound applies.
                 connect_timeout: r
                     .connect_timeout
-                    .filter(|_| r.connect_timeout != d.connect_timeout)
+                    .filter(|&s| s > 0 && r.connect_timeout != d.connect_timeout)
                     .map(Duration::from_secs),
                 server_alive_interval: (r.server_alive_interval != d.server_alive_interval
                     && r.server_alive_interval > 0)
