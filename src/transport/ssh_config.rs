@@ -38,6 +38,8 @@ pub struct SshConfig {
     /// Which config files `ssh` reads.
     file: ConfigFile,
     cache: Mutex<HashMap<Query, Arc<OnceCell<Arc<Resolved>>>>>,
+    /// IdentityFile → its expansion, for files that expand the same for every host.
+    expanded: Mutex<HashMap<String, PathBuf>>,
     /// OpenSSH's built-in defaults (`ssh -G -F none`), to tell set values from defaults.
     defaults: OnceCell<Resolved>,
 }
@@ -108,6 +110,7 @@ impl SshConfig {
             ssh: find_in_path("ssh"),
             file,
             cache: Mutex::default(),
+            expanded: Mutex::default(),
             defaults: OnceCell::new(),
         }
     }
@@ -118,6 +121,7 @@ impl SshConfig {
             ssh: None,
             file: ConfigFile::Nothing,
             cache: Mutex::default(),
+            expanded: Mutex::default(),
             defaults: OnceCell::new(),
         }
     }
@@ -357,6 +361,19 @@ impl SshConfig {
                 r.identity_files
             ));
         }
+        // A file without `%` or `$` expands the same for every host (only `~`): ask once.
+        let host_free = |f: &str| !f.contains('%') && !f.contains('$');
+        {
+            let known = self.expanded.lock().unwrap_or_else(|p| p.into_inner());
+            let cached: Option<Vec<PathBuf>> = r
+                .identity_files
+                .iter()
+                .map(|f| known.get(f).cloned())
+                .collect();
+            if let Some(paths) = cached {
+                return Ok(paths);
+            }
+        }
         let files = r.identity_files.join(" ");
         let args = self.args(q, &["-o".into(), format!("UserKnownHostsFile={files}")]);
         let expanded = parse(&run_ssh_g(ssh, &args).await?)?.user_known_hosts;
@@ -366,6 +383,12 @@ impl SshConfig {
                 r.identity_files.len(),
                 expanded.len()
             ));
+        }
+        let mut known = self.expanded.lock().unwrap_or_else(|p| p.into_inner());
+        for (raw, path) in r.identity_files.iter().zip(&expanded) {
+            if host_free(raw) {
+                known.insert(raw.clone(), path.clone());
+            }
         }
         Ok(expanded)
     }
