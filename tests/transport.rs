@@ -10,9 +10,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use promfleet::transport::keys::KeyStore;
-use promfleet::transport::{
-    ConnectOptions, Session, SshConfigFile, Target, TransportError, Upload,
-};
+use promfleet::transport::{ConnectOptions, Session, SshConfig, Target, TransportError, Upload};
 use testkit::agent::SshAgent;
 use testkit::sshd::{Fleet, KeyKind};
 
@@ -554,7 +552,7 @@ async fn proxy_jump_from_ssh_config() {
     .expect("write inventory");
     let inv = promfleet::inventory::load(&inv_path).expect("inventory");
     let host = inv.hosts.first().expect("host");
-    let config = SshConfigFile::load(&cfg).expect("ssh config");
+    let config = SshConfig::new(&cfg);
     let t = config.target(host, Some("nobody")).await.expect("target");
     assert_eq!(t.address, ip2.to_string());
     assert_eq!(t.port, port);

@@ -14,7 +14,7 @@ mod verify;
 pub use error::TransportError;
 pub use quote::{remote_path, sh_quote};
 pub use session::{ConnectOptions, ExecOutput, Session, Upload};
-pub use ssh_config::{DEFAULT_PATH as SSH_CONFIG_DEFAULT, SshConfig, SshConfigFile};
+pub use ssh_config::{DEFAULT_PATH as SSH_CONFIG_DEFAULT, SshConfig};
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -44,9 +44,6 @@ pub struct SshConfig {
     defaults: OnceCell<Resolved>,
 }
 
-/// Kept for existing callers: the config is now OpenSSH's answer, not a parsed file.
-pub type SshConfigFile = SshConfig;
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum ConfigFile {
     /// ssh's own lookup: `~/.ssh/config`, then `/etc/ssh/ssh_config`.
@@ -124,11 +121,6 @@ impl SshConfig {
             expanded: Mutex::default(),
             defaults: OnceCell::new(),
         }
-    }
-
-    /// Kept for existing callers; never fails (a missing file is no config).
-    pub fn load(path: &Path) -> Result<SshConfig, String> {
-        Ok(SshConfig::new(path))
     }
 
     /// Why the config is ignored, if it is (shown once per run by the CLI).
