@@ -902,3 +902,39 @@ fn without_ssh_there_is_no_config_and_one_warning() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(stderr.matches("is not installed").count(), 1, "{stderr}");
 }
+
+/// What promfleet cannot do as OpenSSH would is refused for that host, never bypassed: a
+/// ProxyCommand (connecting directly would skip the operator's proxy) and a ProxyJump cycle.
+#[test]
+fn proxy_command_and_jump_cycles_are_refused_not_bypassed() {
+    if !have("ssh") {
+        eprintln!("SKIPPED: needs OpenSSH's ssh");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let inv = dir.path().join("inventory.yml");
+    std::fs::write(
+        &inv,
+        "groups:\n  IDE:\n    hosts:\n      - { name: p, ip: 10.0.0.1, ssh: { address: viaproxy } }\n      - { name: c, ip: 10.0.0.2, ssh: { address: loop1 } }\n      - { name: ok, ip: 10.0.0.3 }\n",
+    )
+    .expect("inventory");
+    let cfg = dir.path().join("ssh_config");
+    std::fs::write(
+        &cfg,
+        "Host viaproxy\n  ProxyCommand nc %h %p\nHost loop1\n  ProxyJump loop2\nHost loop2\n  ProxyJump loop1\n",
+    )
+    .expect("config");
+    let out = Command::new(bin())
+        .args(["inventory", "ssh-config", "--json", "-i"])
+        .arg(&inv)
+        .arg("--ssh-config")
+        .arg(&cfg)
+        .output()
+        .expect("promfleet");
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(out.status.code(), Some(1), "{v:#}");
+    let error = |i: usize| v[i]["error"].as_str().unwrap_or_default().to_string();
+    assert!(error(0).contains("ProxyCommand"), "{v:#}");
+    assert!(error(1).contains("cycle"), "{v:#}");
+    assert_eq!(v[2]["hostname"], "10.0.0.3", "{v:#}");
+}
