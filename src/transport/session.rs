@@ -179,7 +179,7 @@ impl Session {
             problem: problem.clone(),
         };
         let disconnect = Arc::new(Mutex::new(None));
-        let verifier = Client {
+        let handler = Client {
             verifier,
             disconnect: disconnect.clone(),
         };
@@ -192,7 +192,7 @@ impl Session {
                         addr: addr.clone(),
                         source,
                     })?;
-                (None, client::connect_stream(config, stream, verifier).await)
+                (None, client::connect_stream(config, stream, handler).await)
             }
             Some(jump_target) => {
                 let jump = shared_jump(jump_target, opts).await?;
@@ -209,7 +209,7 @@ impl Session {
                         what: format!("ProxyJump {} → {addr}", jump_target.address),
                         message: e.to_string(),
                     })?;
-                let r = client::connect_stream(config, ch.into_stream(), verifier).await;
+                let r = client::connect_stream(config, ch.into_stream(), handler).await;
                 (Some(jump), r)
             }
         };
