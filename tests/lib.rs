@@ -15,6 +15,7 @@ mod faults;
 mod hostile;
 mod regression;
 mod rollout;
+mod ssh_config;
 mod ssh_known_hosts;
 mod stacks;
 mod status;

@@ -354,3 +354,72 @@ pub fn wait_for_file(p: &Path, limit: Duration) -> bool {
     }
     false
 }
+
+/// An sshd of the test's own in place of a fleet host's: the rig's config with `settings`
+/// (`Keyword value` lines) replacing the rig's lines of the same keywords, logging to its own
+/// file. The rig turns TCP forwarding off and allows 20 auth tries; ProxyJump and MaxAuthTries
+/// tests need otherwise. Killed on drop.
+pub struct OwnSshd {
+    child: std::process::Child,
+    pub log: PathBuf,
+}
+
+impl OwnSshd {
+    pub fn replace(fleet: &testkit::sshd::Fleet, name: &str, settings: &[&str]) -> OwnSshd {
+        let rig = fleet.root().join(".sshd").join(name).join("sshd_config");
+        let cfg = std::fs::read_to_string(rig).expect("sshd_config");
+        let dir = fleet.root().join(format!("own-sshd-{name}"));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let keyword = |l: &str| {
+            l.split_whitespace()
+                .next()
+                .unwrap_or("")
+                .to_ascii_lowercase()
+        };
+        let mut replaced: Vec<String> = settings.iter().map(|s| keyword(s)).collect();
+        replaced.push("pidfile".into());
+        let mut text: String = cfg
+            .lines()
+            .filter(|l| !replaced.contains(&keyword(l)))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        for s in settings {
+            text.push_str(&format!("{s}\n"));
+        }
+        text.push_str(&format!("PidFile {}/sshd.pid\n", dir.display()));
+        let path = dir.join("sshd_config");
+        std::fs::write(&path, text).expect("write config");
+        fleet.stop(name).expect("stop");
+        let log = dir.join("sshd.log");
+        let child = Command::new("/usr/sbin/sshd")
+            .arg("-D")
+            .arg("-f")
+            .arg(&path)
+            .arg("-E")
+            .arg(&log)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn sshd");
+        let addr = fleet.addr(name).expect("addr");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while testkit::sshd::banner(addr).is_err() {
+            assert!(Instant::now() < deadline, "own sshd on {name} not ready");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        OwnSshd { child, log }
+    }
+
+    /// The log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for OwnSshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

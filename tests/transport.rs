@@ -4,15 +4,13 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use promfleet::transport::keys::KeyStore;
-use promfleet::transport::{
-    ConnectOptions, Session, SshConfigFile, Target, TransportError, Upload,
-};
+use promfleet::transport::{ConnectOptions, Session, SshConfig, Target, TransportError, Upload};
 use testkit::agent::SshAgent;
 use testkit::sshd::{Fleet, KeyKind};
 
@@ -543,64 +541,14 @@ async fn connect_failures_are_classified_and_bounded() {
     );
 }
 
-/// An sshd of the test's own in place of a fleet host's, with TCP forwarding on (the rig turns
-/// it off) and debug logging, for the ProxyJump test. Killed on drop.
-struct JumpSshd {
-    child: Child,
-    log: PathBuf,
-}
-
-impl JumpSshd {
-    fn replace(fleet: &Fleet, name: &str) -> JumpSshd {
-        let cfg = std::fs::read_to_string(sshd_config(fleet, name)).expect("sshd_config");
-        let dir = fleet.root().join("jump-sshd");
-        std::fs::create_dir_all(&dir).expect("dir");
-        let cfg: String = cfg
-            .lines()
-            .filter(|l| !l.starts_with("AllowTcpForwarding") && !l.starts_with("LogLevel"))
-            .filter(|l| !l.starts_with("PidFile"))
-            .map(|l| format!("{l}\n"))
-            .collect::<String>()
-            + &format!(
-                "AllowTcpForwarding yes\nLogLevel DEBUG1\nPidFile {}/sshd.pid\n",
-                dir.display()
-            );
-        let path = dir.join("sshd_config");
-        std::fs::write(&path, cfg).expect("write config");
-        fleet.stop(name).expect("stop");
-        let log = dir.join("sshd.log");
-        let child = Command::new("/usr/sbin/sshd")
-            .arg("-D")
-            .arg("-f")
-            .arg(&path)
-            .arg("-E")
-            .arg(&log)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn sshd");
-        let addr = fleet.addr(name).expect("addr");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while testkit::sshd::banner(addr).is_err() {
-            assert!(Instant::now() < deadline, "jump sshd not ready");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        JumpSshd { child, log }
-    }
-}
-
-impl Drop for JumpSshd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn proxy_jump_from_ssh_config() {
     let Some(fleet) = fleet(3) else { return };
-    let jump = JumpSshd::replace(&fleet, "host001");
+    let jump = OwnSshd::replace(
+        &fleet,
+        "host001",
+        &["AllowTcpForwarding yes", "LogLevel DEBUG1"],
+    );
     let ip1 = fleet.host("host001").expect("h1").ip;
     let ip2 = fleet.host("host002").expect("h2").ip;
     let port = fleet.port();
@@ -624,7 +572,7 @@ async fn proxy_jump_from_ssh_config() {
     .expect("write inventory");
     let inv = promfleet::inventory::load(&inv_path).expect("inventory");
     let host = inv.hosts.first().expect("host");
-    let config = SshConfigFile::load(&cfg).expect("ssh config");
+    let config = SshConfig::new(&cfg);
     let t = config.target(host, Some("nobody")).await.expect("target");
     assert_eq!(t.address, ip2.to_string());
     assert_eq!(t.port, port);

@@ -1,6 +1,6 @@
 //! One SSH session per host for the whole run, opened on first use and reused by every task;
 //! transient connect failures (refused, timeout, a handshake refused by MaxStartups) are
-//! retried with backoff.
+//! retried with backoff; authentication failures never are.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -98,11 +98,14 @@ impl Connector {
         }
     }
 
-    /// Attempts allowed for this error. A handshake the server dropped (sshd past
-    /// `MaxStartups`: reset or closed before the key exchange finished) is back-pressure,
+    /// Attempts allowed for this error. An authentication failure gets one: every retry is
+    /// one more failed login in the server's log, which fail2ban counts, and retrying cannot
+    /// fix a key. A handshake the server dropped (sshd past `MaxStartups`: reset or closed
+    /// before the key exchange finished; authentication never yields `Ssh`) is back-pressure,
     /// not a host fault, so it gets a larger budget than other transient failures.
     fn budget(&self, e: &TransportError) -> u32 {
         match e {
+            TransportError::Auth { .. } | TransportError::TooManyAuthFailures { .. } => 1,
             TransportError::Ssh(_) => self.retry.attempts.max(HANDSHAKE_ATTEMPTS),
             _ => self.retry.attempts,
         }

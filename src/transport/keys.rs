@@ -8,7 +8,7 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use russh::keys::{Algorithm, HashAlg, PrivateKey};
+use russh::keys::{Algorithm, HashAlg, PrivateKey, PublicKey};
 
 use super::TransportError;
 
@@ -89,6 +89,24 @@ pub fn expand_home(p: &Path) -> PathBuf {
         return home.join(rest);
     }
     p.to_path_buf()
+}
+
+/// The public half of a key file without asking for its passphrase, as OpenSSH finds it to
+/// match agent keys: `<file>.pub`, else the clear public part of an OpenSSH private key, else
+/// the key itself when it is not encrypted. `None` when none of these works.
+pub fn public_key_of(path: &Path) -> Option<PublicKey> {
+    let mut pubfile = path.as_os_str().to_owned();
+    pubfile.push(".pub");
+    if let Ok(k) = russh::keys::load_public_key(PathBuf::from(pubfile)) {
+        return Some(k);
+    }
+    let text = std::fs::read(path).ok()?;
+    if let Ok(k) = PrivateKey::from_openssh(&text) {
+        return Some(k.public_key().clone());
+    }
+    russh::keys::load_secret_key(path, None)
+        .ok()
+        .map(|k| k.public_key().clone())
 }
 
 /// Default identity files, in OpenSSH's order.

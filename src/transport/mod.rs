@@ -20,7 +20,7 @@ pub use error::TransportError;
 pub use output::{Capture, ExecOutput};
 pub use quote::{remote_path, sh_quote};
 pub use session::{ConnectOptions, Session, Upload};
-pub use ssh_config::{DEFAULT_PATH as SSH_CONFIG_DEFAULT, SshConfig, SshConfigFile};
+pub use ssh_config::{DEFAULT_PATH as SSH_CONFIG_DEFAULT, SshConfig};
 pub use sudo::{BecomePassword, PasswordSource};
 
 use std::path::PathBuf;
@@ -62,13 +62,16 @@ pub struct Target {
     pub become_password: Option<BecomePassword>,
     /// Name looked up in (and recorded to) known_hosts instead of the address (`HostKeyAlias`).
     pub host_key_alias: Option<String>,
-    /// `UserKnownHostsFile` from the config; empty → the run's `--known-hosts` file.
+    /// `UserKnownHostsFile` when the config sets one (OpenSSH's default counts as unset);
+    /// empty → the run's `--known-hosts` file.
     pub user_known_hosts: Vec<PathBuf>,
-    /// `GlobalKnownHostsFile` from the config; empty → OpenSSH's defaults.
+    /// `GlobalKnownHostsFile` as ssh resolves it (set or default); empty (no `ssh` binary) →
+    /// OpenSSH's defaults.
     pub global_known_hosts: Vec<PathBuf>,
-    /// `StrictHostKeyChecking` from the config; `None` → the run's setting.
+    /// `StrictHostKeyChecking` when the config sets it; `None` (also for `ask`, OpenSSH's
+    /// default) → the run's setting.
     pub strict_host_key_checking: Option<StrictHostKeyChecking>,
-    /// `HashKnownHosts`: record new keys hashed.
+    /// `HashKnownHosts` (Debian's /etc/ssh/ssh_config says yes): record new keys hashed.
     pub hash_known_hosts: bool,
     /// `IdentitiesOnly`: offer only `keys`, not every key of the agent.
     pub identities_only: bool,

@@ -84,9 +84,40 @@ pub enum Upload {
     Changed,
 }
 
+/// The russh handler: host keys are the verifier's business; a disconnect message from the
+/// server is kept so a failed login can say why (e.g. "Too many authentication failures").
+pub(super) struct Client {
+    verifier: Verifier,
+    disconnect: Arc<Mutex<Option<String>>>,
+}
+
+impl client::Handler for Client {
+    type Error = <Verifier as client::Handler>::Error;
+
+    async fn check_server_key(
+        &mut self,
+        key: &russh::keys::PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        client::Handler::check_server_key(&mut self.verifier, key).await
+    }
+
+    async fn disconnected(
+        &mut self,
+        reason: client::DisconnectReason<Self::Error>,
+    ) -> Result<(), Self::Error> {
+        match reason {
+            client::DisconnectReason::ReceivedDisconnect(info) => {
+                *self.disconnect.lock().unwrap_or_else(|p| p.into_inner()) = Some(info.message);
+                Ok(())
+            }
+            client::DisconnectReason::Error(e) => Err(e),
+        }
+    }
+}
+
 /// An authenticated SSH connection to one host.
 pub struct Session {
-    handle: Handle<Verifier>,
+    handle: Handle<Client>,
     // Keeps the ProxyJump connection alive as long as this one.
     _jump: Option<Arc<Session>>,
     target: Target,
@@ -150,6 +181,11 @@ impl Session {
             known_hosts_lock: opts.known_hosts_lock.clone(),
             problem: problem.clone(),
         };
+        let disconnect = Arc::new(Mutex::new(None));
+        let handler = Client {
+            verifier,
+            disconnect: disconnect.clone(),
+        };
         let addr = format!("{}:{}", target.address, target.port);
         let (jump, result) = match &target.jump {
             None => {
@@ -159,7 +195,7 @@ impl Session {
                         addr: addr.clone(),
                         source,
                     })?;
-                (None, client::connect_stream(config, stream, verifier).await)
+                (None, client::connect_stream(config, stream, handler).await)
             }
             Some(jump_target) => {
                 let jump = shared_jump(jump_target, opts).await?;
@@ -176,7 +212,7 @@ impl Session {
                         what: format!("ProxyJump {} → {addr}", jump_target.address),
                         message: e.to_string(),
                     })?;
-                let r = client::connect_stream(config, ch.into_stream(), verifier).await;
+                let r = client::connect_stream(config, ch.into_stream(), handler).await;
                 (Some(jump), r)
             }
         };
@@ -189,7 +225,7 @@ impl Session {
                 return Err(TransportError::Ssh(e));
             }
         };
-        authenticate(&mut handle, target, opts).await?;
+        authenticate(&mut handle, target, opts, &disconnect).await?;
         Ok(Session {
             handle,
             _jump: jump,

@@ -38,12 +38,11 @@ pub struct SshConfig {
     /// Which config files `ssh` reads.
     file: ConfigFile,
     cache: Mutex<HashMap<Query, Arc<OnceCell<Arc<Resolved>>>>>,
+    /// IdentityFile → its expansion, for files that expand the same for every host.
+    expanded: Mutex<HashMap<String, PathBuf>>,
     /// OpenSSH's built-in defaults (`ssh -G -F none`), to tell set values from defaults.
     defaults: OnceCell<Resolved>,
 }
-
-/// Kept for existing callers: the config is now OpenSSH's answer, not a parsed file.
-pub type SshConfigFile = SshConfig;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum ConfigFile {
@@ -108,6 +107,7 @@ impl SshConfig {
             ssh: find_in_path("ssh"),
             file,
             cache: Mutex::default(),
+            expanded: Mutex::default(),
             defaults: OnceCell::new(),
         }
     }
@@ -118,13 +118,9 @@ impl SshConfig {
             ssh: None,
             file: ConfigFile::Nothing,
             cache: Mutex::default(),
+            expanded: Mutex::default(),
             defaults: OnceCell::new(),
         }
-    }
-
-    /// Kept for existing callers; never fails (a missing file is no config).
-    pub fn load(path: &Path) -> Result<SshConfig, String> {
-        Ok(SshConfig::new(path))
     }
 
     /// Why the config is ignored, if it is (shown once per run by the CLI).
@@ -266,9 +262,10 @@ impl SshConfig {
                 },
                 hash_known_hosts: r.hash_known_hosts,
                 identities_only: r.identities_only,
+                // `ConnectTimeout 0` is no timeout in OpenSSH: the run's bound applies.
                 connect_timeout: r
                     .connect_timeout
-                    .filter(|_| r.connect_timeout != d.connect_timeout)
+                    .filter(|&s| s > 0 && r.connect_timeout != d.connect_timeout)
                     .map(Duration::from_secs),
                 server_alive_interval: (r.server_alive_interval != d.server_alive_interval
                     && r.server_alive_interval > 0)
@@ -357,6 +354,19 @@ impl SshConfig {
                 r.identity_files
             ));
         }
+        // A file without `%` or `$` expands the same for every host (only `~`): ask once.
+        let host_free = |f: &str| !f.contains('%') && !f.contains('$');
+        {
+            let known = self.expanded.lock().unwrap_or_else(|p| p.into_inner());
+            let cached: Option<Vec<PathBuf>> = r
+                .identity_files
+                .iter()
+                .map(|f| known.get(f).cloned())
+                .collect();
+            if let Some(paths) = cached {
+                return Ok(paths);
+            }
+        }
         let files = r.identity_files.join(" ");
         let args = self.args(q, &["-o".into(), format!("UserKnownHostsFile={files}")]);
         let expanded = parse(&run_ssh_g(ssh, &args).await?)?.user_known_hosts;
@@ -366,6 +376,12 @@ impl SshConfig {
                 r.identity_files.len(),
                 expanded.len()
             ));
+        }
+        let mut known = self.expanded.lock().unwrap_or_else(|p| p.into_inner());
+        for (raw, path) in r.identity_files.iter().zip(&expanded) {
+            if host_free(raw) {
+                known.insert(raw.clone(), path.clone());
+            }
         }
         Ok(expanded)
     }
