@@ -422,6 +422,48 @@ async fn concurrent_uploads_to_one_path_never_fail() {
     s.close().await;
 }
 
+/// An upload onto an existing directory moved the new file *into* it (`mv` into a directory)
+/// and reported "changed", leaving a stray `.promfleet.*` file there. It is a clear failure
+/// with nothing created, for a directory and for a symlink to one.
+#[tokio::test(flavor = "multi_thread")]
+async fn upload_onto_a_directory_fails_cleanly() {
+    let Some(fleet) = fleet(1) else { return };
+    let h = fleet.host("host001").expect("host").clone();
+    let s = connect(&target(&fleet, "host001"), &opts(&fleet)).await;
+    let conf = h.dir.join("conf.d");
+    std::fs::create_dir(&conf).expect("mkdir");
+    std::fs::write(conf.join("keep.yml"), "keep\n").expect("write");
+    // The login user's own directory: `mv` can write into it (the defect's condition).
+    std::os::unix::fs::chown(&conf, Some(fleet.user_uid()), None).expect("chown");
+    let link = h.dir.join("conf-link");
+    std::os::unix::fs::symlink(&conf, &link).expect("symlink");
+    for dest in [&conf, &link] {
+        let d = dest.to_str().expect("utf8");
+        let e = s
+            .upload(d, Bytes::from_static(b"new\n"), 0o644)
+            .await
+            .expect_err("a directory is not replaced by a file");
+        assert!(
+            e.to_string().contains(&format!("{d} is a directory")),
+            "{e}"
+        );
+    }
+    s.close().await;
+    let mut inside: Vec<_> = std::fs::read_dir(&conf)
+        .expect("read dir")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    inside.sort();
+    assert_eq!(
+        inside,
+        ["keep.yml"],
+        "files added inside {}",
+        conf.display()
+    );
+    assert!(link.is_symlink());
+    no_temp_files(&h.dir);
+}
+
 /// `promfleet deploy <book>` on the rig's fleet, JSON report.
 fn deploy(rig: &Rig, book: &str, extra: &[&str]) -> Run {
     let mut r = Run::new(&["deploy", book])
