@@ -545,6 +545,54 @@ fn status_never_runs_deploy_dir() {
     assert!(text.contains("not deployed"), "{text}");
 }
 
+/// Issue 12 made a command timeout a failure (`CommandTimeout`), but `status` still labelled a
+/// timed-out status script "lost", as if the connection had dropped.
+#[test]
+fn status_script_timeout_is_labelled_timed_out_not_lost() {
+    let Some(rig) = Rig::start(1, 1) else { return };
+    let host = rig.fleet.hosts().next().expect("host").clone();
+    // `compose ps` (the status script's container probe) outlives the timeout below.
+    let wrapper = rig.fleet.root().join("bin").join("compose-slow-ps");
+    let real = rig.fleet.compose_command().display().to_string();
+    std::fs::write(
+        &wrapper,
+        format!("#!/bin/sh\ncase \" $* \" in *\" ps \"*) sleep 60;; esac\nexec {real} \"$@\"\n"),
+    )
+    .expect("wrapper");
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let w = wrapper.display().to_string();
+    rig.write_inventory(&[(&host.name, &|l: String| l.replace(&real, &w))]);
+    let out = fleet_run(
+        &["status"],
+        &rig.inv,
+        &rig.fleet,
+        &[
+            "--output",
+            "json",
+            "--retries",
+            "1",
+            "--command-timeout",
+            "2",
+            "-e",
+            &format!("deploy_dir={}", host.dir.display()),
+        ],
+    );
+    let r: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("status JSON: {e}\n{}", stderr(&out)));
+    let ssh = &r["hosts"][0]["checks"]["ssh"];
+    assert_eq!(ssh["summary"], "timed out after 2s", "{r:#}");
+    assert!(
+        ssh["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("--command-timeout")),
+        "{r:#}"
+    );
+    assert_eq!(
+        r["hosts"][0]["checks"]["containers"]["detail"], "not checked: status script timed out",
+        "{r:#}"
+    );
+}
+
 /// Defect 7: a secret with `"` or `\` leaked through template error messages, which show
 /// values JSON-escaped.
 #[test]
