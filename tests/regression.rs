@@ -422,6 +422,48 @@ async fn concurrent_uploads_to_one_path_never_fail() {
     s.close().await;
 }
 
+/// An upload onto an existing directory moved the new file *into* it (`mv` into a directory)
+/// and reported "changed", leaving a stray `.promfleet.*` file there. It is a clear failure
+/// with nothing created, for a directory and for a symlink to one.
+#[tokio::test(flavor = "multi_thread")]
+async fn upload_onto_a_directory_fails_cleanly() {
+    let Some(fleet) = fleet(1) else { return };
+    let h = fleet.host("host001").expect("host").clone();
+    let s = connect(&target(&fleet, "host001"), &opts(&fleet)).await;
+    let conf = h.dir.join("conf.d");
+    std::fs::create_dir(&conf).expect("mkdir");
+    std::fs::write(conf.join("keep.yml"), "keep\n").expect("write");
+    // The login user's own directory: `mv` can write into it (the defect's condition).
+    std::os::unix::fs::chown(&conf, Some(fleet.user_uid()), None).expect("chown");
+    let link = h.dir.join("conf-link");
+    std::os::unix::fs::symlink(&conf, &link).expect("symlink");
+    for dest in [&conf, &link] {
+        let d = dest.to_str().expect("utf8");
+        let e = s
+            .upload(d, Bytes::from_static(b"new\n"), 0o644)
+            .await
+            .expect_err("a directory is not replaced by a file");
+        assert!(
+            e.to_string().contains(&format!("{d} is a directory")),
+            "{e}"
+        );
+    }
+    s.close().await;
+    let mut inside: Vec<_> = std::fs::read_dir(&conf)
+        .expect("read dir")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    inside.sort();
+    assert_eq!(
+        inside,
+        ["keep.yml"],
+        "files added inside {}",
+        conf.display()
+    );
+    assert!(link.is_symlink());
+    no_temp_files(&h.dir);
+}
+
 /// `promfleet deploy <book>` on the rig's fleet, JSON report.
 fn deploy(rig: &Rig, book: &str, extra: &[&str]) -> Run {
     let mut r = Run::new(&["deploy", book])
@@ -501,6 +543,54 @@ fn status_never_runs_deploy_dir() {
     let r: Value = serde_json::from_slice(&out.stdout).expect("status JSON");
     let text = r.to_string();
     assert!(text.contains("not deployed"), "{text}");
+}
+
+/// Issue 12 made a command timeout a failure (`CommandTimeout`), but `status` still labelled a
+/// timed-out status script "lost", as if the connection had dropped.
+#[test]
+fn status_script_timeout_is_labelled_timed_out_not_lost() {
+    let Some(rig) = Rig::start(1, 1) else { return };
+    let host = rig.fleet.hosts().next().expect("host").clone();
+    // `compose ps` (the status script's container probe) outlives the timeout below.
+    let wrapper = rig.fleet.root().join("bin").join("compose-slow-ps");
+    let real = rig.fleet.compose_command().display().to_string();
+    std::fs::write(
+        &wrapper,
+        format!("#!/bin/sh\ncase \" $* \" in *\" ps \"*) sleep 60;; esac\nexec {real} \"$@\"\n"),
+    )
+    .expect("wrapper");
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let w = wrapper.display().to_string();
+    rig.write_inventory(&[(&host.name, &|l: String| l.replace(&real, &w))]);
+    let out = fleet_run(
+        &["status"],
+        &rig.inv,
+        &rig.fleet,
+        &[
+            "--output",
+            "json",
+            "--retries",
+            "1",
+            "--command-timeout",
+            "2",
+            "-e",
+            &format!("deploy_dir={}", host.dir.display()),
+        ],
+    );
+    let r: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("status JSON: {e}\n{}", stderr(&out)));
+    let ssh = &r["hosts"][0]["checks"]["ssh"];
+    assert_eq!(ssh["summary"], "timed out after 2s", "{r:#}");
+    assert!(
+        ssh["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("--command-timeout")),
+        "{r:#}"
+    );
+    assert_eq!(
+        r["hosts"][0]["checks"]["containers"]["detail"], "not checked: status script timed out",
+        "{r:#}"
+    );
 }
 
 /// Defect 7: a secret with `"` or `\` leaked through template error messages, which show

@@ -4,7 +4,10 @@
 //! `ssh -F <file> -o BatchMode=yes … whoami` and `promfleet exec … -- whoami` run against the
 //! same real sshds and must agree on the verdict, the login user, the identity files offered,
 //! and, at every sshd involved (bastions too), the users tried and the number of connections
-//! (so a failed login is one connection, never a retry loop). A new case is one row.
+//! (so a failed login is one connection, never a retry loop). Rows about host keys
+//! (`UserKnownHostsFile`, `GlobalKnownHostsFile`, `StrictHostKeyChecking`, `HostKeyAlias`,
+//! `HashKnownHosts`) log in against known_hosts files of their own, reset between the two
+//! tools, and must also record the same lines there. A new case is one row.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -31,7 +34,8 @@ enum Agent {
 
 /// One case. Text fields take placeholders: `{A}` `{B}` (targets), `{J1}` `{J2}` (bastions),
 /// `{S}` (a host that accepts TCP and never answers), `{port}`, `{user}` (sudo user),
-/// `{nosudo}`, `{key}` (the authorized key), `{dir}` (the row's directory), `{kh}`.
+/// `{nosudo}`, `{key}` (the authorized key), `{dir}` (the row's directory), `{kh}`, `{Akey}`
+/// (`{A}`'s host key, `type base64`).
 struct Case {
     name: &'static str,
     config: &'static str,
@@ -46,6 +50,9 @@ struct Case {
     agent: Agent,
     /// Also log in with both and compare.
     login: bool,
+    /// The host key is checked against the row's own known_hosts files (its `files`, which
+    /// the config names): compare the lines each tool recorded there.
+    host_keys: bool,
     /// Extra promfleet flags.
     flags: &'static [&'static str],
     /// promfleet must finish within this many seconds (a bound the row's flags set).
@@ -64,6 +71,7 @@ const fn row(name: &'static str, config: &'static str, dest: &'static str) -> Ca
         files: &[],
         agent: Agent::None,
         login: true,
+        host_keys: false,
         flags: &[],
         within: None,
         error_says: None,
@@ -251,60 +259,93 @@ const CASES: &[Case] = &[
         "Host web\n  HostName {A}\n  Port {port}\n  User {user}\n  IdentityFile {key}\n  ServerAliveInterval 7\n  ServerAliveCountMax 2\n",
         "web",
     ),
-    // Host-key options: resolution only here; the known_hosts table checks their verdicts.
+    // Host-key options: both tools log in against the row's own known_hosts files (listed in
+    // `files`, reset between the two runs) and must reach the same verdict and record the
+    // same lines in the same file.
     Case {
-        login: false,
+        files: &[
+            ("{dir}/kh1", ""),
+            ("{dir}/kh_{A}_{port}", "[{A}]:{port} {Akey}\n"),
+        ],
+        host_keys: true,
         ..row(
             "user_known_hosts_files",
-            "Host web\n  HostName {A}\n  UserKnownHostsFile {dir}/kh1 ~/kh_%h_%p\n",
+            "Host web\n  HostName {A}\n  Port {port}\n  User {user}\n  IdentityFile {key}\n  UserKnownHostsFile {dir}/kh1 ~/kh_%h_%p {dir}/kh_%h_%p\n",
             "web",
         )
     },
     Case {
-        login: false,
+        files: &[
+            ("{dir}/known_hosts", ""),
+            ("{dir}/global", "[{A}]:{port} {Akey}\n"),
+        ],
+        host_keys: true,
         ..row(
-            "global_known_hosts_and_hash_known_hosts",
-            "Host web\n  HostName {A}\n  GlobalKnownHostsFile {dir}/global\n  HashKnownHosts yes\n",
+            "global_known_hosts_file",
+            "Host web\n  HostName {A}\n  Port {port}\n  User {user}\n  IdentityFile {key}\n  UserKnownHostsFile {dir}/known_hosts\n  GlobalKnownHostsFile {dir}/global\n",
             "web",
         )
     },
     Case {
-        login: false,
+        files: &[("{dir}/known_hosts", ""), ("{dir}/global", "")],
+        host_keys: true,
+        ..row(
+            "hash_known_hosts_records_a_hashed_line",
+            "Host web\n  HostName {A}\n  Port {port}\n  User {user}\n  IdentityFile {key}\n  UserKnownHostsFile {dir}/known_hosts\n  GlobalKnownHostsFile {dir}/global\n  HashKnownHosts yes\n  StrictHostKeyChecking accept-new\n",
+            "web",
+        )
+    },
+    Case {
+        files: &[("{dir}/known_hosts", "")],
+        host_keys: true,
         ..row(
             "strict_host_key_checking_accept_new",
-            "Host web\n  StrictHostKeyChecking accept-new\n",
+            "Host web\n  HostName {A}\n  Port {port}\n  User {user}\n  IdentityFile {key}\n  UserKnownHostsFile {dir}/known_hosts\n  StrictHostKeyChecking accept-new\n",
             "web",
         )
     },
     Case {
-        login: false,
+        files: &[("{dir}/known_hosts", "")],
+        host_keys: true,
         ..row(
             "strict_host_key_checking_no",
-            "Host web\n  StrictHostKeyChecking no\n",
+            "Host web\n  HostName {A}\n  Port {port}\n  User {user}\n  IdentityFile {key}\n  UserKnownHostsFile {dir}/known_hosts\n  StrictHostKeyChecking no\n",
             "web",
         )
     },
     Case {
-        login: false,
+        files: &[("{dir}/known_hosts", "")],
+        host_keys: true,
         ..row(
             "strict_host_key_checking_yes",
-            "Host web\n  StrictHostKeyChecking yes\n",
+            "Host web\n  HostName {A}\n  Port {port}\n  User {user}\n  IdentityFile {key}\n  UserKnownHostsFile {dir}/known_hosts\n  StrictHostKeyChecking yes\n",
             "web",
         )
     },
     Case {
-        login: false,
+        files: &[("{dir}/known_hosts", "")],
+        host_keys: true,
         ..row(
             "strict_host_key_checking_ask_is_the_default",
-            "Host web\n  StrictHostKeyChecking ask\n",
+            "Host web\n  HostName {A}\n  Port {port}\n  User {user}\n  IdentityFile {key}\n  UserKnownHostsFile {dir}/known_hosts\n  StrictHostKeyChecking ask\n",
             "web",
         )
     },
     Case {
-        login: false,
+        files: &[("{dir}/known_hosts", "web-key {Akey}\n")],
+        host_keys: true,
         ..row(
             "host_key_alias",
-            "Host web\n  HostName {A}\n  HostKeyAlias web-key\n",
+            "Host web\n  HostName {A}\n  Port {port}\n  User {user}\n  IdentityFile {key}\n  UserKnownHostsFile {dir}/known_hosts\n  HostKeyAlias web-key\n",
+            "web",
+        )
+    },
+    Case {
+        files: &[("{dir}/known_hosts", "")],
+        host_keys: true,
+        ..row(
+            "host_key_alias_accept_new_records_the_alias",
+            "Host web\n  HostName {A}\n  Port {port}\n  User {user}\n  IdentityFile {key}\n  UserKnownHostsFile {dir}/known_hosts\n  HostKeyAlias web-key\n  StrictHostKeyChecking accept-new\n",
             "web",
         )
     },
@@ -389,7 +430,11 @@ impl Lab {
             .replace("{nosudo}", self.fleet.nosudo_user())
             .replace("{key}", &self.fleet.client_key().display().to_string())
             .replace("{dir}", &dir.display().to_string())
-            .replace("{kh}", &self.fleet.known_hosts().display().to_string());
+            .replace("{kh}", &self.fleet.known_hosts().display().to_string())
+            .replace(
+                "{Akey}",
+                &self.fleet.host_key_line(ROLES[0].1).expect("host key"),
+            );
         for (role, _) in ROLES {
             s = s.replace(&format!("{{{role}}}"), &self.ip(role));
         }
@@ -582,17 +627,12 @@ fn hops(t: &Value) -> Vec<Value> {
     out
 }
 
-fn run_case(lab: &Lab, c: &Case) -> Vec<String> {
-    let mut bad = Vec::new();
-    let dir = lab.fleet.root().join("cases").join(c.name);
-    std::fs::create_dir_all(&dir).expect("case dir");
-    let cfg = dir.join("ssh_config");
-    // Host keys: the fleet's known_hosts for every row that does not name its own (first
-    // value wins, so this trailer only fills in).
-    let config = lab.fill(c.config, &dir) + &lab.fill("Host *\n  UserKnownHostsFile {kh}\n", &dir);
-    std::fs::write(&cfg, &config).expect("config");
+/// Write the row's files; returns the plain-text ones with their content (the known_hosts
+/// files of a `host_keys` row), to reset them and to see what a tool appended.
+fn write_files(lab: &Lab, c: &Case, dir: &Path) -> Vec<(PathBuf, String)> {
+    let mut texts = Vec::new();
     for (path, content) in c.files {
-        let path = PathBuf::from(lab.fill(path, &dir));
+        let path = PathBuf::from(lab.fill(path, dir));
         match *content {
             "KEY" => {
                 std::fs::copy(lab.fleet.client_key(), &path).expect("copy key");
@@ -605,8 +645,56 @@ fn run_case(lab: &Lab, c: &Case) -> Vec<String> {
                 pubfile.push(".pub");
                 std::fs::copy(PathBuf::from(pubfile), &path).expect("copy pub");
             }
-            text => std::fs::write(&path, lab.fill(text, &dir)).expect("file"),
+            text => {
+                let text = lab.fill(text, dir);
+                std::fs::write(&path, &text).expect("file");
+                texts.push((path, text));
+            }
         }
+    }
+    texts
+}
+
+/// The lines a tool appended to the row's known_hosts files, as `file: name type base64`
+/// (a hashed name, salted afresh each time, as `(hashed)`); the files are reset afterwards
+/// for the next tool.
+fn recorded(files: &[(PathBuf, String)]) -> Vec<String> {
+    let mut out = Vec::new();
+    for (path, before) in files {
+        let after = std::fs::read_to_string(path).unwrap_or_default();
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        match after.strip_prefix(before.as_str()) {
+            Some(new) => {
+                for l in new.lines().filter(|l| !l.trim().is_empty()) {
+                    let f: Vec<&str> = l.split_whitespace().collect();
+                    let host = match f.first() {
+                        Some(h) if h.starts_with("|1|") => "(hashed)",
+                        Some(h) => h,
+                        None => "",
+                    };
+                    let key = f.get(1..3).map(|k| k.join(" ")).unwrap_or_default();
+                    out.push(format!("{name}: {host} {key}"));
+                }
+            }
+            None => out.push(format!("{name}: rewritten, not appended to:\n{after}")),
+        }
+        std::fs::write(path, before).expect("reset known_hosts");
+    }
+    out
+}
+
+fn run_case(lab: &Lab, c: &Case) -> Vec<String> {
+    let mut bad = Vec::new();
+    let dir = lab.fleet.root().join("cases").join(c.name);
+    std::fs::create_dir_all(&dir).expect("case dir");
+    let cfg = dir.join("ssh_config");
+    // Host keys: the fleet's known_hosts for every row that does not name its own (first
+    // value wins, so this trailer only fills in).
+    let config = lab.fill(c.config, &dir) + &lab.fill("Host *\n  UserKnownHostsFile {kh}\n", &dir);
+    std::fs::write(&cfg, &config).expect("config");
+    let mut known_hosts = write_files(lab, c, &dir);
+    if !c.host_keys {
+        known_hosts.clear();
     }
     let user = c.user.map(|u| lab.fill(u, &dir));
     let port = c.port.map(|p| lab.fill(p, &dir));
@@ -762,12 +850,16 @@ fn run_case(lab: &Lab, c: &Case) -> Vec<String> {
 
     let marks = lab.log_marks();
     let mut ssh = Command::new("ssh");
-    ssh.arg("-v")
-        .args(&flags)
-        .args(["-o", "BatchMode=yes", "--", c.dest, "whoami"]);
+    ssh.arg("-v").args(&flags).args(["-o", "BatchMode=yes"]);
+    if c.host_keys {
+        // Only the key the row is about: no learning of the server's other host keys.
+        ssh.args(["-o", "UpdateHostKeys=no"]);
+    }
+    ssh.args(["--", c.dest, "whoami"]);
     with_agent(&mut ssh);
     let (ssh_out, _) = run_bounded(ssh, limit);
     let ssh_sessions = lab.log_since(&marks);
+    let ssh_recorded = recorded(&known_hosts);
     let ssh_ok = ssh_out.status.success();
     let ssh_user = String::from_utf8_lossy(&ssh_out.stdout).trim().to_string();
     let ssh_err = String::from_utf8_lossy(&ssh_out.stderr).to_string();
@@ -788,6 +880,23 @@ fn run_case(lab: &Lab, c: &Case) -> Vec<String> {
     with_agent(&mut pf);
     let (pf_out, took) = run_bounded(pf, limit);
     let pf_sessions = lab.log_since(&marks);
+    let pf_recorded = recorded(&known_hosts);
+    if c.host_keys {
+        eprintln!(
+            "  {}: ssh {}, recorded {ssh_recorded:?}",
+            c.name,
+            if ssh_out.status.success() {
+                "logged in"
+            } else {
+                "refused"
+            }
+        );
+    }
+    if c.host_keys && ssh_recorded != pf_recorded {
+        bad.push(format!(
+            "known_hosts lines recorded: ssh {ssh_recorded:?}, promfleet {pf_recorded:?}"
+        ));
+    }
     let line = String::from_utf8_lossy(&pf_out.stdout)
         .lines()
         .next()

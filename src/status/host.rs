@@ -20,7 +20,7 @@ use crate::modules::consul::{ConsulClient, Registration, ServiceDef};
 use crate::modules::file::sha256_hex;
 use crate::modules::metrics_check::MetricsCheck;
 use crate::playbook::Step;
-use crate::transport::{ExecOutput, Script};
+use crate::transport::{ExecOutput, Script, TransportError};
 
 /// What promfleet would put on one host now.
 #[derive(Debug, Clone, Default)]
@@ -171,6 +171,18 @@ impl Gatherer {
                         format!("status script: {}", o.short_error()),
                     ),
                     unknown("not checked: status script failed"),
+                );
+            }
+            // The host answered but the script outlived --command-timeout: a failure of the
+            // script (issue 12), not a lost connection.
+            Err(e @ TransportError::CommandTimeout { after, .. }) => {
+                return (
+                    Check::new(
+                        State::Down,
+                        format!("timed out after {}s", after.as_secs()),
+                        e.to_string(),
+                    ),
+                    unknown("not checked: status script timed out"),
                 );
             }
             Err(e) => {

@@ -213,4 +213,55 @@ mod tests {
             .build();
         assert_eq!(sh(&s), format!("{home}/a b|{home}/c|/x/~/d|"));
     }
+
+    /// Quoting is the builder's job: outside it, a call to `sh_quote`/`remote_path` is shell
+    /// text being assembled by hand (as `sudo.rs` and `upload.rs` once did). The only other
+    /// callers produce no command: the masker (the quoted form of a secret, to hide it) and
+    /// the template filter that quotes a path inside operator-written shell.
+    #[test]
+    fn only_the_builder_quotes_values_into_shell_text() {
+        const ALLOWED: &[&str] = &[
+            "src/transport/command.rs",
+            "src/transport/quote.rs",
+            "src/report/mask.rs",
+            "src/playbook/template.rs",
+        ];
+        fn rust_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+            for e in std::fs::read_dir(dir).expect("read src").flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    rust_files(&p, out);
+                } else if p.extension().is_some_and(|x| x == "rs") {
+                    out.push(p);
+                }
+            }
+        }
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut files = Vec::new();
+        rust_files(&root.join("src"), &mut files);
+        assert!(files.len() > 20, "src/ not found under {}", root.display());
+        let mut found = Vec::new();
+        for f in &files {
+            let rel = f.strip_prefix(root).expect("under root");
+            let rel = rel.to_string_lossy();
+            if ALLOWED.contains(&rel.as_ref()) {
+                continue;
+            }
+            let text = std::fs::read_to_string(f).expect("read");
+            for (n, line) in text.lines().enumerate() {
+                let code = line.trim_start();
+                if code.starts_with("//") {
+                    continue;
+                }
+                if code.contains("sh_quote(") || code.contains("remote_path(") {
+                    found.push(format!("{rel}:{}: {code}", n + 1));
+                }
+            }
+        }
+        assert!(
+            found.is_empty(),
+            "shell text quoted by hand (use Cmd or Script):\n{}",
+            found.join("\n")
+        );
+    }
 }

@@ -23,8 +23,8 @@ use std::sync::{Arc, OnceLock};
 
 use bytes::{Bytes, BytesMut};
 
+use super::command::Cmd;
 use super::output::Capture;
-use super::quote::sh_quote;
 
 /// Where a become password came from, for messages that say what to fix.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,23 +109,37 @@ fn marker() -> String {
 
 /// `command` as root, for a user with passwordless sudo.
 pub(super) fn without_password(command: &str) -> String {
-    format!("sudo -n sh -c {}", sh_quote(command))
+    Cmd::new("sudo")
+        .opt("-n")
+        .opt("sh")
+        .opt("-c")
+        .arg(command)
+        .to_string()
 }
+
+/// The root shell's prelude for `with_password`: `$1` is the marker, `$2` the command.
+/// It reads up to and including the marker line, then replaces itself with the command, so
+/// the command runs in a `sh -c` of its own exactly as `without_password` runs it. Exit 125
+/// if the marker never comes: the input is not what this protocol sent, and running the
+/// command on it could write a password into a file.
+const PRELUDE: &str = r#"lost() { echo 'promfleet: become: the input did not start as sent; command not run' >&2; exit 125; }
+IFS= read -r l || lost
+if [ "$l" != "$1" ]; then IFS= read -r l || lost; [ "$l" = "$1" ] || lost; fi
+exec sh -c "$2""#;
 
 /// `command` as root through `sudo -S`; its stdin must be `stdin_with_password`.
 pub(super) fn with_password(command: &str) -> String {
-    let m = marker();
-    // Exit 125 if the marker never comes: the input is not what this protocol sent, and
-    // running the command on it could write a password into a file.
-    let lost = "{ echo 'promfleet: become: the input did not start as sent; command not run' >&2; exit 125; }";
-    let script = format!(
-        "IFS= read -r l || {lost}; if [ \"$l\" != {m} ]; then IFS= read -r l || {lost}; [ \"$l\" = {m} ] || {lost}; fi; unset l\n{command}"
-    );
-    format!(
-        "sudo -S -p {} sh -c {}",
-        sh_quote(&prompt()),
-        sh_quote(&script)
-    )
+    Cmd::new("sudo")
+        .opt("-S")
+        .opt("-p")
+        .arg(&prompt())
+        .opt("sh")
+        .opt("-c")
+        .arg(PRELUDE)
+        .opt("sh")
+        .arg(&marker())
+        .arg(command)
+        .to_string()
 }
 
 /// The stdin for a `with_password` command: password line, marker line, then `input`.
@@ -148,9 +162,15 @@ pub(super) fn stdin_with_password(password: &BecomePassword, input: Option<Bytes
 /// has expired, reading the command's input as further attempts.
 pub(super) fn check(password: Option<&BecomePassword>) -> (String, Option<Bytes>) {
     match password {
-        None => ("sudo -n true".to_string(), None),
+        None => (Cmd::new("sudo").opt("-n").opt("true").to_string(), None),
         Some(pw) => (
-            format!("sudo -k -S -p {} true", sh_quote(&prompt())),
+            Cmd::new("sudo")
+                .opt("-k")
+                .opt("-S")
+                .opt("-p")
+                .arg(&prompt())
+                .opt("true")
+                .to_string(),
             Some(Bytes::from(format!("{}\n", pw.value))),
         ),
     }
@@ -250,13 +270,17 @@ mod tests {
         // The `sh -c` argument as sudo would receive it.
         let words = shlex::split(&script).expect("shell words");
         assert_eq!(&words[..4], ["sudo", "-S", "-p", prompt().as_str()]);
-        let inner = &words[6];
+        assert_eq!(&words[4..6], ["sh", "-c"]);
+        // What sudo runs: `sh -c <prelude> sh <marker> <command>`.
+        let inner = &words[6..];
+        assert_eq!(inner[2..], [marker(), "cat".to_string()]);
         let p = pw("pa55word");
         let input = Bytes::from_static(b"line1\nline2 no newline");
         let full = stdin_with_password(&p, Some(input.clone()));
         let run = |stdin: &[u8]| {
             let mut child = Command::new("sh")
-                .args(["-c", inner])
+                .arg("-c")
+                .args(inner)
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .spawn()

@@ -5,7 +5,38 @@
 //! replaces a symlink instead of following it. Concurrent uploads to one path therefore never
 //! collide: the last rename wins and the file is always one whole version.
 
-use super::quote::{remote_path, sh_quote};
+use super::command::Script;
+
+/// Refuses a `dest` that is a directory (or a symlink to one) before anything is created:
+/// `mv` would move the new file *into* it and the upload would look "changed" while the
+/// directory gained a stray `.promfleet.*` file.
+const NOT_A_DIRECTORY: &str = r#"if [ -d "$dest" ]; then echo "promfleet: $dest is a directory; it cannot be replaced by a file" >&2; exit 1; fi"#;
+
+/// Written, mode set and owned like the final file, compared, backed up, renamed.
+///
+/// The temp file gets the final mode (and owner) first, so "unchanged" compares the
+/// attributes the system resolved, not our spelling of them (names vs ids).
+const INSTALL: &str = r#"dir=$(dirname -- "$dest")
+mkdir -p -- "$dir"
+tmp=$(mktemp -- "$dir/.promfleet.XXXXXX")
+prev=
+trap 'rm -f -- "$tmp" ${prev:+"$prev"}' EXIT
+cat > "$tmp"
+chmod "$mode" "$tmp"
+own "$tmp"
+if [ -f "$dest" ] && [ ! -L "$dest" ] && cmp -s -- "$tmp" "$dest" && [ "$(stat -c "$attrs" -- "$tmp")" = "$(stat -c "$attrs" -- "$dest")" ]; then echo unchanged; exit 0; fi
+if [ -f "$dest" ] && [ ! -L "$dest" ]; then
+  prev=$(mktemp -- "$dir/.promfleet.XXXXXX")
+  old=$(stat -c %a -- "$dest")
+  cat -- "$dest" > "$prev"
+  own "$prev"
+  chmod "$(printf %o "$((0$old & 0$mode))")" "$prev"
+  rm -f -- "$dest.prev"
+  mv -f -- "$prev" "$dest.prev"
+fi
+mv -f -- "$tmp" "$dest"
+trap - EXIT
+echo changed"#;
 
 /// The remote half of `upload`: POSIX sh, content on stdin.
 ///
@@ -13,39 +44,55 @@ use super::quote::{remote_path, sh_quote};
 /// the stricter of the two modes (the bits both allow): a secret written 0600 must not leave
 /// its old token readable in a 0644 `.prev`, and loosening a file's mode must not loosen the
 /// copy of its old content. It is written while still mktemp's 0600, then chowned and
-/// chmodded. A `dest` that is a symlink is replaced, never backed up (that would copy its
-/// target).
+/// chmodded. A `dest` that is a symlink to a file is replaced, never backed up (that would
+/// copy its target); a `dest` that is a directory is an error.
 pub(super) fn upload_script(dest: &str, mode: u32, owner: Option<&str>) -> String {
-    let d = remote_path(dest);
-    // The temp file gets the final mode (and owner) first, so "unchanged" compares the
-    // attributes the system resolved, not our spelling of them (names vs ids).
-    let (chown, attrs) = match owner {
-        Some(o) => (format!("chown -- {} ", sh_quote(o)), "%a:%u:%g"),
-        None => (String::from(": "), "%a"),
+    let s = Script::new()
+        .fragment("set -e")
+        .path_var("dest", dest)
+        .var("mode", &format!("{mode:o}"));
+    let s = match owner {
+        Some(o) => s
+            .var("owner", o)
+            .fragment(r#"own() { chown -- "$owner" "$1"; }"#)
+            .fragment("attrs=%a:%u:%g"),
+        None => s.fragment("own() { :; }").fragment("attrs=%a"),
     };
-    format!(
-        r#"set -e
-dest={d}
-dir=$(dirname -- "$dest")
-mkdir -p -- "$dir"
-tmp=$(mktemp -- "$dir/.promfleet.XXXXXX")
-prev=
-trap 'rm -f -- "$tmp" ${{prev:+"$prev"}}' EXIT
-cat > "$tmp"
-chmod {mode:o} "$tmp"
-{chown}"$tmp"
-if [ -f "$dest" ] && [ ! -L "$dest" ] && cmp -s -- "$tmp" "$dest" && [ "$(stat -c {attrs} -- "$tmp")" = "$(stat -c {attrs} -- "$dest")" ]; then echo unchanged; exit 0; fi
-if [ -f "$dest" ] && [ ! -L "$dest" ]; then
-  prev=$(mktemp -- "$dir/.promfleet.XXXXXX")
-  old=$(stat -c %a -- "$dest")
-  cat -- "$dest" > "$prev"
-  {chown}"$prev"
-  chmod "$(printf %o "$((0$old & 0{mode:o}))")" "$prev"
-  rm -f -- "$dest.prev"
-  mv -f -- "$prev" "$dest.prev"
-fi
-mv -f -- "$tmp" "$dest"
-trap - EXIT
-echo changed"#
-    )
+    s.fragment(NOT_A_DIRECTORY).fragment(INSTALL).build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Values stay values: a hostile path and owner reach `mkdir`/`chown` as one word each
+    /// and nothing they spell runs (the local sh as the oracle, in a scratch directory).
+    #[test]
+    fn hostile_dest_and_owner_are_never_syntax() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let marker = dir.path().join("pwned");
+        let evil = format!("$(touch {m}); `touch {m}`; touch {m}", m = marker.display());
+        let dest = dir.path().join(format!("sub {evil}")).join("f'\n*");
+        let script = upload_script(dest.to_str().expect("utf8"), 0o640, None);
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("sh");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "changed\n", "{out:?}");
+        assert!(dest.is_file(), "{}", dest.display());
+        assert!(!marker.exists());
+        // The owner is a value too (chown fails on the hostile name; nothing runs).
+        let owner = format!("x$(touch {})", marker.display());
+        let script = upload_script(dest.to_str().expect("utf8"), 0o600, Some(&owner));
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("sh");
+        assert!(!out.status.success());
+        assert!(!marker.exists());
+    }
 }
