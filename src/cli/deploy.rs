@@ -184,10 +184,10 @@ pub fn make_plan(
         let wanted: Vec<String> = books
             .iter()
             .flat_map(|b| &b.plays)
-            .map(|p| format!("{} ({})", p.hosts.join(","), p.pos.file.display()))
+            .map(|p| format!("`{}` ({})", p.hosts.join(","), p.pos))
             .collect();
         anyhow::bail!(
-            "no host to act on: the playbooks' `hosts:` {} match none of the {} host(s) {} selects in {}",
+            "no host to act on: the plays' `hosts:` {} match none of the {} host(s) {} selects in {}",
             wanted.join("; "),
             hosts.len(),
             describe_selection(inv_args),
