@@ -28,7 +28,7 @@ const SECRETS_SKELETON: &str = "\
 # variables take precedence. The built-in templates ask for these:
 #
 # consul_token: \"…\"                    # Consul ACL token for service registration
-# grafana_admin_password: \"…\"          # generated into .promfleet/secrets.yml if unset
+# grafana_admin_password: \"…\"          # generated and stored when unset (README, Secrets)
 # dingtalk_token_<group slug>: \"…\"     # DingTalk robot access token, per fleet group
 # dingtalk_secret_<group slug>: \"…\"    # DingTalk robot signing secret, per fleet group
 ";

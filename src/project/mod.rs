@@ -277,3 +277,57 @@ fn kind(name: &str) -> &'static str {
         _ => "file",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `builtin()` binary-searches the generated table: every file must be found by its own
+    /// name (the table is sorted as strings, not as paths).
+    #[test]
+    fn every_builtin_file_is_found_by_name() {
+        let names: Vec<&str> = builtin_files().map(|(n, _)| n).collect();
+        for must in [
+            "playbooks/exporters.yml",
+            "templates/defaults.yml",
+            "templates/monitoring/rules/node-exporter.rules.yml",
+            "inventory/example.yml",
+        ] {
+            assert!(names.contains(&must), "{must} not embedded: {names:?}");
+        }
+        for (n, bytes) in builtin_files() {
+            assert_eq!(builtin(n), Some(bytes), "{n}");
+        }
+        assert_eq!(builtin("templates/none.yml"), None);
+    }
+
+    #[test]
+    fn a_project_file_wins_over_the_builtin_one_and_only_that_file() {
+        let dir = tempfile::tempdir().expect("tmp");
+        std::fs::create_dir_all(dir.path().join("templates")).expect("mkdir");
+        std::fs::write(dir.path().join("templates/defaults.yml"), "a: 1\n").expect("write");
+        let p = Project::discover(Some(dir.path()), None, None).expect("project");
+        let d = p.read("templates/defaults.yml").expect("defaults");
+        assert_eq!(d.bytes, b"a: 1\n");
+        assert_eq!(
+            d.origin,
+            Origin::Project(dir.path().join("templates/defaults.yml"))
+        );
+        let e = p
+            .read("templates/exporters/docker-compose.yml")
+            .expect("compose");
+        assert_eq!(e.origin, Origin::BuiltIn);
+        assert_eq!(
+            Some(e.bytes.as_slice()),
+            builtin("templates/exporters/docker-compose.yml")
+        );
+        let err = p
+            .read("templates/exporter/docker-compose.yml")
+            .expect_err("missing");
+        assert!(
+            err.to_string()
+                .contains("did you mean `templates/exporters/docker-compose.yml`?"),
+            "{err}"
+        );
+    }
+}
