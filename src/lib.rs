@@ -8,6 +8,7 @@ pub mod executor;
 pub mod inventory;
 pub mod modules;
 pub mod playbook;
+pub mod project;
 pub mod report;
 pub mod status;
 pub mod transport;

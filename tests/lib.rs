@@ -13,6 +13,7 @@ mod engine;
 mod exporters;
 mod faults;
 mod hostile;
+mod project;
 mod regression;
 mod rollout;
 mod ssh_config;

@@ -1136,3 +1136,47 @@ fn max_auth_tries_disconnect_was_retried_ten_times() {
         .count();
     assert_eq!(logins, 1, "one login attempt, never retried:\n{log}");
 }
+
+/// Issue 18: `render` from a directory without `playbooks/` printed "rendered 0 file(s) for 8
+/// host(s)" and exited 0. Now the built-in playbooks render, and a render that writes no
+/// file at all (a playbook without template or copy tasks) is an error.
+#[test]
+fn render_never_succeeds_with_nothing_rendered() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let inv = repo().join("inventory/example.yml");
+    let inv = inv.to_str().expect("utf8");
+    let render = |extra: &[&str]| {
+        Command::new(bin())
+            .current_dir(dir.path())
+            .env_remove("PROMFLEET_PROJECT")
+            .args(["render", "-i", inv, "--out", "out"])
+            .args(extra)
+            .output()
+            .expect("run")
+    };
+    let o = render(&[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // The count said is the count written, and it is not zero.
+    let said: usize = stderr(&o)
+        .split("rendered ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{}", stderr(&o)));
+    let mut written = 0;
+    let mut stack = vec![dir.path().join("out")];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("read_dir") {
+            let p = e.expect("entry").path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                written += 1;
+            }
+        }
+    }
+    assert!(said > 0 && said == written, "said {said}, wrote {written}");
+    let o = render(&["verify.yml"]);
+    assert_ne!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).contains("nothing rendered"), "{}", stderr(&o));
+}

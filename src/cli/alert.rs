@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 
-use super::common::{InventoryArgs, OutputFormat, load_inventory_args, masker, templates_dir_for};
+use super::common::{InventoryArgs, OutputFormat, load_inventory_args, masker, project_for};
 use super::deploy::parse_duration;
 use crate::executor::http_client;
 use crate::playbook::{self, slug};
@@ -61,11 +61,8 @@ pub async fn run(cmd: AlertCmd) -> anyhow::Result<i32> {
         );
     }
     let urls = if a.alertmanager.is_empty() {
-        let tdir = templates_dir_for(
-            &PathBuf::from("playbooks/exporters.yml"),
-            a.templates.as_deref(),
-        );
-        let defaults = playbook::load_defaults(&tdir.join("defaults.yml"))?;
+        let project = project_for(&a.inv, a.templates.as_deref(), None)?;
+        let defaults = playbook::load_defaults(&project)?;
         inv.monitoring()
             .filter_map(|h| {
                 let vars = central::host_vars(&inv, &defaults, h);

@@ -12,6 +12,7 @@ use crate::executor::{Connector, Executor, RetryPolicy, RunOptions, http_client}
 use crate::inventory::{self, Host, Inventory, Limit};
 use crate::modules::consul::ConsulClient;
 use crate::playbook::{SecretError, Secrets};
+use crate::project::Project;
 use crate::report::{Masker, Reporter, RunReport, STATE_DIR, TerminalReporter, recap};
 use crate::transport::{
     BecomePassword, ConnectOptions, PasswordSource, SshConfig, keys::expand_home,
@@ -46,6 +47,10 @@ pub struct InventoryArgs {
     /// Where the run state and retry file are kept.
     #[arg(long, default_value = STATE_DIR, env = "PROMFLEET_STATE_DIR")]
     pub state_dir: PathBuf,
+    /// Project directory whose playbooks/ and templates/ override the built-in ones, file by
+    /// file (default: the current directory when it holds playbooks/ or templates/).
+    #[arg(long, env = "PROMFLEET_PROJECT", value_name = "DIR")]
+    pub project: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -381,15 +386,27 @@ pub fn print_report(run: &RunReport, out: &OutputArgs) {
     eprint!("{}", recap(run, &m));
 }
 
-/// `playbooks/` and `templates/` of the project a playbook belongs to.
-pub fn templates_dir_for(playbook: &Path, explicit: Option<&Path>) -> PathBuf {
-    if let Some(d) = explicit {
-        return d.to_path_buf();
+/// The project overlay for a command: `--project`/`PROMFLEET_PROJECT`, `--templates`, and
+/// the first playbook argument (see `Project::discover`).
+pub fn project_for(
+    inv: &InventoryArgs,
+    templates: Option<&Path>,
+    playbook: Option<&Path>,
+) -> anyhow::Result<Project> {
+    Ok(Project::discover(
+        inv.project.as_deref(),
+        templates,
+        playbook,
+    )?)
+}
+
+/// `-v`: which playbook, template and defaults file came from where.
+pub fn print_origins(project: &Project) {
+    match project.root() {
+        Some(r) => eprintln!("project directory: {}", r.display()),
+        None => eprintln!("project directory: none (built-in files only)"),
     }
-    let dir = playbook.parent().unwrap_or(Path::new("."));
-    let beside = dir.join("..").join("templates");
-    if beside.is_dir() {
-        return beside;
+    for (name, origin) in project.origins() {
+        eprintln!("  {name}: {origin}");
     }
-    PathBuf::from("templates")
 }

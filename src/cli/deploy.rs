@@ -7,8 +7,8 @@ use std::sync::Arc;
 use clap::Args;
 
 use super::common::{
-    ConnArgs, InventoryArgs, OutputArgs, executor, load_inventory_args, masker, print_report,
-    select, templates_dir_for,
+    ConnArgs, InventoryArgs, OutputArgs, executor, load_inventory_args, masker, print_origins,
+    print_report, project_for, select,
 };
 use crate::executor::RunOptions;
 use crate::inventory::{Host, Inventory};
@@ -29,7 +29,8 @@ pub struct DeployCommon {
     /// Show unified diffs of changed files (secrets masked).
     #[arg(short = 'D', long)]
     pub diff: bool,
-    /// Templates directory (default: `templates/` beside the playbooks directory).
+    /// Templates directory overriding the built-in templates file by file (default: the
+    /// project's `templates/`).
     #[arg(long)]
     pub templates: Option<PathBuf>,
     /// YAML secrets file (mode 0600); PROMFLEET_SECRET_<NAME> variables take precedence.
@@ -94,7 +95,8 @@ impl crate::executor::StageGate for ConfirmGate {
 
 #[derive(Args, Debug)]
 pub struct DeployArgs {
-    /// Playbook files, run in order.
+    /// Playbooks, run in order: a file, or a name (`exporters.yml`, `playbooks/site.yml`)
+    /// looked up in the project, then among the built-in playbooks.
     #[arg(required = true)]
     pub playbooks: Vec<PathBuf>,
     #[command(flatten)]
@@ -103,7 +105,7 @@ pub struct DeployArgs {
 
 #[derive(Args, Debug)]
 pub struct ExportersArgs {
-    /// The exporter playbook.
+    /// The exporter playbook (a file, or a name resolved as `deploy` does).
     #[arg(long, default_value = "playbooks/exporters.yml")]
     pub playbook: PathBuf,
     #[command(flatten)]
@@ -126,6 +128,8 @@ pub struct Planned {
     pub secrets: Secrets,
     /// templates/defaults.yml, the lowest-precedence variables.
     pub defaults: crate::inventory::Vars,
+    /// Where the playbooks and templates were read from (`-v` prints it).
+    pub project: crate::project::Project,
 }
 
 /// The Prometheus servers health gates ask: each monitoring host's, found as `status` finds
@@ -151,16 +155,20 @@ pub fn make_plan(
 ) -> anyhow::Result<Planned> {
     let inventory = load_inventory_args(inv_args)?;
     let hosts = select(&inventory, inv_args)?;
+    if hosts.is_empty() {
+        anyhow::bail!(
+            "no host to act on: {} selects none of the {} host(s) in {}",
+            describe_selection(inv_args),
+            inventory.hosts.len(),
+            inv_args.inventory.display()
+        );
+    }
+    let project = project_for(inv_args, templates, playbooks.first().map(PathBuf::as_path))?;
     let books = playbooks
         .iter()
-        .map(|p| playbook::load(p))
+        .map(|p| playbook::load(&project, p))
         .collect::<Result<Vec<_>, _>>()?;
-    let first = playbooks
-        .first()
-        .map(PathBuf::as_path)
-        .unwrap_or(Path::new("."));
-    let tdir = templates_dir_for(first, templates);
-    let defaults = playbook::load_defaults(&tdir.join("defaults.yml"))?;
+    let defaults = playbook::load_defaults(&project)?;
     // Without --secrets, secrets promfleet generated earlier live in the state dir.
     let generated = inv_args.state_dir.join("secrets.yml");
     let secrets_file = secrets_file.or_else(|| generated.exists().then_some(generated.as_path()));
@@ -169,16 +177,48 @@ pub fn make_plan(
         // Stored as generated, before any host sees it (not at the end of the run).
         secrets.persist_generated(&generated);
     }
-    let mut renderer = Renderer::new(&tdir, secrets.clone(), mode);
+    let mut renderer = Renderer::new(project.clone(), secrets.clone(), mode);
     let refs: Vec<&Host> = hosts.iter().collect();
     let plan = playbook::plan(&inventory, &refs, &books, &mut renderer, &defaults, opts)?;
+    if plan.plays.iter().all(|p| p.hosts.is_empty()) {
+        let wanted: Vec<String> = books
+            .iter()
+            .flat_map(|b| &b.plays)
+            .map(|p| format!("`{}` ({})", p.hosts.join(","), p.pos))
+            .collect();
+        anyhow::bail!(
+            "no host to act on: the plays' `hosts:` {} match none of the {} host(s) {} selects in {}",
+            wanted.join("; "),
+            hosts.len(),
+            describe_selection(inv_args),
+            inv_args.inventory.display()
+        );
+    }
     Ok(Planned {
         inventory,
         hosts,
         plan,
         secrets,
         defaults,
+        project,
     })
+}
+
+/// How the hosts were chosen, for "no host" errors.
+fn describe_selection(inv_args: &InventoryArgs) -> String {
+    let mut parts: Vec<String> = inv_args
+        .limit
+        .iter()
+        .map(|l| format!("--limit {l}"))
+        .collect();
+    if inv_args.retry_failed {
+        parts.push("--retry-failed".into());
+    }
+    if parts.is_empty() {
+        "the inventory".into()
+    } else {
+        parts.join(" ")
+    }
 }
 
 pub async fn run(a: DeployArgs) -> anyhow::Result<i32> {
@@ -199,8 +239,8 @@ pub async fn run(a: DeployArgs) -> anyhow::Result<i32> {
         },
         !c.check,
     )?;
-    if planned.plan.plays.iter().all(|p| p.hosts.is_empty()) {
-        anyhow::bail!("no hosts to run on: the playbooks' `hosts:` and --limit select nothing");
+    if c.out.verbose > 0 {
+        print_origins(&planned.project);
     }
     let gate: Option<Arc<dyn crate::executor::StageGate>> = c
         .confirm

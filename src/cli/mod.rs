@@ -6,6 +6,7 @@ pub mod common;
 pub mod consul;
 pub mod deploy;
 pub mod exec;
+pub mod init;
 pub mod inventory;
 pub mod render;
 pub mod rollback;
@@ -13,9 +14,18 @@ pub mod status;
 
 use clap::{Parser, Subcommand};
 
+/// `promfleet --version`: the crate version and the git commit it was built from (build.rs;
+/// "unknown" when built outside a git checkout).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("PROMFLEET_COMMIT"),
+    ")"
+);
+
 /// Roll out Prometheus monitoring to a fleet of Docker hosts over SSH — agentless, Ansible-style.
 #[derive(Parser, Debug)]
-#[command(name = "promfleet", version, about, long_about = None)]
+#[command(name = "promfleet", version = VERSION, about, long_about = None)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -23,6 +33,9 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Write an editable project (inventory, playbooks, templates, secrets skeleton), or with
+    /// --diff show how a project differs from this version's built-in files.
+    Init(init::InitArgs),
     /// Inspect or convert inventories.
     #[command(subcommand)]
     Inventory(inventory::InventoryCmd),
@@ -49,6 +62,7 @@ pub enum Command {
 /// Run a parsed command; returns the process exit code.
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
+        Command::Init(a) => init::run(a),
         Command::Inventory(c) => inventory::run(c).await,
         Command::Exec(a) => exec::run(a).await,
         Command::Deploy(a) => deploy::run(a).await,

@@ -6,7 +6,7 @@ use std::path::{Component, Path, PathBuf};
 
 use clap::Args;
 
-use super::common::InventoryArgs;
+use super::common::{InventoryArgs, print_origins};
 use super::deploy::make_plan;
 use crate::inventory::{Host, Inventory};
 use crate::modules::Action;
@@ -14,25 +14,30 @@ use crate::playbook::SecretMode;
 
 #[derive(Args, Debug)]
 pub struct RenderArgs {
-    /// Playbooks to render (default: consul, monitoring and exporters playbooks).
+    /// Playbooks to render, files or names (default: consul, monitoring and exporters).
     pub playbooks: Vec<PathBuf>,
     #[command(flatten)]
     pub inv: InventoryArgs,
     /// Output directory.
     #[arg(long)]
     pub out: PathBuf,
+    /// Templates directory overriding the built-in templates file by file (default: the
+    /// project's `templates/`).
     #[arg(long)]
     pub templates: Option<PathBuf>,
+    /// -v: say which playbook and template file came from where.
+    #[arg(short = 'v', long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
     #[arg(long, env = "PROMFLEET_SECRETS")]
     pub secrets: Option<PathBuf>,
 }
 
 pub fn run(a: RenderArgs) -> anyhow::Result<i32> {
+    // Names, resolved through the project overlay (the built-in copies always exist).
     let books = if a.playbooks.is_empty() {
         ["consul.yml", "monitoring.yml", "exporters.yml"]
             .iter()
-            .map(|p| Path::new("playbooks").join(p))
-            .filter(|p| p.exists())
+            .map(PathBuf::from)
             .collect()
     } else {
         a.playbooks.clone()
@@ -76,6 +81,20 @@ pub fn run(a: RenderArgs) -> anyhow::Result<i32> {
                 files += 1;
             }
         }
+    }
+    if a.verbose > 0 {
+        print_origins(&planned.project);
+    }
+    if files == 0 {
+        anyhow::bail!(
+            "nothing rendered: the playbooks ({}) have no template or copy task for the {} selected host(s)",
+            books
+                .iter()
+                .map(|b| b.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            planned.hosts.len()
+        );
     }
     eprintln!(
         "rendered {files} file(s) for {} host(s) into {} (secrets masked)",

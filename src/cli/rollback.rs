@@ -29,7 +29,8 @@ pub struct RollbackArgs {
     /// Change nothing; show what would be restored.
     #[arg(short = 'C', long)]
     pub check: bool,
-    /// Templates directory (default: `templates/` beside the playbooks directory).
+    /// Templates directory overriding the built-in templates file by file (default: the
+    /// project's `templates/`).
     #[arg(long)]
     pub templates: Option<PathBuf>,
     /// YAML secrets file (mode 0600); PROMFLEET_SECRET_<NAME> variables take precedence.

@@ -10,7 +10,6 @@ use clap::{Args, ValueEnum};
 
 use super::common::{
     ConnArgs, InventoryArgs, OutputArgs, OutputFormat, connector, consul_token, masker,
-    templates_dir_for,
 };
 use super::deploy::make_plan;
 use crate::executor::http_client;
@@ -41,7 +40,8 @@ pub struct StatusArgs {
     /// The exporter playbook whose rendering the hosts are compared with.
     #[arg(long, default_value = "playbooks/exporters.yml")]
     pub playbook: PathBuf,
-    /// Templates directory (default: `templates/` beside the playbooks directory).
+    /// Templates directory overriding the built-in templates file by file (default: the
+    /// project's `templates/`).
     #[arg(long)]
     pub templates: Option<PathBuf>,
     /// YAML secrets file (mode 0600), if the exporter templates use secrets.
@@ -62,8 +62,7 @@ pub async fn run(a: StatusArgs) -> anyhow::Result<i32> {
         &playbook::PlanOptions::default(),
         false,
     )?;
-    let tdir = templates_dir_for(&a.playbook, a.templates.as_deref());
-    let defaults = playbook::load_defaults(&tdir.join("defaults.yml"))?;
+    let defaults = planned.defaults.clone();
     let inv = &planned.inventory;
 
     // Every step each host would run, across the plays (a staged play is one play per stage).

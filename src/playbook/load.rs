@@ -10,6 +10,7 @@ use serde_saphyr::Spanned;
 use super::PlanError;
 use crate::inventory::{SourcePos, Vars};
 use crate::modules::ModuleKind;
+use crate::project::{Origin, Project, ProjectError, Source};
 
 /// A play as written.
 #[derive(Debug, Clone)]
@@ -106,16 +107,26 @@ struct Import {
     import_playbook: String,
 }
 
-/// Read and type-check a playbook file (following `import_playbook` entries).
-pub fn load(path: &Path) -> Result<Playbook, PlanError> {
-    load_depth(path, 0)
+/// Read and type-check a playbook (following `import_playbook` entries): a file given by
+/// path, or a name looked up in the project directory, then in the built-in playbooks.
+pub fn load(project: &Project, arg: &Path) -> Result<Playbook, PlanError> {
+    let src = project.playbook(arg).map_err(project_error)?;
+    load_depth(project, &src, 0)
 }
 
-fn load_depth(path: &Path, depth: usize) -> Result<Playbook, PlanError> {
-    let text = std::fs::read_to_string(path).map_err(|e| PlanError::Read {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })?;
+fn project_error(e: ProjectError) -> PlanError {
+    match e {
+        ProjectError::ReadFailed { path, message, .. } | ProjectError::Read { path, message } => {
+            PlanError::Read { path, message }
+        }
+        other => PlanError::NotFound(other.to_string()),
+    }
+}
+
+fn load_depth(project: &Project, src: &Source, depth: usize) -> Result<Playbook, PlanError> {
+    let path = src.path();
+    let path = path.as_path();
+    let text = src.text().map_err(project_error)?;
     if let Ok(imports) = serde_saphyr::from_str::<Vec<Spanned<Import>>>(&text)
         && !imports.is_empty()
     {
@@ -125,18 +136,25 @@ fn load_depth(path: &Path, depth: usize) -> Result<Playbook, PlanError> {
                 message: "import_playbook nested more than 8 deep (a cycle?)".into(),
             });
         }
-        let dir = path.parent().unwrap_or(Path::new("."));
         let mut plays = Vec::new();
         for i in imports {
-            let target = dir.join(&i.value.import_playbook);
-            if !target.exists() {
-                return Err(PlanError::Task {
-                    pos: pos(path, i.referenced),
-                    message: format!("import_playbook: {} does not exist", target.display()),
-                    help: None,
-                });
+            // Beside the importing file when that is a real one, else through the overlay
+            // (a built-in site.yml imports the project's consul.yml if it has one).
+            let name = &i.value.import_playbook;
+            let beside = match &src.origin {
+                Origin::Project(p) => p.parent().map(|d| d.join(name)),
+                Origin::BuiltIn => None,
+            };
+            let target = match beside.filter(|b| b.is_file()) {
+                Some(b) => project.playbook(&b),
+                None => project.playbook(Path::new(name)),
             }
-            plays.extend(load_depth(&target, depth + 1)?.plays);
+            .map_err(|e| PlanError::Task {
+                pos: pos(path, i.referenced),
+                message: format!("import_playbook: {e}"),
+                help: None,
+            })?;
+            plays.extend(load_depth(project, &target, depth + 1)?.plays);
         }
         return Ok(Playbook {
             path: path.to_path_buf(),

@@ -12,7 +12,9 @@ pub use plan::{HealthGate, HostPlan, Plan, PlanOptions, PlannedPlay, Serial, Ste
 pub use secrets::{MASK, SecretError, SecretMode, Secrets};
 pub use template::{Renderer, SharedContext, slug};
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+
+use crate::project::Project;
 
 use crate::inventory::{SourcePos, Vars};
 
@@ -21,6 +23,9 @@ use crate::inventory::{SourcePos, Vars};
 pub enum PlanError {
     #[error("{}: cannot read playbook: {message}", .path.display())]
     Read { path: PathBuf, message: String },
+    /// A playbook, template or defaults file neither the project nor the binary has.
+    #[error("{0}")]
+    NotFound(String),
     #[error("{pos}: {message}{}", .help.as_ref().map(|h| format!(" — {h}")).unwrap_or_default())]
     Syntax {
         pos: SourcePos,
@@ -35,13 +40,17 @@ pub enum PlanError {
     },
 }
 
-/// Built-in variable defaults (`templates/defaults.yml`), lowest precedence.
-pub fn load_defaults(path: &Path) -> Result<Vars, PlanError> {
-    if !path.exists() {
-        return Ok(Vars::new());
-    }
-    let text = std::fs::read_to_string(path).map_err(|e| PlanError::Read {
-        path: path.to_path_buf(),
+/// Variable defaults (`templates/defaults.yml`, the project's copy else the built-in one),
+/// lowest precedence.
+pub fn load_defaults(project: &Project) -> Result<Vars, PlanError> {
+    let src = match project.find("templates/defaults.yml") {
+        Ok(Some(src)) => src,
+        Ok(None) => return Ok(Vars::new()),
+        Err(e) => return Err(PlanError::NotFound(e.to_string())),
+    };
+    let path = src.path();
+    let text = src.text().map_err(|e| PlanError::Read {
+        path: path.clone(),
         message: e.to_string(),
     })?;
     if text.trim().is_empty() {
@@ -54,7 +63,7 @@ pub fn load_defaults(path: &Path) -> Result<Vars, PlanError> {
             .unwrap_or((0, 0));
         PlanError::Syntax {
             pos: SourcePos {
-                file: path.to_path_buf(),
+                file: path.clone(),
                 line,
                 column,
             },

@@ -556,10 +556,7 @@ fn build(
             } else if let Some(c) = copies.get(&src) {
                 c.clone()
             } else {
-                let path = renderer.dir().join(&src);
-                let c = Bytes::from(
-                    std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?,
-                );
+                let c = Bytes::from(renderer.read_raw(&src).map_err(|e| e.to_string())?);
                 copies.insert(src.clone(), c.clone());
                 c
             };

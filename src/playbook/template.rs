@@ -5,13 +5,14 @@
 //! `monitoring_hosts`, `consul`, and the function `secret(name=…)`.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde_json::{Value, json};
 use tera::Tera;
 
 use super::secrets::{MASK, SecretMode, Secrets};
 use crate::inventory::{Host, Inventory, Vars};
+use crate::project::Project;
 
 /// A rendering failure with the template (or playbook position) it came from.
 #[derive(Debug, thiserror::Error)]
@@ -56,17 +57,18 @@ fn parse_error_line(p: &str) -> String {
     }
 }
 
-/// Renders template files (by path under `templates/`) and inline argument strings.
+/// Renders template files (by path under `templates/`, found through the project overlay)
+/// and inline argument strings.
 pub struct Renderer {
     tera: Tera,
-    dir: PathBuf,
-    /// Template sources by name (parsed into `tera` once).
-    loaded: HashMap<String, String>,
+    project: Project,
+    /// Template sources by name (parsed into `tera` once), with the file they came from.
+    loaded: HashMap<String, (String, PathBuf)>,
     inline: HashMap<String, String>,
 }
 
 impl Renderer {
-    pub fn new(dir: &Path, secrets: Secrets, mode: SecretMode) -> Renderer {
+    pub fn new(project: Project, secrets: Secrets, mode: SecretMode) -> Renderer {
         let mut tera = Tera::default();
         tera.autoescape_on(vec![]);
         tera.register_function(
@@ -112,14 +114,25 @@ impl Renderer {
         );
         Renderer {
             tera,
-            dir: dir.to_path_buf(),
+            project,
             loaded: HashMap::new(),
             inline: HashMap::new(),
         }
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
+    pub fn project(&self) -> &Project {
+        &self.project
+    }
+
+    /// The bytes of `templates/<name>` as they are (the `copy` module).
+    pub fn read_raw(&self, name: &str) -> Result<Vec<u8>, TemplateError> {
+        self.project
+            .read(&format!("templates/{name}"))
+            .map(|s| s.bytes)
+            .map_err(|e| TemplateError {
+                origin: name.to_string(),
+                message: e.to_string(),
+            })
     }
 
     /// Parse a template file once (syntax errors come out here, before any host is touched).
@@ -127,8 +140,15 @@ impl Renderer {
         if self.loaded.contains_key(name) {
             return Ok(());
         }
-        let path = self.dir.join(name);
-        let text = std::fs::read_to_string(&path).map_err(|e| TemplateError {
+        let src = self
+            .project
+            .read(&format!("templates/{name}"))
+            .map_err(|e| TemplateError {
+                origin: name.to_string(),
+                message: e.to_string(),
+            })?;
+        let path = src.path();
+        let text = src.text().map_err(|e| TemplateError {
             origin: path.display().to_string(),
             message: format!("cannot read template: {e}"),
         })?;
@@ -144,7 +164,7 @@ impl Renderer {
                 message: m,
             }
         })?;
-        self.loaded.insert(name.to_string(), text);
+        self.loaded.insert(name.to_string(), (text, path));
         Ok(())
     }
 
@@ -154,13 +174,17 @@ impl Renderer {
         if self.load(name).is_err() {
             return true;
         }
-        self.loaded.get(name).is_none_or(|t| t.contains(word))
+        self.loaded.get(name).is_none_or(|(t, _)| t.contains(word))
     }
 
     /// Render a loaded template file for one host.
     pub fn render_file(&self, name: &str, ctx: &tera::Context) -> Result<String, TemplateError> {
         self.tera.render(name, ctx).map_err(|e| TemplateError {
-            origin: self.dir.join(name).display().to_string(),
+            origin: self
+                .loaded
+                .get(name)
+                .map(|(_, p)| p.display().to_string())
+                .unwrap_or_else(|| name.to_string()),
             message: tera_message(&e),
         })
     }
