@@ -13,6 +13,7 @@ mod ansible_ini;
 mod ansible_yaml;
 mod emit;
 mod error;
+mod host_range;
 mod limit;
 mod node;
 mod promfleet;
@@ -23,6 +24,8 @@ mod validate;
 
 pub use emit::to_yaml;
 pub use error::{InventoryError, SourcePos};
+/// Ansible host-range expansion (`web[01:20]`), public for the differential test against ansible-core.
+pub use host_range::expand as expand_host_range;
 pub use limit::Limit;
 
 use crate::transport::BecomePassword;
@@ -241,12 +244,31 @@ pub fn parse_str(text: &str, path: &Path) -> Result<Inventory, InventoryError> {
     } else if ext == "txt" || (!is_yaml_ext && server_list::looks_like(text)) {
         server_list::parse(text, path)?
     } else {
-        let root = node::parse_yaml(text, path)?;
-        let reader = node::Reader { file: path };
-        if ansible_yaml::looks_like(&root) {
-            ansible_yaml::parse(&root, &reader)?
-        } else {
-            promfleet::parse(&root, &reader)?
+        let yaml = node::parse_yaml(text, path);
+        match yaml {
+            Ok(root) if matches!(root.kind, node::Kind::Map(_)) => {
+                let reader = node::Reader { file: path };
+                if ansible_yaml::looks_like(&root) {
+                    ansible_yaml::parse(&root, &reader)?
+                } else {
+                    promfleet::parse(&root, &reader)?
+                }
+            }
+            // Text that is not a YAML mapping (`host:2222`, a quoted value with a space,
+            // INI in a `.yml` file) goes to the INI reader, as Ansible's plugin chain tries its
+            // INI plugin after the YAML one; the YAML reading's error is reported when the
+            // text is not INI either.
+            other => match ansible_ini::parse(text, path) {
+                Ok(draft) => draft,
+                Err(ini_err) => match other {
+                    Err(yaml_err) => return Err(yaml_err),
+                    Ok(root) => {
+                        let reader = node::Reader { file: path };
+                        promfleet::parse(&root, &reader)?;
+                        return Err(ini_err);
+                    }
+                },
+            },
         }
     };
     validate::validate(draft)
