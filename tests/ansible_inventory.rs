@@ -157,6 +157,15 @@ const EDGE_CASES: &[(&str, &str)] = &[
         "edge_ini_quoted",
         "db1 ansible_host=10.5.2.1 motd=\"hello world\"\n[db]\ndb1\n",
     ),
+    // Sudo password synonyms at host, group and `all` level.
+    (
+        "edge_become_pass.ini",
+        "[web]\nw1 ansible_host=10.6.0.1 ansible_become_pass=host-pass\n\
+         w2 ansible_host=10.6.0.2 ansible_become_password=host-password\n\
+         w3 ansible_host=10.6.0.3\n[web:vars]\nansible_become_password=web-password\n\
+         [db]\nd1 ansible_host=10.6.0.4 ansible_sudo_pass=d1-sudo\nd2 ansible_host=10.6.0.5\n\
+         [all:vars]\nansible_become_pass=all-pass\n",
+    ),
     // User synonyms at different levels (see `synonyms_as_ansible_ssh_plugin_uses_them`).
     ("edge_user_synonyms.ini", USER_SYNONYMS),
 ];
@@ -173,6 +182,14 @@ const USER_SYNONYMS: &str = "[g]\n\
     [h]\n\
     s5 ansible_host=127.77.0.5 ansible_port=1 ansible_user=host_user\n";
 
+/// The sudo plugin's `become_pass` variables, in the order it lists them; which one wins is
+/// checked against the plugin in `become_password_as_ansible_sudo_plugin_picks_it`.
+const BECOME_PASS_VARS: [&str; 3] = [
+    "ansible_become_password",
+    "ansible_become_pass",
+    "ansible_sudo_pass",
+];
+
 /// What both tools must agree on, per host.
 #[derive(Debug, PartialEq, Eq, Clone)]
 struct HostView {
@@ -181,6 +198,8 @@ struct HostView {
     user: Option<String>,
     port: Option<u64>,
     become_root: Option<bool>,
+    /// Which variable the sudo password comes from (never the password).
+    become_password_var: Option<String>,
 }
 
 /// `../shared/ansible-inventories` beside the clone (as CI has it), or
@@ -215,6 +234,23 @@ fn ansible_list(file: &Path) -> Result<Value, String> {
         return Err(String::from_utf8_lossy(&out.stderr).into_owned());
     }
     serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())
+}
+
+/// The interpreter ansible runs under: the last parenthesis of `python version = …`.
+fn ansible_python() -> String {
+    let version = Command::new("ansible-inventory")
+        .arg("--version")
+        .output()
+        .unwrap();
+    let version = String::from_utf8_lossy(&version.stdout).into_owned();
+    version
+        .lines()
+        .find(|l| l.trim_start().starts_with("python version"))
+        .and_then(|l| {
+            l.rsplit_once('(')
+                .map(|x| x.1.trim_end_matches(')').to_owned())
+        })
+        .unwrap_or_else(|| "python3".to_owned())
 }
 
 fn as_text(v: &Value) -> Option<String> {
@@ -283,6 +319,11 @@ fn ansible_view(list: &Value) -> BTreeMap<String, HostView> {
                 port: synonym(vars, &["ansible_port", "ansible_ssh_port"])
                     .map(|p| p.parse().unwrap()),
                 become_root: vars.get("ansible_become").and_then(ansible_bool),
+                become_password_var: BECOME_PASS_VARS
+                    .iter()
+                    .rev()
+                    .find(|n| vars.get(**n).is_some_and(|v| !v.is_null()))
+                    .map(|n| n.to_string()),
             },
         );
     }
@@ -319,6 +360,11 @@ fn promfleet_view(file: &Path) -> Result<BTreeMap<String, HostView>, String> {
                 user: r["user"].as_str().map(str::to_owned),
                 port: r["port"].as_u64(),
                 become_root: r["become"].as_bool(),
+                // "`ansible_become_pass` (file:line:col)"
+                become_password_var: r["become_password_from"]
+                    .as_str()
+                    .and_then(|s| s.split('`').nth(1))
+                    .map(str::to_owned),
             };
             (r["name"].as_str().unwrap().to_owned(), view)
         })
@@ -370,7 +416,8 @@ fn compare(file: &Path) -> Vec<String> {
                             && same_address(&got.address, &want.address)
                             && got.user == want.user
                             && got.port == want.port
-                            && got.become_root == want.become_root;
+                            && got.become_root == want.become_root
+                            && got.become_password_var == want.become_password_var;
                         if !same {
                             diffs.push(format!(
                                 "{name}: host {host}: ansible {want:?}, promfleet {got:?}"
@@ -508,6 +555,58 @@ fn synonyms_as_ansible_ssh_plugin_uses_them() {
     }
 }
 
+/// The rule `ansible_view` applies to the sudo password's names, checked against ansible-core's
+/// sudo become plugin itself, given the variables as the task executor gives them.
+#[test]
+fn become_password_as_ansible_sudo_plugin_picks_it() {
+    if !ansible_ready() {
+        return;
+    }
+    let script = "import sys, json\n\
+        from ansible.plugins.loader import become_loader\n\
+        b = become_loader.get('sudo')\n\
+        out = []\n\
+        for names in json.loads(sys.argv[1]):\n\
+        \x20   b.set_options(var_options={n: n for n in names})\n\
+        \x20   out.append(b.get_option('become_pass'))\n\
+        print(json.dumps(out))\n";
+    let mut subsets: Vec<Vec<&str>> = Vec::new();
+    for mask in 1..8u8 {
+        subsets.push(
+            BECOME_PASS_VARS
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| mask & (1 << i) != 0)
+                .map(|(_, n)| *n)
+                .collect(),
+        );
+    }
+    let out = Command::new(ansible_python())
+        .arg("-c")
+        .arg(script)
+        .arg(serde_json::to_string(&subsets).unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let picked: Vec<String> = serde_json::from_slice(&out.stdout).unwrap();
+    for (names, picked) in subsets.iter().zip(picked) {
+        let vars: serde_json::Map<String, Value> = names
+            .iter()
+            .map(|n| (n.to_string(), Value::from("x")))
+            .collect();
+        let rule = BECOME_PASS_VARS
+            .iter()
+            .rev()
+            .find(|n| vars.contains_key(**n))
+            .unwrap();
+        assert_eq!(*rule, picked, "{names:?}");
+    }
+}
+
 /// Host ranges as ansible-core's own `expand_hostname_range` expands them.
 #[test]
 fn host_ranges_as_ansible_expands_them() {
@@ -529,20 +628,7 @@ fn host_ranges_as_ansible_expands_them() {
     let script = "import sys, json\n\
         from ansible.plugins.inventory import expand_hostname_range\n\
         print(json.dumps([expand_hostname_range(p) for p in sys.argv[1:]]))\n";
-    // The interpreter ansible runs under: the last parenthesis of `python version = …`.
-    let version = Command::new("ansible-inventory")
-        .arg("--version")
-        .output()
-        .unwrap();
-    let version = String::from_utf8_lossy(&version.stdout).into_owned();
-    let python = version
-        .lines()
-        .find(|l| l.trim_start().starts_with("python version"))
-        .and_then(|l| {
-            l.rsplit_once('(')
-                .map(|x| x.1.trim_end_matches(')').to_owned())
-        })
-        .unwrap_or_else(|| "python3".to_owned());
+    let python = ansible_python();
     let out = Command::new(python.trim())
         .arg("-c")
         .arg(script)

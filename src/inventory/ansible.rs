@@ -471,8 +471,9 @@ fn take_ssh(v: &mut LocatedVars) -> Result<SshSettings, InventoryError> {
     Ok(s)
 }
 
-/// Ansible's names for the sudo password, in the order ansible-core's sudo plugin prefers
-/// them (`become_pass` option: the first name set wins).
+/// Ansible's names for the sudo password, in the order ansible-core's sudo plugin lists them
+/// for its `become_pass` option: the LAST name set wins (`ConfigManager._loop_entries` keeps
+/// overwriting; checked against the plugin itself in tests/ansible_inventory.rs).
 const BECOME_PASS_VARS: [&str; 3] = [
     "ansible_become_password",
     "ansible_become_pass",
@@ -481,8 +482,8 @@ const BECOME_PASS_VARS: [&str; 3] = [
 
 /// The become-password variables of a host's merged variables, by name. Ansible merges
 /// variables by name first (host over child group over parent over `all`) and only then
-/// picks among the names, so a group's `ansible_become_password` beats a host's
-/// `ansible_become_pass`.
+/// picks among the names, so an `all:vars` `ansible_become_pass` beats a host's
+/// `ansible_become_password`.
 #[derive(Debug, Default, Clone)]
 struct BecomePassVars([Option<(String, SourcePos)>; 3]);
 
@@ -501,6 +502,7 @@ impl BecomePassVars {
         let Some((name, (value, pos))) = BECOME_PASS_VARS
             .iter()
             .zip(self.0)
+            .rev()
             .find_map(|(n, v)| v.map(|v| (*n, v)))
         else {
             return Ok(None);

@@ -262,8 +262,9 @@ fn become_pass(inv: &Inventory, host: &str) -> Option<(String, String)> {
 }
 
 /// ansible-core merges variables by name (host over group over `all`), then its sudo plugin
-/// takes the first of `ansible_become_password`, `ansible_become_pass`, `ansible_sudo_pass`
-/// that is set (`ConfigManager._loop_entries` returns the first found).
+/// takes the last of `ansible_become_password`, `ansible_become_pass`, `ansible_sudo_pass`
+/// that is set (`ConfigManager._loop_entries` keeps the last found). The same text is a row
+/// of tests/ansible_inventory.rs, where the sudo plugin itself gives the answer.
 #[test]
 fn ansible_become_password_names_and_precedence() {
     let text = "[web]\n\
@@ -279,11 +280,12 @@ fn ansible_become_password_names_and_precedence() {
         ansible_become_pass=all-pass\n";
     let inv = parse_str(text, Path::new("inv.ini")).unwrap();
     let rows = [
-        // host, (password, variable): a group's preferred name beats a host's older one.
-        ("w1", "web-password", "ansible_become_password"),
-        ("w2", "host-password", "ansible_become_password"),
-        ("w3", "web-password", "ansible_become_password"),
-        ("d1", "all-pass", "ansible_become_pass"),
+        // host, (password, variable): `all`'s `ansible_become_pass` beats a host's
+        // `ansible_become_password`, as the name listed later wins.
+        ("w1", "host-pass", "ansible_become_pass"),
+        ("w2", "all-pass", "ansible_become_pass"),
+        ("w3", "all-pass", "ansible_become_pass"),
+        ("d1", "d1-sudo", "ansible_sudo_pass"),
         ("d2", "all-pass", "ansible_become_pass"),
     ];
     for (host, value, var) in rows {
@@ -299,10 +301,10 @@ fn ansible_become_password_names_and_precedence() {
     }
     assert!(!inv.vars.keys().any(|k| k.contains("pass")));
     // Debug (test failures, logs) never shows the value.
-    let ssh = format!("{:?}", inv.host("w2").unwrap().ssh);
-    assert!(!ssh.contains("host-password"), "{ssh}");
+    let ssh = format!("{:?}", inv.host("w1").unwrap().ssh);
+    assert!(!ssh.contains("host-pass"), "{ssh}");
     assert!(
-        ssh.contains("inv.ini:3"),
+        ssh.contains("inv.ini:2"),
         "the source names file:line: {ssh}"
     );
 
