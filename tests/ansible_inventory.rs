@@ -130,6 +130,12 @@ const EDGE_CASES: &[(&str, &str)] = &[
         "all:\n  children:\n    web:\n      hosts:\n        10.4.0.[1:3]:\n          ansible_user: deploy\n\
          \x20       10.4.1.[0:20:5]:\n",
     ),
+    // `host:port` keys in YAML, a range with a port.
+    (
+        "edge_hostport.yml",
+        "all:\n  children:\n    g:\n      hosts:\n        10.7.0.1:2222:\n\
+         \x20       10.7.0.[2:3]:2201:\n        10.7.0.4:2202: {ansible_port: 2203}\n",
+    ),
     // Ranges of names (zero-padded, letters, steps) have no address: rejected, with the line.
     (
         "edge_range_names.ini",

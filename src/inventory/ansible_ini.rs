@@ -54,7 +54,7 @@ pub(crate) fn parse(text: &str, file: &Path) -> Result<Draft, InventoryError> {
         }
         let col = indent + 1;
         // `[2001:db8::1]:2222` is a host (Ansible's section pattern excludes it).
-        let bracketed_ipv6 = split_port(line.split_whitespace().next().unwrap_or(""))
+        let bracketed_ipv6 = host_range::split_port(line.split_whitespace().next().unwrap_or(""))
             .0
             .parse::<std::net::Ipv6Addr>()
             .is_ok();
@@ -93,7 +93,7 @@ pub(crate) fn parse(text: &str, file: &Path) -> Result<Draft, InventoryError> {
                 let Some((name, rest)) = words.split_first() else {
                     continue;
                 };
-                let (pattern, port) = split_port(name);
+                let (pattern, port) = host_range::split_port(name);
                 let names = host_range::expand(pattern).map_err(|m| InventoryError::Syntax {
                     pos: pos(lineno, col),
                     message: m,
@@ -216,48 +216,6 @@ fn split_words(line: &str) -> Result<Vec<String>, String> {
         words.push(cur);
     }
     Ok(words)
-}
-
-/// `host:2222` → (`host`, Some("2222")); IPv6 literals and plain names are left alone; the
-/// colons of a range (`web[1:3]:2222`) are not a port separator.
-fn split_port(name: &str) -> (&str, Option<&str>) {
-    // `[2001:db8::1]:2222` or `[2001:db8::1]`: a bracketed IPv6 address, not a range.
-    if let Some((addr, rest)) = name.strip_prefix('[').and_then(|n| n.split_once(']'))
-        && addr.parse::<std::net::Ipv6Addr>().is_ok()
-    {
-        match rest.strip_prefix(':') {
-            Some(port) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => {
-                return (addr, Some(port));
-            }
-            None if rest.is_empty() => return (addr, None),
-            _ => {}
-        }
-    }
-    match name.rsplit_once(':') {
-        Some((host, port))
-            if !outside_brackets(host).contains(':')
-                && !port.is_empty()
-                && port.bytes().all(|b| b.is_ascii_digit()) =>
-        {
-            (host, Some(port))
-        }
-        _ => (name, None),
-    }
-}
-
-/// `name` without its `[…]` parts.
-fn outside_brackets(name: &str) -> String {
-    let mut depth = 0usize;
-    name.chars()
-        .filter(|c| {
-            match c {
-                '[' => depth += 1,
-                ']' => depth = depth.saturating_sub(1),
-                _ => return depth == 0,
-            }
-            false
-        })
-        .collect()
 }
 
 /// INI values are text; numbers and booleans are read as such, like Ansible does.

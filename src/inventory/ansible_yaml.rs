@@ -55,9 +55,12 @@ fn group(name: &str, body: &Node, r: &Reader, c: &mut Collected) -> Result<(), I
         match key {
             "hosts" => {
                 for (host_node, vars) in r.map(value, &ctx)? {
-                    let pattern = r.string(host_node, "hostname")?;
+                    let written = r.string(host_node, "hostname")?;
+                    // As Ansible's YAML plugin: `host:2222` keys carry a port, which the
+                    // host's own variables may override.
+                    let (pattern, port) = host_range::split_port(&written);
                     let hosts =
-                        host_range::expand(&pattern).map_err(|m| InventoryError::Syntax {
+                        host_range::expand(pattern).map_err(|m| InventoryError::Syntax {
                             pos: r.pos(host_node.loc),
                             message: m,
                             help: Some(
@@ -66,6 +69,13 @@ fn group(name: &str, body: &Node, r: &Reader, c: &mut Collected) -> Result<(), I
                             ),
                         })?;
                     let mut host_vars = Vec::new();
+                    if let Some(port) = port {
+                        host_vars.push((
+                            "ansible_port".to_owned(),
+                            serde_json::Value::String(port.to_owned()),
+                            r.pos(host_node.loc),
+                        ));
+                    }
                     for (k, v) in r.map(vars, &format!("host `{pattern}`"))? {
                         host_vars.push((r.string(k, "variable name")?, to_json(v), r.pos(v.loc)));
                     }

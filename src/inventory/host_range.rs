@@ -1,4 +1,5 @@
-//! Ansible host ranges: `web[01:20]`, `db-[a:f]`, `node[0:10:2]` → one name per host.
+//! Ansible host patterns: `web[01:20]`, `db-[a:f]`, `node[0:10:2]` → one name per host, and
+//! the `:port` a pattern may carry (`10.0.0.1:2222`, `[2001:db8::1]:2222`).
 //!
 //! Follows ansible-core's `expand_hostname_range`: the first `[…]` is expanded, then the
 //! result again (so several ranges multiply); numbers keep the begin's zero padding; letters
@@ -99,4 +100,46 @@ fn expand_into(pattern: &str, out: &mut Vec<String>) -> Result<(), String> {
 
 fn too_many(range: &str) -> String {
     format!("host range `[{range}]` makes more than {MAX_HOSTS} hosts")
+}
+
+/// `host:2222` → (`host`, Some("2222")); IPv6 literals and plain names are left alone; the
+/// colons of a range (`web[1:3]:2222`) are not a port separator.
+pub(crate) fn split_port(name: &str) -> (&str, Option<&str>) {
+    // `[2001:db8::1]:2222` or `[2001:db8::1]`: a bracketed IPv6 address, not a range.
+    if let Some((addr, rest)) = name.strip_prefix('[').and_then(|n| n.split_once(']'))
+        && addr.parse::<std::net::Ipv6Addr>().is_ok()
+    {
+        match rest.strip_prefix(':') {
+            Some(port) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => {
+                return (addr, Some(port));
+            }
+            None if rest.is_empty() => return (addr, None),
+            _ => {}
+        }
+    }
+    match name.rsplit_once(':') {
+        Some((host, port))
+            if !outside_brackets(host).contains(':')
+                && !port.is_empty()
+                && port.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            (host, Some(port))
+        }
+        _ => (name, None),
+    }
+}
+
+/// `name` without its `[…]` parts.
+fn outside_brackets(name: &str) -> String {
+    let mut depth = 0usize;
+    name.chars()
+        .filter(|c| {
+            match c {
+                '[' => depth += 1,
+                ']' => depth = depth.saturating_sub(1),
+                _ => return depth == 0,
+            }
+            false
+        })
+        .collect()
 }

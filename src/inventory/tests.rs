@@ -563,6 +563,29 @@ fn host_ranges_expand_in_ini_and_yaml() {
 }
 
 #[test]
+fn yaml_host_keys_carry_a_port_the_host_vars_may_override() {
+    let inv = parse_ok(
+        "all:\n  children:\n    g:\n      hosts:\n        10.7.0.1:2222:\n\
+         \x20       10.7.0.[2:3]:2201:\n        10.7.0.4:2202: {ansible_port: 2203}\n",
+        "p.yml",
+    );
+    let ports: Vec<(&str, Option<u16>)> = inv
+        .hosts
+        .iter()
+        .map(|h| (h.name.as_str(), h.ssh.port))
+        .collect();
+    assert_eq!(
+        ports,
+        [
+            ("10.7.0.1", Some(2222)),
+            ("10.7.0.2", Some(2201)),
+            ("10.7.0.3", Some(2201)),
+            ("10.7.0.4", Some(2203))
+        ]
+    );
+}
+
+#[test]
 fn bad_host_ranges_are_located_errors() {
     let e = parse_err("[web]\nok ansible_host=10.0.0.1\nweb[1:x]\n", "r.ini");
     assert!(e.starts_with("r.ini:3:1: host range `[1:x]`"), "{e}");
