@@ -81,7 +81,8 @@ pub struct Host {
     pub groups: Vec<String>,
     /// SSH connection overrides; unset fields fall back to ~/.ssh/config, then defaults.
     pub ssh: SshSettings,
-    /// Host variables (highest precedence).
+    /// Host variables (highest precedence). From an Ansible inventory they are already merged
+    /// with its groups' and `all`'s in Ansible's order, so they win as a whole.
     pub vars: Vars,
     /// Where the host is defined (for error messages).
     pub pos: SourcePos,
@@ -223,8 +224,8 @@ impl Inventory {
 
 /// Read an inventory file, detect its format and validate it.
 ///
-/// Formats: promfleet YAML, Ansible YAML, Ansible INI (by `.ini` extension or INI-looking
-/// content) and, as a convenience, a seed `server_list.txt`.
+/// Formats: promfleet YAML, Ansible YAML, Ansible INI (by `.ini` extension, INI-looking
+/// content, or text that is no YAML mapping) and, as a convenience, a seed `server_list.txt`.
 pub fn load(path: &Path) -> Result<Inventory, InventoryError> {
     let text =
         std::fs::read_to_string(path).map_err(|e| InventoryError::Read(path.to_path_buf(), e))?;
