@@ -19,3 +19,18 @@ fi
 for svc in prometheus prometheus-alertmanager prometheus-node-exporter ssh; do
   service "$svc" stop >/dev/null 2>&1 || true
 done
+# ansible-core, the oracle of tests/ansible_inventory.rs (`ansible-inventory --list`); pinned so
+# the expected answers do not move under the tests.
+ansible_core=2.19.14
+installed=$(ansible-inventory --version 2>/dev/null || true)
+if [[ "$installed" != *"[core $ansible_core]"* ]]; then
+  echo "installing: ansible-core==$ansible_core"
+  if ! python3 -m pip --version >/dev/null 2>&1; then
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends python3-pip >/dev/null
+  fi
+  pip_install=(python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore)
+  # Debian's own python3 is "externally managed" (PEP 668): allow the install there.
+  "${pip_install[@]}" "ansible-core==$ansible_core" 2>/dev/null || \
+    "${pip_install[@]}" --break-system-packages "ansible-core==$ansible_core"
+fi

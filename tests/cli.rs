@@ -184,12 +184,12 @@ fn bad_inventories_fail_with_location_and_hint_before_connecting() {
             "not a valid IP address",
         ),
         (
-            "no_group.yml",
+            "connection_local.yml",
             format!(
-                "all:\n  vars: {{ ansible_port: {p} }}\n  hosts:\n    lonely: {{ ansible_host: 127.0.0.1 }}\n  children:\n    IDE:\n      hosts:\n        a: {{ ansible_host: 127.0.0.2 }}\n"
+                "all:\n  vars: {{ ansible_port: {p} }}\n  hosts:\n    lonely: {{ ansible_host: 127.0.0.1, ansible_connection: local }}\n  children:\n    IDE:\n      hosts:\n        a: {{ ansible_host: 127.0.0.2 }}\n"
             ),
             ":4:",
-            "is in no group",
+            "ansible_connection=local",
         ),
         (
             "unknown_key.yml",
@@ -227,7 +227,6 @@ fn bad_inventories_fail_with_location_and_hint_before_connecting() {
     for (f, hint) in [
         ("bad_duplicate_host.yml", "duplicate hostname `ide-01`"),
         ("bad_ip.yml", "`10.0.1.300` is not a valid IP address"),
-        ("bad_no_group.yml", "host `lonely` is in no group"),
         ("bad_unknown_key.yml", "did you mean `hosts`?"),
         ("bad_stage_group.yml", "did you mean `IDE`?"),
         ("bad_server_list.txt", "missing group"),

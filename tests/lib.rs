@@ -7,6 +7,7 @@
 
 mod support;
 
+mod ansible_inventory;
 mod central;
 mod cli;
 mod engine;

@@ -94,6 +94,10 @@ pub async fn run(cmd: InventoryCmd) -> anyhow::Result<i32> {
                         serde_json::json!({
                             "name": h.name, "ip": h.ip.to_string(), "group": h.group,
                             "groups": h.groups, "user": h.ssh.user, "port": h.ssh.port,
+                            "address": h.ssh.address.clone().unwrap_or_else(|| h.ip.to_string()),
+                            "become": h.ssh.become_root,
+                            // Where the sudo password comes from, never the password.
+                            "become_password_from": h.ssh.become_password.as_ref().map(|p| p.source().to_string()),
                         })
                     })
                     .collect();

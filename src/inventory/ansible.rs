@@ -4,8 +4,9 @@
 //! Owns: the group graph (`Collected`), the meaning of Ansible connection variables
 //! (`ansible_host`, `ansible_user`, `ansible_port`, `ansible_ssh_private_key_file`,
 //! `ansible_become`, `ansible_become_password`), the promfleet variables read from `all` (`consul_agents`,
-//! `consul_datacenter`) and the choice of a host's fleet group: the innermost group that
-//! lists it directly, other than `all`, `ungrouped` and `monitoring`.
+//! `consul_datacenter`), Ansible's variable precedence, and the choice of a host's fleet
+//! group: the innermost group that lists it directly, other than `all`, `ungrouped` and
+//! `monitoring` (`ungrouped` for a host in none).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -31,6 +32,16 @@ impl LocatedVars {
     pub fn insert(&mut self, key: String, value: Value, pos: SourcePos) {
         self.pos.insert(key.clone(), pos);
         self.vars.insert(key, value);
+    }
+
+    /// Overwrite with every variable of `other` (a later, stronger level).
+    pub fn extend(&mut self, other: &LocatedVars) {
+        for (k, v) in &other.vars {
+            if let Some(p) = other.pos.get(k) {
+                self.pos.insert(k.clone(), p.clone());
+            }
+            self.vars.insert(k.clone(), v.clone());
+        }
     }
 }
 
@@ -176,32 +187,57 @@ impl Collected {
     }
 }
 
+/// Connection variables: read into `SshSettings`, removed from the variables templates see.
+const CONNECTION_VARS: &[&str] = &[
+    "ansible_host",
+    "ansible_ssh_host",
+    "ansible_user",
+    "ansible_ssh_user",
+    "ansible_port",
+    "ansible_ssh_port",
+    "ansible_ssh_private_key_file",
+    "ansible_private_key_file",
+    "ansible_become",
+    "ansible_become_password",
+    "ansible_become_pass",
+    "ansible_sudo_pass",
+    "ansible_connection",
+    "ansible_ssh_common_args",
+    "ansible_ssh_extra_args",
+];
+
 /// Resolve the group graph into a draft inventory.
+///
+/// Variables merge as Ansible merges them: a host's groups (with every ancestor and `all`)
+/// sorted by depth, then `ansible_group_priority`, then name, later ones winning, then the
+/// host's own variables; connection variables are read from that merged result.
 pub(crate) fn resolve(mut c: Collected) -> Result<Draft, InventoryError> {
     let mut draft = Draft {
         source: c.file.clone(),
         ..Draft::default()
     };
-
-    // Group ssh defaults, with connection variables removed from their vars.
-    let mut group_ssh: HashMap<String, SshSettings> = HashMap::new();
-    let mut group_pass: HashMap<String, BecomePassVars> = HashMap::new();
-    for g in &mut c.groups {
-        group_ssh.insert(g.name.clone(), take_ssh(&mut g.vars)?);
-        group_pass.insert(g.name.clone(), BecomePassVars::take(&mut g.vars)?);
-    }
-    let all_ssh = group_ssh.remove(ALL).unwrap_or_default();
-    let all_pass = group_pass.remove(ALL).unwrap_or_default();
     if let Some(all) = c.groups.iter_mut().find(|g| g.name == ALL) {
         draft.consul = take_consul(&mut all.vars, &mut draft.consul_pos, &c.file)?;
-        draft.vars = std::mem::take(&mut all.vars.vars);
     }
 
+    // Ansible's implicit group for hosts in no other; dropped below if no host is in it.
+    let file_pos = SourcePos {
+        file: c.file.clone(),
+        ..SourcePos::default()
+    };
+    c.group(UNGROUPED, file_pos);
+
     let mut memo = HashMap::new();
+    let mut order: HashMap<String, (usize, i64)> = HashMap::new();
+    for g in &c.groups {
+        let depth = c.depth(&g.name, &mut memo, &mut Vec::new())?;
+        order.insert(g.name.clone(), (depth, group_priority(&g.vars)?));
+    }
+
     let mut fleet_groups: Vec<bool> = vec![false; c.groups.len()];
     let hosts = std::mem::take(&mut c.hosts);
     draft.hosts.reserve(hosts.len());
-    for mut h in hosts {
+    for h in hosts {
         let direct: Vec<String> = h
             .direct
             .iter()
@@ -210,62 +246,66 @@ pub(crate) fn resolve(mut c: Collected) -> Result<Draft, InventoryError> {
             .collect();
         let mut fleet: Option<(&str, usize)> = None;
         for g in direct.iter().filter(|g| *g != MONITORING_GROUP) {
-            let d = c.depth(g, &mut memo, &mut Vec::new())?;
+            let d = order.get(g.as_str()).map_or(1, |o| o.0);
             if fleet.is_none_or(|(_, best)| d > best) {
                 fleet = Some((g, d));
             }
         }
+        // A host in no group but `all`/`ungrouped` is in `ungrouped`, as Ansible puts it.
         let group = match fleet {
-            Some((g, _)) => Some(g.to_owned()),
-            None if direct.iter().any(|g| g == MONITORING_GROUP) => {
-                Some(MONITORING_GROUP.to_owned())
-            }
-            None => None,
+            Some((g, _)) => g.to_owned(),
+            None if direct.iter().any(|g| g == MONITORING_GROUP) => MONITORING_GROUP.to_owned(),
+            None => UNGROUPED.to_owned(),
         };
-        let mut groups: Vec<String> = Vec::new();
-        if let Some(g) = &group {
-            groups.push(g.clone());
-            if let Some(i) = c.groups.iter().position(|x| &x.name == g) {
-                fleet_groups[i] = true;
-            }
+        if let Some(i) = c.groups.iter().position(|x| x.name == group) {
+            fleet_groups[i] = true;
         }
-        groups.extend(
-            direct
-                .iter()
-                .filter(|g| Some(*g) != group.as_ref())
-                .cloned(),
-        );
+        let mut groups: Vec<String> = vec![group.clone()];
+        groups.extend(direct.iter().filter(|g| **g != group).cloned());
         let parents = c.ancestors(&groups);
         groups.extend(parents);
 
-        let ip = take_ip(&mut h)?;
-        let mut ssh = take_ssh(&mut h.vars)?;
-        let mut pass = BecomePassVars::take(&mut h.vars)?;
+        let mut sorted: Vec<&str> = groups.iter().map(String::as_str).collect();
+        sorted.push(ALL);
+        sorted.sort_by_key(|g| {
+            let (depth, priority) = order.get(*g).copied().unwrap_or((1, 1));
+            (depth, priority, *g)
+        });
+        let mut merged = LocatedVars::default();
+        for g in sorted {
+            if let Some(&i) = c.group_idx.get(g) {
+                merged.extend(&c.groups[i].vars);
+            }
+        }
+        merged.extend(&h.vars);
+
+        check_connection(&mut merged)?;
+        let ip = take_ip(&mut merged, &h)?;
+        let mut ssh = take_ssh(&mut merged)?;
+        ssh.become_password = BecomePassVars::take(&mut merged)?.password()?;
         if let Some(addr) = ip.1 {
             ssh.address = Some(addr);
         }
-        for g in &groups {
-            if let Some(s) = group_ssh.get(g) {
-                ssh = ssh.or(s);
-            }
-            if let Some(p) = group_pass.get(g) {
-                pass = pass.or(p);
-            }
-        }
-        ssh.become_password = pass.or(&all_pass).password()?;
         draft.hosts.push(DraftHost {
             name: h.name,
             ip: ip.0,
-            group,
+            group: Some(group),
             groups,
-            ssh: ssh.or(&all_ssh),
-            vars: h.vars.vars,
+            ssh,
+            vars: merged.vars,
             pos: h.pos,
         });
     }
 
-    for (g, is_fleet) in c.groups.into_iter().zip(fleet_groups) {
-        if g.name == ALL || g.name == UNGROUPED {
+    for (mut g, is_fleet) in c.groups.into_iter().zip(fleet_groups) {
+        for key in CONNECTION_VARS {
+            g.vars.vars.remove(*key);
+        }
+        if g.name == ALL {
+            draft.vars = g.vars.vars;
+            continue;
+        }
+        if g.name == UNGROUPED && !is_fleet {
             continue;
         }
         let group = Group {
@@ -282,13 +322,83 @@ pub(crate) fn resolve(mut c: Collected) -> Result<Draft, InventoryError> {
     Ok(draft)
 }
 
+/// `ansible_group_priority` (default 1, as Ansible's).
+fn group_priority(v: &LocatedVars) -> Result<i64, InventoryError> {
+    let Some(value) = v.vars.get("ansible_group_priority") else {
+        return Ok(1);
+    };
+    let n = match value {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    };
+    n.ok_or_else(|| InventoryError::Syntax {
+        pos: v
+            .pos
+            .get("ansible_group_priority")
+            .cloned()
+            .unwrap_or_default(),
+        message: format!("ansible_group_priority must be a whole number, found {value}"),
+        help: None,
+    })
+}
+
+/// Refuse what promfleet cannot do as Ansible would: connections other than SSH, and SSH
+/// options passed on Ansible's command line.
+fn check_connection(v: &mut LocatedVars) -> Result<(), InventoryError> {
+    if let Some((kind, pos)) = take_string(v, &["ansible_connection"])? {
+        match kind.as_str() {
+            "ssh" | "smart" | "paramiko" => {}
+            "local" => {
+                return Err(InventoryError::Syntax {
+                    pos,
+                    message: "ansible_connection=local: promfleet reaches every host over SSH \
+                              and never runs tasks on the jump host itself"
+                        .to_owned(),
+                    help: Some(
+                        "remove the host, or give it an address promfleet can log in to \
+                         (ansible_host=…) and drop ansible_connection"
+                            .to_owned(),
+                    ),
+                });
+            }
+            other => {
+                return Err(InventoryError::Syntax {
+                    pos,
+                    message: format!(
+                        "ansible_connection={other}: promfleet only connects over SSH"
+                    ),
+                    help: Some("use ansible_connection=ssh or drop the variable".to_owned()),
+                });
+            }
+        }
+    }
+    for key in ["ansible_ssh_common_args", "ansible_ssh_extra_args"] {
+        if let Some((args, pos)) = take_string(v, &[key])?
+            && !args.trim().is_empty()
+        {
+            return Err(InventoryError::Syntax {
+                pos,
+                message: format!("{key}=`{args}`: promfleet does not pass extra arguments to SSH"),
+                help: Some(
+                    "put the options in ~/.ssh/config (promfleet reads it as `ssh -G` does), \
+                     e.g. `Host *` / `StrictHostKeyChecking accept-new`"
+                        .to_owned(),
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
 type IpAndAddress = (Option<(String, SourcePos)>, Option<String>);
 
-/// The host's ip (`ip` var, else `ansible_host`, else the hostname if it is an address) and,
-/// when both `ip` and `ansible_host` are set, the SSH address.
-fn take_ip(h: &mut AHost) -> Result<IpAndAddress, InventoryError> {
-    let ansible_host = take_string(&mut h.vars, &["ansible_host", "ansible_ssh_host"])?;
-    let ip = take_string(&mut h.vars, &["ip"])?;
+/// The host's ip (`ip` var, else `ansible_ssh_host`/`ansible_host` — the former wins in
+/// Ansible's ssh plugin —, else the hostname if it is an address) and, when both `ip` and
+/// an Ansible address are set, the SSH address.
+fn take_ip(v: &mut LocatedVars, h: &AHost) -> Result<IpAndAddress, InventoryError> {
+    let ansible_host = take_string(v, &["ansible_ssh_host", "ansible_host"])?;
+    let ip = take_string(v, &["ip"])?;
     Ok(match (ip, ansible_host) {
         (Some(ip), Some((addr, _))) => (Some(ip), Some(addr)),
         (Some(ip), None) | (None, Some(ip)) => (Some(ip), None),
@@ -327,7 +437,9 @@ fn take_string(
 /// Remove the connection variables from `v` and return them as SSH settings.
 fn take_ssh(v: &mut LocatedVars) -> Result<SshSettings, InventoryError> {
     let mut s = SshSettings {
-        user: take_string(v, &["ansible_user", "ansible_ssh_user"])?.map(|x| x.0),
+        // Ansible's ssh plugin lists `ansible_user` before `ansible_ssh_user` and the last
+        // one set wins (checked against `ansible -vvv` in tests/ansible_inventory.rs).
+        user: take_string(v, &["ansible_ssh_user", "ansible_user"])?.map(|x| x.0),
         key: take_string(
             v,
             &["ansible_ssh_private_key_file", "ansible_private_key_file"],
@@ -335,7 +447,7 @@ fn take_ssh(v: &mut LocatedVars) -> Result<SshSettings, InventoryError> {
         .map(|x| PathBuf::from(x.0)),
         ..SshSettings::default()
     };
-    if let Some((port, pos)) = take_string(v, &["ansible_port", "ansible_ssh_port"])? {
+    if let Some((port, pos)) = take_string(v, &["ansible_ssh_port", "ansible_port"])? {
         s.port = Some(
             port.trim()
                 .parse::<u16>()
@@ -359,18 +471,19 @@ fn take_ssh(v: &mut LocatedVars) -> Result<SshSettings, InventoryError> {
     Ok(s)
 }
 
-/// Ansible's names for the sudo password, in the order ansible-core's sudo plugin prefers
-/// them (`become_pass` option: the first name set wins).
+/// Ansible's names for the sudo password, in the order ansible-core's sudo plugin lists them
+/// for its `become_pass` option: the LAST name set wins (`ConfigManager._loop_entries` keeps
+/// overwriting; checked against the plugin itself in tests/ansible_inventory.rs).
 const BECOME_PASS_VARS: [&str; 3] = [
     "ansible_become_password",
     "ansible_become_pass",
     "ansible_sudo_pass",
 ];
 
-/// The become-password variables set at one level (host or group), by name. Ansible merges
+/// The become-password variables of a host's merged variables, by name. Ansible merges
 /// variables by name first (host over child group over parent over `all`) and only then
-/// picks among the names, so a group's `ansible_become_password` beats a host's
-/// `ansible_become_pass`; merging per name reproduces that.
+/// picks among the names, so an `all:vars` `ansible_become_pass` beats a host's
+/// `ansible_become_password`.
 #[derive(Debug, Default, Clone)]
 struct BecomePassVars([Option<(String, SourcePos)>; 3]);
 
@@ -383,21 +496,13 @@ impl BecomePassVars {
         Ok(out)
     }
 
-    fn or(mut self, other: &BecomePassVars) -> BecomePassVars {
-        for (mine, theirs) in self.0.iter_mut().zip(&other.0) {
-            if mine.is_none() {
-                mine.clone_from(theirs);
-            }
-        }
-        self
-    }
-
     /// The password Ansible would use; values promfleet cannot use as they are (vault,
     /// Jinja) are errors rather than wrong passwords sent to sudo.
     fn password(self) -> Result<Option<BecomePassword>, InventoryError> {
         let Some((name, (value, pos))) = BECOME_PASS_VARS
             .iter()
             .zip(self.0)
+            .rev()
             .find_map(|(n, v)| v.map(|v| (*n, v)))
         else {
             return Ok(None);

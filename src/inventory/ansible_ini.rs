@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use super::ansible::{ALL, Collected, UNGROUPED, resolve};
 use super::error::{InventoryError, SourcePos};
+use super::host_range;
 use super::validate::Draft;
 
 enum Section {
@@ -52,7 +53,12 @@ pub(crate) fn parse(text: &str, file: &Path) -> Result<Draft, InventoryError> {
             continue;
         }
         let col = indent + 1;
-        if let Some(header) = line.strip_prefix('[') {
+        // `[2001:db8::1]:2222` is a host (Ansible's section pattern excludes it).
+        let bracketed_ipv6 = host_range::split_port(line.split_whitespace().next().unwrap_or(""))
+            .0
+            .parse::<std::net::Ipv6Addr>()
+            .is_ok();
+        if let Some(header) = line.strip_prefix('[').filter(|_| !bracketed_ipv6) {
             let Some(header) = header.strip_suffix(']') else {
                 return Err(InventoryError::Syntax {
                     pos: pos(lineno, col),
@@ -87,16 +93,16 @@ pub(crate) fn parse(text: &str, file: &Path) -> Result<Draft, InventoryError> {
                 let Some((name, rest)) = words.split_first() else {
                     continue;
                 };
-                let (name, port) = split_port(name);
-                let group = group.clone();
-                let h = c.host(name, pos(lineno, col), &group);
-                if let Some(port) = port {
-                    h.vars.insert(
-                        "ansible_port".to_owned(),
-                        Value::String(port.to_owned()),
-                        pos(lineno, col),
-                    );
-                }
+                let (pattern, port) = host_range::split_port(name);
+                let names = host_range::expand(pattern).map_err(|m| InventoryError::Syntax {
+                    pos: pos(lineno, col),
+                    message: m,
+                    help: Some(
+                        "write a range as `web[01:20]`, `db-[a:f]` or `node[0:10:2]`".to_owned(),
+                    ),
+                })?;
+                // Check the variables once, before they are copied to every host of a range.
+                let mut vars = Vec::with_capacity(rest.len());
                 for word in rest {
                     let Some((k, v)) = word.split_once('=') else {
                         let column = col + line.find(word.as_str()).unwrap_or(0);
@@ -107,8 +113,21 @@ pub(crate) fn parse(text: &str, file: &Path) -> Result<Draft, InventoryError> {
                         });
                     };
                     let column = col + line.find(k).unwrap_or(0);
-                    h.vars
-                        .insert(k.to_owned(), ini_value(v), pos(lineno, column));
+                    vars.push((k.to_owned(), ini_value(v), pos(lineno, column)));
+                }
+                let group = group.clone();
+                for name in names {
+                    let h = c.host(&name, pos(lineno, col), &group);
+                    if let Some(port) = port {
+                        h.vars.insert(
+                            "ansible_port".to_owned(),
+                            Value::String(port.to_owned()),
+                            pos(lineno, col),
+                        );
+                    }
+                    for (k, v, p) in &vars {
+                        h.vars.insert(k.clone(), v.clone(), p.clone());
+                    }
                 }
             }
             Section::Vars(group) => {
@@ -197,20 +216,6 @@ fn split_words(line: &str) -> Result<Vec<String>, String> {
         words.push(cur);
     }
     Ok(words)
-}
-
-/// `host:2222` → (`host`, Some("2222")); IPv6 literals and plain names are left alone.
-fn split_port(name: &str) -> (&str, Option<&str>) {
-    match name.rsplit_once(':') {
-        Some((host, port))
-            if !host.contains(':')
-                && !port.is_empty()
-                && port.bytes().all(|b| b.is_ascii_digit()) =>
-        {
-            (host, Some(port))
-        }
-        _ => (name, None),
-    }
 }
 
 /// INI values are text; numbers and booleans are read as such, like Ansible does.

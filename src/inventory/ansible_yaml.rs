@@ -2,6 +2,7 @@
 
 use super::ansible::{ALL, Collected, resolve};
 use super::error::InventoryError;
+use super::host_range;
 use super::node::{Kind, Node, Reader, to_json};
 use super::validate::Draft;
 
@@ -54,11 +55,35 @@ fn group(name: &str, body: &Node, r: &Reader, c: &mut Collected) -> Result<(), I
         match key {
             "hosts" => {
                 for (host_node, vars) in r.map(value, &ctx)? {
-                    let host = r.string(host_node, "hostname")?;
-                    let h = c.host(&host, r.pos(host_node.loc), name);
-                    for (k, v) in r.map(vars, &format!("host `{host}`"))? {
-                        h.vars
-                            .insert(r.string(k, "variable name")?, to_json(v), r.pos(v.loc));
+                    let written = r.string(host_node, "hostname")?;
+                    // As Ansible's YAML plugin: `host:2222` keys carry a port, which the
+                    // host's own variables may override.
+                    let (pattern, port) = host_range::split_port(&written);
+                    let hosts =
+                        host_range::expand(pattern).map_err(|m| InventoryError::Syntax {
+                            pos: r.pos(host_node.loc),
+                            message: m,
+                            help: Some(
+                                "write a range as `web[01:20]`, `db-[a:f]` or `node[0:10:2]`"
+                                    .to_owned(),
+                            ),
+                        })?;
+                    let mut host_vars = Vec::new();
+                    if let Some(port) = port {
+                        host_vars.push((
+                            "ansible_port".to_owned(),
+                            serde_json::Value::String(port.to_owned()),
+                            r.pos(host_node.loc),
+                        ));
+                    }
+                    for (k, v) in r.map(vars, &format!("host `{pattern}`"))? {
+                        host_vars.push((r.string(k, "variable name")?, to_json(v), r.pos(v.loc)));
+                    }
+                    for host in hosts {
+                        let h = c.host(&host, r.pos(host_node.loc), name);
+                        for (k, v, p) in &host_vars {
+                            h.vars.insert(k.clone(), v.clone(), p.clone());
+                        }
                     }
                 }
             }

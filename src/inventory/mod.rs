@@ -13,6 +13,7 @@ mod ansible_ini;
 mod ansible_yaml;
 mod emit;
 mod error;
+mod host_range;
 mod limit;
 mod node;
 mod promfleet;
@@ -23,6 +24,8 @@ mod validate;
 
 pub use emit::to_yaml;
 pub use error::{InventoryError, SourcePos};
+/// Ansible host-range expansion (`web[01:20]`), public for the differential test against ansible-core.
+pub use host_range::expand as expand_host_range;
 pub use limit::Limit;
 
 use crate::transport::BecomePassword;
@@ -78,7 +81,8 @@ pub struct Host {
     pub groups: Vec<String>,
     /// SSH connection overrides; unset fields fall back to ~/.ssh/config, then defaults.
     pub ssh: SshSettings,
-    /// Host variables (highest precedence).
+    /// Host variables (highest precedence). From an Ansible inventory they are already merged
+    /// with its groups' and `all`'s in Ansible's order, so they win as a whole.
     pub vars: Vars,
     /// Where the host is defined (for error messages).
     pub pos: SourcePos,
@@ -220,8 +224,8 @@ impl Inventory {
 
 /// Read an inventory file, detect its format and validate it.
 ///
-/// Formats: promfleet YAML, Ansible YAML, Ansible INI (by `.ini` extension or INI-looking
-/// content) and, as a convenience, a seed `server_list.txt`.
+/// Formats: promfleet YAML, Ansible YAML, Ansible INI (by `.ini` extension, INI-looking
+/// content, or text that is no YAML mapping) and, as a convenience, a seed `server_list.txt`.
 pub fn load(path: &Path) -> Result<Inventory, InventoryError> {
     let text =
         std::fs::read_to_string(path).map_err(|e| InventoryError::Read(path.to_path_buf(), e))?;
@@ -241,12 +245,31 @@ pub fn parse_str(text: &str, path: &Path) -> Result<Inventory, InventoryError> {
     } else if ext == "txt" || (!is_yaml_ext && server_list::looks_like(text)) {
         server_list::parse(text, path)?
     } else {
-        let root = node::parse_yaml(text, path)?;
-        let reader = node::Reader { file: path };
-        if ansible_yaml::looks_like(&root) {
-            ansible_yaml::parse(&root, &reader)?
-        } else {
-            promfleet::parse(&root, &reader)?
+        let yaml = node::parse_yaml(text, path);
+        match yaml {
+            Ok(root) if matches!(root.kind, node::Kind::Map(_)) => {
+                let reader = node::Reader { file: path };
+                if ansible_yaml::looks_like(&root) {
+                    ansible_yaml::parse(&root, &reader)?
+                } else {
+                    promfleet::parse(&root, &reader)?
+                }
+            }
+            // Text that is not a YAML mapping (`host:2222`, a quoted value with a space,
+            // INI in a `.yml` file) goes to the INI reader, as Ansible's plugin chain tries its
+            // INI plugin after the YAML one; the YAML reading's error is reported when the
+            // text is not INI either.
+            other => match ansible_ini::parse(text, path) {
+                Ok(draft) => draft,
+                Err(ini_err) => match other {
+                    Err(yaml_err) => return Err(yaml_err),
+                    Ok(root) => {
+                        let reader = node::Reader { file: path };
+                        promfleet::parse(&root, &reader)?;
+                        return Err(ini_err);
+                    }
+                },
+            },
         }
     };
     validate::validate(draft)

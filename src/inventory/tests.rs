@@ -262,8 +262,9 @@ fn become_pass(inv: &Inventory, host: &str) -> Option<(String, String)> {
 }
 
 /// ansible-core merges variables by name (host over group over `all`), then its sudo plugin
-/// takes the first of `ansible_become_password`, `ansible_become_pass`, `ansible_sudo_pass`
-/// that is set (`ConfigManager._loop_entries` returns the first found).
+/// takes the last of `ansible_become_password`, `ansible_become_pass`, `ansible_sudo_pass`
+/// that is set (`ConfigManager._loop_entries` keeps the last found). The same text is a row
+/// of tests/ansible_inventory.rs, where the sudo plugin itself gives the answer.
 #[test]
 fn ansible_become_password_names_and_precedence() {
     let text = "[web]\n\
@@ -279,11 +280,12 @@ fn ansible_become_password_names_and_precedence() {
         ansible_become_pass=all-pass\n";
     let inv = parse_str(text, Path::new("inv.ini")).unwrap();
     let rows = [
-        // host, (password, variable): a group's preferred name beats a host's older one.
-        ("w1", "web-password", "ansible_become_password"),
-        ("w2", "host-password", "ansible_become_password"),
-        ("w3", "web-password", "ansible_become_password"),
-        ("d1", "all-pass", "ansible_become_pass"),
+        // host, (password, variable): `all`'s `ansible_become_pass` beats a host's
+        // `ansible_become_password`, as the name listed later wins.
+        ("w1", "host-pass", "ansible_become_pass"),
+        ("w2", "all-pass", "ansible_become_pass"),
+        ("w3", "all-pass", "ansible_become_pass"),
+        ("d1", "d1-sudo", "ansible_sudo_pass"),
         ("d2", "all-pass", "ansible_become_pass"),
     ];
     for (host, value, var) in rows {
@@ -299,10 +301,10 @@ fn ansible_become_password_names_and_precedence() {
     }
     assert!(!inv.vars.keys().any(|k| k.contains("pass")));
     // Debug (test failures, logs) never shows the value.
-    let ssh = format!("{:?}", inv.host("w2").unwrap().ssh);
-    assert!(!ssh.contains("host-password"), "{ssh}");
+    let ssh = format!("{:?}", inv.host("w1").unwrap().ssh);
+    assert!(!ssh.contains("host-pass"), "{ssh}");
     assert!(
-        ssh.contains("inv.ini:3"),
+        ssh.contains("inv.ini:2"),
         "the source names file:line: {ssh}"
     );
 
@@ -487,22 +489,225 @@ fn missing_ip_is_rejected() {
     );
 }
 
+fn parse_ok(text: &str, file: &str) -> Inventory {
+    match parse_str(text, Path::new(file)) {
+        Ok(inv) => inv,
+        Err(e) => panic!("{file}: {e}"),
+    }
+}
+
 #[test]
-fn host_in_no_group_is_rejected() {
-    let e = err_fixture("bad_no_group.yml");
+fn hosts_only_in_all_or_ungrouped_are_in_ungrouped() {
+    let inv = load_fixture("ansible_ungrouped.yml");
+    let lonely = inv.host("lonely").unwrap();
+    assert_eq!(lonely.group, "ungrouped");
+    assert_eq!(lonely.groups, ["ungrouped"]);
+    assert_eq!(inv.host("ide-01").unwrap().group, "IDE");
     assert!(
-        e.contains("bad_no_group.yml:3:5: host `lonely` is in no group"),
-        "{e}"
+        group_names(&inv).contains(&"ungrouped"),
+        "{:?}",
+        group_names(&inv)
     );
-    assert!(e.contains("put it under a group"), "{e}");
-    let e = parse_err(
+    let inv = parse_ok(
         "ungrouped-host ansible_host=10.0.0.1\n[IDE]\nide-01 ansible_host=10.0.0.2\n",
         "u.ini",
     );
-    assert!(
-        e.starts_with("u.ini:1:1: host `ungrouped-host` is in no group"),
-        "{e}"
+    assert_eq!(inv.host("ungrouped-host").unwrap().group, "ungrouped");
+    // Without ungrouped hosts there is no `ungrouped` group.
+    let inv = parse_ok("[IDE]\nide-01 ansible_host=10.0.0.2\n", "v.ini");
+    assert_eq!(group_names(&inv), ["IDE"]);
+}
+
+#[test]
+fn host_ranges_expand_in_ini_and_yaml() {
+    let inv = parse_ok(
+        "[web]\n10.9.0.[1:3] ansible_user=deploy\n10.9.1.[0:20:10]:2222\n",
+        "r.ini",
     );
+    assert_eq!(
+        names(&inv.hosts),
+        [
+            "10.9.0.1",
+            "10.9.0.2",
+            "10.9.0.3",
+            "10.9.1.0",
+            "10.9.1.10",
+            "10.9.1.20"
+        ]
+    );
+    assert!(
+        inv.hosts[..3]
+            .iter()
+            .all(|h| h.ssh.user.as_deref() == Some("deploy"))
+    );
+    assert!(inv.hosts[3..].iter().all(|h| h.ssh.port == Some(2222)));
+    let inv = parse_ok(
+        "all:\n  children:\n    web:\n      hosts:\n        10.9.[0:1].[7:8]:\n          ansible_port: 2200\n",
+        "r.yml",
+    );
+    assert_eq!(
+        names(&inv.hosts),
+        ["10.9.0.7", "10.9.0.8", "10.9.1.7", "10.9.1.8"]
+    );
+    assert!(inv.hosts.iter().all(|h| h.ssh.port == Some(2200)));
+    // Padding, letters (a-z then A-Z), steps, an empty begin.
+    for (pattern, want) in [
+        ("w[08:10]", vec!["w08", "w09", "w10"]),
+        ("db-[y:B]", vec!["db-y", "db-z", "db-A", "db-B"]),
+        ("z[a:f:2]", vec!["za", "zc", "ze"]),
+        ("n[:2]", vec!["n0", "n1", "n2"]),
+        ("n[3:1]", vec![]),
+    ] {
+        assert_eq!(expand_host_range(pattern).unwrap(), want, "{pattern}");
+    }
+}
+
+#[test]
+fn yaml_host_keys_carry_a_port_the_host_vars_may_override() {
+    let inv = parse_ok(
+        "all:\n  children:\n    g:\n      hosts:\n        10.7.0.1:2222:\n\
+         \x20       10.7.0.[2:3]:2201:\n        10.7.0.4:2202: {ansible_port: 2203}\n",
+        "p.yml",
+    );
+    let ports: Vec<(&str, Option<u16>)> = inv
+        .hosts
+        .iter()
+        .map(|h| (h.name.as_str(), h.ssh.port))
+        .collect();
+    assert_eq!(
+        ports,
+        [
+            ("10.7.0.1", Some(2222)),
+            ("10.7.0.2", Some(2201)),
+            ("10.7.0.3", Some(2201)),
+            ("10.7.0.4", Some(2203))
+        ]
+    );
+}
+
+#[test]
+fn bad_host_ranges_are_located_errors() {
+    let e = parse_err("[web]\nok ansible_host=10.0.0.1\nweb[1:x]\n", "r.ini");
+    assert!(e.starts_with("r.ini:3:1: host range `[1:x]`"), "{e}");
+    assert!(e.contains("web[01:20]"), "{e}");
+    let e = parse_err("[web]\nweb[01:100]\n", "r.ini");
+    assert!(e.contains("equal length"), "{e}");
+    let e = parse_err("[web]\nweb[c:a]\n", "r.ini");
+    assert!(e.contains("begin <= end"), "{e}");
+    // Bounded: a typo cannot make millions of hosts.
+    let e = parse_err("[web]\nh[0:99999999]\n", "r.ini");
+    assert!(e.contains("more than 100000 hosts"), "{e}");
+    let e = parse_err("[web]\nh[0:999].[0:999]\n", "r.ini");
+    assert!(e.contains("more than 100000 hosts"), "{e}");
+}
+
+#[test]
+fn ini_text_in_a_yml_file_or_not_yaml_mapping_is_read_as_ini() {
+    let ini = "[db]\ndb1 ansible_host=10.5.0.1\n[db:vars]\nansible_user=postgres\n";
+    let inv = parse_ok(ini, "hosts.yml");
+    assert_eq!(
+        inv.host("db1").unwrap().ssh.user.as_deref(),
+        Some("postgres")
+    );
+    // First line `host:port`: a YAML scalar, not a mapping.
+    let inv = parse_ok("10.5.1.1:2201\n[db]\ndb1 ansible_host=10.5.1.2\n", "hosts");
+    assert_eq!(inv.host("10.5.1.1").unwrap().ssh.port, Some(2201));
+    // A quoted value with a space.
+    let inv = parse_ok(
+        "db1 ansible_host=10.5.2.1 motd=\"hello world\"\n[db]\ndb1\n",
+        "hosts",
+    );
+    assert_eq!(inv.host("db1").unwrap().vars["motd"], "hello world");
+    // Neither YAML nor INI: the YAML error is the one reported.
+    let e = parse_err("all:\n  hosts: [\n", "broken.yml");
+    assert!(e.contains("invalid YAML"), "{e}");
+}
+
+#[test]
+fn group_vars_apply_by_depth_then_priority_then_name() {
+    let inv = parse_ok(
+        "[all:vars]\nansible_user=from_all\nlevel=all\n\
+         [parent:children]\nchild\n[parent:vars]\nansible_user=from_parent\nlevel=parent\n\
+         [child]\nh1 ansible_host=10.1.0.1\nh2 ansible_host=10.1.0.2 ansible_user=from_host\n\
+         [child:vars]\nlevel=child\n\
+         [other]\nh1\n[other:vars]\nansible_user=from_other\n",
+        "p.ini",
+    );
+    let h1 = inv.host("h1").unwrap();
+    // `other` and `parent` are both at depth 1: `parent` sorts later by name and wins.
+    assert_eq!(h1.ssh.user.as_deref(), Some("from_parent"));
+    assert_eq!(inv.host_vars(h1)["level"], "child");
+    assert_eq!(
+        inv.host("h2").unwrap().ssh.user.as_deref(),
+        Some("from_host")
+    );
+    // Connection variables are not template variables.
+    assert!(!inv.host_vars(h1).contains_key("ansible_user"));
+    let inv = parse_ok(
+        "[a]\nh1 ansible_host=10.1.0.1\n[a:vars]\nansible_user=a\nansible_group_priority=10\n\
+         [b]\nh1\n[b:vars]\nansible_user=b\n",
+        "q.ini",
+    );
+    assert_eq!(inv.host("h1").unwrap().ssh.user.as_deref(), Some("a"));
+    let e = parse_err(
+        "[a]\nh1 ansible_host=10.1.0.1\n[a:vars]\nansible_group_priority=high\n",
+        "q.ini",
+    );
+    assert!(e.starts_with("q.ini:4:"), "{e}");
+    assert!(e.contains("whole number"), "{e}");
+}
+
+#[test]
+fn ssh_synonyms_win_as_in_ansible_ssh_plugin() {
+    let inv = parse_ok(
+        "[g]\nh1 ansible_host=10.1.0.1 ansible_user=host_user\n\
+         h2 ansible_host=10.1.0.9 ansible_ssh_host=10.1.0.2 ansible_port=1 ansible_ssh_port=2\n\
+         [g:vars]\nansible_ssh_user=group_ssh\n",
+        "s.ini",
+    );
+    // Merged by name first, then `ansible_ssh_user` beats `ansible_user` (ansible -vvv).
+    assert_eq!(
+        inv.host("h1").unwrap().ssh.user.as_deref(),
+        Some("group_ssh")
+    );
+    let h2 = inv.host("h2").unwrap();
+    assert_eq!(h2.ip.to_string(), "10.1.0.2");
+    assert_eq!(h2.ssh.port, Some(2));
+}
+
+#[test]
+fn connection_local_and_extra_ssh_args_are_refused_with_their_line() {
+    let e = parse_err(
+        "[g]\nh1 ansible_host=10.1.0.1\nh2 ansible_host=127.0.0.1 ansible_connection=local\n",
+        "c.ini",
+    );
+    assert!(e.starts_with("c.ini:3:"), "{e}");
+    assert!(e.contains("ansible_connection=local"), "{e}");
+    let e = parse_err(
+        "[g]\nh1 ansible_host=10.1.0.1\n[g:vars]\nansible_connection=winrm\n",
+        "c.ini",
+    );
+    assert!(e.contains("only connects over SSH"), "{e}");
+    let e = parse_err(
+        "[g]\nh1 ansible_host=10.1.0.1\n[g:vars]\nansible_ssh_common_args='-o StrictHostKeyChecking=no'\n",
+        "c.ini",
+    );
+    assert!(e.starts_with("c.ini:4:"), "{e}");
+    assert!(e.contains("~/.ssh/config"), "{e}");
+    let inv = parse_ok(
+        "[g]\nh1 ansible_host=10.1.0.1 ansible_connection=ssh ansible_ssh_extra_args=''\n",
+        "c.ini",
+    );
+    assert!(
+        !inv.host_vars(&inv.hosts[0])
+            .contains_key("ansible_connection")
+    );
+}
+
+#[test]
+fn bracketed_ipv6_host_line_is_a_host_not_a_section() {
+    let e = parse_err("[v6]\n[2001:db8::11]:2222\n", "v.ini");
+    assert!(e.contains("invalid name `2001:db8::11`"), "{e}");
 }
 
 #[test]

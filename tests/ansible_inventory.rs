@@ -1,0 +1,659 @@
+//! `ansible-inventory --list` (ansible-core, pinned in scripts/install-deps.sh) as the oracle
+//! for Ansible inventories. Every file of `../shared/ansible-inventories/` and every row of
+//! `EDGE_CASES` goes through both tools; per host, the groups (transitively, without `all`),
+//! the address, user, port and become must agree, or promfleet must reject the file for the
+//! reason its `REJECTED` row documents (each one explained in the README's Inventory section),
+//! naming the file and line. Which Ansible variable wins among synonyms (`ansible_ssh_user`
+//! over `ansible_user`, …) is itself checked against `ansible -vvv` in
+//! `synonyms_as_ansible_ssh_plugin_uses_them`; host ranges against ansible-core's own
+//! `expand_hostname_range` in `host_ranges_as_ansible_expands_them`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::support::*;
+
+/// Files promfleet rejects on purpose: file name → a substring of the reason. The README's
+/// Inventory section ("Documented differences") explains each reason.
+const REJECTED: &[(&str, &str)] = &[
+    // Hosts given by DNS name, with no IP address: promfleet needs the address for Consul
+    // and the metrics checks and does not resolve names.
+    (
+        "3ch01c__kubeadm-ansible__inventories__production__hosts.yml",
+        "has no ip",
+    ),
+    (
+        "ansible__ansible-examples__lamp_haproxy__hosts",
+        "has no ip",
+    ),
+    ("ansible__ansible-examples__mongodb__hosts", "has no ip"),
+    (
+        "ceph__ceph-ansible__tests__functional__all_daemons__hosts",
+        "has no ip",
+    ),
+    (
+        "geerlingguy__ansible-for-devops__https-letsencrypt__inventory.example",
+        "has no ip",
+    ),
+    (
+        "openshift__openshift-ansible__inventory__hosts.example",
+        "has no ip",
+    ),
+    (
+        "spurin__diveintoansible__Ansible-Architecture-and-Design__Inventories__07__hosts",
+        "has no ip",
+    ),
+    ("edge_range_names.ini", "has no ip"),
+    // Two hosts sharing one address: Consul service ids and targets would collide.
+    (
+        "BenjaminHuang__k8s-ansible-playbook__inventories__production__hosts",
+        "duplicate ip",
+    ),
+    // ansible_connection=local: promfleet only works over SSH.
+    (
+        "geerlingguy__raspberry-pi-dramble__testing__docker__inventory",
+        "ansible_connection=local",
+    ),
+    (
+        "kubernetes-sigs__kubespray__inventory__local__hosts.ini",
+        "ansible_connection=local",
+    ),
+    (
+        "spurin__diveintoansible__Ansible-Architecture-and-Design__Inventories__13__hosts",
+        "ansible_connection=local",
+    ),
+    (
+        "spurin__diveintoansible__Ansible-Architecture-and-Design__Inventories__14__hosts.yaml",
+        "ansible_connection=local",
+    ),
+    (
+        "spurin__diveintoansible__Ansible-Architecture-and-Design__Inventories__15__hosts.json",
+        "ansible_connection=local",
+    ),
+    // Extra SSH arguments: promfleet reads SSH options from ~/.ssh/config instead.
+    (
+        "geerlingguy__ansible-for-devops__orchestration__hosts.ini",
+        "ansible_ssh_common_args",
+    ),
+    // An IPv6 address as the inventory name: names end up in file paths and Consul ids.
+    ("edge_ipv6_names.ini", "invalid name `2001:db8::10`"),
+];
+
+/// Hand-written cases: (file name, text). The extension matters: both tools pick the format
+/// by it.
+const EDGE_CASES: &[(&str, &str)] = &[
+    // Group variable precedence: by depth, then name (`other` < `parent`), then the child;
+    // all:vars lowest; a host in several groups.
+    (
+        "edge_precedence.ini",
+        "[all:vars]\nansible_user=from_all\nansible_port=2200\n\
+         [parent:children]\nchild\n\
+         [parent:vars]\nansible_user=from_parent\nansible_port=2201\n\
+         [child]\nh1 ansible_host=10.1.0.1\nh2 ansible_host=10.1.0.2 ansible_user=from_host\n\
+         h3 ansible_host=10.1.0.3\n\
+         [child:vars]\nansible_port=2202\n\
+         [other]\nh1\nh4 ansible_host=10.1.0.4\n\
+         [other:vars]\nansible_user=from_other\n\
+         [zz_other]\nh3\n\
+         [zz_other:vars]\nansible_user=from_zz\n",
+    ),
+    // ansible_group_priority beats name order; become at group and host level.
+    (
+        "edge_priority.yml",
+        "all:\n  vars:\n    ansible_user: all_user\n  children:\n\
+         \x20   a_group:\n      vars: {ansible_user: a_user, ansible_group_priority: 10, ansible_become: true}\n\
+         \x20     hosts:\n        p1: {ansible_host: 10.2.0.1}\n\
+         \x20   b_group:\n      vars: {ansible_user: b_user, ansible_port: 2222}\n\
+         \x20     hosts:\n        p1:\n        p2: {ansible_host: 10.2.0.2, ansible_become: false}\n",
+    ),
+    // Hosts only in `ungrouped`, in INI and in YAML.
+    (
+        "edge_ungrouped.ini",
+        "10.3.0.1\nloose ansible_host=10.3.0.2 ansible_user=u\n[web]\n10.3.0.3\n",
+    ),
+    (
+        "edge_ungrouped.yml",
+        "all:\n  hosts:\n    10.3.1.1:\n    loose: {ansible_host: 10.3.1.2}\n  children:\n\
+         \x20   web:\n      hosts:\n        10.3.1.3:\n",
+    ),
+    // Ranges of IPv4 addresses: numeric, stepped, several in one name.
+    (
+        "edge_ranges.ini",
+        "[web]\n10.4.0.[1:3] ansible_user=deploy\n10.4.1.[0:20:5]\n10.4.[2:3].[7:8]:2222\n",
+    ),
+    (
+        "edge_ranges.yml",
+        "all:\n  children:\n    web:\n      hosts:\n        10.4.0.[1:3]:\n          ansible_user: deploy\n\
+         \x20       10.4.1.[0:20:5]:\n",
+    ),
+    // `host:port` keys in YAML, a range with a port.
+    (
+        "edge_hostport.yml",
+        "all:\n  children:\n    g:\n      hosts:\n        10.7.0.1:2222:\n\
+         \x20       10.7.0.[2:3]:2201:\n        10.7.0.4:2202: {ansible_port: 2203}\n",
+    ),
+    // Ranges of names (zero-padded, letters, steps) have no address: rejected, with the line.
+    (
+        "edge_range_names.ini",
+        "[web]\nweb[01:03]\ndb-[a:c]\nnode[0:10:5]\n",
+    ),
+    // IPv6 addresses as ansible_host, and as the name (rejected).
+    (
+        "edge_ipv6.ini",
+        "[v6]\nv6a ansible_host=2001:db8::10\nv6b ansible_host=fd00::1:2 ansible_port=2222\n",
+    ),
+    (
+        "edge_ipv6_names.ini",
+        "[v6]\n2001:db8::10\n[2001:db8::11]:2222\n",
+    ),
+    // INI text in a `.yml` file, and INI without extension that is no YAML mapping.
+    (
+        "edge_ini_in.yml",
+        "[db]\ndb1 ansible_host=10.5.0.1\n[db:vars]\nansible_user=postgres\n",
+    ),
+    (
+        "edge_ini_hostport",
+        "10.5.1.1:2201\n[db]\ndb1 ansible_host=10.5.1.2\n",
+    ),
+    (
+        "edge_ini_quoted",
+        "db1 ansible_host=10.5.2.1 motd=\"hello world\"\n[db]\ndb1\n",
+    ),
+    // Sudo password synonyms at host, group and `all` level.
+    (
+        "edge_become_pass.ini",
+        "[web]\nw1 ansible_host=10.6.0.1 ansible_become_pass=host-pass\n\
+         w2 ansible_host=10.6.0.2 ansible_become_password=host-password\n\
+         w3 ansible_host=10.6.0.3\n[web:vars]\nansible_become_password=web-password\n\
+         [db]\nd1 ansible_host=10.6.0.4 ansible_sudo_pass=d1-sudo\nd2 ansible_host=10.6.0.5\n\
+         [all:vars]\nansible_become_pass=all-pass\n",
+    ),
+    // User synonyms at different levels (see `synonyms_as_ansible_ssh_plugin_uses_them`).
+    ("edge_user_synonyms.ini", USER_SYNONYMS),
+];
+
+/// `ansible_ssh_user` vs `ansible_user`, `ansible_ssh_port` vs `ansible_port` and
+/// `ansible_ssh_host` vs `ansible_host` at host and group level. Loopback addresses on port 1
+/// only: `synonyms_as_ansible_ssh_plugin_uses_them` lets ansible try to connect.
+const USER_SYNONYMS: &str = "[g]\n\
+    s1 ansible_host=127.77.0.1 ansible_port=1 ansible_ssh_user=host_ssh\n\
+    s2 ansible_host=127.77.0.2 ansible_port=1 ansible_user=host_user\n\
+    s3 ansible_host=127.77.0.3 ansible_ssh_port=1 ansible_port=2\n\
+    s4 ansible_host=127.77.0.99 ansible_ssh_host=127.77.0.4 ansible_port=1 ansible_ssh_user=s4_ssh ansible_user=s4_user\n\
+    [g:vars]\nansible_user=group_user\nansible_ssh_user=group_ssh\n\
+    [h]\n\
+    s5 ansible_host=127.77.0.5 ansible_port=1 ansible_user=host_user\n";
+
+/// The sudo plugin's `become_pass` variables, in the order it lists them; which one wins is
+/// checked against the plugin in `become_password_as_ansible_sudo_plugin_picks_it`.
+const BECOME_PASS_VARS: [&str; 3] = [
+    "ansible_become_password",
+    "ansible_become_pass",
+    "ansible_sudo_pass",
+];
+
+/// What both tools must agree on, per host.
+#[derive(Debug, PartialEq, Eq, Clone)]
+struct HostView {
+    groups: BTreeSet<String>,
+    address: String,
+    user: Option<String>,
+    port: Option<u64>,
+    become_root: Option<bool>,
+    /// Which variable the sudo password comes from (never the password).
+    become_password_var: Option<String>,
+}
+
+/// `../shared/ansible-inventories` beside the clone (as CI has it), or
+/// `$PROMFLEET_ANSIBLE_CORPUS` (a worktree elsewhere).
+fn corpus_dir() -> PathBuf {
+    std::env::var_os("PROMFLEET_ANSIBLE_CORPUS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("../shared/ansible-inventories"))
+}
+
+fn ansible_ready() -> bool {
+    if !have("ansible-inventory") {
+        eprintln!("SKIPPED: ansible-inventory not installed (scripts/install-deps.sh installs it)");
+        return false;
+    }
+    true
+}
+
+fn ansible_list(file: &Path) -> Result<Value, String> {
+    let out = Command::new("ansible-inventory")
+        .arg("-i")
+        .arg(file)
+        .arg("--list")
+        .env("ANSIBLE_INVENTORY_UNPARSED_FAILED", "true")
+        .env(
+            "ANSIBLE_HOME",
+            std::env::temp_dir().join("promfleet-ansible-home"),
+        )
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())
+}
+
+/// The interpreter ansible runs under: the last parenthesis of `python version = …`.
+fn ansible_python() -> String {
+    let version = Command::new("ansible-inventory")
+        .arg("--version")
+        .output()
+        .unwrap();
+    let version = String::from_utf8_lossy(&version.stdout).into_owned();
+    version
+        .lines()
+        .find(|l| l.trim_start().starts_with("python version"))
+        .and_then(|l| {
+            l.rsplit_once('(')
+                .map(|x| x.1.trim_end_matches(')').to_owned())
+        })
+        .unwrap_or_else(|| "python3".to_owned())
+}
+
+fn as_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// The merged variable Ansible's ssh plugin uses: among synonyms, the last one its option
+/// lists (`names` is in that order) that is set.
+fn synonym(vars: &Value, names: &[&str]) -> Option<String> {
+    names
+        .iter()
+        .rev()
+        .find_map(|n| vars.get(*n).and_then(as_text))
+}
+
+fn ansible_bool(v: &Value) -> Option<bool> {
+    match v {
+        Value::Bool(b) => Some(*b),
+        Value::String(s) => match s.to_ascii_lowercase().as_str() {
+            "true" | "yes" | "on" | "1" => Some(true),
+            "false" | "no" | "off" | "0" => Some(false),
+            _ => None,
+        },
+        Value::Number(n) => n.as_i64().map(|i| i != 0),
+        _ => None,
+    }
+}
+
+/// Per host, what `ansible-inventory --list` says.
+fn ansible_view(list: &Value) -> BTreeMap<String, HostView> {
+    let groups = list.as_object().cloned().unwrap_or_default();
+    fn members(
+        groups: &serde_json::Map<String, Value>,
+        g: &str,
+        seen: &mut BTreeSet<String>,
+    ) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        if !seen.insert(g.to_owned()) {
+            return out;
+        }
+        let Some(body) = groups.get(g) else {
+            return out;
+        };
+        for h in body["hosts"].as_array().into_iter().flatten() {
+            out.insert(h.as_str().unwrap().to_owned());
+        }
+        for c in body["children"].as_array().into_iter().flatten() {
+            out.extend(members(groups, c.as_str().unwrap(), seen));
+        }
+        out
+    }
+    let mut hosts: BTreeMap<String, HostView> = BTreeMap::new();
+    for h in members(&groups, "all", &mut BTreeSet::new()) {
+        let vars = &list["_meta"]["hostvars"][&h];
+        hosts.insert(
+            h.clone(),
+            HostView {
+                groups: BTreeSet::new(),
+                address: synonym(vars, &["ansible_host", "ansible_ssh_host"]).unwrap_or(h.clone()),
+                user: synonym(vars, &["ansible_user", "ansible_ssh_user"]),
+                port: synonym(vars, &["ansible_port", "ansible_ssh_port"])
+                    .map(|p| p.parse().unwrap()),
+                become_root: vars.get("ansible_become").and_then(ansible_bool),
+                become_password_var: BECOME_PASS_VARS
+                    .iter()
+                    .rev()
+                    .find(|n| vars.get(**n).is_some_and(|v| !v.is_null()))
+                    .map(|n| n.to_string()),
+            },
+        );
+    }
+    for g in groups.keys().filter(|g| *g != "all" && *g != "_meta") {
+        for h in members(&groups, g, &mut BTreeSet::new()) {
+            hosts.get_mut(&h).unwrap().groups.insert(g.clone());
+        }
+    }
+    hosts
+}
+
+/// Per host, what `promfleet inventory list --json` says; Err = promfleet's error text.
+fn promfleet_view(file: &Path) -> Result<BTreeMap<String, HostView>, String> {
+    let out = Run::new(&["inventory", "list", "--json", "-i"])
+        .arg(file)
+        .output();
+    if !out.status.success() {
+        return Err(stderr(&out));
+    }
+    let rows: Value = serde_json::from_slice(&out.stdout).unwrap();
+    Ok(rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let view = HostView {
+                groups: r["groups"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|g| g.as_str().unwrap().to_owned())
+                    .collect(),
+                address: r["address"].as_str().unwrap().to_owned(),
+                user: r["user"].as_str().map(str::to_owned),
+                port: r["port"].as_u64(),
+                become_root: r["become"].as_bool(),
+                // "`ansible_become_pass` (file:line:col)"
+                become_password_var: r["become_password_from"]
+                    .as_str()
+                    .and_then(|s| s.split('`').nth(1))
+                    .map(str::to_owned),
+            };
+            (r["name"].as_str().unwrap().to_owned(), view)
+        })
+        .collect())
+}
+
+/// Addresses compare as addresses (`2001:db8::0010` is `2001:db8::10`), names as text.
+fn same_address(a: &str, b: &str) -> bool {
+    match (a.parse::<IpAddr>(), b.parse::<IpAddr>()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => a == b,
+    }
+}
+
+/// Every difference between the two tools for one file (empty = agreement).
+fn compare(file: &Path) -> Vec<String> {
+    let name = file.file_name().unwrap().to_string_lossy().into_owned();
+    let expected = match ansible_list(file) {
+        Ok(list) => ansible_view(&list),
+        Err(e) => return vec![format!("{name}: ansible-inventory failed: {e}")],
+    };
+    let rejection = REJECTED.iter().find(|(f, _)| *f == name).map(|r| r.1);
+    match (promfleet_view(file), rejection) {
+        (Err(err), Some(reason)) => {
+            let located = err.lines().next().is_some_and(|l| {
+                l.split_once(&format!("{name}:"))
+                    .is_some_and(|(_, rest)| rest.starts_with(|c: char| c.is_ascii_digit()))
+            });
+            let mut diffs = Vec::new();
+            if !err.contains(reason) {
+                diffs.push(format!("{name}: rejected, but not for `{reason}`: {err}"));
+            }
+            if !located {
+                diffs.push(format!("{name}: the rejection names no file:line: {err}"));
+            }
+            diffs
+        }
+        (Err(err), None) => vec![format!("{name}: rejected without a REJECTED row: {err}")],
+        (Ok(_), Some(reason)) => vec![format!(
+            "{name}: accepted, but its REJECTED row expects `{reason}` (remove the row)"
+        )],
+        (Ok(actual), None) => {
+            let mut diffs = Vec::new();
+            for (host, want) in &expected {
+                match actual.get(host) {
+                    None => diffs.push(format!("{name}: host {host} missing in promfleet")),
+                    Some(got) => {
+                        let same = got.groups == want.groups
+                            && same_address(&got.address, &want.address)
+                            && got.user == want.user
+                            && got.port == want.port
+                            && got.become_root == want.become_root
+                            && got.become_password_var == want.become_password_var;
+                        if !same {
+                            diffs.push(format!(
+                                "{name}: host {host}: ansible {want:?}, promfleet {got:?}"
+                            ));
+                        }
+                    }
+                }
+            }
+            for host in actual.keys().filter(|h| !expected.contains_key(*h)) {
+                diffs.push(format!("{name}: host {host} only in promfleet"));
+            }
+            diffs
+        }
+    }
+}
+
+fn edge_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in EDGE_CASES {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    dir
+}
+
+#[test]
+fn corpus_and_edge_cases_read_as_ansible_inventory_reads_them() {
+    if !ansible_ready() {
+        return;
+    }
+    let mut files: Vec<PathBuf> = Vec::new();
+    let corpus = corpus_dir();
+    if corpus.is_dir() {
+        for entry in std::fs::read_dir(&corpus).unwrap() {
+            let p = entry.unwrap().path();
+            if p.file_name().is_some_and(|n| n != "SOURCES.md") {
+                files.push(p);
+            }
+        }
+    } else {
+        eprintln!(
+            "SKIPPED (corpus part): {} absent; the edge cases still run",
+            corpus.display()
+        );
+    }
+    let edges = edge_dir();
+    for (name, _) in EDGE_CASES {
+        files.push(edges.path().join(name));
+    }
+    files.sort();
+    let names: BTreeSet<String> = files
+        .iter()
+        .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    let mut diffs: Vec<String> = Vec::new();
+    if corpus.is_dir() {
+        for (f, _) in REJECTED {
+            if !names.contains(*f) {
+                diffs.push(format!("REJECTED row `{f}` names no file"));
+            }
+        }
+    }
+    // Files in parallel (each is two process runs); two at a time on a shared machine.
+    let chunks: Vec<Vec<PathBuf>> = files
+        .chunks(files.len().div_ceil(2))
+        .map(<[_]>::to_vec)
+        .collect();
+    let handles: Vec<_> = chunks
+        .into_iter()
+        .map(|chunk| {
+            std::thread::spawn(move || chunk.iter().flat_map(|f| compare(f)).collect::<Vec<_>>())
+        })
+        .collect();
+    for h in handles {
+        diffs.extend(h.join().unwrap());
+    }
+    eprintln!("{} file(s) compared", files.len());
+    assert!(
+        diffs.is_empty(),
+        "{} unexplained difference(s):\n{}",
+        diffs.len(),
+        diffs.join("\n")
+    );
+}
+
+/// The rule `ansible_view` applies to synonyms, checked against what Ansible's ssh plugin
+/// really does: `ansible -vvv` logs the user, port and address of each connection attempt
+/// (to closed loopback ports, so nothing answers).
+#[test]
+fn synonyms_as_ansible_ssh_plugin_uses_them() {
+    if !ansible_ready() || !have("ssh") {
+        eprintln!("SKIPPED: needs ansible and ssh");
+        return;
+    }
+    let edges = edge_dir();
+    let file = edges.path().join("edge_user_synonyms.ini");
+    let out = Command::new("ansible")
+        .arg("all")
+        .arg("-i")
+        .arg(&file)
+        .args(["-m", "ping", "-vvv", "-f", "2", "-T", "5"])
+        .env("ANSIBLE_HOST_KEY_CHECKING", "false")
+        .env("ANSIBLE_HOME", edges.path().join("ansible-home"))
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stdout).into_owned();
+    // `<ADDR> SSH: EXEC ssh … -o Port=N … -o 'User="U"' …`: one line per connection.
+    let mut seen: BTreeMap<String, (String, u64)> = BTreeMap::new();
+    for line in log.lines().filter(|l| l.contains("SSH: EXEC ssh")) {
+        let addr = line
+            .trim_start_matches('<')
+            .split('>')
+            .next()
+            .unwrap()
+            .to_owned();
+        let port = line
+            .split("-o Port=")
+            .nth(1)
+            .and_then(|r| r.split(' ').next());
+        let user = line
+            .split("User=\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next());
+        if let (Some(port), Some(user)) = (port, user) {
+            seen.insert(addr, (user.to_owned(), port.parse().unwrap()));
+        }
+    }
+    let expected = ansible_view(&ansible_list(&file).unwrap());
+    assert_eq!(seen.len(), expected.len(), "ansible log:\n{log}");
+    for (host, view) in &expected {
+        let (user, port) = seen
+            .get(&view.address)
+            .unwrap_or_else(|| panic!("{host}: no connection to {} in:\n{log}", view.address));
+        assert_eq!(Some(user), view.user.as_ref(), "{host}");
+        assert_eq!(Some(*port), view.port, "{host}");
+    }
+}
+
+/// The rule `ansible_view` applies to the sudo password's names, checked against ansible-core's
+/// sudo become plugin itself, given the variables as the task executor gives them.
+#[test]
+fn become_password_as_ansible_sudo_plugin_picks_it() {
+    if !ansible_ready() {
+        return;
+    }
+    let script = "import sys, json\n\
+        from ansible.plugins.loader import become_loader\n\
+        b = become_loader.get('sudo')\n\
+        out = []\n\
+        for names in json.loads(sys.argv[1]):\n\
+        \x20   b.set_options(var_options={n: n for n in names})\n\
+        \x20   out.append(b.get_option('become_pass'))\n\
+        print(json.dumps(out))\n";
+    let mut subsets: Vec<Vec<&str>> = Vec::new();
+    for mask in 1..8u8 {
+        subsets.push(
+            BECOME_PASS_VARS
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| mask & (1 << i) != 0)
+                .map(|(_, n)| *n)
+                .collect(),
+        );
+    }
+    let out = Command::new(ansible_python())
+        .arg("-c")
+        .arg(script)
+        .arg(serde_json::to_string(&subsets).unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let picked: Vec<String> = serde_json::from_slice(&out.stdout).unwrap();
+    for (names, picked) in subsets.iter().zip(picked) {
+        let vars: serde_json::Map<String, Value> = names
+            .iter()
+            .map(|n| (n.to_string(), Value::from("x")))
+            .collect();
+        let rule = BECOME_PASS_VARS
+            .iter()
+            .rev()
+            .find(|n| vars.contains_key(**n))
+            .unwrap();
+        assert_eq!(*rule, picked, "{names:?}");
+    }
+}
+
+/// Host ranges as ansible-core's own `expand_hostname_range` expands them.
+#[test]
+fn host_ranges_as_ansible_expands_them() {
+    if !ansible_ready() {
+        return;
+    }
+    let patterns = [
+        "web[01:03]",
+        "web[1:3].example.com",
+        "db-[a:c]",
+        "db-[x:B]",
+        "node[0:10:5]",
+        "n[:2]",
+        "r[1:2]-[a:b]",
+        "z[a:f:2]",
+        "10.0.[1:2].[8:9]",
+        "w[08:11]",
+    ];
+    let script = "import sys, json\n\
+        from ansible.plugins.inventory import expand_hostname_range\n\
+        print(json.dumps([expand_hostname_range(p) for p in sys.argv[1:]]))\n";
+    let python = ansible_python();
+    let out = Command::new(python.trim())
+        .arg("-c")
+        .arg(script)
+        .args(patterns)
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        eprintln!(
+            "SKIPPED: ansible's python cannot import ansible: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return;
+    }
+    let expected: Vec<Vec<String>> = serde_json::from_slice(&out.stdout).unwrap();
+    for (pattern, want) in patterns.iter().zip(expected) {
+        assert_eq!(
+            promfleet::inventory::expand_host_range(pattern).unwrap(),
+            want,
+            "{pattern}"
+        );
+    }
+}
