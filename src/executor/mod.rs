@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 use crate::modules::{HostCtx, Outcome, consul::ConsulClient};
 use crate::playbook::{Plan, Step};
 use crate::report::{GateResult, HostReport, HostStatus, Masker, Reporter, RunReport, TaskReport};
-use crate::transport::Session;
+use crate::transport::Transport;
 
 /// Asked between two rollout stages whether to go on (`--confirm`). Called on a blocking
 /// thread (it may read the terminal); a cancellation stops waiting for it at once.
@@ -532,7 +532,7 @@ impl Executor {
         &self,
         hp: &crate::playbook::HostPlan,
         step: &Step,
-        session: &mut Option<Arc<Session>>,
+        session: &mut Option<Arc<dyn Transport>>,
         changed_paths: &mut Vec<String>,
         r: &mut HostReport,
     ) -> Option<Outcome> {

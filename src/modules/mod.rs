@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use crate::inventory::Host;
 use crate::report::Masker;
-use crate::transport::{Session, TransportError};
+use crate::transport::{Transport, TransportError};
 
 /// The built-in modules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -276,7 +276,7 @@ impl From<TransportError> for TaskError {
 /// off, keepalives unanswered) or the command was killed by a signal. A no-op on the same
 /// session tells which, so a lost host is reported unreachable instead of as a failed command
 /// with a misleading cause. Either way the command is not run again (`Action::repeatable`).
-pub(crate) async fn no_exit_status(session: &Session, what: &str) -> TaskError {
+pub(crate) async fn no_exit_status(session: &dyn Transport, what: &str) -> TaskError {
     let probe = tokio::time::timeout(
         std::time::Duration::from_secs(10),
         session.exec("true", None),
@@ -303,7 +303,9 @@ pub(crate) async fn no_exit_status(session: &Session, what: &str) -> TaskError {
 /// What a module sees while running on one host.
 pub struct HostCtx<'a> {
     pub host: &'a Host,
-    pub session: Option<&'a Session>,
+    /// The host's connection (SSH, or `transport::fake` in tests); `None` when the host's
+    /// steps need none.
+    pub session: Option<&'a dyn Transport>,
     pub http: &'a reqwest::Client,
     pub consul: &'a consul::ConsulClient,
     pub check: bool,
@@ -314,7 +316,7 @@ pub struct HostCtx<'a> {
 }
 
 impl HostCtx<'_> {
-    pub fn session(&self) -> Result<&Session, TaskError> {
+    pub fn session(&self) -> Result<&'_ dyn Transport, TaskError> {
         self.session
             .ok_or_else(|| TaskError::permanent("no SSH session for this host"))
     }
