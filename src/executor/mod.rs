@@ -13,6 +13,8 @@ mod connector;
 mod gate;
 mod halt;
 mod retry;
+#[cfg(test)]
+mod tests;
 
 pub use connector::Connector;
 pub use retry::RetryPolicy;
@@ -27,7 +29,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::modules::{HostCtx, Outcome, consul::ConsulClient};
+use crate::modules::{ErrorKind, HostCtx, Outcome, consul::ConsulClient};
 use crate::playbook::{Plan, Step};
 use crate::report::{GateResult, HostReport, HostStatus, Masker, Reporter, RunReport, TaskReport};
 use crate::transport::Transport;
@@ -450,11 +452,7 @@ impl Executor {
             match connected {
                 Ok((s, _)) => session = Some(s),
                 Err(e) => {
-                    r.status = if e.is_unreachable() {
-                        HostStatus::Unreachable
-                    } else {
-                        HostStatus::Failed
-                    };
+                    r.status = failure_status(ErrorKind::from(&e));
                     r.failed = usize::from(r.status == HostStatus::Failed);
                     r.error = Some(self.masker.mask(&format!("connect: {e}")));
                     r.failed_at = Some("connect".into());
@@ -585,7 +583,7 @@ impl Executor {
                     )));
                     tokio::time::sleep(self.opts.retry.delay(report.attempts + 1)).await;
                     report.attempts += 1;
-                    if e.unreachable && action.needs_ssh() {
+                    if e.kind == ErrorKind::Unreachable && action.needs_ssh() {
                         self.connector.drop_session(&host.name).await;
                         match self.connector.session(host).await {
                             Ok((s, _)) => *session = Some(s),
@@ -616,11 +614,7 @@ impl Executor {
                 let msg = self.masker.mask(&e.message);
                 report.error = Some(msg.clone());
                 r.failed += 1;
-                r.status = if e.unreachable {
-                    HostStatus::Unreachable
-                } else {
-                    HostStatus::Failed
-                };
+                r.status = failure_status(e.kind);
                 r.error = Some(format!("{} ({}): {msg}", step.name, step.pos));
                 r.failed_at = Some(step.name.clone());
                 None
@@ -629,6 +623,15 @@ impl Executor {
         self.reporter.task_finished(&host.name, &report);
         r.tasks.push(report);
         outcome
+    }
+}
+
+/// The recap's word for a host whose task failed this way: a command that timed out was
+/// reached, so it failed.
+fn failure_status(kind: ErrorKind) -> HostStatus {
+    match kind {
+        ErrorKind::Unreachable => HostStatus::Unreachable,
+        ErrorKind::Failed | ErrorKind::TimedOut => HostStatus::Failed,
     }
 }
 

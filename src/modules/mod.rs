@@ -236,29 +236,59 @@ impl Done {
     }
 }
 
-/// A task failure: message, and whether retrying may help / the host is unreachable.
+/// What kind of failure a task had: what the recap calls it and whether the executor
+/// reconnects before a retry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The host could not be reached or spoken to (connect, host key, login, lost connection).
+    Unreachable,
+    /// The host answered and the task failed (exit status, refused write, sudo's refusal, a
+    /// service's answer).
+    Failed,
+    /// A command outlived `--command-timeout`: it may have run, so it failed and is never
+    /// run again.
+    TimedOut,
+}
+
+impl From<&TransportError> for ErrorKind {
+    /// The one place a transport error becomes a task's error kind.
+    fn from(e: &TransportError) -> ErrorKind {
+        match e {
+            TransportError::CommandTimeout { .. } => ErrorKind::TimedOut,
+            e if e.is_unreachable() => ErrorKind::Unreachable,
+            _ => ErrorKind::Failed,
+        }
+    }
+}
+
+/// A task failure: message, kind, and whether retrying may help.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]
 pub struct TaskError {
     pub message: String,
+    pub kind: ErrorKind,
     pub transient: bool,
-    pub unreachable: bool,
 }
 
 impl TaskError {
     pub fn permanent(message: impl Into<String>) -> TaskError {
         TaskError {
             message: message.into(),
+            kind: ErrorKind::Failed,
             transient: false,
-            unreachable: false,
         }
     }
     pub fn transient(message: impl Into<String>) -> TaskError {
         TaskError {
             message: message.into(),
+            kind: ErrorKind::Failed,
             transient: true,
-            unreachable: false,
         }
+    }
+    /// The same failure, with what it left behind said after the cause.
+    pub fn noting(mut self, note: &str) -> TaskError {
+        self.message = format!("{} ({note})", self.message);
+        self
     }
 }
 
@@ -266,7 +296,7 @@ impl From<TransportError> for TaskError {
     fn from(e: TransportError) -> TaskError {
         TaskError {
             transient: e.is_transient(),
-            unreachable: e.is_unreachable(),
+            kind: ErrorKind::from(&e),
             message: e.to_string(),
         }
     }
@@ -294,8 +324,8 @@ pub(crate) async fn no_exit_status(session: &dyn Transport, what: &str) -> TaskE
         // The session is alive but cannot even run `true`: treat like a lost connection.
         _ => TaskError {
             message: format!("connection lost during {what}: the host stopped answering"),
+            kind: ErrorKind::Unreachable,
             transient: true,
-            unreachable: true,
         },
     }
 }

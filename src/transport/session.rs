@@ -212,8 +212,16 @@ impl Session {
                         0,
                     )
                     .await
-                    .map_err(|e| TransportError::Remote {
-                        what: format!("ProxyJump {} → {addr}", jump_target.address),
+                    .map_err(|e| TransportError::Jump {
+                        via: jump_target.address.clone(),
+                        to: addr.clone(),
+                        transient: matches!(
+                            e,
+                            russh::Error::ChannelOpenFailure(
+                                russh::ChannelOpenFailure::ConnectFailed
+                                    | russh::ChannelOpenFailure::ResourceShortage
+                            )
+                        ),
                         message: e.to_string(),
                     })?;
                 let r = client::connect_stream(config, ch.into_stream(), handler).await;
