@@ -11,6 +11,8 @@ pub mod metrics;
 pub mod metrics_check;
 pub mod prometheus;
 pub mod restore;
+#[cfg(test)]
+mod tests;
 
 use serde_json::Value;
 
