@@ -431,3 +431,22 @@ async fn compose_runs_up_only_when_a_watched_file_changed() {
     assert_eq!(fleet.host("a").count(&forced), 1);
     assert_eq!(fleet.host("a").count(&calm), 1);
 }
+
+#[tokio::test]
+async fn a_rollback_plan_puts_the_previous_file_back_and_recreates_the_project() {
+    let fleet = Arc::new(FakeFleet::new());
+    let dc = "/opt/exp/docker-compose.yml";
+    let forced = format!("force={}", sh_quote("1"));
+    let deploy = |v: &str| play("p", &["a"], &[copy(dc, v), compose("/opt/exp", dc)]);
+    run(&fleet, vec![deploy("v1")]).await;
+    let second = run(&fleet, vec![deploy("v2")]).await;
+    assert_eq!(second.hosts[0].changed_files, [dc]);
+    let files = std::collections::BTreeMap::from([("a".to_string(), vec![dc.to_string()])]);
+    let back = run(&fleet, vec![deploy("v2").rollback(&files)]).await;
+    assert_eq!(status(&back, "a"), HostStatus::Changed, "{back:?}");
+    let h = fleet.host("a");
+    assert_eq!(h.file(dc).expect("dc").content, b"v1");
+    assert_eq!(h.file(&format!("{dc}.prev")).expect("prev").content, b"v2");
+    // Every run that changed the compose file forced `up -d`: v1, v2, the rollback.
+    assert_eq!(h.count(&forced), 3);
+}
