@@ -1,13 +1,16 @@
 //! The scheduler: runs a Plan on many hosts at once under a forks limit, batch by batch
-//! (`serial`), each host's tasks in order on its one SSH session, with no barrier between
-//! hosts inside a batch. A failed host never stops the others; it is left out of later plays.
-//! The rollout halts before the next batch, stage or play when every host of a batch failed
-//! (Ansible's rule) or when a play's or stage's `max_fail_percentage` is exceeded, counting
-//! the hosts that fail a stage's health gate (`gate`); `--rollback-on-failure` then rolls
-//! that stage back.
-//! Transient failures of steps safe to repeat are retried with backoff (`Action::repeatable`). Cancellation stops new hosts and tasks and
-//! cuts a `--pause` short; in-flight steps finish (remote writes are atomic, so nothing is
-//! left half-written) unless the run is aborted, which abandons them at once.
+//! (`serial`), each host's tasks in order on its one connection (a `Transport` from the
+//! `Connector`), with no barrier between hosts inside a batch. A failed host never stops the
+//! others; it is left out of later plays. The rollout halts before the next batch, stage or
+//! play when every host of a batch failed (Ansible's rule) or when a play's or stage's
+//! `max_fail_percentage` is exceeded, counting the hosts that fail a stage's health gate
+//! (`gate`); `--rollback-on-failure` then rolls that stage back.
+//! Transient failures of steps safe to repeat are retried with backoff
+//! (`Action::repeatable`), on a new connection when the host was unreachable; a command is
+//! never run again. Cancellation stops new hosts and tasks and cuts a `--pause` short;
+//! in-flight steps finish (remote writes are atomic, so nothing is left half-written) unless
+//! the run is aborted, which abandons them at once. `tests` runs all of it against
+//! `transport::fake`.
 
 mod connector;
 mod gate;

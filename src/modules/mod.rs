@@ -1,6 +1,8 @@
 //! Modules (operations): each compares wanted with actual state and acts only when they
-//! differ — idempotency lives here. They reach hosts through `transport` and services through
-//! HTTP; they never print (results go back to the executor).
+//! differ — idempotency lives here. They reach hosts through a `transport::Transport` (SSH in
+//! a run, the in-memory fake in `tests`) and services through HTTP; they never print (results
+//! go back to the executor). A failure is a `TaskError` whose kind (unreachable, failed, timed
+//! out) comes from the transport error in one place (`ErrorKind::from`).
 
 pub mod command;
 pub mod compose;
