@@ -277,3 +277,101 @@ async fn a_command_that_lost_its_exit_status_tells_killed_from_lost() {
     );
     assert_eq!(b.fake.count("migrate"), 2);
 }
+
+/// Every transport failure a task can meet, and what the task's error becomes: the recap's
+/// word and whether a step safe to repeat is tried again.
+#[test]
+fn transport_errors_become_one_task_error_kind() {
+    use crate::transport::TransportError as T;
+    let after = std::time::Duration::from_secs(1);
+    let s = String::new;
+    let rows: Vec<(T, ErrorKind, bool)> = vec![
+        (
+            T::Connect {
+                addr: s(),
+                source: std::io::ErrorKind::ConnectionRefused.into(),
+            },
+            ErrorKind::Unreachable,
+            true,
+        ),
+        (
+            T::Timeout { what: s(), after },
+            ErrorKind::Unreachable,
+            true,
+        ),
+        (T::Lost { host: s() }, ErrorKind::Unreachable, true),
+        (
+            T::Ssh(russh::Error::Disconnect),
+            ErrorKind::Unreachable,
+            true,
+        ),
+        (
+            T::Jump {
+                via: s(),
+                to: s(),
+                message: s(),
+                transient: true,
+            },
+            ErrorKind::Unreachable,
+            true,
+        ),
+        (
+            T::Jump {
+                via: s(),
+                to: s(),
+                message: s(),
+                transient: false,
+            },
+            ErrorKind::Unreachable,
+            false,
+        ),
+        (
+            T::Auth {
+                user: s(),
+                host: s(),
+                tried: s(),
+            },
+            ErrorKind::Unreachable,
+            false,
+        ),
+        (
+            T::HostKeyUnknown {
+                host: s(),
+                fingerprint: s(),
+                known_hosts: Default::default(),
+            },
+            ErrorKind::Unreachable,
+            false,
+        ),
+        (
+            T::HostKeyNotCertified {
+                host: s(),
+                fingerprint: s(),
+                principal: s(),
+                reason: "expired".into(),
+                known_hosts: Default::default(),
+                line: 1,
+            },
+            ErrorKind::Unreachable,
+            false,
+        ),
+        (
+            T::CommandTimeout { host: s(), after },
+            ErrorKind::TimedOut,
+            false,
+        ),
+        (
+            T::Remote {
+                what: s(),
+                message: s(),
+            },
+            ErrorKind::Failed,
+            false,
+        ),
+    ];
+    for (e, kind, transient) in rows {
+        let shown = format!("{e:?}");
+        let t = TaskError::from(e);
+        assert_eq!((t.kind, t.transient), (kind, transient), "{shown}");
+    }
+}
