@@ -450,3 +450,37 @@ async fn a_rollback_plan_puts_the_previous_file_back_and_recreates_the_project()
     // Every run that changed the compose file forced `up -d`: v1, v2, the rollback.
     assert_eq!(h.count(&forced), 3);
 }
+
+#[tokio::test]
+async fn one_connection_per_host_for_the_run_and_at_most_forks_open_in_one_play() {
+    let fleet = Arc::new(FakeFleet::new());
+    let names: Vec<String> = (0..12).map(|i| format!("h{i:02}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let ex = executor(&fleet, 3);
+    let one = play("one", &names, &[command("first")]);
+    let r = ex.run(Arc::new(Plan { plays: vec![one] })).await;
+    assert_eq!(r.count(HostStatus::Changed), names.len());
+    assert!(fleet.peak_open() <= 3, "{} open at once", fleet.peak_open());
+    assert_eq!(fleet.open(), 0, "connections left open");
+
+    // Two plays: a host keeps its connection between them and closes it after the last.
+    let fleet = Arc::new(FakeFleet::new());
+    let ex = executor(&fleet, 3);
+    fleet.host("h00").on("second", Reply::fail(1, "broken"));
+    let plays = vec![
+        play("one", &names, &[command("first")]),
+        play("two", &names, &[command("second")]),
+    ];
+    ex.run(Arc::new(Plan { plays })).await;
+    for h in &names {
+        assert_eq!(fleet.attempts(h), 1, "{h} connected again");
+        let log: Vec<String> = fleet
+            .host(h)
+            .log()
+            .iter()
+            .map(|op| op.trim().to_string())
+            .collect();
+        assert_eq!(log, ["first", "second", "close"], "{h}");
+    }
+    assert_eq!(fleet.open(), 0);
+}

@@ -5,9 +5,11 @@
 //! in order, so a test asserts what was run, written and never run again.
 //!
 //! Operations are recorded (and matched by scripted replies) as text: a command as its own
-//! text, an upload as `upload <dest>`, a comparison as `sha256 <dest>`, a read as `cat <path>`.
+//! text, an upload as `upload <dest>`, a comparison as `sha256 <dest>`, a read as `cat <path>`,
+//! a polite close as `close`.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -306,6 +308,7 @@ impl Transport for FakeHost {
     }
 
     fn close(&self) -> BoxFuture<'_, ()> {
+        self.state().log.push("close".into());
         Box::pin(async {})
     }
 }
@@ -327,6 +330,67 @@ pub struct FakeFleet {
     hosts: Mutex<HashMap<String, Arc<FakeHost>>>,
     refusals: Mutex<HashMap<String, Refusal>>,
     attempts: Mutex<HashMap<String, usize>>,
+    open: Arc<Open>,
+}
+
+/// Connections open now and at most, over the fleet.
+#[derive(Default)]
+struct Open {
+    now: AtomicUsize,
+    peak: AtomicUsize,
+}
+
+/// One connection to a fake host: counted open until dropped; `close` is recorded on the
+/// host (`close`).
+struct FakeConn {
+    host: Arc<FakeHost>,
+    open: Arc<Open>,
+}
+
+impl Drop for FakeConn {
+    fn drop(&mut self) {
+        self.open.now.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Transport for FakeConn {
+    fn target(&self) -> &Target {
+        self.host.target()
+    }
+
+    fn exec<'a>(
+        &'a self,
+        command: &'a str,
+        stdin: Option<Bytes>,
+    ) -> BoxFuture<'a, Result<ExecOutput, TransportError>> {
+        self.host.exec(command, stdin)
+    }
+
+    fn upload_owned<'a>(
+        &'a self,
+        dest: &'a str,
+        content: Bytes,
+        mode: u32,
+        owner: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Upload, TransportError>> {
+        self.host.upload_owned(dest, content, mode, owner)
+    }
+
+    fn file_matches<'a>(
+        &'a self,
+        dest: &'a str,
+        sha256: &'a str,
+    ) -> BoxFuture<'a, Result<bool, TransportError>> {
+        self.host.file_matches(dest, sha256)
+    }
+
+    fn cat<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<Option<Capture>, TransportError>> {
+        self.host.cat(path)
+    }
+
+    fn close(&self) -> BoxFuture<'_, ()> {
+        self.host.close()
+    }
 }
 
 impl FakeFleet {
@@ -346,6 +410,16 @@ impl FakeFleet {
     pub fn refuse(&self, name: &str, how: Refusal) -> &FakeFleet {
         lock(&self.refusals).insert(name.into(), how);
         self
+    }
+
+    /// Connections open now.
+    pub fn open(&self) -> usize {
+        self.open.now.load(Ordering::SeqCst)
+    }
+
+    /// The most connections open at once so far.
+    pub fn peak_open(&self) -> usize {
+        self.open.peak.load(Ordering::SeqCst)
     }
 
     /// Connection attempts made to `name` so far.
@@ -390,7 +464,13 @@ impl Connect for FakeFleet {
                 }
                 _ => {}
             }
-            Ok(self.host(name) as Arc<dyn Transport>)
+            let now = self.open.now.fetch_add(1, Ordering::SeqCst) + 1;
+            self.open.peak.fetch_max(now, Ordering::SeqCst);
+            let conn = FakeConn {
+                host: self.host(name),
+                open: self.open.clone(),
+            };
+            Ok(Arc::new(conn) as Arc<dyn Transport>)
         })
     }
 }
