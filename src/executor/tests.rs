@@ -484,3 +484,68 @@ async fn one_connection_per_host_for_the_run_and_at_most_forks_open_in_one_play(
     }
     assert_eq!(fleet.open(), 0);
 }
+
+#[tokio::test]
+async fn a_handler_runs_once_when_notified_by_a_change_and_never_after_a_failure() {
+    let fleet = Arc::new(FakeFleet::new());
+    let mut write = copy("/etc/exp.yml", "v1");
+    write.notify = vec!["reload".into()];
+    let mut also = copy("/etc/exp2.yml", "v1");
+    also.notify = vec!["reload".into()];
+    let handler = command("reload exporter");
+    let mut p = play("p", &["a", "b"], &[write, also]);
+    for hp in &mut p.hosts {
+        hp.handlers = vec![Step {
+            name: "reload".into(),
+            ..handler.clone()
+        }];
+    }
+    // b's second write fails: its handler must not run although the first write changed.
+    fleet
+        .host("b")
+        .on("upload /etc/exp2.yml", Reply::fail(1, "denied"));
+    run(&fleet, vec![p.clone()]).await;
+    assert_eq!(fleet.host("a").count("reload exporter"), 1);
+    assert_eq!(fleet.host("b").count("reload exporter"), 0);
+    // Nothing changed: nothing notified.
+    run(&fleet, vec![p]).await;
+    assert_eq!(fleet.host("a").count("reload exporter"), 1);
+}
+
+#[tokio::test]
+async fn check_mode_writes_nothing_and_runs_no_command() {
+    let fleet = Arc::new(FakeFleet::new());
+    let dc = "/opt/exp/docker-compose.yml";
+    let mut ex = executor(&fleet, 10);
+    Arc::get_mut(&mut ex).expect("sole owner").opts.check = true;
+    let checking = format!("run={}", sh_quote("check"));
+    fleet.host("a").on(&checking, Reply::stdout("__would_up\n"));
+    let p = play(
+        "p",
+        &["a"],
+        &[copy(dc, "v1"), command("migrate"), compose("/opt/exp", dc)],
+    );
+    let r = ex.run(Arc::new(Plan { plays: vec![p] })).await;
+    assert!(r.check);
+    let h = fleet.host("a");
+    assert_eq!(h.count("upload"), 0, "{:?}", h.log());
+    assert_eq!(h.count("migrate"), 0, "{:?}", h.log());
+    assert_eq!(h.file(dc), None);
+    let details: Vec<String> = r.hosts[0]
+        .tasks
+        .iter()
+        .map(|t| t.detail.clone().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        details,
+        [
+            format!("would write {dc}"),
+            "would run: migrate".to_string(),
+            "would run up -d (compose file changed)".to_string()
+        ]
+    );
+    assert!(
+        r.hosts[0].changed_files.is_empty(),
+        "check records no change"
+    );
+}
