@@ -1180,3 +1180,58 @@ fn render_never_succeeds_with_nothing_rendered() {
     assert_ne!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(stderr(&o).contains("nothing rendered"), "{}", stderr(&o));
 }
+
+/// A ProxyJump channel the bastion would not open was `TransportError::Remote`, so a host
+/// behind a bastion that could not reach it counted as *failed* (issue 14). It is
+/// unreachable; transient when the bastion could not connect, permanent when it refuses to
+/// forward at all.
+#[tokio::test(flavor = "multi_thread")]
+async fn proxyjump_channel_refused_counted_as_failed() {
+    use promfleet::modules::ErrorKind;
+    use promfleet::transport::{Session, TransportError};
+    let Some(fleet) = fleet(3) else { return };
+    let o = opts(&fleet);
+    let _forwards = OwnSshd::replace(&fleet, "host001", &["AllowTcpForwarding yes"]);
+    let _refuses = OwnSshd::replace(&fleet, "host003", &["AllowTcpForwarding no"]);
+    let via = |bastion: &str, port: u16| {
+        let mut t = target(&fleet, "host002");
+        t.port = port;
+        t.jump = Some(Box::new(target(&fleet, bastion)));
+        t
+    };
+    // Nothing listens on port 1 behind the bastion: it cannot connect.
+    let closed = Session::connect(&via("host001", 1), &o)
+        .await
+        .err()
+        .expect("a closed port");
+    assert!(
+        matches!(
+            closed,
+            TransportError::Jump {
+                transient: true,
+                ..
+            }
+        ),
+        "{closed:?}"
+    );
+    assert_eq!(ErrorKind::from(&closed), ErrorKind::Unreachable, "{closed}");
+    let forbidden = Session::connect(&via("host003", fleet.port()), &o)
+        .await
+        .err()
+        .expect("forwarding refused");
+    assert!(
+        matches!(
+            forbidden,
+            TransportError::Jump {
+                transient: false,
+                ..
+            }
+        ),
+        "{forbidden:?}"
+    );
+    assert_eq!(
+        ErrorKind::from(&forbidden),
+        ErrorKind::Unreachable,
+        "{forbidden}"
+    );
+}

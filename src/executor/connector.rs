@@ -1,6 +1,7 @@
-//! One SSH session per host for the whole run, opened on first use and reused by every task;
-//! transient connect failures (refused, timeout, a handshake refused by MaxStartups) are
-//! retried with backoff; authentication failures never are.
+//! One connection (`Transport`) per host for the whole run, opened on first use and reused by
+//! every task; transient connect failures (refused, timeout, a handshake refused by
+//! MaxStartups) are retried with backoff; authentication failures never are. How a host is
+//! reached is the `Connect` it is given: SSH in a run, `transport::fake` in unit tests.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,19 +10,18 @@ use tokio::sync::Mutex;
 
 use super::retry::RetryPolicy;
 use crate::inventory::Host;
-use crate::transport::{ConnectOptions, Session, SshConfig, Target, TransportError};
+use crate::transport::{
+    Connect, ConnectOptions, Ssh, SshConfig, Target, Transport, TransportError,
+};
 
 /// A host's session, created on first use.
-type Slot = Arc<Mutex<Option<Arc<Session>>>>;
+type Slot = Arc<Mutex<Option<Arc<dyn Transport>>>>;
 
 /// Minimum attempts for handshakes the server dropped (see `Connector::budget`).
 const HANDSHAKE_ATTEMPTS: u32 = 10;
 
 pub struct Connector {
-    opts: ConnectOptions,
-    ssh_config: SshConfig,
-    /// `--user`: the login user when neither the inventory nor the ssh config names one.
-    user: Option<String>,
+    connect: Arc<dyn Connect>,
     retry: RetryPolicy,
     sessions: Mutex<HashMap<String, Slot>>,
     /// Handshakes in flight at once (`--max-handshakes`): keeps a burst of connections under
@@ -30,6 +30,7 @@ pub struct Connector {
 }
 
 impl Connector {
+    /// Connecting over SSH (`user`: `--user`).
     pub fn new(
         opts: ConnectOptions,
         ssh_config: SshConfig,
@@ -37,27 +38,27 @@ impl Connector {
         retry: RetryPolicy,
         max_handshakes: usize,
     ) -> Connector {
-        Connector {
+        let ssh = Ssh {
             opts,
-            ssh_config,
+            config: ssh_config,
             user,
+        };
+        Connector::with(Arc::new(ssh), retry, max_handshakes)
+    }
+
+    /// Connecting through `connect` (tests: `transport::fake::FakeFleet`).
+    pub fn with(connect: Arc<dyn Connect>, retry: RetryPolicy, max_handshakes: usize) -> Connector {
+        Connector {
+            connect,
             retry,
             sessions: Mutex::new(HashMap::new()),
             handshakes: tokio::sync::Semaphore::new(max_handshakes.max(1)),
         }
     }
 
-    /// Where and how to reach `host` (OpenSSH's resolution of ~/.ssh/config, cached); its
-    /// inventory's sudo password wins over the run's (as in Ansible, where host variables beat
-    /// `--ask-become-pass`).
+    /// Where and how to reach `host` (for SSH: OpenSSH's resolution of ~/.ssh/config, cached).
     pub async fn target(&self, host: &Host) -> Result<Target, TransportError> {
-        let mut t = self.ssh_config.target(host, self.user.as_deref()).await?;
-        t.become_password = host
-            .ssh
-            .become_password
-            .clone()
-            .or_else(|| self.opts.become_password.clone());
-        Ok(t)
+        self.connect.target(host).await
     }
 
     async fn slot(&self, host: &str) -> Slot {
@@ -70,7 +71,7 @@ impl Connector {
     }
 
     /// The host's session, connecting (with retries) if needed. Returns attempts used.
-    pub async fn session(&self, host: &Host) -> Result<(Arc<Session>, u32), TransportError> {
+    pub async fn session(&self, host: &Host) -> Result<(Arc<dyn Transport>, u32), TransportError> {
         let slot = self.slot(&host.name).await;
         let mut guard = slot.lock().await;
         if let Some(s) = guard.as_ref() {
@@ -81,11 +82,10 @@ impl Connector {
         loop {
             let result = {
                 let _permit = self.handshakes.acquire().await;
-                Session::connect(&target, &self.opts).await
+                self.connect.connect(&target).await
             };
             match result {
                 Ok(s) => {
-                    let s = Arc::new(s);
                     *guard = Some(s.clone());
                     return Ok((s, attempt));
                 }
@@ -117,9 +117,8 @@ impl Connector {
         let slot = self.sessions.lock().await.remove(host);
         if let Some(slot) = slot
             && let Some(s) = slot.lock().await.take()
-            && let Ok(s) = Arc::try_unwrap(s)
         {
-            s.close().await;
+            close_if_last(s).await;
         }
     }
 
@@ -133,11 +132,17 @@ impl Connector {
     pub async fn close_all(&self) {
         let all: Vec<_> = self.sessions.lock().await.drain().collect();
         for (_, slot) in all {
-            if let Some(s) = slot.lock().await.take()
-                && let Ok(s) = Arc::try_unwrap(s)
-            {
-                s.close().await;
+            if let Some(s) = slot.lock().await.take() {
+                close_if_last(s).await;
             }
         }
+    }
+}
+
+/// Close a session taken out of its slot unless a task still holds it (that task's use
+/// ends with the last clone, which drops the connection).
+async fn close_if_last(s: Arc<dyn Transport>) {
+    if Arc::strong_count(&s) == 1 {
+        s.close().await;
     }
 }

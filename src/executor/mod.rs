@@ -1,18 +1,23 @@
 //! The scheduler: runs a Plan on many hosts at once under a forks limit, batch by batch
-//! (`serial`), each host's tasks in order on its one SSH session, with no barrier between
-//! hosts inside a batch. A failed host never stops the others; it is left out of later plays.
-//! The rollout halts before the next batch, stage or play when every host of a batch failed
-//! (Ansible's rule) or when a play's or stage's `max_fail_percentage` is exceeded, counting
-//! the hosts that fail a stage's health gate (`gate`); `--rollback-on-failure` then rolls
-//! that stage back.
-//! Transient failures of steps safe to repeat are retried with backoff (`Action::repeatable`). Cancellation stops new hosts and tasks and
-//! cuts a `--pause` short; in-flight steps finish (remote writes are atomic, so nothing is
-//! left half-written) unless the run is aborted, which abandons them at once.
+//! (`serial`), each host's tasks in order on its one connection (a `Transport` from the
+//! `Connector`), with no barrier between hosts inside a batch. A failed host never stops the
+//! others; it is left out of later plays. The rollout halts before the next batch, stage or
+//! play when every host of a batch failed (Ansible's rule) or when a play's or stage's
+//! `max_fail_percentage` is exceeded, counting the hosts that fail a stage's health gate
+//! (`gate`); `--rollback-on-failure` then rolls that stage back.
+//! Transient failures of steps safe to repeat are retried with backoff
+//! (`Action::repeatable`), on a new connection when the host was unreachable; a command is
+//! never run again. Cancellation stops new hosts and tasks and cuts a `--pause` short;
+//! in-flight steps finish (remote writes are atomic, so nothing is left half-written) unless
+//! the run is aborted, which abandons them at once. `tests` runs all of it against
+//! `transport::fake`.
 
 mod connector;
 mod gate;
 mod halt;
 mod retry;
+#[cfg(test)]
+mod tests;
 
 pub use connector::Connector;
 pub use retry::RetryPolicy;
@@ -27,10 +32,10 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::modules::{HostCtx, Outcome, consul::ConsulClient};
+use crate::modules::{ErrorKind, HostCtx, Outcome, consul::ConsulClient};
 use crate::playbook::{Plan, Step};
 use crate::report::{GateResult, HostReport, HostStatus, Masker, Reporter, RunReport, TaskReport};
-use crate::transport::Session;
+use crate::transport::Transport;
 
 /// Asked between two rollout stages whether to go on (`--confirm`). Called on a blocking
 /// thread (it may read the terminal); a cancellation stops waiting for it at once.
@@ -450,11 +455,7 @@ impl Executor {
             match connected {
                 Ok((s, _)) => session = Some(s),
                 Err(e) => {
-                    r.status = if e.is_unreachable() {
-                        HostStatus::Unreachable
-                    } else {
-                        HostStatus::Failed
-                    };
+                    r.status = failure_status(ErrorKind::from(&e));
                     r.failed = usize::from(r.status == HostStatus::Failed);
                     r.error = Some(self.masker.mask(&format!("connect: {e}")));
                     r.failed_at = Some("connect".into());
@@ -532,7 +533,7 @@ impl Executor {
         &self,
         hp: &crate::playbook::HostPlan,
         step: &Step,
-        session: &mut Option<Arc<Session>>,
+        session: &mut Option<Arc<dyn Transport>>,
         changed_paths: &mut Vec<String>,
         r: &mut HostReport,
     ) -> Option<Outcome> {
@@ -585,7 +586,7 @@ impl Executor {
                     )));
                     tokio::time::sleep(self.opts.retry.delay(report.attempts + 1)).await;
                     report.attempts += 1;
-                    if e.unreachable && action.needs_ssh() {
+                    if e.kind == ErrorKind::Unreachable && action.needs_ssh() {
                         self.connector.drop_session(&host.name).await;
                         match self.connector.session(host).await {
                             Ok((s, _)) => *session = Some(s),
@@ -616,11 +617,7 @@ impl Executor {
                 let msg = self.masker.mask(&e.message);
                 report.error = Some(msg.clone());
                 r.failed += 1;
-                r.status = if e.unreachable {
-                    HostStatus::Unreachable
-                } else {
-                    HostStatus::Failed
-                };
+                r.status = failure_status(e.kind);
                 r.error = Some(format!("{} ({}): {msg}", step.name, step.pos));
                 r.failed_at = Some(step.name.clone());
                 None
@@ -629,6 +626,15 @@ impl Executor {
         self.reporter.task_finished(&host.name, &report);
         r.tasks.push(report);
         outcome
+    }
+}
+
+/// The recap's word for a host whose task failed this way: a command that timed out was
+/// reached, so it failed.
+fn failure_status(kind: ErrorKind) -> HostStatus {
+    match kind {
+        ErrorKind::Unreachable => HostStatus::Unreachable,
+        ErrorKind::Failed | ErrorKind::TimedOut => HostStatus::Failed,
     }
 }
 

@@ -53,12 +53,10 @@ impl FileAction {
                     self.owner.as_deref(),
                 )
                 .await
-                .map_err(|e| TaskError {
-                    // A failed write (disk full, read-only dir) leaves the old file in place.
-                    message: format!("{e} (previous version left in place)"),
-                    transient: e.is_transient(),
-                    unreachable: false,
-                })?
+                // A failed write (disk full, read-only dir, connection lost) leaves the old
+                // file in place; a lost connection stays unreachable, so it is retried on a
+                // new one.
+                .map_err(|e| TaskError::from(e).noting("previous version left in place"))?
                 == crate::transport::Upload::Changed
         };
         if !changed {

@@ -1,6 +1,8 @@
 //! Modules (operations): each compares wanted with actual state and acts only when they
-//! differ — idempotency lives here. They reach hosts through `transport` and services through
-//! HTTP; they never print (results go back to the executor).
+//! differ — idempotency lives here. They reach hosts through a `transport::Transport` (SSH in
+//! a run, the in-memory fake in `tests`) and services through HTTP; they never print (results
+//! go back to the executor). A failure is a `TaskError` whose kind (unreachable, failed, timed
+//! out) comes from the transport error in one place (`ErrorKind::from`).
 
 pub mod command;
 pub mod compose;
@@ -11,12 +13,14 @@ pub mod metrics;
 pub mod metrics_check;
 pub mod prometheus;
 pub mod restore;
+#[cfg(test)]
+mod tests;
 
 use serde_json::Value;
 
 use crate::inventory::Host;
 use crate::report::Masker;
-use crate::transport::{Session, TransportError};
+use crate::transport::{Transport, TransportError};
 
 /// The built-in modules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -236,29 +240,59 @@ impl Done {
     }
 }
 
-/// A task failure: message, and whether retrying may help / the host is unreachable.
+/// What kind of failure a task had: what the recap calls it and whether the executor
+/// reconnects before a retry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The host could not be reached or spoken to (connect, host key, login, lost connection).
+    Unreachable,
+    /// The host answered and the task failed (exit status, refused write, sudo's refusal, a
+    /// service's answer).
+    Failed,
+    /// A command outlived `--command-timeout`: it may have run, so it failed and is never
+    /// run again.
+    TimedOut,
+}
+
+impl From<&TransportError> for ErrorKind {
+    /// The one place a transport error becomes a task's error kind.
+    fn from(e: &TransportError) -> ErrorKind {
+        match e {
+            TransportError::CommandTimeout { .. } => ErrorKind::TimedOut,
+            e if e.is_unreachable() => ErrorKind::Unreachable,
+            _ => ErrorKind::Failed,
+        }
+    }
+}
+
+/// A task failure: message, kind, and whether retrying may help.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]
 pub struct TaskError {
     pub message: String,
+    pub kind: ErrorKind,
     pub transient: bool,
-    pub unreachable: bool,
 }
 
 impl TaskError {
     pub fn permanent(message: impl Into<String>) -> TaskError {
         TaskError {
             message: message.into(),
+            kind: ErrorKind::Failed,
             transient: false,
-            unreachable: false,
         }
     }
     pub fn transient(message: impl Into<String>) -> TaskError {
         TaskError {
             message: message.into(),
+            kind: ErrorKind::Failed,
             transient: true,
-            unreachable: false,
         }
+    }
+    /// The same failure, with what it left behind said after the cause.
+    pub fn noting(mut self, note: &str) -> TaskError {
+        self.message = format!("{} ({note})", self.message);
+        self
     }
 }
 
@@ -266,7 +300,7 @@ impl From<TransportError> for TaskError {
     fn from(e: TransportError) -> TaskError {
         TaskError {
             transient: e.is_transient(),
-            unreachable: e.is_unreachable(),
+            kind: ErrorKind::from(&e),
             message: e.to_string(),
         }
     }
@@ -276,7 +310,7 @@ impl From<TransportError> for TaskError {
 /// off, keepalives unanswered) or the command was killed by a signal. A no-op on the same
 /// session tells which, so a lost host is reported unreachable instead of as a failed command
 /// with a misleading cause. Either way the command is not run again (`Action::repeatable`).
-pub(crate) async fn no_exit_status(session: &Session, what: &str) -> TaskError {
+pub(crate) async fn no_exit_status(session: &dyn Transport, what: &str) -> TaskError {
     let probe = tokio::time::timeout(
         std::time::Duration::from_secs(10),
         session.exec("true", None),
@@ -294,8 +328,8 @@ pub(crate) async fn no_exit_status(session: &Session, what: &str) -> TaskError {
         // The session is alive but cannot even run `true`: treat like a lost connection.
         _ => TaskError {
             message: format!("connection lost during {what}: the host stopped answering"),
+            kind: ErrorKind::Unreachable,
             transient: true,
-            unreachable: true,
         },
     }
 }
@@ -303,7 +337,9 @@ pub(crate) async fn no_exit_status(session: &Session, what: &str) -> TaskError {
 /// What a module sees while running on one host.
 pub struct HostCtx<'a> {
     pub host: &'a Host,
-    pub session: Option<&'a Session>,
+    /// The host's connection (SSH, or `transport::fake` in tests); `None` when the host's
+    /// steps need none.
+    pub session: Option<&'a dyn Transport>,
     pub http: &'a reqwest::Client,
     pub consul: &'a consul::ConsulClient,
     pub check: bool,
@@ -314,7 +350,7 @@ pub struct HostCtx<'a> {
 }
 
 impl HostCtx<'_> {
-    pub fn session(&self) -> Result<&Session, TaskError> {
+    pub fn session(&self) -> Result<&'_ dyn Transport, TaskError> {
         self.session
             .ok_or_else(|| TaskError::permanent("no SSH session for this host"))
     }

@@ -42,11 +42,7 @@ impl RestoreAction {
                     self.owner.as_deref(),
                 )
                 .await
-                .map_err(|e| TaskError {
-                    message: format!("{e} (current version left in place)"),
-                    transient: e.is_transient(),
-                    unreachable: false,
-                })?
+                .map_err(|e| TaskError::from(e).noting("current version left in place"))?
                 == crate::transport::Upload::Changed
         };
         if !changed {

@@ -705,3 +705,162 @@ fn port(a: &Args<'_>, k: &str) -> Result<u16, String> {
         .filter(|p| *p > 0)
         .ok_or_else(|| format!("`{k}` must be a TCP port (1-65535), got {p}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::modules::restore::RestoreAction;
+
+    fn host(name: &str) -> Host {
+        Host {
+            name: name.into(),
+            ip: std::net::IpAddr::from([127, 0, 0, 1]),
+            group: "IDE".into(),
+            groups: vec!["IDE".into()],
+            ssh: Default::default(),
+            vars: Default::default(),
+            pos: SourcePos::default(),
+        }
+    }
+
+    fn step(name: &str, module: ModuleKind, action: Action) -> Step {
+        Step {
+            name: name.into(),
+            module,
+            pos: SourcePos::default(),
+            action: Some(action),
+            notify: Vec::new(),
+        }
+    }
+
+    fn copy(dest: &str, content: &str) -> Step {
+        let f = FileAction {
+            src: "src".into(),
+            dest: dest.into(),
+            content: Bytes::from(content.to_string()),
+            mode: 0o640,
+            secret: false,
+            owner: Some("prometheus".into()),
+        };
+        step(dest, ModuleKind::Copy, Action::File(f))
+    }
+
+    fn compose(dir: &str) -> Step {
+        let c = ComposeAction {
+            project_dir: dir.into(),
+            file: "docker-compose.yml".into(),
+            command: None,
+            services: None,
+            watch: Vec::new(),
+        };
+        step("up", ModuleKind::Compose, Action::Compose(c))
+    }
+
+    fn command(cmd: &str) -> Step {
+        let c = CommandAction {
+            cmd: cmd.into(),
+            creates: None,
+            chdir: None,
+            changed_if_output: None,
+        };
+        step(cmd, ModuleKind::Command, Action::Command(c))
+    }
+
+    #[test]
+    fn a_rollback_restores_only_what_changed_on_hosts_that_changed() {
+        let steps = vec![
+            copy("/opt/a.yml", "a"),
+            copy("/opt/b.yml", "b"),
+            command("reload"),
+        ];
+        let play = PlannedPlay {
+            name: "exporters".into(),
+            stage: None,
+            serial: Some(Serial::Count(1)),
+            max_fail_percentage: None,
+            canary: false,
+            gate: Some(HealthGate {
+                scrapes: 2,
+                no_alerts: true,
+                timeout: Duration::from_secs(1),
+            }),
+            hosts: ["h1", "h2"]
+                .iter()
+                .map(|h| HostPlan {
+                    host: host(h),
+                    steps: steps.clone(),
+                    handlers: Vec::new(),
+                })
+                .collect(),
+        };
+        let files = BTreeMap::from([("h1".to_string(), vec!["/opt/a.yml".to_string()])]);
+        let back = play.rollback(&files);
+        assert_eq!(back.name, "rollback of exporters");
+        assert!(back.gate.is_none(), "a rollback is not gated");
+        assert_eq!(
+            back.serial,
+            Some(Serial::Count(1)),
+            "nor faster than the deploy"
+        );
+        let hosts: Vec<&str> = back.hosts.iter().map(|h| h.host.name.as_str()).collect();
+        assert_eq!(hosts, ["h1"]);
+        let actions: Vec<String> = back.hosts[0]
+            .steps
+            .iter()
+            .map(|s| match &s.action {
+                Some(Action::Restore(RestoreAction { dest, mode, owner })) => {
+                    format!("restore {dest} {mode:o} {owner:?}")
+                }
+                Some(Action::File(f)) => format!("write {}", f.dest),
+                _ => s.name.clone(),
+            })
+            .collect();
+        assert_eq!(
+            actions,
+            [
+                "restore /opt/a.yml 640 Some(\"prometheus\")".to_string(),
+                "reload".to_string()
+            ]
+        );
+    }
+
+    #[test]
+    fn compose_watches_its_file_env_and_env_files_and_knows_its_services() {
+        let file = "services:\n  node:\n    image: x\n    env_file: [./node.env, /etc/shared.env]\n  cadvisor:\n    image: y\n    env_file: cadvisor.env\n";
+        let mut steps = vec![
+            copy("/opt/exp/docker-compose.yml", file),
+            compose("/opt/exp/"),
+        ];
+        fill_compose_services(&mut steps);
+        let Some(Action::Compose(c)) = &steps[1].action else {
+            panic!("not compose");
+        };
+        // Order is of no consequence (a membership test); compose's map is sorted by name.
+        let mut watch = c.watch.clone();
+        watch.sort();
+        assert_eq!(
+            watch,
+            [
+                "/etc/shared.env",
+                "/opt/exp/.env",
+                "/opt/exp/cadvisor.env",
+                "/opt/exp/docker-compose.yml",
+                "/opt/exp/node.env",
+            ]
+        );
+        let mut services = c.services.clone().expect("services");
+        services.sort();
+        assert_eq!(services, ["cadvisor", "node"]);
+    }
+
+    #[test]
+    fn compose_whose_file_is_not_planned_asks_compose_for_its_services() {
+        let mut steps = vec![compose("/opt/exp")];
+        fill_compose_services(&mut steps);
+        let Some(Action::Compose(c)) = &steps[0].action else {
+            panic!("not compose");
+        };
+        assert_eq!(c.services, None);
+        assert_eq!(c.watch, ["/opt/exp/docker-compose.yml", "/opt/exp/.env"]);
+    }
+}

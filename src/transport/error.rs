@@ -1,4 +1,6 @@
-//! Transport errors, classified as transient (worth a retry) or permanent.
+//! Transport errors, classified once: transient (worth a retry) or permanent, and whether
+//! the host was reached (`is_unreachable`; the task's error kind is built from it in
+//! `modules::TaskError`).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -100,6 +102,17 @@ pub enum TransportError {
         "connection lost while running a command on {host} (the peer closed or stopped answering keepalives)"
     )]
     Lost { host: String },
+    /// The ProxyJump host would not open a channel to the target (its sshd could not connect
+    /// to it, or forbids forwarding): the target cannot be reached from here.
+    #[error("ProxyJump {via} → {to}: {message}")]
+    Jump {
+        via: String,
+        to: String,
+        message: String,
+        /// The bastion could not connect (or was short of resources), as opposed to refusing.
+        transient: bool,
+    },
+    /// The host answered and refused what was asked (a failed remote script, sudo's refusal).
     #[error("{what}: {message}")]
     Remote { what: String, message: String },
 }
@@ -113,6 +126,7 @@ impl TransportError {
             TransportError::Connect { .. }
             | TransportError::Timeout { .. }
             | TransportError::Lost { .. } => true,
+            TransportError::Jump { transient, .. } => *transient,
             TransportError::Ssh(e) => matches!(
                 e,
                 russh::Error::IO(_)
@@ -128,12 +142,27 @@ impl TransportError {
         }
     }
 
-    /// True when the host could not be reached or spoken to at all (recap: `unreachable`).
-    /// A command that ran too long was reached: it failed.
+    /// True when the host could not be reached or spoken to at all (recap: `unreachable`):
+    /// connecting, the host key, logging in, a lost connection. A host that answered and
+    /// refused, or whose command ran too long, was reached: its task failed. Every variant is
+    /// named, so a new one must be classified here.
     pub fn is_unreachable(&self) -> bool {
-        !matches!(
-            self,
-            TransportError::Remote { .. } | TransportError::CommandTimeout { .. }
-        )
+        match self {
+            TransportError::Connect { .. }
+            | TransportError::Timeout { .. }
+            | TransportError::HostKeyUnknown { .. }
+            | TransportError::HostKeyChanged { .. }
+            | TransportError::HostKeyRevoked { .. }
+            | TransportError::HostKeyNotCertified { .. }
+            | TransportError::HostKeyRecord { .. }
+            | TransportError::Auth { .. }
+            | TransportError::TooManyAuthFailures { .. }
+            | TransportError::Config { .. }
+            | TransportError::Key { .. }
+            | TransportError::Ssh(_)
+            | TransportError::Lost { .. }
+            | TransportError::Jump { .. } => true,
+            TransportError::CommandTimeout { .. } | TransportError::Remote { .. } => false,
+        }
     }
 }

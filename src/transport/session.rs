@@ -1,5 +1,6 @@
-//! One SSH connection per host, reused by every task of a run: connect, authenticate, exec,
-//! upload. Moves bytes only; what to run is decided by `modules`.
+//! The SSH `Transport`: one connection per host, reused by every task of a run — connect,
+//! authenticate, exec, upload — and `Ssh`, the `Connect` that opens it. Moves bytes only;
+//! what to run is decided by `modules`.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -7,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::future::BoxFuture;
 use russh::client::{self, Handle};
 use russh::{ChannelMsg, Disconnect, Sig};
 
@@ -14,10 +16,12 @@ use super::auth::authenticate;
 use super::command::Script;
 use super::keys::KeyStore;
 use super::output::{Capture, ExecOutput};
+use super::ssh_config::SshConfig;
 use super::sudo;
 use super::upload::upload_script;
 use super::verify::{HostKeyPolicy, Verifier};
-use super::{BecomePassword, Target, TransportError};
+use super::{BecomePassword, Connect, Target, Transport, TransportError};
+use crate::inventory::Host;
 
 /// How long stopping a timed-out command (signal, close) may take before promfleet moves on.
 const STOP_GRACE: Duration = Duration::from_secs(2);
@@ -208,8 +212,16 @@ impl Session {
                         0,
                     )
                     .await
-                    .map_err(|e| TransportError::Remote {
-                        what: format!("ProxyJump {} → {addr}", jump_target.address),
+                    .map_err(|e| TransportError::Jump {
+                        via: jump_target.address.clone(),
+                        to: addr.clone(),
+                        transient: matches!(
+                            e,
+                            russh::Error::ChannelOpenFailure(
+                                russh::ChannelOpenFailure::ConnectFailed
+                                    | russh::ChannelOpenFailure::ResourceShortage
+                            )
+                        ),
                         message: e.to_string(),
                     })?;
                 let r = client::connect_stream(config, ch.into_stream(), handler).await;
@@ -474,31 +486,6 @@ impl Session {
         Ok(out.success() && out.stdout_str().trim() == sha256)
     }
 
-    /// Read a remote file (for `--diff`); `None` if it does not exist. A file larger than
-    /// the output bound comes back as its head and tail with the "… bytes elided" line.
-    pub async fn read_file(&self, path: &str) -> Result<Option<Vec<u8>>, TransportError> {
-        Ok(self
-            .cat(path)
-            .await?
-            .map(|c| c.complete().unwrap_or_else(|| c.text().into_bytes())))
-    }
-
-    /// Read a remote file byte for byte, for content that is written back (rollback):
-    /// a file larger than the output bound is an error, never its head and tail.
-    pub async fn read_file_exact(&self, path: &str) -> Result<Option<Vec<u8>>, TransportError> {
-        let Some(c) = self.cat(path).await? else {
-            return Ok(None);
-        };
-        c.complete().map(Some).ok_or_else(|| TransportError::Remote {
-            what: format!("reading {path}"),
-            message: format!(
-                "{} bytes, more than promfleet keeps of a command's output ({} KiB); restore it by hand",
-                c.total(),
-                2 * super::output::KEEP / 1024
-            ),
-        })
-    }
-
     /// The bounded content of a remote regular file; `None` if there is none.
     async fn cat(&self, path: &str) -> Result<Option<Capture>, TransportError> {
         let cmd = Script::new()
@@ -517,11 +504,86 @@ impl Session {
     }
 
     /// Close the connection politely.
-    pub async fn close(self) {
+    pub async fn close(&self) {
         let _ = self
             .handle
             .disconnect(Disconnect::ByApplication, "", "en")
             .await;
+    }
+}
+
+impl Transport for Session {
+    fn target(&self) -> &Target {
+        &self.target
+    }
+
+    fn exec<'a>(
+        &'a self,
+        command: &'a str,
+        stdin: Option<Bytes>,
+    ) -> BoxFuture<'a, Result<ExecOutput, TransportError>> {
+        Box::pin(Session::exec(self, command, stdin))
+    }
+
+    fn upload_owned<'a>(
+        &'a self,
+        dest: &'a str,
+        content: Bytes,
+        mode: u32,
+        owner: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Upload, TransportError>> {
+        Box::pin(Session::upload_owned(self, dest, content, mode, owner))
+    }
+
+    fn file_matches<'a>(
+        &'a self,
+        dest: &'a str,
+        sha256: &'a str,
+    ) -> BoxFuture<'a, Result<bool, TransportError>> {
+        Box::pin(Session::file_matches(self, dest, sha256))
+    }
+
+    fn cat<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<Option<Capture>, TransportError>> {
+        Box::pin(Session::cat(self, path))
+    }
+
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(Session::close(self))
+    }
+}
+
+/// Connecting over SSH: the inventory's settings, then OpenSSH's resolution of
+/// ~/.ssh/config (`ssh -G`), then the run's options.
+pub struct Ssh {
+    pub opts: ConnectOptions,
+    pub config: SshConfig,
+    /// `--user`: the login user when neither the inventory nor the ssh config names one.
+    pub user: Option<String>,
+}
+
+impl Connect for Ssh {
+    /// The host's inventory sudo password wins over the run's (as in Ansible, where host
+    /// variables beat `--ask-become-pass`).
+    fn target<'a>(&'a self, host: &'a Host) -> BoxFuture<'a, Result<Target, TransportError>> {
+        Box::pin(async move {
+            let mut t = self.config.target(host, self.user.as_deref()).await?;
+            t.become_password = host
+                .ssh
+                .become_password
+                .clone()
+                .or_else(|| self.opts.become_password.clone());
+            Ok(t)
+        })
+    }
+
+    fn connect<'a>(
+        &'a self,
+        target: &'a Target,
+    ) -> BoxFuture<'a, Result<Arc<dyn Transport>, TransportError>> {
+        Box::pin(async move {
+            let s = Session::connect(target, &self.opts).await?;
+            Ok(Arc::new(s) as Arc<dyn Transport>)
+        })
     }
 }
 

@@ -1,0 +1,551 @@
+//! The scheduler against fake hosts (`transport::fake`): batches, stages, halts, retries,
+//! timeouts and cancellation, without sshd or root. Each test scripts the hosts, runs a plan
+//! and asserts what each host was asked to do (the fake records every operation).
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio_util::sync::CancellationToken;
+
+use super::{Connector, Executor, RetryPolicy, RunOptions};
+use crate::inventory::{Host, SourcePos};
+use crate::modules::command::CommandAction;
+use crate::modules::compose::ComposeAction;
+use crate::modules::consul::ConsulClient;
+use crate::modules::file::FileAction;
+use crate::modules::{Action, ModuleKind};
+use crate::playbook::{HostPlan, Plan, PlannedPlay, Serial, Step};
+use crate::report::{HostStatus, Masker, RunReport, Silent};
+use crate::transport::fake::{FakeFleet, Refusal, Reply};
+use crate::transport::sh_quote;
+
+const ATTEMPTS: u32 = 3;
+
+fn host(name: &str) -> Host {
+    Host {
+        name: name.into(),
+        ip: std::net::IpAddr::from([127, 0, 0, 1]),
+        group: "IDE".into(),
+        groups: vec!["IDE".into()],
+        ssh: Default::default(),
+        vars: Default::default(),
+        pos: SourcePos::default(),
+    }
+}
+
+fn step(name: &str, module: ModuleKind, action: Action) -> Step {
+    Step {
+        name: name.into(),
+        module,
+        pos: SourcePos::default(),
+        action: Some(action),
+        notify: Vec::new(),
+    }
+}
+
+/// A `command` step running `cmd` (the fake matches on the text).
+fn command(cmd: &str) -> Step {
+    let action = CommandAction {
+        cmd: cmd.into(),
+        creates: None,
+        chdir: None,
+        changed_if_output: None,
+    };
+    step(cmd, ModuleKind::Command, Action::Command(action))
+}
+
+fn copy(dest: &str, content: &str) -> Step {
+    let action = FileAction {
+        src: "test".into(),
+        dest: dest.into(),
+        content: Bytes::from(content.to_string()),
+        mode: 0o644,
+        secret: false,
+        owner: None,
+    };
+    step(dest, ModuleKind::Copy, Action::File(action))
+}
+
+fn compose(dir: &str, watch: &str) -> Step {
+    let action = ComposeAction {
+        project_dir: dir.into(),
+        file: "docker-compose.yml".into(),
+        command: Some("docker compose".into()),
+        services: Some(vec!["node-exporter".into()]),
+        watch: vec![watch.into()],
+    };
+    step("compose up", ModuleKind::Compose, Action::Compose(action))
+}
+
+fn play(name: &str, hosts: &[&str], steps: &[Step]) -> PlannedPlay {
+    PlannedPlay {
+        name: name.into(),
+        stage: None,
+        serial: None,
+        max_fail_percentage: None,
+        canary: false,
+        gate: None,
+        hosts: hosts
+            .iter()
+            .map(|h| HostPlan {
+                host: host(h),
+                steps: steps.to_vec(),
+                handlers: Vec::new(),
+            })
+            .collect(),
+    }
+}
+
+fn executor(fleet: &Arc<FakeFleet>, forks: usize) -> Arc<Executor> {
+    let retry = RetryPolicy {
+        attempts: ATTEMPTS,
+        base: Duration::from_millis(1),
+        max: Duration::from_millis(1),
+    };
+    let http = super::http_client();
+    Arc::new(Executor {
+        connector: Arc::new(Connector::with(fleet.clone(), retry, forks)),
+        consul: Arc::new(ConsulClient::new(Vec::new(), None, http.clone())),
+        http,
+        masker: Masker::default(),
+        reporter: Arc::new(Silent),
+        opts: RunOptions {
+            forks,
+            retry,
+            ..RunOptions::default()
+        },
+        cancel: CancellationToken::new(),
+        abort: CancellationToken::new(),
+    })
+}
+
+async fn run(fleet: &Arc<FakeFleet>, plays: Vec<PlannedPlay>) -> RunReport {
+    executor(fleet, 10).run(Arc::new(Plan { plays })).await
+}
+
+fn status(run: &RunReport, host: &str) -> HostStatus {
+    run.hosts
+        .iter()
+        .find(|h| h.host == host)
+        .map(|h| h.status)
+        .unwrap_or_else(|| panic!("{host} not in the report"))
+}
+
+/// Every command of `names`, recorded when it runs, in the order the hosts ran them.
+fn recording(fleet: &FakeFleet, names: &[&str], cmd: &str) -> Arc<Mutex<Vec<String>>> {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    for &n in names {
+        let (seen, n2) = (seen.clone(), n.to_string());
+        let f = move || seen.lock().expect("lock").push(n2.clone());
+        fleet.host(n).on(cmd, Reply::Call(Arc::new(f)));
+    }
+    seen
+}
+
+#[tokio::test]
+async fn serial_runs_one_batch_after_the_other() {
+    let fleet = Arc::new(FakeFleet::new());
+    let names = ["a", "b", "c", "d"];
+    let seen = recording(&fleet, &names, "step");
+    let mut p = play("p", &names, &[command("step one"), command("step two")]);
+    p.serial = Some(Serial::Count(2));
+    let r = run(&fleet, vec![p]).await;
+    assert_eq!(r.count(HostStatus::Changed), 4, "{r:?}");
+    let seen = seen.lock().expect("lock").clone();
+    // Each command yields (a round trip): unbatched, c would start before a finished.
+    let (first, second) = seen.split_at(4);
+    assert!(
+        first.iter().all(|h| h == "a" || h == "b") && second.iter().all(|h| h == "c" || h == "d"),
+        "batch 2 started before batch 1 ended: {seen:?}"
+    );
+}
+
+#[tokio::test]
+async fn every_host_of_a_batch_failed_halts_the_rest() {
+    let fleet = Arc::new(FakeFleet::new());
+    for h in ["a", "b"] {
+        fleet.host(h).on("deploy", Reply::fail(1, "broken"));
+    }
+    let mut p = play("p", &["a", "b", "c", "d"], &[command("deploy")]);
+    p.serial = Some(Serial::Count(2));
+    let r = run(&fleet, vec![p]).await;
+    let halted = r.halted.clone().expect("halted");
+    assert!(
+        halted.contains("every host of a batch failed (2 of 2)"),
+        "{halted}"
+    );
+    for h in ["c", "d"] {
+        assert_eq!(status(&r, h), HostStatus::NotRun);
+        assert_eq!(fleet.attempts(h), 0, "{h} was connected to");
+    }
+}
+
+#[tokio::test]
+async fn one_failure_in_a_batch_without_a_limit_goes_on() {
+    let fleet = Arc::new(FakeFleet::new());
+    fleet.host("a").on("deploy", Reply::fail(1, "broken"));
+    let mut p = play("p", &["a", "b", "c", "d"], &[command("deploy")]);
+    p.serial = Some(Serial::Count(2));
+    let r = run(&fleet, vec![p]).await;
+    assert_eq!(r.halted, None);
+    assert_eq!(status(&r, "a"), HostStatus::Failed);
+    for h in ["b", "c", "d"] {
+        assert_eq!(status(&r, h), HostStatus::Changed, "{h}");
+    }
+}
+
+#[tokio::test]
+async fn max_fail_percentage_halts_when_exceeded_not_when_reached() {
+    let fleet = Arc::new(FakeFleet::new());
+    let names = ["a", "b", "c", "d", "e", "f", "g", "h"];
+    for h in ["b", "d", "f"] {
+        fleet.host(h).on("deploy", Reply::fail(1, "broken"));
+    }
+    let mut p = play("p", &names, &[command("deploy")]);
+    p.serial = Some(Serial::Count(2));
+    p.max_fail_percentage = Some(25.0);
+    let r = run(&fleet, vec![p]).await;
+    // After batch 2, 2 of 8 = 25 %: reached, not over; after batch 3, 3 of 8 is over.
+    let halted = r.halted.clone().expect("halted");
+    assert!(
+        halted.contains("3 of 8 hosts failed (") && halted.contains("max_fail_percentage 25%"),
+        "{halted}"
+    );
+    assert_eq!(status(&r, "e"), HostStatus::Changed);
+    for h in ["g", "h"] {
+        assert_eq!(status(&r, h), HostStatus::NotRun, "{h}");
+        assert_eq!(fleet.host(h).count("deploy"), 0, "{h} ran");
+    }
+}
+
+#[tokio::test]
+async fn a_failed_canary_stage_stops_the_next_stage() {
+    let fleet = Arc::new(FakeFleet::new());
+    fleet.host("canary1").on("deploy", Reply::fail(1, "broken"));
+    let mut canary = play(
+        "p [stage canary]",
+        &["canary1", "canary2"],
+        &[command("deploy")],
+    );
+    canary.stage = Some("canary".into());
+    canary.canary = true;
+    canary.max_fail_percentage = Some(0.0);
+    let mut rest = play("p [stage rest]", &["r1", "r2"], &[command("deploy")]);
+    rest.stage = Some("rest".into());
+    let r = run(&fleet, vec![canary, rest]).await;
+    let halted = r.halted.clone().expect("halted");
+    assert!(halted.contains("--from-stage canary"), "{halted}");
+    for h in ["r1", "r2"] {
+        assert_eq!(fleet.host(h).count("deploy"), 0, "{h} ran");
+    }
+}
+
+#[tokio::test]
+async fn a_healthy_stage_leads_to_the_next() {
+    let fleet = Arc::new(FakeFleet::new());
+    let mut canary = play("p [stage canary]", &["canary1"], &[command("deploy")]);
+    canary.stage = Some("canary".into());
+    canary.max_fail_percentage = Some(0.0);
+    let mut rest = play("p [stage rest]", &["r1", "r2"], &[command("deploy")]);
+    rest.stage = Some("rest".into());
+    let r = run(&fleet, vec![canary, rest]).await;
+    assert_eq!(r.halted, None);
+    assert_eq!(r.count(HostStatus::Changed), 3, "{r:?}");
+}
+
+#[tokio::test]
+async fn a_write_cut_off_is_retried_on_a_new_connection() {
+    let fleet = Arc::new(FakeFleet::new());
+    fleet
+        .host("a")
+        .on_times("upload /etc/x.conf", 1, Reply::Lost);
+    let r = run(
+        &fleet,
+        vec![play("p", &["a"], &[copy("/etc/x.conf", "v1")])],
+    )
+    .await;
+    assert_eq!(status(&r, "a"), HostStatus::Changed, "{r:?}");
+    assert_eq!(r.hosts[0].tasks[0].attempts, 2);
+    // The dead session is dropped and the write repeated on a fresh one.
+    assert_eq!(fleet.attempts("a"), 2);
+    assert_eq!(fleet.host("a").count("upload /etc/x.conf"), 2);
+    let f = fleet.host("a").file("/etc/x.conf").expect("written");
+    assert_eq!(f.content, b"v1");
+}
+
+#[tokio::test]
+async fn a_write_that_stays_cut_off_is_unreachable_after_every_attempt() {
+    let fleet = Arc::new(FakeFleet::new());
+    fleet.host("a").on("upload", Reply::Lost);
+    let r = run(
+        &fleet,
+        vec![play("p", &["a"], &[copy("/etc/x.conf", "v1")])],
+    )
+    .await;
+    assert_eq!(status(&r, "a"), HostStatus::Unreachable, "{r:?}");
+    assert_eq!(fleet.host("a").count("upload"), ATTEMPTS as usize);
+}
+
+#[tokio::test]
+async fn a_refused_write_is_a_failure_and_not_retried() {
+    let fleet = Arc::new(FakeFleet::new());
+    fleet
+        .host("a")
+        .on("upload", Reply::fail(1, "No space left on device"));
+    let r = run(
+        &fleet,
+        vec![play("p", &["a"], &[copy("/etc/x.conf", "v1")])],
+    )
+    .await;
+    assert_eq!(status(&r, "a"), HostStatus::Failed, "{r:?}");
+    assert_eq!(fleet.host("a").count("upload"), 1);
+    let err = r.hosts[0].error.clone().unwrap_or_default();
+    assert!(err.contains("previous version left in place"), "{err}");
+}
+
+#[tokio::test]
+async fn a_command_is_never_run_again_after_a_lost_connection() {
+    let fleet = Arc::new(FakeFleet::new());
+    fleet.host("a").on("migrate", Reply::Lost);
+    let r = run(&fleet, vec![play("p", &["a"], &[command("migrate")])]).await;
+    assert_eq!(status(&r, "a"), HostStatus::Unreachable, "{r:?}");
+    assert_eq!(fleet.host("a").count("migrate"), 1);
+    assert_eq!(r.hosts[0].tasks[0].attempts, 1);
+}
+
+#[tokio::test]
+async fn a_command_timeout_is_a_failure_not_unreachable_and_not_rerun() {
+    let fleet = Arc::new(FakeFleet::new());
+    fleet.host("a").on("slow", Reply::TimedOut);
+    let r = run(&fleet, vec![play("p", &["a"], &[command("slow")])]).await;
+    assert_eq!(status(&r, "a"), HostStatus::Failed, "{r:?}");
+    assert_eq!(fleet.host("a").count("slow"), 1);
+    let err = r.hosts[0].error.clone().unwrap_or_default();
+    assert!(err.contains("timed out"), "{err}");
+}
+
+#[tokio::test]
+async fn a_killed_command_on_a_live_connection_is_a_failure() {
+    let fleet = Arc::new(FakeFleet::new());
+    fleet.host("a").on("oom", Reply::Killed);
+    let r = run(&fleet, vec![play("p", &["a"], &[command("oom")])]).await;
+    assert_eq!(status(&r, "a"), HostStatus::Failed, "{r:?}");
+    let err = r.hosts[0].error.clone().unwrap_or_default();
+    assert!(err.contains("killed before it finished"), "{err}");
+}
+
+#[tokio::test]
+async fn connecting_is_retried_while_transient_and_tried_once_on_auth_failure() {
+    let fleet = Arc::new(FakeFleet::new());
+    fleet
+        .refuse("down", Refusal::Down)
+        .refuse("flaky", Refusal::Flaky(ATTEMPTS as usize - 1))
+        .refuse("badkey", Refusal::Auth);
+    let r = run(
+        &fleet,
+        vec![play(
+            "p",
+            &["down", "flaky", "badkey"],
+            &[command("deploy")],
+        )],
+    )
+    .await;
+    assert_eq!(status(&r, "down"), HostStatus::Unreachable);
+    assert_eq!(fleet.attempts("down"), ATTEMPTS as usize);
+    assert_eq!(status(&r, "flaky"), HostStatus::Changed);
+    assert_eq!(fleet.attempts("flaky"), ATTEMPTS as usize);
+    assert_eq!(status(&r, "badkey"), HostStatus::Unreachable);
+    assert_eq!(
+        fleet.attempts("badkey"),
+        1,
+        "a failed login is never retried"
+    );
+    assert_eq!(fleet.host("down").count("deploy"), 0);
+}
+
+#[tokio::test]
+async fn a_first_interrupt_lets_the_step_in_flight_finish_and_starts_nothing_new() {
+    let fleet = Arc::new(FakeFleet::new());
+    // One fork: b waits for a's; the interrupt comes while a runs its first step.
+    let ex = executor(&fleet, 1);
+    let cancel = ex.cancel.clone();
+    fleet
+        .host("a")
+        .on("first", Reply::Call(Arc::new(move || cancel.cancel())));
+    let p = play("p", &["a", "b"], &[command("first"), command("second")]);
+    let r = ex.run(Arc::new(Plan { plays: vec![p] })).await;
+    assert!(r.interrupted);
+    assert_eq!(r.hosts[0].tasks.len(), 1, "the step in flight is reported");
+    assert_eq!(status(&r, "a"), HostStatus::NotRun, "a is not done");
+    assert_eq!(fleet.host("a").count("second"), 0);
+    assert_eq!(status(&r, "b"), HostStatus::NotRun);
+    assert_eq!(fleet.attempts("b"), 0, "b was connected to");
+}
+
+#[tokio::test]
+async fn a_second_interrupt_abandons_the_step_in_flight() {
+    let fleet = Arc::new(FakeFleet::new());
+    let ex = executor(&fleet, 1);
+    fleet.host("a").on("wedged", Reply::Hang);
+    let p = play("p", &["a"], &[command("wedged")]);
+    let running = tokio::spawn({
+        let ex = ex.clone();
+        async move { ex.run(Arc::new(Plan { plays: vec![p] })).await }
+    });
+    // Wait until the command is in flight (bounded by yields, not by time).
+    for _ in 0..10_000 {
+        if fleet.host("a").count("wedged") == 1 {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(fleet.host("a").count("wedged"), 1, "never started");
+    ex.cancel.cancel();
+    ex.abort.cancel();
+    let r = running.await.expect("run");
+    assert_eq!(status(&r, "a"), HostStatus::NotRun);
+    let err = r.hosts[0].error.clone().unwrap_or_default();
+    assert!(err.contains("aborted during `wedged`"), "{err}");
+}
+
+#[tokio::test]
+async fn compose_runs_up_only_when_a_watched_file_changed() {
+    let fleet = Arc::new(FakeFleet::new());
+    let dc = "/opt/exp/docker-compose.yml";
+    let steps = [copy(dc, "services: {}"), compose("/opt/exp", dc)];
+    let forced = format!("force={}", sh_quote("1"));
+    let calm = format!("force={}", sh_quote("0"));
+    // Compose prints `__up` when it ran `up -d`.
+    fleet.host("a").on(&forced, Reply::stdout("__up\n"));
+
+    let first = run(&fleet, vec![play("p", &["a"], &steps)]).await;
+    assert_eq!(status(&first, "a"), HostStatus::Changed, "{first:?}");
+    assert_eq!(fleet.host("a").count(&forced), 1);
+    let detail = first.hosts[0].tasks[1].detail.clone().unwrap_or_default();
+    assert!(detail.contains("compose file changed"), "{detail}");
+
+    // Same file again: unchanged, so compose is not forced (and reports ok).
+    let again = run(&fleet, vec![play("p", &["a"], &steps)]).await;
+    assert_eq!(status(&again, "a"), HostStatus::Ok, "{again:?}");
+    assert_eq!(fleet.host("a").count(&forced), 1);
+    assert_eq!(fleet.host("a").count(&calm), 1);
+}
+
+#[tokio::test]
+async fn a_rollback_plan_puts_the_previous_file_back_and_recreates_the_project() {
+    let fleet = Arc::new(FakeFleet::new());
+    let dc = "/opt/exp/docker-compose.yml";
+    let forced = format!("force={}", sh_quote("1"));
+    let deploy = |v: &str| play("p", &["a"], &[copy(dc, v), compose("/opt/exp", dc)]);
+    run(&fleet, vec![deploy("v1")]).await;
+    let second = run(&fleet, vec![deploy("v2")]).await;
+    assert_eq!(second.hosts[0].changed_files, [dc]);
+    let files = std::collections::BTreeMap::from([("a".to_string(), vec![dc.to_string()])]);
+    let back = run(&fleet, vec![deploy("v2").rollback(&files)]).await;
+    assert_eq!(status(&back, "a"), HostStatus::Changed, "{back:?}");
+    let h = fleet.host("a");
+    assert_eq!(h.file(dc).expect("dc").content, b"v1");
+    assert_eq!(h.file(&format!("{dc}.prev")).expect("prev").content, b"v2");
+    // Every run that changed the compose file forced `up -d`: v1, v2, the rollback.
+    assert_eq!(h.count(&forced), 3);
+}
+
+#[tokio::test]
+async fn one_connection_per_host_for_the_run_and_at_most_forks_open_in_one_play() {
+    let fleet = Arc::new(FakeFleet::new());
+    let names: Vec<String> = (0..12).map(|i| format!("h{i:02}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let ex = executor(&fleet, 3);
+    let one = play("one", &names, &[command("first")]);
+    let r = ex.run(Arc::new(Plan { plays: vec![one] })).await;
+    assert_eq!(r.count(HostStatus::Changed), names.len());
+    assert!(fleet.peak_open() <= 3, "{} open at once", fleet.peak_open());
+    assert_eq!(fleet.open(), 0, "connections left open");
+
+    // Two plays: a host keeps its connection between them and closes it after the last.
+    let fleet = Arc::new(FakeFleet::new());
+    let ex = executor(&fleet, 3);
+    fleet.host("h00").on("second", Reply::fail(1, "broken"));
+    let plays = vec![
+        play("one", &names, &[command("first")]),
+        play("two", &names, &[command("second")]),
+    ];
+    ex.run(Arc::new(Plan { plays })).await;
+    for h in &names {
+        assert_eq!(fleet.attempts(h), 1, "{h} connected again");
+        let log: Vec<String> = fleet
+            .host(h)
+            .log()
+            .iter()
+            .map(|op| op.trim().to_string())
+            .collect();
+        assert_eq!(log, ["first", "second", "close"], "{h}");
+    }
+    assert_eq!(fleet.open(), 0);
+}
+
+#[tokio::test]
+async fn a_handler_runs_once_when_notified_by_a_change_and_never_after_a_failure() {
+    let fleet = Arc::new(FakeFleet::new());
+    let mut write = copy("/etc/exp.yml", "v1");
+    write.notify = vec!["reload".into()];
+    let mut also = copy("/etc/exp2.yml", "v1");
+    also.notify = vec!["reload".into()];
+    let handler = command("reload exporter");
+    let mut p = play("p", &["a", "b"], &[write, also]);
+    for hp in &mut p.hosts {
+        hp.handlers = vec![Step {
+            name: "reload".into(),
+            ..handler.clone()
+        }];
+    }
+    // b's second write fails: its handler must not run although the first write changed.
+    fleet
+        .host("b")
+        .on("upload /etc/exp2.yml", Reply::fail(1, "denied"));
+    run(&fleet, vec![p.clone()]).await;
+    assert_eq!(fleet.host("a").count("reload exporter"), 1);
+    assert_eq!(fleet.host("b").count("reload exporter"), 0);
+    // Nothing changed: nothing notified.
+    run(&fleet, vec![p]).await;
+    assert_eq!(fleet.host("a").count("reload exporter"), 1);
+}
+
+#[tokio::test]
+async fn check_mode_writes_nothing_and_runs_no_command() {
+    let fleet = Arc::new(FakeFleet::new());
+    let dc = "/opt/exp/docker-compose.yml";
+    let mut ex = executor(&fleet, 10);
+    Arc::get_mut(&mut ex).expect("sole owner").opts.check = true;
+    let checking = format!("run={}", sh_quote("check"));
+    fleet.host("a").on(&checking, Reply::stdout("__would_up\n"));
+    let p = play(
+        "p",
+        &["a"],
+        &[copy(dc, "v1"), command("migrate"), compose("/opt/exp", dc)],
+    );
+    let r = ex.run(Arc::new(Plan { plays: vec![p] })).await;
+    assert!(r.check);
+    let h = fleet.host("a");
+    assert_eq!(h.count("upload"), 0, "{:?}", h.log());
+    assert_eq!(h.count("migrate"), 0, "{:?}", h.log());
+    assert_eq!(h.file(dc), None);
+    let details: Vec<String> = r.hosts[0]
+        .tasks
+        .iter()
+        .map(|t| t.detail.clone().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        details,
+        [
+            format!("would write {dc}"),
+            "would run: migrate".to_string(),
+            "would run up -d (compose file changed)".to_string()
+        ]
+    );
+    assert!(
+        r.hosts[0].changed_files.is_empty(),
+        "check records no change"
+    );
+}
