@@ -3,6 +3,7 @@
 //! Data flows one way: `inventory` → `playbook` (plan) → `executor` → `transport` and
 //! `modules` → `report`. The binary (`main.rs`, `cli/`) is the only place that prints.
 
+pub mod base;
 pub mod cli;
 pub mod executor;
 pub mod inventory;

@@ -9,7 +9,6 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 
 use super::common::{InventoryArgs, OutputFormat, load_inventory_args, masker, templates_dir_for};
-use super::deploy::parse_duration;
 use crate::executor::http_client;
 use crate::playbook::{self, slug};
 use crate::status::alert::{AlertOutcome, run_test};
@@ -34,7 +33,7 @@ pub struct AlertTestArgs {
     pub alertmanager: Vec<String>,
     /// How long the alert stays firing before it is resolved (default: the route's
     /// group_wait + 2s, so the notification goes out first).
-    #[arg(long, value_parser = parse_duration)]
+    #[arg(long, value_parser = crate::base::clock::parse_cli_duration)]
     pub hold: Option<Duration>,
     /// Templates directory holding defaults.yml (default: `templates/`).
     #[arg(long)]

@@ -224,7 +224,7 @@ fn gate(value: &Node, r: &Reader) -> Result<Option<GateSpec>, InventoryError> {
             "no_alerts" => g.no_alerts = Some(r.bool(v, "gate no_alerts")?),
             _ => {
                 let t = r.string(v, "gate timeout")?;
-                if crate::status::alert::parse_duration(&t).is_none() {
+                if crate::base::clock::parse_duration(&t).is_none() {
                     return Err(r.error(
                         v.loc,
                         format!("gate timeout `{t}` is not a duration"),

@@ -80,7 +80,7 @@ impl HealthGate {
             timeout: g
                 .timeout
                 .as_deref()
-                .and_then(crate::status::alert::parse_duration)
+                .and_then(crate::base::clock::parse_duration)
                 .unwrap_or(Self::DEFAULT_TIMEOUT),
         }
     }
@@ -524,14 +524,6 @@ fn compose_services(content: &[u8]) -> Option<(Vec<String>, Vec<String>)> {
     (!names.is_empty()).then_some((names, env_files))
 }
 
-fn url_host(ip: &str) -> String {
-    if ip.contains(':') {
-        format!("[{ip}]")
-    } else {
-        ip.to_string()
-    }
-}
-
 fn build(
     kind: ModuleKind,
     args: &Value,
@@ -610,7 +602,7 @@ fn build(
             let addr = a.opt_str("address")?.unwrap_or_else(|| ip.clone());
             let path = a.opt_str("path")?.unwrap_or_else(|| "/metrics".into());
             Action::MetricsCheck(MetricsCheck {
-                url: format!("http://{}:{port}{path}", url_host(&addr)),
+                url: format!("http://{}:{port}{path}", crate::base::addr::url_host(&addr)),
                 expect: a.list("expect")?,
                 min_samples: a.opt_u64("min_samples")?.unwrap_or(1) as usize,
                 timeout: Duration::from_secs(a.opt_u64("timeout")?.unwrap_or(60)),

@@ -75,7 +75,7 @@ impl RunState {
             .filter(|(_, s)| matches!(s.as_str(), "failed" | "unreachable" | "not_run"))
             .map(|(h, _)| h.clone())
             .collect();
-        state.finished_at = now_rfc3339();
+        state.finished_at = crate::base::clock::now_rfc3339();
         for h in run.hosts.iter().filter(|h| !h.changed_files.is_empty()) {
             state.changes.insert(
                 h.host.clone(),
@@ -119,30 +119,4 @@ impl RunState {
         let text = std::fs::read_to_string(Self::state_path(dir)).ok()?;
         serde_json::from_str(&text).ok()
     }
-}
-
-pub(crate) fn now_rfc3339() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    // Civil date from days since epoch (Howard Hinnant's algorithm), UTC.
-    let days = (secs / 86400) as i64;
-    let rem = secs % 86400;
-    let z = days + 719468;
-    let era = z.div_euclid(146097);
-    let doe = z - era * 146097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
 }
