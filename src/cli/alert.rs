@@ -11,8 +11,9 @@ use clap::{Args, Subcommand};
 use super::common::{InventoryArgs, OutputFormat, load_inventory_args, masker, templates_dir_for};
 use crate::executor::http_client;
 use crate::playbook::{self, slug};
+use crate::report::ExitCode;
 use crate::status::alert::{AlertOutcome, run_test};
-use crate::status::{EXIT_DOWN, EXIT_DRIFT, EXIT_OK, central};
+use crate::status::central;
 
 #[derive(Subcommand, Debug)]
 pub enum AlertCmd {
@@ -43,7 +44,7 @@ pub struct AlertTestArgs {
     pub output: OutputFormat,
 }
 
-pub async fn run(cmd: AlertCmd) -> anyhow::Result<i32> {
+pub async fn run(cmd: AlertCmd) -> anyhow::Result<crate::report::ExitCode> {
     let AlertCmd::Test(a) = cmd;
     let inv = load_inventory_args(&a.inv)?;
     if !inv.groups.iter().any(|g| g.name == a.group) {
@@ -118,12 +119,12 @@ fn describe(o: &AlertOutcome, group: &str) -> String {
     s
 }
 
-fn exit_code(outcomes: &[AlertOutcome]) -> i32 {
+fn exit_code(outcomes: &[AlertOutcome]) -> ExitCode {
     if outcomes.iter().any(|o| o.error.is_some()) {
-        EXIT_DOWN
+        ExitCode::Down
     } else if outcomes.iter().all(AlertOutcome::routed_right) {
-        EXIT_OK
+        ExitCode::Ok
     } else {
-        EXIT_DRIFT
+        ExitCode::Drift
     }
 }

@@ -95,7 +95,7 @@ pub struct ExportersArgs {
     pub common: DeployCommon,
 }
 
-pub async fn run_exporters(a: ExportersArgs) -> anyhow::Result<i32> {
+pub async fn run_exporters(a: ExportersArgs) -> anyhow::Result<crate::report::ExitCode> {
     run(DeployArgs {
         playbooks: vec![a.playbook],
         common: a.common,
@@ -166,7 +166,7 @@ pub fn make_plan(
     })
 }
 
-pub async fn run(a: DeployArgs) -> anyhow::Result<i32> {
+pub async fn run(a: DeployArgs) -> anyhow::Result<crate::report::ExitCode> {
     let c = &a.common;
     // One run per state directory, from before anything in it is read or written until the
     // state is recorded (`--check` writes nothing there).

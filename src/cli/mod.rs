@@ -47,7 +47,7 @@ pub enum Command {
 }
 
 /// Run a parsed command; returns the process exit code.
-pub async fn run(cli: Cli) -> anyhow::Result<i32> {
+pub async fn run(cli: Cli) -> anyhow::Result<crate::report::ExitCode> {
     match cli.command {
         Command::Inventory(c) => inventory::run(c).await,
         Command::Exec(a) => exec::run(a).await,

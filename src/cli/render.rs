@@ -27,7 +27,7 @@ pub struct RenderArgs {
     pub secrets: Option<PathBuf>,
 }
 
-pub fn run(a: RenderArgs) -> anyhow::Result<i32> {
+pub fn run(a: RenderArgs) -> anyhow::Result<crate::report::ExitCode> {
     let books = if a.playbooks.is_empty() {
         ["consul.yml", "monitoring.yml", "exporters.yml"]
             .iter()
@@ -82,7 +82,7 @@ pub fn run(a: RenderArgs) -> anyhow::Result<i32> {
         planned.hosts.len(),
         a.out.display()
     );
-    Ok(0)
+    Ok(crate::report::ExitCode::Ok)
 }
 
 /// `out/<host>/<dest>`, resolved lexically inside `out`: a `..` component is refused (a

@@ -16,6 +16,8 @@ pub mod targets;
 use serde::Serialize;
 use serde::ser::SerializeMap;
 
+use crate::report::ExitCode;
+
 /// How one fact compares with what promfleet wants.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -140,15 +142,8 @@ pub struct StatusReport {
     pub central: Vec<CentralRow>,
     pub summary: Summary,
     pub state: State,
-    pub exit_code: i32,
+    pub exit_code: ExitCode,
 }
-
-/// Exit code: everything as wanted.
-pub const EXIT_OK: i32 = 0;
-/// Exit code: something differs from what promfleet would deploy (and nothing is down).
-pub const EXIT_DRIFT: i32 = 5;
-/// Exit code: something is down. Wins over drift: a down service needs a person first.
-pub const EXIT_DOWN: i32 = 6;
 
 impl StatusReport {
     pub fn new(hosts: Vec<HostRow>, central: Vec<CentralRow>) -> StatusReport {
@@ -179,9 +174,9 @@ impl StatusReport {
             .filter(|s| *s != State::Unknown)
             .unwrap_or(State::Ok);
         let exit_code = match state {
-            State::Down => EXIT_DOWN,
-            State::Drift => EXIT_DRIFT,
-            _ => EXIT_OK,
+            State::Down => ExitCode::Down,
+            State::Drift => ExitCode::Drift,
+            _ => ExitCode::Ok,
         };
         StatusReport {
             hosts,
@@ -231,14 +226,17 @@ mod tests {
             state,
             checks: Checks::default(),
         };
-        assert_eq!(StatusReport::new(vec![row(State::Ok)], vec![]).exit_code, 0);
+        assert_eq!(
+            StatusReport::new(vec![row(State::Ok)], vec![]).exit_code,
+            ExitCode::Ok
+        );
         assert_eq!(
             StatusReport::new(vec![row(State::Ok), row(State::Drift)], vec![]).exit_code,
-            EXIT_DRIFT
+            ExitCode::Drift
         );
         assert_eq!(
             StatusReport::new(vec![row(State::Down), row(State::Drift)], vec![]).exit_code,
-            EXIT_DOWN
+            ExitCode::Down
         );
     }
 }
