@@ -2,12 +2,13 @@
 
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::modules::Outcome;
+use crate::modules::{ModuleKind, Outcome};
 
-/// Final state of one host in a run (PLAY RECAP columns).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// Final state of one host in a run (PLAY RECAP columns; `last-run.json` records it by
+/// these snake_case names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum HostStatus {
     Ok,
@@ -22,13 +23,18 @@ impl HostStatus {
     pub fn is_failure(self) -> bool {
         matches!(self, HostStatus::Failed | HostStatus::Unreachable)
     }
+
+    /// Still to do: failed, unreachable, or never run (the retry file lists these).
+    pub fn needs_retry(self) -> bool {
+        self.is_failure() || self == HostStatus::NotRun
+    }
 }
 
 /// One task's result on one host.
 #[derive(Debug, Clone, Serialize)]
 pub struct TaskReport {
     pub task: String,
-    pub module: String,
+    pub module: ModuleKind,
     pub outcome: Option<Outcome>,
     pub error: Option<String>,
     pub detail: Option<String>,
@@ -194,3 +200,16 @@ pub trait Reporter: Send + Sync {
 /// A reporter that ignores everything (library use, tests).
 pub struct Silent;
 impl Reporter for Silent {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn task_reports_name_modules_as_playbooks_do() {
+        for &m in ModuleKind::ALL {
+            assert_eq!(serde_json::to_value(m).unwrap(), m.name());
+        }
+        assert_eq!(serde_json::to_value(ExitCode::Drift).unwrap(), 5);
+    }
+}

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::{RunReport, write_atomic};
+use super::{HostStatus, RunReport, write_atomic};
 
 pub const STATE_DIR: &str = ".promfleet";
 
@@ -17,8 +17,8 @@ pub struct RunState {
     pub finished_at: String,
     pub inventory: String,
     pub playbooks: Vec<String>,
-    /// host → ok | changed | failed | unreachable | not_run
-    pub hosts: BTreeMap<String, String>,
+    /// host → its last outcome (`"ok"`, `"changed"`, `"failed"`, `"unreachable"`, `"not_run"`).
+    pub hosts: BTreeMap<String, HostStatus>,
     pub failed: Vec<String>,
     pub halted: Option<String>,
     pub interrupted: bool,
@@ -61,18 +61,14 @@ impl RunState {
             state.hosts.clear();
         }
         for h in &run.hosts {
-            let s = serde_json::to_value(h.status)
-                .ok()
-                .and_then(|v| v.as_str().map(String::from))
-                .unwrap_or_default();
             // A host that was not run (halted stage, interrupted) is still to do: it is
             // recorded `not_run` and listed in the retry file.
-            state.hosts.insert(h.host.clone(), s);
+            state.hosts.insert(h.host.clone(), h.status);
         }
         state.failed = state
             .hosts
             .iter()
-            .filter(|(_, s)| matches!(s.as_str(), "failed" | "unreachable" | "not_run"))
+            .filter(|(_, s)| s.needs_retry())
             .map(|(h, _)| h.clone())
             .collect();
         state.finished_at = crate::base::clock::now_rfc3339();
@@ -118,5 +114,33 @@ impl RunState {
     pub fn read(dir: &Path) -> Option<RunState> {
         let text = std::fs::read_to_string(Self::state_path(dir)).ok()?;
         serde_json::from_str(&text).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_files_written_with_status_strings_still_read_and_write_back_the_same() {
+        // `hosts` as promfleet wrote it when the statuses were strings.
+        let old = r#"{"finished_at":"2026-12-01T10:00:00Z","inventory":"inv.yml",
+            "playbooks":["exporters.yml"],"hosts":{"a":"ok","b":"changed","c":"failed",
+            "d":"unreachable","e":"not_run"},"failed":["c","d","e"],"halted":null,
+            "interrupted":false}"#;
+        let state: RunState = serde_json::from_str(old).unwrap();
+        assert_eq!(state.hosts["d"], HostStatus::Unreachable);
+        assert_eq!(state.hosts["e"], HostStatus::NotRun);
+        let retry: Vec<&str> = state
+            .hosts
+            .iter()
+            .filter(|(_, s)| s.needs_retry())
+            .map(|(h, _)| h.as_str())
+            .collect();
+        assert_eq!(retry, ["c", "d", "e"]);
+        let back = serde_json::to_value(&state).unwrap();
+        let was: serde_json::Value = serde_json::from_str(old).unwrap();
+        assert_eq!(back["hosts"], was["hosts"]);
+        assert!(serde_json::from_str::<RunState>(&old.replace("\"ok\"", "\"fine\"")).is_err());
     }
 }
