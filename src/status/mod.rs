@@ -4,7 +4,8 @@
 //! equal to what `consul_register` would send, Prometheus target health. For the central
 //! services: Consul agents, Prometheus, Alertmanager, Grafana, DingTalk webhook, Karma.
 //!
-//! Owns: gathering and classifying (`ok` / `drift` / `down`), the report model, exit codes.
+//! Owns: gathering and classifying (`ok` / `drift` / `down`), the report model, and which
+//! `report::ExitCode` a state means (`Drift`, `Down`).
 //! Must not: write anything anywhere (no uploads, no `up`, no registrations), or print — the
 //! CLI renders the report.
 
