@@ -16,6 +16,7 @@ mod error;
 mod limit;
 mod node;
 mod promfleet;
+mod serial;
 mod server_list;
 #[cfg(test)]
 mod tests;
@@ -24,6 +25,7 @@ mod validate;
 pub use emit::to_yaml;
 pub use error::{InventoryError, SourcePos};
 pub use limit::Limit;
+pub use serial::Serial;
 
 use crate::transport::BecomePassword;
 use std::collections::BTreeMap;
@@ -138,7 +140,7 @@ pub struct StageSpec {
     /// Host patterns (group names, hostnames, globs, `!exclusions`).
     pub hosts: Vec<String>,
     /// Batch size: a number of hosts or a percentage such as `"25%"`.
-    pub serial: Option<String>,
+    pub serial: Option<Serial>,
     pub max_fail_percentage: Option<f64>,
     /// `canary: true|false`; unset means "a stage named `canary` is one". A canary stage
     /// tolerates no failure unless it sets `max_fail_percentage` itself.

@@ -22,40 +22,7 @@ use crate::modules::{
     metrics_check::MetricsCheck,
 };
 
-/// Batch size inside a play or stage.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Serial {
-    Count(usize),
-    Percent(f64),
-}
-
-impl Serial {
-    pub fn parse(s: &str) -> Result<Serial, String> {
-        let t = s.trim();
-        if let Some(p) = t.strip_suffix('%') {
-            return p
-                .trim()
-                .parse::<f64>()
-                .ok()
-                .filter(|p| *p > 0.0 && *p <= 100.0)
-                .map(Serial::Percent)
-                .ok_or_else(|| format!("serial `{s}`: a percentage must be in (0, 100]"));
-        }
-        t.parse::<usize>()
-            .ok()
-            .filter(|n| *n > 0)
-            .map(Serial::Count)
-            .ok_or_else(|| format!("serial `{s}` must be a positive number or a percentage"))
-    }
-
-    /// Batch size for `total` hosts (at least 1).
-    pub fn size(self, total: usize) -> usize {
-        match self {
-            Serial::Count(n) => n.max(1),
-            Serial::Percent(p) => ((total as f64 * p / 100.0).ceil() as usize).max(1),
-        }
-    }
-}
+pub use crate::inventory::Serial;
 
 /// A health gate after a stage: every target the stage registered must be UP in Prometheus
 /// for `scrapes` consecutive scrapes, with no alert firing for its instances (`no_alerts`),
@@ -219,7 +186,7 @@ pub struct PlanOptions {
 /// One stage's share of a staged play.
 struct StageHosts<'a> {
     name: String,
-    serial: Option<String>,
+    serial: Option<Serial>,
     max_fail_percentage: Option<f64>,
     canary: bool,
     gate: Option<HealthGate>,
@@ -243,7 +210,7 @@ fn split_stages<'a>(inv: &Inventory, hosts: &[&'a Host]) -> Result<Vec<StageHost
         }
         out.push(StageHosts {
             name: st.name.clone(),
-            serial: st.serial.clone(),
+            serial: st.serial,
             max_fail_percentage: st.effective_max_fail_percentage(),
             canary: st.is_canary(),
             gate: st.gate.as_ref().map(HealthGate::from_spec),
@@ -366,14 +333,7 @@ pub fn plan(
                 hosts: members,
             } in stages
             {
-                let serial = match st_serial {
-                    Some(s) => Some(Serial::parse(&s).map_err(|m| PlanError::Task {
-                        pos: play.pos.clone(),
-                        message: format!("stage `{name}`: {m}"),
-                        help: None,
-                    })?),
-                    None => serial,
-                };
+                let serial = st_serial.or(serial);
                 let hosts: Vec<HostPlan> = members
                     .iter()
                     .filter_map(|h| by_name.remove(&h.name))
