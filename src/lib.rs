@@ -1,8 +1,12 @@
 //! promfleet: an agentless, Ansible-style deployer of Prometheus monitoring over SSH.
 //!
 //! Data flows one way: `inventory` → `playbook` (plan) → `executor` → `transport` and
-//! `modules` → `report`. The binary (`main.rs`, `cli/`) is the only place that prints.
+//! `modules` → `report`; `status` reads hosts without changing them; `base` holds the small
+//! helpers all of them share. Printing happens in `main.rs`, `cli/` and
+//! `report::TerminalReporter`, plus one warning in `transport::known_hosts` (a malformed
+//! known_hosts line).
 
+pub mod base;
 pub mod cli;
 pub mod executor;
 pub mod inventory;

@@ -12,7 +12,7 @@ fn main() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("promfleet: cannot start the async runtime: {e}");
-            std::process::exit(promfleet::report::ExitCode::Error as i32);
+            std::process::exit(promfleet::report::ExitCode::Error.code());
         }
     };
     let code = match rt.block_on(promfleet::cli::run(cli)) {
@@ -20,10 +20,10 @@ fn main() {
         Err(e) => {
             let msg = promfleet::cli::common::mask_global(&format!("{e:#}"));
             eprintln!("error: {msg}");
-            promfleet::report::ExitCode::Error as i32
+            promfleet::report::ExitCode::Error
         }
     };
     // Do not wait for lingering background tasks (keepalives) on exit.
     rt.shutdown_timeout(std::time::Duration::from_millis(200));
-    std::process::exit(code);
+    std::process::exit(code.code());
 }

@@ -9,11 +9,11 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 
 use super::common::{InventoryArgs, OutputFormat, load_inventory_args, masker, project_for};
-use super::deploy::parse_duration;
 use crate::executor::http_client;
 use crate::playbook::{self, slug};
+use crate::report::ExitCode;
 use crate::status::alert::{AlertOutcome, run_test};
-use crate::status::{EXIT_DOWN, EXIT_DRIFT, EXIT_OK, central};
+use crate::status::central;
 
 #[derive(Subcommand, Debug)]
 pub enum AlertCmd {
@@ -34,7 +34,7 @@ pub struct AlertTestArgs {
     pub alertmanager: Vec<String>,
     /// How long the alert stays firing before it is resolved (default: the route's
     /// group_wait + 2s, so the notification goes out first).
-    #[arg(long, value_parser = parse_duration)]
+    #[arg(long, value_parser = crate::base::clock::parse_cli_duration)]
     pub hold: Option<Duration>,
     /// Templates directory holding defaults.yml (default: `templates/`).
     #[arg(long)]
@@ -44,7 +44,7 @@ pub struct AlertTestArgs {
     pub output: OutputFormat,
 }
 
-pub async fn run(cmd: AlertCmd) -> anyhow::Result<i32> {
+pub async fn run(cmd: AlertCmd) -> anyhow::Result<crate::report::ExitCode> {
     let AlertCmd::Test(a) = cmd;
     let inv = load_inventory_args(&a.inv)?;
     if !inv.groups.iter().any(|g| g.name == a.group) {
@@ -116,12 +116,12 @@ fn describe(o: &AlertOutcome, group: &str) -> String {
     s
 }
 
-fn exit_code(outcomes: &[AlertOutcome]) -> i32 {
+fn exit_code(outcomes: &[AlertOutcome]) -> ExitCode {
     if outcomes.iter().any(|o| o.error.is_some()) {
-        EXIT_DOWN
+        ExitCode::Down
     } else if outcomes.iter().all(AlertOutcome::routed_right) {
-        EXIT_OK
+        ExitCode::Ok
     } else {
-        EXIT_DRIFT
+        ExitCode::Drift
     }
 }

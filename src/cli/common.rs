@@ -372,7 +372,7 @@ fn spawn_signal_handler(
             _ = int.recv() => {}
             _ = term.recv() => {}
         }
-        std::process::exit(crate::report::ExitCode::Interrupted as i32);
+        std::process::exit(crate::report::ExitCode::Interrupted.code());
     });
 }
 

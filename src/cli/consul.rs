@@ -6,6 +6,7 @@ use clap::Subcommand;
 use super::common::{consul_token, load_inventory};
 use crate::executor::http_client;
 use crate::modules::consul::ConsulClient;
+use crate::report::ExitCode;
 
 #[derive(Subcommand, Debug)]
 pub enum ConsulCmd {
@@ -19,7 +20,7 @@ pub enum ConsulCmd {
     },
 }
 
-pub async fn run(cmd: ConsulCmd) -> anyhow::Result<i32> {
+pub async fn run(cmd: ConsulCmd) -> anyhow::Result<crate::report::ExitCode> {
     let ConsulCmd::Prune { inventory, check } = cmd;
     let inv = load_inventory(&inventory)?;
     if inv.consul.agents.is_empty() {
@@ -47,7 +48,11 @@ pub async fn run(cmd: ConsulCmd) -> anyhow::Result<i32> {
         .collect();
     if stale.is_empty() {
         eprintln!("nothing to prune: every promfleet service belongs to an inventory host");
-        return Ok(if errors.is_empty() { 0 } else { 4 });
+        return Ok(if errors.is_empty() {
+            ExitCode::Ok
+        } else {
+            ExitCode::HostUnreachable
+        });
     }
     let mut failed = 0;
     for (agent, s) in &stale {
@@ -63,5 +68,9 @@ pub async fn run(cmd: ConsulCmd) -> anyhow::Result<i32> {
             }
         }
     }
-    Ok(if failed > 0 { 2 } else { 0 })
+    Ok(if failed > 0 {
+        ExitCode::HostFailed
+    } else {
+        ExitCode::Ok
+    })
 }

@@ -40,7 +40,7 @@ pub struct DeployCommon {
     #[arg(long)]
     pub from_stage: Option<String>,
     /// Wait this long between rollout stages (e.g. 30s, 5m).
-    #[arg(long, value_parser = parse_duration)]
+    #[arg(long, value_parser = crate::base::clock::parse_cli_duration)]
     pub pause: Option<std::time::Duration>,
     /// Ask on the terminal before each next rollout stage.
     #[arg(long)]
@@ -49,21 +49,6 @@ pub struct DeployCommon {
     /// files this run changed there (from `.prev`) and re-apply, as `promfleet rollback`.
     #[arg(long)]
     pub rollback_on_failure: bool,
-}
-
-/// `90`, `30s`, `5m`, `1h` → a duration.
-pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    let t = s.trim();
-    let (num, mult) = match t.char_indices().last() {
-        Some((i, 's')) => (&t[..i], 1),
-        Some((i, 'm')) => (&t[..i], 60),
-        Some((i, 'h')) => (&t[..i], 3600),
-        _ => (t, 1),
-    };
-    num.trim()
-        .parse::<u64>()
-        .map(|n| std::time::Duration::from_secs(n * mult))
-        .map_err(|_| format!("`{s}` is not a duration such as 30s, 5m or 1h"))
 }
 
 /// `--confirm` between stages (the executor does `--pause` itself: it must stop at Ctrl-C).
@@ -112,7 +97,7 @@ pub struct ExportersArgs {
     pub common: DeployCommon,
 }
 
-pub async fn run_exporters(a: ExportersArgs) -> anyhow::Result<i32> {
+pub async fn run_exporters(a: ExportersArgs) -> anyhow::Result<crate::report::ExitCode> {
     run(DeployArgs {
         playbooks: vec![a.playbook],
         common: a.common,
@@ -221,7 +206,7 @@ fn describe_selection(inv_args: &InventoryArgs) -> String {
     }
 }
 
-pub async fn run(a: DeployArgs) -> anyhow::Result<i32> {
+pub async fn run(a: DeployArgs) -> anyhow::Result<crate::report::ExitCode> {
     let c = &a.common;
     // One run per state directory, from before anything in it is read or written until the
     // state is recorded (`--check` writes nothing there).

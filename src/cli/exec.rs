@@ -9,6 +9,8 @@ use clap::Args;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+use crate::report::ExitCode;
+
 use super::common::{ConnArgs, InventoryArgs, connector, load_inventory, masker, select};
 use crate::playbook::Secrets;
 use crate::transport::Script;
@@ -41,7 +43,7 @@ struct HostResult {
     ms: u128,
 }
 
-pub async fn run(a: ExecArgs) -> anyhow::Result<i32> {
+pub async fn run(a: ExecArgs) -> anyhow::Result<crate::report::ExitCode> {
     let inv = load_inventory(&a.inv.inventory)?;
     let hosts = select(&inv, &a.inv)?;
     let secrets = Secrets::load(a.secrets.as_deref(), masker())?;
@@ -117,11 +119,11 @@ pub async fn run(a: ExecArgs) -> anyhow::Result<i32> {
         started.elapsed().as_secs_f64()
     );
     Ok(if failed > 0 {
-        2
+        ExitCode::HostFailed
     } else if unreachable > 0 {
-        4
+        ExitCode::HostUnreachable
     } else {
-        0
+        ExitCode::Ok
     })
 }
 

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 
 use crate::project::builtin_files;
+use crate::report::ExitCode;
 
 #[derive(Args, Debug)]
 pub struct InitArgs {
@@ -73,7 +74,7 @@ fn project_files() -> Vec<Planned> {
     files
 }
 
-pub fn run(a: InitArgs) -> anyhow::Result<i32> {
+pub fn run(a: InitArgs) -> anyhow::Result<ExitCode> {
     if a.diff {
         return diff(&a.dir);
     }
@@ -111,7 +112,7 @@ pub fn run(a: InitArgs) -> anyhow::Result<i32> {
         "next: edit inventory.yml, then `promfleet exporters -i inventory.yml --check` from {}",
         a.dir.display()
     );
-    Ok(0)
+    Ok(ExitCode::Ok)
 }
 
 /// Create `path` (never replacing a file, even one made since the check) with `mode` from the
@@ -136,7 +137,7 @@ fn write_new(path: &Path, content: &[u8], mode: u32) -> anyhow::Result<()> {
 
 /// Unified diffs built-in → project for `playbooks/` and `templates/`; files only one side
 /// has are listed. The inventory and secrets are the user's own and not compared.
-fn diff(dir: &Path) -> anyhow::Result<i32> {
+fn diff(dir: &Path) -> anyhow::Result<ExitCode> {
     if !dir.join("playbooks").is_dir() && !dir.join("templates").is_dir() {
         anyhow::bail!(
             "{}: no playbooks/ or templates/ to compare with the built-in files — create a project with `promfleet init {}`",
@@ -184,7 +185,7 @@ fn diff(dir: &Path) -> anyhow::Result<i32> {
         super::VERSION,
         extra.len()
     );
-    Ok(0)
+    Ok(ExitCode::Ok)
 }
 
 fn collect(at: &Path, root: &Path, into: &mut Vec<String>) {

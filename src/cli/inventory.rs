@@ -44,7 +44,7 @@ pub enum InventoryCmd {
     },
 }
 
-pub async fn run(cmd: InventoryCmd) -> anyhow::Result<i32> {
+pub async fn run(cmd: InventoryCmd) -> anyhow::Result<crate::report::ExitCode> {
     match cmd {
         InventoryCmd::SshConfig {
             inv: args,
@@ -82,7 +82,12 @@ pub async fn run(cmd: InventoryCmd) -> anyhow::Result<i32> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             }
-            Ok(if failed > 0 { 1 } else { 0 })
+            // A host ssh cannot resolve is bad setup, not a run outcome.
+            Ok(if failed > 0 {
+                crate::report::ExitCode::Error
+            } else {
+                crate::report::ExitCode::Ok
+            })
         }
         InventoryCmd::List { inv: args, json } => {
             let inv = load_inventory(&args.inventory)?;
@@ -102,7 +107,7 @@ pub async fn run(cmd: InventoryCmd) -> anyhow::Result<i32> {
                     })
                     .collect();
                 println!("{}", serde_json::to_string_pretty(&rows)?);
-                return Ok(0);
+                return Ok(crate::report::ExitCode::Ok);
             }
             let w = hosts.iter().map(|h| h.name.len()).max().unwrap_or(4).max(4);
             println!("{:<w$}  {:<15}  {:<12}  SSH", "HOST", "IP", "GROUP");
@@ -136,7 +141,7 @@ pub async fn run(cmd: InventoryCmd) -> anyhow::Result<i32> {
                     inv.consul.agents.join(", ")
                 }
             );
-            Ok(0)
+            Ok(crate::report::ExitCode::Ok)
         }
         InventoryCmd::Import { file, out } => {
             let text = std::fs::read_to_string(&file)
@@ -151,7 +156,7 @@ pub async fn run(cmd: InventoryCmd) -> anyhow::Result<i32> {
                 }
                 None => print!("{yaml}"),
             }
-            Ok(0)
+            Ok(crate::report::ExitCode::Ok)
         }
     }
 }

@@ -1,5 +1,7 @@
-//! Command-line interface: clap definitions, then one module per subcommand. Raw flags are
-//! parsed here once into validated settings; nothing downstream re-validates them.
+//! Command-line interface: clap definitions, then one module per subcommand, which loads the
+//! inventory, playbooks and secrets it needs, runs, prints, and returns a `report::ExitCode`.
+//! What several subcommands share (flags, inventory loading, the masker, the connector) is in
+//! `common`. There is no single Settings object yet: each subcommand builds what it uses.
 
 pub mod alert;
 pub mod common;
@@ -60,7 +62,7 @@ pub enum Command {
 }
 
 /// Run a parsed command; returns the process exit code.
-pub async fn run(cli: Cli) -> anyhow::Result<i32> {
+pub async fn run(cli: Cli) -> anyhow::Result<crate::report::ExitCode> {
     match cli.command {
         Command::Init(a) => init::run(a),
         Command::Inventory(c) => inventory::run(c).await,

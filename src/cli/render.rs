@@ -32,7 +32,7 @@ pub struct RenderArgs {
     pub secrets: Option<PathBuf>,
 }
 
-pub fn run(a: RenderArgs) -> anyhow::Result<i32> {
+pub fn run(a: RenderArgs) -> anyhow::Result<crate::report::ExitCode> {
     // Names, resolved through the project overlay (the built-in copies always exist).
     let books = if a.playbooks.is_empty() {
         ["consul.yml", "monitoring.yml", "exporters.yml"]
@@ -101,7 +101,7 @@ pub fn run(a: RenderArgs) -> anyhow::Result<i32> {
         planned.hosts.len(),
         a.out.display()
     );
-    Ok(0)
+    Ok(crate::report::ExitCode::Ok)
 }
 
 /// `out/<host>/<dest>`, resolved lexically inside `out`: a `..` component is refused (a

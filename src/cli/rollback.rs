@@ -38,7 +38,7 @@ pub struct RollbackArgs {
     pub secrets: Option<PathBuf>,
 }
 
-pub async fn run(a: RollbackArgs) -> anyhow::Result<i32> {
+pub async fn run(a: RollbackArgs) -> anyhow::Result<crate::report::ExitCode> {
     if a.inv.limit.is_empty() && !a.inv.retry_failed {
         anyhow::bail!(
             "rollback needs the hosts to roll back: --limit PATTERN (e.g. --limit canary-host, --limit IDE, --limit all)"

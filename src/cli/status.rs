@@ -15,6 +15,7 @@ use super::deploy::make_plan;
 use crate::executor::http_client;
 use crate::modules::consul::ConsulClient;
 use crate::playbook::{self, SecretMode, Step};
+use crate::report::ExitCode;
 use crate::status::host::{Gatherer, Wanted};
 use crate::status::targets::PromTargets;
 use crate::status::{CentralRow, HostRow, State, StatusReport, central};
@@ -52,7 +53,7 @@ pub struct StatusArgs {
     pub scope: Scope,
 }
 
-pub async fn run(a: StatusArgs) -> anyhow::Result<i32> {
+pub async fn run(a: StatusArgs) -> anyhow::Result<ExitCode> {
     let planned = make_plan(
         std::slice::from_ref(&a.playbook),
         &a.inv,
@@ -155,7 +156,11 @@ pub fn summary_line(r: &StatusReport) -> String {
             s.central_ok, s.central_drift, s.central_down
         ));
     }
-    format!("{} → exit {} ({verdict})", parts.join("; "), r.exit_code)
+    format!(
+        "{} → exit {} ({verdict})",
+        parts.join("; "),
+        r.exit_code.code()
+    )
 }
 
 fn table(rows: &[Vec<String>]) -> String {

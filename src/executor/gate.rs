@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::modules::http::get_json;
 use crate::playbook::HealthGate;
-use crate::status::targets::{PromTargets, address};
+use crate::status::targets::PromTargets;
 
 /// How often Prometheus is asked (its scrape interval is usually longer: a poll that sees no
 /// new scrape just waits for the next one).
@@ -30,9 +30,10 @@ impl GateHost {
             .steps
             .iter()
             .filter_map(|s| match &s.action {
-                Some(crate::modules::Action::ConsulRegister(r)) => {
-                    Some((r.def.name.clone(), address(&r.def.address, r.def.port)))
-                }
+                Some(crate::modules::Action::ConsulRegister(r)) => Some((
+                    r.def.name.clone(),
+                    crate::base::addr::host_port(&r.def.address, r.def.port),
+                )),
                 _ => None,
             })
             .collect();

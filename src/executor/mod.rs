@@ -542,7 +542,7 @@ impl Executor {
         let started = Instant::now();
         let mut report = TaskReport {
             task: step.name.clone(),
-            module: step.module.name().to_string(),
+            module: step.module,
             outcome: None,
             error: None,
             detail: None,

@@ -64,7 +64,7 @@ pub fn to_yaml(inv: &Inventory) -> String {
                 hosts.join(", ")
             );
             if let Some(serial) = &s.serial {
-                let _ = write!(out, ", serial: {}", scalar(serial));
+                let _ = write!(out, ", serial: {}", scalar(&serial.to_string()));
             }
             if let Some(p) = s.max_fail_percentage {
                 let _ = write!(out, ", max_fail_percentage: {p}");

@@ -17,6 +17,7 @@ mod host_range;
 mod limit;
 mod node;
 mod promfleet;
+mod serial;
 mod server_list;
 #[cfg(test)]
 mod tests;
@@ -27,6 +28,7 @@ pub use error::{InventoryError, SourcePos};
 /// Ansible host-range expansion (`web[01:20]`), public for the differential test against ansible-core.
 pub use host_range::expand as expand_host_range;
 pub use limit::Limit;
+pub use serial::Serial;
 
 use crate::transport::BecomePassword;
 use std::collections::BTreeMap;
@@ -142,7 +144,7 @@ pub struct StageSpec {
     /// Host patterns (group names, hostnames, globs, `!exclusions`).
     pub hosts: Vec<String>,
     /// Batch size: a number of hosts or a percentage such as `"25%"`.
-    pub serial: Option<String>,
+    pub serial: Option<Serial>,
     pub max_fail_percentage: Option<f64>,
     /// `canary: true|false`; unset means "a stage named `canary` is one". A canary stage
     /// tolerates no failure unless it sets `max_fail_percentage` itself.

@@ -376,38 +376,4 @@ pub(crate) fn to_json(node: &Node) -> serde_json::Value {
     }
 }
 
-/// The candidate closest to `word`, if it is close enough to be a plausible typo.
-pub(crate) fn nearest<'c>(
-    word: &str,
-    candidates: impl IntoIterator<Item = &'c str>,
-) -> Option<String> {
-    near_names(word, candidates, 1).into_iter().next()
-}
-
-/// Up to `n` candidates close to `word`, best first.
-pub(crate) fn near_names<'c>(
-    word: &str,
-    candidates: impl IntoIterator<Item = &'c str>,
-    n: usize,
-) -> Vec<String> {
-    let lower = word.to_lowercase();
-    // Jaro-Winkler catches dropped letters (`hots`), Damerau-Levenshtein catches swaps in
-    // short names (`IED` for `IDE`) that Jaro-Winkler scores too low.
-    let max_edits = (word.chars().count() / 3).max(1);
-    let mut scored: Vec<(f64, &str)> = candidates
-        .into_iter()
-        .filter_map(|c| {
-            let c_lower = c.to_lowercase();
-            let jw = strsim::jaro_winkler(&lower, &c_lower);
-            let close = jw >= 0.8 || strsim::damerau_levenshtein(&lower, &c_lower) <= max_edits;
-            close.then_some((jw, c))
-        })
-        .collect();
-    scored.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(b.1)));
-    scored.dedup_by(|a, b| a.1 == b.1);
-    scored
-        .into_iter()
-        .take(n)
-        .map(|(_, c)| c.to_owned())
-        .collect()
-}
+pub(crate) use crate::base::suggest::{near_names, nearest};

@@ -9,7 +9,9 @@ use std::path::PathBuf;
 use super::error::InventoryError;
 use super::node::{Kind, Node, Reader, scalar_text};
 use super::validate::{Draft, DraftHost};
-use super::{ConsulSettings, GateSpec, Group, MONITORING_GROUP, SshSettings, StageSpec, Vars};
+use super::{
+    ConsulSettings, GateSpec, Group, MONITORING_GROUP, Serial, SshSettings, StageSpec, Vars,
+};
 
 /// Top-level keys; also used to recognise the format.
 pub(crate) const TOP_KEYS: &[&str] = &["vars", "ssh", "consul", "groups", "monitoring", "stages"];
@@ -224,7 +226,7 @@ fn gate(value: &Node, r: &Reader) -> Result<Option<GateSpec>, InventoryError> {
             "no_alerts" => g.no_alerts = Some(r.bool(v, "gate no_alerts")?),
             _ => {
                 let t = r.string(v, "gate timeout")?;
-                if crate::status::alert::parse_duration(&t).is_none() {
+                if crate::base::clock::parse_duration(&t).is_none() {
                     return Err(r.error(
                         v.loc,
                         format!("gate timeout `{t}` is not a duration"),
@@ -244,6 +246,7 @@ fn stage(item: &Node, r: &Reader) -> Result<StageSpec, InventoryError> {
         ..StageSpec::default()
     };
     let mut named = false;
+    let mut serial = None;
     for (key, value) in r.fields(item, STAGE_KEYS, "stage")? {
         match key {
             "name" => {
@@ -265,7 +268,7 @@ fn stage(item: &Node, r: &Reader) -> Result<StageSpec, InventoryError> {
                         .collect(),
                 }
             }
-            "serial" => s.serial = Some(r.string(value, "stage serial")?),
+            "serial" => serial = Some(r.string(value, "stage serial")?),
             "canary" => s.canary = Some(r.bool(value, "stage canary")?),
             "gate" => s.gate = gate(value, r)?,
             _ => {
@@ -298,6 +301,16 @@ fn stage(item: &Node, r: &Reader) -> Result<StageSpec, InventoryError> {
             format!("stage `{}` selects no hosts", s.name),
             Some("add `hosts: [<group or host>, ...]`".to_owned()),
         ));
+    }
+    if let Some(text) = serial {
+        // Parsed once, here: the plan and executor see only `Serial`.
+        s.serial = Some(Serial::parse(&text).map_err(|_| {
+            r.error(
+                item.loc,
+                format!("stage `{}`: serial `{text}` is not a batch size", s.name),
+                Some("write a number of hosts (e.g. 2) or a percentage such as \"25%\"".to_owned()),
+            )
+        })?);
     }
     Ok(s)
 }

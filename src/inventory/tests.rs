@@ -124,9 +124,15 @@ fn example_yaml_reads_groups_hosts_ssh_consul_stages() {
 
     assert_eq!(inv.stages.len(), 3);
     assert_eq!(inv.stages[1].hosts, ["IDE"]);
-    assert_eq!(inv.stages[1].serial.as_deref(), Some("2"));
+    assert_eq!(
+        inv.stages[1].serial,
+        Some(crate::inventory::Serial::Count(2))
+    );
     assert_eq!(inv.stages[1].max_fail_percentage, Some(25.0));
-    assert_eq!(inv.stages[2].serial.as_deref(), Some("50%"));
+    assert_eq!(
+        inv.stages[2].serial,
+        Some(crate::inventory::Serial::Percent(50.0))
+    );
 }
 
 #[test]

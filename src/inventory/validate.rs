@@ -181,8 +181,8 @@ pub(crate) fn validate(draft: Draft) -> Result<Inventory, InventoryError> {
     })
 }
 
-/// Every literal term of a stage must name a known group or host; serial and
-/// max_fail_percentage must make sense.
+/// Every literal term of a stage must name a known group or host; max_fail_percentage must
+/// make sense (serial is checked where it is read: it is a `Serial` by now).
 fn check_stages(
     stages: &[StageSpec],
     hosts: &[Host],
@@ -219,20 +219,6 @@ fn check_stages(
                 pos: stage.pos.clone(),
             });
         }
-        if let Some(serial) = &stage.serial
-            && !valid_serial(serial)
-        {
-            return Err(InventoryError::Syntax {
-                pos: stage.pos.clone(),
-                message: format!(
-                    "stage `{}`: serial `{serial}` is not a batch size",
-                    stage.name
-                ),
-                help: Some(
-                    "write a number of hosts (e.g. 2) or a percentage such as \"25%\"".to_owned(),
-                ),
-            });
-        }
         if let Some(p) = stage.max_fail_percentage
             && !(0.0..=100.0).contains(&p)
         {
@@ -247,15 +233,4 @@ fn check_stages(
         }
     }
     Ok(())
-}
-
-fn valid_serial(serial: &str) -> bool {
-    let s = serial.trim();
-    match s.strip_suffix('%') {
-        Some(pct) => pct
-            .trim()
-            .parse::<f64>()
-            .is_ok_and(|p| p > 0.0 && p <= 100.0),
-        None => s.parse::<u64>().is_ok_and(|n| n > 0),
-    }
 }

@@ -7,7 +7,9 @@
 //! Each agent's service list is fetched once per run and kept current (no N² GETs).
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::base::poll::{self, Pace};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
@@ -439,7 +441,10 @@ impl Register {
             def: ServiceDef {
                 id: id.unwrap_or_else(|| format!("{service}-{hostname}-{address}")),
                 checks: vec![CheckDef {
-                    http: format!("http://{}:{port}{check_path}", url_host(&address)),
+                    http: format!(
+                        "http://{}:{port}{check_path}",
+                        crate::base::addr::url_host(&address)
+                    ),
                     interval,
                     timeout: Some("3s".into()),
                 }],
@@ -471,14 +476,6 @@ impl Register {
         let (changed, agent) = ctx.consul.register(&self.def, &ctx.host.name).await?;
         let d = if changed { Done::changed() } else { Done::ok() };
         Ok(d.with(format!("{} on {agent}", self.def.id)))
-    }
-}
-
-fn url_host(a: &str) -> String {
-    if a.contains(':') {
-        format!("[{a}]")
-    } else {
-        a.to_string()
     }
 }
 
@@ -546,19 +543,19 @@ impl ClusterCheck {
         if ctx.check {
             return Ok(Done::skipped("not checked in --check mode"));
         }
-        let deadline = Instant::now() + self.timeout;
-        loop {
-            match self.probe(ctx).await {
-                Ok(d) => return Ok(Done::ok().with(d)),
-                Err(e) if Instant::now() >= deadline => {
-                    return Err(TaskError::transient(format!(
-                        "Consul cluster at {} not healthy after {}s: {e}",
-                        self.url,
-                        self.timeout.as_secs()
-                    )));
-                }
-                Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
-            }
+        let ctx = &*ctx;
+        let every = Pace::every(Duration::from_secs(1));
+        let polled = poll::until(self.timeout, every, move || async move {
+            self.probe(ctx).await.map_err(poll::Miss::Retry)
+        })
+        .await;
+        match polled {
+            Ok(d) => Ok(Done::ok().with(d)),
+            Err(e) => Err(TaskError::transient(format!(
+                "Consul cluster at {} not healthy after {}s: {e}",
+                self.url,
+                self.timeout.as_secs()
+            ))),
         }
     }
 }

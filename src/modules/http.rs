@@ -1,7 +1,9 @@
 //! `http`: one request from the jump host (e.g. `POST /-/reload`), optionally retried until it
 //! answers an expected status.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::base::poll::{self, Pace};
 
 use super::metrics_check::short_reqwest;
 
@@ -137,25 +139,25 @@ impl HttpAction {
         if ctx.check && !read_only {
             return Ok(Done::skipped(format!("would {} {}", self.method, self.url)));
         }
-        let deadline = Instant::now() + self.until;
-        loop {
-            match self.once(ctx.http).await {
-                Ok(code) => {
-                    let d = if read_only {
-                        Done::ok()
-                    } else {
-                        Done::changed()
-                    };
-                    return Ok(d.with(format!("{} {} → {code}", self.method, self.url)));
-                }
-                Err(e) if Instant::now() >= deadline => {
-                    return Err(TaskError::transient(
-                        ctx.masker
-                            .mask(&format!("{} {}: {e}", self.method, self.url)),
-                    ));
-                }
-                Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
+        let http = ctx.http;
+        let every = Pace::every(Duration::from_secs(1));
+        let polled = poll::until(self.until, every, move || async move {
+            self.once(http).await.map_err(poll::Miss::Retry)
+        })
+        .await;
+        match polled {
+            Ok(code) => {
+                let d = if read_only {
+                    Done::ok()
+                } else {
+                    Done::changed()
+                };
+                Ok(d.with(format!("{} {} → {code}", self.method, self.url)))
             }
+            Err(e) => Err(TaskError::transient(
+                ctx.masker
+                    .mask(&format!("{} {}: {e}", self.method, self.url)),
+            )),
         }
     }
 }

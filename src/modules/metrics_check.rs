@@ -2,7 +2,9 @@
 //! require exposition text with samples of an expected family (node_… on 9100,
 //! container_…/cadvisor_… on 9105).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::base::poll::{self, Pace};
 
 use super::http::{BodyError, read_capped};
 use super::metrics;
@@ -24,28 +26,26 @@ impl MetricsCheck {
         if ctx.check {
             return Ok(Done::skipped("not checked in --check mode"));
         }
-        let deadline = Instant::now() + self.timeout;
-        let mut delay = Duration::from_millis(200);
-        loop {
-            let last = match self.probe(ctx.http).await {
-                Ok(detail) => return Ok(Done::ok().with(detail)),
-                Err(e @ Miss::TooLarge(_)) => {
-                    return Err(TaskError::permanent(format!(
-                        "{e} — raise `metrics_max_bytes` if this exporter's page really is that big"
-                    )));
-                }
-                Err(Miss::NotYet(e)) => e,
-            };
-            if Instant::now() + delay >= deadline {
-                return Err(TaskError::transient(format!(
+        let pace = Pace {
+            first: Duration::from_millis(200),
+            max: Duration::from_secs(2),
+        };
+        let http = ctx.http;
+        let polled = poll::until(self.timeout, pace, move || async move {
+            match self.probe(http).await {
+                Ok(detail) => Ok(detail),
+                Err(e @ Miss::TooLarge(_)) => Err(poll::Miss::Fail(TaskError::permanent(format!(
+                    "{e} — raise `metrics_max_bytes` if this exporter's page really is that big"
+                )))),
+                Err(Miss::NotYet(last)) => Err(poll::Miss::Retry(TaskError::transient(format!(
                     "{} not serving metrics after {}s: {last}",
                     self.url,
                     self.timeout.as_secs()
-                )));
+                )))),
             }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(2));
-        }
+        })
+        .await;
+        polled.map(|detail| Done::ok().with(detail))
     }
 
     /// One GET, no retry (for `status`): the sample counts, or why it is not exposition.

@@ -2,7 +2,9 @@
 //! exporter promfleet registered in Consul is an active Prometheus target and UP.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::base::poll::{self, Pace};
 
 use serde_json::Value;
 
@@ -91,27 +93,24 @@ impl TargetsCheck {
                     .as_ref()
                     .and_then(|m| m.get("hostname").cloned())
                     .unwrap_or_default(),
-                address: if s.address.contains(':') {
-                    format!("[{}]:{}", s.address, s.port)
-                } else {
-                    format!("{}:{}", s.address, s.port)
-                },
+                address: crate::base::addr::host_port(&s.address, s.port),
                 service: s.service,
             })
             .collect();
-        let deadline = Instant::now() + self.timeout;
-        loop {
-            match self.probe(ctx, &want).await {
-                Ok(d) => return Ok(Done::ok().with(d)),
-                Err(e) if Instant::now() >= deadline => {
-                    return Err(TaskError::transient(format!(
-                        "Prometheus at {} after {}s: {e}",
-                        self.url,
-                        self.timeout.as_secs()
-                    )));
-                }
-                Err(_) => tokio::time::sleep(Duration::from_secs(2)).await,
-            }
+        let ctx = &*ctx;
+        let want = &want;
+        let every = Pace::every(Duration::from_secs(2));
+        let polled = poll::until(self.timeout, every, move || async move {
+            self.probe(ctx, want).await.map_err(poll::Miss::Retry)
+        })
+        .await;
+        match polled {
+            Ok(d) => Ok(Done::ok().with(d)),
+            Err(e) => Err(TaskError::transient(format!(
+                "Prometheus at {} after {}s: {e}",
+                self.url,
+                self.timeout.as_secs()
+            ))),
         }
     }
 }

@@ -90,15 +90,7 @@ fn pos(file: &Path, loc: serde_saphyr::Location) -> SourcePos {
     }
 }
 
-/// Nearest candidate by edit distance, if close enough to be a likely typo.
-pub fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
-    candidates
-        .into_iter()
-        .map(|c| (strsim::damerau_levenshtein(word, c), c))
-        .filter(|(d, c)| *d <= 2.max(c.len() / 3))
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, c)| c.to_string())
-}
+pub use crate::base::suggest::nearest as suggest;
 
 /// `- import_playbook: other.yml` — a playbook made of other playbooks (e.g. site.yml).
 #[derive(Deserialize)]

@@ -22,40 +22,7 @@ use crate::modules::{
     metrics_check::MetricsCheck,
 };
 
-/// Batch size inside a play or stage.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Serial {
-    Count(usize),
-    Percent(f64),
-}
-
-impl Serial {
-    pub fn parse(s: &str) -> Result<Serial, String> {
-        let t = s.trim();
-        if let Some(p) = t.strip_suffix('%') {
-            return p
-                .trim()
-                .parse::<f64>()
-                .ok()
-                .filter(|p| *p > 0.0 && *p <= 100.0)
-                .map(Serial::Percent)
-                .ok_or_else(|| format!("serial `{s}`: a percentage must be in (0, 100]"));
-        }
-        t.parse::<usize>()
-            .ok()
-            .filter(|n| *n > 0)
-            .map(Serial::Count)
-            .ok_or_else(|| format!("serial `{s}` must be a positive number or a percentage"))
-    }
-
-    /// Batch size for `total` hosts (at least 1).
-    pub fn size(self, total: usize) -> usize {
-        match self {
-            Serial::Count(n) => n.max(1),
-            Serial::Percent(p) => ((total as f64 * p / 100.0).ceil() as usize).max(1),
-        }
-    }
-}
+pub use crate::inventory::Serial;
 
 /// A health gate after a stage: every target the stage registered must be UP in Prometheus
 /// for `scrapes` consecutive scrapes, with no alert firing for its instances (`no_alerts`),
@@ -80,7 +47,7 @@ impl HealthGate {
             timeout: g
                 .timeout
                 .as_deref()
-                .and_then(crate::status::alert::parse_duration)
+                .and_then(crate::base::clock::parse_duration)
                 .unwrap_or(Self::DEFAULT_TIMEOUT),
         }
     }
@@ -219,7 +186,7 @@ pub struct PlanOptions {
 /// One stage's share of a staged play.
 struct StageHosts<'a> {
     name: String,
-    serial: Option<String>,
+    serial: Option<Serial>,
     max_fail_percentage: Option<f64>,
     canary: bool,
     gate: Option<HealthGate>,
@@ -243,7 +210,7 @@ fn split_stages<'a>(inv: &Inventory, hosts: &[&'a Host]) -> Result<Vec<StageHost
         }
         out.push(StageHosts {
             name: st.name.clone(),
-            serial: st.serial.clone(),
+            serial: st.serial,
             max_fail_percentage: st.effective_max_fail_percentage(),
             canary: st.is_canary(),
             gate: st.gate.as_ref().map(HealthGate::from_spec),
@@ -366,14 +333,7 @@ pub fn plan(
                 hosts: members,
             } in stages
             {
-                let serial = match st_serial {
-                    Some(s) => Some(Serial::parse(&s).map_err(|m| PlanError::Task {
-                        pos: play.pos.clone(),
-                        message: format!("stage `{name}`: {m}"),
-                        help: None,
-                    })?),
-                    None => serial,
-                };
+                let serial = st_serial.or(serial);
                 let hosts: Vec<HostPlan> = members
                     .iter()
                     .filter_map(|h| by_name.remove(&h.name))
@@ -524,14 +484,6 @@ fn compose_services(content: &[u8]) -> Option<(Vec<String>, Vec<String>)> {
     (!names.is_empty()).then_some((names, env_files))
 }
 
-fn url_host(ip: &str) -> String {
-    if ip.contains(':') {
-        format!("[{ip}]")
-    } else {
-        ip.to_string()
-    }
-}
-
 fn build(
     kind: ModuleKind,
     args: &Value,
@@ -607,7 +559,7 @@ fn build(
             let addr = a.opt_str("address")?.unwrap_or_else(|| ip.clone());
             let path = a.opt_str("path")?.unwrap_or_else(|| "/metrics".into());
             Action::MetricsCheck(MetricsCheck {
-                url: format!("http://{}:{port}{path}", url_host(&addr)),
+                url: format!("http://{}:{port}{path}", crate::base::addr::url_host(&addr)),
                 expect: a.list("expect")?,
                 min_samples: a.opt_u64("min_samples")?.unwrap_or(1) as usize,
                 timeout: Duration::from_secs(a.opt_u64("timeout")?.unwrap_or(60)),

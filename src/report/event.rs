@@ -2,12 +2,13 @@
 
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::modules::Outcome;
+use crate::modules::{ModuleKind, Outcome};
 
-/// Final state of one host in a run (PLAY RECAP columns).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// Final state of one host in a run (PLAY RECAP columns; `last-run.json` records it by
+/// these snake_case names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum HostStatus {
     Ok,
@@ -22,13 +23,18 @@ impl HostStatus {
     pub fn is_failure(self) -> bool {
         matches!(self, HostStatus::Failed | HostStatus::Unreachable)
     }
+
+    /// Still to do: failed, unreachable, or never run (the retry file lists these).
+    pub fn needs_retry(self) -> bool {
+        self.is_failure() || self == HostStatus::NotRun
+    }
 }
 
 /// One task's result on one host.
 #[derive(Debug, Clone, Serialize)]
 pub struct TaskReport {
     pub task: String,
-    pub module: String,
+    pub module: ModuleKind,
     pub outcome: Option<Outcome>,
     pub error: Option<String>,
     pub detail: Option<String>,
@@ -124,8 +130,8 @@ impl RunReport {
     }
 
     /// The process exit code this run ends with.
-    pub fn exit_code(&self) -> i32 {
-        let code = if self.interrupted {
+    pub fn exit_code(&self) -> ExitCode {
+        if self.interrupted {
             ExitCode::Interrupted
         } else if self.halted.is_some() {
             ExitCode::Halted
@@ -135,13 +141,13 @@ impl RunReport {
             ExitCode::HostUnreachable
         } else {
             ExitCode::Ok
-        };
-        code as i32
+        }
     }
 }
 
-/// promfleet's exit codes: the one definition (README "Exit codes"). 2 and 4 are
-/// ansible-playbook's (its task queue's RUN_FAILED_HOSTS and RUN_UNREACHABLE_HOSTS).
+/// promfleet's exit codes, every command's: the one definition (README "Exit codes"). 2 and
+/// 4 are ansible-playbook's (its task queue's RUN_FAILED_HOSTS and RUN_UNREACHABLE_HOSTS);
+/// 5 and 6 are the read-only checks' (`status`, `alert test`), for cron and CI.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(i32)]
 pub enum ExitCode {
@@ -156,8 +162,28 @@ pub enum ExitCode {
     Halted = 3,
     /// A host was unreachable (the others completed).
     HostUnreachable = 4,
+    /// Something differs from what promfleet would deploy, nothing is down (`status`), or
+    /// a test alert was routed elsewhere (`alert test`).
+    Drift = 5,
+    /// Something is down (`status`; wins over drift: a down service needs a person first), or
+    /// an Alertmanager did not answer (`alert test`).
+    Down = 6,
     /// Ctrl-C / SIGTERM.
     Interrupted = 130,
+}
+
+impl ExitCode {
+    /// The number the process exits with.
+    pub fn code(self) -> i32 {
+        self as i32
+    }
+}
+
+/// As its number (`"exit_code": 5` in `status --output json`).
+impl Serialize for ExitCode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_i32(self.code())
+    }
 }
 
 /// Receives progress from the executor. Implementations must not block for long.
@@ -174,3 +200,16 @@ pub trait Reporter: Send + Sync {
 /// A reporter that ignores everything (library use, tests).
 pub struct Silent;
 impl Reporter for Silent {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn task_reports_name_modules_as_playbooks_do() {
+        for &m in ModuleKind::ALL {
+            assert_eq!(serde_json::to_value(m).unwrap(), m.name());
+        }
+        assert_eq!(serde_json::to_value(ExitCode::Drift).unwrap(), 5);
+    }
+}

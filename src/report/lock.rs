@@ -68,7 +68,7 @@ impl StateLock {
         let record = format!(
             "pid {}\nstarted {}\ncommand {}\n",
             std::process::id(),
-            super::state::now_rfc3339(),
+            crate::base::clock::now_rfc3339(),
             command.join(" ")
         );
         file.set_len(0).map_err(io)?;

@@ -1,5 +1,10 @@
-//! Output through one door: the executor reports events through `Reporter`; the CLI picks
-//! an implementation (progress bars, plain lines, JSON). Secrets are masked here.
+//! What a run leaves behind: the events the executor sends through `Reporter` (one
+//! implementation draws the terminal, `TerminalReporter`; `Silent` drops them), the final
+//! `RunReport` and PLAY RECAP, the exit code, the state files (`RunState`, `StateLock`,
+//! `write_atomic`) and the `Masker`. There is no JSON reporter: `--output json` prints the
+//! whole `RunReport` once the run ends (cli/common.rs `print_report`). `status`, `exec`,
+//! `alert` and `consul prune` still print from their cli modules, and the CLI keeps the
+//! run's masker in a global (`cli::common::masker`).
 
 mod atomic;
 mod event;

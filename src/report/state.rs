@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::{RunReport, write_atomic};
+use super::{HostStatus, RunReport, write_atomic};
 
 pub const STATE_DIR: &str = ".promfleet";
 
@@ -17,8 +17,8 @@ pub struct RunState {
     pub finished_at: String,
     pub inventory: String,
     pub playbooks: Vec<String>,
-    /// host → ok | changed | failed | unreachable | not_run
-    pub hosts: BTreeMap<String, String>,
+    /// host → its last outcome (`"ok"`, `"changed"`, `"failed"`, `"unreachable"`, `"not_run"`).
+    pub hosts: BTreeMap<String, HostStatus>,
     pub failed: Vec<String>,
     pub halted: Option<String>,
     pub interrupted: bool,
@@ -61,21 +61,17 @@ impl RunState {
             state.hosts.clear();
         }
         for h in &run.hosts {
-            let s = serde_json::to_value(h.status)
-                .ok()
-                .and_then(|v| v.as_str().map(String::from))
-                .unwrap_or_default();
             // A host that was not run (halted stage, interrupted) is still to do: it is
             // recorded `not_run` and listed in the retry file.
-            state.hosts.insert(h.host.clone(), s);
+            state.hosts.insert(h.host.clone(), h.status);
         }
         state.failed = state
             .hosts
             .iter()
-            .filter(|(_, s)| matches!(s.as_str(), "failed" | "unreachable" | "not_run"))
+            .filter(|(_, s)| s.needs_retry())
             .map(|(h, _)| h.clone())
             .collect();
-        state.finished_at = now_rfc3339();
+        state.finished_at = crate::base::clock::now_rfc3339();
         for h in run.hosts.iter().filter(|h| !h.changed_files.is_empty()) {
             state.changes.insert(
                 h.host.clone(),
@@ -121,28 +117,30 @@ impl RunState {
     }
 }
 
-pub(crate) fn now_rfc3339() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    // Civil date from days since epoch (Howard Hinnant's algorithm), UTC.
-    let days = (secs / 86400) as i64;
-    let rem = secs % 86400;
-    let z = days + 719468;
-    let era = z.div_euclid(146097);
-    let doe = z - era * 146097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_files_written_with_status_strings_still_read_and_write_back_the_same() {
+        // `hosts` as promfleet wrote it when the statuses were strings.
+        let old = r#"{"finished_at":"2026-12-01T10:00:00Z","inventory":"inv.yml",
+            "playbooks":["exporters.yml"],"hosts":{"a":"ok","b":"changed","c":"failed",
+            "d":"unreachable","e":"not_run"},"failed":["c","d","e"],"halted":null,
+            "interrupted":false}"#;
+        let state: RunState = serde_json::from_str(old).unwrap();
+        assert_eq!(state.hosts["d"], HostStatus::Unreachable);
+        assert_eq!(state.hosts["e"], HostStatus::NotRun);
+        let retry: Vec<&str> = state
+            .hosts
+            .iter()
+            .filter(|(_, s)| s.needs_retry())
+            .map(|(h, _)| h.as_str())
+            .collect();
+        assert_eq!(retry, ["c", "d", "e"]);
+        let back = serde_json::to_value(&state).unwrap();
+        let was: serde_json::Value = serde_json::from_str(old).unwrap();
+        assert_eq!(back["hosts"], was["hosts"]);
+        assert!(serde_json::from_str::<RunState>(&old.replace("\"ok\"", "\"fine\"")).is_err());
+    }
 }

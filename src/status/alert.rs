@@ -4,7 +4,9 @@
 //!
 //! The only thing this module writes is that one synthetic alert (and its resolution).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::base::poll::{self, Miss, Pace};
 
 use serde_json::{Value, json};
 
@@ -106,63 +108,12 @@ pub async fn group_wait(http: &reqwest::Client, base: &str) -> Duration {
     };
     serde_saphyr::from_str::<Value>(text)
         .ok()
-        .and_then(|c| c["route"]["group_wait"].as_str().and_then(parse_duration))
+        .and_then(|c| {
+            c["route"]["group_wait"]
+                .as_str()
+                .and_then(crate::base::clock::parse_duration)
+        })
         .unwrap_or(default)
-}
-
-/// Prometheus-style durations: `500ms`, `30s`, `5m`, `1h30m`, `1d`.
-pub fn parse_duration(s: &str) -> Option<Duration> {
-    let mut total = 0f64;
-    let mut num = String::new();
-    let mut chars = s.trim().chars().peekable();
-    let mut any = false;
-    while let Some(c) = chars.next() {
-        if c.is_ascii_digit() || c == '.' {
-            num.push(c);
-            continue;
-        }
-        let n: f64 = num.parse().ok()?;
-        num.clear();
-        let unit = match c {
-            'm' if chars.peek() == Some(&'s') => {
-                chars.next();
-                0.001
-            }
-            'm' => 60.0,
-            's' => 1.0,
-            'h' => 3600.0,
-            'd' => 86400.0,
-            'w' => 604800.0,
-            _ => return None,
-        };
-        total += n * unit;
-        any = true;
-    }
-    (any && num.is_empty()).then(|| Duration::from_secs_f64(total))
-}
-
-/// Unix seconds → RFC 3339 UTC with milliseconds (what Alertmanager accepts as `endsAt`).
-pub fn rfc3339(unix: f64) -> String {
-    let secs = unix.floor() as i64;
-    let ms = ((unix - secs as f64) * 1000.0) as i64;
-    let days = secs.div_euclid(86400);
-    let rem = secs.rem_euclid(86400);
-    // Civil date from days (Howard Hinnant's algorithm).
-    let z = days + 719468;
-    let era = z.div_euclid(146097);
-    let doe = z - era * 146097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{ms:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
 }
 
 /// What happened at one Alertmanager.
@@ -209,25 +160,19 @@ pub async fn run_test(
             o.error = Some(format!("posting the alert: {e}"));
             continue;
         }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            match receivers(http, &o.alertmanager, group).await {
-                Ok(Some(r)) => {
-                    o.receivers = r;
-                    break;
-                }
-                Ok(None) if Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-                Ok(None) => {
-                    o.error = Some("accepted the alert but never listed it".into());
-                    break;
-                }
-                Err(e) => {
-                    o.error = Some(format!("listing alerts: {e}"));
-                    break;
-                }
+        let am = o.alertmanager.as_str();
+        let every = Pace::every(Duration::from_millis(200));
+        let listed = poll::until(Duration::from_secs(10), every, move || async move {
+            match receivers(http, am, group).await {
+                Ok(Some(r)) => Ok(r),
+                Ok(None) => Err(Miss::Retry("accepted the alert but never listed it".into())),
+                Err(e) => Err(Miss::Fail(format!("listing alerts: {e}"))),
             }
+        })
+        .await;
+        match listed {
+            Ok(r) => o.receivers = r,
+            Err(e) => o.error = Some(e),
         }
         let gw = match hold {
             Some(h) => h,
@@ -238,7 +183,7 @@ pub async fn run_test(
     if out.iter().any(|o| o.error.is_none()) {
         tokio::time::sleep(wait).await;
     }
-    let resolved = alert_body(group, Some(&rfc3339(now_unix())));
+    let resolved = alert_body(group, Some(&crate::base::clock::rfc3339_millis(now_unix())));
     for o in &mut out {
         // Resolve wherever the alert may have arrived, even if listing it failed.
         if o.error.as_deref().is_some_and(|e| e.starts_with("posting")) {
@@ -256,21 +201,4 @@ pub async fn run_test(
         }
     }
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_and_timestamps() {
-        assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
-        assert_eq!(parse_duration("1m30s"), Some(Duration::from_secs(90)));
-        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
-        assert_eq!(parse_duration("5x"), None);
-        assert_eq!(parse_duration("5"), None);
-        assert_eq!(rfc3339(1714564800.25), "2024-05-01T12:00:00.250Z");
-        let back = super::super::age_secs(&rfc3339(1714564800.0), 1714564801.0).unwrap();
-        assert!((back - 1.0).abs() < 1e-6);
-    }
 }

@@ -45,13 +45,10 @@ pub fn service_url(vars: &Vars, host: &Host, service: &str, port_var: &str) -> O
         return Some(u.trim_end_matches('/').to_string());
     }
     let port = var_str(vars, port_var)?;
-    let ip = host.ip.to_string();
-    let ip = if ip.contains(':') {
-        format!("[{ip}]")
-    } else {
-        ip
-    };
-    Some(format!("http://{ip}:{port}"))
+    Some(format!(
+        "http://{}",
+        crate::base::addr::host_port(&host.ip.to_string(), port)
+    ))
 }
 
 /// Every central row: Consul agents first, then each monitoring host's services.

@@ -134,7 +134,12 @@ impl Gatherer {
         let addrs: Vec<(String, String)> = want
             .registrations
             .iter()
-            .map(|d| (d.name.clone(), targets::address(&d.address, d.port)))
+            .map(|d| {
+                (
+                    d.name.clone(),
+                    crate::base::addr::host_port(&d.address, d.port),
+                )
+            })
             .collect();
         checks.push("targets", targets::check(&self.proms, &addrs));
         HostRow {

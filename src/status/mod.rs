@@ -4,7 +4,8 @@
 //! equal to what `consul_register` would send, Prometheus target health. For the central
 //! services: Consul agents, Prometheus, Alertmanager, Grafana, DingTalk webhook, Karma.
 //!
-//! Owns: gathering and classifying (`ok` / `drift` / `down`), the report model, exit codes.
+//! Owns: gathering and classifying (`ok` / `drift` / `down`), the report model, and which
+//! `report::ExitCode` a state means (`Drift`, `Down`).
 //! Must not: write anything anywhere (no uploads, no `up`, no registrations), or print — the
 //! CLI renders the report.
 
@@ -15,6 +16,8 @@ pub mod targets;
 
 use serde::Serialize;
 use serde::ser::SerializeMap;
+
+use crate::report::ExitCode;
 
 /// How one fact compares with what promfleet wants.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -140,15 +143,8 @@ pub struct StatusReport {
     pub central: Vec<CentralRow>,
     pub summary: Summary,
     pub state: State,
-    pub exit_code: i32,
+    pub exit_code: ExitCode,
 }
-
-/// Exit code: everything as wanted.
-pub const EXIT_OK: i32 = 0;
-/// Exit code: something differs from what promfleet would deploy (and nothing is down).
-pub const EXIT_DRIFT: i32 = 5;
-/// Exit code: something is down. Wins over drift: a down service needs a person first.
-pub const EXIT_DOWN: i32 = 6;
 
 impl StatusReport {
     pub fn new(hosts: Vec<HostRow>, central: Vec<CentralRow>) -> StatusReport {
@@ -179,9 +175,9 @@ impl StatusReport {
             .filter(|s| *s != State::Unknown)
             .unwrap_or(State::Ok);
         let exit_code = match state {
-            State::Down => EXIT_DOWN,
-            State::Drift => EXIT_DRIFT,
-            _ => EXIT_OK,
+            State::Down => ExitCode::Down,
+            State::Drift => ExitCode::Drift,
+            _ => ExitCode::Ok,
         };
         StatusReport {
             hosts,
@@ -193,51 +189,16 @@ impl StatusReport {
     }
 }
 
-/// Seconds since an RFC 3339 UTC-or-offset timestamp as Prometheus writes them
-/// (`2024-05-01T12:00:00.123456789Z`, `…+08:00`); `None` if it cannot be read.
+/// Seconds since an RFC 3339 timestamp as Prometheus writes them
+/// (`2024-05-01T12:00:00.123456789Z`, `…+08:00`); `None` if it cannot be read or is
+/// Prometheus's `0001-01-01` for "never scraped" (anything before 1971).
 pub fn age_secs(rfc3339: &str, now_unix: f64) -> Option<f64> {
-    let s = rfc3339.trim();
-    let (date, rest) = s.split_once('T')?;
-    let mut d = date.split('-');
-    let y: i64 = d.next()?.parse().ok()?;
-    let mo: i64 = d.next()?.parse().ok()?;
-    let da: i64 = d.next()?.parse().ok()?;
-    // Split the clock from the zone: `Z`, `+hh:mm` or `-hh:mm`.
-    let (clock, offset) = if let Some(c) = rest.strip_suffix('Z') {
-        (c, 0)
-    } else {
-        let i = rest.rfind(['+', '-'])?;
-        let (c, z) = rest.split_at(i);
-        let sign = if z.starts_with('-') { -1 } else { 1 };
-        let (hh, mm) = z[1..].split_once(':')?;
-        (
-            c,
-            sign * (hh.parse::<i64>().ok()? * 3600 + mm.parse::<i64>().ok()? * 60),
-        )
-    };
-    let mut t = clock.split(':');
-    let h: i64 = t.next()?.parse().ok()?;
-    let mi: i64 = t.next()?.parse().ok()?;
-    let sec: f64 = t.next()?.parse().ok()?;
-    // Days from the civil date (Howard Hinnant's algorithm).
-    let yy = if mo <= 2 { y - 1 } else { y };
-    let era = yy.div_euclid(400);
-    let yoe = yy - era * 400;
-    let doy = (153 * (if mo > 2 { mo - 3 } else { mo + 9 }) + 2) / 5 + da - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146097 + doe - 719468;
-    let unix = (days * 86400 + h * 3600 + mi * 60 - offset) as f64 + sec;
-    // Prometheus writes 0001-01-01 for "never scraped".
-    (y > 1970).then_some(now_unix - unix)
+    const YEAR_1971: f64 = 365.0 * 86400.0;
+    let unix = crate::base::clock::parse_rfc3339(rfc3339)?;
+    (unix >= YEAR_1971).then_some(now_unix - unix)
 }
 
-/// Now as Unix seconds.
-pub fn now_unix() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
+pub use crate::base::clock::now_unix;
 
 #[cfg(test)]
 mod tests {
@@ -253,6 +214,8 @@ mod tests {
         assert!((b - 10.5).abs() < 1e-6, "{b}");
         assert_eq!(age_secs("0001-01-01T00:00:00Z", now), None);
         assert_eq!(age_secs("garbage", now), None);
+        let written = crate::base::clock::rfc3339_millis(1714564800.0);
+        assert!((age_secs(&written, 1714564801.0).unwrap() - 1.0).abs() < 1e-6);
     }
 
     #[test]
@@ -264,14 +227,17 @@ mod tests {
             state,
             checks: Checks::default(),
         };
-        assert_eq!(StatusReport::new(vec![row(State::Ok)], vec![]).exit_code, 0);
+        assert_eq!(
+            StatusReport::new(vec![row(State::Ok)], vec![]).exit_code,
+            ExitCode::Ok
+        );
         assert_eq!(
             StatusReport::new(vec![row(State::Ok), row(State::Drift)], vec![]).exit_code,
-            EXIT_DRIFT
+            ExitCode::Drift
         );
         assert_eq!(
             StatusReport::new(vec![row(State::Down), row(State::Drift)], vec![]).exit_code,
-            EXIT_DOWN
+            ExitCode::Down
         );
     }
 }

@@ -61,15 +61,6 @@ async fn fetch(http: &reqwest::Client, base: &str) -> Result<HashMap<String, Tar
     Ok(out)
 }
 
-/// `ip:port` as Prometheus writes an address (`[v6]:port` for IPv6).
-pub fn address(ip: &str, port: u16) -> String {
-    if ip.contains(':') {
-        format!("[{ip}]:{port}")
-    } else {
-        format!("{ip}:{port}")
-    }
-}
-
 /// The targets column of one host: every `(service, address)` it should have, in every
 /// Prometheus. Down wins (a silent target is an outage), then missing (drift).
 pub fn check(proms: &[PromTargets], want: &[(String, String)]) -> Check {
