@@ -657,3 +657,45 @@ fn host_ranges_as_ansible_expands_them() {
         );
     }
 }
+
+/// `serial: N%` batch sizes as ansible-core's own `pct_to_int` computes them (the play
+/// iterator's batch size): truncated, at least one host. promfleet rounded up, so a 30%
+/// batch of 5 hosts was 2 hosts where Ansible takes 1.
+#[test]
+fn serial_percent_batches_as_ansible_sizes_them() {
+    if !ansible_ready() {
+        return;
+    }
+    let mut cases: Vec<(u32, usize)> = Vec::new();
+    for pct in [1, 10, 25, 29, 30, 33, 50, 57, 66, 75, 99, 100] {
+        for n in [1, 2, 3, 5, 7, 10, 12, 100, 1000] {
+            cases.push((pct, n));
+        }
+    }
+    let script = "import json, sys\n\
+        from ansible.utils.helpers import pct_to_int\n\
+        print(json.dumps([pct_to_int('%d%%' % p, n) for p, n in json.loads(sys.argv[1])]))\n";
+    let out = Command::new(ansible_python().trim())
+        .arg("-c")
+        .arg(script)
+        .arg(serde_json::to_string(&cases).unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ansible: Vec<usize> = serde_json::from_slice(&out.stdout).unwrap();
+    let differ: Vec<String> = cases
+        .iter()
+        .zip(ansible)
+        .filter_map(|(&(pct, n), want)| {
+            let got = promfleet::inventory::Serial::parse(&format!("{pct}%"))
+                .unwrap()
+                .size(n);
+            (got != want).then(|| format!("{pct}% of {n}: ansible {want}, promfleet {got}"))
+        })
+        .collect();
+    assert!(differ.is_empty(), "{differ:#?}");
+}

@@ -30,11 +30,13 @@ impl Serial {
             .ok_or_else(|| format!("serial `{s}` must be a positive number or a percentage"))
     }
 
-    /// Batch size for `total` hosts (at least 1).
+    /// Batch size for `total` hosts, as ansible-core's `pct_to_int` computes it: a
+    /// percentage is truncated (in Ansible's order of operations, so the same float gives the
+    /// same answer), and never less than 1.
     pub fn size(self, total: usize) -> usize {
         match self {
             Serial::Count(n) => n.max(1),
-            Serial::Percent(p) => ((total as f64 * p / 100.0).ceil() as usize).max(1),
+            Serial::Percent(p) => (((p / 100.0) * total as f64) as usize).max(1),
         }
     }
 }
@@ -54,10 +56,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn counts_and_percentages_round_up_and_never_reach_zero() {
+    fn counts_and_percentages_truncate_and_never_reach_zero() {
         assert_eq!(Serial::parse(" 2 "), Ok(Serial::Count(2)));
         assert_eq!(Serial::parse("25%"), Ok(Serial::Percent(25.0)));
-        assert_eq!(Serial::parse("25%").unwrap().size(10), 3);
+        assert_eq!(Serial::parse("25%").unwrap().size(10), 2);
+        assert_eq!(
+            Serial::parse("29%").unwrap().size(100),
+            28,
+            "Ansible's float order"
+        );
         assert_eq!(Serial::parse("1%").unwrap().size(10), 1);
         assert_eq!(Serial::parse("100%").unwrap().size(7), 7);
         for bad in ["0", "0%", "101%", "-1", "lots", "", "%"] {
