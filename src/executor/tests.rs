@@ -18,7 +18,6 @@ use crate::modules::{Action, ModuleKind};
 use crate::playbook::{HostPlan, Plan, PlannedPlay, Serial, Step};
 use crate::report::{HostStatus, Masker, RunReport, Silent};
 use crate::transport::fake::{FakeFleet, Refusal, Reply};
-use crate::transport::sh_quote;
 
 const ATTEMPTS: u32 = 3;
 
@@ -414,8 +413,8 @@ async fn compose_runs_up_only_when_a_watched_file_changed() {
     let fleet = Arc::new(FakeFleet::new());
     let dc = "/opt/exp/docker-compose.yml";
     let steps = [copy(dc, "services: {}"), compose("/opt/exp", dc)];
-    let forced = format!("force={}", sh_quote("1"));
-    let calm = format!("force={}", sh_quote("0"));
+    let forced = String::from("force=1");
+    let calm = String::from("force=0");
     // Compose prints `__up` when it ran `up -d`.
     fleet.host("a").on(&forced, Reply::stdout("__up\n"));
 
@@ -436,7 +435,7 @@ async fn compose_runs_up_only_when_a_watched_file_changed() {
 async fn a_rollback_plan_puts_the_previous_file_back_and_recreates_the_project() {
     let fleet = Arc::new(FakeFleet::new());
     let dc = "/opt/exp/docker-compose.yml";
-    let forced = format!("force={}", sh_quote("1"));
+    let forced = String::from("force=1");
     let deploy = |v: &str| play("p", &["a"], &[copy(dc, v), compose("/opt/exp", dc)]);
     run(&fleet, vec![deploy("v1")]).await;
     let second = run(&fleet, vec![deploy("v2")]).await;
@@ -518,7 +517,7 @@ async fn check_mode_writes_nothing_and_runs_no_command() {
     let dc = "/opt/exp/docker-compose.yml";
     let mut ex = executor(&fleet, 10);
     Arc::get_mut(&mut ex).expect("sole owner").opts.check = true;
-    let checking = format!("run={}", sh_quote("check"));
+    let checking = String::from("run=check");
     fleet.host("a").on(&checking, Reply::stdout("__would_up\n"));
     let p = play(
         "p",

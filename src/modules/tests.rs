@@ -12,7 +12,6 @@ use super::{Done, ErrorKind, HostCtx, Outcome, TaskError};
 use crate::inventory::{Host, SourcePos};
 use crate::report::Masker;
 use crate::transport::fake::{FakeHost, Reply};
-use crate::transport::sh_quote;
 
 /// Runs a module on one fake host, in deploy, `--check` or `--diff` mode.
 struct Bench {
@@ -205,7 +204,7 @@ fn compose() -> ComposeAction {
 
 #[tokio::test]
 async fn compose_is_forced_only_by_a_watched_file() {
-    let forced = format!("force={}", sh_quote("1"));
+    let forced = String::from("force=1");
     let mut b = Bench::new();
     b.fake.on(&forced, Reply::stdout("__missing\n__up\n"));
     let a = compose();
