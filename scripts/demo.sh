@@ -9,12 +9,28 @@
 # can be installed here), runs `promfleet exporters` over SSH (exporters are started by the
 # test kit's compose stand-in, which validates each compose file with real docker-compose),
 # then runs real Prometheus with promfleet's generated relabels and shows its targets.
+#
+# Ports: the Consul double and Prometheus take 127.0.0.1:18500 and :19090, or a free port if
+# another program holds those (the demo says which); the exporters must get 9100/9105 on each
+# demo host's 127.0.x.y address (the product's defaults), so a program listening on those ports
+# on all addresses (0.0.0.0:9100) stops the demo with its name.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DEMO=${PROMFLEET_DEMO_DIR:-/tmp/promfleet-demo}
 HOSTS=${HOSTS:-12}
-CONSUL=127.0.0.1:18500
-PROM=127.0.0.1:19090
+
+# Wait until LOG shows PATTERN while process PID runs; if PID exits first, show LOG and fail.
+wait_for() {
+  local log=$1 pattern=$2 pid=$3 what=$4
+  for _ in $(seq 1 300); do
+    grep -q "$pattern" "$log" 2>/dev/null && return 0
+    if ! kill -0 "$pid" 2>/dev/null; then
+      echo "$what failed to start:" >&2; cat "$log" >&2; exit 1
+    fi
+    sleep 0.2
+  done
+  echo "$what did not start within 60 s:" >&2; cat "$log" >&2; exit 1
+}
 
 down() {
   if [ -f "$DEMO/pids" ]; then
@@ -37,13 +53,16 @@ cargo build --workspace --bins -q
 BIN=${CARGO_TARGET_DIR:-target}/debug
 mkdir -p "$DEMO"
 
+CONSUL=127.0.0.1:$("$BIN/demo-port" 127.0.0.1 18500)
 echo "== starting the Consul test double on $CONSUL and a fleet of $HOSTS SSH hosts"
 setsid "$BIN/consul-double" --listen "$CONSUL" > "$DEMO/consul.log" 2>&1 < /dev/null &
-echo $! >> "$DEMO/pids"
+pid=$!; echo $pid >> "$DEMO/pids"
+wait_for "$DEMO/consul.log" "listening on http://$CONSUL" $pid "the Consul test double"
+# --check-ports: the exporter ports (node_exporter_port, cadvisor_port in templates/defaults.yml).
 setsid "$BIN/demo-fleet" --hosts "$HOSTS" --monitoring --consul "http://$CONSUL" \
-  --inventory "$DEMO/inventory.yml" > "$DEMO/fleet.log" 2>&1 < /dev/null &
-echo $! >> "$DEMO/pids"
-for _ in $(seq 1 100); do grep -q "press Ctrl-C" "$DEMO/fleet.log" 2>/dev/null && break; sleep 0.2; done
+  --check-ports 9100,9105 --inventory "$DEMO/inventory.yml" > "$DEMO/fleet.log" 2>&1 < /dev/null &
+pid=$!; echo $pid >> "$DEMO/pids"
+wait_for "$DEMO/fleet.log" "press Ctrl-C" $pid "the demo fleet"
 KH=$(sed -n 's/^known_hosts: //p' "$DEMO/fleet.log")
 [ -n "$KH" ] || { cat "$DEMO/fleet.log"; exit 1; }
 
@@ -54,13 +73,15 @@ echo "== rolling out the exporters: promfleet exporters -i inventory.yml"
 "$BIN/promfleet" exporters -i "$DEMO/inventory.yml" --known-hosts "$KH" \
   --state-dir "$DEMO/state" || true
 
+PROM=127.0.0.1:$("$BIN/demo-port" 127.0.0.1 19090)
 echo "== real Prometheus with promfleet's generated relabel_configs on http://$PROM"
 "$BIN/promfleet" render playbooks/monitoring.yml -i "$DEMO/inventory.yml" --out "$DEMO/rendered" 2>/dev/null
 RENDERED=$(find "$DEMO/rendered" -name prometheus.yml | head -n 1)
 "$BIN/demo-prometheus-config" "$RENDERED" "http://$CONSUL/promfleet-double/http_sd" > "$DEMO/prometheus.yml"
 setsid prometheus --config.file="$DEMO/prometheus.yml" --storage.tsdb.path="$DEMO/prometheus-data" \
   --web.listen-address="$PROM" > "$DEMO/prometheus.log" 2>&1 < /dev/null &
-echo $! >> "$DEMO/pids"
+pid=$!; echo $pid >> "$DEMO/pids"
+wait_for "$DEMO/prometheus.log" "Server is ready to receive web requests" $pid "Prometheus"
 
 echo "== promfleet's end-to-end check: every registered exporter UP in Prometheus"
 "$BIN/promfleet" deploy playbooks/verify.yml -i "$DEMO/inventory.yml" --known-hosts "$KH" \

@@ -2,7 +2,11 @@
 //! until Ctrl-C / SIGTERM; then tear it down (sshd, exporters, temp dir).
 //!
 //! Usage: demo-fleet [--hosts N] [--groups IDE,Stage,Pet] [--monitoring] [--shared]
-//!                   [--consul URL]... [--inventory PATH]
+//!                   [--consul URL]... [--inventory PATH] [--check-ports PORT,...]
+//!
+//! `--check-ports` (the demo passes the exporter ports 9100,9105) fails, naming the program,
+//! if something already listens on one of them on a host's address or on all addresses: the
+//! exporters could not start there and Prometheus would scrape that program instead.
 
 use anyhow::{Context, Result, bail};
 use std::path::PathBuf;
@@ -15,6 +19,7 @@ fn main() -> Result<()> {
     let mut shared = false;
     let mut consul = Vec::new();
     let mut inventory = PathBuf::from("inventory.yml");
+    let mut check_ports: Vec<u16> = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut value = || args.next().with_context(|| format!("{a} needs a value"));
@@ -25,6 +30,11 @@ fn main() -> Result<()> {
             "--shared" => shared = true,
             "--consul" => consul.push(value()?),
             "--inventory" => inventory = PathBuf::from(value()?),
+            "--check-ports" => {
+                for p in value()?.split(',').filter(|p| !p.is_empty()) {
+                    check_ports.push(p.parse().context("--check-ports takes PORT,PORT,...")?);
+                }
+            }
             other => bail!("unknown argument {other}"),
         }
     }
@@ -47,6 +57,13 @@ fn main() -> Result<()> {
         .shared_sshd(shared)
         .consul_agents(consul)
         .start()?;
+    // The fleet's addresses are only known now; on an error the fleet is dropped (torn down).
+    for host in fleet.all_hosts() {
+        for &port in &check_ports {
+            let what = format!("the exporter on port {port} of {}", host.name);
+            testkit::ports::ensure_free(host.ip.into(), port, &what)?;
+        }
+    }
     fleet.write_inventory(&inventory)?;
     println!(
         "fleet of {} hosts up (root {}, user {}, port {})",
