@@ -19,17 +19,18 @@ cd "$(dirname "$0")/.."
 DEMO=${PROMFLEET_DEMO_DIR:-/tmp/promfleet-demo}
 HOSTS=${HOSTS:-12}
 
-# Wait until LOG shows PATTERN while process PID runs; if PID exits first, show LOG and fail.
+# Wait until LOG shows PATTERN while process PID runs; if PID exits first (or it takes over 60 s),
+# show LOG and tear down what the demo started so far.
 wait_for() {
   local log=$1 pattern=$2 pid=$3 what=$4
   for _ in $(seq 1 300); do
     grep -q "$pattern" "$log" 2>/dev/null && return 0
-    if ! kill -0 "$pid" 2>/dev/null; then
-      echo "$what failed to start:" >&2; cat "$log" >&2; exit 1
-    fi
+    kill -0 "$pid" 2>/dev/null || break
     sleep 0.2
   done
-  echo "$what did not start within 60 s:" >&2; cat "$log" >&2; exit 1
+  grep -q "$pattern" "$log" 2>/dev/null && return 0
+  echo "$what did not start:" >&2; cat "$log" >&2
+  down; exit 1
 }
 
 down() {
@@ -49,7 +50,19 @@ fi
 
 echo "== installing what the demo needs (Debian packages), building promfleet"
 bash scripts/install-deps.sh
-cargo build --workspace --bins -q
+# sudo resets PATH (secure_path), which drops rustup's ~/.cargo/bin: build as the user who ran
+# sudo, with their toolchain (and target/ stays theirs), or find root's own rustup install.
+cargo=(cargo)
+if [ -n "${SUDO_USER:-}" ] && [ "$SUDO_USER" != root ]; then
+  user_home=$(getent passwd "$SUDO_USER" | cut -d: -f6)
+  cargo=(sudo -u "$SUDO_USER" -H env "PATH=$user_home/.cargo/bin:$PATH" cargo)
+elif ! command -v cargo >/dev/null; then
+  PATH="$HOME/.cargo/bin:$PATH"
+fi
+"${cargo[@]}" build --workspace --bins -q || {
+  echo "building promfleet failed (no Rust toolchain? see https://rustup.rs)" >&2
+  exit 1
+}
 BIN=${CARGO_TARGET_DIR:-target}/debug
 mkdir -p "$DEMO"
 

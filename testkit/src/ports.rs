@@ -36,7 +36,7 @@ pub fn ensure_free(ip: IpAddr, port: u16, what: &str) -> Result<()> {
     match TcpListener::bind(addr) {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == ErrorKind::AddrInUse => bail!(
-            "{what} must listen on {addr}, but {} already listens on port {port} there \
+            "{what} must listen on {addr}, but port {port} there is held by {} \
              (see `ss -ltnp 'sport = :{port}'`); stop that program and run the demo again",
             holders(port)
         ),
