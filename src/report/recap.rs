@@ -63,7 +63,7 @@ pub fn recap(run: &RunReport, masker: &Masker, verbose: u8) -> String {
                 let _ = writeln!(s, "{} {} ({}): {}", kind(h), h.host, h.group, cause(h));
             }
         } else {
-            summarise(&mut s, &failures);
+            summarise(&mut s, &failures, masker);
         }
     }
     if let Some(why) = &run.halted {
@@ -100,10 +100,10 @@ fn cause(h: &HostReport) -> &str {
 
 /// Failures grouped by kind and cause (most hosts first, then in run order), each with its
 /// count and first `HOSTS_PER_CAUSE` hosts.
-fn summarise(s: &mut String, failures: &[&HostReport]) {
+fn summarise(s: &mut String, failures: &[&HostReport], masker: &Masker) {
     let mut groups: Vec<(&str, String, Vec<&HostReport>)> = Vec::new();
     for &h in failures {
-        let key = generic_cause(h);
+        let key = generic_cause(h, masker);
         match groups
             .iter_mut()
             .find(|(k, c, _)| *k == kind(h) && *c == key)
@@ -136,9 +136,11 @@ fn summarise(s: &mut String, failures: &[&HostReport]) {
 
 /// The cause with what differs from host to host taken out, so that hosts failing the same
 /// way fall in one group: the host's own name becomes `<host>`, an IP address (with or
-/// without a port) `<address>`. Connection errors name the address they tried.
-fn generic_cause(h: &HostReport) -> String {
-    let text = cause(h);
+/// without a port) `<address>`. Connection errors name the address they tried. Secrets are
+/// masked first: a rewritten secret would no longer match the masker.
+fn generic_cause(h: &HostReport, masker: &Masker) -> String {
+    let masked = masker.mask(cause(h));
+    let text = masked.as_str();
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while !rest.is_empty() {
@@ -274,6 +276,26 @@ mod tests {
         assert_eq!(
             lines[0],
             "UNREACHABLE web-000 (web): connect: cannot connect to 10.0.0.0:22: Connection refused (os error 111)"
+        );
+    }
+
+    #[test]
+    fn a_secret_in_a_grouped_cause_stays_masked() {
+        let masker = Masker::default();
+        masker.add("s3cret 10.0.0.9");
+        let mut run = RunReport::default();
+        for i in 0..12 {
+            run.hosts.push(host(
+                &format!("h{i}"),
+                HostStatus::Failed,
+                "login: sudo refused password s3cret 10.0.0.9",
+            ));
+        }
+        let text = recap(&run, &masker, 0);
+        assert!(!text.contains("s3cret"), "{text}");
+        assert!(
+            text.contains("FAILED on 12 host(s): login: sudo refused password ********"),
+            "{text}"
         );
     }
 
