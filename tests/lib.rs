@@ -10,6 +10,7 @@ mod support;
 mod ansible_inventory;
 mod central;
 mod cli;
+mod completions;
 mod engine;
 mod exporters;
 mod faults;

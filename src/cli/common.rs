@@ -117,7 +117,7 @@ pub struct OutputArgs {
     /// `json` prints the run report as JSON on stdout (progress still goes to stderr).
     #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
-    /// More output: -v every task, -vv task details.
+    /// More output: -v every task (and every failure in the recap), -vv task details.
     #[arg(short = 'v', long, action = clap::ArgAction::Count)]
     pub verbose: u8,
     /// Only the recap (or JSON) and errors.
@@ -383,7 +383,7 @@ pub fn print_report(run: &RunReport, out: &OutputArgs) {
         let text = serde_json::to_string_pretty(run).unwrap_or_default();
         println!("{}", m.mask(&text));
     }
-    eprint!("{}", recap(run, &m));
+    eprint!("{}", recap(run, &m, out.verbose));
 }
 
 /// The project overlay for a command: `--project`/`PROMFLEET_PROJECT`, `--templates`, and

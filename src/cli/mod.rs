@@ -5,6 +5,7 @@
 
 pub mod alert;
 pub mod common;
+pub mod completions;
 pub mod consul;
 pub mod deploy;
 pub mod exec;
@@ -59,6 +60,10 @@ pub enum Command {
     /// Smoke tests of the alert path.
     #[command(subcommand)]
     Alert(alert::AlertCmd),
+    /// Print a shell completion script (see the README for where to put it).
+    Completions(completions::CompletionsArgs),
+    /// Print the man page, or write one per subcommand with --out DIR.
+    Man(completions::ManArgs),
 }
 
 /// Run a parsed command; returns the process exit code.
@@ -74,5 +79,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<crate::report::ExitCode> {
         Command::Consul(c) => consul::run(c).await,
         Command::Status(a) => status::run(a).await,
         Command::Alert(c) => alert::run(c).await,
+        Command::Completions(a) => completions::completions(a),
+        Command::Man(a) => completions::man(a),
     }
 }
