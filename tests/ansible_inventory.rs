@@ -745,6 +745,8 @@ const LAYOUTS: &[Layout] = &[
             ),
             ("inv/group_vars/web.yml", "ansible_user: gv\n"),
             ("inv/group_vars/all.yaml", "ansible_port: 2200\n"),
+            // A group the inventory lacks: its file is never read.
+            ("inv/group_vars/nosuch.yml", "not: [valid\n"),
         ],
         &["inv/hosts.ini"],
     ),

@@ -140,6 +140,10 @@ fn add_vars_files(base: &Path, source: usize, graph: &mut Collected) -> Result<(
 /// `NAME.json` that exists; a directory stands for its files (bare or with those
 /// extensions, recursively, name order, skipping hidden and `~` files).
 fn vars_files(dir: &Path, name: &str) -> Result<Vec<PathBuf>, InventoryError> {
+    // As host_group_vars: a name starting with `/` (a chroot path as hostname) has no file.
+    if name.starts_with('/') {
+        return Ok(Vec::new());
+    }
     let candidates = std::iter::once(dir.join(name)).chain(
         VARS_EXTENSIONS
             .iter()
