@@ -96,21 +96,62 @@ fn inventory_files(source: &Path, out: &mut Vec<PathBuf>) -> Result<(), Inventor
         out.push(source.to_path_buf());
         return Ok(());
     }
-    let read = |e| InventoryError::Read(source.to_path_buf(), e);
-    let mut names: Vec<String> = Vec::new();
-    for entry in std::fs::read_dir(source).map_err(read)? {
-        let name = entry.map_err(read)?.file_name();
-        names.push(name.to_string_lossy().into_owned());
-    }
-    names.sort();
-    for name in names {
+    walk(source, &mut Vec::new(), &mut |name, path| {
         let ignored = name.starts_with('.')
-            || IGNORED_NAMES.contains(&name.as_str())
+            || IGNORED_NAMES.contains(&name)
             || IGNORED_SUFFIXES.iter().any(|s| name.ends_with(s));
-        if !ignored {
-            inventory_files(&source.join(name), out)?;
+        if ignored {
+            Entry::Skip
+        } else if path.is_dir() {
+            Entry::Descend
+        } else {
+            out.push(path.to_path_buf());
+            Entry::Skip
+        }
+    })
+}
+
+/// What `walk` does with one directory entry.
+enum Entry {
+    Skip,
+    Descend,
+}
+
+/// Visit `dir`'s entries in name order, descending where `visit` says; a directory reached
+/// twice (a symlink loop) is an error rather than endless recursion.
+fn walk(
+    dir: &Path,
+    seen: &mut Vec<PathBuf>,
+    visit: &mut dyn FnMut(&str, &Path) -> Entry,
+) -> Result<(), InventoryError> {
+    let read = |e| InventoryError::Read(dir.to_path_buf(), e);
+    let real = dir.canonicalize().map_err(read)?;
+    if seen.contains(&real) {
+        return Err(InventoryError::Syntax {
+            pos: SourcePos {
+                file: dir.to_path_buf(),
+                ..SourcePos::default()
+            },
+            message: format!("directory loop: {} is reached twice", real.display()),
+            help: Some("remove the symbolic link that points back up the tree".to_owned()),
+        });
+    }
+    seen.push(real);
+    let mut entries: Vec<(String, PathBuf)> = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(read)? {
+        let entry = entry.map_err(read)?;
+        entries.push((
+            entry.file_name().to_string_lossy().into_owned(),
+            entry.path(),
+        ));
+    }
+    entries.sort();
+    for (name, path) in entries {
+        if let Entry::Descend = visit(&name, &path) {
+            walk(&path, seen, visit)?;
         }
     }
+    seen.pop();
     Ok(())
 }
 
@@ -163,31 +204,19 @@ fn vars_files(dir: &Path, name: &str) -> Result<Vec<PathBuf>, InventoryError> {
 }
 
 fn dir_vars_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), InventoryError> {
-    let read = |e| InventoryError::Read(dir.to_path_buf(), e);
-    let mut names: Vec<String> = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(read)? {
-        names.push(
-            entry
-                .map_err(read)?
-                .file_name()
-                .to_string_lossy()
-                .into_owned(),
-        );
-    }
-    names.sort();
-    for name in names
-        .iter()
-        .filter(|n| !n.starts_with('.') && !n.ends_with('~'))
-    {
-        let path = dir.join(name);
+    walk(dir, &mut Vec::new(), &mut |name, path| {
         let ext = Path::new(name).extension().and_then(|e| e.to_str());
-        if path.is_dir() && ext.is_none() {
-            dir_vars_files(&path, out)?;
-        } else if path.is_file() && ext.is_none_or(|e| VARS_EXTENSIONS.contains(&e)) {
-            out.push(path);
+        if name.starts_with('.') || name.ends_with('~') {
+            Entry::Skip
+        } else if path.is_dir() && ext.is_none() {
+            Entry::Descend
+        } else {
+            if path.is_file() && ext.is_none_or(|e| VARS_EXTENSIONS.contains(&e)) {
+                out.push(path.to_path_buf());
+            }
+            Entry::Skip
         }
-    }
-    Ok(())
+    })
 }
 
 /// One variables file: a YAML (or JSON) mapping; an empty file sets nothing.

@@ -1158,3 +1158,12 @@ fn layout_group_vars_reach_template_vars_and_consul_settings() {
     assert!(!vars.contains_key("consul_agents"));
     assert_eq!(inv.consul.agents, vec!["http://10.0.0.8:8500".to_owned()]);
 }
+
+#[test]
+fn layout_directory_loop_is_an_error_not_endless_recursion() {
+    let dir = layout(&[("inv/a.ini", "[web]\nw1 ansible_host=10.0.0.1\n")]);
+    let inv_dir = dir.path().join("inv");
+    std::os::unix::fs::symlink(&inv_dir, inv_dir.join("again")).unwrap();
+    let err = load_sources(&[inv_dir]).unwrap_err().to_string();
+    assert!(err.contains("directory loop"), "{err}");
+}
