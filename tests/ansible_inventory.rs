@@ -225,9 +225,19 @@ fn ansible_ready() -> bool {
 }
 
 fn ansible_list(file: &Path) -> Result<Value, String> {
-    let out = Command::new("ansible-inventory")
-        .arg("-i")
-        .arg(file)
+    ansible_list_sources(&[file])
+}
+
+/// `ansible-inventory -i S1 -i S2 … --list`, run from an empty directory so no playbook-adjacent
+/// `group_vars/` can join in.
+fn ansible_list_sources(sources: &[&Path]) -> Result<Value, String> {
+    let cwd = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let mut cmd = Command::new("ansible-inventory");
+    for s in sources {
+        cmd.arg("-i").arg(s);
+    }
+    let out = cmd
+        .current_dir(cwd.path())
         .arg("--list")
         .env("ANSIBLE_INVENTORY_UNPARSED_FAILED", "true")
         .env(
@@ -343,9 +353,15 @@ fn ansible_view(list: &Value) -> BTreeMap<String, HostView> {
 
 /// Per host, what `promfleet inventory list --json` says; Err = promfleet's error text.
 fn promfleet_view(file: &Path) -> Result<BTreeMap<String, HostView>, String> {
-    let out = Run::new(&["inventory", "list", "--json", "-i"])
-        .arg(file)
-        .output();
+    promfleet_view_sources(&[file])
+}
+
+fn promfleet_view_sources(sources: &[&Path]) -> Result<BTreeMap<String, HostView>, String> {
+    let mut run = Run::new(&["inventory", "list", "--json"]);
+    for s in sources {
+        run = run.arg("-i").arg(s);
+    }
+    let out = run.output();
     if !out.status.success() {
         return Err(stderr(&out));
     }
@@ -412,32 +428,39 @@ fn compare(file: &Path) -> Vec<String> {
         (Ok(_), Some(reason)) => vec![format!(
             "{name}: accepted, but its REJECTED row expects `{reason}` (remove the row)"
         )],
-        (Ok(actual), None) => {
-            let mut diffs = Vec::new();
-            for (host, want) in &expected {
-                match actual.get(host) {
-                    None => diffs.push(format!("{name}: host {host} missing in promfleet")),
-                    Some(got) => {
-                        let same = got.groups == want.groups
-                            && same_address(&got.address, &want.address)
-                            && got.user == want.user
-                            && got.port == want.port
-                            && got.become_root == want.become_root
-                            && got.become_password_var == want.become_password_var;
-                        if !same {
-                            diffs.push(format!(
-                                "{name}: host {host}: ansible {want:?}, promfleet {got:?}"
-                            ));
-                        }
-                    }
+        (Ok(actual), None) => diff_views(&name, &expected, &actual),
+    }
+}
+
+/// Every host on which the two views differ (empty = agreement).
+fn diff_views(
+    name: &str,
+    expected: &BTreeMap<String, HostView>,
+    actual: &BTreeMap<String, HostView>,
+) -> Vec<String> {
+    let mut diffs = Vec::new();
+    for (host, want) in expected {
+        match actual.get(host) {
+            None => diffs.push(format!("{name}: host {host} missing in promfleet")),
+            Some(got) => {
+                let same = got.groups == want.groups
+                    && same_address(&got.address, &want.address)
+                    && got.user == want.user
+                    && got.port == want.port
+                    && got.become_root == want.become_root
+                    && got.become_password_var == want.become_password_var;
+                if !same {
+                    diffs.push(format!(
+                        "{name}: host {host}: ansible {want:?}, promfleet {got:?}"
+                    ));
                 }
             }
-            for host in actual.keys().filter(|h| !expected.contains_key(*h)) {
-                diffs.push(format!("{name}: host {host} only in promfleet"));
-            }
-            diffs
         }
     }
+    for host in actual.keys().filter(|h| !expected.contains_key(*h)) {
+        diffs.push(format!("{name}: host {host} only in promfleet"));
+    }
+    diffs
 }
 
 fn edge_dir() -> tempfile::TempDir {
@@ -698,4 +721,125 @@ fn serial_percent_batches_as_ansible_sizes_them() {
         })
         .collect();
     assert!(differ.is_empty(), "{differ:#?}");
+}
+
+/// A layout case: its name, the files written under a temp dir (path, text), and the `-i`
+/// sources relative to it.
+type Layout = (
+    &'static str,
+    &'static [(&'static str, &'static str)],
+    &'static [&'static str],
+);
+
+/// Users and ports carry the precedence under test; ansible-inventory is the expected value.
+const LAYOUTS: &[Layout] = &[
+    (
+        // group_vars/web beats the inventory's [web:vars]; group_vars/all beats even the
+        // inventory's vars of a deeper group; a host's inline vars beat group_vars.
+        "group_vars_over_inventory_group_vars",
+        &[
+            (
+                "inv/hosts.ini",
+                "[web]\nw1 ansible_host=10.1.0.1\nw2 ansible_host=10.1.0.2 ansible_user=inline\n\
+                 [web:vars]\nansible_user=inv\nansible_port=2201\n[all:vars]\nansible_port=2202\n",
+            ),
+            ("inv/group_vars/web.yml", "ansible_user: gv\n"),
+            ("inv/group_vars/all.yaml", "ansible_port: 2200\n"),
+            // A group the inventory lacks: its file is never read.
+            ("inv/group_vars/nosuch.yml", "not: [valid\n"),
+        ],
+        &["inv/hosts.ini"],
+    ),
+    (
+        // host_vars beat the host's inline vars; a bare file name is found first, before
+        // `.yml`; a directory stands for its .yml/.yaml/.json/bare files in name order.
+        "host_vars_and_vars_directories",
+        &[
+            (
+                "inv/hosts.yml",
+                "all:\n  children:\n    db:\n      hosts:\n        d1: {ansible_host: 10.2.0.1, ansible_user: inline}\n        d2: {ansible_host: 10.2.0.2}\n",
+            ),
+            ("inv/host_vars/d1.yml", "ansible_user: hv\n"),
+            ("inv/group_vars/db", "ansible_port: 2301\n"),
+            ("inv/group_vars/db.yml", "ansible_port: 2399\n"),
+            (
+                "inv/host_vars/d2/a.yml",
+                "ansible_user: first\nansible_port: 2302\n",
+            ),
+            ("inv/host_vars/d2/b.yaml", "ansible_user: second\n"),
+            ("inv/host_vars/d2/c.txt", "ansible_user: ignored\n"),
+            ("inv/host_vars/d2/.hidden.yml", "ansible_port: 9\n"),
+        ],
+        &["inv/hosts.yml"],
+    ),
+    (
+        // -i DIR: every file in name order, recursively, minus ansible-core's ignored names
+        // (.bak, .md, .txt, .cfg, hidden, group_vars/host_vars), with the dir's group_vars.
+        "inventory_directory",
+        &[
+            (
+                "dir/10-web.ini",
+                "[web]\nw1 ansible_host=10.3.0.1\n[web:vars]\nansible_user=first\n",
+            ),
+            (
+                "dir/20-more.yml",
+                "web:\n  hosts:\n    w2: {ansible_host: 10.3.0.2}\n  vars:\n    ansible_user: second\n",
+            ),
+            ("dir/sub/30-db.ini", "[db]\nd1 ansible_host=10.3.0.3\n"),
+            ("dir/old.bak", "this is not an inventory [\n"),
+            ("dir/README.md", "# not an inventory: [\n"),
+            ("dir/notes.txt", "not an inventory [\n"),
+            ("dir/ansible.cfg", "[defaults]\n"),
+            ("dir/.hidden", "not an inventory [\n"),
+            ("dir/group_vars/db.yml", "ansible_port: 2401\n"),
+        ],
+        &["dir"],
+    ),
+    (
+        // Several -i: the sources merge, later ones winning, each with its own group_vars.
+        "several_sources",
+        &[
+            (
+                "a/hosts.ini",
+                "[web]\nw1 ansible_host=10.4.0.1\n[web:vars]\nansible_port=2501\n",
+            ),
+            ("a/group_vars/web.yml", "ansible_user: from_a\n"),
+            (
+                "b/hosts.yml",
+                "all:\n  children:\n    web:\n      hosts:\n        w2: {ansible_host: 10.4.0.2}\n      vars: {ansible_port: 2502}\n",
+            ),
+            ("b/group_vars/web.yml", "ansible_user: from_b\n"),
+        ],
+        &["a/hosts.ini", "b/hosts.yml"],
+    ),
+];
+
+#[test]
+fn layouts_read_as_ansible_inventory_reads_them() {
+    if !ansible_ready() {
+        return;
+    }
+    let mut diffs = Vec::new();
+    for (name, files, sources) in LAYOUTS {
+        let dir = tempfile::tempdir().unwrap();
+        for (path, text) in *files {
+            let path = dir.path().join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        }
+        let sources: Vec<PathBuf> = sources.iter().map(|s| dir.path().join(s)).collect();
+        let sources: Vec<&Path> = sources.iter().map(PathBuf::as_path).collect();
+        let expected = match ansible_list_sources(&sources) {
+            Ok(list) => ansible_view(&list),
+            Err(e) => {
+                diffs.push(format!("{name}: ansible-inventory failed: {e}"));
+                continue;
+            }
+        };
+        match promfleet_view_sources(&sources) {
+            Ok(actual) => diffs.extend(diff_views(name, &expected, &actual)),
+            Err(e) => diffs.push(format!("{name}: promfleet rejected it: {e}")),
+        }
+    }
+    assert!(diffs.is_empty(), "{}", diffs.join("\n"));
 }

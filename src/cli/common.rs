@@ -32,9 +32,15 @@ pub fn mask_global(s: &str) -> String {
 
 #[derive(Args, Debug, Clone)]
 pub struct InventoryArgs {
-    /// Inventory file: promfleet YAML, Ansible YAML or INI.
-    #[arg(short = 'i', long = "inventory", env = "PROMFLEET_INVENTORY")]
-    pub inventory: PathBuf,
+    /// Inventory file (promfleet YAML, Ansible YAML or INI) or directory of Ansible
+    /// inventories; repeatable (Ansible sources merge, later ones winning).
+    #[arg(
+        short = 'i',
+        long = "inventory",
+        env = "PROMFLEET_INVENTORY",
+        required = true
+    )]
+    pub inventory: Vec<PathBuf>,
     /// Host pattern(s): host, group, glob, `!exclude`, `&intersect`, `@file`; repeatable.
     #[arg(short = 'l', long = "limit")]
     pub limit: Vec<String>,
@@ -127,8 +133,8 @@ pub struct OutputArgs {
 
 /// Read the inventory, with a message that names the file on failure. Its sudo passwords
 /// are registered with the masker before anything can print them.
-pub fn load_inventory(path: &Path) -> anyhow::Result<Inventory> {
-    let inv = inventory::load(path)?;
+pub fn load_inventory(paths: &[PathBuf]) -> anyhow::Result<Inventory> {
+    let inv = inventory::load_sources(paths)?;
     let m = masker();
     for pw in inv
         .hosts
@@ -138,6 +144,12 @@ pub fn load_inventory(path: &Path) -> anyhow::Result<Inventory> {
         m.add(pw.expose());
     }
     Ok(inv)
+}
+
+/// The `-i` sources as one label (messages, the run state's record).
+pub fn inventory_label(paths: &[PathBuf]) -> String {
+    let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    shown.join(",")
 }
 
 /// Read the inventory and apply `-e KEY=VALUE` over every host's variables.

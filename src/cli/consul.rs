@@ -22,7 +22,7 @@ pub enum ConsulCmd {
 
 pub async fn run(cmd: ConsulCmd) -> anyhow::Result<crate::report::ExitCode> {
     let ConsulCmd::Prune { inventory, check } = cmd;
-    let inv = load_inventory(&inventory)?;
+    let inv = load_inventory(std::slice::from_ref(&inventory))?;
     if inv.consul.agents.is_empty() {
         anyhow::bail!(
             "{}: no Consul agents (consul.agents) in the inventory",

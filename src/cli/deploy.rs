@@ -145,7 +145,7 @@ pub fn make_plan(
             "no host to act on: {} selects none of the {} host(s) in {}",
             describe_selection(inv_args),
             inventory.hosts.len(),
-            inv_args.inventory.display()
+            super::common::inventory_label(&inv_args.inventory)
         );
     }
     let project = project_for(inv_args, templates, playbooks.first().map(PathBuf::as_path))?;
@@ -176,7 +176,7 @@ pub fn make_plan(
             wanted.join("; "),
             hosts.len(),
             describe_selection(inv_args),
-            inv_args.inventory.display()
+            super::common::inventory_label(&inv_args.inventory)
         );
     }
     Ok(Planned {
@@ -265,7 +265,12 @@ pub async fn run(a: DeployArgs) -> anyhow::Result<crate::report::ExitCode> {
             .map(|p| p.display().to_string())
             .collect();
         let dir = c.inv.state_dir.as_path();
-        match RunState::record(dir, &run, &c.inv.inventory.display().to_string(), &books) {
+        match RunState::record(
+            dir,
+            &run,
+            &super::common::inventory_label(&c.inv.inventory),
+            &books,
+        ) {
             Ok(state) if !state.failed.is_empty() => eprintln!(
                 "{} host(s) to retry: rerun with --retry-failed (or --limit @{})",
                 state.failed.len(),

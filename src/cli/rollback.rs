@@ -147,7 +147,7 @@ pub async fn run(a: RollbackArgs) -> anyhow::Result<crate::report::ExitCode> {
     drop(setup);
     print_report(&run, &a.out);
     if !a.check {
-        let inv = a.inv.inventory.display().to_string();
+        let inv = super::common::inventory_label(&a.inv.inventory);
         if let Err(e) = RunState::record(dir, &run, &inv, &books) {
             eprintln!("warning: cannot write run state in {}: {e}", dir.display());
         }

@@ -50,6 +50,9 @@ pub(crate) struct AGroup {
     pub name: String,
     pub pos: SourcePos,
     pub vars: LocatedVars,
+    /// Variables from `group_vars/` files, tagged with the index of the `-i` source whose
+    /// directory they were found beside (see `layout`).
+    pub file_vars: Vec<(usize, LocatedVars)>,
     pub parents: Vec<String>,
 }
 
@@ -58,6 +61,8 @@ pub(crate) struct AHost {
     pub name: String,
     pub pos: SourcePos,
     pub vars: LocatedVars,
+    /// Variables from `host_vars/` files, in `-i` source order.
+    pub file_vars: Vec<LocatedVars>,
     /// Groups that list this host directly, in file order.
     pub direct: Vec<String>,
 }
@@ -71,6 +76,8 @@ pub(crate) struct Collected {
     group_idx: HashMap<String, usize>,
     pub hosts: Vec<AHost>,
     host_idx: HashMap<String, usize>,
+    /// How many `-i` sources `file_vars` may refer to (0 or 1 for a single file).
+    pub sources: usize,
 }
 
 impl Collected {
@@ -92,6 +99,7 @@ impl Collected {
                     name: name.to_owned(),
                     pos,
                     vars: LocatedVars::default(),
+                    file_vars: Vec::new(),
                     parents: Vec::new(),
                 });
                 self.group_idx
@@ -118,6 +126,7 @@ impl Collected {
                     name: name.to_owned(),
                     pos,
                     vars: LocatedVars::default(),
+                    file_vars: Vec::new(),
                     direct: Vec::new(),
                 });
                 self.host_idx.insert(name.to_owned(), self.hosts.len() - 1);
@@ -218,6 +227,18 @@ pub(crate) fn resolve(mut c: Collected) -> Result<Draft, InventoryError> {
     };
     if let Some(all) = c.groups.iter_mut().find(|g| g.name == ALL) {
         draft.consul = take_consul(&mut all.vars, &mut draft.consul_pos, &c.file)?;
+        // `group_vars/all` may set them too, and wins over the inventory file's `all`.
+        for (_, v) in &mut all.file_vars {
+            let mut positions = Vec::new();
+            let more = take_consul(v, &mut positions, &c.file)?;
+            if !more.agents.is_empty() {
+                draft.consul.agents = more.agents;
+                draft.consul_pos = positions;
+            }
+            if more.datacenter.is_some() {
+                draft.consul.datacenter = more.datacenter;
+            }
+        }
     }
 
     // Ansible's implicit group for hosts in no other; dropped below if no host is in it.
@@ -271,13 +292,33 @@ pub(crate) fn resolve(mut c: Collected) -> Result<Draft, InventoryError> {
             let (depth, priority) = order.get(*g).copied().unwrap_or((1, 1));
             (depth, priority, *g)
         });
+        // ansible-core's VariableManager order (VARIABLE_PRECEDENCE): every group's inventory
+        // vars, then `group_vars/all` of every source, then the other groups' `group_vars`
+        // files source by source, then the host's inventory vars, then its `host_vars` files.
         let mut merged = LocatedVars::default();
-        for g in sorted {
-            if let Some(&i) = c.group_idx.get(g) {
+        for g in &sorted {
+            if let Some(&i) = c.group_idx.get(*g) {
                 merged.extend(&c.groups[i].vars);
             }
         }
+        if let Some(&i) = c.group_idx.get(ALL) {
+            for (_, v) in &c.groups[i].file_vars {
+                merged.extend(v);
+            }
+        }
+        for source in 0..c.sources {
+            for g in sorted.iter().filter(|g| **g != ALL) {
+                if let Some(&i) = c.group_idx.get(*g) {
+                    for (_, v) in c.groups[i].file_vars.iter().filter(|(s, _)| *s == source) {
+                        merged.extend(v);
+                    }
+                }
+            }
+        }
         merged.extend(&h.vars);
+        for v in &h.file_vars {
+            merged.extend(v);
+        }
 
         check_connection(&mut merged)?;
         let ip = take_ip(&mut merged, &h)?;
@@ -298,6 +339,9 @@ pub(crate) fn resolve(mut c: Collected) -> Result<Draft, InventoryError> {
     }
 
     for (mut g, is_fleet) in c.groups.into_iter().zip(fleet_groups) {
+        for (_, v) in std::mem::take(&mut g.file_vars) {
+            g.vars.extend(&v);
+        }
         for key in CONNECTION_VARS {
             g.vars.vars.remove(*key);
         }

@@ -39,6 +39,12 @@ pub(crate) fn looks_like(text: &str) -> bool {
 
 pub(crate) fn parse(text: &str, file: &Path) -> Result<Draft, InventoryError> {
     let mut c = Collected::new(file);
+    parse_into(text, file, &mut c)?;
+    resolve(c)
+}
+
+/// Add one INI file's groups and hosts to `c` (several files merge as Ansible merges sources).
+pub(crate) fn parse_into(text: &str, file: &Path, c: &mut Collected) -> Result<(), InventoryError> {
     let mut section = Section::Hosts(UNGROUPED.to_owned());
     let pos = |line: usize, column: usize| SourcePos {
         file: file.to_path_buf(),
@@ -154,7 +160,7 @@ pub(crate) fn parse(text: &str, file: &Path) -> Result<Draft, InventoryError> {
             }
         }
     }
-    resolve(c)
+    Ok(())
 }
 
 fn syntax(pos: SourcePos, message: String) -> InventoryError {

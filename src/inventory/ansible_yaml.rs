@@ -38,15 +38,21 @@ pub(crate) fn looks_like(root: &Node) -> bool {
 
 pub(crate) fn parse(root: &Node, r: &Reader) -> Result<Draft, InventoryError> {
     let mut c = Collected::new(r.file);
+    parse_into(root, r, &mut c)?;
+    resolve(c)
+}
+
+/// Add one YAML file's groups and hosts to `c` (several files merge as Ansible merges sources).
+pub(crate) fn parse_into(root: &Node, r: &Reader, c: &mut Collected) -> Result<(), InventoryError> {
     for (name_node, body) in r.map(root, "inventory")? {
         let name = r.string(name_node, "group name")?;
         c.group(&name, r.pos(name_node.loc));
         if name != ALL {
             c.add_child(ALL, &name, r.pos(name_node.loc));
         }
-        group(&name, body, r, &mut c)?;
+        group(&name, body, r, c)?;
     }
-    resolve(c)
+    Ok(())
 }
 
 fn group(name: &str, body: &Node, r: &Reader, c: &mut Collected) -> Result<(), InventoryError> {

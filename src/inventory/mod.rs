@@ -14,6 +14,7 @@ mod ansible_yaml;
 mod emit;
 mod error;
 mod host_range;
+mod layout;
 mod limit;
 mod node;
 mod promfleet;
@@ -27,6 +28,7 @@ pub use emit::to_yaml;
 pub use error::{InventoryError, SourcePos};
 /// Ansible host-range expansion (`web[01:20]`), public for the differential test against ansible-core.
 pub use host_range::expand as expand_host_range;
+pub use layout::load_sources;
 pub use limit::Limit;
 pub use serial::Serial;
 
@@ -224,57 +226,82 @@ impl Inventory {
     }
 }
 
-/// Read an inventory file, detect its format and validate it.
+/// Read an inventory file, detect its format and validate it; an Ansible inventory also gets
+/// the `group_vars/` and `host_vars/` beside it (see `load_sources`).
 ///
 /// Formats: promfleet YAML, Ansible YAML, Ansible INI (by `.ini` extension, INI-looking
 /// content, or text that is no YAML mapping) and, as a convenience, a seed `server_list.txt`.
 pub fn load(path: &Path) -> Result<Inventory, InventoryError> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| InventoryError::Read(path.to_path_buf(), e))?;
-    parse_str(&text, path)
+    load_sources(&[path.to_path_buf()])
 }
 
 /// Parse inventory text (format detected as in `load`); `path` is used in messages.
 pub fn parse_str(text: &str, path: &Path) -> Result<Inventory, InventoryError> {
+    let format = classify(text, path)?;
+    validate::validate(draft_of(format, text, path)?)
+}
+
+/// An inventory file's format, with its YAML tree when it has one.
+pub(crate) enum Format {
+    AnsibleIni,
+    AnsibleYaml(node::Node),
+    ServerList,
+    Promfleet(node::Node),
+}
+
+/// Detect a file's format from its extension and text.
+pub(crate) fn classify(text: &str, path: &Path) -> Result<Format, InventoryError> {
     let ext = path
         .extension()
         .and_then(|e| e.to_str())
         .unwrap_or("")
         .to_ascii_lowercase();
     let is_yaml_ext = matches!(ext.as_str(), "yml" | "yaml" | "json");
-    let draft = if ext == "ini" || (!is_yaml_ext && ansible_ini::looks_like(text)) {
-        ansible_ini::parse(text, path)?
-    } else if ext == "txt" || (!is_yaml_ext && server_list::looks_like(text)) {
-        server_list::parse(text, path)?
-    } else {
-        let yaml = node::parse_yaml(text, path);
-        match yaml {
-            Ok(root) if matches!(root.kind, node::Kind::Map(_)) => {
-                let reader = node::Reader { file: path };
-                if ansible_yaml::looks_like(&root) {
-                    ansible_yaml::parse(&root, &reader)?
-                } else {
-                    promfleet::parse(&root, &reader)?
-                }
+    if ext == "ini" || (!is_yaml_ext && ansible_ini::looks_like(text)) {
+        return Ok(Format::AnsibleIni);
+    }
+    if ext == "txt" || (!is_yaml_ext && server_list::looks_like(text)) {
+        return Ok(Format::ServerList);
+    }
+    match node::parse_yaml(text, path) {
+        Ok(root) if matches!(root.kind, node::Kind::Map(_)) => {
+            if ansible_yaml::looks_like(&root) {
+                Ok(Format::AnsibleYaml(root))
+            } else {
+                Ok(Format::Promfleet(root))
             }
-            // Text that is not a YAML mapping (`host:2222`, a quoted value with a space,
-            // INI in a `.yml` file) goes to the INI reader, as Ansible's plugin chain tries its
-            // INI plugin after the YAML one; the YAML reading's error is reported when the
-            // text is not INI either.
-            other => match ansible_ini::parse(text, path) {
-                Ok(draft) => draft,
-                Err(ini_err) => match other {
-                    Err(yaml_err) => return Err(yaml_err),
-                    Ok(root) => {
-                        let reader = node::Reader { file: path };
-                        promfleet::parse(&root, &reader)?;
-                        return Err(ini_err);
-                    }
-                },
-            },
         }
-    };
-    validate::validate(draft)
+        // Text that is not a YAML mapping (`host:2222`, a quoted value with a space,
+        // INI in a `.yml` file) goes to the INI reader, as Ansible's plugin chain tries its
+        // INI plugin after the YAML one; the YAML reading's error is reported when the
+        // text is not INI either.
+        other => match ansible_ini::parse(text, path) {
+            Ok(_) => Ok(Format::AnsibleIni),
+            Err(ini_err) => match other {
+                Err(yaml_err) => Err(yaml_err),
+                Ok(root) => {
+                    let reader = node::Reader { file: path };
+                    promfleet::parse(&root, &reader)?;
+                    Err(ini_err)
+                }
+            },
+        },
+    }
+}
+
+/// Parse a classified file into a draft (one file alone).
+pub(crate) fn draft_of(
+    format: Format,
+    text: &str,
+    path: &Path,
+) -> Result<validate::Draft, InventoryError> {
+    let reader = node::Reader { file: path };
+    match format {
+        Format::AnsibleIni => ansible_ini::parse(text, path),
+        Format::AnsibleYaml(root) => ansible_yaml::parse(&root, &reader),
+        Format::ServerList => server_list::parse(text, path),
+        Format::Promfleet(root) => promfleet::parse(&root, &reader),
+    }
 }
 
 /// Read the seed's `server_list.txt` (`hostname ip group` a line, tabs or spaces, `#` comments).

@@ -1098,3 +1098,72 @@ fn stage_gates_parse_with_their_defaults_and_reject_nonsense() {
     );
     assert!(e.contains("gate timeout `soon` is not a duration"), "{e}");
 }
+
+/// Write `files` (path, text) under a fresh temp dir.
+fn layout(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (path, text) in files {
+        let path = dir.path().join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    dir
+}
+
+#[test]
+fn layout_refuses_promfleet_format_among_several_sources() {
+    let dir = layout(&[
+        ("a.ini", "[web]\nw1 ansible_host=10.0.0.1\n"),
+        (
+            "b.yml",
+            "groups:\n  IDE:\n    hosts:\n      - { name: ide-01, ip: 10.0.1.11 }\n",
+        ),
+    ]);
+    let err = load_sources(&[dir.path().join("a.ini"), dir.path().join("b.yml")])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("b.yml"), "{err}");
+    assert!(err.contains("only Ansible inventories"), "{err}");
+    // Alone, the same file loads.
+    let inv = load_sources(&[dir.path().join("b.yml")]).unwrap();
+    assert_eq!(inv.hosts.len(), 1);
+}
+
+#[test]
+fn layout_vars_file_that_is_no_mapping_names_its_file_and_line() {
+    let dir = layout(&[
+        ("hosts.ini", "[web]\nw1 ansible_host=10.0.0.1\n"),
+        ("group_vars/web.yml", "# a comment\n- a list\n"),
+    ]);
+    let err = load(&dir.path().join("hosts.ini")).unwrap_err().to_string();
+    assert!(err.contains("group_vars/web.yml:2:"), "{err}");
+}
+
+#[test]
+fn layout_group_vars_reach_template_vars_and_consul_settings() {
+    let dir = layout(&[
+        (
+            "hosts.ini",
+            "[web]\nw1 ansible_host=10.0.0.1\n[web:vars]\ncadvisor_port=1\n[all:vars]\nconsul_agents=http://10.0.0.9:8500\n",
+        ),
+        ("group_vars/web/ports.yml", "cadvisor_port: 9105\n"),
+        (
+            "group_vars/all.yml",
+            "consul_agents: [http://10.0.0.8:8500]\n",
+        ),
+    ]);
+    let inv = load(&dir.path().join("hosts.ini")).unwrap();
+    let vars = inv.host_vars(&inv.hosts[0]);
+    assert_eq!(vars["cadvisor_port"], serde_json::json!(9105));
+    assert!(!vars.contains_key("consul_agents"));
+    assert_eq!(inv.consul.agents, vec!["http://10.0.0.8:8500".to_owned()]);
+}
+
+#[test]
+fn layout_directory_loop_is_an_error_not_endless_recursion() {
+    let dir = layout(&[("inv/a.ini", "[web]\nw1 ansible_host=10.0.0.1\n")]);
+    let inv_dir = dir.path().join("inv");
+    std::os::unix::fs::symlink(&inv_dir, inv_dir.join("again")).unwrap();
+    let err = load_sources(&[inv_dir]).unwrap_err().to_string();
+    assert!(err.contains("directory loop"), "{err}");
+}
