@@ -285,6 +285,40 @@ fn no_host_to_act_on_is_an_error() {
     assert!(!dir.path().join("o").exists(), "nothing written");
 }
 
+/// Moving the "no host to act on" check into planning made `status --scope central` fail on
+/// an inventory of monitoring hosts only, although central services need no fleet host.
+#[test]
+fn status_scope_central_needs_no_fleet_host() {
+    let dir = tempfile::tempdir().expect("tmp");
+    // Nothing listens on these loopback ports: the services are reported down, not an error.
+    std::fs::write(
+        dir.path().join("inv.yml"),
+        "consul:\n  agents: [http://127.0.0.1:1]\nmonitoring:\n  hosts:\n    - { name: mon-01, ip: 127.0.0.9 }\n",
+    )
+    .expect("inventory");
+    let central = run_in(
+        dir.path(),
+        &[
+            "status", "-i", "inv.yml", "--scope", "central", "--output", "json",
+        ],
+    );
+    assert!(
+        !stderr(&central).contains("no host to act on"),
+        "{}",
+        stderr(&central)
+    );
+    assert_ne!(central.status.code(), Some(1), "{}", stderr(&central));
+    let report: serde_json::Value =
+        serde_json::from_slice(&central.stdout).expect("status JSON on stdout");
+    assert!(
+        report["central"].as_array().is_some_and(|c| !c.is_empty()),
+        "{report}"
+    );
+    // The fleet view still needs a fleet host.
+    let fleet = run_in(dir.path(), &["status", "-i", "inv.yml", "--scope", "fleet"]);
+    assert!(failed(&fleet).contains("no host to act on"));
+}
+
 #[test]
 fn init_writes_an_editable_project_that_renders_as_the_builtin_files() {
     let dir = tempfile::tempdir().expect("tmp");

@@ -115,6 +115,21 @@ pub struct Planned {
     pub defaults: crate::inventory::Vars,
     /// Where the playbooks and templates were read from (`-v` prints it).
     pub project: crate::project::Project,
+    /// Set when the plays' `hosts:` select none of the chosen hosts: why, for the commands
+    /// that must act on hosts (`require_hosts`).
+    nothing_to_do: Option<String>,
+}
+
+impl Planned {
+    /// An error saying what was looked for when no play selects a host: deploy, render and
+    /// rollback never succeed with nothing done. (`status --scope central` needs no fleet
+    /// host, so the check is the caller's.)
+    pub fn require_hosts(&self) -> anyhow::Result<()> {
+        match &self.nothing_to_do {
+            Some(why) => Err(anyhow::anyhow!("{why}")),
+            None => Ok(()),
+        }
+    }
 }
 
 /// The Prometheus servers health gates ask: each monitoring host's, found as `status` finds
@@ -165,20 +180,20 @@ pub fn make_plan(
     let mut renderer = Renderer::new(project.clone(), secrets.clone(), mode);
     let refs: Vec<&Host> = hosts.iter().collect();
     let plan = playbook::plan(&inventory, &refs, &books, &mut renderer, &defaults, opts)?;
-    if plan.plays.iter().all(|p| p.hosts.is_empty()) {
+    let nothing_to_do = plan.plays.iter().all(|p| p.hosts.is_empty()).then(|| {
         let wanted: Vec<String> = books
             .iter()
             .flat_map(|b| &b.plays)
             .map(|p| format!("`{}` ({})", p.hosts.join(","), p.pos))
             .collect();
-        anyhow::bail!(
+        format!(
             "no host to act on: the plays' `hosts:` {} match none of the {} host(s) {} selects in {}",
             wanted.join("; "),
             hosts.len(),
             describe_selection(inv_args),
             super::common::inventory_label(&inv_args.inventory)
-        );
-    }
+        )
+    });
     Ok(Planned {
         inventory,
         hosts,
@@ -186,6 +201,7 @@ pub fn make_plan(
         secrets,
         defaults,
         project,
+        nothing_to_do,
     })
 }
 
@@ -224,6 +240,7 @@ pub async fn run(a: DeployArgs) -> anyhow::Result<crate::report::ExitCode> {
         },
         !c.check,
     )?;
+    planned.require_hosts()?;
     if c.out.verbose > 0 {
         print_origins(&planned.project);
     }

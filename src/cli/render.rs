@@ -51,6 +51,7 @@ pub fn run(a: RenderArgs) -> anyhow::Result<crate::report::ExitCode> {
         &crate::playbook::PlanOptions::default(),
         false,
     )?;
+    planned.require_hosts()?;
     let mut files = 0;
     for play in &planned.plan.plays {
         for hp in &play.hosts {

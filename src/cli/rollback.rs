@@ -100,6 +100,7 @@ pub async fn run(a: RollbackArgs) -> anyhow::Result<crate::report::ExitCode> {
         &playbook::PlanOptions::default(),
         !a.check,
     )?;
+    planned.require_hosts()?;
     for (h, c) in &changes {
         let written: Vec<&str> = planned
             .plan

@@ -63,6 +63,10 @@ pub async fn run(a: StatusArgs) -> anyhow::Result<ExitCode> {
         &playbook::PlanOptions::default(),
         false,
     )?;
+    // Central services need no fleet host: only the fleet view needs the play to select one.
+    if a.scope != Scope::Central {
+        planned.require_hosts()?;
+    }
     let defaults = planned.defaults.clone();
     let inv = &planned.inventory;
 
