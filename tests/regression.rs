@@ -17,6 +17,7 @@ use promfleet::transport::Upload;
 use serde_json::Value;
 
 use testkit::agent::SshAgent;
+use testkit::consul_double::{ConsulDouble, DoubleOptions};
 use testkit::sshd::{Fleet, KeyKind};
 
 use crate::faults::Rig;
@@ -1233,5 +1234,235 @@ async fn proxyjump_channel_refused_counted_as_failed() {
         ErrorKind::from(&forbidden),
         ErrorKind::Unreachable,
         "{forbidden}"
+    );
+}
+
+/// A promfleet run with the Consul token given only as `consul_token` in the `--secrets` file.
+fn with_token_only_in(secrets: &Path, r: Run) -> Run {
+    let mut r = r.arg("--secrets").arg(secrets);
+    for k in [
+        "CONSUL_HTTP_TOKEN",
+        "CONSUL_HTTP_TOKEN_FILE",
+        "PROMFLEET_SECRET_CONSUL_TOKEN",
+        "PROMFLEET_SECRETS",
+    ] {
+        r.cmd.env_remove(k);
+    }
+    r
+}
+
+/// Issue 13: the Consul token was read from the environment only, so a `consul_token` in the
+/// `--secrets` file was never sent: under ACL default-deny, deploy could not register and
+/// `status` and `consul prune` were refused.
+#[test]
+fn consul_token_in_secrets_file_was_never_sent() {
+    if !require_root() {
+        return;
+    }
+    const TOKEN: &str = "acl-token-from-secrets-file";
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let consul = rt
+        .block_on(ConsulDouble::start_with(DoubleOptions {
+            acl_token: Some(TOKEN.to_owned()),
+            ..DoubleOptions::default()
+        }))
+        .expect("consul double");
+    let fleet = Fleet::builder()
+        .hosts(1)
+        .groups(&["IDE"])
+        .fake_node_exporter(true)
+        .consul_agents([consul.url()])
+        .start()
+        .expect("fleet");
+    let inv = fleet.root().join("inventory.yml");
+    std::fs::write(&inv, fleet.inventory().var("metrics_timeout", 3).yaml()).expect("inventory");
+    let secrets = write(
+        fleet.root(),
+        "secrets.yml",
+        &format!("consul_token: \"{TOKEN}\"\n"),
+    );
+    std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+
+    // Every request after `since` that is not a status probe carried the token.
+    let all_carry_token = |what: &str| {
+        let reqs = consul.requests();
+        assert!(!reqs.is_empty(), "{what} sent nothing to Consul");
+        for r in reqs.iter().filter(|r| !r.path.starts_with("/v1/status/")) {
+            assert_eq!(
+                r.token.as_deref(),
+                Some(TOKEN),
+                "{what}: {} {}",
+                r.method,
+                r.path
+            );
+        }
+        consul.clear_requests();
+    };
+
+    let run = with_token_only_in(
+        &secrets,
+        Run::new(&["deploy", "playbooks/exporters.yml"])
+            .arg("-i")
+            .arg(&inv)
+            .arg("--known-hosts")
+            .arg(fleet.known_hosts())
+            .arg("--state-dir")
+            .arg(fleet.root().join("state"))
+            .arg("--retries")
+            .arg("1"),
+    )
+    .output();
+    assert!(run.status.success(), "deploy failed:\n{}", stderr(&run));
+    assert!(!consul.services().is_empty(), "nothing registered");
+    assert!(!stdout(&run).contains(TOKEN) && !stderr(&run).contains(TOKEN));
+    all_carry_token("deploy");
+
+    let run = with_token_only_in(
+        &secrets,
+        Run::new(&["status", "--scope", "fleet"])
+            .arg("-i")
+            .arg(&inv)
+            .arg("--known-hosts")
+            .arg(fleet.known_hosts())
+            .arg("--state-dir")
+            .arg(fleet.root().join("state")),
+    )
+    .output();
+    assert!(!stdout(&run).contains(TOKEN) && !stderr(&run).contains(TOKEN));
+    all_carry_token("status");
+
+    // A promfleet service of a host that left the inventory: prune must see and remove it.
+    consul
+        .register_direct(serde_json::json!({
+            "ID": "node-exporter-gone", "Name": "node-exporter", "Address": "127.0.0.9",
+            "Port": 9100, "Meta": {"managed_by": "promfleet", "hostname": "gone"}
+        }))
+        .expect("register stale");
+    let run =
+        with_token_only_in(&secrets, Run::new(&["consul", "prune"]).arg("-i").arg(&inv)).output();
+    assert!(run.status.success(), "prune failed:\n{}", stderr(&run));
+    assert!(
+        consul
+            .services()
+            .iter()
+            .all(|s| s.id != "node-exporter-gone"),
+        "stale service not pruned:\n{}",
+        stdout(&run)
+    );
+    all_carry_token("consul prune");
+}
+
+/// Issue 13: the rendered `prometheus.yml` carried Consul credentials only when
+/// `PROMFLEET_SECRET_CONSUL_TOKEN` was set: a token given any other way (here: the secrets
+/// file) left `consul_sd_configs` without credentials and the token file unrendered, so under
+/// ACL default-deny Prometheus discovered nothing.
+#[test]
+fn prometheus_consul_sd_had_no_token() {
+    use promfleet::cli::common::InventoryArgs;
+    use promfleet::cli::deploy::make_plan;
+    use promfleet::modules::Action;
+    use promfleet::playbook::{PlanOptions, SecretMode};
+    if !have("promtool") {
+        println!("SKIPPED: promtool not installed");
+        return;
+    }
+    // The token is resolved from this process's environment first.
+    for k in [
+        "CONSUL_HTTP_TOKEN",
+        "CONSUL_HTTP_TOKEN_FILE",
+        "PROMFLEET_SECRET_CONSUL_TOKEN",
+    ] {
+        if std::env::var_os(k).is_some() {
+            println!("SKIPPED: {k} is set in the test environment");
+            return;
+        }
+    }
+    const TOKEN: &str = "acl-token-for-prometheus-sd";
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut secrets = format!("consul_token: \"{TOKEN}\"\ngrafana_admin_password: pw\n");
+    for g in ["ide", "stage", "pet"] {
+        secrets.push_str(&format!(
+            "dingtalk_token_{g}: t-{g}\ndingtalk_secret_{g}: s-{g}\n"
+        ));
+    }
+    let secrets = write(dir.path(), "secrets.yml", &secrets);
+    std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let inv = InventoryArgs {
+        inventory: vec![repo().join("inventory/example.yml")],
+        limit: Vec::new(),
+        retry_failed: false,
+        extra_vars: Vec::new(),
+        state_dir: dir.path().join("state"),
+        project: Some(repo()),
+    };
+    let planned = make_plan(
+        &[PathBuf::from("monitoring.yml")],
+        &inv,
+        None,
+        Some(&secrets),
+        SecretMode::Real,
+        &PlanOptions::default(),
+        false,
+    )
+    .expect("plan");
+    let files: Vec<_> = planned
+        .plan
+        .plays
+        .iter()
+        .flat_map(|p| &p.hosts)
+        .flat_map(|hp| &hp.steps)
+        .filter_map(|s| match &s.action {
+            Some(Action::File(f)) => Some(f.clone()),
+            _ => None,
+        })
+        .collect();
+    let file = |suffix: &str| {
+        files
+            .iter()
+            .find(|f| f.dest.ends_with(suffix))
+            .unwrap_or_else(|| panic!("no {suffix} rendered"))
+    };
+    let token = file("/prometheus/consul_token");
+    assert_eq!(String::from_utf8_lossy(&token.content).trim(), TOKEN);
+    assert_eq!(token.mode, 0o600);
+    assert!(token.secret);
+    assert_eq!(token.owner.as_deref(), Some("65534:65534"));
+    let prom = file("/prometheus/prometheus.yml");
+    let text = String::from_utf8_lossy(&prom.content);
+    assert!(!text.contains(TOKEN), "token inlined:\n{text}");
+    // Each consul_sd_configs entry reads the token file.
+    let entries = text.matches("- server: ").count();
+    assert!(entries > 0, "{text}");
+    assert_eq!(
+        text.matches("credentials_file: consul_token").count(),
+        entries,
+        "{text}"
+    );
+    // The real Prometheus accepts it, with the token file beside it as deployed (Debian's
+    // promtool has no Consul SD: the entries are checked as http_sd with the same client).
+    let out = dir.path().join("prometheus");
+    std::fs::create_dir_all(out.join("rules")).expect("mkdir");
+    for f in &files {
+        if let Some(rel) = f.dest.split("/prometheus/").nth(1) {
+            std::fs::write(out.join(rel), &f.content).expect("write");
+        }
+    }
+    let o = Command::new("promtool")
+        .arg("check")
+        .arg("config")
+        .arg(crate::stacks::http_sd_checkable(
+            &out.join("prometheus.yml"),
+        ))
+        .output()
+        .expect("promtool");
+    assert!(
+        o.status.success(),
+        "promtool refused:\n{}{}",
+        stdout(&o),
+        stderr(&o)
     );
 }
