@@ -1466,3 +1466,69 @@ fn prometheus_consul_sd_had_no_token() {
         stderr(&o)
     );
 }
+
+/// Issue 13: `CONSUL_HTTP_TOKEN_FILE` (Consul's own way to give the token) was ignored. The
+/// token is the first set of `CONSUL_HTTP_TOKEN`, `CONSUL_HTTP_TOKEN_FILE`, the
+/// `consul_token` secret; each row gives the right token at one level and wrong ones below.
+#[tokio::test(flavor = "multi_thread")]
+async fn consul_http_token_file_was_ignored() {
+    const TOKEN: &str = "acl-token-precedence";
+    let consul = ConsulDouble::start_with(DoubleOptions {
+        acl_token: Some(TOKEN.to_owned()),
+        ..DoubleOptions::default()
+    })
+    .await
+    .expect("consul double");
+    let dir = tempfile::tempdir().expect("tmp");
+    let inv = write(
+        dir.path(),
+        "inventory.yml",
+        &format!(
+            "consul:\n  agents: [{}]\ngroups:\n  IDE:\n    hosts:\n      - {{ name: h1, ip: 10.0.1.11 }}\n",
+            consul.url()
+        ),
+    );
+    let right_file = write(dir.path(), "right", &format!("{TOKEN}\n"));
+    let wrong_file = write(dir.path(), "wrong", "wrong-file-token\n");
+    let secrets = write(
+        dir.path(),
+        "secrets.yml",
+        "consul_token: wrong-secret-token\n",
+    );
+    std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let (right_file, wrong_file) = (
+        right_file.to_str().expect("utf8"),
+        wrong_file.to_str().expect("utf8"),
+    );
+    let rows: &[&[(&str, &str)]] = &[
+        &[
+            ("CONSUL_HTTP_TOKEN", TOKEN),
+            ("CONSUL_HTTP_TOKEN_FILE", wrong_file),
+        ],
+        &[("CONSUL_HTTP_TOKEN_FILE", right_file)],
+    ];
+    for env in rows {
+        consul.clear_requests();
+        let mut r = with_token_only_in(
+            &secrets,
+            Run::new(&["consul", "prune", "--check"])
+                .arg("-i")
+                .arg(&inv),
+        );
+        for (k, v) in *env {
+            r = r.env(k, v);
+        }
+        let out = tokio::task::spawn_blocking(move || r.output())
+            .await
+            .expect("join");
+        assert!(out.status.success(), "{env:?}: {}", stderr(&out));
+        let reqs = consul.requests();
+        assert!(!reqs.is_empty(), "{env:?}: nothing sent");
+        assert!(
+            reqs.iter().all(|q| q.token.as_deref() == Some(TOKEN)),
+            "{env:?}: {reqs:?}"
+        );
+        let text = format!("{}{}", stdout(&out), stderr(&out));
+        assert!(!text.contains(TOKEN), "{env:?}: token shown: {text}");
+    }
+}
