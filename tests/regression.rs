@@ -1532,3 +1532,59 @@ async fn consul_http_token_file_was_ignored() {
         assert!(!text.contains(TOKEN), "{env:?}: token shown: {text}");
     }
 }
+
+/// Issue 13: an agent URL without a port was used as is by the clients (port 80) but rendered
+/// as `host:8500` for Prometheus. One parse now gives both the same port, Consul's 8500.
+#[tokio::test(flavor = "multi_thread")]
+async fn agent_url_without_port_registered_on_80() {
+    // A loopback address of its own, so port 8500 is free whatever else runs.
+    let ip = "127.0.113.85";
+    let consul = match ConsulDouble::start(format!("{ip}:8500").parse().expect("addr")).await {
+        Ok(c) => c,
+        Err(e) => {
+            println!("SKIPPED: cannot listen on {ip}:8500 ({e})");
+            return;
+        }
+    };
+    let dir = tempfile::tempdir().expect("tmp");
+    let inv = write(
+        dir.path(),
+        "inventory.yml",
+        &format!(
+            "consul:\n  agents: [http://{ip}]\ngroups:\n  IDE:\n    hosts:\n      - {{ name: h1, ip: 10.0.1.11 }}\n\
+             monitoring:\n  hosts:\n    - {{ name: mon-01, ip: 10.0.0.178 }}\n"
+        ),
+    );
+    let mut r = Run::new(&["consul", "prune", "--check"])
+        .arg("-i")
+        .arg(&inv);
+    r.cmd.env_remove("PROMFLEET_SECRETS");
+    let out = tokio::task::spawn_blocking(move || r.output())
+        .await
+        .expect("join");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        !consul.requests().is_empty(),
+        "prune did not reach {ip}:8500"
+    );
+
+    let rendered = dir.path().join("out");
+    let mut r = Run::new(&["render", "monitoring.yml", "-i"])
+        .arg(&inv)
+        .arg("--out")
+        .arg(&rendered);
+    r.cmd.env_remove("PROMFLEET_SECRETS");
+    let out = tokio::task::spawn_blocking(move || r.output())
+        .await
+        .expect("join");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let prom = files_under(&rendered.join("mon-01"))
+        .into_iter()
+        .find(|p| p.ends_with("prometheus/prometheus.yml"))
+        .expect("prometheus.yml rendered");
+    let text = std::fs::read_to_string(&prom).expect("read");
+    assert!(
+        text.contains(&format!("server: \"{ip}:8500\"")),
+        "discovery not on the registration port:\n{text}"
+    );
+}

@@ -355,11 +355,11 @@ impl SharedContext {
 }
 
 fn agent_json(url: &str) -> Value {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("http", url));
-    let address = rest.trim_end_matches('/');
-    let (host, port) = match address.rsplit_once(':') {
-        Some((h, p)) => (h.to_string(), p.parse::<u16>().unwrap_or(8500)),
-        None => (address.to_string(), 8500),
-    };
-    json!({"url": format!("{scheme}://{address}"), "scheme": scheme, "address": format!("{host}:{port}"), "host": host, "port": port})
+    // The inventory holds parsed, normalized agent URLs; parsed again with the same parser.
+    match crate::inventory::AgentUrl::parse(url) {
+        Ok(a) => json!({
+            "url": a.url(), "scheme": a.scheme, "address": a.address(), "host": a.host, "port": a.port
+        }),
+        Err(_) => json!({"url": url}),
+    }
 }
