@@ -1588,3 +1588,90 @@ async fn agent_url_without_port_registered_on_80() {
         "discovery not on the registration port:\n{text}"
     );
 }
+
+/// A TCP listener on 127.0.0.1 that accepts every connection and never answers (a hung
+/// Consul agent). Connections are held until it is dropped.
+struct HungAgent {
+    port: u16,
+    stop: Arc<AtomicBool>,
+}
+
+impl HungAgent {
+    fn start() -> HungAgent {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for conn in l.incoming() {
+                if flag.load(Ordering::Relaxed) {
+                    return;
+                }
+                held.extend(conn.ok());
+            }
+        });
+        HungAgent { port, stop }
+    }
+}
+
+impl Drop for HungAgent {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = std::net::TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+/// Issue 13: a hung agent was not remembered as down: every registration (and every waiter
+/// on that agent's service list) waited the full timeout on it before failing over, so a run
+/// took one timeout per host. Now the first timeout marks it down for the run.
+#[test]
+fn hung_consul_agent_cost_every_registration_a_timeout() {
+    use promfleet::modules::consul::AGENT_TIMEOUT;
+    if !require_root() {
+        return;
+    }
+    const HOSTS: usize = 6;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let live = rt
+        .block_on(ConsulDouble::start("127.0.0.1:0".parse().expect("addr")))
+        .expect("consul double");
+    let hung = HungAgent::start();
+    let fleet = Fleet::builder()
+        .hosts(HOSTS)
+        .groups(&["IDE"])
+        .fake_node_exporter(true)
+        .consul_agents([format!("http://127.0.0.1:{}", hung.port), live.url()])
+        .start()
+        .expect("fleet");
+    let inv = fleet.root().join("inventory.yml");
+    std::fs::write(&inv, fleet.inventory().var("metrics_timeout", 3).yaml()).expect("inventory");
+    let mut r = Run::new(&["deploy", "playbooks/exporters.yml"])
+        .arg("-i")
+        .arg(&inv)
+        .arg("--known-hosts")
+        .arg(fleet.known_hosts())
+        .arg("--state-dir")
+        .arg(fleet.root().join("state"))
+        .arg("--retries")
+        .arg("1")
+        .arg("--output")
+        .arg("json");
+    r.cmd.env_remove("PROMFLEET_SECRETS");
+    let started = Instant::now();
+    let out = r.output();
+    let took = started.elapsed();
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Every host's two services, each on the live agent.
+    assert_eq!(live.services().len(), 2 * HOSTS, "{}", stderr(&out));
+    // One timeout on the hung agent, then skipped: well under two timeouts, where waiting on
+    // it once per host costs HOSTS of them.
+    assert!(
+        took < 2 * AGENT_TIMEOUT,
+        "took {took:?} (agent timeout {AGENT_TIMEOUT:?})"
+    );
+}
