@@ -1,5 +1,6 @@
 //! Secrets (DingTalk tokens, Grafana admin password, Consul ACL token): read from the
 //! environment (`PROMFLEET_SECRET_<NAME>`) or a 0600 YAML secrets file — never from the repo.
+//! The Consul token is resolved once, Consul's own `CONSUL_HTTP_TOKEN[_FILE]` first.
 //! Every value handed out is registered with the `Masker` so no output can show it.
 
 use std::collections::BTreeMap;
@@ -110,7 +111,6 @@ impl Secrets {
     }
 
     fn read_file(&mut self, path: &Path) -> Result<(), SecretError> {
-        let s = self;
         let file_err = |message: String| SecretError::File {
             path: path.to_path_buf(),
             message,
@@ -144,10 +144,10 @@ impl Secrets {
                 serde_json::Value::String(s) => s,
                 other => other.to_string(),
             };
-            s.masker.add(&v);
-            s.file.insert(k, v);
+            self.masker.add(&v);
+            self.file.insert(k, v);
         }
-        s.file_path = Some(path.to_path_buf());
+        self.file_path = Some(path.to_path_buf());
         Ok(())
     }
 
