@@ -17,6 +17,7 @@ use promfleet::transport::Upload;
 use serde_json::Value;
 
 use testkit::agent::SshAgent;
+use testkit::consul_double::{ConsulDouble, DoubleOptions};
 use testkit::sshd::{Fleet, KeyKind};
 
 use crate::faults::Rig;
@@ -1233,5 +1234,444 @@ async fn proxyjump_channel_refused_counted_as_failed() {
         ErrorKind::from(&forbidden),
         ErrorKind::Unreachable,
         "{forbidden}"
+    );
+}
+
+/// A promfleet run with the Consul token given only as `consul_token` in the `--secrets` file.
+fn with_token_only_in(secrets: &Path, r: Run) -> Run {
+    let mut r = r.arg("--secrets").arg(secrets);
+    for k in [
+        "CONSUL_HTTP_TOKEN",
+        "CONSUL_HTTP_TOKEN_FILE",
+        "PROMFLEET_SECRET_CONSUL_TOKEN",
+        "PROMFLEET_SECRETS",
+    ] {
+        r.cmd.env_remove(k);
+    }
+    r
+}
+
+/// Issue 13: the Consul token was read from the environment only, so a `consul_token` in the
+/// `--secrets` file was never sent: under ACL default-deny, deploy could not register and
+/// `status` and `consul prune` were refused.
+#[test]
+fn consul_token_in_secrets_file_was_never_sent() {
+    if !require_root() {
+        return;
+    }
+    const TOKEN: &str = "acl-token-from-secrets-file";
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let consul = rt
+        .block_on(ConsulDouble::start_with(DoubleOptions {
+            acl_token: Some(TOKEN.to_owned()),
+            ..DoubleOptions::default()
+        }))
+        .expect("consul double");
+    let fleet = Fleet::builder()
+        .hosts(1)
+        .groups(&["IDE"])
+        .fake_node_exporter(true)
+        .consul_agents([consul.url()])
+        .start()
+        .expect("fleet");
+    let inv = fleet.root().join("inventory.yml");
+    std::fs::write(&inv, fleet.inventory().var("metrics_timeout", 3).yaml()).expect("inventory");
+    let secrets = write(
+        fleet.root(),
+        "secrets.yml",
+        &format!("consul_token: \"{TOKEN}\"\n"),
+    );
+    std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+
+    // Every request after `since` that is not a status probe carried the token.
+    let all_carry_token = |what: &str| {
+        let reqs = consul.requests();
+        assert!(!reqs.is_empty(), "{what} sent nothing to Consul");
+        for r in reqs.iter().filter(|r| !r.path.starts_with("/v1/status/")) {
+            assert_eq!(
+                r.token.as_deref(),
+                Some(TOKEN),
+                "{what}: {} {}",
+                r.method,
+                r.path
+            );
+        }
+        consul.clear_requests();
+    };
+
+    let run = with_token_only_in(
+        &secrets,
+        Run::new(&["deploy", "playbooks/exporters.yml"])
+            .arg("-i")
+            .arg(&inv)
+            .arg("--known-hosts")
+            .arg(fleet.known_hosts())
+            .arg("--state-dir")
+            .arg(fleet.root().join("state"))
+            .arg("--retries")
+            .arg("1"),
+    )
+    .output();
+    assert!(run.status.success(), "deploy failed:\n{}", stderr(&run));
+    assert!(!consul.services().is_empty(), "nothing registered");
+    assert!(!stdout(&run).contains(TOKEN) && !stderr(&run).contains(TOKEN));
+    all_carry_token("deploy");
+
+    let run = with_token_only_in(
+        &secrets,
+        Run::new(&["status", "--scope", "fleet"])
+            .arg("-i")
+            .arg(&inv)
+            .arg("--known-hosts")
+            .arg(fleet.known_hosts())
+            .arg("--state-dir")
+            .arg(fleet.root().join("state")),
+    )
+    .output();
+    assert!(!stdout(&run).contains(TOKEN) && !stderr(&run).contains(TOKEN));
+    all_carry_token("status");
+
+    // A promfleet service of a host that left the inventory: prune must see and remove it.
+    consul
+        .register_direct(serde_json::json!({
+            "ID": "node-exporter-gone", "Name": "node-exporter", "Address": "127.0.0.9",
+            "Port": 9100, "Meta": {"managed_by": "promfleet", "hostname": "gone"}
+        }))
+        .expect("register stale");
+    let run =
+        with_token_only_in(&secrets, Run::new(&["consul", "prune"]).arg("-i").arg(&inv)).output();
+    assert!(run.status.success(), "prune failed:\n{}", stderr(&run));
+    assert!(
+        consul
+            .services()
+            .iter()
+            .all(|s| s.id != "node-exporter-gone"),
+        "stale service not pruned:\n{}",
+        stdout(&run)
+    );
+    all_carry_token("consul prune");
+}
+
+/// Issue 13: the rendered `prometheus.yml` carried Consul credentials only when
+/// `PROMFLEET_SECRET_CONSUL_TOKEN` was set: a token given any other way (here: the secrets
+/// file) left `consul_sd_configs` without credentials and the token file unrendered, so under
+/// ACL default-deny Prometheus discovered nothing.
+#[test]
+fn prometheus_consul_sd_had_no_token() {
+    use promfleet::cli::common::InventoryArgs;
+    use promfleet::cli::deploy::make_plan;
+    use promfleet::modules::Action;
+    use promfleet::playbook::{PlanOptions, SecretMode};
+    if !have("promtool") {
+        println!("SKIPPED: promtool not installed");
+        return;
+    }
+    // The token is resolved from this process's environment first.
+    for k in [
+        "CONSUL_HTTP_TOKEN",
+        "CONSUL_HTTP_TOKEN_FILE",
+        "PROMFLEET_SECRET_CONSUL_TOKEN",
+    ] {
+        if std::env::var_os(k).is_some() {
+            println!("SKIPPED: {k} is set in the test environment");
+            return;
+        }
+    }
+    const TOKEN: &str = "acl-token-for-prometheus-sd";
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut secrets = format!("consul_token: \"{TOKEN}\"\ngrafana_admin_password: pw\n");
+    for g in ["ide", "stage", "pet"] {
+        secrets.push_str(&format!(
+            "dingtalk_token_{g}: t-{g}\ndingtalk_secret_{g}: s-{g}\n"
+        ));
+    }
+    let secrets = write(dir.path(), "secrets.yml", &secrets);
+    std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let inv = InventoryArgs {
+        inventory: vec![repo().join("inventory/example.yml")],
+        limit: Vec::new(),
+        retry_failed: false,
+        extra_vars: Vec::new(),
+        state_dir: dir.path().join("state"),
+        project: Some(repo()),
+    };
+    let planned = make_plan(
+        &[PathBuf::from("monitoring.yml")],
+        &inv,
+        None,
+        Some(&secrets),
+        SecretMode::Real,
+        &PlanOptions::default(),
+        false,
+    )
+    .expect("plan");
+    let files: Vec<_> = planned
+        .plan
+        .plays
+        .iter()
+        .flat_map(|p| &p.hosts)
+        .flat_map(|hp| &hp.steps)
+        .filter_map(|s| match &s.action {
+            Some(Action::File(f)) => Some(f.clone()),
+            _ => None,
+        })
+        .collect();
+    let file = |suffix: &str| {
+        files
+            .iter()
+            .find(|f| f.dest.ends_with(suffix))
+            .unwrap_or_else(|| panic!("no {suffix} rendered"))
+    };
+    let token = file("/prometheus/consul_token");
+    assert_eq!(String::from_utf8_lossy(&token.content).trim(), TOKEN);
+    assert_eq!(token.mode, 0o600);
+    assert!(token.secret);
+    assert_eq!(token.owner.as_deref(), Some("65534:65534"));
+    let prom = file("/prometheus/prometheus.yml");
+    let text = String::from_utf8_lossy(&prom.content);
+    assert!(!text.contains(TOKEN), "token inlined:\n{text}");
+    // Each consul_sd_configs entry reads the token file.
+    let entries = text.matches("- server: ").count();
+    assert!(entries > 0, "{text}");
+    assert_eq!(
+        text.matches("credentials_file: consul_token").count(),
+        entries,
+        "{text}"
+    );
+    // The real Prometheus accepts it, with the token file beside it as deployed (Debian's
+    // promtool has no Consul SD: the entries are checked as http_sd with the same client).
+    let out = dir.path().join("prometheus");
+    std::fs::create_dir_all(out.join("rules")).expect("mkdir");
+    for f in &files {
+        if let Some(rel) = f.dest.split("/prometheus/").nth(1) {
+            std::fs::write(out.join(rel), &f.content).expect("write");
+        }
+    }
+    let o = Command::new("promtool")
+        .arg("check")
+        .arg("config")
+        .arg(crate::stacks::http_sd_checkable(
+            &out.join("prometheus.yml"),
+        ))
+        .output()
+        .expect("promtool");
+    assert!(
+        o.status.success(),
+        "promtool refused:\n{}{}",
+        stdout(&o),
+        stderr(&o)
+    );
+}
+
+/// Issue 13: `CONSUL_HTTP_TOKEN_FILE` (Consul's own way to give the token) was ignored. The
+/// token is the first set of `CONSUL_HTTP_TOKEN`, `CONSUL_HTTP_TOKEN_FILE`, the
+/// `consul_token` secret; each row gives the right token at one level and wrong ones below.
+#[tokio::test(flavor = "multi_thread")]
+async fn consul_http_token_file_was_ignored() {
+    const TOKEN: &str = "acl-token-precedence";
+    let consul = ConsulDouble::start_with(DoubleOptions {
+        acl_token: Some(TOKEN.to_owned()),
+        ..DoubleOptions::default()
+    })
+    .await
+    .expect("consul double");
+    let dir = tempfile::tempdir().expect("tmp");
+    let inv = write(
+        dir.path(),
+        "inventory.yml",
+        &format!(
+            "consul:\n  agents: [{}]\ngroups:\n  IDE:\n    hosts:\n      - {{ name: h1, ip: 10.0.1.11 }}\n",
+            consul.url()
+        ),
+    );
+    let right_file = write(dir.path(), "right", &format!("{TOKEN}\n"));
+    let wrong_file = write(dir.path(), "wrong", "wrong-file-token\n");
+    let secrets = write(
+        dir.path(),
+        "secrets.yml",
+        "consul_token: wrong-secret-token\n",
+    );
+    std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let (right_file, wrong_file) = (
+        right_file.to_str().expect("utf8"),
+        wrong_file.to_str().expect("utf8"),
+    );
+    let rows: &[&[(&str, &str)]] = &[
+        &[
+            ("CONSUL_HTTP_TOKEN", TOKEN),
+            ("CONSUL_HTTP_TOKEN_FILE", wrong_file),
+        ],
+        &[("CONSUL_HTTP_TOKEN_FILE", right_file)],
+    ];
+    for env in rows {
+        consul.clear_requests();
+        let mut r = with_token_only_in(
+            &secrets,
+            Run::new(&["consul", "prune", "--check"])
+                .arg("-i")
+                .arg(&inv),
+        );
+        for (k, v) in *env {
+            r = r.env(k, v);
+        }
+        let out = tokio::task::spawn_blocking(move || r.output())
+            .await
+            .expect("join");
+        assert!(out.status.success(), "{env:?}: {}", stderr(&out));
+        let reqs = consul.requests();
+        assert!(!reqs.is_empty(), "{env:?}: nothing sent");
+        assert!(
+            reqs.iter().all(|q| q.token.as_deref() == Some(TOKEN)),
+            "{env:?}: {reqs:?}"
+        );
+        let text = format!("{}{}", stdout(&out), stderr(&out));
+        assert!(!text.contains(TOKEN), "{env:?}: token shown: {text}");
+    }
+}
+
+/// Issue 13: an agent URL without a port was used as is by the clients (port 80) but rendered
+/// as `host:8500` for Prometheus. One parse now gives both the same port, Consul's 8500.
+#[tokio::test(flavor = "multi_thread")]
+async fn agent_url_without_port_registered_on_80() {
+    // A loopback address of its own, so port 8500 is free whatever else runs.
+    let ip = "127.0.113.85";
+    let consul = match ConsulDouble::start(format!("{ip}:8500").parse().expect("addr")).await {
+        Ok(c) => c,
+        Err(e) => {
+            println!("SKIPPED: cannot listen on {ip}:8500 ({e})");
+            return;
+        }
+    };
+    let dir = tempfile::tempdir().expect("tmp");
+    let inv = write(
+        dir.path(),
+        "inventory.yml",
+        &format!(
+            "consul:\n  agents: [http://{ip}]\ngroups:\n  IDE:\n    hosts:\n      - {{ name: h1, ip: 10.0.1.11 }}\n\
+             monitoring:\n  hosts:\n    - {{ name: mon-01, ip: 10.0.0.178 }}\n"
+        ),
+    );
+    let mut r = Run::new(&["consul", "prune", "--check"])
+        .arg("-i")
+        .arg(&inv);
+    r.cmd.env_remove("PROMFLEET_SECRETS");
+    let out = tokio::task::spawn_blocking(move || r.output())
+        .await
+        .expect("join");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        !consul.requests().is_empty(),
+        "prune did not reach {ip}:8500"
+    );
+
+    let rendered = dir.path().join("out");
+    let mut r = Run::new(&["render", "monitoring.yml", "-i"])
+        .arg(&inv)
+        .arg("--out")
+        .arg(&rendered);
+    r.cmd.env_remove("PROMFLEET_SECRETS");
+    let out = tokio::task::spawn_blocking(move || r.output())
+        .await
+        .expect("join");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let prom = files_under(&rendered.join("mon-01"))
+        .into_iter()
+        .find(|p| p.ends_with("prometheus/prometheus.yml"))
+        .expect("prometheus.yml rendered");
+    let text = std::fs::read_to_string(&prom).expect("read");
+    assert!(
+        text.contains(&format!("server: \"{ip}:8500\"")),
+        "discovery not on the registration port:\n{text}"
+    );
+}
+
+/// A TCP listener on 127.0.0.1 that accepts every connection and never answers (a hung
+/// Consul agent). Connections are held until it is dropped.
+struct HungAgent {
+    port: u16,
+    stop: Arc<AtomicBool>,
+}
+
+impl HungAgent {
+    fn start() -> HungAgent {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for conn in l.incoming() {
+                if flag.load(Ordering::Relaxed) {
+                    return;
+                }
+                held.extend(conn.ok());
+            }
+        });
+        HungAgent { port, stop }
+    }
+}
+
+impl Drop for HungAgent {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = std::net::TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+/// Issue 13: a hung agent was not remembered as down: every registration (and every waiter
+/// on that agent's service list) waited the full timeout on it before failing over, so a run
+/// took one timeout per host. Now the first timeout marks it down for the run.
+#[test]
+fn hung_consul_agent_cost_every_registration_a_timeout() {
+    use promfleet::modules::consul::AGENT_TIMEOUT;
+    if !require_root() {
+        return;
+    }
+    const HOSTS: usize = 6;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let live = rt
+        .block_on(ConsulDouble::start("127.0.0.1:0".parse().expect("addr")))
+        .expect("consul double");
+    let hung = HungAgent::start();
+    let fleet = Fleet::builder()
+        .hosts(HOSTS)
+        .groups(&["IDE"])
+        .fake_node_exporter(true)
+        .consul_agents([format!("http://127.0.0.1:{}", hung.port), live.url()])
+        .start()
+        .expect("fleet");
+    let inv = fleet.root().join("inventory.yml");
+    std::fs::write(&inv, fleet.inventory().var("metrics_timeout", 3).yaml()).expect("inventory");
+    let mut r = Run::new(&["deploy", "playbooks/exporters.yml"])
+        .arg("-i")
+        .arg(&inv)
+        .arg("--known-hosts")
+        .arg(fleet.known_hosts())
+        .arg("--state-dir")
+        .arg(fleet.root().join("state"))
+        .arg("--retries")
+        .arg("1")
+        .arg("--output")
+        .arg("json");
+    r.cmd.env_remove("PROMFLEET_SECRETS");
+    let started = Instant::now();
+    let out = r.output();
+    let took = started.elapsed();
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Every host's two services, each on the live agent.
+    assert_eq!(live.services().len(), 2 * HOSTS, "{}", stderr(&out));
+    // One timeout on the hung agent, then skipped: well under two timeouts, where waiting on
+    // it once per host costs HOSTS of them.
+    assert!(
+        took < 2 * AGENT_TIMEOUT,
+        "took {took:?} (agent timeout {AGENT_TIMEOUT:?})"
     );
 }

@@ -277,18 +277,6 @@ pub fn connector(c: &ConnArgs, secrets: &Secrets) -> anyhow::Result<Connector> {
     ))
 }
 
-/// Consul ACL token: the standard CONSUL_HTTP_TOKEN or promfleet's secret `consul_token`.
-pub fn consul_token() -> Option<String> {
-    let t = std::env::var("CONSUL_HTTP_TOKEN")
-        .ok()
-        .or_else(|| std::env::var(crate::playbook::Secrets::env_name("consul_token")).ok())
-        .filter(|t| !t.is_empty());
-    if let Some(t) = &t {
-        masker().add(t);
-    }
-    t
-}
-
 pub struct Setup {
     pub executor: Arc<Executor>,
     pub reporter: Arc<dyn Reporter>,
@@ -313,7 +301,7 @@ pub fn executor(
     let http = http_client();
     let consul = Arc::new(ConsulClient::new(
         inv.consul.agents.clone(),
-        consul_token(),
+        secrets.consul_token().map(str::to_owned),
         http.clone(),
     ));
     let cancel = CancellationToken::new();

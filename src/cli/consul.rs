@@ -3,9 +3,10 @@
 
 use clap::Subcommand;
 
-use super::common::{consul_token, load_inventory};
+use super::common::{load_inventory, masker};
 use crate::executor::http_client;
 use crate::modules::consul::ConsulClient;
+use crate::playbook::Secrets;
 use crate::report::ExitCode;
 
 #[derive(Subcommand, Debug)]
@@ -17,11 +18,19 @@ pub enum ConsulCmd {
         /// Only list what would be removed.
         #[arg(short = 'C', long)]
         check: bool,
+        /// YAML secrets file (mode 0600) that may hold the Consul token (`consul_token`).
+        #[arg(long, env = "PROMFLEET_SECRETS")]
+        secrets: Option<std::path::PathBuf>,
     },
 }
 
 pub async fn run(cmd: ConsulCmd) -> anyhow::Result<crate::report::ExitCode> {
-    let ConsulCmd::Prune { inventory, check } = cmd;
+    let ConsulCmd::Prune {
+        inventory,
+        check,
+        secrets,
+    } = cmd;
+    let secrets = Secrets::load(secrets.as_deref(), masker())?;
     let inv = load_inventory(std::slice::from_ref(&inventory))?;
     if inv.consul.agents.is_empty() {
         anyhow::bail!(
@@ -29,7 +38,11 @@ pub async fn run(cmd: ConsulCmd) -> anyhow::Result<crate::report::ExitCode> {
             inventory.display()
         );
     }
-    let client = ConsulClient::new(inv.consul.agents.clone(), consul_token(), http_client());
+    let client = ConsulClient::new(
+        inv.consul.agents.clone(),
+        secrets.consul_token().map(str::to_owned),
+        http_client(),
+    );
     let (services, errors) = client.managed().await;
     for e in &errors {
         eprintln!("warning: cannot list services on {e}");

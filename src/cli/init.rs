@@ -28,7 +28,7 @@ const SECRETS_SKELETON: &str = "\
 # --secrets secrets.yml (or PROMFLEET_SECRETS). PROMFLEET_SECRET_<NAME> environment
 # variables take precedence. The built-in templates ask for these:
 #
-# consul_token: \"…\"                    # Consul ACL token for service registration
+# consul_token: \"…\"                    # Consul ACL token (CONSUL_HTTP_TOKEN[_FILE] win; README, Consul)
 # grafana_admin_password: \"…\"          # generated and stored when unset (README, Secrets)
 # dingtalk_token_<group slug>: \"…\"     # DingTalk robot access token, per fleet group
 # dingtalk_secret_<group slug>: \"…\"    # DingTalk robot signing secret, per fleet group

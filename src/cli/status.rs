@@ -8,9 +8,7 @@ use std::sync::Arc;
 
 use clap::{Args, ValueEnum};
 
-use super::common::{
-    ConnArgs, InventoryArgs, OutputArgs, OutputFormat, connector, consul_token, masker,
-};
+use super::common::{ConnArgs, InventoryArgs, OutputArgs, OutputFormat, connector, masker};
 use super::deploy::make_plan;
 use crate::executor::http_client;
 use crate::modules::consul::ConsulClient;
@@ -91,7 +89,7 @@ pub async fn run(a: StatusArgs) -> anyhow::Result<ExitCode> {
         .collect();
 
     let http = http_client();
-    let token = consul_token();
+    let token = planned.secrets.consul_token().map(str::to_owned);
     let consul = Arc::new(ConsulClient::new(
         inv.consul.agents.clone(),
         token.clone(),

@@ -139,6 +139,71 @@ pub struct ConsulSettings {
     pub datacenter: Option<String>,
 }
 
+/// Consul's HTTP API port, the port of an agent URL that names none.
+pub const CONSUL_DEFAULT_PORT: u16 = 8500;
+
+/// A Consul agent URL, parsed once: the inventory stores `url()` (the port always explicit)
+/// and the templates render `host:port` from the same parse, so registration and
+/// Prometheus' discovery cannot reach different ports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentUrl {
+    pub scheme: String,
+    /// Host as written in a URL (an IPv6 address in brackets).
+    pub host: String,
+    pub port: u16,
+    /// Path prefix without a trailing `/` (usually empty).
+    pub path: String,
+}
+
+impl AgentUrl {
+    /// `http(s)://host[:port][/path]`; without a port, `CONSUL_DEFAULT_PORT` (not the
+    /// scheme's 80/443: nothing listens there for Consul).
+    pub fn parse(raw: &str) -> Result<AgentUrl, String> {
+        let url = reqwest::Url::parse(raw).map_err(|e| format!("not a URL ({e})"))?;
+        let scheme = url.scheme();
+        if scheme != "http" && scheme != "https" {
+            return Err(format!("scheme `{scheme}` is not http or https"));
+        }
+        let host = url.host_str().ok_or("has no host")?;
+        if url.query().is_some()
+            || url.fragment().is_some()
+            || !url.username().is_empty()
+            || url.password().is_some()
+        {
+            return Err("must not carry a query, fragment or credentials".into());
+        }
+        // `port()` is None both when absent and when it is the scheme's default: read it
+        // from the text so that an explicit `:80` stays 80.
+        let after_host = &raw[raw.find("://").map_or(0, |i| i + 3)..];
+        let authority = after_host.split('/').next().unwrap_or_default();
+        // `[::1]` has colons but no port: a port never contains `]`.
+        let explicit = authority
+            .rsplit_once(':')
+            .map(|(_, p)| p)
+            .filter(|p| !p.contains(']'));
+        let port = match explicit {
+            Some(p) => p.parse::<u16>().map_err(|_| format!("bad port `{p}`"))?,
+            None => CONSUL_DEFAULT_PORT,
+        };
+        Ok(AgentUrl {
+            scheme: scheme.to_owned(),
+            host: host.to_owned(),
+            port,
+            path: url.path().trim_end_matches('/').to_owned(),
+        })
+    }
+
+    /// `host:port`, Prometheus' `consul_sd_configs` `server`.
+    pub fn address(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+
+    /// The base URL every client uses, port explicit.
+    pub fn url(&self) -> String {
+        format!("{}://{}{}", self.scheme, self.address(), self.path)
+    }
+}
+
 /// One stage of a rollout: which hosts, in what batches, how many failures are tolerated.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct StageSpec {
@@ -343,5 +408,46 @@ impl Inventory {
             pattern: limit.pattern.clone(),
             near,
         })
+    }
+}
+
+#[cfg(test)]
+mod agent_url_tests {
+    use super::AgentUrl;
+
+    #[test]
+    fn agent_urls_get_an_explicit_port() {
+        let ok = [
+            ("http://10.0.0.1", "http://10.0.0.1:8500", "10.0.0.1:8500"),
+            ("http://10.0.0.1/", "http://10.0.0.1:8500", "10.0.0.1:8500"),
+            (
+                "https://consul.lan",
+                "https://consul.lan:8500",
+                "consul.lan:8500",
+            ),
+            ("http://10.0.0.1:80", "http://10.0.0.1:80", "10.0.0.1:80"),
+            ("https://h:443", "https://h:443", "h:443"),
+            ("http://h:8501/", "http://h:8501", "h:8501"),
+            ("http://[::1]", "http://[::1]:8500", "[::1]:8500"),
+            ("http://[::1]:9", "http://[::1]:9", "[::1]:9"),
+            ("http://h:8500/consul", "http://h:8500/consul", "h:8500"),
+        ];
+        for (raw, url, address) in ok {
+            let a = AgentUrl::parse(raw).unwrap_or_else(|e| panic!("{raw}: {e}"));
+            assert_eq!(
+                (a.url().as_str(), a.address().as_str()),
+                (url, address),
+                "{raw}"
+            );
+        }
+        for bad in [
+            "10.0.0.1:8500",
+            "ftp://h",
+            "http://u:p@h",
+            "http://h?x=1",
+            "http://h:99999",
+        ] {
+            assert!(AgentUrl::parse(bad).is_err(), "{bad} accepted");
+        }
     }
 }

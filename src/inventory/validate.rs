@@ -160,14 +160,14 @@ pub(crate) fn validate(draft: Draft) -> Result<Inventory, InventoryError> {
     }
 
     check_stages(&stages, &hosts, &groups, &extra_groups)?;
-    for (agent, pos) in consul.agents.iter().zip(&consul_pos) {
-        if !(agent.starts_with("http://") || agent.starts_with("https://")) {
-            return Err(InventoryError::Syntax {
-                pos: pos.clone(),
-                message: format!("consul agent `{agent}` is not a URL"),
-                help: Some("write the agent's base URL, e.g. http://10.0.0.178:8500".to_owned()),
-            });
-        }
+    let mut consul = consul;
+    for (agent, pos) in consul.agents.iter_mut().zip(&consul_pos) {
+        let parsed = super::AgentUrl::parse(agent).map_err(|why| InventoryError::Syntax {
+            pos: pos.clone(),
+            message: format!("consul agent `{agent}`: {why}"),
+            help: Some("write the agent's base URL, e.g. http://10.0.0.178:8500".to_owned()),
+        })?;
+        *agent = parsed.url();
     }
 
     Ok(Inventory {

@@ -122,12 +122,18 @@ pub const MANAGED_BY: &str = "managed_by";
 
 type Services = HashMap<String, AgentService>;
 
+/// How long one request to an agent may take, answer included.
+pub const AGENT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// A pooled HTTP client for the inventory's Consul agents, with a per-run service cache.
 pub struct ConsulClient {
     agents: Vec<String>,
     token: Option<String>,
     http: reqwest::Client,
     cache: Vec<Mutex<Option<Services>>>,
+    /// Why agent `i` is down for the rest of the run: it timed out once. A hung agent would
+    /// otherwise cost every registration (and every waiter on its cache) the full timeout.
+    down: Vec<std::sync::OnceLock<String>>,
 }
 
 impl ConsulClient {
@@ -137,11 +143,13 @@ impl ConsulClient {
             .map(|a| a.trim_end_matches('/').to_string())
             .collect();
         let cache = agents.iter().map(|_| Mutex::new(None)).collect();
+        let down = agents.iter().map(|_| std::sync::OnceLock::new()).collect();
         ConsulClient {
             agents,
             token,
             http,
             cache,
+            down,
         }
     }
 
@@ -150,10 +158,7 @@ impl ConsulClient {
     }
 
     fn req(&self, method: reqwest::Method, url: String) -> reqwest::RequestBuilder {
-        let r = self
-            .http
-            .request(method, url)
-            .timeout(Duration::from_secs(10));
+        let r = self.http.request(method, url).timeout(AGENT_TIMEOUT);
         match &self.token {
             Some(t) => r.header("X-Consul-Token", t),
             None => r,
@@ -176,13 +181,29 @@ impl ConsulClient {
         (0..n).map(|i| (start + i) % n).collect()
     }
 
+    /// Send `r` to agent `i`, unless it is down; a timeout marks it down for the run.
+    async fn send(
+        &self,
+        i: usize,
+        r: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, String> {
+        if let Some(why) = self.down.get(i).and_then(|d| d.get()) {
+            return Err(format!("skipped: {why} earlier in this run"));
+        }
+        r.send().await.map_err(|e| {
+            let msg = short_reqwest(&e);
+            if e.is_timeout()
+                && let Some(d) = self.down.get(i)
+            {
+                let _ = d.set(msg.clone());
+            }
+            msg
+        })
+    }
+
     async fn fetch(&self, i: usize) -> Result<Services, String> {
         let url = format!("{}/v1/agent/services", self.agents[i]);
-        let resp = self
-            .req(reqwest::Method::GET, url)
-            .send()
-            .await
-            .map_err(|e| short_reqwest(&e))?;
+        let resp = self.send(i, self.req(reqwest::Method::GET, url)).await?;
         let status = resp.status();
         if !status.is_success() {
             return Err(format!("HTTP {status} {}", error_snippet(resp, 200).await));
@@ -209,7 +230,7 @@ impl ConsulClient {
         if let Some(b) = body {
             r = r.json(b);
         }
-        let resp = r.send().await.map_err(|e| short_reqwest(&e))?;
+        let resp = self.send(i, r).await?;
         let status = resp.status();
         if status.is_success() {
             Ok(())

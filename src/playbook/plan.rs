@@ -249,7 +249,7 @@ pub fn plan(
     defaults: &Vars,
     opts: &PlanOptions,
 ) -> Result<Plan, PlanError> {
-    let shared = SharedContext::new(inv);
+    let shared = SharedContext::new(inv, renderer.consul_token_set());
     let mut plan = Plan::default();
     let mut copies: BTreeMap<String, Bytes> = BTreeMap::new();
     for pb in playbooks {

@@ -1,5 +1,6 @@
 //! Secrets (DingTalk tokens, Grafana admin password, Consul ACL token): read from the
 //! environment (`PROMFLEET_SECRET_<NAME>`) or a 0600 YAML secrets file — never from the repo.
+//! The Consul token is resolved once, Consul's own `CONSUL_HTTP_TOKEN[_FILE]` first.
 //! Every value handed out is registered with the `Masker` so no output can show it.
 
 use std::collections::BTreeMap;
@@ -44,25 +45,72 @@ pub struct Secrets {
     /// Where a generated secret is stored the moment it is generated (`None`: kept in memory
     /// only — `--check`, `status`, `render` write nothing).
     persist: Option<PathBuf>,
+    /// The Consul ACL token, resolved once by `load` (see `resolve_consul_token`) with where
+    /// it came from: every Consul client and the templates' `secret(name="consul_token")`
+    /// read this one value.
+    consul_token: Option<(String, String)>,
 }
 
+/// The secret name of the Consul ACL token.
+pub const CONSUL_TOKEN: &str = "consul_token";
+
 impl Secrets {
-    /// Secrets from the environment only.
-    pub fn from_env(masker: Masker) -> Secrets {
-        Secrets {
+    /// Secrets from a YAML map file (must be mode 0600 or stricter) and the environment
+    /// (the environment wins); the Consul token is resolved here, once.
+    pub fn load(path: Option<&Path>, masker: Masker) -> Result<Secrets, SecretError> {
+        let mut s = Secrets {
             file: BTreeMap::new(),
             file_path: None,
             masker,
             generated: Arc::default(),
             persist: None,
+            consul_token: None,
+        };
+        if let Some(path) = path {
+            s.read_file(path)?;
         }
+        s.consul_token = s.resolve_consul_token()?;
+        if let Some((t, _)) = &s.consul_token {
+            s.masker.add(t);
+        }
+        Ok(s)
     }
 
-    /// Secrets from a YAML map file (must be mode 0600 or stricter) and the environment
-    /// (the environment wins).
-    pub fn load(path: Option<&Path>, masker: Masker) -> Result<Secrets, SecretError> {
-        let mut s = Secrets::from_env(masker);
-        let Some(path) = path else { return Ok(s) };
+    /// The Consul ACL token, first set of: `CONSUL_HTTP_TOKEN`, the file named by
+    /// `CONSUL_HTTP_TOKEN_FILE` (Consul's own variables), the `consul_token` secret
+    /// (`PROMFLEET_SECRET_CONSUL_TOKEN`, else the secrets file). Empty values count as unset.
+    fn resolve_consul_token(&self) -> Result<Option<(String, String)>, SecretError> {
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        if let Some(t) = env("CONSUL_HTTP_TOKEN") {
+            return Ok(Some((t, "CONSUL_HTTP_TOKEN".into())));
+        }
+        if let Some(file) = env("CONSUL_HTTP_TOKEN_FILE") {
+            let path = PathBuf::from(&file);
+            // Consul trims the file's whitespace (a trailing newline is the usual case).
+            let text = std::fs::read_to_string(&path).map_err(|e| SecretError::File {
+                path: path.clone(),
+                message: format!(
+                    "CONSUL_HTTP_TOKEN_FILE: cannot read the Consul token ({e}) — fix the path or unset it"
+                ),
+            })?;
+            let t = text.trim();
+            if !t.is_empty() {
+                return Ok(Some((t.to_owned(), file)));
+            }
+        }
+        let secret = std::env::var(Self::env_name(CONSUL_TOKEN))
+            .ok()
+            .or_else(|| self.file.get(CONSUL_TOKEN).cloned())
+            .filter(|v| !v.is_empty());
+        Ok(secret.map(|t| (t, self.plain_origin(CONSUL_TOKEN))))
+    }
+
+    /// The Consul ACL token of this run (already registered with the masker), if any.
+    pub fn consul_token(&self) -> Option<&str> {
+        self.consul_token.as_ref().map(|(t, _)| t.as_str())
+    }
+
+    fn read_file(&mut self, path: &Path) -> Result<(), SecretError> {
         let file_err = |message: String| SecretError::File {
             path: path.to_path_buf(),
             message,
@@ -96,11 +144,11 @@ impl Secrets {
                 serde_json::Value::String(s) => s,
                 other => other.to_string(),
             };
-            s.masker.add(&v);
-            s.file.insert(k, v);
+            self.masker.add(&v);
+            self.file.insert(k, v);
         }
-        s.file_path = Some(path.to_path_buf());
-        Ok(s)
+        self.file_path = Some(path.to_path_buf());
+        Ok(())
     }
 
     pub fn env_name(name: &str) -> String {
@@ -113,6 +161,15 @@ impl Secrets {
     /// The value of secret `name`, registered with the masker.
     pub fn get(&self, name: &str) -> Result<String, SecretError> {
         let env = Self::env_name(name);
+        if name == CONSUL_TOKEN {
+            return self
+                .consul_token()
+                .map(str::to_owned)
+                .ok_or_else(|| SecretError::Missing {
+                    name: name.to_string(),
+                    env,
+                });
+        }
         let v = std::env::var(&env)
             .ok()
             .or_else(|| self.file.get(name).cloned())
@@ -138,6 +195,13 @@ impl Secrets {
     /// Where `get(name)` reads the secret from, for messages: its environment variable, else
     /// the secrets file.
     pub fn origin(&self, name: &str) -> String {
+        match &self.consul_token {
+            Some((_, from)) if name == CONSUL_TOKEN => from.clone(),
+            _ => self.plain_origin(name),
+        }
+    }
+
+    fn plain_origin(&self, name: &str) -> String {
         let env = Self::env_name(name);
         match &self.file_path {
             Some(p) if std::env::var_os(&env).is_none() && self.file.contains_key(name) => {
@@ -228,7 +292,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("secrets.yml");
         std::fs::write(&path, "other: \"kept\"").expect("write");
-        let mut s = Secrets::from_env(Masker::default());
+        let mut s = Secrets::load(None, Masker::default()).expect("no file");
         s.persist_generated(&path);
         let v = s
             .get_or_generate("promfleet_unit_test_password")

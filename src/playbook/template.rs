@@ -65,10 +65,14 @@ pub struct Renderer {
     /// Template sources by name (parsed into `tera` once), with the file they came from.
     loaded: HashMap<String, (String, PathBuf)>,
     inline: HashMap<String, String>,
+    /// Whether the run has a Consul token (`Secrets::consul_token`): templates reference
+    /// its file only then.
+    consul_token_set: bool,
 }
 
 impl Renderer {
     pub fn new(project: Project, secrets: Secrets, mode: SecretMode) -> Renderer {
+        let consul_token_set = secrets.consul_token().is_some();
         let mut tera = Tera::default();
         tera.autoescape_on(vec![]);
         tera.register_function(
@@ -117,7 +121,12 @@ impl Renderer {
             project,
             loaded: HashMap::new(),
             inline: HashMap::new(),
+            consul_token_set,
         }
+    }
+
+    pub fn consul_token_set(&self) -> bool {
+        self.consul_token_set
     }
 
     pub fn project(&self) -> &Project {
@@ -280,7 +289,8 @@ pub struct SharedContext {
 }
 
 impl SharedContext {
-    pub fn new(inv: &Inventory) -> SharedContext {
+    /// `consul_token_set`: the run has a Consul token (`Renderer::consul_token_set`).
+    pub fn new(inv: &Inventory, consul_token_set: bool) -> SharedContext {
         let groups: Vec<Value> = inv
             .groups
             .iter()
@@ -298,7 +308,6 @@ impl SharedContext {
             .map(|h| json!({"name": h.name, "ip": h.ip.to_string()}))
             .collect();
         let agents: Vec<Value> = inv.consul.agents.iter().map(|u| agent_json(u)).collect();
-        let token_set = std::env::var_os(Secrets::env_name("consul_token")).is_some();
         SharedContext {
             base: json!({
                 "fleet_groups": groups,
@@ -306,7 +315,7 @@ impl SharedContext {
                 "consul": {
                     "agents": agents,
                     "datacenter": inv.consul.datacenter,
-                    "token_set": token_set,
+                    "token_set": consul_token_set,
                 },
             }),
         }
@@ -346,11 +355,11 @@ impl SharedContext {
 }
 
 fn agent_json(url: &str) -> Value {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("http", url));
-    let address = rest.trim_end_matches('/');
-    let (host, port) = match address.rsplit_once(':') {
-        Some((h, p)) => (h.to_string(), p.parse::<u16>().unwrap_or(8500)),
-        None => (address.to_string(), 8500),
-    };
-    json!({"url": format!("{scheme}://{address}"), "scheme": scheme, "address": format!("{host}:{port}"), "host": host, "port": port})
+    // The inventory holds parsed, normalized agent URLs; parsed again with the same parser.
+    match crate::inventory::AgentUrl::parse(url) {
+        Ok(a) => json!({
+            "url": a.url(), "scheme": a.scheme, "address": a.address(), "host": a.host, "port": a.port
+        }),
+        Err(_) => json!({"url": url}),
+    }
 }
