@@ -16,3 +16,6 @@ pub mod project;
 pub mod report;
 pub mod status;
 pub mod transport;
+
+#[cfg(test)]
+mod fixtures;

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
 use super::{Connector, Executor, RetryPolicy, RunOptions};
-use crate::inventory::{Host, SourcePos};
+use crate::fixtures::{host, step};
 use crate::modules::command::CommandAction;
 use crate::modules::compose::ComposeAction;
 use crate::modules::consul::ConsulClient;
@@ -20,28 +20,6 @@ use crate::report::{HostStatus, Masker, RunReport, Silent};
 use crate::transport::fake::{FakeFleet, Refusal, Reply};
 
 const ATTEMPTS: u32 = 3;
-
-fn host(name: &str) -> Host {
-    Host {
-        name: name.into(),
-        ip: std::net::IpAddr::from([127, 0, 0, 1]),
-        group: "IDE".into(),
-        groups: vec!["IDE".into()],
-        ssh: Default::default(),
-        vars: Default::default(),
-        pos: SourcePos::default(),
-    }
-}
-
-fn step(name: &str, module: ModuleKind, action: Action) -> Step {
-    Step {
-        name: name.into(),
-        module,
-        pos: SourcePos::default(),
-        action: Some(action),
-        notify: Vec::new(),
-    }
-}
 
 /// A `command` step running `cmd` (the fake matches on the text).
 fn command(cmd: &str) -> Step {

@@ -661,29 +661,8 @@ fn port(a: &Args<'_>, k: &str) -> Result<u16, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fixtures::{host, step};
     use crate::modules::restore::RestoreAction;
-
-    fn host(name: &str) -> Host {
-        Host {
-            name: name.into(),
-            ip: std::net::IpAddr::from([127, 0, 0, 1]),
-            group: "IDE".into(),
-            groups: vec!["IDE".into()],
-            ssh: Default::default(),
-            vars: Default::default(),
-            pos: SourcePos::default(),
-        }
-    }
-
-    fn step(name: &str, module: ModuleKind, action: Action) -> Step {
-        Step {
-            name: name.into(),
-            module,
-            pos: SourcePos::default(),
-            action: Some(action),
-            notify: Vec::new(),
-        }
-    }
 
     fn copy(dest: &str, content: &str) -> Step {
         let f = FileAction {
