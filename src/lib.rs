@@ -1,7 +1,8 @@
 //! promfleet: an agentless, Ansible-style deployer of Prometheus monitoring over SSH.
 //!
 //! Data flows one way: `inventory` → `playbook` (plan) → `executor` → `transport` and
-//! `modules` → `report`; `status` reads hosts without changing them; `base` holds the small
+//! `modules` → `report`; `facts` are the read-only probes that modules and `status` share;
+//! `status` reads hosts without changing them; `base` holds the small
 //! helpers all of them share. Printing happens in `main.rs`, `cli/` and
 //! `report::TerminalReporter`, plus one warning in `transport::known_hosts` (a malformed
 //! known_hosts line).
@@ -9,6 +10,7 @@
 pub mod base;
 pub mod cli;
 pub mod executor;
+pub mod facts;
 pub mod inventory;
 pub mod modules;
 pub mod playbook;
