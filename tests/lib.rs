@@ -15,6 +15,7 @@ mod engine;
 mod exporters;
 mod faults;
 mod hostile;
+mod package;
 mod project;
 mod regression;
 mod rollout;

@@ -12,7 +12,13 @@ use crate::support::*;
 
 /// promfleet run in `cwd` with no project in the environment.
 fn run_in(cwd: &Path, args: &[&str]) -> Output {
-    Command::new(bin())
+    run_with(Path::new(bin()), cwd, args)
+}
+
+/// `program` (this build's binary, or the installed package's: tests/package.rs) run in `cwd`
+/// with no project in the environment.
+fn run_with(program: &Path, cwd: &Path, args: &[&str]) -> Output {
+    Command::new(program)
         .current_dir(cwd)
         .args(args)
         .env_remove("PROMFLEET_PROJECT")
@@ -442,6 +448,13 @@ fn init_then_exporters_from_an_empty_directory_rolls_out() {
     if !require_root() {
         return;
     }
+    init_then_exporters_rolls_out(Path::new(bin()));
+}
+
+/// The scenario of the test above with `program` as promfleet; tests/package.rs runs it with
+/// the installed package's /usr/bin/promfleet.
+pub(crate) fn init_then_exporters_rolls_out(program: &Path) {
+    let run_in = |cwd: &Path, args: &[&str]| run_with(program, cwd, args);
     let consul = crate::exporters::Double::start();
     let fleet = testkit::sshd::Fleet::builder()
         .hosts(2)
