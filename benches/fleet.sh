@@ -80,24 +80,98 @@ check_services() {
     fi
 }
 
-# floor DIR N [KEX]: one OpenSSH `ssh host true` per host, $FORKS at a time. OpenSSH 9.2 picks
-# sntrup761x25519 by default; KEX=curve25519-sha256 is what russh negotiates with this sshd.
+# What promfleet (russh 0.65) negotiates with this sshd: russh prefers mlkem768x25519-sha256,
+# which OpenSSH 9.2 lacks, so curve25519-sha256; chacha20-poly1305 (an AEAD cipher, so no
+# separate MAC: sshd logs "MAC: <implicit>"); no compression. The `negotiated` step below reads
+# it from a DEBUG sshd's log on every run instead of trusting this comment.
+RUSSH_KEX=curve25519-sha256
+RUSSH_CIPHER=chacha20-poly1305@openssh.com
+# ssh options of the like-for-like floor: promfleet's key exchange, cipher and compression.
+LIKE_RUSSH="-o KexAlgorithms=$RUSSH_KEX -o Ciphers=$RUSSH_CIPHER -o Compression=no"
+
+ssh_cmd() {
+    echo "ssh -F /dev/null -o BatchMode=yes -o StrictHostKeyChecking=yes -o IdentitiesOnly=yes \
+        -o ConnectTimeout=10 -o LogLevel=ERROR -o UserKnownHostsFile=$FLEET_KNOWN_HOSTS \
+        -i $FLEET_KEY -l $FLEET_USER"
+}
+
+# floor DIR N [like-russh]: one OpenSSH `ssh host true` per host, $FORKS at a time. OpenSSH
+# 9.2 picks sntrup761x25519-sha512 by default; `like-russh` forces promfleet's algorithms.
 floor() {
-    local dir=$1 n=$2 kex=${3:-} label="floor ssh true" opt=""
-    if [ -n "$kex" ]; then label="floor ssh true kex=$kex"; opt="-o KexAlgorithms=$kex"; fi
+    local dir=$1 n=$2 like=${3:-} label="floor ssh true" opt=""
+    if [ -n "$like" ]; then label="floor ssh true kex=$RUSSH_KEX"; opt=$LIKE_RUSSH; fi
+    sshd_mark
     $M --label "$label N=$n P=$FORKS" --timeout 600 --log "$dir/floor.log" -- \
-        sh -c "xargs -P $FORKS -I{} ssh -F /dev/null -o BatchMode=yes -o StrictHostKeyChecking=yes \
-            -o IdentitiesOnly=yes -o ConnectTimeout=10 -o LogLevel=ERROR $opt \
-            -o UserKnownHostsFile=$FLEET_KNOWN_HOSTS -i $FLEET_KEY -p $FLEET_PORT \
-            $FLEET_USER@{} true < $dir/hosts.txt" || true
+        sh -c "xargs -P $FORKS -I{} $(ssh_cmd) $opt -p $FLEET_PORT {} true < $dir/hosts.txt" || true
+    sshd_count "$label N=$n" "$n"
+}
+
+# SSH connections and session channels per host of one run, from the shared sshd's VERBOSE log
+# (one "Accepted publickey" per authenticated connection, one "Starting session:" per exec or
+# subsystem channel): sshd_mark before the run, sshd_count LABEL N after it.
+SSHD_MARK=0
+sshd_mark() { SSHD_MARK=$(wc -l < "$FLEET_ROOT/.sshd/shared/sshd.log"); }
+sshd_count() {
+    local label=$1 n=$2 conns chans
+    conns=$(tail -n +$((SSHD_MARK + 1)) "$FLEET_ROOT/.sshd/shared/sshd.log" | grep -c 'Accepted publickey' || true)
+    chans=$(tail -n +$((SSHD_MARK + 1)) "$FLEET_ROOT/.sshd/shared/sshd.log" | grep -c 'Starting session:' || true)
+    # Runs against another sshd (MaxStartups) leave the shared one's log alone.
+    [ "$conns" -gt 0 ] || return 0
+    echo "{\"label\": \"ssh per host: $label\", \"connections\": $conns, \"channels\": $chans, \"hosts\": $n, \"connections_per_host\": $(python3 -c "print(round($conns/$n, 2))"), \"channels_per_host\": $(python3 -c "print(round($chans/$n, 2))")}" >> "$RESULTS"
+}
+
+# negotiated DIR: the algorithms promfleet and both floors' ssh actually negotiate, read from a
+# second sshd (a copy of the fleet's, LogLevel DEBUG1, own port) that logs "kex: algorithm:",
+# "kex: host key algorithm:" and "kex: client->server cipher: … MAC: … compression: …".
+negotiated() {
+    local dir=$1 d=$1/debug-sshd port host pid
+    mkdir -p "$d"
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("0.0.0.0", 0)); print(s.getsockname()[1])')
+    sed -e "s/^ListenAddress .*/ListenAddress 0.0.0.0:$port/" -e "s/^LogLevel .*/LogLevel DEBUG1/" \
+        -e "s|^PidFile .*|PidFile $d/sshd.pid|" "$FLEET_ROOT/.sshd/shared/sshd_config" > "$d/sshd_config"
+    sed "s/]:$FLEET_PORT /]:$port /" "$FLEET_KNOWN_HOSTS" > "$d/known_hosts"
+    sed "s/port: $FLEET_PORT, /port: $port, /" "$dir/promfleet.yml" > "$d/promfleet.yml"
+    host=$(grep -o 'name: [^,}]*' "$d/promfleet.yml" | head -1 | cut -d' ' -f2)
+    /usr/sbin/sshd -D -f "$d/sshd_config" -E "$d/sshd.log" &
+    pid=$!
+    for _ in $(seq 50); do [ -s "$d/sshd.pid" ] && break; sleep 0.1; done
+    local ip
+    ip=$(head -1 "$dir/hosts.txt")
+    for who in promfleet floor-default floor-like-russh; do
+        : > "$d/sshd.log"
+        case $who in
+            promfleet) timeout 60 "$PF" exec -i "$d/promfleet.yml" -l "$host" --known-hosts "$d/known_hosts" \
+                           --state-dir "$d/state" --no-agent -- true >/dev/null 2>&1 || true ;;
+            floor-default) timeout 60 $(ssh_cmd | sed "s|$FLEET_KNOWN_HOSTS|$d/known_hosts|") -p "$port" "$ip" true || true ;;
+            floor-like-russh) timeout 60 $(ssh_cmd | sed "s|$FLEET_KNOWN_HOSTS|$d/known_hosts|") $LIKE_RUSSH -p "$port" "$ip" true || true ;;
+        esac
+        sleep 0.3
+        python3 - "$d/sshd.log" "$who" >> "$RESULTS" <<'PY'
+import json, re, sys
+log = open(sys.argv[1], errors="replace").read()
+def grab(pat):
+    m = re.search(pat, log)
+    return m.group(1) if m else None
+print(json.dumps({"label": f"negotiated: {sys.argv[2]}",
+    "kex": grab(r"kex: algorithm: (\S+)"),
+    "host_key": grab(r"kex: host key algorithm: (\S+)"),
+    "cipher": grab(r"kex: client->server cipher: (\S+)"),
+    "mac": grab(r"kex: client->server cipher: \S+ MAC: (\S+)"),
+    "compression": grab(r"kex: client->server cipher: .* compression: (\S+)")}))
+PY
+    done
+    kill -TERM "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
 }
 
 promfleet() {
     local dir=$1 n=$2 label=$3 forks=$4; shift 4
+    sshd_mark
     $M --label "promfleet $label N=$n forks=$forks" --timeout 900 --log "$dir/promfleet-$label.log" -- \
         "$PF" exporters --playbook "$REPO/playbooks/exporters.yml" -i "$dir/promfleet.yml" \
         --known-hosts "$FLEET_KNOWN_HOSTS" --state-dir "$dir/state" --no-agent \
         --forks "$forks" -q "$@" || true
+    sshd_count "promfleet $label N=$n" "$n"
 }
 
 ansible() {
@@ -120,7 +194,8 @@ for n in $HOSTS; do
     promfleet "$dir" "$n" first "$FORKS"
     check_services $((2 * n)) "promfleet first N=$n"
     promfleet "$dir" "$n" rerun "$FORKS"
-    floor "$dir" "$n" curve25519-sha256
+    floor "$dir" "$n" like-russh
+    if [ "$n" = "$(echo $HOSTS | cut -d' ' -f1)" ]; then negotiated "$dir"; fi
     stop_fleet
     for an in $ANSIBLE_HOSTS; do
         [ "$an" = "$n" ] || continue
