@@ -1,0 +1,262 @@
+//! Hosts an Ansible inventory gives by DNS name (as `ansible_host`, or as the inventory name
+//! itself), turned into the address promfleet registers in Consul and scrapes: resolved once,
+//! at load, on the jump host, every distinct name in parallel under one deadline.
+//!
+//! Owns: the `Resolver` seam (the system's getaddrinfo, or a fake in tests), the deadline, the
+//! choice of address (the first the resolver returns: the one `ssh` tries first), and the
+//! stand-in addresses of `--no-resolve`. Must not touch: SSH — the connection still goes to
+//! the name, so `~/.ssh/config` applies to it as it does for `ssh NAME`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, Ipv4Addr, ToSocketAddrs};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::error::InventoryError;
+use super::validate::{Draft, is_valid_name};
+
+/// How long the whole inventory's names may take to resolve (each lookup runs in parallel,
+/// so this is also the bound for one slow name).
+pub const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Lookups in flight at once: enough for a large inventory, few enough threads for a jump host.
+const RESOLVE_THREADS: usize = 32;
+
+/// Looks a DNS name up; the addresses in the order a client should try them.
+pub trait Resolver: Send + Sync {
+    fn lookup(&self, name: &str) -> Result<Vec<IpAddr>, String>;
+}
+
+/// The system resolver (getaddrinfo: /etc/hosts, DNS, nsswitch), as `ssh` resolves a name.
+pub struct SystemResolver;
+
+impl Resolver for SystemResolver {
+    fn lookup(&self, name: &str) -> Result<Vec<IpAddr>, String> {
+        (name, 0u16)
+            .to_socket_addrs()
+            .map(|addrs| addrs.map(|a| a.ip()).collect())
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// What to do with hosts given by DNS name.
+#[derive(Clone)]
+pub enum Names {
+    /// Resolve every name, all within `timeout`.
+    Resolve {
+        resolver: Arc<dyn Resolver>,
+        timeout: Duration,
+    },
+    /// `--no-resolve`: no lookup; each such host gets a stand-in address (`STAND_IN_NET`).
+    StandIn,
+}
+
+impl Names {
+    /// The system resolver with the default deadline.
+    pub fn system() -> Names {
+        Names::Resolve {
+            resolver: Arc::new(SystemResolver),
+            timeout: RESOLVE_TIMEOUT,
+        }
+    }
+}
+
+/// How a host given by DNS name got its address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedName {
+    /// The name as the inventory gives it (what SSH connects to).
+    pub name: String,
+    /// True when the address is a `--no-resolve` stand-in, not the name's.
+    pub stand_in: bool,
+}
+
+/// `240.0.0.0/4`, reserved (RFC 1112) and never routed: a stand-in address cannot reach or
+/// register anything real, and cannot collide with a real host's.
+pub const STAND_IN_NET: Ipv4Addr = Ipv4Addr::new(240, 0, 0, 0);
+
+/// Give every draft host marked `by_name` an address: the resolver's first answer, or a
+/// stand-in. Errors name the host, the name and where it is written; the first in file order.
+pub(crate) fn resolve_names(draft: &mut Draft, names: &Names) -> Result<(), InventoryError> {
+    let wanted: Vec<usize> = (0..draft.hosts.len())
+        // An invalid hostname is reported by `validate`, not looked up.
+        .filter(|&i| draft.hosts[i].by_name && is_valid_name(&draft.hosts[i].name))
+        .collect();
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let answers: HashMap<String, Result<IpAddr, String>> = match names {
+        Names::StandIn => HashMap::new(),
+        Names::Resolve { resolver, timeout } => {
+            let mut distinct: Vec<String> = wanted
+                .iter()
+                .filter_map(|&i| draft.hosts[i].ip.as_ref().map(|(n, _)| n.clone()))
+                .collect();
+            distinct.sort();
+            distinct.dedup();
+            lookup_all(resolver.clone(), distinct, *timeout)
+        }
+    };
+    let mut resolved = BTreeMap::new();
+    for (n, &i) in wanted.iter().enumerate() {
+        let h = &mut draft.hosts[i];
+        let Some((name, pos)) = h.ip.as_mut() else {
+            continue;
+        };
+        let stand_in = matches!(names, Names::StandIn);
+        let ip = if stand_in {
+            stand_in_address(n)?
+        } else {
+            match answers.get(name.as_str()) {
+                Some(Ok(ip)) => *ip,
+                Some(Err(why)) => {
+                    return Err(InventoryError::Syntax {
+                        pos: pos.clone(),
+                        message: format!("host `{}`: cannot resolve `{name}`: {why}", h.name),
+                        help: Some(RESOLVE_HELP.to_owned()),
+                    });
+                }
+                None => {
+                    let secs = match names {
+                        Names::Resolve { timeout, .. } => timeout.as_secs_f64(),
+                        Names::StandIn => 0.0,
+                    };
+                    return Err(InventoryError::Syntax {
+                        pos: pos.clone(),
+                        message: format!(
+                            "host `{}`: `{name}` did not resolve within {secs}s",
+                            h.name
+                        ),
+                        help: Some(RESOLVE_HELP.to_owned()),
+                    });
+                }
+            }
+        };
+        resolved.insert(
+            h.name.clone(),
+            ResolvedName {
+                name: std::mem::replace(name, ip.to_string()),
+                stand_in,
+            },
+        );
+    }
+    draft.resolved_names = resolved;
+    Ok(())
+}
+
+const RESOLVE_HELP: &str = "check the name (DNS or /etc/hosts on this machine), give the \
+    address as ansible_host=10.0.1.12 (or `ip`), or pass --no-resolve to render offline";
+
+/// The n-th stand-in address (n from 0).
+fn stand_in_address(n: usize) -> Result<IpAddr, InventoryError> {
+    let base = u32::from(STAND_IN_NET);
+    u32::try_from(n)
+        .ok()
+        .filter(|&n| n < (1 << 28) - 2)
+        .map(|n| IpAddr::V4(Ipv4Addr::from(base + n + 1)))
+        .ok_or_else(|| InventoryError::Other {
+            file: Default::default(),
+            message: "more hosts by name than stand-in addresses".to_owned(),
+        })
+}
+
+/// Every name looked up on a pool of threads; names without an answer by the deadline are
+/// missing from the result (their threads are left to finish: getaddrinfo cannot be
+/// cancelled, and the answer is no longer wanted).
+fn lookup_all(
+    resolver: Arc<dyn Resolver>,
+    names: Vec<String>,
+    timeout: Duration,
+) -> HashMap<String, Result<IpAddr, String>> {
+    let deadline = Instant::now() + timeout;
+    let total = names.len();
+    let queue = Arc::new(Mutex::new(names));
+    let (tx, rx) = mpsc::channel();
+    for _ in 0..total.min(RESOLVE_THREADS) {
+        let (queue, tx, resolver) = (queue.clone(), tx.clone(), resolver.clone());
+        std::thread::spawn(move || {
+            loop {
+                let next = queue.lock().unwrap_or_else(|p| p.into_inner()).pop();
+                let Some(name) = next else { break };
+                let answer = resolver.lookup(&name).and_then(|ips| {
+                    ips.first()
+                        .copied()
+                        .ok_or_else(|| "no address".to_owned())
+                });
+                if tx.send((name, answer)).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    drop(tx);
+    let mut out = HashMap::with_capacity(total);
+    while out.len() < total {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok((name, answer)) => {
+                out.insert(name, answer);
+            }
+            Err(_) => break,
+        }
+    }
+    out
+}
+
+/// Hosts with a `--no-resolve` stand-in address, by name (the DNS name they stand for).
+fn stand_ins(inv: &super::Inventory) -> Vec<(&str, &str, IpAddr)> {
+    inv.hosts
+        .iter()
+        .filter_map(|h| {
+            let r = inv.resolved_names.get(&h.name)?;
+            r.stand_in
+                .then_some((h.name.as_str(), r.name.as_str(), h.ip))
+        })
+        .collect()
+}
+
+/// What `--no-resolve` did, for the terminal: how many hosts got stand-ins, the first few.
+pub fn stand_in_note(inv: &super::Inventory) -> Option<String> {
+    let all = stand_ins(inv);
+    if all.is_empty() {
+        return None;
+    }
+    let shown: Vec<String> = all
+        .iter()
+        .take(3)
+        .map(|(host, name, ip)| {
+            if host == name {
+                format!("{host} → {ip}")
+            } else {
+                format!("{host} ({name}) → {ip}")
+            }
+        })
+        .collect();
+    let more = if all.len() > shown.len() { ", …" } else { "" };
+    Some(format!(
+        "--no-resolve: {} host(s) given by DNS name have stand-in addresses from {STAND_IN_NET}/4 \
+         (never routed) where their address is used: {}{more}",
+        all.len(),
+        shown.join(", ")
+    ))
+}
+
+/// Refuse an inventory with stand-in addresses where addresses are used for real (deploy,
+/// rollback): they would be registered in Consul and scraped.
+pub fn refuse_stand_ins(inv: &super::Inventory) -> Result<(), InventoryError> {
+    let Some((host, name, _)) = stand_ins(inv).into_iter().next() else {
+        return Ok(());
+    };
+    let pos = inv
+        .host(host)
+        .map(|h| h.pos.clone())
+        .unwrap_or_default();
+    Err(InventoryError::Syntax {
+        pos,
+        message: format!(
+            "host `{host}` has a --no-resolve stand-in address instead of `{name}`'s: \
+             --no-resolve is for offline `render` and `inventory list`"
+        ),
+        help: Some("run without --no-resolve, so names are resolved".to_owned()),
+    })
+}
