@@ -20,8 +20,8 @@ mod node;
 mod promfleet;
 mod resolve;
 mod serial;
-mod ssh_args;
 mod server_list;
+mod ssh_args;
 #[cfg(test)]
 mod tests;
 mod validate;

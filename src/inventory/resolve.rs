@@ -178,11 +178,9 @@ fn lookup_all(
             loop {
                 let next = queue.lock().unwrap_or_else(|p| p.into_inner()).pop();
                 let Some(name) = next else { break };
-                let answer = resolver.lookup(&name).and_then(|ips| {
-                    ips.first()
-                        .copied()
-                        .ok_or_else(|| "no address".to_owned())
-                });
+                let answer = resolver
+                    .lookup(&name)
+                    .and_then(|ips| ips.first().copied().ok_or_else(|| "no address".to_owned()));
                 if tx.send((name, answer)).is_err() {
                     break;
                 }
@@ -247,10 +245,7 @@ pub fn refuse_stand_ins(inv: &super::Inventory) -> Result<(), InventoryError> {
     let Some((host, name, _)) = stand_ins(inv).into_iter().next() else {
         return Ok(());
     };
-    let pos = inv
-        .host(host)
-        .map(|h| h.pos.clone())
-        .unwrap_or_default();
+    let pos = inv.host(host).map(|h| h.pos.clone()).unwrap_or_default();
     Err(InventoryError::Syntax {
         pos,
         message: format!(

@@ -27,11 +27,15 @@ const SUPPORTED: &[&str] = &[
 /// Why an option is refused, for the ones people write most.
 fn why_refused(key: &str) -> &'static str {
     match key.to_ascii_lowercase().as_str() {
-        "proxycommand" => "promfleet does not run proxy commands: use `-o ProxyJump=[user@]bastion[:port]`",
+        "proxycommand" => {
+            "promfleet does not run proxy commands: use `-o ProxyJump=[user@]bastion[:port]`"
+        }
         "controlmaster" | "controlpersist" | "controlpath" => {
             "promfleet keeps one connection per host for the whole run already: drop it"
         }
-        _ => "promfleet's SSH client does not implement it: drop it, or use ssh's config file for options ssh alone needs",
+        _ => {
+            "promfleet's SSH client does not implement it: drop it, or use ssh's config file for options ssh alone needs"
+        }
     }
 }
 
@@ -39,7 +43,8 @@ fn why_refused(key: &str) -> &'static str {
 /// `-o Key=Value`, `-oKey=Value`, `-o "Key Value"` and `-J hop` (= `-o ProxyJump=hop`);
 /// anything else is an error saying what and why.
 pub(crate) fn parse(args: &str) -> Result<Vec<(String, String)>, String> {
-    let words = shlex::split(args).ok_or_else(|| format!("cannot split `{args}` as a shell would (an unclosed quote?)"))?;
+    let words = shlex::split(args)
+        .ok_or_else(|| format!("cannot split `{args}` as a shell would (an unclosed quote?)"))?;
     let mut out = Vec::new();
     let mut words = words.into_iter();
     while let Some(w) = words.next() {
@@ -61,7 +66,9 @@ pub(crate) fn parse(args: &str) -> Result<Vec<(String, String)>, String> {
                 "the ssh flag `{w}` is not supported (only `-o Key=Value` and `-J`)"
             ));
         } else {
-            return Err(format!("`{w}` is not an ssh option (only `-o Key=Value` and `-J`)"));
+            return Err(format!(
+                "`{w}` is not an ssh option (only `-o Key=Value` and `-J`)"
+            ));
         };
         out.push(key_value(&option)?);
     }

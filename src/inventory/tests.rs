@@ -1165,8 +1165,11 @@ fn layout_directory_loop_is_an_error_not_endless_recursion() {
 
 /// A resolver answering from a table; a name mapped to `None` never answers (until the test
 /// ends); every lookup is counted.
+/// A fake answer: `None` never answers.
+type Answer = Option<Result<Vec<IpAddr>, String>>;
+
 struct FakeResolver {
-    table: std::collections::HashMap<&'static str, Option<Result<Vec<IpAddr>, String>>>,
+    table: std::collections::HashMap<&'static str, Answer>,
     calls: std::sync::Mutex<Vec<String>>,
     /// Lookups block until this many are in flight at once (proves they run in parallel).
     barrier: Option<std::sync::Barrier>,
@@ -1188,10 +1191,7 @@ impl Resolver for FakeResolver {
     }
 }
 
-fn fake(
-    entries: &[(&'static str, Option<Result<Vec<IpAddr>, String>>)],
-    barrier: usize,
-) -> std::sync::Arc<FakeResolver> {
+fn fake(entries: &[(&'static str, Answer)], barrier: usize) -> std::sync::Arc<FakeResolver> {
     std::sync::Arc::new(FakeResolver {
         table: entries.iter().cloned().collect(),
         calls: Default::default(),
@@ -1199,15 +1199,12 @@ fn fake(
     })
 }
 
-fn ips(list: &[&str]) -> Option<Result<Vec<IpAddr>, String>> {
+fn ips(list: &[&str]) -> Answer {
     Some(Ok(list.iter().map(|s| s.parse().unwrap()).collect()))
 }
 
 fn with(resolver: std::sync::Arc<FakeResolver>, timeout: std::time::Duration) -> Names {
-    Names::Resolve {
-        resolver,
-        timeout,
-    }
+    Names::Resolve { resolver, timeout }
 }
 
 #[test]
@@ -1263,9 +1260,13 @@ fn dns_names_are_resolved_once_in_parallel_and_ssh_keeps_the_name() {
 fn unresolvable_name_names_host_and_line() {
     let r = fake(&[("ok.lan", ips(&["10.9.1.1"]))], 0);
     let text = "[g]\na ansible_host=ok.lan\nb ansible_user=x ansible_host=nosuch.lan\n";
-    let e = parse_str_with(text, Path::new("u.ini"), &with(r, std::time::Duration::from_secs(60)))
-        .unwrap_err()
-        .to_string();
+    let e = parse_str_with(
+        text,
+        Path::new("u.ini"),
+        &with(r, std::time::Duration::from_secs(60)),
+    )
+    .unwrap_err()
+    .to_string();
     assert!(
         e.starts_with("u.ini:3:18:")
             && e.contains("host `b`: cannot resolve `nosuch.lan`: Name or service not known")
@@ -1274,10 +1275,17 @@ fn unresolvable_name_names_host_and_line() {
     );
     // The inventory name itself, when there is no ansible_host.
     let r = fake(&[], 0);
-    let e = parse_str_with("[g]\nweb1\n", Path::new("n.ini"), &with(r, std::time::Duration::from_secs(60)))
-        .unwrap_err()
-        .to_string();
-    assert!(e.starts_with("n.ini:2:1:") && e.contains("host `web1`: cannot resolve `web1`"), "{e}");
+    let e = parse_str_with(
+        "[g]\nweb1\n",
+        Path::new("n.ini"),
+        &with(r, std::time::Duration::from_secs(60)),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.starts_with("n.ini:2:1:") && e.contains("host `web1`: cannot resolve `web1`"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -1299,11 +1307,18 @@ fn a_name_that_does_not_answer_is_an_error_at_the_deadline() {
 
 #[test]
 fn two_names_for_one_address_are_a_duplicate_ip() {
-    let r = fake(&[("a.lan", ips(&["10.9.3.1"])), ("b.lan", ips(&["10.9.3.1"]))], 0);
+    let r = fake(
+        &[("a.lan", ips(&["10.9.3.1"])), ("b.lan", ips(&["10.9.3.1"]))],
+        0,
+    );
     let text = "[g]\na ansible_host=a.lan\nb ansible_host=b.lan\n";
-    let e = parse_str_with(text, Path::new("d.ini"), &with(r, std::time::Duration::from_secs(60)))
-        .unwrap_err()
-        .to_string();
+    let e = parse_str_with(
+        text,
+        Path::new("d.ini"),
+        &with(r, std::time::Duration::from_secs(60)),
+    )
+    .unwrap_err()
+    .to_string();
     assert!(
         e.contains("duplicate ip 10.9.3.1 (resolved from `b.lan` and `a.lan`) for `b`"),
         "{e}"
@@ -1319,10 +1334,21 @@ fn no_resolve_gives_stand_ins_that_deploy_refuses() {
     assert!(inv.hosts[..2].iter().all(|h| !h.ip.is_loopback()
         && matches!(h.ip, IpAddr::V4(v4) if v4.octets()[0] >= 240)));
     let note = stand_in_note(&inv).unwrap();
-    assert!(note.contains("2 host(s)") && note.contains("web2 (web2.lan) → 240.0.0.2"), "{note}");
+    assert!(
+        note.contains("2 host(s)") && note.contains("web2 (web2.lan) → 240.0.0.2"),
+        "{note}"
+    );
     let e = refuse_stand_ins(&inv).unwrap_err().to_string();
-    assert!(e.starts_with("s.ini:2:1:") && e.contains("host `web1`"), "{e}");
-    let resolved = parse_str_with("[g]\nlit ansible_host=10.9.4.1\n", Path::new("s.ini"), &Names::StandIn).unwrap();
+    assert!(
+        e.starts_with("s.ini:2:1:") && e.contains("host `web1`"),
+        "{e}"
+    );
+    let resolved = parse_str_with(
+        "[g]\nlit ansible_host=10.9.4.1\n",
+        Path::new("s.ini"),
+        &Names::StandIn,
+    )
+    .unwrap();
     assert!(refuse_stand_ins(&resolved).is_ok() && stand_in_note(&resolved).is_none());
 }
 
@@ -1358,7 +1384,11 @@ fn ssh_args_become_ssh_options_or_a_located_refusal() {
         .collect();
     assert_eq!(
         opts,
-        [("StrictHostKeyChecking", "no"), ("ProxyJump", "b@bast"), ("Port", "2200")]
+        [
+            ("StrictHostKeyChecking", "no"),
+            ("ProxyJump", "b@bast"),
+            ("Port", "2200")
+        ]
     );
     assert!(!inv.hosts[0].vars.contains_key("ansible_ssh_common_args"));
     let e = parse_err(
@@ -1376,7 +1406,10 @@ fn ssh_args_become_ssh_options_or_a_located_refusal() {
 
 #[test]
 fn connection_local_is_refused_naming_host_line_and_fix() {
-    let e = parse_err("[g]\nbox ansible_host=10.9.6.1\nme ansible_connection=local\n", "c.ini");
+    let e = parse_err(
+        "[g]\nbox ansible_host=10.9.6.1\nme ansible_connection=local\n",
+        "c.ini",
+    );
     assert!(
         e.starts_with("c.ini:3:4:")
             && e.contains("host `me`: ansible_connection=local")

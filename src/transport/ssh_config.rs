@@ -417,12 +417,13 @@ impl SshConfig {
         if let Some(j) = &q.jump {
             a.extend(["-J".into(), j.clone()]);
         }
-        // After -l/-p: OpenSSH keeps the first value, so the inventory's user and port win
-        // over a `-o User=`/`-o Port=`, as on the command line Ansible builds.
+        // OpenSSH keeps an option's first value: `extra` (the identity-file expansion's own
+        // UserKnownHostsFile) must beat the inventory's; the inventory's user and port (-l/-p)
+        // beat a `-o User=`/`-o Port=`, as on the command line Ansible builds.
+        a.extend(extra.iter().cloned());
         for (k, v) in &q.options {
             a.extend(["-o".into(), format!("{k}={v}")]);
         }
-        a.extend(extra.iter().cloned());
         a.push("--".into());
         a.push(q.destination.clone());
         a
