@@ -3,7 +3,9 @@
 //!
 //! Owns: the group graph (`Collected`), the meaning of Ansible connection variables
 //! (`ansible_host`, `ansible_user`, `ansible_port`, `ansible_ssh_private_key_file`,
-//! `ansible_become`, `ansible_become_password`), the promfleet variables read from `all` (`consul_agents`,
+//! `ansible_become`, `ansible_become_password`, `ansible_connection`, the SSH options of
+//! `ansible_ssh_common_args`/`_extra_args` via `ssh_args`), which address is a DNS name to
+//! resolve (`resolve`), the promfleet variables read from `all` (`consul_agents`,
 //! `consul_datacenter`), Ansible's variable precedence, and the choice of a host's fleet
 //! group: the innermost group that lists it directly, other than `all`, `ungrouped` and
 //! `monitoring` (`ungrouped` for a host in none).

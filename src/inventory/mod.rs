@@ -1,7 +1,8 @@
 //! The one Inventory model every input format turns into.
 //!
 //! Owns: hosts, their groups, vars, the monitoring hosts and the Consul agent addresses.
-//! Must not touch: the network, playbooks, templates. Formats live in submodules and only
+//! Must not touch: the network (but for the one DNS lookup of hosts given by name, at load:
+//! `resolve`), playbooks, templates. Formats live in submodules and only
 //! build this model; `validate` is the single place that enforces its invariants.
 
 // InventoryError is large (positions carry paths), but it is returned once per run on a
