@@ -1106,3 +1106,68 @@ fn ssh_args_resolve_as_openssh_resolves_them() {
     }
     assert!(diffs.is_empty(), "{}", diffs.join("\n"));
 }
+
+/// `--no-resolve`: no lookup, stand-in addresses that `render` uses and `deploy` refuses;
+/// without it, a name resolves as the system resolver answers (`localhost` only: /etc/hosts,
+/// no DNS traffic) and SSH keeps the name.
+#[test]
+fn no_resolve_renders_offline_and_deploy_refuses_stand_ins() {
+    let dir = tempfile::tempdir().unwrap();
+    let inv = dir.path().join("hosts.ini");
+    std::fs::write(
+        &inv,
+        "[web]\nweb1.example.com\n[monitoring]\nmon ansible_host=mon.example.com\n\
+         [all:vars]\nconsul_agents=http://10.0.0.5:8500\n",
+    )
+    .unwrap();
+    let out = Run::new(&["render", "--no-resolve", "--out"])
+        .arg(dir.path().join("out"))
+        .arg("-i")
+        .arg(&inv)
+        .output();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let note = stderr(&out);
+    assert!(
+        note.contains("--no-resolve: 2 host(s)")
+            && note.contains("web1.example.com → 240.0.0.1")
+            && note.contains("mon (mon.example.com) → 240.0.0.2"),
+        "{note}"
+    );
+    let compose = std::fs::read_to_string(
+        dir.path()
+            .join("out/mon/opt/promfleet/monitoring/docker-compose.yml"),
+    )
+    .unwrap();
+    assert!(compose.contains("http://240.0.0.2:"), "{compose}");
+
+    let out = Run::new(&["deploy", "exporters.yml", "--check", "--no-resolve", "-i"])
+        .arg(&inv)
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .output();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("hosts.ini:2:1: host `web1.example.com` has a --no-resolve stand-in"),
+        "{err}"
+    );
+
+    std::fs::write(
+        &inv,
+        "[web]\napp ansible_host=localhost ansible_port=2222\n",
+    )
+    .unwrap();
+    let out = Run::new(&["inventory", "list", "--json", "-i"])
+        .arg(&inv)
+        .output();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rows: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let want = std::net::ToSocketAddrs::to_socket_addrs(&("localhost", 0))
+        .unwrap()
+        .next()
+        .unwrap()
+        .ip();
+    assert_eq!(rows[0]["ip"], want.to_string());
+    assert_eq!(rows[0]["resolved_from"], "localhost");
+    assert_eq!(rows[0]["address"], "localhost");
+}
