@@ -1417,3 +1417,30 @@ fn connection_local_is_refused_naming_host_line_and_fix() {
         "{e}"
     );
 }
+
+#[test]
+fn ip_var_pins_the_address_of_a_name_without_a_lookup() {
+    // No entries: any lookup would fail the load.
+    let r = fake(&[], 0);
+    let text = "[g]\nweb1 ip=10.9.7.1 ansible_host=web1\nweb2 ip=10.9.7.2\n";
+    let inv = parse_str_with(
+        text,
+        Path::new("p.ini"),
+        &with(r.clone(), std::time::Duration::from_secs(60)),
+    )
+    .unwrap();
+    let view: Vec<(String, Option<String>)> = inv
+        .hosts
+        .iter()
+        .map(|h| (h.ip.to_string(), h.ssh.address.clone()))
+        .collect();
+    assert_eq!(
+        view,
+        [
+            ("10.9.7.1".to_owned(), Some("web1".to_owned())),
+            ("10.9.7.2".to_owned(), None)
+        ]
+    );
+    assert!(r.calls.lock().unwrap().is_empty());
+    assert!(inv.resolved_names.is_empty());
+}
