@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use super::error::InventoryError;
 use super::validate::{Draft, is_valid_name};
 
-/// How long the whole inventory's names may take to resolve (each lookup runs in parallel,
-/// so this is also the bound for one slow name).
+/// How long one name may take to resolve (measured from the start of its lookup: a large
+/// inventory waits for its turn on the pool, a slow name fails the load).
 pub const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Lookups in flight at once: enough for a large inventory, few enough threads for a jump host.
@@ -94,7 +94,29 @@ pub(crate) fn resolve_names(draft: &mut Draft, names: &Names) -> Result<(), Inve
                 .collect();
             distinct.sort();
             distinct.dedup();
-            lookup_all(resolver.clone(), distinct, *timeout)
+            match lookup_all(resolver.clone(), distinct, *timeout) {
+                Ok(answers) => answers,
+                Err(slow) => {
+                    // The first host (in file order) given by the name that timed out.
+                    let (host, pos) = wanted
+                        .iter()
+                        .map(|&i| &draft.hosts[i])
+                        .find_map(|h| {
+                            h.ip.as_ref()
+                                .filter(|(n, _)| *n == slow)
+                                .map(|(_, pos)| (h.name.clone(), pos.clone()))
+                        })
+                        .unwrap_or_default();
+                    return Err(InventoryError::Syntax {
+                        pos,
+                        message: format!(
+                            "host `{host}`: `{slow}` did not resolve within {}s",
+                            timeout.as_secs_f64()
+                        ),
+                        help: Some(RESOLVE_HELP.to_owned()),
+                    });
+                }
+            }
         }
     };
     let mut resolved = BTreeMap::new();
@@ -116,17 +138,11 @@ pub(crate) fn resolve_names(draft: &mut Draft, names: &Names) -> Result<(), Inve
                         help: Some(RESOLVE_HELP.to_owned()),
                     });
                 }
+                // Only if a lookup thread died without answering.
                 None => {
-                    let secs = match names {
-                        Names::Resolve { timeout, .. } => timeout.as_secs_f64(),
-                        Names::StandIn => 0.0,
-                    };
                     return Err(InventoryError::Syntax {
                         pos: pos.clone(),
-                        message: format!(
-                            "host `{}`: `{name}` did not resolve within {secs}s",
-                            h.name
-                        ),
+                        message: format!("host `{}`: `{name}` was not resolved", h.name),
                         help: Some(RESOLVE_HELP.to_owned()),
                     });
                 }
@@ -160,27 +176,41 @@ fn stand_in_address(n: usize) -> Result<IpAddr, InventoryError> {
         })
 }
 
-/// Every name looked up on a pool of threads; names without an answer by the deadline are
-/// missing from the result (their threads are left to finish: getaddrinfo cannot be
-/// cancelled, and the answer is no longer wanted).
+/// Every name looked up on a pool of threads, each lookup allowed `timeout` from its start
+/// (so a large inventory is not failed by its size, only by a slow name). `Err(name)`: that
+/// lookup outlived its timeout; the others are abandoned (their threads are left to finish:
+/// getaddrinfo cannot be cancelled, and the answers are no longer wanted).
 fn lookup_all(
     resolver: Arc<dyn Resolver>,
     names: Vec<String>,
     timeout: Duration,
-) -> HashMap<String, Result<IpAddr, String>> {
-    let deadline = Instant::now() + timeout;
+) -> Result<HashMap<String, Result<IpAddr, String>>, String> {
     let total = names.len();
     let queue = Arc::new(Mutex::new(names));
+    let in_flight: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let (tx, rx) = mpsc::channel();
     for _ in 0..total.min(RESOLVE_THREADS) {
-        let (queue, tx, resolver) = (queue.clone(), tx.clone(), resolver.clone());
+        let (queue, in_flight, tx, resolver) = (
+            queue.clone(),
+            in_flight.clone(),
+            tx.clone(),
+            resolver.clone(),
+        );
         std::thread::spawn(move || {
             loop {
                 let next = queue.lock().unwrap_or_else(|p| p.into_inner()).pop();
                 let Some(name) = next else { break };
+                in_flight
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(name.clone(), Instant::now());
                 let answer = resolver
                     .lookup(&name)
                     .and_then(|ips| ips.first().copied().ok_or_else(|| "no address".to_owned()));
+                in_flight
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&name);
                 if tx.send((name, answer)).is_err() {
                     break;
                 }
@@ -190,15 +220,32 @@ fn lookup_all(
     drop(tx);
     let mut out = HashMap::with_capacity(total);
     while out.len() < total {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
+        // Wait until an answer comes or the oldest lookup in flight reaches its timeout.
+        let oldest = in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .min_by_key(|(_, started)| **started)
+            .map(|(name, started)| (name.clone(), *started));
+        let wait = match &oldest {
+            Some((name, started)) => {
+                let left = (*started + timeout).saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(name.clone());
+                }
+                left
+            }
+            None => timeout,
+        };
+        match rx.recv_timeout(wait) {
             Ok((name, answer)) => {
                 out.insert(name, answer);
             }
-            Err(_) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
     }
-    out
+    Ok(out)
 }
 
 /// Hosts with a `--no-resolve` stand-in address, by name (the DNS name they stand for).

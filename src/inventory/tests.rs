@@ -1444,3 +1444,45 @@ fn ip_var_pins_the_address_of_a_name_without_a_lookup() {
     assert!(r.calls.lock().unwrap().is_empty());
     assert!(inv.resolved_names.is_empty());
 }
+
+/// Answers `n<i>` with 10.10.i/256.i%256 after `delay`.
+struct SlowResolver {
+    delay: std::time::Duration,
+}
+
+impl Resolver for SlowResolver {
+    fn lookup(&self, name: &str) -> Result<Vec<IpAddr>, String> {
+        std::thread::sleep(self.delay);
+        let i: u32 = name
+            .trim_start_matches('n')
+            .parse()
+            .map_err(|_| "bad".to_owned())?;
+        Ok(vec![IpAddr::from([
+            10,
+            10,
+            (i / 256) as u8,
+            (i % 256) as u8,
+        ])])
+    }
+}
+
+#[test]
+fn the_deadline_is_per_lookup_so_a_large_inventory_is_not_failed_by_its_size() {
+    // 960 names on the 32-thread pool, 50 ms each: 30 rounds, 1.5 s in all — more than the
+    // 1 s each lookup is allowed, far more than one lookup takes.
+    let mut text = String::from("[g]\n");
+    for i in 0..960 {
+        text.push_str(&format!("n{i}\n"));
+    }
+    let names = Names::Resolve {
+        resolver: std::sync::Arc::new(SlowResolver {
+            delay: std::time::Duration::from_millis(50),
+        }),
+        timeout: std::time::Duration::from_secs(1),
+    };
+    let started = std::time::Instant::now();
+    let inv = parse_str_with(&text, Path::new("big.ini"), &names).unwrap();
+    assert!(started.elapsed() > std::time::Duration::from_secs(1));
+    assert_eq!(inv.hosts.len(), 960);
+    assert_eq!(inv.hosts[959].ip.to_string(), "10.10.3.191");
+}
