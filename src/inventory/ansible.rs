@@ -479,9 +479,10 @@ fn take_address(v: &mut LocatedVars, h: &AHost) -> Result<Address, InventoryErro
             by_name: false,
         },
         (None, Some((addr, pos))) => Address {
+            // Trimmed: a name is looked up and connected to as written, minus stray blanks.
+            ip: Some((addr.trim().to_owned(), pos)),
             by_name: !is_ip(&addr),
-            ssh: (!is_ip(&addr)).then(|| addr.clone()),
-            ip: Some((addr, pos)),
+            ssh: (!is_ip(&addr)).then(|| addr.trim().to_owned()),
         },
         (None, None) => Address {
             by_name: !is_ip(&h.name),

@@ -1,6 +1,7 @@
 //! Hosts an Ansible inventory gives by DNS name (as `ansible_host`, or as the inventory name
 //! itself), turned into the address promfleet registers in Consul and scrapes: resolved once,
-//! at load, on the jump host, every distinct name in parallel under one deadline.
+//! at load, on the jump host: every distinct name once, in parallel, each lookup under a
+//! deadline.
 //!
 //! Owns: the `Resolver` seam (the system's getaddrinfo, or a fake in tests), the deadline, the
 //! choice of address (the first the resolver returns: the one `ssh` tries first), and the
@@ -43,7 +44,7 @@ impl Resolver for SystemResolver {
 /// What to do with hosts given by DNS name.
 #[derive(Clone)]
 pub enum Names {
-    /// Resolve every name, all within `timeout`.
+    /// Resolve every name, each lookup within `timeout` of its start.
     Resolve {
         resolver: Arc<dyn Resolver>,
         timeout: Duration,
@@ -53,7 +54,7 @@ pub enum Names {
 }
 
 impl Names {
-    /// The system resolver with the default deadline.
+    /// The system resolver with the default timeout.
     pub fn system() -> Names {
         Names::Resolve {
             resolver: Arc::new(SystemResolver),
