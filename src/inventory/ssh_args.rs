@@ -43,6 +43,12 @@ fn why_refused(key: &str) -> &'static str {
 /// `-o Key=Value`, `-oKey=Value`, `-o "Key Value"` and `-J hop` (= `-o ProxyJump=hop`);
 /// anything else is an error saying what and why.
 pub(crate) fn parse(args: &str) -> Result<Vec<(String, String)>, String> {
+    if args.contains("{{") || args.contains("{%") {
+        return Err(
+            "it is a Jinja template, which promfleet does not evaluate: write the values out"
+                .to_owned(),
+        );
+    }
     let words = shlex::split(args)
         .ok_or_else(|| format!("cannot split `{args}` as a shell would (an unclosed quote?)"))?;
     let mut out = Vec::new();
@@ -133,6 +139,7 @@ mod tests {
             ("-o Port", "has no value"),
             ("-o 'Port=2222", "unclosed quote"),
             ("bastion", "not an ssh option"),
+            ("-o ProxyJump={{ bastion }}", "Jinja template"),
         ];
         for (args, want) in cases {
             let e = parse(args).expect_err(args);
