@@ -1152,6 +1152,22 @@ fn no_resolve_renders_offline_and_deploy_refuses_stand_ins() {
         "{err}"
     );
 
+    for cmd in [&["status"][..], &["alert", "test", "--group", "web"]] {
+        let out = Run::new(cmd)
+            .arg("--no-resolve")
+            .arg("-i")
+            .arg(&inv)
+            .arg("--state-dir")
+            .arg(dir.path().join("state"))
+            .output();
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{cmd:?}: {err}");
+        assert!(
+            err.contains("has a --no-resolve stand-in"),
+            "{cmd:?}: {err}"
+        );
+    }
+
     std::fs::write(
         &inv,
         "[web]\napp ansible_host=localhost ansible_port=2222\n",

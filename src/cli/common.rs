@@ -59,7 +59,7 @@ pub struct InventoryArgs {
     pub project: Option<PathBuf>,
     /// Look no host name up: hosts an Ansible inventory gives by DNS name get stand-in
     /// addresses (240.0.0.0/4), for an offline `render` or `inventory list`. Commands that
-    /// deploy refuse them.
+    /// deploy or check hosts refuse them.
     #[arg(long)]
     pub no_resolve: bool,
 }

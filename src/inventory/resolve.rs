@@ -288,7 +288,7 @@ pub fn stand_in_note(inv: &super::Inventory) -> Option<String> {
 }
 
 /// Refuse an inventory with stand-in addresses where addresses are used for real (deploy,
-/// rollback): they would be registered in Consul and scraped.
+/// rollback, status, alert test): they would be registered in Consul, scraped, checked.
 pub fn refuse_stand_ins(inv: &super::Inventory) -> Result<(), InventoryError> {
     let Some((host, name, _)) = stand_ins(inv).into_iter().next() else {
         return Ok(());
@@ -298,7 +298,7 @@ pub fn refuse_stand_ins(inv: &super::Inventory) -> Result<(), InventoryError> {
         pos,
         message: format!(
             "host `{host}` has a --no-resolve stand-in address instead of `{name}`'s: \
-             --no-resolve is for offline `render` and `inventory list`"
+             --no-resolve is for offline `render` and `inventory list`/`ssh-config`"
         ),
         help: Some("run without --no-resolve, so names are resolved".to_owned()),
     })
