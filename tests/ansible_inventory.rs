@@ -18,36 +18,10 @@ use serde_json::Value;
 use crate::support::*;
 
 /// Files promfleet rejects on purpose: file name → a substring of the reason. The README's
-/// Inventory section ("Documented differences") explains each reason.
+/// Inventory section ("Documented differences") explains each reason. Hosts given by DNS
+/// name are no rejection: the files are read with `--no-resolve` (no lookup here; the
+/// address compared is the one SSH connects to, the name, as Ansible's).
 const REJECTED: &[(&str, &str)] = &[
-    // Hosts given by DNS name, with no IP address: promfleet needs the address for Consul
-    // and the metrics checks and does not resolve names.
-    (
-        "3ch01c__kubeadm-ansible__inventories__production__hosts.yml",
-        "has no ip",
-    ),
-    (
-        "ansible__ansible-examples__lamp_haproxy__hosts",
-        "has no ip",
-    ),
-    ("ansible__ansible-examples__mongodb__hosts", "has no ip"),
-    (
-        "ceph__ceph-ansible__tests__functional__all_daemons__hosts",
-        "has no ip",
-    ),
-    (
-        "geerlingguy__ansible-for-devops__https-letsencrypt__inventory.example",
-        "has no ip",
-    ),
-    (
-        "openshift__openshift-ansible__inventory__hosts.example",
-        "has no ip",
-    ),
-    (
-        "spurin__diveintoansible__Ansible-Architecture-and-Design__Inventories__07__hosts",
-        "has no ip",
-    ),
-    ("edge_range_names.ini", "has no ip"),
     // Two hosts sharing one address: Consul service ids and targets would collide.
     (
         "BenjaminHuang__k8s-ansible-playbook__inventories__production__hosts",
@@ -74,13 +48,17 @@ const REJECTED: &[(&str, &str)] = &[
         "spurin__diveintoansible__Ansible-Architecture-and-Design__Inventories__15__hosts.json",
         "ansible_connection=local",
     ),
-    // Extra SSH arguments: promfleet reads SSH options from ~/.ssh/config instead.
-    (
-        "geerlingguy__ansible-for-devops__orchestration__hosts.ini",
-        "ansible_ssh_common_args",
-    ),
     // An IPv6 address as the inventory name: names end up in file paths and Consul ids.
     ("edge_ipv6_names.ini", "invalid name `2001:db8::10`"),
+    // SSH options promfleet's client does not implement are refused, not ignored.
+    (
+        "edge_ssh_args_refused.ini",
+        "`-o ProxyCommand` is not supported",
+    ),
+    (
+        "edge_ssh_flags_refused.yml",
+        "the ssh flag `-A` is not supported",
+    ),
 ];
 
 /// Hand-written cases: (file name, text). The extension matters: both tools pick the format
@@ -136,10 +114,43 @@ const EDGE_CASES: &[(&str, &str)] = &[
         "all:\n  children:\n    g:\n      hosts:\n        10.7.0.1:2222:\n\
          \x20       10.7.0.[2:3]:2201:\n        10.7.0.4:2202: {ansible_port: 2203}\n",
     ),
-    // Ranges of names (zero-padded, letters, steps) have no address: rejected, with the line.
+    // Ranges of names: zero-padded, letters, steps, letters with steps, two in one name.
     (
         "edge_range_names.ini",
-        "[web]\nweb[01:03]\ndb-[a:c]\nnode[0:10:5]\n",
+        "[web]\nweb[01:03]\ndb-[a:c]\nnode[0:10:5]\nz[a:f:2].lan ansible_port=2201\nr[1:2]-[x:y]\n",
+    ),
+    (
+        "edge_range_names.yml",
+        "all:\n  children:\n    web:\n      hosts:\n        web[08:11]:\n        q[b:h:3]:\n          ansible_user: q\n",
+    ),
+    // Hosts given by DNS name: as the inventory name, as ansible_host (also a name for a
+    // host whose inventory name is an address), mixed with addresses.
+    (
+        "edge_dns_names.ini",
+        "[app]\napp1.example.com\napp2 ansible_host=app2.internal ansible_user=deploy\n\
+         10.8.0.3 ansible_host=box3.internal\n10.8.0.4\n[db]\ndb1 ansible_host=10.8.0.5\n\
+         app1.example.com\n[all:vars]\nansible_port=2200\n",
+    ),
+    (
+        "edge_dns_names.yml",
+        "all:\n  children:\n    web:\n      hosts:\n        web1.lan:\n        web2: {ansible_host: web2.lan, ansible_port: 2222}\n",
+    ),
+    // ansible_ssh_common_args / extra_args with options promfleet passes to `ssh -G` (what
+    // they do is compared with `ssh -G` in `ssh_args_resolve_as_openssh_resolves_them`).
+    (
+        "edge_ssh_args.ini",
+        "[web]\nw1 ansible_host=10.9.0.1 ansible_ssh_extra_args='-o ServerAliveInterval=5'\n\
+         w2 ansible_host=10.9.0.2\n[web:vars]\n\
+         ansible_ssh_common_args='-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -J jump@bastion'\n",
+    ),
+    (
+        "edge_ssh_args_refused.ini",
+        "[web]\nw1 ansible_host=10.9.1.1\n[web:vars]\n\
+         ansible_ssh_common_args='-o ProxyCommand=\"ssh -W %h:%p -q bastion\"'\n",
+    ),
+    (
+        "edge_ssh_flags_refused.yml",
+        "all:\n  hosts:\n    w1: {ansible_host: 10.9.2.1, ansible_ssh_extra_args: '-A'}\n",
     ),
     // IPv6 addresses as ansible_host, and as the name (rejected).
     (
@@ -357,7 +368,7 @@ fn promfleet_view(file: &Path) -> Result<BTreeMap<String, HostView>, String> {
 }
 
 fn promfleet_view_sources(sources: &[&Path]) -> Result<BTreeMap<String, HostView>, String> {
-    let mut run = Run::new(&["inventory", "list", "--json"]);
+    let mut run = Run::new(&["inventory", "list", "--json", "--no-resolve"]);
     for s in sources {
         run = run.arg("-i").arg(s);
     }
@@ -842,4 +853,337 @@ fn layouts_read_as_ansible_inventory_reads_them() {
         }
     }
     assert!(diffs.is_empty(), "{}", diffs.join("\n"));
+}
+
+/// `ansible_ssh_common_args` / `ansible_ssh_extra_args` rows: (inventory vars of the host
+/// `10.9.0.N`, where N is the row's index + 1). Both tools read the same ssh config file.
+const SSH_ARGS_ROWS: &[&str] = &[
+    // The command line beats the config file (first value wins).
+    "ansible_ssh_common_args='-o User=bob -o Port=2200 -o StrictHostKeyChecking=accept-new'",
+    // The inventory's user and port beat `-o User=`/`-o Port=` (Ansible puts them first).
+    "ansible_user=inv ansible_port=2201 ansible_ssh_common_args='-o User=bob -o Port=2200'",
+    "ansible_ssh_common_args='-o ProxyJump=jump@bastion -o UserKnownHostsFile=/tmp/pf-kh \
+     -o IdentityFile=/tmp/pf-id -o IdentitiesOnly=yes'",
+    "ansible_ssh_extra_args='-J bastion:2224 -o ConnectTimeout=7 -o ServerAliveInterval=9 \
+     -o ServerAliveCountMax=5 -o HostKeyAlias=alias9'",
+    // common before extra: the common one wins; HostName redirects the connection.
+    "ansible_ssh_common_args='-oStrictHostKeyChecking=accept-new -o \"HostName 10.9.9.9\"' \
+     ansible_ssh_extra_args='-o StrictHostKeyChecking=no -o HashKnownHosts=yes'",
+    // No options: the config file alone.
+    "ansible_user=plain",
+];
+
+const SSH_ARGS_CONFIG: &str = "Host 10.9.*\n  User cfguser\n  Port 2022\n  StrictHostKeyChecking yes\n\
+    \x20 ConnectTimeout 3\n  UserKnownHostsFile /tmp/pf-cfg-kh\nHost bastion\n  Port 2223\n";
+
+/// `ssh -G` output as (key → values), keys lower-case.
+fn ssh_g(args: &[String]) -> BTreeMap<String, Vec<String>> {
+    let out = Command::new("ssh").arg("-G").args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "ssh -G {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        if let Some((k, v)) = line.split_once(' ') {
+            map.entry(k.to_ascii_lowercase())
+                .or_default()
+                .push(v.to_owned());
+        }
+    }
+    map
+}
+
+/// The same options through real `ssh -G` (given as Ansible's ssh plugin gives them: user and
+/// port first, then the common args, then the extra args) and through promfleet's
+/// `inventory ssh-config`: every field promfleet uses must agree.
+#[test]
+fn ssh_args_resolve_as_openssh_resolves_them() {
+    if !have("ssh") {
+        eprintln!("SKIPPED: needs OpenSSH's ssh");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("ssh_config");
+    std::fs::write(&config, SSH_ARGS_CONFIG).unwrap();
+    let mut ini = String::from("[g]\n");
+    for (i, vars) in SSH_ARGS_ROWS.iter().enumerate() {
+        ini.push_str(&format!(
+            "h{} ansible_host=10.9.0.{} {vars}\n",
+            i + 1,
+            i + 1
+        ));
+    }
+    let inv = dir.path().join("hosts.ini");
+    std::fs::write(&inv, &ini).unwrap();
+    let out = Run::new(&["inventory", "ssh-config", "--json", "-i"])
+        .arg(&inv)
+        .arg("--ssh-config")
+        .arg(&config)
+        .output();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rows: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let defaults = ssh_g(&["-F".into(), "none".into(), "promfleet.invalid".into()]);
+    let home = std::env::var("HOME").unwrap_or_default();
+    let expand = |p: &str| p.replacen('~', &home, 1);
+    let yes_no = |v: &str| match v {
+        "true" | "yes" | "ask" => "yes".to_owned(),
+        "false" | "no" | "off" => "no".to_owned(),
+        other => other.to_owned(),
+    };
+    let mut diffs = Vec::new();
+    for (i, vars) in SSH_ARGS_ROWS.iter().enumerate() {
+        let words = shlex::split(&vars.replace('\n', " ")).unwrap();
+        let var = |name: &str| {
+            words
+                .iter()
+                .find_map(|w| w.strip_prefix(&format!("{name}=")).map(str::to_owned))
+        };
+        let mut args: Vec<String> = vec!["-F".into(), config.display().to_string()];
+        if let Some(p) = var("ansible_port") {
+            args.extend(["-o".into(), format!("Port={p}")]);
+        }
+        if let Some(u) = var("ansible_user") {
+            args.extend(["-o".into(), format!("User={u}")]);
+        }
+        for key in ["ansible_ssh_common_args", "ansible_ssh_extra_args"] {
+            if let Some(a) = var(key) {
+                args.extend(shlex::split(&a).unwrap());
+            }
+        }
+        args.push(format!("10.9.0.{}", i + 1));
+        let ssh = ssh_g(&args);
+        let one = |k: &str| {
+            ssh.get(k)
+                .and_then(|v| v.first().cloned())
+                .unwrap_or_default()
+        };
+        let default = |k: &str| {
+            defaults
+                .get(k)
+                .and_then(|v| v.first().cloned())
+                .unwrap_or_default()
+        };
+        let row = &rows[i];
+        let text = |v: &Value| match v {
+            Value::String(s) => s.clone(),
+            Value::Null => String::new(),
+            other => other.to_string(),
+        };
+        // promfleet prints null (or []) where ssh's value is OpenSSH's default.
+        let or_default = |k: &str, v: &Value| {
+            let t = text(v);
+            if t.is_empty() || t == "[]" {
+                default(k)
+            } else {
+                t
+            }
+        };
+        let list = |v: &Value| -> Vec<String> {
+            v.as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p.as_str().unwrap().to_owned())
+                .collect()
+        };
+        let mut pairs: Vec<(&str, String, String)> = vec![
+            ("hostname", text(&row["hostname"]), one("hostname")),
+            ("user", text(&row["user"]), one("user")),
+            ("port", text(&row["port"]), one("port")),
+            (
+                "stricthostkeychecking",
+                yes_no(&or_default(
+                    "stricthostkeychecking",
+                    &row["stricthostkeychecking"],
+                )),
+                yes_no(&one("stricthostkeychecking")),
+            ),
+            (
+                "connecttimeout",
+                or_default("connecttimeout", &row["connecttimeout"]),
+                one("connecttimeout"),
+            ),
+            (
+                "serveraliveinterval",
+                or_default("serveraliveinterval", &row["serveraliveinterval"]),
+                one("serveraliveinterval"),
+            ),
+            (
+                "serveralivecountmax",
+                or_default("serveralivecountmax", &row["serveralivecountmax"]),
+                one("serveralivecountmax"),
+            ),
+            (
+                "hostkeyalias",
+                text(&row["hostkeyalias"]),
+                one("hostkeyalias"),
+            ),
+            (
+                "identitiesonly",
+                yes_no(&text(&row["identitiesonly"])),
+                one("identitiesonly"),
+            ),
+            (
+                "hashknownhosts",
+                yes_no(&text(&row["hashknownhosts"])),
+                one("hashknownhosts"),
+            ),
+        ];
+        let ukh = list(&row["userknownhostsfile"]);
+        let ukh = if ukh.is_empty() {
+            default("userknownhostsfile")
+        } else {
+            ukh.join(" ")
+        };
+        pairs.push((
+            "userknownhostsfile",
+            expand(&ukh),
+            expand(&one("userknownhostsfile")),
+        ));
+        let ids: Vec<String> = ssh
+            .get("identityfile")
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|p| expand(p))
+            .collect();
+        pairs.push((
+            "identityfile",
+            list(&row["identityfile"]).join(" "),
+            ids.join(" "),
+        ));
+        // ProxyJump: ssh prints the hop as written; promfleet resolves it.
+        let jump = match &row["proxyjump"] {
+            Value::Null => "none".to_owned(),
+            j => {
+                let hop = one("proxyjump");
+                let (user, rest) = hop
+                    .rsplit_once('@')
+                    .map_or((None, hop.as_str()), |(u, r)| (Some(u), r));
+                let (host, port) = rest
+                    .split_once(':')
+                    .map_or((rest, None), |(h, p)| (h, Some(p)));
+                format!(
+                    "{}{}{}",
+                    user.map(|_| format!("{}@", text(&j["user"])))
+                        .unwrap_or_default(),
+                    if text(&j["hostname"]) == host {
+                        host.to_owned()
+                    } else {
+                        text(&j["hostname"])
+                    },
+                    port.map(|_| format!(":{}", text(&j["port"])))
+                        .unwrap_or_default()
+                )
+            }
+        };
+        let ssh_jump = ssh
+            .get("proxyjump")
+            .and_then(|v| v.first().cloned())
+            .unwrap_or_else(|| "none".into());
+        pairs.push(("proxyjump", jump, ssh_jump));
+        if let Some(j) = row["proxyjump"].as_object() {
+            // The bastion is resolved through the config on its own (`Host bastion`), as ssh does.
+            let bastion = ssh_g(&["-F".into(), config.display().to_string(), "bastion".into()]);
+            let hop = one("proxyjump");
+            if !hop.contains(':') {
+                pairs.push((
+                    "proxyjump port",
+                    text(&j["port"]),
+                    bastion["port"][0].clone(),
+                ));
+            }
+        }
+        for (key, ours, theirs) in pairs {
+            if ours != theirs {
+                diffs.push(format!(
+                    "row {} ({vars}): {key}: promfleet `{ours}`, ssh -G `{theirs}`",
+                    i + 1
+                ));
+            }
+        }
+    }
+    assert!(diffs.is_empty(), "{}", diffs.join("\n"));
+}
+
+/// `--no-resolve`: no lookup, stand-in addresses that `render` uses and `deploy` refuses;
+/// without it, a name resolves as the system resolver answers (`localhost` only: /etc/hosts,
+/// no DNS traffic) and SSH keeps the name.
+#[test]
+fn no_resolve_renders_offline_and_deploy_refuses_stand_ins() {
+    let dir = tempfile::tempdir().unwrap();
+    let inv = dir.path().join("hosts.ini");
+    std::fs::write(
+        &inv,
+        "[web]\nweb1.example.com\n[monitoring]\nmon ansible_host=mon.example.com\n\
+         [all:vars]\nconsul_agents=http://10.0.0.5:8500\n",
+    )
+    .unwrap();
+    let out = Run::new(&["render", "--no-resolve", "--out"])
+        .arg(dir.path().join("out"))
+        .arg("-i")
+        .arg(&inv)
+        .output();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let note = stderr(&out);
+    assert!(
+        note.contains("--no-resolve: 2 host(s)")
+            && note.contains("web1.example.com → 240.0.0.1")
+            && note.contains("mon (mon.example.com) → 240.0.0.2"),
+        "{note}"
+    );
+    let compose = std::fs::read_to_string(
+        dir.path()
+            .join("out/mon/opt/promfleet/monitoring/docker-compose.yml"),
+    )
+    .unwrap();
+    assert!(compose.contains("http://240.0.0.2:"), "{compose}");
+
+    let out = Run::new(&["deploy", "exporters.yml", "--check", "--no-resolve", "-i"])
+        .arg(&inv)
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .output();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("hosts.ini:2:1: host `web1.example.com` has a --no-resolve stand-in"),
+        "{err}"
+    );
+
+    for cmd in [&["status"][..], &["alert", "test", "--group", "web"]] {
+        let out = Run::new(cmd)
+            .arg("--no-resolve")
+            .arg("-i")
+            .arg(&inv)
+            .arg("--state-dir")
+            .arg(dir.path().join("state"))
+            .output();
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{cmd:?}: {err}");
+        assert!(
+            err.contains("has a --no-resolve stand-in"),
+            "{cmd:?}: {err}"
+        );
+    }
+
+    std::fs::write(
+        &inv,
+        "[web]\napp ansible_host=localhost ansible_port=2222\n",
+    )
+    .unwrap();
+    let out = Run::new(&["inventory", "list", "--json", "-i"])
+        .arg(&inv)
+        .output();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rows: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let want = std::net::ToSocketAddrs::to_socket_addrs(&("localhost", 0))
+        .unwrap()
+        .next()
+        .unwrap()
+        .ip();
+    assert_eq!(rows[0]["ip"], want.to_string());
+    assert_eq!(rows[0]["resolved_from"], "localhost");
+    assert_eq!(rows[0]["address"], "localhost");
 }

@@ -1398,6 +1398,7 @@ fn prometheus_consul_sd_had_no_token() {
         extra_vars: Vec::new(),
         state_dir: dir.path().join("state"),
         project: Some(repo()),
+        no_resolve: false,
     };
     let planned = make_plan(
         &[PathBuf::from("monitoring.yml")],

@@ -47,6 +47,7 @@ pub struct AlertTestArgs {
 pub async fn run(cmd: AlertCmd) -> anyhow::Result<crate::report::ExitCode> {
     let AlertCmd::Test(a) = cmd;
     let inv = load_inventory_args(&a.inv)?;
+    crate::inventory::refuse_stand_ins(&inv)?;
     if !inv.groups.iter().any(|g| g.name == a.group) {
         let names: Vec<&str> = inv.groups.iter().map(|g| g.name.as_str()).collect();
         anyhow::bail!(

@@ -57,6 +57,11 @@ pub struct InventoryArgs {
     /// file (default: the current directory when it holds playbooks/ or templates/).
     #[arg(long, env = "PROMFLEET_PROJECT", value_name = "DIR")]
     pub project: Option<PathBuf>,
+    /// Look no host name up: hosts an Ansible inventory gives by DNS name get stand-in
+    /// addresses (240.0.0.0/4), for an offline `render` or `inventory list`. Commands that
+    /// deploy or check hosts refuse them.
+    #[arg(long)]
+    pub no_resolve: bool,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -134,7 +139,21 @@ pub struct OutputArgs {
 /// Read the inventory, with a message that names the file on failure. Its sudo passwords
 /// are registered with the masker before anything can print them.
 pub fn load_inventory(paths: &[PathBuf]) -> anyhow::Result<Inventory> {
-    let inv = inventory::load_sources(paths)?;
+    load_inventory_with(paths, false)
+}
+
+/// `load_inventory`; with `no_resolve`, hosts given by DNS name get stand-in addresses (said
+/// once on stderr) instead of being looked up.
+pub fn load_inventory_with(paths: &[PathBuf], no_resolve: bool) -> anyhow::Result<Inventory> {
+    let names = if no_resolve {
+        inventory::Names::StandIn
+    } else {
+        inventory::Names::system()
+    };
+    let inv = inventory::load_sources_with(paths, &names)?;
+    if let Some(note) = inventory::stand_in_note(&inv) {
+        eprintln!("note: {note}");
+    }
     let m = masker();
     for pw in inv
         .hosts
@@ -154,7 +173,7 @@ pub fn inventory_label(paths: &[PathBuf]) -> String {
 
 /// Read the inventory and apply `-e KEY=VALUE` over every host's variables.
 pub fn load_inventory_args(args: &InventoryArgs) -> anyhow::Result<Inventory> {
-    let mut inv = load_inventory(&args.inventory)?;
+    let mut inv = load_inventory_with(&args.inventory, args.no_resolve)?;
     for kv in &args.extra_vars {
         let Some((k, v)) = kv.split_once('=') else {
             anyhow::bail!("-e {kv}: expected KEY=VALUE");
@@ -291,6 +310,7 @@ pub fn executor(
     out: &OutputArgs,
     opts: RunOptions,
 ) -> anyhow::Result<Setup> {
+    inventory::refuse_stand_ins(inv)?;
     let masker = masker();
     let reporter: Arc<dyn Reporter> = Arc::new(TerminalReporter::new(
         masker.clone(),

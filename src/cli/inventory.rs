@@ -6,7 +6,7 @@ use clap::Subcommand;
 
 use futures::StreamExt;
 
-use super::common::{ConnArgs, InventoryArgs, load_inventory, select, ssh_config};
+use super::common::{ConnArgs, InventoryArgs, load_inventory_with, select, ssh_config};
 use crate::inventory;
 use crate::transport::{StrictHostKeyChecking, Target};
 
@@ -51,7 +51,7 @@ pub async fn run(cmd: InventoryCmd) -> anyhow::Result<crate::report::ExitCode> {
             conn,
             json,
         } => {
-            let inv = load_inventory(&args.inventory)?;
+            let inv = load_inventory_with(&args.inventory, args.no_resolve)?;
             let hosts = select(&inv, &args)?;
             let config = ssh_config(&conn);
             let user = conn.user.as_deref();
@@ -90,14 +90,18 @@ pub async fn run(cmd: InventoryCmd) -> anyhow::Result<crate::report::ExitCode> {
             })
         }
         InventoryCmd::List { inv: args, json } => {
-            let inv = load_inventory(&args.inventory)?;
+            let inv = load_inventory_with(&args.inventory, args.no_resolve)?;
             let hosts = select(&inv, &args)?;
             if json {
                 let rows: Vec<serde_json::Value> = hosts
                     .iter()
                     .map(|h| {
+                        let by_name = inv.resolved_names.get(&h.name);
+                        // A `--no-resolve` stand-in is no address of the host's.
+                        let ip = (!by_name.is_some_and(|r| r.stand_in)).then(|| h.ip.to_string());
                         serde_json::json!({
-                            "name": h.name, "ip": h.ip.to_string(), "group": h.group,
+                            "name": h.name, "ip": ip, "group": h.group,
+                            "resolved_from": by_name.map(|r| &r.name),
                             "groups": h.groups, "user": h.ssh.user, "port": h.ssh.port,
                             "address": h.ssh.address.clone().unwrap_or_else(|| h.ip.to_string()),
                             "become": h.ssh.become_root,

@@ -67,6 +67,8 @@ pub async fn run(a: StatusArgs) -> anyhow::Result<ExitCode> {
     }
     let defaults = planned.defaults.clone();
     let inv = &planned.inventory;
+    // Stand-in addresses would only show every check down.
+    crate::inventory::refuse_stand_ins(inv)?;
 
     // Every step each host would run, across the plays (a staged play is one play per stage).
     let mut steps: HashMap<&str, Vec<&Step>> = HashMap::new();

@@ -3,7 +3,9 @@
 //!
 //! Owns: the group graph (`Collected`), the meaning of Ansible connection variables
 //! (`ansible_host`, `ansible_user`, `ansible_port`, `ansible_ssh_private_key_file`,
-//! `ansible_become`, `ansible_become_password`), the promfleet variables read from `all` (`consul_agents`,
+//! `ansible_become`, `ansible_become_password`, `ansible_connection`, the SSH options of
+//! `ansible_ssh_common_args`/`_extra_args` via `ssh_args`), which address is a DNS name to
+//! resolve (`resolve`), the promfleet variables read from `all` (`consul_agents`,
 //! `consul_datacenter`), Ansible's variable precedence, and the choice of a host's fleet
 //! group: the innermost group that lists it directly, other than `all`, `ungrouped` and
 //! `monitoring` (`ungrouped` for a host in none).
@@ -320,21 +322,22 @@ pub(crate) fn resolve(mut c: Collected) -> Result<Draft, InventoryError> {
             merged.extend(v);
         }
 
-        check_connection(&mut merged)?;
-        let ip = take_ip(&mut merged, &h)?;
+        check_connection(&mut merged, &h.name)?;
+        let options = take_ssh_options(&mut merged, &h.name)?;
+        let address = take_address(&mut merged, &h)?;
         let mut ssh = take_ssh(&mut merged)?;
+        ssh.options = options;
         ssh.become_password = BecomePassVars::take(&mut merged)?.password()?;
-        if let Some(addr) = ip.1 {
-            ssh.address = Some(addr);
-        }
+        ssh.address = address.ssh;
         draft.hosts.push(DraftHost {
             name: h.name,
-            ip: ip.0,
+            ip: address.ip,
             group: Some(group),
             groups,
             ssh,
             vars: merged.vars,
             pos: h.pos,
+            by_name: address.by_name,
         });
     }
 
@@ -387,69 +390,105 @@ fn group_priority(v: &LocatedVars) -> Result<i64, InventoryError> {
     })
 }
 
-/// Refuse what promfleet cannot do as Ansible would: connections other than SSH, and SSH
-/// options passed on Ansible's command line.
-fn check_connection(v: &mut LocatedVars) -> Result<(), InventoryError> {
+/// Refuse connections other than SSH, naming the host and the fix.
+fn check_connection(v: &mut LocatedVars, host: &str) -> Result<(), InventoryError> {
     if let Some((kind, pos)) = take_string(v, &["ansible_connection"])? {
         match kind.as_str() {
             "ssh" | "smart" | "paramiko" => {}
             "local" => {
                 return Err(InventoryError::Syntax {
                     pos,
-                    message: "ansible_connection=local: promfleet reaches every host over SSH \
-                              and never runs tasks on the jump host itself"
-                        .to_owned(),
-                    help: Some(
-                        "remove the host, or give it an address promfleet can log in to \
-                         (ansible_host=…) and drop ansible_connection"
-                            .to_owned(),
+                    message: format!(
+                        "host `{host}`: ansible_connection=local: promfleet reaches every host \
+                         over SSH and never runs tasks on the jump host itself"
                     ),
+                    help: Some(format!(
+                        "to deploy to this machine, drop ansible_connection and give `{host}` \
+                         an address sshd listens on here (ansible_host=127.0.0.1, or the \
+                         machine's own address); otherwise remove the host"
+                    )),
                 });
             }
             other => {
                 return Err(InventoryError::Syntax {
                     pos,
                     message: format!(
-                        "ansible_connection={other}: promfleet only connects over SSH"
+                        "host `{host}`: ansible_connection={other}: promfleet only connects over SSH"
                     ),
                     help: Some("use ansible_connection=ssh or drop the variable".to_owned()),
                 });
             }
         }
     }
-    for key in ["ansible_ssh_common_args", "ansible_ssh_extra_args"] {
-        if let Some((args, pos)) = take_string(v, &[key])?
-            && !args.trim().is_empty()
-        {
-            return Err(InventoryError::Syntax {
-                pos,
-                message: format!("{key}=`{args}`: promfleet does not pass extra arguments to SSH"),
-                help: Some(
-                    "put the options in ~/.ssh/config (promfleet reads it as `ssh -G` does), \
-                     e.g. `Host *` / `StrictHostKeyChecking accept-new`"
-                        .to_owned(),
-                ),
-            });
-        }
-    }
     Ok(())
 }
 
-type IpAndAddress = (Option<(String, SourcePos)>, Option<String>);
+/// `ansible_ssh_common_args` then `ansible_ssh_extra_args` (the order Ansible puts them on
+/// ssh's command line) as `ssh -o` options; see `ssh_args`.
+fn take_ssh_options(
+    v: &mut LocatedVars,
+    host: &str,
+) -> Result<Vec<(String, String)>, InventoryError> {
+    let mut out = Vec::new();
+    for key in ["ansible_ssh_common_args", "ansible_ssh_extra_args"] {
+        if let Some((args, pos)) = take_string(v, &[key])? {
+            let options = super::ssh_args::parse(&args).map_err(|why| InventoryError::Syntax {
+                pos,
+                message: format!("host `{host}`: {key}=`{args}`: {why}"),
+                help: Some(
+                    "promfleet passes `-o` options it implements to `ssh -G` (ProxyJump, Port, \
+                     User, IdentityFile, StrictHostKeyChecking, UserKnownHostsFile, …); others \
+                     it refuses rather than ignore"
+                        .to_owned(),
+                ),
+            })?;
+            out.extend(options);
+        }
+    }
+    Ok(out)
+}
 
-/// The host's ip (`ip` var, else `ansible_ssh_host`/`ansible_host` — the former wins in
-/// Ansible's ssh plugin —, else the hostname if it is an address) and, when both `ip` and
-/// an Ansible address are set, the SSH address.
-fn take_ip(v: &mut LocatedVars, h: &AHost) -> Result<IpAndAddress, InventoryError> {
+/// A host's addresses as its variables give them.
+struct Address {
+    /// The address to register and scrape as written: an IP, or a DNS name when `by_name`.
+    ip: Option<(String, SourcePos)>,
+    /// What SSH connects to, when not `ip`.
+    ssh: Option<String>,
+    /// `ip` is a DNS name to resolve at load (see `resolve`).
+    by_name: bool,
+}
+
+/// The host's address: the `ip` var (then `ansible_host` is only where SSH goes), else
+/// `ansible_ssh_host`/`ansible_host` — the former wins in Ansible's ssh plugin —, else the
+/// hostname. An Ansible address that is no IP is a DNS name: resolved at load for Consul and
+/// the metrics checks, while SSH connects to the name itself, as `ssh NAME` does (so
+/// ~/.ssh/config's `Host NAME` blocks apply).
+fn take_address(v: &mut LocatedVars, h: &AHost) -> Result<Address, InventoryError> {
     let ansible_host = take_string(v, &["ansible_ssh_host", "ansible_host"])?;
     let ip = take_string(v, &["ip"])?;
+    let is_ip = |s: &str| s.trim().parse::<std::net::IpAddr>().is_ok();
     Ok(match (ip, ansible_host) {
-        (Some(ip), Some((addr, _))) => (Some(ip), Some(addr)),
-        (Some(ip), None) | (None, Some(ip)) => (Some(ip), None),
-        (None, None) if h.name.parse::<std::net::IpAddr>().is_ok() => {
-            (Some((h.name.clone(), h.pos.clone())), None)
-        }
-        (None, None) => (None, None),
+        (Some(ip), Some((addr, _))) => Address {
+            ip: Some(ip),
+            ssh: Some(addr),
+            by_name: false,
+        },
+        (Some(ip), None) => Address {
+            ip: Some(ip),
+            ssh: None,
+            by_name: false,
+        },
+        (None, Some((addr, pos))) => Address {
+            // Trimmed: a name is looked up and connected to as written, minus stray blanks.
+            ip: Some((addr.trim().to_owned(), pos)),
+            by_name: !is_ip(&addr),
+            ssh: (!is_ip(&addr)).then(|| addr.trim().to_owned()),
+        },
+        (None, None) => Address {
+            by_name: !is_ip(&h.name),
+            ssh: (!is_ip(&h.name)).then(|| h.name.clone()),
+            ip: Some((h.name.clone(), h.pos.clone())),
+        },
     })
 }
 

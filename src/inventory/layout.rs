@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use super::ansible::{Collected, LocatedVars, resolve};
 use super::error::{InventoryError, SourcePos};
 use super::node::{self, Kind, to_json};
-use super::{Format, Inventory, ansible_ini, ansible_yaml, validate};
+use super::{Format, Inventory, Names, ansible_ini, ansible_yaml, finish};
 
 /// Names a directory source skips: ansible-core's IGNORED_ALWAYS (hidden files, the vars
 /// directories) ...
@@ -28,6 +28,11 @@ const VARS_EXTENSIONS: &[&str] = &["yml", "yaml", "json"];
 /// and `host_vars/` beside each. A single file in promfleet's own format (or a server list)
 /// is read alone, as before; only Ansible inventories combine.
 pub fn load_sources(sources: &[PathBuf]) -> Result<Inventory, InventoryError> {
+    load_sources_with(sources, &Names::system())
+}
+
+/// `load_sources`, with hosts given by DNS name resolved (or given stand-ins) as `names` says.
+pub fn load_sources_with(sources: &[PathBuf], names: &Names) -> Result<Inventory, InventoryError> {
     let Some(first) = sources.first() else {
         return Err(InventoryError::Syntax {
             pos: SourcePos::default(),
@@ -48,7 +53,7 @@ pub fn load_sources(sources: &[PathBuf]) -> Result<Inventory, InventoryError> {
             continue;
         };
         if files.len() == 1 {
-            return validate::validate(draft);
+            return finish(draft, names);
         }
         return Err(InventoryError::Syntax {
             pos: SourcePos {
@@ -69,7 +74,7 @@ pub fn load_sources(sources: &[PathBuf]) -> Result<Inventory, InventoryError> {
         };
         add_vars_files(&base, index, &mut graph)?;
     }
-    validate::validate(resolve(graph)?)
+    finish(resolve(graph)?, names)
 }
 
 /// Parse one file into `graph` if it is an Ansible inventory; otherwise its own draft.

@@ -1,7 +1,8 @@
 //! The one Inventory model every input format turns into.
 //!
 //! Owns: hosts, their groups, vars, the monitoring hosts and the Consul agent addresses.
-//! Must not touch: the network, playbooks, templates. Formats live in submodules and only
+//! Must not touch: the network (but for the one DNS lookup of hosts given by name, at load:
+//! `resolve`), playbooks, templates. Formats live in submodules and only
 //! build this model; `validate` is the single place that enforces its invariants.
 
 // InventoryError is large (positions carry paths), but it is returned once per run on a
@@ -18,8 +19,10 @@ mod layout;
 mod limit;
 mod node;
 mod promfleet;
+mod resolve;
 mod serial;
 mod server_list;
+mod ssh_args;
 #[cfg(test)]
 mod tests;
 mod validate;
@@ -28,8 +31,12 @@ pub use emit::to_yaml;
 pub use error::{InventoryError, SourcePos};
 /// Ansible host-range expansion (`web[01:20]`), public for the differential test against ansible-core.
 pub use host_range::expand as expand_host_range;
-pub use layout::load_sources;
+pub use layout::{load_sources, load_sources_with};
 pub use limit::Limit;
+pub use resolve::{
+    Names, RESOLVE_TIMEOUT, ResolvedName, Resolver, STAND_IN_NET, SystemResolver, refuse_stand_ins,
+    stand_in_note,
+};
 pub use serial::Serial;
 
 use crate::transport::BecomePassword;
@@ -61,6 +68,9 @@ pub struct Inventory {
     pub consul: ConsulSettings,
     /// Ordered rollout stages (group names or host patterns); empty means one stage of everything.
     pub stages: Vec<StageSpec>,
+    /// Hosts given by DNS name (Ansible), by hostname: the name their `ip` was resolved from,
+    /// or that `--no-resolve` gave a stand-in address.
+    pub resolved_names: BTreeMap<String, ResolvedName>,
 }
 
 /// A fleet group: an environment whose hosts share alert routing and variables.
@@ -111,6 +121,9 @@ pub struct SshSettings {
     pub become_root: Option<bool>,
     /// sudo password (Ansible's `ansible_become_password`); wins over the run's.
     pub become_password: Option<BecomePassword>,
+    /// `ssh -o Key=Value` options (Ansible's `ansible_ssh_common_args`/`_extra_args`), in
+    /// order, OpenSSH's key spelling; passed to `ssh -G` after the user and port.
+    pub options: Vec<(String, String)>,
 }
 
 impl SshSettings {
@@ -126,6 +139,11 @@ impl SshSettings {
                 .become_password
                 .clone()
                 .or_else(|| other.become_password.clone()),
+            options: if self.options.is_empty() {
+                other.options.clone()
+            } else {
+                self.options.clone()
+            },
         }
     }
 }
@@ -300,10 +318,25 @@ pub fn load(path: &Path) -> Result<Inventory, InventoryError> {
     load_sources(&[path.to_path_buf()])
 }
 
-/// Parse inventory text (format detected as in `load`); `path` is used in messages.
+/// Parse inventory text (format detected as in `load`); `path` is used in messages. No name
+/// is looked up: hosts given by DNS name get stand-in addresses (`Names::StandIn`).
 pub fn parse_str(text: &str, path: &Path) -> Result<Inventory, InventoryError> {
+    parse_str_with(text, path, &Names::StandIn)
+}
+
+/// `parse_str`, with hosts given by DNS name resolved as `names` says.
+pub fn parse_str_with(text: &str, path: &Path, names: &Names) -> Result<Inventory, InventoryError> {
     let format = classify(text, path)?;
-    validate::validate(draft_of(format, text, path)?)
+    finish(draft_of(format, text, path)?, names)
+}
+
+/// A draft's DNS names resolved, then its invariants checked.
+pub(crate) fn finish(
+    mut draft: validate::Draft,
+    names: &Names,
+) -> Result<Inventory, InventoryError> {
+    resolve::resolve_names(&mut draft, names)?;
+    validate::validate(draft)
 }
 
 /// An inventory file's format, with its YAML tree when it has one.
@@ -371,7 +404,7 @@ pub(crate) fn draft_of(
 
 /// Read the seed's `server_list.txt` (`hostname ip group` a line, tabs or spaces, `#` comments).
 pub fn import_server_list(text: &str, path: &Path) -> Result<Inventory, InventoryError> {
-    validate::validate(server_list::parse(text, path)?)
+    finish(server_list::parse(text, path)?, &Names::StandIn)
 }
 
 impl Inventory {

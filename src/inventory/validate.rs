@@ -5,12 +5,13 @@
 //! ips, duplicates, hosts without a group, stage patterns, Consul agent URLs, emptiness.
 //! Duplicate checks use hash maps so 100k-host inventories stay linear.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
 use std::path::PathBuf;
 
 use super::error::{InventoryError, SourcePos};
 use super::node::near_names;
+use super::resolve::ResolvedName;
 use super::{
     ConsulSettings, Group, Host, Inventory, MONITORING_GROUP, SshSettings, StageSpec, Vars,
 };
@@ -27,6 +28,8 @@ pub(crate) struct Draft {
     /// Position of each Consul agent entry (parallel to `consul.agents`).
     pub consul_pos: Vec<SourcePos>,
     pub stages: Vec<StageSpec>,
+    /// Hosts whose `ip` was resolved from a DNS name (filled by `resolve::resolve_names`).
+    pub resolved_names: BTreeMap<String, ResolvedName>,
 }
 
 /// A host as written: the ip is still text, the group may be missing.
@@ -41,6 +44,8 @@ pub(crate) struct DraftHost {
     pub ssh: SshSettings,
     pub vars: Vars,
     pub pos: SourcePos,
+    /// `ip` holds a DNS name still to resolve (Ansible: `ansible_host` or the inventory name).
+    pub by_name: bool,
 }
 
 /// The rule for hostnames and group names, stated in errors.
@@ -80,6 +85,7 @@ pub(crate) fn validate(draft: Draft) -> Result<Inventory, InventoryError> {
         consul,
         consul_pos,
         stages,
+        resolved_names,
     } = draft;
 
     for g in groups.iter().chain(&extra_groups) {
@@ -124,8 +130,21 @@ pub(crate) fn validate(draft: Draft) -> Result<Inventory, InventoryError> {
         };
         if let Some(&other) = by_ip.get(&ip) {
             let other: &Host = &hosts[other];
+            // Two names that resolve to one address are the same machine twice.
+            let ip = match (resolved_names.get(&h.name), resolved_names.get(&other.name)) {
+                (None, None) => ip.to_string(),
+                (a, b) => {
+                    let mut from: Vec<String> = [a, b]
+                        .into_iter()
+                        .flatten()
+                        .map(|r| format!("`{}`", r.name))
+                        .collect();
+                    from.dedup();
+                    format!("{ip} (resolved from {})", from.join(" and "))
+                }
+            };
             return Err(InventoryError::DuplicateIp {
-                ip: ip.to_string(),
+                ip,
                 name: h.name,
                 other: other.name.clone(),
                 pos: ip_pos,
@@ -178,6 +197,7 @@ pub(crate) fn validate(draft: Draft) -> Result<Inventory, InventoryError> {
         vars,
         consul,
         stages,
+        resolved_names,
     })
 }
 

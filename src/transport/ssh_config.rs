@@ -62,6 +62,8 @@ struct Query {
     port: Option<u16>,
     /// ProxyJump given on the command line (the rest of a chain, for a bastion).
     jump: Option<String>,
+    /// `-o Key=Value` options from the inventory (Ansible's `ansible_ssh_common_args`).
+    options: Vec<(String, String)>,
 }
 
 /// OpenSSH's answer for one destination: the options promfleet uses, as `ssh -G` prints them.
@@ -148,18 +150,26 @@ impl SshConfig {
             .address
             .clone()
             .unwrap_or_else(|| host.ip.to_string());
-        let Some(ssh) = &self.ssh else {
-            return Ok(self.target_without_ssh(host, alias, fallback_user));
-        };
         let err = |message: String| TransportError::Config {
             host: host.name.clone(),
             message,
+        };
+        let Some(ssh) = &self.ssh else {
+            if !host.ssh.options.is_empty() {
+                return Err(err(
+                    "the inventory passes ssh options (ansible_ssh_common_args), which promfleet \
+                     applies through OpenSSH's `ssh -G`, and `ssh` is not installed"
+                        .into(),
+                ));
+            }
+            return Ok(self.target_without_ssh(host, alias, fallback_user));
         };
         let query = Query {
             destination: alias,
             user: host.ssh.user.clone(),
             port: host.ssh.port,
             jump: None,
+            options: host.ssh.options.clone(),
         };
         let defaults = self.defaults(ssh).await.map_err(err)?;
         let r = self.resolve(ssh, &query).await.map_err(err)?;
@@ -291,11 +301,13 @@ impl SshConfig {
             None => (None, chain),
         };
         let (user, host, port) = parse_jump(last)?;
+        // The inventory's options are the target host's, not its bastions' (as `ssh -o … -J`).
         let query = Query {
             destination: host,
             user,
             port,
             jump: rest,
+            options: Vec::new(),
         };
         let r = self.resolve(ssh, &query).await?;
         let mut t = self.to_target(ssh, &query, &r, d, depth).await?;
@@ -405,7 +417,13 @@ impl SshConfig {
         if let Some(j) = &q.jump {
             a.extend(["-J".into(), j.clone()]);
         }
+        // OpenSSH keeps an option's first value: `extra` (the identity-file expansion's own
+        // UserKnownHostsFile) must beat the inventory's; the inventory's user and port (-l/-p)
+        // beat a `-o User=`/`-o Port=`, as on the command line Ansible builds.
         a.extend(extra.iter().cloned());
+        for (k, v) in &q.options {
+            a.extend(["-o".into(), format!("{k}={v}")]);
+        }
         a.push("--".into());
         a.push(q.destination.clone());
         a
