@@ -22,6 +22,7 @@ mod serial;
 mod server_list;
 #[cfg(test)]
 mod tests;
+mod topology;
 mod validate;
 
 pub use emit::to_yaml;
@@ -31,6 +32,7 @@ pub use host_range::expand as expand_host_range;
 pub use layout::load_sources;
 pub use limit::Limit;
 pub use serial::Serial;
+pub use topology::{DEFAULT_DATACENTER, Datacenter, Topology, TopologyKind};
 
 use crate::transport::BecomePassword;
 use std::collections::BTreeMap;
