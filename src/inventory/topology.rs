@@ -171,14 +171,17 @@ mod tests {
 
     #[test]
     fn datacenters_come_from_group_and_host_vars_and_name_a_primary() {
-        let i = inv(
-            "consul: {agents: [http://10.0.0.9:8500], datacenter: east}\n\
-             vars: {primary_datacenter: west}\n\
-             groups:\n  IDE: {hosts: [{name: a, ip: 10.0.0.1}]}\n\
-               Stage: {vars: {datacenter: west}, hosts: [{name: b, ip: 10.1.0.1}]}\n\
-             monitoring:\n  hosts:\n    - {name: m1, ip: 10.0.0.9}\n\
-                 - {name: m2, ip: 10.1.0.9, vars: {datacenter: west}}\n",
-        );
+        let i = inv(r#"
+consul: {agents: [http://10.0.0.9:8500], datacenter: east}
+vars: {primary_datacenter: west}
+groups:
+  IDE: {hosts: [{name: a, ip: 10.0.0.1}]}
+  Stage: {vars: {datacenter: west}, hosts: [{name: b, ip: 10.1.0.1}]}
+monitoring:
+  hosts:
+    - {name: m1, ip: 10.0.0.9}
+    - {name: m2, ip: 10.1.0.9, vars: {datacenter: west}}
+"#);
         let t = i.topology();
         assert_eq!(t.kind, TopologyKind::MultiDc);
         let names: Vec<(&str, Vec<&str>, Vec<&str>)> = t
