@@ -1048,7 +1048,7 @@ fn as_host(ctx: &Value, index: usize) -> Value {
     let mh = &ctx["monitoring_hosts"][index];
     merge(
         ctx.clone(),
-        json!({ "host": { "name": mh["name"], "ip": mh["ip"], "group": "monitoring", "groups": ["monitoring"] } }),
+        json!({ "host": { "name": mh["name"], "ip": mh["ip"], "group": "monitoring", "groups": ["monitoring"], "datacenter": "dc1", "dc_index": index + 1 } }),
     )
 }
 

@@ -574,6 +574,14 @@ fn render_of_each_topology_example_passes_promtool_amtool_and_compose_config() {
                 );
             }
         }
+        if compose {
+            for m in &mons {
+                let consul = dir.path().join(m).join("data/consul/docker-compose.yml");
+                if consul.is_file() {
+                    compose_config(&consul);
+                }
+            }
+        }
         if example == "multi-dc" {
             let am = yaml(&read(
                 mon_dir(dir.path(), "mon-sha-1").join("alertmanager/config.yml"),
@@ -585,6 +593,115 @@ fn render_of_each_topology_example_passes_promtool_amtool_and_compose_config() {
                 .map(|r| &r["matchers"][0])
                 .collect();
             assert_eq!(dcs, [&json!("dc=\"fra\""), &json!("dc=\"sha\"")]);
+        }
+    }
+}
+
+/// Consul agent configuration keys promfleet writes into promfleet-server.json, each as
+/// documented by Consul (agent configuration file reference):
+/// - `datacenter`, `primary_datacenter`: general parameters,
+///   https://developer.hashicorp.com/consul/docs/reference/agent/configuration-file/general
+///   (primary_datacenter on every agent of a WAN federation: "Enable ACLs in WAN-federated
+///   datacenters", developer.hashicorp.com/consul/tutorials/security-operations/access-control-replication-multiple-datacenters);
+/// - `advertise_addr_wan`: advertise address parameters,
+///   https://developer.hashicorp.com/consul/docs/reference/agent/configuration-file/address;
+/// - `retry_join_wan`: join parameters,
+///   https://developer.hashicorp.com/consul/docs/reference/agent/configuration-file/join.
+const CONSUL_DOCUMENTED_KEYS: &[(&str, &str)] = &[
+    ("datacenter", "string"),
+    ("primary_datacenter", "string"),
+    ("advertise_addr_wan", "string"),
+    ("retry_join_wan", "array"),
+];
+
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+        Value::Bool(_) => "bool",
+        Value::Number(_) => "number",
+        Value::Null => "null",
+    }
+}
+
+/// issue 17: the Consul server configs rendered for two datacenters (both layouts) use only
+/// documented keys with their documented types, name their own datacenter and the same
+/// primary, and the secondary joins the primary's WAN-reachable servers.
+#[test]
+fn consul_server_configs_of_two_datacenters_use_documented_keys_and_join_the_primary_over_wan() {
+    for layout in ["single", "spread"] {
+        let dir = tempfile::tempdir().unwrap();
+        let inv = dir.path().join("inventory.yml");
+        let mons: String = ["fra", "sha"]
+            .iter()
+            .enumerate()
+            .flat_map(|(d, dc)| {
+                (1..=3).map(move |n| {
+                    format!("    - {{name: mon-{dc}-{n}, ip: 10.{d}.0.{n}, vars: {{datacenter: {dc}}}}}\n")
+                })
+            })
+            .collect();
+        std::fs::write(
+            &inv,
+            format!(
+                "vars: {{primary_datacenter: fra, consul_layout: {layout}}}\n\
+                 consul: {{agents: [http://10.0.0.1:8500]}}\n\
+                 groups:\n  IDE: {{vars: {{datacenter: fra}}, hosts: [{{name: ide-01, ip: 10.0.1.1}}]}}\n  \
+                 Stage: {{vars: {{datacenter: sha}}, hosts: [{{name: stage-01, ip: 10.1.1.1}}]}}\n\
+                 monitoring:\n  hosts:\n{mons}"
+            ),
+        )
+        .unwrap();
+        let out = dir.path().join("rendered");
+        render(&inv, &out, &["playbooks/consul.yml"]);
+        let server_hosts: &[usize] = if layout == "single" { &[1] } else { &[1, 2, 3] };
+        for dc in ["fra", "sha"] {
+            for n in 1..=3 {
+                let file = out.join(format!("mon-{dc}-{n}/data/consul/promfleet-server.json"));
+                assert_eq!(
+                    file.is_file(),
+                    server_hosts.contains(&n),
+                    "{layout}: {}",
+                    file.display()
+                );
+                if !file.is_file() {
+                    continue;
+                }
+                let cfg: Value = serde_json::from_str(&read(&file)).unwrap();
+                for (key, value) in cfg.as_object().unwrap() {
+                    let documented = CONSUL_DOCUMENTED_KEYS.iter().find(|(k, _)| k == key);
+                    assert!(
+                        documented.is_some(),
+                        "{layout}/{dc}: undocumented key {key}"
+                    );
+                    assert_eq!(json_type(value), documented.unwrap().1, "{key}: {value}");
+                }
+                assert_eq!(cfg["datacenter"], dc);
+                assert_eq!(cfg["primary_datacenter"], "fra");
+                let wan: Vec<&str> = cfg["retry_join_wan"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_str().unwrap())
+                    .collect();
+                let mut want: Vec<String> = server_hosts
+                    .iter()
+                    .map(|i| format!("10.0.0.{i}"))
+                    .filter(|ip| dc != "fra" || *ip != format!("10.0.0.{n}"))
+                    .collect();
+                want.sort();
+                assert_eq!(wan, want, "{layout}/{dc}/{n}");
+                if tool("docker-compose").is_some() {
+                    let c = compose_config(&file.with_file_name("docker-compose.yml"));
+                    let text = c.to_string();
+                    assert!(
+                        text.contains("8302"),
+                        "{layout}/{dc}: WAN port not published"
+                    );
+                    assert!(text.contains("promfleet-server.json"), "{text}");
+                }
+            }
         }
     }
 }

@@ -350,10 +350,24 @@ impl SharedContext {
                 "group_slug": slug(&host.group),
                 "groups": host.groups,
                 "datacenter": inv.datacenter_of(host),
+                "dc_index": dc_index(inv, host),
             }),
         );
         tera::Context::from_value(Value::Object(vars)).unwrap_or_default()
     }
+}
+
+/// 1-based position of a monitoring host among its datacenter's monitoring hosts (the Consul
+/// layouts place servers by it); 0 for fleet hosts.
+fn dc_index(inv: &Inventory, host: &Host) -> usize {
+    if !host.is_monitoring() {
+        return 0;
+    }
+    let dc = inv.datacenter_of(host);
+    inv.monitoring()
+        .filter(|h| inv.datacenter_of(h) == dc)
+        .position(|h| h.name == host.name)
+        .map_or(0, |i| i + 1)
 }
 
 fn agent_json(url: &str) -> Value {
