@@ -41,8 +41,13 @@ fn common_port(ips: &[&str]) -> u16 {
 
 /// `promfleet render <playbooks> -i <inventory> --out <dir>` (secrets masked).
 fn render(inventory: &Path, out: &Path, playbooks: &[&str]) {
+    render_with(inventory, out, playbooks, &[]);
+}
+
+/// `render` with extra arguments (e.g. `-e global_tier=remote_write`).
+fn render_with(inventory: &Path, out: &Path, playbooks: &[&str], extra: &[&str]) {
     let mut run = Run::new(&["render"]);
-    for p in playbooks {
+    for p in playbooks.iter().chain(extra) {
         run = run.arg(p);
     }
     let o = run.arg("-i").arg(inventory).arg("--out").arg(out).output();
@@ -518,17 +523,18 @@ fn render_of_each_topology_example_passes_promtool_amtool_and_compose_config() {
         return;
     };
     let compose = tool("docker-compose").is_some();
-    for (example, mons) in [
-        ("single", vec!["mon-01"]),
-        ("ha", vec!["mon-01", "mon-02", "mon-03"]),
-        (
-            "multi-dc",
-            vec!["mon-fra-1", "mon-fra-2", "mon-sha-1", "mon-sha-2"],
-        ),
+    let multi = vec!["mon-fra-1", "mon-fra-2", "mon-sha-1", "mon-sha-2"];
+    for (example, extra, mons) in [
+        ("single", None, vec!["mon-01"]),
+        ("ha", None, vec!["mon-01", "mon-02", "mon-03"]),
+        ("multi-dc", None, multi.clone()),
+        ("multi-dc", Some("global_tier=remote_write"), multi),
     ] {
         let dir = tempfile::tempdir().unwrap();
         let inv = repo().join(format!("inventory/examples/{example}.yml"));
-        render(&inv, dir.path(), &[]);
+        let extra: Vec<&str> = extra.iter().flat_map(|e| ["-e", e]).collect();
+        render_with(&inv, dir.path(), &[], &extra);
+        let remote_write = !extra.is_empty();
         for m in &mons {
             let mon = mon_dir(dir.path(), m);
             let prom = mon.join("prometheus/prometheus.yml");
@@ -557,6 +563,13 @@ fn render_of_each_topology_example_passes_promtool_amtool_and_compose_config() {
                     .arg(mon.join("alertmanager/config.yml")),
             );
             let cfg = yaml(&read(&prom));
+            // remote_write: every datacenter Prometheus pushes to each global replica.
+            let pushes = cfg["remote_write"].as_array().map_or(0, Vec::len);
+            assert_eq!(pushes, if remote_write { 2 } else { 0 }, "{example}/{m}");
+            if global.is_file() {
+                let g = yaml(&read(&global)).to_string();
+                assert_eq!(g.contains("/federate"), !remote_write, "{g}");
+            }
             let labels = &cfg["global"]["external_labels"];
             assert_eq!(
                 labels.get("replica").is_some(),
@@ -572,6 +585,13 @@ fn render_of_each_topology_example_passes_promtool_amtool_and_compose_config() {
                     c["services"].get("prometheus-global").is_some(),
                     global.is_file()
                 );
+                if global.is_file() {
+                    let cmd = c["services"]["prometheus-global"]["command"].to_string();
+                    assert_eq!(
+                        cmd.contains("--web.enable-remote-write-receiver"),
+                        remote_write
+                    );
+                }
             }
         }
         if compose {
