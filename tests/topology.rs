@@ -105,6 +105,37 @@ fn notifications(sinks: &[(String, Arc<Mutex<Vec<Delivery>>>)], name: &str) -> V
     got
 }
 
+/// `promfleet status --scope central --output json`: (host, state, summary) of every
+/// Alertmanager row.
+async fn alertmanager_rows(inv: &Path) -> Vec<(String, String, String)> {
+    let inv = inv.to_path_buf();
+    let o = tokio::task::spawn_blocking(move || {
+        Run::new(&["status", "-i"])
+            .arg(&inv)
+            .arg("--scope")
+            .arg("central")
+            .arg("--output")
+            .arg("json")
+            .arg("--state-dir")
+            .arg(inv.with_file_name("state"))
+            .output()
+    })
+    .await
+    .unwrap();
+    let v: Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("status printed no JSON ({e}): {}", stderr(&o)));
+    v["central"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["service"] == "alertmanager")
+        .map(|r| {
+            let t = |k: &str| r[k].as_str().unwrap_or("").to_owned();
+            (t("at"), t("state"), t("summary"))
+        })
+        .collect()
+}
+
 fn spawn(mut cmd: Command, log: &Path) -> KillOnDrop {
     KillOnDrop(
         cmd.stdout(Stdio::null())
@@ -208,6 +239,14 @@ async fn ha_alertmanager_cluster_of_three_notifies_once_even_after_losing_one() 
             read(mon_dir(&out, names[ips.iter().position(|i| *i == ip).unwrap()]).join("am.log"))
         );
     }
+
+    // `status` shows every replica and the cluster each one sees.
+    let rows = alertmanager_rows(&inv).await;
+    let want: Vec<(String, String, String)> = names
+        .iter()
+        .map(|n| (n.to_string(), "ok".into(), "cluster ready 3/3 peers".into()))
+        .collect();
+    assert_eq!(rows, want);
 
     // Two Prometheus replicas: rendered config, plus a probe rule that always fires.
     let rule = |name: &str| {
@@ -314,6 +353,25 @@ async fn ha_alertmanager_cluster_of_three_notifies_once_even_after_losing_one() 
         }
         v
     };
+
+    // `status`: the killed one is down, the survivors see a cluster short of one member.
+    let split = wait_for(Duration::from_secs(60), async || {
+        let rows = alertmanager_rows(&inv).await;
+        let ok = rows.iter().enumerate().all(|(i, (_, state, summary))| {
+            if i == sender {
+                state == "down"
+            } else {
+                state == "drift" && summary.ends_with("2/3 peers")
+            }
+        });
+        ok.then_some(rows)
+    })
+    .await;
+    assert!(
+        split.is_some(),
+        "status never showed the lost member: {:?}",
+        alertmanager_rows(&inv).await
+    );
 
     // A new alert after the loss: both replicas load it (reload), the survivors notify once.
     for (i, (ip, name)) in ips.iter().zip(names).take(2).enumerate() {
