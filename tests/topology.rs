@@ -783,3 +783,29 @@ fn consul_server_configs_of_two_datacenters_use_documented_keys_and_join_the_pri
         }
     }
 }
+
+/// issue 17: a datacenter with fleet hosts but no monitoring host would go unscraped; render
+/// stops before any host is touched and names it.
+#[test]
+fn a_datacenter_without_a_monitoring_host_stops_render_and_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let inv = dir.path().join("inventory.yml");
+    std::fs::write(
+        &inv,
+        "consul: {agents: [http://10.0.0.9:8500]}\n\
+         groups:\n  IDE: {vars: {datacenter: far}, hosts: [{name: ide-01, ip: 10.0.1.1}]}\n\
+         monitoring: {hosts: [{name: mon-01, ip: 10.0.0.9}]}\n",
+    )
+    .unwrap();
+    let o = Run::new(&["render", "playbooks/monitoring.yml", "-i"])
+        .arg(&inv)
+        .arg("--out")
+        .arg(dir.path().join("out"))
+        .output();
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("datacenter far has fleet hosts but no monitoring host"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -133,15 +133,6 @@ impl Topology<'_> {
             "datacenters": dcs,
         })
     }
-
-    /// Datacenters that have fleet hosts but no monitoring host: nothing would scrape them.
-    pub fn unmonitored(&self) -> Vec<&str> {
-        self.datacenters
-            .iter()
-            .filter(|d| d.monitoring.is_empty())
-            .map(|d| d.name.as_str())
-            .collect()
-    }
 }
 
 #[cfg(test)]
@@ -203,16 +194,6 @@ monitoring:
             ]
         );
         assert_eq!(t.primary, "west");
-        assert!(t.unmonitored().is_empty());
         assert_eq!(t.to_json()["kind"], "multi_dc");
-    }
-
-    #[test]
-    fn a_datacenter_without_monitoring_host_is_reported() {
-        let i = inv(
-            "groups:\n  IDE: {vars: {datacenter: far}, hosts: [{name: a, ip: 10.0.0.1}]}\n\
-             monitoring: {hosts: [{name: m1, ip: 10.0.0.9}]}\n",
-        );
-        assert_eq!(i.topology().unmonitored(), ["far"]);
     }
 }
