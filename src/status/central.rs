@@ -60,12 +60,8 @@ pub async fn gather(
     http: &reqwest::Client,
     consul_token: Option<&str>,
 ) -> Vec<CentralRow> {
-    let mut jobs = Vec::new();
-    for a in &inv.consul.agents {
-        let url = a.trim_end_matches('/').to_string();
-        jobs.push(("consul".to_string(), url.clone(), url));
-    }
-    // HA (inventory/topology.rs): every Alertmanager of a datacenter should see all of them.
+    // HA (inventory/topology.rs): every Alertmanager of a datacenter should see all of them;
+    // each job carries how many Alertmanagers its datacenter has (1 for other services).
     let topology = inv.topology();
     let wan = topology.kind == crate::inventory::TopologyKind::MultiDc;
     let replicas = |h: &Host| {
@@ -75,34 +71,33 @@ pub async fn gather(
             .find(|d| d.monitoring.iter().any(|m| m.name == h.name))
             .map_or(1, |d| d.monitoring.len())
     };
-    let mut expected_peers = Vec::new();
+    let mut jobs = Vec::new();
+    for a in &inv.consul.agents {
+        let url = a.trim_end_matches('/').to_string();
+        jobs.push(("consul".to_string(), url.clone(), url, 1));
+    }
     for h in inv.monitoring() {
         let vars = host_vars(inv, defaults, h);
         for (svc, port_var) in SERVICES {
             if let Some(url) = service_url(&vars, h, svc, port_var) {
-                jobs.push((svc.to_string(), h.name.clone(), url));
-                expected_peers.push(replicas(h));
+                jobs.push((svc.to_string(), h.name.clone(), url, replicas(h)));
             }
         }
     }
-    let consul_rows = jobs.len() - expected_peers.len();
-    let expected = |i: usize| i.checked_sub(consul_rows).map_or(1, |j| expected_peers[j]);
-    let checks = futures::future::join_all(jobs.iter().enumerate().map(
-        |(i, (svc, _, url))| async move {
-            match svc.as_str() {
-                "consul" => consul(http, url, consul_token, wan).await,
-                "prometheus" => prometheus(http, url).await,
-                "alertmanager" => alertmanager(http, url, expected(i)).await,
-                "grafana" => grafana(http, url).await,
-                "dingtalk" => healthy(http, &format!("{url}/-/healthy")).await,
-                _ => healthy(http, &format!("{url}/health")).await,
-            }
-        },
-    ))
+    let checks = futures::future::join_all(jobs.iter().map(|(svc, _, url, n)| async move {
+        match svc.as_str() {
+            "consul" => consul(http, url, consul_token, wan).await,
+            "prometheus" => prometheus(http, url).await,
+            "alertmanager" => alertmanager(http, url, *n).await,
+            "grafana" => grafana(http, url).await,
+            "dingtalk" => healthy(http, &format!("{url}/-/healthy")).await,
+            _ => healthy(http, &format!("{url}/health")).await,
+        }
+    }))
     .await;
     jobs.into_iter()
         .zip(checks)
-        .map(|((service, at, url), check)| CentralRow {
+        .map(|((service, at, url, _), check)| CentralRow {
             service,
             at,
             url,
