@@ -24,4 +24,5 @@ mod ssh_known_hosts;
 mod stacks;
 mod status;
 mod sudo;
+mod topology;
 mod transport;

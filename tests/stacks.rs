@@ -505,7 +505,7 @@ fn alertmanager_config_passes_amtool_and_follows_the_inventory_groups() {
 }
 
 /// Kills the child process when the test ends, however it ends.
-struct KillOnDrop(Child);
+pub(crate) struct KillOnDrop(pub(crate) Child);
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
@@ -516,15 +516,21 @@ impl Drop for KillOnDrop {
 
 /// One HTTP request the sink received.
 #[derive(Debug, Clone)]
-struct Delivery {
-    path: String,
-    body: Value,
+pub(crate) struct Delivery {
+    pub(crate) path: String,
+    pub(crate) body: Value,
 }
 
 /// A local HTTP sink standing in for the DingTalk webhook: records path and JSON body of every
 /// request and answers 200.
 async fn start_sink() -> (u16, Arc<Mutex<Vec<Delivery>>>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    start_sink_on("127.0.0.1:0").await
+}
+
+/// `start_sink` on a given address (port 0: any free port). Its empty 200 answer is also a
+/// valid, empty /metrics page, so it stands in for an exporter too.
+pub(crate) async fn start_sink_on(addr: &str) -> (u16, Arc<Mutex<Vec<Delivery>>>) {
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let sink = seen.clone();
@@ -581,7 +587,10 @@ fn free_port() -> u16 {
 }
 
 /// Polls `check` every 100 ms until it returns Some or `limit` passes.
-async fn wait_for<T>(limit: Duration, mut check: impl AsyncFnMut() -> Option<T>) -> Option<T> {
+pub(crate) async fn wait_for<T>(
+    limit: Duration,
+    mut check: impl AsyncFnMut() -> Option<T>,
+) -> Option<T> {
     let start = Instant::now();
     while start.elapsed() < limit {
         if let Some(v) = check().await {
@@ -604,7 +613,7 @@ async fn real_alertmanager_routes_by_group_and_inhibits_warnings() {
     };
     let (sink_port, seen) = start_sink().await;
     let ctx = context(json!({
-        "host": { "name": "mon-01", "ip": "127.0.0.1", "group": "monitoring", "groups": ["monitoring"] },
+        "host": { "name": "mon-01", "ip": "127.0.0.1", "group": "monitoring", "groups": ["monitoring"], "datacenter": "dc1" },
         "dingtalk_port": sink_port,
         "alertmanager_group_wait": "1s",
         "alertmanager_group_interval": "1s",
@@ -843,7 +852,17 @@ fn grafana_dashboards_are_json_with_group_and_instance_variables() {
         dir.path()
             .join("grafana/provisioning/datasources/prometheus.yml"),
     ));
-    assert_eq!(ds["datasources"][0]["url"], "http://prometheus:9090");
+    // The fixture has three monitoring hosts (HA): the dashboards' uid `prometheus` is this
+    // host's own replica, the default; the other replicas have a datasource each.
+    let own = ds["datasources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["uid"] == "prometheus")
+        .expect("a datasource with the dashboards' uid");
+    assert_eq!(own["url"], "http://10.0.0.178:9090");
+    assert_eq!(own["isDefault"], true);
+    assert_eq!(ds["datasources"].as_array().unwrap().len(), 3);
     let provider = yaml(&read(
         dir.path()
             .join("grafana/provisioning/dashboards/promfleet.yml"),
@@ -912,7 +931,7 @@ fn secrets_are_masked_and_only_in_files_declared_secret() {
 // ---------------------------------------------------------------------------------------------
 // Compose files
 
-fn compose_config(compose: &Path) -> Value {
+pub(crate) fn compose_config(compose: &Path) -> Value {
     let out = Command::new("docker-compose")
         .arg("-f")
         .arg(compose)
@@ -992,9 +1011,25 @@ fn monitoring_compose_is_valid_and_limits_every_service() {
     assert!(text.contains("/srv/mon-data/prometheus-data:/prometheus"));
     assert!(text.contains("/srv/mon-data/grafana-data:/var/lib/grafana"));
     assert!(text.contains(r#""9060:8060""#) && text.contains(r#""9094:8080""#));
+    // HA fixture (three monitoring hosts): Karma reads every Alertmanager from karma.yml.
     assert_eq!(
-        services["alertmanager-dashboard"]["environment"]["ALERTMANAGER_URI"],
-        "http://10.0.0.178:9093"
+        services["alertmanager-dashboard"]["environment"]["CONFIG_FILE"],
+        "/etc/karma/karma.yml"
+    );
+    let karma = yaml(&read(compose.with_file_name("karma/karma.yml")));
+    let uris: Vec<&str> = karma["alertmanager"]["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["uri"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        uris,
+        [
+            "http://10.0.0.178:9093",
+            "http://10.0.0.179:9093",
+            "http://10.0.0.180:9093"
+        ]
     );
 }
 
@@ -1013,7 +1048,7 @@ fn as_host(ctx: &Value, index: usize) -> Value {
     let mh = &ctx["monitoring_hosts"][index];
     merge(
         ctx.clone(),
-        json!({ "host": { "name": mh["name"], "ip": mh["ip"], "group": "monitoring", "groups": ["monitoring"] } }),
+        json!({ "host": { "name": mh["name"], "ip": mh["ip"], "group": "monitoring", "groups": ["monitoring"], "datacenter": "dc1", "dc_index": index + 1 } }),
     )
 }
 

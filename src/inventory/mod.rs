@@ -25,6 +25,7 @@ mod server_list;
 mod ssh_args;
 #[cfg(test)]
 mod tests;
+mod topology;
 mod validate;
 
 pub use emit::to_yaml;
@@ -38,6 +39,7 @@ pub use resolve::{
     stand_in_note,
 };
 pub use serial::Serial;
+pub use topology::{DEFAULT_DATACENTER, Datacenter, Topology, TopologyKind};
 
 use crate::transport::BecomePassword;
 use std::collections::BTreeMap;

@@ -2,7 +2,7 @@
 //!
 //! Context (documented in README "Templates"): every variable at top level (built-in
 //! defaults < inventory global < group < host), plus `host`, `fleet_groups`,
-//! `monitoring_hosts`, `consul`, and the function `secret(name=…)`.
+//! `monitoring_hosts`, `topology` (inventory/topology.rs), `consul`, and the function `secret(name=…)`.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -305,13 +305,14 @@ impl SharedContext {
             .collect();
         let monitoring: Vec<Value> = inv
             .monitoring()
-            .map(|h| json!({"name": h.name, "ip": h.ip.to_string()}))
+            .map(|h| json!({"name": h.name, "ip": h.ip.to_string(), "datacenter": inv.datacenter_of(h)}))
             .collect();
         let agents: Vec<Value> = inv.consul.agents.iter().map(|u| agent_json(u)).collect();
         SharedContext {
             base: json!({
                 "fleet_groups": groups,
                 "monitoring_hosts": monitoring,
+                "topology": inv.topology().to_json(),
                 "consul": {
                     "agents": agents,
                     "datacenter": inv.consul.datacenter,
@@ -348,10 +349,25 @@ impl SharedContext {
                 "group": host.group,
                 "group_slug": slug(&host.group),
                 "groups": host.groups,
+                "datacenter": inv.datacenter_of(host),
+                "dc_index": dc_index(inv, host),
             }),
         );
         tera::Context::from_value(Value::Object(vars)).unwrap_or_default()
     }
+}
+
+/// 1-based position of a monitoring host among its datacenter's monitoring hosts (the Consul
+/// layouts place servers by it); 0 for fleet hosts.
+fn dc_index(inv: &Inventory, host: &Host) -> usize {
+    if !host.is_monitoring() {
+        return 0;
+    }
+    let dc = inv.datacenter_of(host);
+    inv.monitoring()
+        .filter(|h| inv.datacenter_of(h) == dc)
+        .position(|h| h.name == host.name)
+        .map_or(0, |i| i + 1)
 }
 
 fn agent_json(url: &str) -> Value {

@@ -1,6 +1,8 @@
 //! Central services, asked read-only from the jump host: every Consul agent of the inventory
 //! (leader, alive members) and, on each monitoring host, Prometheus (healthy, last config
-//! reload), Alertmanager (healthy, cluster and config), Grafana, the DingTalk webhook and Karma.
+//! reload), Alertmanager (healthy, cluster and config; in HA the cluster must hold every
+//! replica of the datacenter), Grafana, the DingTalk webhook and Karma. Several datacenters:
+//! each Consul agent also reports the WAN members.
 //! A service that does not answer is down.
 //!
 //! URLs: the var `<service>_url` (e.g. `-e prometheus_url=http://…`) when set, else
@@ -58,24 +60,35 @@ pub async fn gather(
     http: &reqwest::Client,
     consul_token: Option<&str>,
 ) -> Vec<CentralRow> {
+    // HA (inventory/topology.rs): every Alertmanager of a datacenter should see all of them;
+    // each job carries how many Alertmanagers its datacenter has (1 for other services).
+    let topology = inv.topology();
+    let wan = topology.kind == crate::inventory::TopologyKind::MultiDc;
+    let replicas = |h: &Host| {
+        topology
+            .datacenters
+            .iter()
+            .find(|d| d.monitoring.iter().any(|m| m.name == h.name))
+            .map_or(1, |d| d.monitoring.len())
+    };
     let mut jobs = Vec::new();
     for a in &inv.consul.agents {
         let url = a.trim_end_matches('/').to_string();
-        jobs.push(("consul".to_string(), url.clone(), url));
+        jobs.push(("consul".to_string(), url.clone(), url, 1));
     }
     for h in inv.monitoring() {
         let vars = host_vars(inv, defaults, h);
         for (svc, port_var) in SERVICES {
             if let Some(url) = service_url(&vars, h, svc, port_var) {
-                jobs.push((svc.to_string(), h.name.clone(), url));
+                jobs.push((svc.to_string(), h.name.clone(), url, replicas(h)));
             }
         }
     }
-    let checks = futures::future::join_all(jobs.iter().map(|(svc, _, url)| async move {
+    let checks = futures::future::join_all(jobs.iter().map(|(svc, _, url, n)| async move {
         match svc.as_str() {
-            "consul" => consul(http, url, consul_token).await,
+            "consul" => consul(http, url, consul_token, wan).await,
             "prometheus" => prometheus(http, url).await,
-            "alertmanager" => alertmanager(http, url).await,
+            "alertmanager" => alertmanager(http, url, *n).await,
             "grafana" => grafana(http, url).await,
             "dingtalk" => healthy(http, &format!("{url}/-/healthy")).await,
             _ => healthy(http, &format!("{url}/health")).await,
@@ -84,7 +97,7 @@ pub async fn gather(
     .await;
     jobs.into_iter()
         .zip(checks)
-        .map(|((service, at, url), check)| CentralRow {
+        .map(|((service, at, url, _), check)| CentralRow {
             service,
             at,
             url,
@@ -130,7 +143,8 @@ async fn healthy(http: &reqwest::Client, url: &str) -> Check {
     }
 }
 
-async fn consul(http: &reqwest::Client, base: &str, token: Option<&str>) -> Check {
+/// `wan`: several datacenters, so the servers' WAN members are reported too.
+async fn consul(http: &reqwest::Client, base: &str, token: Option<&str>, wan: bool) -> Check {
     let leader = match get_ok(http, &format!("{base}/v1/status/leader"), token).await {
         Ok(b) => serde_json::from_str::<String>(&b).unwrap_or_default(),
         Err(e) => return down(base, e),
@@ -151,14 +165,30 @@ async fn consul(http: &reqwest::Client, base: &str, token: Option<&str>) -> Chec
         .iter()
         .filter(|m| m["Status"] == 1 && m["Tags"]["role"] == "consul")
         .count();
-    Check::new(
-        State::Ok,
-        format!("leader, {alive} alive"),
-        format!(
-            "leader {leader}; {alive} of {} members alive ({servers} servers)",
-            members.len()
-        ),
-    )
+    let mut detail = format!(
+        "leader {leader}; {alive} of {} members alive ({servers} servers)",
+        members.len()
+    );
+    if wan {
+        match get_ok(http, &format!("{base}/v1/agent/members?wan=1"), token).await {
+            Ok(b) => {
+                let wan: Vec<Value> = serde_json::from_str(&b).unwrap_or_default();
+                let alive = wan.iter().filter(|m| m["Status"] == 1).count();
+                let dcs: std::collections::BTreeSet<&str> = wan
+                    .iter()
+                    .filter_map(|m| m["Tags"]["dc"].as_str())
+                    .collect();
+                let dcs: Vec<&str> = dcs.into_iter().collect();
+                detail.push_str(&format!(
+                    "; WAN: {alive} of {} alive, datacenters {}",
+                    wan.len(),
+                    dcs.join(", ")
+                ));
+            }
+            Err(e) => detail.push_str(&format!("; WAN members: {e}")),
+        }
+    }
+    Check::new(State::Ok, format!("leader, {alive} alive"), detail)
 }
 
 async fn prometheus(http: &reqwest::Client, base: &str) -> Check {
@@ -201,7 +231,8 @@ async fn prometheus(http: &reqwest::Client, base: &str) -> Check {
     }
 }
 
-async fn alertmanager(http: &reqwest::Client, base: &str) -> Check {
+/// `expected`: Alertmanagers of this host's datacenter (its cluster when more than one).
+async fn alertmanager(http: &reqwest::Client, base: &str, expected: usize) -> Check {
     if let Err(e) = get_ok(http, &format!("{base}/-/healthy"), None).await {
         return down(base, e);
     }
@@ -223,12 +254,23 @@ async fn alertmanager(http: &reqwest::Client, base: &str) -> Check {
         .lines()
         .filter(|l| l.trim_start().starts_with("- name:"))
         .count();
+    let detail = format!(
+        "{base}: cluster {cluster}, {peers} peer(s), config loaded ({receivers} receivers)"
+    );
+    if expected < 2 {
+        return Check::new(State::Ok, format!("cluster {cluster}"), detail);
+    }
+    // HA: a member that sees fewer peers than the datacenter has replicas is split off (or a
+    // replica is down), and its notifications may be duplicated.
+    let state = if peers >= expected && cluster == "ready" {
+        State::Ok
+    } else {
+        State::Drift
+    };
     Check::new(
-        State::Ok,
-        format!("cluster {cluster}"),
-        format!(
-            "{base}: cluster {cluster}, {peers} peer(s), config loaded ({receivers} receivers)"
-        ),
+        state,
+        format!("cluster {cluster} {peers}/{expected} peers"),
+        format!("{detail}; {expected} Alertmanagers expected in the cluster"),
     )
 }
 

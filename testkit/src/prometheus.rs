@@ -3,7 +3,7 @@
 //! Consul test double's http_sd view instead (same `__meta_consul_*` labels, so promfleet's
 //! relabels run unchanged). Only that job is kept: the others name container hostnames
 //! (`alertmanager:9093`) whose DNS lookups would leave this machine. Alerting and rule files
-//! are dropped; intervals shortened.
+//! are dropped; intervals shortened; `external_labels` kept.
 
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
@@ -12,7 +12,12 @@ use serde_json::{Value, json};
 pub fn runnable_config(rendered_yaml: &str, http_sd_url: &str) -> Result<(String, String)> {
     let mut cfg: Value =
         serde_saphyr::from_str(rendered_yaml).context("rendered prometheus.yml is not YAML")?;
+    // The rendered `external_labels` (dc, replica) stay: federation tests read them.
+    let external = cfg["global"]["external_labels"].take();
     cfg["global"] = json!({"scrape_interval": "1s", "evaluation_interval": "1s"});
+    if !external.is_null() {
+        cfg["global"]["external_labels"] = external;
+    }
     if let Some(o) = cfg.as_object_mut() {
         o.remove("alerting");
         o.remove("rule_files");

@@ -1,0 +1,811 @@
+//! Topologies beyond one monitoring host (issue 17): HA replicas with an Alertmanager gossip
+//! cluster, several datacenters under a global Prometheus tier. Every config here is what
+//! `promfleet render` produces from an inventory; the proofs run Debian's real `prometheus`
+//! and `prometheus-alertmanager` on 127.0.0.x loopback addresses (one address per monitoring
+//! host, so the rendered `host:port` addresses are used as they are). Nothing leaves
+//! 127.0.0.0/8.
+//!
+//! What this cannot prove: the containers themselves (no registry here), Karma and Grafana
+//! reading their rendered files, real Consul (the doubles stand in; their http_sd view replaces
+//! consul_sd, which Debian's Prometheus lacks).
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use testkit::consul_double::{ConsulDouble, DoubleOptions};
+
+use crate::stacks::{
+    Delivery, KillOnDrop, compose_config, http_sd_checkable, read, run_ok, start_sink_on, tool,
+    wait_for, yaml,
+};
+use crate::support::*;
+
+/// A port that is free on every one of `ips` (each process binds its own address).
+fn common_port(ips: &[&str]) -> u16 {
+    for _ in 0..50 {
+        let first = TcpListener::bind((ips[0], 0)).unwrap();
+        let port = first.local_addr().unwrap().port();
+        if ips[1..]
+            .iter()
+            .all(|ip| TcpListener::bind((*ip, port)).is_ok())
+        {
+            return port;
+        }
+    }
+    panic!("no port free on all of {ips:?}")
+}
+
+/// `promfleet render <playbooks> -i <inventory> --out <dir>` (secrets masked).
+fn render(inventory: &Path, out: &Path, playbooks: &[&str]) {
+    render_with(inventory, out, playbooks, &[]);
+}
+
+/// `render` with extra arguments (e.g. `-e global_tier=remote_write`).
+fn render_with(inventory: &Path, out: &Path, playbooks: &[&str], extra: &[&str]) {
+    let mut run = Run::new(&["render"]);
+    for p in playbooks.iter().chain(extra) {
+        run = run.arg(p);
+    }
+    let o = run.arg("-i").arg(inventory).arg("--out").arg(out).output();
+    assert!(o.status.success(), "render failed:\n{}", stderr(&o));
+}
+
+/// The rendered monitoring tree of one host (`monitoring_dir` is /opt/promfleet/monitoring).
+fn mon_dir(out: &Path, host: &str) -> PathBuf {
+    out.join(host).join("opt/promfleet/monitoring")
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .no_proxy()
+        .build()
+        .unwrap()
+}
+
+async fn get_json(url: &str) -> Option<Value> {
+    let r = http().get(url).send().await.ok()?;
+    if !r.status().is_success() {
+        return None;
+    }
+    r.json().await.ok()
+}
+
+/// The value of an unlabelled-or-summed counter in a /metrics page (0 when absent).
+async fn metric_sum(base: &str, name: &str) -> f64 {
+    let Ok(r) = http().get(format!("{base}/metrics")).send().await else {
+        return 0.0;
+    };
+    let text = r.text().await.unwrap_or_default();
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with(&format!("{name} ")) || l.starts_with(&format!("{name}{{")))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Firing notifications of alert `name` among `deliveries`, with the sink that got each.
+fn notifications(sinks: &[(String, Arc<Mutex<Vec<Delivery>>>)], name: &str) -> Vec<String> {
+    let mut got = Vec::new();
+    for (ip, seen) in sinks {
+        for d in seen.lock().unwrap().iter() {
+            let firing = d.body["status"] == "firing";
+            let has = d.body["alerts"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|x| x["labels"]["alertname"] == name));
+            if firing && has {
+                got.push(format!("{ip}{}", d.path));
+            }
+        }
+    }
+    got
+}
+
+/// `promfleet status --scope central --output json`: (host, state, summary) of every
+/// Alertmanager row.
+async fn alertmanager_rows(inv: &Path) -> Vec<(String, String, String)> {
+    let inv = inv.to_path_buf();
+    let o = tokio::task::spawn_blocking(move || {
+        Run::new(&["status", "-i"])
+            .arg(&inv)
+            .arg("--scope")
+            .arg("central")
+            .arg("--output")
+            .arg("json")
+            .arg("--state-dir")
+            .arg(inv.with_file_name("state"))
+            .output()
+    })
+    .await
+    .unwrap();
+    let v: Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("status printed no JSON ({e}): {}", stderr(&o)));
+    v["central"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["service"] == "alertmanager")
+        .map(|r| {
+            let t = |k: &str| r[k].as_str().unwrap_or("").to_owned();
+            (t("at"), t("state"), t("summary"))
+        })
+        .collect()
+}
+
+fn spawn(mut cmd: Command, log: &Path) -> KillOnDrop {
+    KillOnDrop(
+        cmd.stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}")),
+    )
+}
+
+const PEER_TIMEOUT_S: u64 = 2;
+
+/// issue 17, proof 1: three real Alertmanagers in one gossip cluster (flags from the rendered
+/// compose file), two real Prometheus replicas (rendered HA prometheus.yml) firing the same
+/// alert → one notification; after the Alertmanager that sent it is killed, the survivors do
+/// not send it again, and a new alert is still notified exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ha_alertmanager_cluster_of_three_notifies_once_even_after_losing_one() {
+    let (Some(alertmanager), Some(prometheus)) =
+        (tool("prometheus-alertmanager"), tool("prometheus"))
+    else {
+        eprintln!("SKIPPED: needs Debian's prometheus and prometheus-alertmanager");
+        return;
+    };
+    let ips = ["127.0.0.11", "127.0.0.12", "127.0.0.13"];
+    let names = ["mon-01", "mon-02", "mon-03"];
+    let am_port = common_port(&ips);
+    let cluster_port = common_port(&ips);
+    let sink_port = common_port(&ips);
+    let prom_port = common_port(&ips);
+    let dir = tempfile::tempdir().unwrap();
+    let inv = dir.path().join("inventory.yml");
+    std::fs::write(
+        &inv,
+        format!(
+            "vars:\n  alertmanager_port: {am_port}\n  alertmanager_cluster_port: {cluster_port}\n  \
+             dingtalk_port: {sink_port}\n  prometheus_port: {prom_port}\n  \
+             alertmanager_group_wait: 1s\n  alertmanager_group_interval: 1s\n  \
+             alertmanager_peer_timeout: {PEER_TIMEOUT_S}s\n  prometheus_evaluation_interval: 1s\n\
+             consul: {{agents: [http://127.0.0.11:8500]}}\n\
+             groups:\n  IDE: {{hosts: [{{name: ide-01, ip: 127.0.0.31}}]}}\n\
+             monitoring:\n  hosts:\n    - {{name: mon-01, ip: 127.0.0.11}}\n    \
+             - {{name: mon-02, ip: 127.0.0.12}}\n    - {{name: mon-03, ip: 127.0.0.13}}\n"
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("rendered");
+    render(&inv, &out, &["playbooks/monitoring.yml"]);
+
+    // Sinks standing in for each host's DingTalk webhook (each Alertmanager posts to its own).
+    let mut sinks = Vec::new();
+    for ip in ips {
+        let (_, seen) = start_sink_on(&format!("{ip}:{sink_port}")).await;
+        sinks.push((ip.to_owned(), seen));
+    }
+
+    // The Alertmanagers, with the cluster flags of the rendered compose file.
+    let mut ams: Vec<Option<KillOnDrop>> = Vec::new();
+    for (ip, name) in ips.iter().zip(names) {
+        let mon = mon_dir(&out, name);
+        let compose = yaml(&read(mon.join("docker-compose.yml")));
+        let flags: Vec<String> = compose["services"]["alertmanager"]["command"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f.as_str().unwrap().to_owned())
+            .filter(|f| f.starts_with("--cluster."))
+            .collect();
+        let peers: Vec<&String> = flags
+            .iter()
+            .filter(|f| f.starts_with("--cluster.peer="))
+            .collect();
+        assert_eq!(peers.len(), 2, "{name}: {flags:?}");
+        assert!(
+            flags.contains(&format!("--cluster.advertise-address={ip}:{cluster_port}")),
+            "{name}: {flags:?}"
+        );
+        let mut cmd = Command::new(&alertmanager);
+        cmd.arg(format!(
+            "--config.file={}",
+            mon.join("alertmanager/config.yml").display()
+        ))
+        .arg(format!("--storage.path={}", mon.join("am-data").display()))
+        .arg(format!("--web.listen-address={ip}:{am_port}"));
+        for f in &flags {
+            // Each process binds its own host address instead of the container's 0.0.0.0.
+            cmd.arg(f.replace("=0.0.0.0:", &format!("={ip}:")));
+        }
+        ams.push(Some(spawn(cmd, &mon.join("am.log"))));
+    }
+    let am_url = |ip: &str| format!("http://{ip}:{am_port}");
+    for ip in ips {
+        let ready = wait_for(Duration::from_secs(30), async || {
+            let s = get_json(&format!("{}/api/v2/status", am_url(ip))).await?;
+            let peers = s["cluster"]["peers"].as_array()?.len();
+            (s["cluster"]["status"] == "ready" && peers == 3).then_some(())
+        })
+        .await;
+        assert!(
+            ready.is_some(),
+            "{ip}: no 3-peer cluster within 30 s; log:\n{}",
+            read(mon_dir(&out, names[ips.iter().position(|i| *i == ip).unwrap()]).join("am.log"))
+        );
+    }
+
+    // `status` shows every replica and the cluster each one sees.
+    let rows = alertmanager_rows(&inv).await;
+    let want: Vec<(String, String, String)> = names
+        .iter()
+        .map(|n| (n.to_string(), "ok".into(), "cluster ready 3/3 peers".into()))
+        .collect();
+    assert_eq!(rows, want);
+
+    // Two Prometheus replicas: rendered config, plus a probe rule that always fires.
+    let rule = |name: &str| {
+        format!(
+            "groups:\n  - name: probe\n    rules:\n      - alert: {name}\n        expr: vector(1)\n        \
+             labels: {{group: IDE, instance: ide-01, severity: warning}}\n        \
+             annotations: {{title: probe, description: probe}}\n"
+        )
+    };
+    let mut proms = Vec::new();
+    for (ip, name) in ips.iter().zip(names).take(2) {
+        let prom = mon_dir(&out, name).join("prometheus");
+        let mut cfg = yaml(&read(prom.join("prometheus.yml")));
+        assert_eq!(cfg["global"]["external_labels"]["replica"], name);
+        let targets = &cfg["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"];
+        let want: Vec<String> = ips.iter().map(|i| format!("{i}:{am_port}")).collect();
+        assert_eq!(
+            targets,
+            &json!(want),
+            "every replica alerts to every Alertmanager"
+        );
+        // Only the alerting path is under test: no scrape jobs (their targets are not here).
+        cfg["scrape_configs"] = json!([]);
+        let runnable = prom.join("prometheus.test.yml");
+        std::fs::write(&runnable, serde_json::to_string(&cfg).unwrap()).unwrap();
+        std::fs::write(prom.join("rules/probe.rules.yml"), rule("HaProbe")).unwrap();
+        let mut cmd = Command::new(&prometheus);
+        cmd.arg(format!("--config.file={}", runnable.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                prom.join("data").display()
+            ))
+            .arg(format!("--web.listen-address={ip}:{prom_port}"))
+            .arg("--web.enable-lifecycle")
+            // The first evaluation can run before the static Alertmanagers are known, and a
+            // dropped alert is re-sent only after this delay (default 1m).
+            .arg("--rules.alert.resend-delay=2s");
+        proms.push(spawn(cmd, &prom.join("prometheus.log")));
+    }
+
+    // Every Alertmanager has the alert from both replicas (the same alert: `replica` dropped).
+    for ip in ips {
+        let got = wait_for(Duration::from_secs(60), async || {
+            let a = get_json(&format!("{}/api/v2/alerts", am_url(ip))).await?;
+            let probes: Vec<&Value> = a
+                .as_array()?
+                .iter()
+                .filter(|x| x["labels"]["alertname"] == "HaProbe")
+                .collect();
+            (!probes.is_empty()).then(|| {
+                probes
+                    .iter()
+                    .map(|p| p["labels"].clone())
+                    .collect::<Vec<_>>()
+            })
+        })
+        .await;
+        let got = got.unwrap_or_else(|| {
+            panic!(
+                "{ip} never received HaProbe; prometheus log:\n{}",
+                read(mon_dir(&out, "mon-01").join("prometheus/prometheus.log"))
+            )
+        });
+        assert_eq!(got.len(), 1, "{ip} holds HaProbe more than once: {got:?}");
+        assert!(got[0].get("replica").is_none(), "{got:?}");
+        assert_eq!(got[0]["dc"], "dc1");
+    }
+
+    let first = wait_for(Duration::from_secs(60), async || {
+        let n = notifications(&sinks, "HaProbe");
+        (!n.is_empty()).then_some(n)
+    })
+    .await
+    .expect("no notification for HaProbe within 60 s");
+    // Each peer decides after waiting its position × peer timeout, then asks the shared
+    // notification log. Once every peer has asked it twice, every one has decided.
+    for ip in ips {
+        let asked = wait_for(Duration::from_secs(10 * PEER_TIMEOUT_S), async || {
+            (metric_sum(&am_url(ip), "alertmanager_nflog_queries_total").await >= 2.0).then_some(())
+        })
+        .await;
+        assert!(asked.is_some(), "{ip} never consulted the notification log");
+    }
+    let all = notifications(&sinks, "HaProbe");
+    assert_eq!(all.len(), 1, "HaProbe notified more than once: {all:?}");
+    assert!(
+        first[0].ends_with("/dingtalk/webhook-ide/send"),
+        "{first:?}"
+    );
+
+    // Kill the Alertmanager that sent it.
+    let sender = ips.iter().position(|ip| first[0].starts_with(ip)).unwrap();
+    ams[sender] = None;
+    let survivors: Vec<&str> = ips
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != sender)
+        .map(|(_, ip)| *ip)
+        .collect();
+    let before: Vec<f64> = {
+        let mut v = Vec::new();
+        for ip in &survivors {
+            v.push(metric_sum(&am_url(ip), "alertmanager_nflog_queries_total").await);
+        }
+        v
+    };
+
+    // `status`: the killed one is down, the survivors see a cluster short of one member.
+    let split = wait_for(Duration::from_secs(60), async || {
+        let rows = alertmanager_rows(&inv).await;
+        let ok = rows.iter().enumerate().all(|(i, (_, state, summary))| {
+            if i == sender {
+                state == "down"
+            } else {
+                state == "drift" && summary.ends_with("2/3 peers")
+            }
+        });
+        ok.then_some(rows)
+    })
+    .await;
+    assert!(
+        split.is_some(),
+        "status never showed the lost member: {:?}",
+        alertmanager_rows(&inv).await
+    );
+
+    // A new alert after the loss: both replicas load it (reload), the survivors notify once.
+    for (i, (ip, name)) in ips.iter().zip(names).take(2).enumerate() {
+        let prom = mon_dir(&out, name).join("prometheus");
+        std::fs::write(
+            prom.join("rules/probe2.rules.yml"),
+            rule("HaProbeAfterLoss"),
+        )
+        .unwrap();
+        let r = http()
+            .post(format!("http://{ip}:{prom_port}/-/reload"))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("reload prometheus {i}: {e}"));
+        assert!(r.status().is_success(), "reload: {}", r.status());
+    }
+    wait_for(Duration::from_secs(60), async || {
+        (!notifications(&sinks, "HaProbeAfterLoss").is_empty()).then_some(())
+    })
+    .await
+    .expect("survivors never notified HaProbeAfterLoss");
+    for (ip, b) in survivors.iter().zip(before) {
+        let asked = wait_for(Duration::from_secs(10 * PEER_TIMEOUT_S), async || {
+            (metric_sum(&am_url(ip), "alertmanager_nflog_queries_total").await >= b + 4.0)
+                .then_some(())
+        })
+        .await;
+        assert!(
+            asked.is_some(),
+            "{ip} stopped consulting the notification log"
+        );
+    }
+    let after = notifications(&sinks, "HaProbeAfterLoss");
+    assert_eq!(after.len(), 1, "new alert notified {after:?}");
+    assert!(!after[0].starts_with(ips[sender]), "{after:?}");
+    let old = notifications(&sinks, "HaProbe");
+    assert_eq!(old.len(), 1, "HaProbe re-sent after the loss: {old:?}");
+    drop(proms);
+}
+
+/// issue 17, proof 2: two datacenters, each with a real Prometheus (rendered config) that
+/// discovers through its own Consul double's http_sd view, and a real global Prometheus
+/// (rendered prometheus-global.yml) federating both: it shows every target of both
+/// datacenters, each with its `dc` label.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn global_prometheus_federates_every_target_of_two_datacenters_with_its_dc() {
+    let Some(prometheus) = tool("prometheus") else {
+        eprintln!("SKIPPED: needs Debian's prometheus");
+        return;
+    };
+    let mon = [
+        ("mon-fra", "127.0.0.21", "fra"),
+        ("mon-sha", "127.0.0.22", "sha"),
+    ];
+    let prom_port = common_port(&["127.0.0.21", "127.0.0.22"]);
+    let global_port = common_port(&["127.0.0.21"]);
+    let dir = tempfile::tempdir().unwrap();
+    let inv = dir.path().join("inventory.yml");
+    std::fs::write(
+        &inv,
+        format!(
+            "vars: {{primary_datacenter: fra, global_tier: federate, prometheus_port: {prom_port}, \
+             prometheus_global_port: {global_port}}}\n\
+             consul: {{agents: [http://127.0.0.21:8500]}}\n\
+             groups:\n  IDE:\n    vars: {{datacenter: fra}}\n    hosts:\n      \
+             - {{name: ide-01, ip: 127.0.0.41}}\n      - {{name: ide-02, ip: 127.0.0.42}}\n  \
+             Stage:\n    vars: {{datacenter: sha}}\n    hosts:\n      - {{name: stage-01, ip: 127.0.0.51}}\n\
+             monitoring:\n  hosts:\n    - {{name: mon-fra, ip: 127.0.0.21, vars: {{datacenter: fra}}}}\n    \
+             - {{name: mon-sha, ip: 127.0.0.22, vars: {{datacenter: sha}}}}\n"
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("rendered");
+    render(&inv, &out, &["playbooks/monitoring.yml"]);
+
+    // One Consul double per datacenter; each fleet host's two "exporters" are sinks (an empty
+    // 200 page is a valid, empty scrape).
+    let fleet = [
+        ("ide-01", "127.0.0.41", "IDE", "fra"),
+        ("ide-02", "127.0.0.42", "IDE", "fra"),
+        ("stage-01", "127.0.0.51", "Stage", "sha"),
+    ];
+    let mut doubles = Vec::new();
+    for (_, _, dc) in mon {
+        let d = ConsulDouble::start_with(DoubleOptions {
+            datacenter: dc.to_owned(),
+            run_checks: false,
+            ..DoubleOptions::default()
+        })
+        .await
+        .unwrap();
+        doubles.push(d);
+    }
+    let mut exporters = Vec::new();
+    for (name, ip, group, dc) in fleet {
+        let double = &doubles[mon.iter().position(|m| m.2 == dc).unwrap()];
+        for svc in ["node-exporter", "cadvisor-exporter"] {
+            let (port, seen) = start_sink_on(&format!("{ip}:0")).await;
+            exporters.push(seen);
+            double
+                .register_direct(json!({
+                    "ID": format!("{svc}-{name}-{ip}"), "Name": svc, "Address": ip, "Port": port,
+                    "Meta": {"hostname": name, "group": group},
+                }))
+                .unwrap();
+        }
+    }
+
+    // The datacenter Prometheus instances, discovering only through their own double.
+    let mut procs = Vec::new();
+    for ((name, ip, dc), double) in mon.iter().zip(&doubles) {
+        let prom = mon_dir(&out, name).join("prometheus");
+        let rendered = read(prom.join("prometheus.yml"));
+        let parsed = yaml(&rendered);
+        let job = &parsed["scrape_configs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j.get("consul_sd_configs").is_some())
+            .unwrap()["consul_sd_configs"];
+        assert!(
+            job.as_array()
+                .unwrap()
+                .iter()
+                .all(|sd| sd["datacenter"] == *dc),
+            "{name} must discover only {dc}: {job}"
+        );
+        let (cfg, _) = testkit::prometheus::runnable_config(
+            &rendered,
+            &format!("{}/promfleet-double/http_sd", double.url()),
+        )
+        .unwrap();
+        assert_eq!(yaml(&cfg)["global"]["external_labels"]["dc"], *dc);
+        let file = prom.join("prometheus.test.yml");
+        std::fs::write(&file, cfg).unwrap();
+        let mut cmd = Command::new(&prometheus);
+        cmd.arg(format!("--config.file={}", file.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                prom.join("data").display()
+            ))
+            .arg(format!("--web.listen-address={ip}:{prom_port}"));
+        procs.push(spawn(cmd, &prom.join("prometheus.log")));
+    }
+
+    // The global tier, on the primary datacenter's host, as rendered (intervals shortened).
+    let global_dir = mon_dir(&out, "mon-fra").join("prometheus-global");
+    let mut cfg = yaml(&read(global_dir.join("prometheus.yml")));
+    cfg["global"]["scrape_interval"] = json!("1s");
+    for job in cfg["scrape_configs"].as_array().unwrap() {
+        if job["job_name"].as_str().unwrap().starts_with("federate-") {
+            assert_eq!(job["honor_labels"], true, "{job}");
+        }
+    }
+    let file = global_dir.join("prometheus.test.yml");
+    std::fs::write(&file, serde_json::to_string(&cfg).unwrap()).unwrap();
+    let mut cmd = Command::new(&prometheus);
+    cmd.arg(format!("--config.file={}", file.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            global_dir.join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.21:{global_port}"));
+    procs.push(spawn(cmd, &global_dir.join("prometheus.log")));
+
+    let query = format!(
+        "http://127.0.0.21:{global_port}/api/v1/query?query=up%7Bjob%3D%22consul-services%22%7D"
+    );
+    let mut want: Vec<(String, String, String)> = fleet
+        .iter()
+        .flat_map(|(name, _, group, dc)| {
+            let t = (name.to_string(), group.to_string(), dc.to_string());
+            [t.clone(), t]
+        })
+        .collect();
+    want.sort();
+    let seen = wait_for(Duration::from_secs(90), async || {
+        let r = get_json(&query).await?;
+        let mut got: Vec<(String, String, String)> = r["data"]["result"]
+            .as_array()?
+            .iter()
+            .filter(|s| s["value"][1] == "1")
+            .map(|s| {
+                let l = &s["metric"];
+                let t = |k: &str| l[k].as_str().unwrap_or("").to_owned();
+                (t("instance"), t("group"), t("dc"))
+            })
+            .collect();
+        got.sort();
+        (got == want).then_some(got)
+    })
+    .await;
+    assert!(
+        seen.is_some(),
+        "global tier never showed {want:?}; last answer: {}",
+        get_json(&query).await.unwrap_or_default()
+    );
+    drop(procs);
+}
+
+/// issue 17: `render` of the example inventory of each topology passes promtool, amtool and
+/// `docker-compose config`; the HA and multi-datacenter trees carry their topology.
+#[test]
+fn render_of_each_topology_example_passes_promtool_amtool_and_compose_config() {
+    let (Some(promtool), Some(amtool)) = (tool("promtool"), tool("amtool")) else {
+        eprintln!("SKIPPED: needs promtool and amtool");
+        return;
+    };
+    let compose = tool("docker-compose").is_some();
+    let multi = vec!["mon-fra-1", "mon-fra-2", "mon-sha-1", "mon-sha-2"];
+    for (example, extra, mons) in [
+        ("single", None, vec!["mon-01"]),
+        ("ha", None, vec!["mon-01", "mon-02", "mon-03"]),
+        ("multi-dc", None, multi.clone()),
+        ("multi-dc", Some("global_tier=remote_write"), multi),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let inv = repo().join(format!("inventory/examples/{example}.yml"));
+        let extra: Vec<&str> = extra.iter().flat_map(|e| ["-e", e]).collect();
+        render_with(&inv, dir.path(), &[], &extra);
+        let remote_write = !extra.is_empty();
+        for m in &mons {
+            let mon = mon_dir(dir.path(), m);
+            let prom = mon.join("prometheus/prometheus.yml");
+            let out = run_ok(
+                Command::new(&promtool)
+                    .args(["check", "config"])
+                    .arg(http_sd_checkable(&prom)),
+            );
+            assert!(out.contains("SUCCESS"), "{example}/{m}: {out}");
+            let global = mon.join("prometheus-global/prometheus.yml");
+            assert_eq!(
+                global.is_file(),
+                example == "multi-dc" && m.starts_with("mon-fra"),
+                "{example}/{m}: global tier only on the primary datacenter"
+            );
+            if global.is_file() {
+                run_ok(
+                    Command::new(&promtool)
+                        .args(["check", "config"])
+                        .arg(&global),
+                );
+            }
+            run_ok(
+                Command::new(&amtool)
+                    .arg("check-config")
+                    .arg(mon.join("alertmanager/config.yml")),
+            );
+            let cfg = yaml(&read(&prom));
+            // remote_write: every datacenter Prometheus pushes to each global replica.
+            let pushes = cfg["remote_write"].as_array().map_or(0, Vec::len);
+            assert_eq!(pushes, if remote_write { 2 } else { 0 }, "{example}/{m}");
+            if global.is_file() {
+                let g = yaml(&read(&global)).to_string();
+                assert_eq!(g.contains("/federate"), !remote_write, "{g}");
+            }
+            let labels = &cfg["global"]["external_labels"];
+            assert_eq!(
+                labels.get("replica").is_some(),
+                example != "single",
+                "{labels}"
+            );
+            assert!(labels["dc"].is_string(), "{labels}");
+            if compose {
+                let c = compose_config(&mon.join("docker-compose.yml"));
+                let am = c["services"]["alertmanager"]["command"].to_string();
+                assert_eq!(am.contains("--cluster.peer="), example != "single", "{am}");
+                assert_eq!(
+                    c["services"].get("prometheus-global").is_some(),
+                    global.is_file()
+                );
+                if global.is_file() {
+                    let cmd = c["services"]["prometheus-global"]["command"].to_string();
+                    assert_eq!(
+                        cmd.contains("--web.enable-remote-write-receiver"),
+                        remote_write
+                    );
+                }
+            }
+        }
+        if compose {
+            for m in &mons {
+                let consul = dir.path().join(m).join("data/consul/docker-compose.yml");
+                if consul.is_file() {
+                    compose_config(&consul);
+                }
+            }
+        }
+        if example == "multi-dc" {
+            let am = yaml(&read(
+                mon_dir(dir.path(), "mon-sha-1").join("alertmanager/config.yml"),
+            ));
+            let dcs: Vec<&Value> = am["route"]["routes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| &r["matchers"][0])
+                .collect();
+            assert_eq!(dcs, [&json!("dc=\"fra\""), &json!("dc=\"sha\"")]);
+        }
+    }
+}
+
+/// Consul agent configuration keys promfleet writes into promfleet-server.json, each as
+/// documented by Consul (agent configuration file reference):
+/// - `datacenter`, `primary_datacenter`: general parameters,
+///   https://developer.hashicorp.com/consul/docs/reference/agent/configuration-file/general
+///   (primary_datacenter on every agent of a WAN federation: "Enable ACLs in WAN-federated
+///   datacenters", developer.hashicorp.com/consul/tutorials/security-operations/access-control-replication-multiple-datacenters);
+/// - `advertise_addr_wan`: advertise address parameters,
+///   https://developer.hashicorp.com/consul/docs/reference/agent/configuration-file/address;
+/// - `retry_join_wan`: join parameters,
+///   https://developer.hashicorp.com/consul/docs/reference/agent/configuration-file/join.
+const CONSUL_DOCUMENTED_KEYS: &[(&str, &str)] = &[
+    ("datacenter", "string"),
+    ("primary_datacenter", "string"),
+    ("advertise_addr_wan", "string"),
+    ("retry_join_wan", "array"),
+];
+
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+        Value::Bool(_) => "bool",
+        Value::Number(_) => "number",
+        Value::Null => "null",
+    }
+}
+
+/// issue 17: the Consul server configs rendered for two datacenters (both layouts) use only
+/// documented keys with their documented types, name their own datacenter and the same
+/// primary, and the secondary joins the primary's WAN-reachable servers.
+#[test]
+fn consul_server_configs_of_two_datacenters_use_documented_keys_and_join_the_primary_over_wan() {
+    for layout in ["single", "spread"] {
+        let dir = tempfile::tempdir().unwrap();
+        let inv = dir.path().join("inventory.yml");
+        let mons: String = ["fra", "sha"]
+            .iter()
+            .enumerate()
+            .flat_map(|(d, dc)| {
+                (1..=3).map(move |n| {
+                    format!("    - {{name: mon-{dc}-{n}, ip: 10.{d}.0.{n}, vars: {{datacenter: {dc}}}}}\n")
+                })
+            })
+            .collect();
+        std::fs::write(
+            &inv,
+            format!(
+                "vars: {{primary_datacenter: fra, consul_layout: {layout}}}\n\
+                 consul: {{agents: [http://10.0.0.1:8500]}}\n\
+                 groups:\n  IDE: {{vars: {{datacenter: fra}}, hosts: [{{name: ide-01, ip: 10.0.1.1}}]}}\n  \
+                 Stage: {{vars: {{datacenter: sha}}, hosts: [{{name: stage-01, ip: 10.1.1.1}}]}}\n\
+                 monitoring:\n  hosts:\n{mons}"
+            ),
+        )
+        .unwrap();
+        let out = dir.path().join("rendered");
+        render(&inv, &out, &["playbooks/consul.yml"]);
+        let server_hosts: &[usize] = if layout == "single" { &[1] } else { &[1, 2, 3] };
+        for dc in ["fra", "sha"] {
+            for n in 1..=3 {
+                let file = out.join(format!("mon-{dc}-{n}/data/consul/promfleet-server.json"));
+                assert_eq!(
+                    file.is_file(),
+                    server_hosts.contains(&n),
+                    "{layout}: {}",
+                    file.display()
+                );
+                if !file.is_file() {
+                    continue;
+                }
+                let cfg: Value = serde_json::from_str(&read(&file)).unwrap();
+                for (key, value) in cfg.as_object().unwrap() {
+                    let documented = CONSUL_DOCUMENTED_KEYS.iter().find(|(k, _)| k == key);
+                    assert!(
+                        documented.is_some(),
+                        "{layout}/{dc}: undocumented key {key}"
+                    );
+                    assert_eq!(json_type(value), documented.unwrap().1, "{key}: {value}");
+                }
+                assert_eq!(cfg["datacenter"], dc);
+                assert_eq!(cfg["primary_datacenter"], "fra");
+                let wan: Vec<&str> = cfg["retry_join_wan"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_str().unwrap())
+                    .collect();
+                let mut want: Vec<String> = server_hosts
+                    .iter()
+                    .map(|i| format!("10.0.0.{i}"))
+                    .filter(|ip| dc != "fra" || *ip != format!("10.0.0.{n}"))
+                    .collect();
+                want.sort();
+                assert_eq!(wan, want, "{layout}/{dc}/{n}");
+                if tool("docker-compose").is_some() {
+                    let c = compose_config(&file.with_file_name("docker-compose.yml"));
+                    let text = c.to_string();
+                    assert!(
+                        text.contains("8302"),
+                        "{layout}/{dc}: WAN port not published"
+                    );
+                    assert!(text.contains("promfleet-server.json"), "{text}");
+                }
+            }
+        }
+    }
+}
+
+/// issue 17: a datacenter with fleet hosts but no monitoring host would go unscraped; render
+/// stops before any host is touched and names it.
+#[test]
+fn a_datacenter_without_a_monitoring_host_stops_render_and_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let inv = dir.path().join("inventory.yml");
+    std::fs::write(
+        &inv,
+        "consul: {agents: [http://10.0.0.9:8500]}\n\
+         groups:\n  IDE: {vars: {datacenter: far}, hosts: [{name: ide-01, ip: 10.0.1.1}]}\n\
+         monitoring: {hosts: [{name: mon-01, ip: 10.0.0.9}]}\n",
+    )
+    .unwrap();
+    let o = Run::new(&["render", "playbooks/monitoring.yml", "-i"])
+        .arg(&inv)
+        .arg("--out")
+        .arg(dir.path().join("out"))
+        .output();
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("datacenter far has fleet hosts but no monitoring host"),
+        "{}",
+        stderr(&o)
+    );
+}
