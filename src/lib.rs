@@ -16,6 +16,7 @@ pub mod modules;
 pub mod playbook;
 pub mod project;
 pub mod report;
+pub mod settings;
 pub mod status;
 pub mod transport;
 

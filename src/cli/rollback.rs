@@ -134,7 +134,7 @@ pub async fn run(a: RollbackArgs) -> anyhow::Result<crate::report::ExitCode> {
             .collect(),
     };
     let setup = executor(
-        &planned.inventory,
+        &planned.consul,
         &planned.secrets,
         &a.conn,
         &a.out,

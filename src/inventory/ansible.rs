@@ -238,6 +238,7 @@ pub(crate) fn resolve(mut c: Collected) -> Result<Draft, InventoryError> {
             if more.datacenter.is_some() {
                 draft.consul.datacenter = more.datacenter;
             }
+            draft.consul.options = more.options.or(draft.consul.options.clone());
         }
     }
 
@@ -643,6 +644,18 @@ fn take_consul(
     positions.extend(std::iter::repeat_n(pos, c.agents.len()));
     if let Some((dc, _)) = take_string(v, &["consul_datacenter"])? {
         c.datacenter = Some(dc);
+    }
+    for key in crate::settings::consul::OPTION_KEYS {
+        let name = format!("consul_{key}");
+        if let Some((text, pos)) = take_string(v, &[name.as_str()])? {
+            c.options
+                .set(key, &text)
+                .map_err(|why| InventoryError::Syntax {
+                    pos,
+                    message: format!("{name}: {why}"),
+                    help: None,
+                })?;
+        }
     }
     Ok(c)
 }

@@ -56,7 +56,7 @@ pub async fn gather(
     inv: &Inventory,
     defaults: &Vars,
     http: &reqwest::Client,
-    consul_token: Option<&str>,
+    consul_client: &crate::modules::consul::ConsulClient,
 ) -> Vec<CentralRow> {
     let mut jobs = Vec::new();
     for a in &inv.consul.agents {
@@ -73,7 +73,8 @@ pub async fn gather(
     }
     let checks = futures::future::join_all(jobs.iter().map(|(svc, _, url)| async move {
         match svc.as_str() {
-            "consul" => consul(http, url, consul_token).await,
+            // Consul's own client: its TLS settings and token.
+            "consul" => consul(consul_client.http(), url, consul_client.token()).await,
             "prometheus" => prometheus(http, url).await,
             "alertmanager" => alertmanager(http, url).await,
             "grafana" => grafana(http, url).await,
