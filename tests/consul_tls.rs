@@ -574,3 +574,179 @@ async fn prometheus_discovers_through_tls_consul_with_the_rendered_tls_config() 
             .all(|r| r.token.as_deref() == Some(TOKEN))
     );
 }
+
+/// A promfleet run with no Consul or promfleet setting inherited from the test's environment.
+fn clean(mut r: Run) -> Run {
+    for k in [
+        "CONSUL_HTTP_TOKEN",
+        "CONSUL_HTTP_TOKEN_FILE",
+        "CONSUL_HTTP_ADDR",
+        "CONSUL_HTTP_SSL",
+        "CONSUL_HTTP_SSL_VERIFY",
+        "CONSUL_CACERT",
+        "CONSUL_CAPATH",
+        "CONSUL_CLIENT_CERT",
+        "CONSUL_CLIENT_KEY",
+        "CONSUL_TLS_SERVER_NAME",
+        "PROMFLEET_SECRET_CONSUL_TOKEN",
+        "PROMFLEET_SECRETS",
+        "PROMFLEET_CONFIG",
+        "PROMFLEET_INVENTORY",
+    ] {
+        r.cmd.env_remove(k);
+    }
+    r
+}
+
+/// Issue 13, done-when: with the agent in default-deny + TLS, deploy (registration), `status`
+/// and `consul prune` work from one token and one CA given in each documented way: the
+/// environment, the secrets file, the inventory's `consul:` block, the project file.
+#[test]
+fn consul_default_deny_tls_works_from_one_token_given_any_way() {
+    if !require_root() {
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let dir = tempfile::tempdir().expect("tmp");
+    let ca = TestCa::new("promfleet test CA").expect("ca");
+    let (files, _) = ca.write(dir.path(), &["127.0.0.1"]).expect("files");
+    let consul = rt.block_on(tls_double(&ca, &["127.0.0.1"], false));
+    let fleet = testkit::sshd::Fleet::builder()
+        .hosts(1)
+        .groups(&["IDE"])
+        .fake_node_exporter(true)
+        .consul_agents([consul.url()])
+        .start()
+        .expect("fleet");
+    let base = fleet.inventory().var("metrics_timeout", 3).yaml();
+    assert!(base.contains("consul: { agents:"), "{base}");
+    let token_file = write(dir.path(), "token", &format!("{TOKEN}\n"));
+    let ca_file = files.ca.display().to_string();
+    let token_path = token_file.display().to_string();
+    let plain_inv = write(dir.path(), "plain.yml", &base);
+    let tls_inv = write(
+        dir.path(),
+        "tls.yml",
+        &base.replace(
+            "consul: { agents:",
+            &format!("consul: {{ ca_file: \"{ca_file}\", token_file: \"{token_path}\", agents:"),
+        ),
+    );
+    let secrets = secret_file(
+        dir.path(),
+        "secrets.yml",
+        &format!("consul_token: \"{TOKEN}\"\nconsul_ca_file: \"{ca_file}\"\n"),
+    );
+    let empty_secrets = secret_file(dir.path(), "none.yml", "other: x\n");
+    let project = write(
+        dir.path(),
+        "promfleet.yml",
+        &format!("inventory: plain.yml\nconsul:\n  ca_file: \"{ca_file}\"\n  token_file: token\n"),
+    );
+    let project_s = project.display().to_string();
+    // (way, inventory given with -i, secrets file, extra environment)
+    let rows: Vec<(&str, Option<&Path>, &Path, Vec<(&str, &str)>)> = vec![
+        (
+            "environment",
+            Some(&plain_inv),
+            &empty_secrets,
+            vec![("CONSUL_HTTP_TOKEN", TOKEN), ("CONSUL_CACERT", &ca_file)],
+        ),
+        ("secrets file", Some(&plain_inv), &secrets, vec![]),
+        (
+            "inventory consul block",
+            Some(&tls_inv),
+            &empty_secrets,
+            vec![],
+        ),
+        (
+            "project file (inventory too)",
+            None,
+            &empty_secrets,
+            vec![("PROMFLEET_CONFIG", &project_s)],
+        ),
+    ];
+    let state = fleet.root().join("state");
+    for (way, inv, secrets, env) in rows {
+        let run = |args: &[&str], extra: &[&str]| {
+            let mut r = clean(Run::new(args));
+            if let Some(i) = inv {
+                r = r.arg("-i").arg(i);
+            }
+            for a in extra {
+                r = r.arg(a);
+            }
+            r = r.arg("--secrets").arg(secrets);
+            for (k, v) in &env {
+                r = r.env(k, v);
+            }
+            r.output()
+        };
+        let all_carry_token = |what: &str| {
+            let reqs = consul.requests();
+            assert!(!reqs.is_empty(), "{way}: {what} sent nothing to Consul");
+            for r in reqs.iter().filter(|r| !r.path.starts_with("/v1/status/")) {
+                assert_eq!(
+                    r.token.as_deref(),
+                    Some(TOKEN),
+                    "{way}: {what}: {} {}",
+                    r.method,
+                    r.path
+                );
+            }
+            consul.clear_requests();
+        };
+        let kh = fleet.known_hosts().display().to_string();
+        let st = state.display().to_string();
+        let out = run(
+            &["deploy", "playbooks/exporters.yml"],
+            &["--known-hosts", &kh, "--state-dir", &st, "--retries", "1"],
+        );
+        assert!(
+            out.status.success(),
+            "{way}: deploy failed:\n{}",
+            stderr(&out)
+        );
+        assert!(!consul.services().is_empty(), "{way}: nothing registered");
+        assert!(!stdout(&out).contains(TOKEN) && !stderr(&out).contains(TOKEN));
+        all_carry_token("deploy");
+
+        let out = run(
+            &["status", "--scope", "fleet"],
+            &["--known-hosts", &kh, "--state-dir", &st],
+        );
+        let text = format!("{}{}", stdout(&out), stderr(&out));
+        assert!(
+            !text.contains("403") && !text.contains("certificate"),
+            "{way}: status:\n{text}"
+        );
+        assert!(!text.contains(TOKEN));
+        all_carry_token("status");
+
+        consul
+            .register_direct(serde_json::json!({
+                "ID": "node-exporter-gone", "Name": "node-exporter", "Address": "127.0.0.9",
+                "Port": 9100, "Meta": {"managed_by": "promfleet", "hostname": "gone"}
+            }))
+            .expect("register stale");
+        let out = run(&["consul", "prune"], &[]);
+        assert!(
+            out.status.success(),
+            "{way}: prune failed:\n{}",
+            stderr(&out)
+        );
+        assert!(
+            consul
+                .services()
+                .iter()
+                .all(|s| s.id != "node-exporter-gone"),
+            "{way}: stale service not pruned:\n{}",
+            stdout(&out)
+        );
+        all_carry_token("consul prune");
+    }
+}
