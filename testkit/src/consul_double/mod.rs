@@ -21,7 +21,10 @@
 //! - HTTP and TCP checks that really run at their interval (clamped to Consul's 1 s minimum,
 //!   first probe immediately) and flip passing/critical/warning; TTL checks keep their
 //!   initial status. Probes only go to `DoubleOptions::check_networks` (loopback by default).
-//! - An optional ACL token (403 "ACL not found" for a missing or wrong token), injected 5xx
+//! - HTTPS (`DoubleOptions::tls`, a certificate from `testkit::tls::TestCa`), optionally
+//!   requiring client certificates like an agent with `verify_incoming`.
+//! - An optional ACL token (403 "ACL not found" for a missing or wrong token, on the http_sd
+//!   view too: it stands for the catalog queries Prometheus makes), injected 5xx
 //!   failures, a request log, stop/restart of the listener, and direct state manipulation for
 //!   drift tests.
 //! - `GET /promfleet-double/http_sd`: the targets and `__meta_consul_*` labels Prometheus'
