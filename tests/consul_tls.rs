@@ -19,6 +19,9 @@ use crate::support::*;
 
 const TOKEN: &str = "acl-token-tls-default-deny";
 
+/// Environment variables of one run.
+type EnvPairs<'a> = Vec<(&'a str, &'a str)>;
+
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, text).expect("write");
@@ -119,7 +122,7 @@ async fn consul_tls_settings_reach_the_agent_as_consul_defines_them() {
     let by_name = tls_double(&ca, &["server.dc1.consul"], false).await;
     let mutual = tls_double(&ca, &["127.0.0.1"], true).await;
     let token = ("CONSUL_HTTP_TOKEN", TOKEN);
-    let rows: Vec<(&str, &ConsulDouble, Vec<(&str, &str)>, bool)> = vec![
+    let rows: Vec<(&str, &ConsulDouble, EnvPairs, bool)> = vec![
         ("public roots only", &by_ip, vec![token], false),
         (
             "another CA",
@@ -649,7 +652,7 @@ fn consul_default_deny_tls_works_from_one_token_given_any_way() {
     );
     let project_s = project.display().to_string();
     // (way, inventory given with -i, secrets file, extra environment)
-    let rows: Vec<(&str, Option<&Path>, &Path, Vec<(&str, &str)>)> = vec![
+    let rows: Vec<(&str, Option<&Path>, &Path, EnvPairs)> = vec![
         (
             "environment",
             Some(&plain_inv),
