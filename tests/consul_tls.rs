@@ -753,3 +753,39 @@ fn consul_default_deny_tls_works_from_one_token_given_any_way() {
         all_carry_token("consul prune");
     }
 }
+
+/// A token bound for a remote agent over plain http is warned about once per run (not once
+/// per client or request); an https agent is not warned about. `render` connects nowhere.
+#[test]
+fn token_over_plain_http_to_a_remote_agent_is_warned_once() {
+    let dir = tempfile::tempdir().expect("tmp");
+    for (agent, warned) in [
+        ("http://10.0.0.178:8500", true),
+        ("https://10.0.0.178:8501", false),
+    ] {
+        let inv = write(
+            dir.path(),
+            "inventory.yml",
+            &format!(
+                "consul:\n  agents: [{agent}]\ngroups:\n  IDE:\n    hosts:\n      - {{ name: h1, ip: 10.0.1.11 }}\n\
+                 monitoring:\n  hosts:\n    - {{ name: mon-01, ip: 10.0.0.178 }}\n"
+            ),
+        );
+        let out = clean(Run::new(&["render", "monitoring.yml", "-i"]))
+            .arg(&inv)
+            .arg("--out")
+            .arg(dir.path().join(format!("out-{warned}")))
+            .env("CONSUL_HTTP_TOKEN", TOKEN)
+            .output();
+        assert!(out.status.success(), "{agent}: {}", stderr(&out));
+        let err = stderr(&out);
+        let n = err
+            .matches("Consul ACL token is sent over plain http")
+            .count();
+        assert_eq!(n, usize::from(warned), "{agent}:\n{err}");
+        if warned {
+            assert!(err.contains(agent), "{err}");
+        }
+        assert!(!err.contains(TOKEN));
+    }
+}

@@ -645,17 +645,26 @@ fn take_consul(
     if let Some((dc, _)) = take_string(v, &["consul_datacenter"])? {
         c.datacenter = Some(dc);
     }
+    // `consul_<key>`: strings, and booleans as Ansible types `false` (INI included).
     for key in crate::settings::consul::OPTION_KEYS {
         let name = format!("consul_{key}");
-        if let Some((text, pos)) = take_string(v, &[name.as_str()])? {
-            c.options
-                .set(key, &text)
-                .map_err(|why| InventoryError::Syntax {
-                    pos,
-                    message: format!("{name}: {why}"),
-                    help: None,
-                })?;
-        }
+        let Some(value) = v.vars.remove(&name) else {
+            continue;
+        };
+        let pos = v.pos.get(&name).cloned().unwrap_or_default();
+        let text = match value {
+            Value::String(s) => Some(s),
+            Value::Bool(b) => Some(b.to_string()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        };
+        text.ok_or_else(|| "expected a string or boolean".to_owned())
+            .and_then(|t| c.options.set(key, &t))
+            .map_err(|why| InventoryError::Syntax {
+                pos,
+                message: format!("{name}: {why}"),
+                help: None,
+            })?;
     }
     Ok(c)
 }

@@ -246,3 +246,27 @@ fn project_file_paths_are_relative_to_it_and_typos_are_named() {
     let err = ProjectFile::read(&p).expect_err("unknown consul key");
     assert!(err.to_string().contains("consul.cafile"), "{err}");
 }
+
+/// An Ansible inventory gives the same options as `consul_<key>` variables of `all`.
+#[test]
+fn ansible_inventory_consul_options_from_all_vars() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let p = dir.path().join("hosts.ini");
+    std::fs::write(
+        &p,
+        "[IDE]\nh1 ansible_host=10.0.1.1\n\n[all:vars]\nconsul_agents=https://10.0.0.1:8501\nconsul_ca_file=tls/ca.pem\nconsul_ssl_verify=false\nconsul_tls_server_name=server.dc1.consul\n",
+    )
+    .expect("write");
+    let inv = crate::inventory::load_sources(&[p]).expect("inventory");
+    let o = &inv.consul.options;
+    assert_eq!(o.ca_file.as_deref(), Some(Path::new("tls/ca.pem")));
+    assert_eq!(o.ssl_verify, Some(false));
+    assert_eq!(o.tls_server_name.as_deref(), Some("server.dc1.consul"));
+    assert!(
+        inv.host("h1")
+            .expect("h1")
+            .vars
+            .get("consul_ca_file")
+            .is_none()
+    );
+}
