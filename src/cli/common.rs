@@ -150,7 +150,8 @@ pub fn resolve_consul(inv: &mut Inventory, secrets: &mut Secrets) -> anyhow::Res
     consul.apply_to(inv);
     let tls = consul.tls();
     let files = [
-        ("ca", tls.ca_file.clone().or_else(|| tls.ca_path.clone())),
+        ("ca", tls.ca_file.clone()),
+        ("ca_dir", tls.ca_path.clone()),
         ("cert", tls.client_cert.clone()),
         ("key", tls.client_key.clone()),
     ];

@@ -99,20 +99,34 @@ impl Secrets {
         self.consul_token = token;
     }
 
-    /// Record the run's Consul TLS files: `ca` (a file, or a directory of PEM files),
-    /// `cert`, `key` (set by the settings layer).
+    /// Record the run's Consul TLS files: `ca` (a file), `ca_dir` (a directory of PEM
+    /// files), `cert`, `key` (set by the settings layer).
     pub fn set_consul_tls_files(&mut self, files: BTreeMap<String, PathBuf>) {
         self.consul_tls = files;
     }
 
-    /// The PEM text of Consul TLS file `part` (`ca`, `cert`, `key`); a CA directory's files
-    /// are concatenated (Prometheus' `tls_config` takes one CA file). The key is a secret:
-    /// registered with the masker like every secret.
+    /// The PEM text of Consul TLS file `part` (`ca`, `cert`, `key`). `ca` is the CA file and
+    /// every file of the CA directory joined, as the clients trust both and Prometheus'
+    /// `tls_config` takes one CA file. The key is a secret: registered with the masker.
     pub fn consul_tls_pem(&self, part: &str) -> Result<String, SecretError> {
-        let path = self
-            .consul_tls
-            .get(part)
-            .ok_or_else(|| SecretError::Missing {
+        let mut paths: Vec<PathBuf> = self.consul_tls.get(part).cloned().into_iter().collect();
+        if part == "ca"
+            && let Some(dir) = self.consul_tls.get("ca_dir")
+        {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+                .map_err(|e| SecretError::File {
+                    path: dir.clone(),
+                    message: format!("Consul CA directory: {e}"),
+                })?
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.is_file())
+                .collect();
+            files.sort();
+            paths.extend(files);
+        }
+        if paths.is_empty() {
+            return Err(SecretError::Missing {
                 name: format!("consul TLS {part} file"),
                 env: match part {
                     "ca" => "CONSUL_CACERT",
@@ -120,30 +134,19 @@ impl Secrets {
                     _ => "CONSUL_CLIENT_KEY",
                 }
                 .to_owned(),
+            });
+        }
+        let mut text = String::new();
+        for path in &paths {
+            let one = std::fs::read_to_string(path).map_err(|e| SecretError::File {
+                path: path.clone(),
+                message: format!("Consul TLS {part} file: {e}"),
             })?;
-        let err = |e: std::io::Error| SecretError::File {
-            path: path.clone(),
-            message: format!("Consul TLS {part} file: {e}"),
-        };
-        let text = if path.is_dir() {
-            let mut files: Vec<PathBuf> = std::fs::read_dir(path)
-                .map_err(err)?
-                .filter_map(Result::ok)
-                .map(|e| e.path())
-                .filter(|p| p.is_file())
-                .collect();
-            files.sort();
-            let mut all = String::new();
-            for f in files {
-                all.push_str(&std::fs::read_to_string(&f).map_err(err)?);
-                if !all.ends_with('\n') {
-                    all.push('\n');
-                }
+            text.push_str(&one);
+            if !text.ends_with('\n') && paths.len() > 1 {
+                text.push('\n');
             }
-            all
-        } else {
-            std::fs::read_to_string(path).map_err(err)?
-        };
+        }
         if part == "key" {
             self.masker.add(text.trim());
         }

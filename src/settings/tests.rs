@@ -270,3 +270,30 @@ fn ansible_inventory_consul_options_from_all_vars() {
             .is_none()
     );
 }
+
+/// The CA deployed for Prometheus is every CA the clients trust (file and directory joined);
+/// the client key's text is masked from then on.
+#[test]
+fn deployed_consul_ca_joins_file_and_directory_and_key_is_masked() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, "CA-FILE").expect("write");
+    let cadir = dir.path().join("cas");
+    std::fs::create_dir(&cadir).expect("mkdir");
+    std::fs::write(cadir.join("b.pem"), "CA-B\n").expect("write");
+    std::fs::write(cadir.join("a.pem"), "CA-A\n").expect("write");
+    let key = dir.path().join("key.pem");
+    std::fs::write(&key, "KEY-TEXT\n").expect("write");
+    let masker = Masker::default();
+    let mut s = Secrets::load_with_env(None, masker.clone(), Env::default()).expect("secrets");
+    s.set_consul_tls_files(
+        [("ca", ca), ("ca_dir", cadir), ("key", key)]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect(),
+    );
+    assert_eq!(s.consul_tls_pem("ca").expect("ca"), "CA-FILE\nCA-A\nCA-B\n");
+    assert!(s.consul_tls_pem("cert").is_err());
+    assert_eq!(s.consul_tls_pem("key").expect("key"), "KEY-TEXT\n");
+    assert!(!masker.mask("shown: KEY-TEXT").contains("KEY-TEXT"));
+}
