@@ -1,6 +1,7 @@
 //! promfleet: an agentless, Ansible-style deployer of Prometheus monitoring over SSH.
 //!
-//! Data flows one way: `inventory` → `playbook` (plan) → `executor` → `transport` and
+//! Data flows one way: `inventory` → `settings` (flags, environment, project file, secrets:
+//! resolved once) → `playbook` (plan) → `executor` → `transport` and
 //! `modules` → `report`; `facts` are the read-only probes that modules and `status` share;
 //! `status` reads hosts without changing them; `base` holds the small
 //! helpers all of them share. Printing happens in `main.rs`, `cli/` and
@@ -16,6 +17,7 @@ pub mod modules;
 pub mod playbook;
 pub mod project;
 pub mod report;
+pub mod settings;
 pub mod status;
 pub mod transport;
 

@@ -1,10 +1,26 @@
-//! promfleet's entry point: parse, run, map errors to exit codes (`report::ExitCode`; run
-//! outcomes from `RunReport::exit_code`).
+//! promfleet's entry point: read the project config file, parse (its values as the flags'
+//! defaults), run, map errors to exit codes (`report::ExitCode`; run outcomes from
+//! `RunReport::exit_code`).
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
+
+use promfleet::settings::{Env, ProjectFile};
 
 fn main() {
-    let cli = promfleet::cli::Cli::parse();
+    let project = match ProjectFile::discover(Env::current()) {
+        Ok(p) => p.install(),
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(promfleet::report::ExitCode::Error.code());
+        }
+    };
+    let matches = project
+        .apply_defaults(promfleet::cli::Cli::command())
+        .get_matches();
+    let cli = match promfleet::cli::Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

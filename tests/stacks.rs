@@ -404,9 +404,10 @@ fn consul_sd_uses_the_fleet_agents_documented_fields_and_seed_relabels() {
         assert_eq!(sd["services"], json!([]));
         // The token is read from a file, never inlined (defect 9).
         assert!(sd.get("token").is_none());
+        // The type is explicit: Prometheus 2.42 sent the bare token on the http_sd path.
         assert_eq!(
             sd["authorization"],
-            json!({ "credentials_file": "consul_token" })
+            json!({ "type": "Bearer", "credentials_file": "consul_token" })
         );
     }
     assert_eq!(

@@ -129,10 +129,14 @@ pub struct Prometheus {
 
 impl Prometheus {
     pub fn start(config_yaml: &str) -> Prometheus {
+        Prometheus::start_on(config_yaml, free_port())
+    }
+
+    /// On a port chosen by the caller (e.g. already named in the config as a target).
+    pub fn start_on(config_yaml: &str, port: u16) -> Prometheus {
         let dir = tempfile::tempdir().expect("tempdir");
         let cfg = dir.path().join("prometheus.yml");
         std::fs::write(&cfg, config_yaml).expect("write config");
-        let port = free_port();
         let child = Command::new("prometheus")
             .arg(format!("--config.file={}", cfg.display()))
             .arg(format!(

@@ -10,10 +10,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::executor::{Connector, Executor, RetryPolicy, RunOptions, http_client};
 use crate::inventory::{self, Host, Inventory, Limit};
-use crate::modules::consul::ConsulClient;
 use crate::playbook::{SecretError, Secrets};
 use crate::project::Project;
 use crate::report::{Masker, Reporter, RunReport, STATE_DIR, TerminalReporter, recap};
+use crate::settings::{Consul, Env, ProjectFile, consul::Sources};
 use crate::transport::{
     BecomePassword, ConnectOptions, PasswordSource, SshConfig, keys::expand_home,
 };
@@ -134,6 +134,42 @@ pub struct OutputArgs {
     /// Only the recap (or JSON) and errors.
     #[arg(short = 'q', long)]
     pub quiet: bool,
+}
+
+/// The run's Consul settings from every source (`settings::consul` has the precedence),
+/// resolved once: the token is set in `secrets` (templates read it there), the resolved TLS
+/// settings are written into `inv.consul` (templates render them), and a token bound for a
+/// non-loopback agent over plain http is warned about, once.
+pub fn resolve_consul(inv: &mut Inventory, secrets: &mut Secrets) -> anyhow::Result<Consul> {
+    let project = ProjectFile::current();
+    let inventory_dir = inv.source.parent().map(Path::to_path_buf);
+    let consul = Consul::resolve(&Sources {
+        env: Env::current(),
+        secrets,
+        inventory: &inv.consul,
+        inventory_dir: inventory_dir.as_deref(),
+        project: &project.consul,
+        project_dir: project.dir(),
+    })?;
+    secrets.set_consul_token(consul.token().map(|t| (t.value.clone(), t.origin.clone())));
+    consul.apply_to(inv);
+    let tls = consul.tls();
+    let files = [
+        ("ca", tls.ca_file.clone()),
+        ("ca_dir", tls.ca_path.clone()),
+        ("cert", tls.client_cert.clone()),
+        ("key", tls.client_key.clone()),
+    ];
+    secrets.set_consul_tls_files(
+        files
+            .into_iter()
+            .filter_map(|(k, v)| Some((k.to_owned(), v?)))
+            .collect(),
+    );
+    if let Some(w) = consul.plain_http_warning() {
+        eprintln!("warning: {}", mask_global(&w));
+    }
+    Ok(consul)
 }
 
 /// Read the inventory, with a message that names the file on failure. Its sudo passwords
@@ -302,15 +338,15 @@ pub struct Setup {
 }
 
 /// The executor with a terminal reporter; Ctrl-C / SIGTERM cancel it. `opts` carries the
-/// command's own settings; forks and retries come from the connection flags.
+/// command's own settings; forks and retries come from the connection flags, the Consul
+/// client from the run's resolved Consul settings.
 pub fn executor(
-    inv: &Inventory,
+    consul: &Consul,
     secrets: &Secrets,
     conn: &ConnArgs,
     out: &OutputArgs,
     opts: RunOptions,
 ) -> anyhow::Result<Setup> {
-    inventory::refuse_stand_ins(inv)?;
     let masker = masker();
     let reporter: Arc<dyn Reporter> = Arc::new(TerminalReporter::new(
         masker.clone(),
@@ -319,11 +355,7 @@ pub fn executor(
         out.quiet,
     ));
     let http = http_client();
-    let consul = Arc::new(ConsulClient::new(
-        inv.consul.agents.clone(),
-        secrets.consul_token().map(str::to_owned),
-        http.clone(),
-    ));
+    let consul = consul.client()?;
     let cancel = CancellationToken::new();
     let abort = CancellationToken::new();
     spawn_signal_handler(cancel.clone(), abort.clone(), reporter.clone());

@@ -1,27 +1,91 @@
-//! `promfleet consul prune`: deregister promfleet's services whose host left the inventory
-//! (or whose ip changed), on every agent of the inventory.
+//! `promfleet consul prune`: deregister, on every agent of the inventory, promfleet's services
+//! whose host left the inventory (or whose ip changed), and the extra copies of a live host's
+//! service held by more than one agent (after a failover), keeping the one registration
+//! would use.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use clap::Subcommand;
 
-use super::common::{load_inventory, masker};
-use crate::executor::http_client;
-use crate::modules::consul::ConsulClient;
+use super::common::{inventory_label, load_inventory, masker, resolve_consul};
+use crate::inventory::Inventory;
+use crate::modules::consul::{AgentService, ConsulClient};
 use crate::playbook::Secrets;
 use crate::report::ExitCode;
 
 #[derive(Subcommand, Debug)]
 pub enum ConsulCmd {
-    /// Remove services of hosts no longer in the inventory.
+    /// Remove services of hosts no longer in the inventory, and duplicate registrations.
     Prune {
-        #[arg(short = 'i', long = "inventory", env = "PROMFLEET_INVENTORY")]
-        inventory: std::path::PathBuf,
+        /// Inventory file or directory; repeatable, merged as for the other commands.
+        #[arg(
+            short = 'i',
+            long = "inventory",
+            env = "PROMFLEET_INVENTORY",
+            required = true
+        )]
+        inventory: Vec<PathBuf>,
         /// Only list what would be removed.
         #[arg(short = 'C', long)]
         check: bool,
-        /// YAML secrets file (mode 0600) that may hold the Consul token (`consul_token`).
+        /// YAML secrets file (mode 0600) that may hold the Consul token (`consul_token`) and
+        /// TLS settings (`consul_ca_file`, …).
         #[arg(long, env = "PROMFLEET_SECRETS")]
-        secrets: Option<std::path::PathBuf>,
+        secrets: Option<PathBuf>,
     },
+}
+
+/// Why a service is removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reason {
+    /// Its host is not in the inventory, or has another address now.
+    Departed,
+    /// Another agent holds the copy registration would use.
+    Duplicate,
+}
+
+/// What prune removes: (agent, service, why), in agent-then-id order.
+fn stale(
+    inv: &Inventory,
+    client: &ConsulClient,
+    services: Vec<(String, AgentService)>,
+) -> Vec<(String, AgentService, Reason)> {
+    let mut out = Vec::new();
+    // Live services by id: every agent holding one.
+    let mut live: BTreeMap<String, Vec<(String, AgentService)>> = BTreeMap::new();
+    for (agent, s) in services {
+        let meta = s.meta.clone().unwrap_or_default();
+        let host = meta.get("hostname").and_then(|h| inv.host(h));
+        match host {
+            // Still in the inventory at the same address: live.
+            Some(h) if s.address == h.ip.to_string() => {
+                live.entry(s.id.clone()).or_default().push((agent, s))
+            }
+            _ => out.push((agent, s, Reason::Departed)),
+        }
+    }
+    for copies in live.into_values().filter(|c| c.len() > 1) {
+        let holders: Vec<&str> = copies.iter().map(|(a, _)| a.as_str()).collect();
+        let hostname = copies[0]
+            .1
+            .meta
+            .as_ref()
+            .and_then(|m| m.get("hostname"))
+            .cloned()
+            .unwrap_or_default();
+        let keep = client
+            .keeper(&hostname, &holders)
+            .unwrap_or(holders[0])
+            .to_owned();
+        out.extend(
+            copies
+                .into_iter()
+                .filter(|(a, _)| *a != keep)
+                .map(|(a, s)| (a, s, Reason::Duplicate)),
+        );
+    }
+    out
 }
 
 pub async fn run(cmd: ConsulCmd) -> anyhow::Result<crate::report::ExitCode> {
@@ -30,37 +94,25 @@ pub async fn run(cmd: ConsulCmd) -> anyhow::Result<crate::report::ExitCode> {
         check,
         secrets,
     } = cmd;
-    let secrets = Secrets::load(secrets.as_deref(), masker())?;
-    let inv = load_inventory(std::slice::from_ref(&inventory))?;
-    if inv.consul.agents.is_empty() {
+    let mut secrets = Secrets::load(secrets.as_deref(), masker())?;
+    let mut inv = load_inventory(&inventory)?;
+    let consul = resolve_consul(&mut inv, &mut secrets)?;
+    if consul.agents().is_empty() {
         anyhow::bail!(
-            "{}: no Consul agents (consul.agents) in the inventory",
-            inventory.display()
+            "{}: no Consul agents (consul.agents) in the inventory, nor CONSUL_HTTP_ADDR",
+            inventory_label(&inventory)
         );
     }
-    let client = ConsulClient::new(
-        inv.consul.agents.clone(),
-        secrets.consul_token().map(str::to_owned),
-        http_client(),
-    );
+    let client = consul.client()?;
     let (services, errors) = client.managed().await;
     for e in &errors {
         eprintln!("warning: cannot list services on {e}");
     }
-    let stale: Vec<_> = services
-        .into_iter()
-        .filter(|(_, s)| {
-            let meta = s.meta.clone().unwrap_or_default();
-            let host = meta.get("hostname").and_then(|h| inv.host(h));
-            match host {
-                // Still in the inventory: stale only if its address moved.
-                Some(h) => s.address != h.ip.to_string(),
-                None => true,
-            }
-        })
-        .collect();
+    let stale = stale(&inv, &client, services);
     if stale.is_empty() {
-        eprintln!("nothing to prune: every promfleet service belongs to an inventory host");
+        eprintln!(
+            "nothing to prune: every promfleet service belongs to an inventory host and is registered once"
+        );
         return Ok(if errors.is_empty() {
             ExitCode::Ok
         } else {
@@ -68,13 +120,17 @@ pub async fn run(cmd: ConsulCmd) -> anyhow::Result<crate::report::ExitCode> {
         });
     }
     let mut failed = 0;
-    for (agent, s) in &stale {
+    for (agent, s, why) in &stale {
+        let why = match why {
+            Reason::Departed => "host not in the inventory at this address",
+            Reason::Duplicate => "duplicate: registered on another agent too",
+        };
         if check {
-            println!("would deregister {} from {agent}", s.id);
+            println!("would deregister {} from {agent} ({why})", s.id);
             continue;
         }
         match client.deregister_at(agent, &s.id).await {
-            Ok(()) => println!("deregistered {} from {agent}", s.id),
+            Ok(()) => println!("deregistered {} from {agent} ({why})", s.id),
             Err(e) => {
                 failed += 1;
                 eprintln!("failed to deregister {} from {agent}: {e}", s.id);

@@ -111,6 +111,8 @@ pub struct Planned {
     pub hosts: Vec<Host>,
     pub plan: Plan,
     pub secrets: Secrets,
+    /// The run's Consul settings (agents, token, TLS), resolved once.
+    pub consul: crate::settings::Consul,
     /// templates/defaults.yml, the lowest-precedence variables.
     pub defaults: crate::inventory::Vars,
     /// Where the playbooks and templates were read from (`-v` prints it).
@@ -153,7 +155,7 @@ pub fn make_plan(
     opts: &playbook::PlanOptions,
     persist_generated: bool,
 ) -> anyhow::Result<Planned> {
-    let inventory = load_inventory_args(inv_args)?;
+    let mut inventory = load_inventory_args(inv_args)?;
     let hosts = select(&inventory, inv_args)?;
     if hosts.is_empty() {
         anyhow::bail!(
@@ -177,6 +179,7 @@ pub fn make_plan(
         // Stored as generated, before any host sees it (not at the end of the run).
         secrets.persist_generated(&generated);
     }
+    let consul = super::common::resolve_consul(&mut inventory, &mut secrets)?;
     let mut renderer = Renderer::new(project.clone(), secrets.clone(), mode);
     let refs: Vec<&Host> = hosts.iter().collect();
     let plan = playbook::plan(&inventory, &refs, &books, &mut renderer, &defaults, opts)?;
@@ -199,6 +202,7 @@ pub fn make_plan(
         hosts,
         plan,
         secrets,
+        consul,
         defaults,
         project,
         nothing_to_do,
@@ -247,8 +251,10 @@ pub async fn run(a: DeployArgs) -> anyhow::Result<crate::report::ExitCode> {
     let gate: Option<Arc<dyn crate::executor::StageGate>> = c
         .confirm
         .then(|| Arc::new(ConfirmGate) as Arc<dyn crate::executor::StageGate>);
+    // Stand-in addresses (`--no-resolve`) are for offline rendering only.
+    crate::inventory::refuse_stand_ins(&planned.inventory)?;
     let setup = executor(
-        &planned.inventory,
+        &planned.consul,
         &planned.secrets,
         &c.conn,
         &c.out,

@@ -1,7 +1,8 @@
 //! Command-line interface: clap definitions, then one module per subcommand, which loads the
 //! inventory, playbooks and secrets it needs, runs, prints, and returns a `report::ExitCode`.
 //! What several subcommands share (flags, inventory loading, the masker, the connector) is in
-//! `common`. There is no single Settings object yet: each subcommand builds what it uses.
+//! `common`; Consul settings (agents, token, TLS) are resolved once by `settings` (through
+//! `common::resolve_consul`) and every Consul client is built from them.
 
 pub mod alert;
 pub mod common;

@@ -133,8 +133,10 @@ pub async fn run(a: RollbackArgs) -> anyhow::Result<crate::report::ExitCode> {
             .map(|p| p.rollback(&files))
             .collect(),
     };
+    // Stand-in addresses (`--no-resolve`) are for offline rendering only.
+    crate::inventory::refuse_stand_ins(&planned.inventory)?;
     let setup = executor(
-        &planned.inventory,
+        &planned.consul,
         &planned.secrets,
         &a.conn,
         &a.out,

@@ -11,7 +11,6 @@ use clap::{Args, ValueEnum};
 use super::common::{ConnArgs, InventoryArgs, OutputArgs, OutputFormat, connector, masker};
 use super::deploy::make_plan;
 use crate::executor::http_client;
-use crate::modules::consul::ConsulClient;
 use crate::playbook::{self, SecretMode, Step};
 use crate::report::ExitCode;
 use crate::status::host::{Gatherer, Wanted};
@@ -91,12 +90,7 @@ pub async fn run(a: StatusArgs) -> anyhow::Result<ExitCode> {
         .collect();
 
     let http = http_client();
-    let token = planned.secrets.consul_token().map(str::to_owned);
-    let consul = Arc::new(ConsulClient::new(
-        inv.consul.agents.clone(),
-        token.clone(),
-        http.clone(),
-    ));
+    let consul = planned.consul.client()?;
     let connector = Arc::new(connector(&a.conn, &planned.secrets)?);
 
     let hosts_fut = async {
@@ -122,7 +116,7 @@ pub async fn run(a: StatusArgs) -> anyhow::Result<ExitCode> {
         if a.scope == Scope::Fleet {
             return Vec::new();
         }
-        central::gather(inv, &defaults, &http, token.as_deref()).await
+        central::gather(inv, &defaults, &http, &consul).await
     };
     let (hosts, central) = tokio::join!(hosts_fut, central_fut);
     connector.close_all().await;

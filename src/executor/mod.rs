@@ -97,10 +97,7 @@ enum Between {
 /// A pooled HTTP client for exporters, Consul and service APIs (keep-alive, no proxy: every
 /// target is on the fleet's own network).
 pub fn http_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .pool_max_idle_per_host(4)
-        .connect_timeout(std::time::Duration::from_secs(5))
+    crate::settings::tls::base_builder()
         .build()
         .unwrap_or_default()
 }

@@ -240,6 +240,7 @@ pub(crate) fn resolve(mut c: Collected) -> Result<Draft, InventoryError> {
             if more.datacenter.is_some() {
                 draft.consul.datacenter = more.datacenter;
             }
+            draft.consul.options = more.options.or(draft.consul.options.clone());
         }
     }
 
@@ -682,6 +683,27 @@ fn take_consul(
     positions.extend(std::iter::repeat_n(pos, c.agents.len()));
     if let Some((dc, _)) = take_string(v, &["consul_datacenter"])? {
         c.datacenter = Some(dc);
+    }
+    // `consul_<key>`: strings, and booleans as Ansible types `false` (INI included).
+    for key in crate::settings::consul::OPTION_KEYS {
+        let name = format!("consul_{key}");
+        let Some(value) = v.vars.remove(&name) else {
+            continue;
+        };
+        let pos = v.pos.get(&name).cloned().unwrap_or_default();
+        let text = match value {
+            Value::String(s) => Some(s),
+            Value::Bool(b) => Some(b.to_string()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        };
+        text.ok_or_else(|| "expected a string or boolean".to_owned())
+            .and_then(|t| c.options.set(key, &t))
+            .map_err(|why| InventoryError::Syntax {
+                pos,
+                message: format!("{name}: {why}"),
+                help: None,
+            })?;
     }
     Ok(c)
 }

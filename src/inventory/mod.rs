@@ -157,6 +157,10 @@ pub struct ConsulSettings {
     pub agents: Vec<String>,
     /// Consul datacenter, if not the agent's default.
     pub datacenter: Option<String>,
+    /// TLS, token file and check options of the `consul:` block (Ansible: `consul_<key>` in
+    /// `all`); `settings::Consul` merges them with the other sources and writes the resolved
+    /// values back here for the templates.
+    pub options: crate::settings::ConsulOptions,
 }
 
 /// Consul's HTTP API port, the port of an agent URL that names none.

@@ -17,7 +17,19 @@ use super::{
 pub(crate) const TOP_KEYS: &[&str] = &["vars", "ssh", "consul", "groups", "monitoring", "stages"];
 const SSH_KEYS: &[&str] = &["user", "port", "key", "become"];
 const HOST_SSH_KEYS: &[&str] = &["user", "port", "key", "become", "address"];
-const CONSUL_KEYS: &[&str] = &["agents", "datacenter"];
+const CONSUL_KEYS: &[&str] = &[
+    "agents",
+    "datacenter",
+    "ssl",
+    "ssl_verify",
+    "ca_file",
+    "ca_path",
+    "client_cert",
+    "client_key",
+    "tls_server_name",
+    "token_file",
+    "deregister_critical_service_after",
+];
 const GROUP_KEYS: &[&str] = &["vars", "ssh", "hosts"];
 const HOST_KEYS: &[&str] = &["name", "hostname", "ip", "ssh", "vars"];
 const STAGE_KEYS: &[&str] = &[
@@ -192,7 +204,13 @@ fn consul(node: &Node, r: &Reader, draft: &mut Draft) -> Result<(), InventoryErr
                     draft.consul_pos.push(r.pos(item.loc));
                 }
             }
-            _ => c.datacenter = Some(r.string(value, "consul datacenter")?),
+            "datacenter" => c.datacenter = Some(r.string(value, "consul datacenter")?),
+            option => {
+                let text = r.string(value, &format!("consul {option}"))?;
+                c.options
+                    .set(option, &text)
+                    .map_err(|why| r.error(value.loc, format!("consul {option}: {why}"), None))?;
+            }
         }
     }
     draft.consul = c;

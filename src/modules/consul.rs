@@ -40,6 +40,11 @@ pub struct CheckDef {
     pub interval: String,
     #[serde(rename = "Timeout", skip_serializing_if = "Option::is_none")]
     pub timeout: Option<String>,
+    #[serde(
+        rename = "DeregisterCriticalServiceAfter",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub deregister_critical_service_after: Option<String>,
 }
 
 /// What `GET /v1/agent/services` returns per service.
@@ -134,6 +139,8 @@ pub struct ConsulClient {
     /// Why agent `i` is down for the rest of the run: it timed out once. A hung agent would
     /// otherwise cost every registration (and every waiter on its cache) the full timeout.
     down: Vec<std::sync::OnceLock<String>>,
+    /// `DeregisterCriticalServiceAfter` set on every check registered (None: never).
+    deregister_critical_after: Option<String>,
 }
 
 impl ConsulClient {
@@ -150,11 +157,29 @@ impl ConsulClient {
             http,
             cache,
             down,
+            deregister_critical_after: None,
         }
+    }
+
+    /// Have Consul remove a service whose check stayed critical this long (a Consul duration
+    /// such as `90m`); unset by default, as in the seed: a host that is down stays visible.
+    pub fn set_deregister_critical_service_after(&mut self, after: Option<String>) {
+        self.deregister_critical_after = after;
     }
 
     pub fn agents(&self) -> &[String] {
         &self.agents
+    }
+
+    /// The ACL token sent with every request (for the few requests built elsewhere).
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
+    /// A GET of any Consul API URL (not only the inventory's agents) with this client's TLS
+    /// settings, token and timeout.
+    pub fn get(&self, url: String) -> reqwest::RequestBuilder {
+        self.req(reqwest::Method::GET, url)
     }
 
     fn req(&self, method: reqwest::Method, url: String) -> reqwest::RequestBuilder {
@@ -179,6 +204,14 @@ impl ConsulClient {
         }
         let start = (h % n as u64) as usize;
         (0..n).map(|i| (start + i) % n).collect()
+    }
+
+    /// Of the agents at `holders` (URLs), the one a registration for `key` would use: the
+    /// first in `key`'s agent order. `consul prune` keeps the copy there and removes the others.
+    pub fn keeper<'a>(&self, key: &str, holders: &[&'a str]) -> Option<&'a str> {
+        self.order(key)
+            .into_iter()
+            .find_map(|i| holders.iter().find(|h| **h == self.agents[i]).copied())
     }
 
     /// Send `r` to agent `i`, unless it is down; a timeout marks it down for the run.
@@ -246,6 +279,7 @@ impl ConsulClient {
                 "no Consul agents in the inventory (consul.agents)",
             ));
         }
+        let def = &self.with_client_options(def);
         let mut errors = Vec::new();
         let mut used = None;
         for i in self.order(key) {
@@ -289,6 +323,17 @@ impl ConsulClient {
             }
         }
         Ok((changed, self.agents[i].clone()))
+    }
+
+    /// `def` with the client-wide check options (`DeregisterCriticalServiceAfter`).
+    fn with_client_options(&self, def: &ServiceDef) -> ServiceDef {
+        let mut def = def.clone();
+        if let Some(after) = &self.deregister_critical_after {
+            for c in &mut def.checks {
+                c.deregister_critical_service_after = Some(after.clone());
+            }
+        }
+        def
     }
 
     async fn deregister_on(&self, i: usize, id: &str) -> Result<(), String> {
@@ -468,6 +513,7 @@ impl Register {
                     ),
                     interval,
                     timeout: Some("3s".into()),
+                    deregister_critical_service_after: None,
                 }],
                 name: service,
                 address,
@@ -540,9 +586,11 @@ struct Member {
 impl ClusterCheck {
     async fn probe(&self, ctx: &HostCtx<'_>) -> Result<String, String> {
         let base = self.url.trim_end_matches('/');
-        let http = ctx.consul.http();
+        // Through the run's Consul client: under ACL default-deny `/v1/agent/members` needs
+        // the token, and a TLS agent the client's CA and certificate.
         let get = |path: &str| {
-            http.get(format!("{base}{path}"))
+            ctx.consul
+                .get(format!("{base}{path}"))
                 .timeout(Duration::from_secs(5))
         };
         let leader: String = get_json(get("/v1/status/leader"), "/v1/status/leader").await?;

@@ -1,6 +1,6 @@
 //! Secrets (DingTalk tokens, Grafana admin password, Consul ACL token): read from the
 //! environment (`PROMFLEET_SECRET_<NAME>`) or a 0600 YAML secrets file — never from the repo.
-//! The Consul token is resolved once, Consul's own `CONSUL_HTTP_TOKEN[_FILE]` first.
+//! The Consul token is resolved by the settings layer (`settings::consul`) and set here.
 //! Every value handed out is registered with the `Masker` so no output can show it.
 
 use std::collections::BTreeMap;
@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use crate::report::Masker;
+use crate::settings::Env;
 
 /// Prefix of secret environment variables: `dingtalk_token_ide` → `PROMFLEET_SECRET_DINGTALK_TOKEN_IDE`.
 pub const ENV_PREFIX: &str = "PROMFLEET_SECRET_";
@@ -37,6 +38,8 @@ pub const MASK: &str = "********";
 /// Where secrets come from, plus the masker every returned value is registered with.
 #[derive(Clone)]
 pub struct Secrets {
+    /// The environment snapshot `PROMFLEET_SECRET_*` are read from.
+    env: Env,
     file: BTreeMap<String, String>,
     file_path: Option<PathBuf>,
     masker: Masker,
@@ -45,10 +48,13 @@ pub struct Secrets {
     /// Where a generated secret is stored the moment it is generated (`None`: kept in memory
     /// only — `--check`, `status`, `render` write nothing).
     persist: Option<PathBuf>,
-    /// The Consul ACL token, resolved once by `load` (see `resolve_consul_token`) with where
-    /// it came from: every Consul client and the templates' `secret(name="consul_token")`
-    /// read this one value.
+    /// The Consul ACL token with where it came from, set by the settings layer
+    /// (`set_consul_token`): every Consul client and the templates'
+    /// `secret(name="consul_token")` read this one value.
     consul_token: Option<(String, String)>,
+    /// The run's Consul TLS files (`ca`, `cert`, `key`) as the settings layer resolved them,
+    /// for the files deployed beside Prometheus (`consul_tls_pem`).
+    consul_tls: BTreeMap<String, PathBuf>,
 }
 
 /// The secret name of the Consul ACL token.
@@ -56,53 +62,110 @@ pub const CONSUL_TOKEN: &str = "consul_token";
 
 impl Secrets {
     /// Secrets from a YAML map file (must be mode 0600 or stricter) and the environment
-    /// (the environment wins); the Consul token is resolved here, once.
+    /// (the environment wins).
     pub fn load(path: Option<&Path>, masker: Masker) -> Result<Secrets, SecretError> {
+        Self::load_with_env(path, masker, Env::current().clone())
+    }
+
+    /// `load` with the environment given (the run's one snapshot, or a test's).
+    pub fn load_with_env(
+        path: Option<&Path>,
+        masker: Masker,
+        env: Env,
+    ) -> Result<Secrets, SecretError> {
         let mut s = Secrets {
+            env,
             file: BTreeMap::new(),
             file_path: None,
             masker,
             generated: Arc::default(),
             persist: None,
             consul_token: None,
+            consul_tls: BTreeMap::new(),
         };
         if let Some(path) = path {
             s.read_file(path)?;
         }
-        s.consul_token = s.resolve_consul_token()?;
-        if let Some((t, _)) = &s.consul_token {
-            s.masker.add(t);
-        }
         Ok(s)
     }
 
-    /// The Consul ACL token, first set of: `CONSUL_HTTP_TOKEN`, the file named by
-    /// `CONSUL_HTTP_TOKEN_FILE` (Consul's own variables), the `consul_token` secret
-    /// (`PROMFLEET_SECRET_CONSUL_TOKEN`, else the secrets file). Empty values count as unset.
-    fn resolve_consul_token(&self) -> Result<Option<(String, String)>, SecretError> {
-        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-        if let Some(t) = env("CONSUL_HTTP_TOKEN") {
-            return Ok(Some((t, "CONSUL_HTTP_TOKEN".into())));
+    /// The Consul ACL token of the run, resolved by `settings::Consul::resolve` (which owns
+    /// its precedence) and set here so templates' `secret(name="consul_token")` read the same
+    /// value every Consul client sends.
+    pub fn set_consul_token(&mut self, token: Option<(String, String)>) {
+        if let Some((t, _)) = &token {
+            self.masker.add(t);
         }
-        if let Some(file) = env("CONSUL_HTTP_TOKEN_FILE") {
-            let path = PathBuf::from(&file);
-            // Consul trims the file's whitespace (a trailing newline is the usual case).
-            let text = std::fs::read_to_string(&path).map_err(|e| SecretError::File {
+        self.consul_token = token;
+    }
+
+    /// Record the run's Consul TLS files: `ca` (a file), `ca_dir` (a directory of PEM
+    /// files), `cert`, `key` (set by the settings layer).
+    pub fn set_consul_tls_files(&mut self, files: BTreeMap<String, PathBuf>) {
+        self.consul_tls = files;
+    }
+
+    /// The PEM text of Consul TLS file `part` (`ca`, `cert`, `key`). `ca` is the CA file and
+    /// every file of the CA directory joined, as the clients trust both and Prometheus'
+    /// `tls_config` takes one CA file. The key is a secret: registered with the masker.
+    pub fn consul_tls_pem(&self, part: &str) -> Result<String, SecretError> {
+        let mut paths: Vec<PathBuf> = self.consul_tls.get(part).cloned().into_iter().collect();
+        if part == "ca"
+            && let Some(dir) = self.consul_tls.get("ca_dir")
+        {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+                .map_err(|e| SecretError::File {
+                    path: dir.clone(),
+                    message: format!("Consul CA directory: {e}"),
+                })?
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.is_file())
+                .collect();
+            files.sort();
+            paths.extend(files);
+        }
+        if paths.is_empty() {
+            return Err(SecretError::Missing {
+                name: format!("consul TLS {part} file"),
+                env: match part {
+                    "ca" => "CONSUL_CACERT",
+                    "cert" => "CONSUL_CLIENT_CERT",
+                    _ => "CONSUL_CLIENT_KEY",
+                }
+                .to_owned(),
+            });
+        }
+        let mut text = String::new();
+        for path in &paths {
+            let one = std::fs::read_to_string(path).map_err(|e| SecretError::File {
                 path: path.clone(),
-                message: format!(
-                    "CONSUL_HTTP_TOKEN_FILE: cannot read the Consul token ({e}) — fix the path or unset it"
-                ),
+                message: format!("Consul TLS {part} file: {e}"),
             })?;
-            let t = text.trim();
-            if !t.is_empty() {
-                return Ok(Some((t.to_owned(), file)));
+            text.push_str(&one);
+            if !text.ends_with('\n') && paths.len() > 1 {
+                text.push('\n');
             }
         }
-        let secret = std::env::var(Self::env_name(CONSUL_TOKEN))
-            .ok()
-            .or_else(|| self.file.get(CONSUL_TOKEN).cloned())
-            .filter(|v| !v.is_empty());
-        Ok(secret.map(|t| (t, self.plain_origin(CONSUL_TOKEN))))
+        if part == "key" {
+            self.masker.add(text.trim());
+        }
+        Ok(text)
+    }
+
+    /// A value of the secrets layer that is a setting rather than a secret to hand to
+    /// templates (e.g. `consul_ca_file`): `PROMFLEET_SECRET_<NAME>`, else the secrets file.
+    pub fn setting(&self, name: &str) -> Option<String> {
+        self.env
+            .get(&Self::env_name(name))
+            .map(str::to_owned)
+            .or_else(|| self.file.get(name).cloned())
+            .filter(|v| !v.is_empty())
+    }
+
+    /// The directory of the secrets file (paths in it are relative to it).
+    pub fn file_dir(&self) -> Option<&Path> {
+        self.file_path.as_deref().and_then(Path::parent)
     }
 
     /// The Consul ACL token of this run (already registered with the masker), if any.
@@ -170,8 +233,10 @@ impl Secrets {
                     env,
                 });
         }
-        let v = std::env::var(&env)
-            .ok()
+        let v = self
+            .env
+            .get(&env)
+            .map(str::to_owned)
             .or_else(|| self.file.get(name).cloned())
             .or_else(|| {
                 self.generated
@@ -204,7 +269,7 @@ impl Secrets {
     fn plain_origin(&self, name: &str) -> String {
         let env = Self::env_name(name);
         match &self.file_path {
-            Some(p) if std::env::var_os(&env).is_none() && self.file.contains_key(name) => {
+            Some(p) if self.env.get(&env).is_none() && self.file.contains_key(name) => {
                 p.display().to_string()
             }
             _ => env,

@@ -73,6 +73,7 @@ pub struct Renderer {
 impl Renderer {
     pub fn new(project: Project, secrets: Secrets, mode: SecretMode) -> Renderer {
         let consul_token_set = secrets.consul_token().is_some();
+        let tls_secrets = secrets.clone();
         let mut tera = Tera::default();
         tera.autoescape_on(vec![]);
         tera.register_function(
@@ -103,6 +104,27 @@ impl Renderer {
                     SecretMode::Real => v,
                     SecretMode::Masked => MASK.to_string(),
                 }))
+            },
+        );
+        // `{{ consul_tls(part="ca"|"cert"|"key") }}`: the PEM text of the run's Consul TLS
+        // file, for the copies deployed beside Prometheus; the key is masked in review output.
+        tera.register_function(
+            "consul_tls",
+            move |args: &HashMap<String, Value>| -> tera::Result<Value> {
+                let part = args
+                    .get("part")
+                    .and_then(Value::as_str)
+                    .filter(|p| ["ca", "cert", "key"].contains(p))
+                    .ok_or_else(|| {
+                        tera::Error::msg("consul_tls() needs part=\"ca\", \"cert\" or \"key\"")
+                    })?;
+                if part == "key" && mode == SecretMode::Masked {
+                    return Ok(Value::String(MASK.to_string()));
+                }
+                tls_secrets
+                    .consul_tls_pem(part)
+                    .map(Value::String)
+                    .map_err(|e| tera::Error::msg(e.to_string()))
             },
         );
         // `{{ path | shquote }}`: a value placed in a shell command, quoted for /bin/sh.
@@ -308,6 +330,7 @@ impl SharedContext {
             .map(|h| json!({"name": h.name, "ip": h.ip.to_string(), "datacenter": inv.datacenter_of(h)}))
             .collect();
         let agents: Vec<Value> = inv.consul.agents.iter().map(|u| agent_json(u)).collect();
+        let o = &inv.consul.options;
         SharedContext {
             base: json!({
                 "fleet_groups": groups,
@@ -317,6 +340,15 @@ impl SharedContext {
                     "agents": agents,
                     "datacenter": inv.consul.datacenter,
                     "token_set": consul_token_set,
+                    // The resolved TLS settings (`settings::Consul::apply_to`): which files
+                    // are deployed for Prometheus' `tls_config`.
+                    "tls": {
+                        "ca": o.ca_file.is_some() || o.ca_path.is_some(),
+                        "cert": o.client_cert.is_some() && o.client_key.is_some(),
+                        "server_name": o.tls_server_name,
+                        "insecure_skip_verify": o.ssl_verify == Some(false),
+                    },
+                    "deregister_critical_service_after": o.deregister_critical_service_after,
                 },
             }),
         }

@@ -58,7 +58,7 @@ pub async fn gather(
     inv: &Inventory,
     defaults: &Vars,
     http: &reqwest::Client,
-    consul_token: Option<&str>,
+    consul_client: &crate::modules::consul::ConsulClient,
 ) -> Vec<CentralRow> {
     // HA (inventory/topology.rs): every Alertmanager of a datacenter should see all of them;
     // each job carries how many Alertmanagers its datacenter has (1 for other services).
@@ -86,7 +86,8 @@ pub async fn gather(
     }
     let checks = futures::future::join_all(jobs.iter().map(|(svc, _, url, n)| async move {
         match svc.as_str() {
-            "consul" => consul(http, url, consul_token, wan).await,
+            // Consul's own client: its TLS settings and token.
+            "consul" => consul(consul_client.http(), url, consul_client.token(), wan).await,
             "prometheus" => prometheus(http, url).await,
             "alertmanager" => alertmanager(http, url, *n).await,
             "grafana" => grafana(http, url).await,

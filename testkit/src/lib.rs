@@ -6,3 +6,4 @@ pub mod ports;
 pub mod prometheus;
 pub mod sshd;
 pub mod standin;
+pub mod tls;

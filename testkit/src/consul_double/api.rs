@@ -119,21 +119,23 @@ async fn gate(State(shared): State<Arc<Shared>>, request: Request, next: Next) -
         body: String::from_utf8_lossy(&bytes).into_owned(),
     });
     let path = parts.uri.path();
-    if path.starts_with("/v1/") {
-        if let Some(status) = shared.take_injected_failure() {
-            return (
-                status,
-                "promfleet Consul test double: injected failure (fail_next)",
-            )
-                .into_response();
-        }
-        // Consul answers the status endpoints without a token; everything else needs it.
-        if let Some(required) = &shared.opts.acl_token
-            && !path.starts_with("/v1/status/")
-            && token.as_deref() != Some(required.as_str())
-        {
-            return (StatusCode::FORBIDDEN, "ACL not found").into_response();
-        }
+    if path.starts_with("/v1/")
+        && let Some(status) = shared.take_injected_failure()
+    {
+        return (
+            status,
+            "promfleet Consul test double: injected failure (fail_next)",
+        )
+            .into_response();
+    }
+    // Consul answers the status endpoints without a token; everything else needs it — the
+    // http_sd view too, as it stands for the catalog queries Prometheus' Consul SD makes.
+    if let Some(required) = &shared.opts.acl_token
+        && (path.starts_with("/v1/") || path.starts_with("/promfleet-double/"))
+        && !path.starts_with("/v1/status/")
+        && token.as_deref() != Some(required.as_str())
+    {
+        return (StatusCode::FORBIDDEN, "ACL not found").into_response();
     }
     next.run(Request::from_parts(parts, Body::from(bytes)))
         .await

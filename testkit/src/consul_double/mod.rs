@@ -21,7 +21,10 @@
 //! - HTTP and TCP checks that really run at their interval (clamped to Consul's 1 s minimum,
 //!   first probe immediately) and flip passing/critical/warning; TTL checks keep their
 //!   initial status. Probes only go to `DoubleOptions::check_networks` (loopback by default).
-//! - An optional ACL token (403 "ACL not found" for a missing or wrong token), injected 5xx
+//! - HTTPS (`DoubleOptions::tls`, a certificate from `testkit::tls::TestCa`), optionally
+//!   requiring client certificates like an agent with `verify_incoming`.
+//! - An optional ACL token (403 "ACL not found" for a missing or wrong token, on the http_sd
+//!   view too: it stands for the catalog queries Prometheus makes), injected 5xx
 //!   failures, a request log, stop/restart of the listener, and direct state manipulation for
 //!   drift tests.
 //! - `GET /promfleet-double/http_sd`: the targets and `__meta_consul_*` labels Prometheus'
@@ -97,6 +100,9 @@ pub struct DoubleOptions {
     /// Alive server members `/v1/agent/members` lists (at least 1): a single double can then
     /// stand for a healthy three-server cluster (`consul_cluster_check`).
     pub servers: usize,
+    /// Serve HTTPS with this certificate (and require client certificates when it says so),
+    /// like an agent with `ports.https` and `verify_incoming`; plain HTTP when unset.
+    pub tls: Option<crate::tls::ServerTls>,
 }
 
 impl Default for DoubleOptions {
@@ -114,6 +120,7 @@ impl Default for DoubleOptions {
                 (IpAddr::V6(Ipv6Addr::LOCALHOST), 128),
             ],
             servers: 1,
+            tls: None,
         }
     }
 }
@@ -276,7 +283,8 @@ impl ConsulDouble {
             runtime: tokio::runtime::Handle::current(),
             probe_client,
         });
-        let server = tokio::spawn(serve(listener, api::router(shared.clone())));
+        let tls = tls_acceptor(&shared.opts)?;
+        let server = tokio::spawn(serve(listener, api::router(shared.clone()), tls));
         Ok(ConsulDouble {
             shared,
             addr,
@@ -289,9 +297,14 @@ impl ConsulDouble {
         self.addr
     }
 
-    /// Base URL, e.g. `http://127.0.0.1:41234`.
+    /// Base URL, e.g. `http://127.0.0.1:41234` (`https://` when serving TLS).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.shared.opts.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// The current modify index (what `X-Consul-Index` reports).
@@ -409,7 +422,8 @@ impl ConsulDouble {
         let listener = TcpListener::bind(self.addr)
             .await
             .with_context(|| format!("Consul test double: cannot listen again on {}", self.addr))?;
-        let server = tokio::spawn(serve(listener, api::router(self.shared.clone())));
+        let tls = tls_acceptor(&self.shared.opts)?;
+        let server = tokio::spawn(serve(listener, api::router(self.shared.clone()), tls));
         *relock(&self.server) = Some(server);
         Ok(())
     }
@@ -428,7 +442,14 @@ impl Drop for ConsulDouble {
 /// Accept loop. Connections live in a JoinSet owned by this future, so aborting the task
 /// closes the listener and cuts every keep-alive connection at once (axum::serve would leave
 /// open connections running).
-async fn serve(listener: TcpListener, router: Router) {
+fn tls_acceptor(opts: &DoubleOptions) -> anyhow::Result<Option<tokio_rustls::TlsAcceptor>> {
+    opts.tls
+        .as_ref()
+        .map(|t| Ok(tokio_rustls::TlsAcceptor::from(t.config()?)))
+        .transpose()
+}
+
+async fn serve(listener: TcpListener, router: Router, tls: Option<tokio_rustls::TlsAcceptor>) {
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
@@ -439,11 +460,21 @@ async fn serve(listener: TcpListener, router: Router) {
                     continue;
                 };
                 let service = TowerToHyperService::new(router.clone());
+                let tls = tls.clone();
                 connections.spawn(async move {
-                    // A client hanging up mid-request is normal in tests.
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    // A client hanging up mid-request (or failing the handshake: an unknown
+                    // CA, no client certificate) is normal in tests.
+                    let http = hyper::server::conn::http1::Builder::new();
+                    match tls {
+                        Some(acceptor) => {
+                            if let Ok(stream) = acceptor.accept(stream).await {
+                                let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                            }
+                        }
+                        None => {
+                            let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                        }
+                    }
                 });
             }
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
