@@ -1400,6 +1400,7 @@ fn prometheus_consul_sd_had_no_token() {
         project: Some(repo()),
     };
     let planned = make_plan(
+        &promfleet::report::Masker::default(),
         &[PathBuf::from("monitoring.yml")],
         &inv,
         None,

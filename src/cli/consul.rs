@@ -1,13 +1,21 @@
 //! `promfleet consul prune`: deregister promfleet's services whose host left the inventory
-//! (or whose ip changed), on every agent of the inventory.
+//! (or whose ip changed), on every agent of the inventory. The deregistrations fan out
+//! through the `Scheduler` (a few at once, Ctrl-C stops the rest); each is reported as a
+//! `report::Pruned` event.
+
+use std::sync::Arc;
 
 use clap::Subcommand;
 
-use super::common::{load_inventory, masker};
-use crate::executor::http_client;
+use super::common::{load_inventory, signals};
+use crate::executor::{Done, Scheduler, http_client};
 use crate::modules::consul::ConsulClient;
 use crate::playbook::Secrets;
-use crate::report::ExitCode;
+use crate::report::{ExitCode, Printer, PruneAction, Pruned};
+
+/// Deregistrations in flight at once: Consul agents are few and shared; a handful keeps
+/// a large prune quick without crowding them.
+const PRUNE_FORKS: usize = 8;
 
 #[derive(Subcommand, Debug)]
 pub enum ConsulCmd {
@@ -24,28 +32,29 @@ pub enum ConsulCmd {
     },
 }
 
-pub async fn run(cmd: ConsulCmd) -> anyhow::Result<crate::report::ExitCode> {
+pub async fn run(cmd: ConsulCmd, printer: &Printer) -> anyhow::Result<ExitCode> {
+    let reporter = printer.reporter();
     let ConsulCmd::Prune {
         inventory,
         check,
         secrets,
     } = cmd;
-    let secrets = Secrets::load(secrets.as_deref(), masker())?;
-    let inv = load_inventory(std::slice::from_ref(&inventory))?;
+    let secrets = Secrets::load(secrets.as_deref(), printer.masker().clone())?;
+    let inv = load_inventory(std::slice::from_ref(&inventory), printer.masker())?;
     if inv.consul.agents.is_empty() {
         anyhow::bail!(
             "{}: no Consul agents (consul.agents) in the inventory",
             inventory.display()
         );
     }
-    let client = ConsulClient::new(
+    let client = Arc::new(ConsulClient::new(
         inv.consul.agents.clone(),
         secrets.consul_token().map(str::to_owned),
         http_client(),
-    );
+    ));
     let (services, errors) = client.managed().await;
     for e in &errors {
-        eprintln!("warning: cannot list services on {e}");
+        reporter.warning(&format!("cannot list services on {e}"));
     }
     let stale: Vec<_> = services
         .into_iter()
@@ -60,28 +69,54 @@ pub async fn run(cmd: ConsulCmd) -> anyhow::Result<crate::report::ExitCode> {
         })
         .collect();
     if stale.is_empty() {
-        eprintln!("nothing to prune: every promfleet service belongs to an inventory host");
+        reporter.notice("nothing to prune: every promfleet service belongs to an inventory host");
         return Ok(if errors.is_empty() {
             ExitCode::Ok
         } else {
             ExitCode::HostUnreachable
         });
     }
-    let mut failed = 0;
-    for (agent, s) in &stale {
-        if check {
-            println!("would deregister {} from {agent}", s.id);
-            continue;
+    if check {
+        for (agent, s) in &stale {
+            reporter.pruned(&Pruned {
+                service: s.id.clone(),
+                agent: agent.clone(),
+                action: PruneAction::WouldDeregister,
+            });
         }
-        match client.deregister_at(agent, &s.id).await {
-            Ok(()) => println!("deregistered {} from {agent}", s.id),
-            Err(e) => {
-                failed += 1;
-                eprintln!("failed to deregister {} from {agent}: {e}", s.id);
+        return Ok(ExitCode::Ok);
+    }
+    let (cancel, abort) = signals(&reporter);
+    let sched = Scheduler::new(PRUNE_FORKS, cancel, abort).reporting_to(reporter.clone());
+    reporter.work_started("prune", stale.len());
+    let items = stale
+        .into_iter()
+        .map(|(agent, s)| (format!("{} on {agent}", s.id), (agent, s.id)))
+        .collect();
+    let mut running = sched.run(items, move |(agent, service): (String, String)| {
+        let client = client.clone();
+        async move {
+            let action = match client.deregister_at(&agent, &service).await {
+                Ok(()) => PruneAction::Deregistered,
+                Err(e) => PruneAction::Failed(e),
+            };
+            Pruned {
+                service,
+                agent,
+                action,
             }
         }
+    });
+    let mut failed = 0;
+    while let Some((_, done)) = running.next().await {
+        if let Done::Ran(p) = done {
+            failed += usize::from(matches!(p.action, PruneAction::Failed(_)));
+            reporter.pruned(&p);
+        }
     }
-    Ok(if failed > 0 {
+    Ok(if sched.is_cancelled() {
+        ExitCode::Interrupted
+    } else if failed > 0 {
         ExitCode::HostFailed
     } else {
         ExitCode::Ok

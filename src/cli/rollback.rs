@@ -9,9 +9,7 @@ use std::sync::Arc;
 
 use clap::Args;
 
-use super::common::{
-    ConnArgs, InventoryArgs, OutputArgs, executor, load_inventory_args, print_report, select,
-};
+use super::common::{ConnArgs, InventoryArgs, OutputArgs, executor, load_inventory_args, select};
 use super::deploy::make_plan;
 use crate::executor::RunOptions;
 use crate::modules::Action;
@@ -38,7 +36,11 @@ pub struct RollbackArgs {
     pub secrets: Option<PathBuf>,
 }
 
-pub async fn run(a: RollbackArgs) -> anyhow::Result<crate::report::ExitCode> {
+pub async fn run(
+    a: RollbackArgs,
+    printer: &crate::report::Printer,
+) -> anyhow::Result<crate::report::ExitCode> {
+    let reporter = printer.reporter();
     if a.inv.limit.is_empty() && !a.inv.retry_failed {
         anyhow::bail!(
             "rollback needs the hosts to roll back: --limit PATTERN (e.g. --limit canary-host, --limit IDE, --limit all)"
@@ -54,7 +56,7 @@ pub async fn run(a: RollbackArgs) -> anyhow::Result<crate::report::ExitCode> {
             dir.display()
         )
     })?;
-    let inventory = load_inventory_args(&a.inv)?;
+    let inventory = load_inventory_args(&a.inv, printer.masker())?;
     let mut changes: BTreeMap<String, HostChange> = BTreeMap::new();
     for h in select(&inventory, &a.inv)? {
         match state.changes.get(&h.name) {
@@ -92,6 +94,7 @@ pub async fn run(a: RollbackArgs) -> anyhow::Result<crate::report::ExitCode> {
     inv_args.limit = vec![changes.keys().cloned().collect::<Vec<_>>().join(":")];
     let paths: Vec<PathBuf> = books.iter().map(PathBuf::from).collect();
     let planned = make_plan(
+        printer.masker(),
         &paths,
         &inv_args,
         a.templates.as_deref(),
@@ -115,10 +118,10 @@ pub async fn run(a: RollbackArgs) -> anyhow::Result<crate::report::ExitCode> {
             })
             .collect();
         for f in c.files.iter().filter(|f| !written.contains(&f.as_str())) {
-            eprintln!(
-                "warning: {h}: no step of {} writes {f} now: not restored",
+            reporter.warning(&format!(
+                "{h}: no step of {} writes {f} now: not restored",
                 books.join(", ")
-            );
+            ));
         }
     }
     let files: BTreeMap<String, Vec<String>> = changes
@@ -134,10 +137,10 @@ pub async fn run(a: RollbackArgs) -> anyhow::Result<crate::report::ExitCode> {
             .collect(),
     };
     let setup = executor(
+        printer,
         &planned.inventory,
         &planned.secrets,
         &a.conn,
-        &a.out,
         RunOptions {
             check: a.check,
             ..RunOptions::default()
@@ -146,11 +149,11 @@ pub async fn run(a: RollbackArgs) -> anyhow::Result<crate::report::ExitCode> {
     let run = setup.executor.run(Arc::new(plan)).await;
     setup.executor.connector.close_all().await;
     drop(setup);
-    print_report(&run, &a.out);
+    reporter.run_finished(&run);
     if !a.check {
         let inv = super::common::inventory_label(&a.inv.inventory);
         if let Err(e) = RunState::record(dir, &run, &inv, &books) {
-            eprintln!("warning: cannot write run state in {}: {e}", dir.display());
+            reporter.warning(&format!("cannot write run state in {}: {e}", dir.display()));
         }
     }
     Ok(run.exit_code())
