@@ -635,6 +635,50 @@ fn json_escaped_secret_is_masked() {
     }
 }
 
+/// Defect: the masker skipped values shorter than 4 characters, so a short secret (a
+/// 3-character sudo password, a 1-character token) was printed in clear — here through the
+/// same template error message as `json_escaped_secret_is_masked`, in text and JSON modes.
+#[test]
+fn short_secret_was_not_masked() {
+    let p = Project::new();
+    p.template("t.txt", "{{ secret(name=\"tok\") | round }}\n");
+    let book = p.playbook(
+        "p.yml",
+        "- name: p\n  hosts: fleet\n  tasks:\n    - name: t\n      template: { src: t.txt, dest: /tmp/never-written.txt, mode: \"0644\" }\n",
+    );
+    let inv = p.path("inventory.yml");
+    std::fs::write(
+        &inv,
+        "ssh: { user: nobody, port: 1 }\ngroups:\n  IDE:\n    hosts:\n      - { name: h1, ip: 127.0.0.9 }\n",
+    )
+    .expect("inventory");
+    for secret in ["Q7z", "Zx"] {
+        for mode in [&[][..], &["--output", "json"][..]] {
+            let mut r = Run::new(&["deploy", &book])
+                .arg("-i")
+                .arg(&inv)
+                .arg("--state-dir")
+                .arg(p.path("state"))
+                .arg("--known-hosts")
+                .arg(p.path("known_hosts"))
+                .env("PROMFLEET_SECRET_TOK", secret);
+            for a in mode {
+                r = r.arg(a);
+            }
+            let out = r.output();
+            let all = format!("{}{}", stdout(&out), stderr(&out));
+            assert_eq!(out.status.code(), Some(1), "{all}");
+            assert!(all.contains("round"), "the template error is shown: {all}");
+            assert!(all.contains("********"), "nothing was masked: {all}");
+            assert!(
+                !all.contains(secret),
+                "{mode:?}: the {}-character secret leaked:\n{all}",
+                secret.len()
+            );
+        }
+    }
+}
+
 /// Defect 8: the generated Grafana password was stored only at the end of the run; a run
 /// interrupted after the host got it left the next run to generate another one.
 #[test]

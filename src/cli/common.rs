@@ -372,12 +372,12 @@ pub fn project_for(
 }
 
 /// `-v`: which playbook, template and defaults file came from where.
-pub fn print_origins(project: &Project) {
+pub fn print_origins(project: &Project, reporter: &dyn Reporter) {
     match project.root() {
-        Some(r) => eprintln!("project directory: {}", r.display()),
-        None => eprintln!("project directory: none (built-in files only)"),
+        Some(r) => reporter.message(&format!("project directory: {}", r.display())),
+        None => reporter.message("project directory: none (built-in files only)"),
     }
     for (name, origin) in project.origins() {
-        eprintln!("  {name}: {origin}");
+        reporter.message(&format!("  {name}: {origin}"));
     }
 }

@@ -93,12 +93,14 @@ pub async fn run(cmd: ConsulCmd, printer: &Printer) -> anyhow::Result<ExitCode> 
         .into_iter()
         .map(|(agent, s)| (format!("{} on {agent}", s.id), (agent, s.id)))
         .collect();
+    let s = sched.clone();
     let mut running = sched.run(items, move |(agent, service): (String, String)| {
-        let client = client.clone();
+        let (client, s) = (client.clone(), s.clone());
         async move {
-            let action = match client.deregister_at(&agent, &service).await {
-                Ok(()) => PruneAction::Deregistered,
-                Err(e) => PruneAction::Failed(e),
+            let action = match s.or_abort(client.deregister_at(&agent, &service)).await {
+                Some(Ok(())) => PruneAction::Deregistered,
+                Some(Err(e)) => PruneAction::Failed(e),
+                None => PruneAction::Failed("abandoned (second interrupt)".into()),
             };
             Pruned {
                 service,

@@ -254,7 +254,7 @@ pub async fn run(a: DeployArgs, printer: &Printer) -> anyhow::Result<crate::repo
     )?;
     planned.require_hosts()?;
     if c.out.verbose > 0 {
-        print_origins(&planned.project);
+        print_origins(&planned.project, printer.reporter().as_ref());
     }
     let gate: Option<Arc<dyn crate::executor::StageGate>> = c
         .confirm
@@ -301,18 +301,21 @@ pub async fn run(a: DeployArgs, printer: &Printer) -> anyhow::Result<crate::repo
             &super::common::inventory_label(&c.inv.inventory),
             &books,
         ) {
-            Ok(state) if !state.failed.is_empty() => eprintln!(
+            Ok(state) if !state.failed.is_empty() => reporter.message(&format!(
                 "{} host(s) to retry: rerun with --retry-failed (or --limit @{})",
                 state.failed.len(),
                 RunState::retry_path(dir).display()
-            ),
+            )),
             Ok(_) => {}
             Err(e) => {
                 reporter.warning(&format!("cannot write run state in {}: {e}", dir.display()))
             }
         }
         if let Some(p) = planned.secrets.generated_stored_in() {
-            eprintln!("generated secrets stored in {} (0600)", p.display());
+            reporter.message(&format!(
+                "generated secrets stored in {} (0600)",
+                p.display()
+            ));
         }
     }
     Ok(run.exit_code())

@@ -88,7 +88,7 @@ pub fn run(
         }
     }
     if a.verbose > 0 {
-        print_origins(&planned.project);
+        print_origins(&planned.project, printer.reporter().as_ref());
     }
     if files == 0 {
         anyhow::bail!(

@@ -63,7 +63,10 @@ pub async fn run(
             Some(c) => {
                 changes.insert(h.name.clone(), c.clone());
             }
-            None => eprintln!("{}: no change recorded by promfleet: left alone", h.name),
+            None => reporter.message(&format!(
+                "{}: no change recorded by promfleet: left alone",
+                h.name
+            )),
         }
     }
     let Some(first) = changes.values().next() else {
@@ -78,7 +81,7 @@ pub async fn run(
         );
     }
     for (h, c) in &changes {
-        eprintln!(
+        reporter.message(&format!(
             "{h}: {} the versions before the run of {}: {}",
             if a.check {
                 "would restore"
@@ -87,7 +90,7 @@ pub async fn run(
             },
             c.at,
             c.files.join(", ")
-        );
+        ));
     }
     let mut inv_args = a.inv.clone();
     inv_args.retry_failed = false;

@@ -1,6 +1,7 @@
-//! `promfleet status`: a read-only report of the fleet (one row per host) and the central
-//! services, compared with what promfleet would deploy now. Exit codes for cron and CI:
-//! 0 all good, 5 drift, 6 down (down wins when both).
+//! `promfleet status`: a read-only report of the fleet (one row per host, gathered through
+//! the `Scheduler`) and the central services, compared with what promfleet would deploy now,
+//! handed to the reporter (text tables, or JSON). Exit codes for cron and CI: 0 all good,
+//! 5 drift, 6 down (down wins when both), 130 interrupted.
 
 use std::collections::HashMap;
 use std::path::PathBuf;

@@ -255,6 +255,9 @@ pub trait Reporter: Send + Sync {
     fn host_finished(&self, _report: &HostReport) {}
     /// A run-level message (stage halted, retrying, interrupted).
     fn notice(&self, _message: &str) {}
+    /// A line for people that `-q` does not silence (what was written where, what is left to
+    /// retry).
+    fn message(&self, _text: &str) {}
     /// Something the user should fix but the run goes on without (a malformed known_hosts
     /// line, an unreadable ssh config, a Consul agent that could not be listed).
     fn warning(&self, _message: &str) {}

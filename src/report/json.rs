@@ -58,6 +58,9 @@ impl Reporter for JsonReporter {
     fn notice(&self, message: &str) {
         self.terminal.notice(message);
     }
+    fn message(&self, text: &str) {
+        self.terminal.message(text);
+    }
     fn warning(&self, message: &str) {
         self.terminal.warning(message);
     }

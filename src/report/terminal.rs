@@ -211,6 +211,10 @@ impl Reporter for TerminalReporter {
         self.println(message);
     }
 
+    fn message(&self, text: &str) {
+        self.stderr(&format!("{text}\n"));
+    }
+
     fn warning(&self, message: &str) {
         self.stderr(&format!("warning: {message}\n"));
     }

@@ -159,9 +159,22 @@ pub async fn run_test(
         .iter()
         .map(|a| (a.clone(), outcome(a)))
         .collect();
-    let (h, g) = (http.clone(), group.to_string());
+    let (h, g, s) = (http.clone(), group.to_string(), sched.clone());
     let fired = sched
-        .run(items, move |o| fire(h.clone(), g.clone(), hold, o))
+        .run(items, move |o: AlertOutcome| {
+            let (h, g, s) = (h.clone(), g.clone(), s.clone());
+            async move {
+                let mut abandoned = o.clone();
+                match s.or_abort(fire(h, g, hold, o)).await {
+                    Some(done) => done,
+                    // It may have been posted: the resolution below is still sent.
+                    None => {
+                        abandoned.error = Some("abandoned (second interrupt)".into());
+                        (abandoned, Duration::ZERO)
+                    }
+                }
+            }
+        })
         .in_order()
         .await;
     let mut out = Vec::new();

@@ -92,7 +92,7 @@ pub struct Gatherer {
 
 impl Gatherer {
     /// Gather every host through `sched` (its forks, its Ctrl-C); rows in the order given,
-    /// without the hosts a cancellation kept from starting.
+    /// without the hosts a cancellation kept from starting or an abort abandoned.
     pub async fn gather_all(
         self: &Arc<Self>,
         hosts: Vec<(Host, Wanted)>,
@@ -102,15 +102,17 @@ impl Gatherer {
             .into_iter()
             .map(|(h, w)| (h.name.clone(), (h, w)))
             .collect();
-        let me = self.clone();
+        let (me, s) = (self.clone(), sched.clone());
         sched
             .run(items, move |(host, want)| {
-                let me = me.clone();
-                async move { me.gather(&host, &want).await }
+                let (me, s) = (me.clone(), s.clone());
+                // A second Ctrl-C abandons the hosts still being read (nothing is written).
+                async move { s.or_abort(me.gather(&host, &want)).await }
             })
             .in_order()
             .await
             .into_iter()
+            .flatten()
             .flatten()
             .collect()
     }
