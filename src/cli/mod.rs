@@ -106,3 +106,43 @@ pub async fn run(cli: Cli, printer: &Printer) -> anyhow::Result<crate::report::E
         Command::Man(a) => completions::man(a),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(args: &[&str]) -> OutputPolicy {
+        let argv = std::iter::once("promfleet").chain(args.iter().copied());
+        Cli::try_parse_from(argv).expect("parses").command.output()
+    }
+
+    /// The printer is built from each command's own output flags, before it runs.
+    #[test]
+    fn each_command_names_its_output() {
+        let inv = ["-i", "inv.yml"];
+        let p = policy(&[&["exec"][..], &inv, &["--json", "--", "true"]].concat());
+        assert_eq!(p.format, Format::Json);
+        let p = policy(&[&["exec"][..], &inv, &["--", "true"]].concat());
+        assert_eq!(p.format, Format::Text);
+        let p = policy(&[&["status"][..], &inv, &["-o", "json", "-q"]].concat());
+        assert_eq!((p.format, p.quiet), (Format::Json, true));
+        let p = policy(&[&["deploy", "site.yml"][..], &inv, &["--diff", "-vv"]].concat());
+        assert_eq!(
+            (p.format, p.verbosity, p.show_diff),
+            (Format::Text, 2, true)
+        );
+        let p = policy(&[&["exporters"][..], &inv, &["-o", "json"]].concat());
+        assert_eq!((p.format, p.show_diff), (Format::Json, false));
+        let p = policy(
+            &[
+                &["alert", "test", "--group", "IDE"][..],
+                &inv,
+                &["-o", "json"],
+            ]
+            .concat(),
+        );
+        assert_eq!(p.format, Format::Json);
+        let p = policy(&[&["rollback"][..], &inv, &["-q"]].concat());
+        assert!(p.quiet);
+    }
+}

@@ -222,3 +222,53 @@ fn central_table(central: &[CentralRow]) -> String {
     }
     table(&rows)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(rc: Option<u32>, error: Option<&str>, unreachable: bool) -> ExecResult {
+        ExecResult {
+            host: "h1".into(),
+            rc,
+            stdout: "out".into(),
+            stderr: "e1\ne2\n".into(),
+            error: error.map(String::from),
+            unreachable,
+            duration_ms: 0,
+        }
+    }
+
+    #[test]
+    fn exec_blocks_say_how_each_host_ended() {
+        assert_eq!(
+            exec_host(&result(Some(0), None, false)),
+            "h1 | CHANGED | rc=0\nout\nstderr: e1\nstderr: e2\n"
+        );
+        assert!(exec_host(&result(Some(3), None, false)).starts_with("h1 | FAILED | rc=3\n"));
+        assert!(exec_host(&result(None, None, false)).contains("killed by a signal"));
+        assert!(
+            exec_host(&result(None, Some("refused"), true))
+                .starts_with("h1 | UNREACHABLE: refused")
+        );
+    }
+
+    #[test]
+    fn exec_summary_counts_hosts_an_interrupt_kept_from_running() {
+        let mut s = ExecSummary {
+            hosts: 3,
+            ok: 2,
+            failed: 1,
+            unreachable: 0,
+            not_run: 0,
+            duration_ms: 1500,
+        };
+        assert_eq!(
+            exec_summary(&s),
+            "3 host(s): 2 ok, 1 failed, 0 unreachable in 1.5s"
+        );
+        s.not_run = 2;
+        s.hosts = 5;
+        assert!(exec_summary(&s).contains(", 2 not run (interrupted) in"));
+    }
+}
