@@ -52,7 +52,8 @@ pub struct DeployCommon {
 }
 
 /// `--confirm` between stages (the executor does `--pause` itself: it must stop at Ctrl-C).
-struct ConfirmGate;
+/// Its reporter says when there is no terminal to ask on.
+struct ConfirmGate(Arc<dyn crate::report::Reporter>);
 
 impl crate::executor::StageGate for ConfirmGate {
     fn proceed(&self, done: &str, next: &str) -> bool {
@@ -63,7 +64,9 @@ impl crate::executor::StageGate for ConfirmGate {
             .write(true)
             .open("/dev/tty")
         else {
-            eprintln!("--confirm needs a terminal; stopping before stage `{next}`");
+            self.0.warning(&format!(
+                "--confirm needs a terminal; stopping before stage `{next}`"
+            ));
             return false;
         };
         let mut w = &tty;
@@ -258,7 +261,7 @@ pub async fn run(a: DeployArgs, printer: &Printer) -> anyhow::Result<crate::repo
     }
     let gate: Option<Arc<dyn crate::executor::StageGate>> = c
         .confirm
-        .then(|| Arc::new(ConfirmGate) as Arc<dyn crate::executor::StageGate>);
+        .then(|| Arc::new(ConfirmGate(printer.reporter())) as Arc<dyn crate::executor::StageGate>);
     let setup = executor(
         printer,
         &planned.inventory,
