@@ -1,5 +1,6 @@
 //! promfleet's entry point: read the project config file, parse (its values as the flags'
-//! defaults), run, map errors to exit codes (`report::ExitCode`; run outcomes from
+//! defaults), build the one output owner (`report::Printer`) from the command's flags, run,
+//! map errors to exit codes (`report::ExitCode`; run outcomes from
 //! `RunReport::exit_code`).
 
 use clap::{CommandFactory, FromArgMatches};
@@ -31,14 +32,15 @@ fn main() {
             std::process::exit(promfleet::report::ExitCode::Error.code());
         }
     };
-    let code = match rt.block_on(promfleet::cli::run(cli)) {
+    let printer = promfleet::report::Printer::new(cli.command.output());
+    let code = match rt.block_on(promfleet::cli::run(cli, &printer)) {
         Ok(code) => code,
         Err(e) => {
-            let msg = promfleet::cli::common::mask_global(&format!("{e:#}"));
-            eprintln!("error: {msg}");
+            printer.error(&format!("{e:#}"));
             promfleet::report::ExitCode::Error
         }
     };
+    printer.finish();
     // Do not wait for lingering background tasks (keepalives) on exit.
     rt.shutdown_timeout(std::time::Duration::from_millis(200));
     std::process::exit(code.code());

@@ -1,6 +1,6 @@
 //! The promfleet binary: `inventory list|import` on every inventory format, bad inventories
 //! rejected with `file:line:col` and a hint before any connection, and `exec` on a real-sshd
-//! fleet with its exit codes (0 ok, 2 a command failed, 4 unreachable).
+//! fleet with its exit codes (0 ok, 2 a command failed, 4 unreachable, 130 interrupted).
 
 use std::collections::BTreeSet;
 use std::net::TcpListener;
@@ -385,4 +385,77 @@ fn exec_with_encrypted_key_from_env_passphrase() {
     let out = stdout(&o);
     assert!(out.contains("PROMFLEET_SSH_PASSPHRASE"), "{out}");
     assert!(out.contains(&key.display().to_string()), "{out}");
+}
+
+/// `exec` fans out through the one scheduler: a Ctrl-C starts no new host, lets the commands
+/// in flight finish and print, and exits 130 with the hosts not run counted. The commands
+/// wait for the test's go, so which hosts were in flight is known, not timed.
+#[test]
+fn exec_ctrl_c_starts_no_new_host_and_finishes_those_in_flight() {
+    use std::os::unix::fs::PermissionsExt;
+    if !require_root() {
+        return;
+    }
+    let fleet = Fleet::builder()
+        .hosts(6)
+        .shared_sshd(true)
+        .start()
+        .expect("fleet");
+    let inv = fleet.root().join("inventory.yml");
+    fleet.write_inventory(&inv).expect("inventory");
+    let gate = tempfile::tempdir().expect("tmp");
+    std::fs::set_permissions(gate.path(), std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let dir = gate.path().display().to_string();
+    let cmd = format!(
+        "touch {dir}/started.$$; while [ ! -e {dir}/go ]; do sleep 0.1; done; echo finished"
+    );
+    let started = || {
+        std::fs::read_dir(&dir)
+            .expect("gate dir")
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().starts_with("started."))
+            .count()
+    };
+    let run = Run::new(&["exec"])
+        .arg("-i")
+        .arg(&inv)
+        .arg("--known-hosts")
+        .arg(fleet.known_hosts())
+        .arg("--state-dir")
+        .arg(fleet.root().join("state"))
+        .arg("--forks")
+        .arg("2")
+        .arg("--")
+        .arg(&cmd);
+    let mut w = Watched::spawn(run.cmd);
+    // Both forks busy (the limit set here): the next host waits for one of them.
+    let limit = std::time::Instant::now() + Duration::from_secs(60);
+    while started() < 2 {
+        assert!(
+            std::time::Instant::now() < limit,
+            "the first two hosts never started:\n{}",
+            w.text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    w.signal(libc::SIGINT);
+    assert!(
+        w.wait_for("interrupted", Duration::from_secs(30)),
+        "no notice of the interrupt:\n{}",
+        w.text()
+    );
+    std::fs::write(gate.path().join("go"), "").expect("go");
+    let (out, _) = w.finish(Duration::from_secs(60));
+    let ctx = format!("stdout:\n{}\nstderr:\n{}", stdout(&out), stderr(&out));
+    assert_eq!(out.status.code(), Some(130), "{ctx}");
+    let text = stdout(&out);
+    let hs = heads(&text);
+    assert_eq!(hs.len(), 2, "only the hosts in flight report: {ctx}");
+    assert!(hs.iter().all(|h| h.ends_with("| CHANGED | rc=0")), "{ctx}");
+    assert_eq!(text.matches("finished").count(), 2, "{ctx}");
+    assert_eq!(started(), 2, "a host started after the Ctrl-C: {ctx}");
+    assert!(
+        stderr(&out).contains("6 host(s): 2 ok, 0 failed, 0 unreachable, 4 not run (interrupted)"),
+        "{ctx}"
+    );
 }

@@ -400,6 +400,7 @@ fn rendered_monitoring(
         no_resolve: false,
     };
     let planned = make_plan(
+        &promfleet::report::Masker::default(),
         &[PathBuf::from("monitoring.yml")],
         &args,
         None,

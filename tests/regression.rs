@@ -594,10 +594,9 @@ fn status_script_timeout_is_labelled_timed_out_not_lost() {
     );
 }
 
-/// Defect 7: a secret with `"` or `\` leaked through template error messages, which show
-/// values JSON-escaped.
-#[test]
-fn json_escaped_secret_is_masked() {
+/// Every output of a `deploy` that fails on a template error showing the secret `tok`
+/// (set to `secret`), in text and JSON modes: (mode, stdout + stderr), exit 1 checked.
+fn template_error_outputs(secret: &str) -> Vec<(&'static [&'static str], String)> {
     let p = Project::new();
     p.template("t.txt", "{{ secret(name=\"tok\") | round }}\n");
     let book = p.playbook(
@@ -610,8 +609,10 @@ fn json_escaped_secret_is_masked() {
         "ssh: { user: nobody, port: 1 }\ngroups:\n  IDE:\n    hosts:\n      - { name: h1, ip: 127.0.0.9 }\n",
     )
     .expect("inventory");
-    for secret in ["quote\"d-s3cr3t-value", "back\\slash-s3cr3t-value"] {
-        for mode in [&[][..], &["--output", "json"][..]] {
+    let modes: [&'static [&'static str]; 2] = [&[], &["--output", "json"]];
+    modes
+        .into_iter()
+        .map(|mode| {
             let mut r = Run::new(&["deploy", &book])
                 .arg("-i")
                 .arg(&inv)
@@ -627,9 +628,37 @@ fn json_escaped_secret_is_masked() {
             let all = format!("{}{}", stdout(&out), stderr(&out));
             assert_eq!(out.status.code(), Some(1), "{all}");
             assert!(all.contains("round"), "the template error is shown: {all}");
+            (mode, all)
+        })
+        .collect()
+}
+
+/// Defect 7: a secret with `"` or `\` leaked through template error messages, which show
+/// values JSON-escaped.
+#[test]
+fn json_escaped_secret_is_masked() {
+    for secret in ["quote\"d-s3cr3t-value", "back\\slash-s3cr3t-value"] {
+        for (mode, all) in template_error_outputs(secret) {
             assert!(
                 !all.contains("s3cr3t"),
                 "{mode:?}: the secret leaked:\n{all}"
+            );
+        }
+    }
+}
+
+/// Defect: the masker skipped values shorter than 4 characters, so a short secret (a
+/// 3-character sudo password, a 1-character token) was printed in clear — here through the
+/// same template error message as `json_escaped_secret_is_masked`, in text and JSON modes.
+#[test]
+fn short_secret_was_not_masked() {
+    for secret in ["Q7z", "Zx"] {
+        for (mode, all) in template_error_outputs(secret) {
+            assert!(all.contains("********"), "nothing was masked: {all}");
+            assert!(
+                !all.contains(secret),
+                "{mode:?}: the {}-character secret leaked:\n{all}",
+                secret.len()
             );
         }
     }
@@ -1401,6 +1430,7 @@ fn prometheus_consul_sd_had_no_token() {
         no_resolve: false,
     };
     let planned = make_plan(
+        &promfleet::report::Masker::default(),
         &[PathBuf::from("monitoring.yml")],
         &inv,
         None,

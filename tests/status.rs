@@ -535,4 +535,58 @@ monitoring:
             .contains("config loaded"),
         "{am:#}"
     );
+
+    // Ctrl-C during the hold (the scheduler's cancellation): the hold is cut short, the test
+    // alert is still resolved — left firing it would page someone — and the exit is 130.
+    const HOLD_SECS: u64 = 600;
+    let run = Run::new(&[
+        "alert",
+        "test",
+        "--group",
+        "IDE",
+        "--output",
+        "json",
+        "--hold",
+        &format!("{HOLD_SECS}s"),
+        "-i",
+    ])
+    .arg(&inv);
+    let w = Watched::spawn(run.cmd);
+    let ide = "/dingtalk/webhook-ide/send";
+    let start = Instant::now();
+    while !test_alerts(&seen)
+        .iter()
+        .any(|(p, s)| p == ide && s == "firing")
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "IDE's test alert never fired:\n{}",
+            w.text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    w.signal(libc::SIGINT);
+    // Well before the hold this run set would have ended.
+    let (out, _) = w.finish(Duration::from_secs(HOLD_SECS / 2));
+    let ctx = format!("{}\n{}", stdout(&out), stderr(&out));
+    assert_eq!(out.status.code(), Some(130), "{ctx}");
+    let r: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(
+        r[0]["receivers"],
+        serde_json::json!(["webhook-ide"]),
+        "{ctx}"
+    );
+    assert_eq!(r[0]["resolved"], true, "{ctx}");
+    let start = Instant::now();
+    while !test_alerts(&seen)
+        .iter()
+        .any(|(p, s)| p == ide && s == "resolved")
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "IDE's test alert was never resolved: {:?}",
+            test_alerts(&seen)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }

@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 
-use super::common::{InventoryArgs, OutputFormat, load_inventory_args, masker, project_for};
-use crate::executor::http_client;
+use super::common::{InventoryArgs, OutputFormat, load_inventory_args, project_for, signals};
+use crate::executor::{Scheduler, http_client};
 use crate::playbook::{self, slug};
-use crate::report::ExitCode;
+use crate::report::{ExitCode, Printer};
 use crate::status::alert::{AlertOutcome, run_test};
 use crate::status::central;
 
@@ -44,9 +44,10 @@ pub struct AlertTestArgs {
     pub output: OutputFormat,
 }
 
-pub async fn run(cmd: AlertCmd) -> anyhow::Result<crate::report::ExitCode> {
+pub async fn run(cmd: AlertCmd, printer: &Printer) -> anyhow::Result<ExitCode> {
     let AlertCmd::Test(a) = cmd;
-    let inv = load_inventory_args(&a.inv)?;
+    let reporter = printer.reporter();
+    let inv = load_inventory_args(&a.inv, printer.masker())?;
     crate::inventory::refuse_stand_ins(&inv)?;
     if !inv.groups.iter().any(|g| g.name == a.group) {
         let names: Vec<&str> = inv.groups.iter().map(|g| g.name.as_str()).collect();
@@ -79,42 +80,15 @@ pub async fn run(cmd: AlertCmd) -> anyhow::Result<crate::report::ExitCode> {
         );
     }
     let expected = format!("webhook-{}", slug(&a.group));
-    let outcomes = run_test(&http_client(), &urls, &a.group, &expected, a.hold).await;
-    let code = exit_code(&outcomes);
-    let m = masker();
-    if a.output == OutputFormat::Json {
-        let text = serde_json::to_string_pretty(&outcomes).unwrap_or_default();
-        println!("{}", m.mask(&text));
+    let (cancel, abort) = signals(&reporter);
+    let sched = Scheduler::new(urls.len(), cancel, abort).reporting_to(reporter.clone());
+    let outcomes = run_test(&http_client(), &urls, &a.group, &expected, a.hold, &sched).await;
+    reporter.alert_tested(&a.group, &outcomes);
+    Ok(if sched.is_cancelled() {
+        ExitCode::Interrupted
     } else {
-        for o in &outcomes {
-            println!("{}", m.mask(&describe(o, &a.group)));
-        }
-    }
-    Ok(code)
-}
-
-fn describe(o: &AlertOutcome, group: &str) -> String {
-    let routed = if o.receivers.is_empty() {
-        "no receiver".to_string()
-    } else {
-        format!("receiver {}", o.receivers.join(", "))
-    };
-    let verdict = if o.routed_right() {
-        "ok".to_string()
-    } else if o.error.is_some() {
-        "FAILED".to_string()
-    } else {
-        format!("WRONG ROUTE (expected {})", o.expected)
-    };
-    let mut s = format!(
-        "{}: alert PromfleetTest for group {group} → {routed}: {verdict}{}",
-        o.alertmanager,
-        if o.resolved { "; resolved" } else { "" }
-    );
-    if let Some(e) = &o.error {
-        s.push_str(&format!(" ({e})"));
-    }
-    s
+        exit_code(&outcomes)
+    })
 }
 
 fn exit_code(outcomes: &[AlertOutcome]) -> ExitCode {

@@ -1,34 +1,25 @@
 //! Flags shared by subcommands, and the setup they share: inventory + limit → hosts,
-//! connection options, the executor, signal handling, output.
+//! connection options, the executor, signal handling, output flags (the output itself is the
+//! `report::Printer`'s, which `main` builds from `Command::output`).
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use tokio_util::sync::CancellationToken;
 
-use crate::executor::{Connector, Executor, RetryPolicy, RunOptions, http_client};
+use crate::executor::{
+    Connector, Executor, RetryPolicy, RunOptions, http_client, listen_for_signals,
+};
 use crate::inventory::{self, Host, Inventory, Limit};
 use crate::playbook::{SecretError, Secrets};
 use crate::project::Project;
-use crate::report::{Masker, Reporter, RunReport, STATE_DIR, TerminalReporter, recap};
+use crate::report::{Format, Masker, OutputPolicy, Printer, Reporter, STATE_DIR};
 use crate::settings::{Consul, Env, ProjectFile, consul::Sources};
 use crate::transport::{
     BecomePassword, ConnectOptions, PasswordSource, SshConfig, keys::expand_home,
 };
-
-static MASKER: OnceLock<Masker> = OnceLock::new();
-
-/// The process-wide masker: every secret read this run is registered here.
-pub fn masker() -> Masker {
-    MASKER.get_or_init(Masker::default).clone()
-}
-
-/// Mask secrets in text printed outside a reporter (top-level errors).
-pub fn mask_global(s: &str) -> String {
-    masker().mask(s)
-}
 
 #[derive(Args, Debug, Clone)]
 pub struct InventoryArgs {
@@ -140,7 +131,11 @@ pub struct OutputArgs {
 /// resolved once: the token is set in `secrets` (templates read it there), the resolved TLS
 /// settings are written into `inv.consul` (templates render them), and a token bound for a
 /// non-loopback agent over plain http is warned about, once.
-pub fn resolve_consul(inv: &mut Inventory, secrets: &mut Secrets) -> anyhow::Result<Consul> {
+pub fn resolve_consul(
+    inv: &mut Inventory,
+    secrets: &mut Secrets,
+    masker: &Masker,
+) -> anyhow::Result<Consul> {
     let project = ProjectFile::current();
     let inventory_dir = inv.source.parent().map(Path::to_path_buf);
     let consul = Consul::resolve(&Sources {
@@ -167,20 +162,46 @@ pub fn resolve_consul(inv: &mut Inventory, secrets: &mut Secrets) -> anyhow::Res
             .collect(),
     );
     if let Some(w) = consul.plain_http_warning() {
-        eprintln!("warning: {}", mask_global(&w));
+        // Before any reporter exists (planning): printed here, masked.
+        eprintln!("warning: {}", masker.mask(&w));
     }
     Ok(consul)
 }
 
+impl OutputFormat {
+    pub fn format(self) -> Format {
+        match self {
+            OutputFormat::Text => Format::Text,
+            OutputFormat::Json => Format::Json,
+        }
+    }
+}
+
+impl OutputArgs {
+    /// What the `report::Printer` is built from (`show_diff`: `--diff`).
+    pub fn policy(&self, show_diff: bool) -> OutputPolicy {
+        OutputPolicy {
+            format: self.output.format(),
+            verbosity: self.verbose,
+            quiet: self.quiet,
+            show_diff,
+        }
+    }
+}
+
 /// Read the inventory, with a message that names the file on failure. Its sudo passwords
 /// are registered with the masker before anything can print them.
-pub fn load_inventory(paths: &[PathBuf]) -> anyhow::Result<Inventory> {
-    load_inventory_with(paths, false)
+pub fn load_inventory(paths: &[PathBuf], m: &Masker) -> anyhow::Result<Inventory> {
+    load_inventory_with(paths, false, m)
 }
 
 /// `load_inventory`; with `no_resolve`, hosts given by DNS name get stand-in addresses (said
 /// once on stderr) instead of being looked up.
-pub fn load_inventory_with(paths: &[PathBuf], no_resolve: bool) -> anyhow::Result<Inventory> {
+pub fn load_inventory_with(
+    paths: &[PathBuf],
+    no_resolve: bool,
+    m: &Masker,
+) -> anyhow::Result<Inventory> {
     let names = if no_resolve {
         inventory::Names::StandIn
     } else {
@@ -190,7 +211,6 @@ pub fn load_inventory_with(paths: &[PathBuf], no_resolve: bool) -> anyhow::Resul
     if let Some(note) = inventory::stand_in_note(&inv) {
         eprintln!("note: {note}");
     }
-    let m = masker();
     for pw in inv
         .hosts
         .iter()
@@ -208,8 +228,8 @@ pub fn inventory_label(paths: &[PathBuf]) -> String {
 }
 
 /// Read the inventory and apply `-e KEY=VALUE` over every host's variables.
-pub fn load_inventory_args(args: &InventoryArgs) -> anyhow::Result<Inventory> {
-    let mut inv = load_inventory_with(&args.inventory, args.no_resolve)?;
+pub fn load_inventory_args(args: &InventoryArgs, m: &Masker) -> anyhow::Result<Inventory> {
+    let mut inv = load_inventory_with(&args.inventory, args.no_resolve, m)?;
     for kv in &args.extra_vars {
         let Some((k, v)) = kv.split_once('=') else {
             anyhow::bail!("-e {kv}: expected KEY=VALUE");
@@ -278,17 +298,17 @@ pub fn retry_policy(c: &ConnArgs) -> RetryPolicy {
     }
 }
 
-/// The client config named by `--ssh-config`; says once (stderr) when it cannot be read.
-pub fn ssh_config(c: &ConnArgs) -> SshConfig {
+/// The client config named by `--ssh-config`; says once (a warning) when it cannot be read.
+pub fn ssh_config(c: &ConnArgs, reporter: &dyn Reporter) -> SshConfig {
     let config = SshConfig::new(&c.ssh_config);
     if let Some(w) = config.warning() {
-        eprintln!("warning: {w}");
+        reporter.warning(&w.to_string());
     }
     config
 }
 
 /// The run's sudo password: typed at `-K` (asked once, on the terminal, without echo), else
-/// the `become_password` secret; registered with the masker.
+/// the `become_password` secret; registered with the secrets' masker.
 pub fn become_password(c: &ConnArgs, secrets: &Secrets) -> anyhow::Result<Option<BecomePassword>> {
     let (value, source) = if c.ask_become_pass {
         // rpassword reads the terminal (/dev/tty), not stdin, which may be a pipe.
@@ -313,19 +333,26 @@ pub fn become_password(c: &ConnArgs, secrets: &Secrets) -> anyhow::Result<Option
             Err(e) => return Err(e.into()),
         }
     };
-    masker().add(&value);
+    secrets.masker().add(&value);
     Ok(Some(
         BecomePassword::new(&value, source).map_err(anyhow::Error::msg)?,
     ))
 }
 
-/// The connector; `secrets` may hold the run's sudo password (`become_password`).
-pub fn connector(c: &ConnArgs, secrets: &Secrets) -> anyhow::Result<Connector> {
+/// The connector; `secrets` may hold the run's sudo password (`become_password`); the
+/// transport's warnings go to `reporter`.
+pub fn connector(
+    c: &ConnArgs,
+    secrets: &Secrets,
+    reporter: &Arc<dyn Reporter>,
+) -> anyhow::Result<Connector> {
     let mut opts = connect_options(c);
     opts.become_password = become_password(c, secrets)?;
+    let r = reporter.clone();
+    opts.warn = crate::transport::Warn::new(move |m| r.warning(m));
     Ok(Connector::new(
         opts,
-        ssh_config(c),
+        ssh_config(c, reporter.as_ref()),
         c.user.clone(),
         retry_policy(c),
         c.max_handshakes.unwrap_or(c.forks),
@@ -337,28 +364,23 @@ pub struct Setup {
     pub reporter: Arc<dyn Reporter>,
 }
 
-/// The executor with a terminal reporter; Ctrl-C / SIGTERM cancel it. `opts` carries the
-/// command's own settings; forks and retries come from the connection flags, the Consul
-/// client from the run's resolved Consul settings.
+/// The executor reporting through the printer's reporter; Ctrl-C / SIGTERM cancel it.
+/// `opts` carries the command's own settings; forks and retries come from the connection
+/// flags, the Consul client from the run's resolved Consul settings.
 pub fn executor(
+    printer: &Printer,
     consul: &Consul,
     secrets: &Secrets,
     conn: &ConnArgs,
-    out: &OutputArgs,
     opts: RunOptions,
 ) -> anyhow::Result<Setup> {
-    let masker = masker();
-    let reporter: Arc<dyn Reporter> = Arc::new(TerminalReporter::new(
-        masker.clone(),
-        out.verbose,
-        opts.diff,
-        out.quiet,
-    ));
+    let masker = printer.masker().clone();
+    let reporter = printer.reporter();
     let http = http_client();
     let consul = consul.client()?;
     let cancel = CancellationToken::new();
     let abort = CancellationToken::new();
-    spawn_signal_handler(cancel.clone(), abort.clone(), reporter.clone());
+    listen_for_signals(cancel.clone(), abort.clone(), reporter.clone());
     // `--check` writes nothing, known_hosts included: an unknown host key is reported (the
     // host is unreachable, "host key … is not known"), never recorded.
     let mut conn = conn.clone();
@@ -371,7 +393,7 @@ pub fn executor(
     }
     let conn = &conn;
     let executor = Arc::new(Executor {
-        connector: Arc::new(connector(conn, secrets)?),
+        connector: Arc::new(connector(conn, secrets, &reporter)?),
         http,
         consul,
         masker,
@@ -387,55 +409,12 @@ pub fn executor(
     Ok(Setup { executor, reporter })
 }
 
-/// First SIGINT/SIGTERM: stop starting hosts and tasks (and stop a `--pause` / `--confirm`),
-/// let in-flight steps finish. Second: abandon the steps in flight too; the run still ends
-/// normally, so the recap, state and retry file are written (the abandoned hosts as not run).
-/// Third: exit at once. Remote writes are temp + rename, so files stay whole either way.
-fn spawn_signal_handler(
-    cancel: CancellationToken,
-    abort: CancellationToken,
-    reporter: Arc<dyn Reporter>,
-) {
-    tokio::spawn(async move {
-        use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut int), Ok(mut term)) = (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        ) else {
-            return;
-        };
-        tokio::select! {
-            _ = int.recv() => {}
-            _ = term.recv() => {}
-        }
-        reporter.notice(
-            "interrupted: finishing steps in flight, starting nothing new (again to abandon them)",
-        );
-        cancel.cancel();
-        tokio::select! {
-            _ = int.recv() => {}
-            _ = term.recv() => {}
-        }
-        reporter.notice(
-            "aborting: abandoning steps in flight, writing the run state (again to exit at once)",
-        );
-        abort.cancel();
-        tokio::select! {
-            _ = int.recv() => {}
-            _ = term.recv() => {}
-        }
-        std::process::exit(crate::report::ExitCode::Interrupted.code());
-    });
-}
-
-/// Print the recap (stderr, for people) and, with `--output json`, the report (stdout).
-pub fn print_report(run: &RunReport, out: &OutputArgs) {
-    let m = masker();
-    if out.output == OutputFormat::Json {
-        let text = serde_json::to_string_pretty(run).unwrap_or_default();
-        println!("{}", m.mask(&text));
-    }
-    eprint!("{}", recap(run, &m, out.verbose));
+/// Signal handling for a command that works on many hosts: Ctrl-C / SIGTERM cancel it (see
+/// `executor::listen_for_signals`); returns the (cancel, abort) tokens for its `Scheduler`.
+pub fn signals(reporter: &Arc<dyn Reporter>) -> (CancellationToken, CancellationToken) {
+    let (cancel, abort) = (CancellationToken::new(), CancellationToken::new());
+    listen_for_signals(cancel.clone(), abort.clone(), reporter.clone());
+    (cancel, abort)
 }
 
 /// The project overlay for a command: `--project`/`PROMFLEET_PROJECT`, `--templates`, and
@@ -453,12 +432,12 @@ pub fn project_for(
 }
 
 /// `-v`: which playbook, template and defaults file came from where.
-pub fn print_origins(project: &Project) {
+pub fn print_origins(project: &Project, reporter: &dyn Reporter) {
     match project.root() {
-        Some(r) => eprintln!("project directory: {}", r.display()),
-        None => eprintln!("project directory: none (built-in files only)"),
+        Some(r) => reporter.message(&format!("project directory: {}", r.display())),
+        None => reporter.message("project directory: none (built-in files only)"),
     }
     for (name, origin) in project.origins() {
-        eprintln!("  {name}: {origin}");
+        reporter.message(&format!("  {name}: {origin}"));
     }
 }

@@ -1,18 +1,24 @@
 //! `promfleet consul prune`: deregister, on every agent of the inventory, promfleet's services
 //! whose host left the inventory (or whose ip changed), and the extra copies of a live host's
 //! service held by more than one agent (after a failover), keeping the one registration
-//! would use.
+//! would use. The deregistrations fan out through the `Scheduler` (a few at once, Ctrl-C
+//! stops the rest); each is reported as a `report::Pruned` event.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use clap::Subcommand;
 
-use super::common::{inventory_label, load_inventory, masker, resolve_consul};
+use super::common::{inventory_label, load_inventory, resolve_consul, signals};
+use crate::executor::{Done, Scheduler};
 use crate::inventory::Inventory;
 use crate::modules::consul::{AgentService, ConsulClient};
 use crate::playbook::Secrets;
-use crate::report::ExitCode;
+use crate::report::{ExitCode, Printer, PruneAction, Pruned};
+
+/// Deregistrations in flight at once: Consul agents are few and shared; a handful keeps
+/// a large prune quick without crowding them.
+const PRUNE_FORKS: usize = 8;
 
 #[derive(Subcommand, Debug)]
 pub enum ConsulCmd {
@@ -43,6 +49,15 @@ enum Reason {
     Departed,
     /// Another agent holds the copy registration would use.
     Duplicate,
+}
+
+impl Reason {
+    fn text(self) -> &'static str {
+        match self {
+            Reason::Departed => "host not in the inventory at this address",
+            Reason::Duplicate => "duplicate: registered on another agent too",
+        }
+    }
 }
 
 /// What prune removes: (agent, service, why), in agent-then-id order.
@@ -88,15 +103,16 @@ fn stale(
     out
 }
 
-pub async fn run(cmd: ConsulCmd) -> anyhow::Result<crate::report::ExitCode> {
+pub async fn run(cmd: ConsulCmd, printer: &Printer) -> anyhow::Result<ExitCode> {
+    let reporter = printer.reporter();
     let ConsulCmd::Prune {
         inventory,
         check,
         secrets,
     } = cmd;
-    let mut secrets = Secrets::load(secrets.as_deref(), masker())?;
-    let mut inv = load_inventory(&inventory)?;
-    let consul = resolve_consul(&mut inv, &mut secrets)?;
+    let mut secrets = Secrets::load(secrets.as_deref(), printer.masker().clone())?;
+    let mut inv = load_inventory(&inventory, printer.masker())?;
+    let consul = resolve_consul(&mut inv, &mut secrets, printer.masker())?;
     if consul.agents().is_empty() {
         anyhow::bail!(
             "{}: no Consul agents (consul.agents) in the inventory, nor CONSUL_HTTP_ADDR",
@@ -106,12 +122,12 @@ pub async fn run(cmd: ConsulCmd) -> anyhow::Result<crate::report::ExitCode> {
     let client = consul.client()?;
     let (services, errors) = client.managed().await;
     for e in &errors {
-        eprintln!("warning: cannot list services on {e}");
+        reporter.warning(&format!("cannot list services on {e}"));
     }
     let stale = stale(&inv, &client, services);
     if stale.is_empty() {
-        eprintln!(
-            "nothing to prune: every promfleet service belongs to an inventory host and is registered once"
+        reporter.notice(
+            "nothing to prune: every promfleet service belongs to an inventory host and is registered once",
         );
         return Ok(if errors.is_empty() {
             ExitCode::Ok
@@ -119,25 +135,51 @@ pub async fn run(cmd: ConsulCmd) -> anyhow::Result<crate::report::ExitCode> {
             ExitCode::HostUnreachable
         });
     }
-    let mut failed = 0;
-    for (agent, s, why) in &stale {
-        let why = match why {
-            Reason::Departed => "host not in the inventory at this address",
-            Reason::Duplicate => "duplicate: registered on another agent too",
-        };
-        if check {
-            println!("would deregister {} from {agent} ({why})", s.id);
-            continue;
+    if check {
+        for (agent, s, why) in &stale {
+            reporter.pruned(&Pruned {
+                service: s.id.clone(),
+                agent: agent.clone(),
+                reason: why.text().into(),
+                action: PruneAction::WouldDeregister,
+            });
         }
-        match client.deregister_at(agent, &s.id).await {
-            Ok(()) => println!("deregistered {} from {agent} ({why})", s.id),
-            Err(e) => {
-                failed += 1;
-                eprintln!("failed to deregister {} from {agent}: {e}", s.id);
+        return Ok(ExitCode::Ok);
+    }
+    let (cancel, abort) = signals(&reporter);
+    let sched = Scheduler::new(PRUNE_FORKS, cancel, abort).reporting_to(reporter.clone());
+    reporter.work_started("prune", stale.len());
+    let items = stale
+        .into_iter()
+        .map(|(agent, s, why)| (format!("{} on {agent}", s.id), (agent, s.id, why)))
+        .collect();
+    let s = sched.clone();
+    let mut running = sched.run(items, move |(agent, service, why): (String, String, Reason)| {
+        let (client, s) = (client.clone(), s.clone());
+        async move {
+            let action = match s.or_abort(client.deregister_at(&agent, &service)).await {
+                Some(Ok(())) => PruneAction::Deregistered,
+                Some(Err(e)) => PruneAction::Failed(e),
+                None => PruneAction::Failed("abandoned (second interrupt)".into()),
+            };
+            Pruned {
+                service,
+                agent,
+                reason: why.text().into(),
+                action,
             }
         }
+    });
+    let mut failed = 0;
+    while let Some((_, done)) = running.next().await {
+        if let Done::Ran(p) = done {
+            failed += usize::from(matches!(p.action, PruneAction::Failed(_)));
+            reporter.pruned(&p);
+        }
     }
-    Ok(if failed > 0 {
+    Ok(if sched.is_cancelled() {
+        ExitCode::Interrupted
+    } else if failed > 0 {
         ExitCode::HostFailed
     } else {
         ExitCode::Ok

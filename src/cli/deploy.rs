@@ -7,13 +7,13 @@ use std::sync::Arc;
 use clap::Args;
 
 use super::common::{
-    ConnArgs, InventoryArgs, OutputArgs, executor, load_inventory_args, masker, print_origins,
-    print_report, project_for, select,
+    ConnArgs, InventoryArgs, OutputArgs, executor, load_inventory_args, print_origins, project_for,
+    select,
 };
 use crate::executor::RunOptions;
 use crate::inventory::{Host, Inventory};
 use crate::playbook::{self, Plan, Renderer, SecretMode, Secrets};
-use crate::report::RunState;
+use crate::report::{Masker, Printer, RunState};
 
 #[derive(Args, Debug, Clone)]
 pub struct DeployCommon {
@@ -52,7 +52,8 @@ pub struct DeployCommon {
 }
 
 /// `--confirm` between stages (the executor does `--pause` itself: it must stop at Ctrl-C).
-struct ConfirmGate;
+/// Its reporter says when there is no terminal to ask on.
+struct ConfirmGate(Arc<dyn crate::report::Reporter>);
 
 impl crate::executor::StageGate for ConfirmGate {
     fn proceed(&self, done: &str, next: &str) -> bool {
@@ -63,7 +64,9 @@ impl crate::executor::StageGate for ConfirmGate {
             .write(true)
             .open("/dev/tty")
         else {
-            eprintln!("--confirm needs a terminal; stopping before stage `{next}`");
+            self.0.warning(&format!(
+                "--confirm needs a terminal; stopping before stage `{next}`"
+            ));
             return false;
         };
         let mut w = &tty;
@@ -97,11 +100,17 @@ pub struct ExportersArgs {
     pub common: DeployCommon,
 }
 
-pub async fn run_exporters(a: ExportersArgs) -> anyhow::Result<crate::report::ExitCode> {
-    run(DeployArgs {
-        playbooks: vec![a.playbook],
-        common: a.common,
-    })
+pub async fn run_exporters(
+    a: ExportersArgs,
+    printer: &Printer,
+) -> anyhow::Result<crate::report::ExitCode> {
+    run(
+        DeployArgs {
+            playbooks: vec![a.playbook],
+            common: a.common,
+        },
+        printer,
+    )
     .await
 }
 
@@ -146,7 +155,12 @@ fn prometheus_urls(p: &Planned) -> Vec<String> {
         .collect()
 }
 
+/// `masker`: the printer's, which the inventory's and the secrets' values are registered on.
+// Eight inputs until one `Settings` object (src/settings/) carries the inventory, project and
+// secrets options.
+#[allow(clippy::too_many_arguments)]
 pub fn make_plan(
+    masker: &Masker,
     playbooks: &[PathBuf],
     inv_args: &InventoryArgs,
     templates: Option<&Path>,
@@ -155,7 +169,7 @@ pub fn make_plan(
     opts: &playbook::PlanOptions,
     persist_generated: bool,
 ) -> anyhow::Result<Planned> {
-    let mut inventory = load_inventory_args(inv_args)?;
+    let mut inventory = load_inventory_args(inv_args, masker)?;
     let hosts = select(&inventory, inv_args)?;
     if hosts.is_empty() {
         anyhow::bail!(
@@ -174,12 +188,12 @@ pub fn make_plan(
     // Without --secrets, secrets promfleet generated earlier live in the state dir.
     let generated = inv_args.state_dir.join("secrets.yml");
     let secrets_file = secrets_file.or_else(|| generated.exists().then_some(generated.as_path()));
-    let mut secrets = Secrets::load(secrets_file, masker())?;
+    let mut secrets = Secrets::load(secrets_file, masker.clone())?;
     if persist_generated {
         // Stored as generated, before any host sees it (not at the end of the run).
         secrets.persist_generated(&generated);
     }
-    let consul = super::common::resolve_consul(&mut inventory, &mut secrets)?;
+    let consul = super::common::resolve_consul(&mut inventory, &mut secrets, masker)?;
     let mut renderer = Renderer::new(project.clone(), secrets.clone(), mode);
     let refs: Vec<&Host> = hosts.iter().collect();
     let plan = playbook::plan(&inventory, &refs, &books, &mut renderer, &defaults, opts)?;
@@ -226,7 +240,7 @@ fn describe_selection(inv_args: &InventoryArgs) -> String {
     }
 }
 
-pub async fn run(a: DeployArgs) -> anyhow::Result<crate::report::ExitCode> {
+pub async fn run(a: DeployArgs, printer: &Printer) -> anyhow::Result<crate::report::ExitCode> {
     let c = &a.common;
     // One run per state directory, from before anything in it is read or written until the
     // state is recorded (`--check` writes nothing there).
@@ -234,6 +248,7 @@ pub async fn run(a: DeployArgs) -> anyhow::Result<crate::report::ExitCode> {
         .then(|| crate::report::StateLock::acquire(&c.inv.state_dir))
         .transpose()?;
     let planned = make_plan(
+        printer.masker(),
         &a.playbooks,
         &c.inv,
         c.templates.as_deref(),
@@ -246,18 +261,18 @@ pub async fn run(a: DeployArgs) -> anyhow::Result<crate::report::ExitCode> {
     )?;
     planned.require_hosts()?;
     if c.out.verbose > 0 {
-        print_origins(&planned.project);
+        print_origins(&planned.project, printer.reporter().as_ref());
     }
     let gate: Option<Arc<dyn crate::executor::StageGate>> = c
         .confirm
-        .then(|| Arc::new(ConfirmGate) as Arc<dyn crate::executor::StageGate>);
+        .then(|| Arc::new(ConfirmGate(printer.reporter())) as Arc<dyn crate::executor::StageGate>);
     // Stand-in addresses (`--no-resolve`) are for offline rendering only.
     crate::inventory::refuse_stand_ins(&planned.inventory)?;
     let setup = executor(
+        printer,
         &planned.consul,
         &planned.secrets,
         &c.conn,
-        &c.out,
         RunOptions {
             check: c.check,
             diff: c.diff,
@@ -280,7 +295,8 @@ pub async fn run(a: DeployArgs) -> anyhow::Result<crate::report::ExitCode> {
         setup.executor.connector.close_all().await;
     }
     drop(setup);
-    print_report(&run, &c.out);
+    let reporter = printer.reporter();
+    reporter.run_finished(&run);
     if !c.check {
         let books: Vec<String> = a
             .playbooks
@@ -294,16 +310,21 @@ pub async fn run(a: DeployArgs) -> anyhow::Result<crate::report::ExitCode> {
             &super::common::inventory_label(&c.inv.inventory),
             &books,
         ) {
-            Ok(state) if !state.failed.is_empty() => eprintln!(
+            Ok(state) if !state.failed.is_empty() => reporter.message(&format!(
                 "{} host(s) to retry: rerun with --retry-failed (or --limit @{})",
                 state.failed.len(),
                 RunState::retry_path(dir).display()
-            ),
+            )),
             Ok(_) => {}
-            Err(e) => eprintln!("warning: cannot write run state in {}: {e}", dir.display()),
+            Err(e) => {
+                reporter.warning(&format!("cannot write run state in {}: {e}", dir.display()))
+            }
         }
         if let Some(p) = planned.secrets.generated_stored_in() {
-            eprintln!("generated secrets stored in {} (0600)", p.display());
+            reporter.message(&format!(
+                "generated secrets stored in {} (0600)",
+                p.display()
+            ));
         }
     }
     Ok(run.exit_code())

@@ -44,16 +44,19 @@ pub enum InventoryCmd {
     },
 }
 
-pub async fn run(cmd: InventoryCmd) -> anyhow::Result<crate::report::ExitCode> {
+pub async fn run(
+    cmd: InventoryCmd,
+    printer: &crate::report::Printer,
+) -> anyhow::Result<crate::report::ExitCode> {
     match cmd {
         InventoryCmd::SshConfig {
             inv: args,
             conn,
             json,
         } => {
-            let inv = load_inventory_with(&args.inventory, args.no_resolve)?;
+            let inv = load_inventory_with(&args.inventory, args.no_resolve, printer.masker())?;
             let hosts = select(&inv, &args)?;
-            let config = ssh_config(&conn);
+            let config = ssh_config(&conn, printer.reporter().as_ref());
             let user = conn.user.as_deref();
             let resolved: Vec<_> = futures::stream::iter(hosts.iter())
                 .map(|h| {
@@ -90,7 +93,7 @@ pub async fn run(cmd: InventoryCmd) -> anyhow::Result<crate::report::ExitCode> {
             })
         }
         InventoryCmd::List { inv: args, json } => {
-            let inv = load_inventory_with(&args.inventory, args.no_resolve)?;
+            let inv = load_inventory_with(&args.inventory, args.no_resolve, printer.masker())?;
             let hosts = select(&inv, &args)?;
             if json {
                 let rows: Vec<serde_json::Value> = hosts

@@ -32,7 +32,10 @@ pub struct RenderArgs {
     pub secrets: Option<PathBuf>,
 }
 
-pub fn run(a: RenderArgs) -> anyhow::Result<crate::report::ExitCode> {
+pub fn run(
+    a: RenderArgs,
+    printer: &crate::report::Printer,
+) -> anyhow::Result<crate::report::ExitCode> {
     // Names, resolved through the project overlay (the built-in copies always exist).
     let books = if a.playbooks.is_empty() {
         ["consul.yml", "monitoring.yml", "exporters.yml"]
@@ -43,6 +46,7 @@ pub fn run(a: RenderArgs) -> anyhow::Result<crate::report::ExitCode> {
         a.playbooks.clone()
     };
     let planned = make_plan(
+        printer.masker(),
         &books,
         &a.inv,
         a.templates.as_deref(),
@@ -84,7 +88,7 @@ pub fn run(a: RenderArgs) -> anyhow::Result<crate::report::ExitCode> {
         }
     }
     if a.verbose > 0 {
-        print_origins(&planned.project);
+        print_origins(&planned.project, printer.reporter().as_ref());
     }
     if files == 0 {
         anyhow::bail!(

@@ -9,9 +9,7 @@ use std::sync::Arc;
 
 use clap::Args;
 
-use super::common::{
-    ConnArgs, InventoryArgs, OutputArgs, executor, load_inventory_args, print_report, select,
-};
+use super::common::{ConnArgs, InventoryArgs, OutputArgs, executor, load_inventory_args, select};
 use super::deploy::make_plan;
 use crate::executor::RunOptions;
 use crate::modules::Action;
@@ -38,7 +36,11 @@ pub struct RollbackArgs {
     pub secrets: Option<PathBuf>,
 }
 
-pub async fn run(a: RollbackArgs) -> anyhow::Result<crate::report::ExitCode> {
+pub async fn run(
+    a: RollbackArgs,
+    printer: &crate::report::Printer,
+) -> anyhow::Result<crate::report::ExitCode> {
+    let reporter = printer.reporter();
     if a.inv.limit.is_empty() && !a.inv.retry_failed {
         anyhow::bail!(
             "rollback needs the hosts to roll back: --limit PATTERN (e.g. --limit canary-host, --limit IDE, --limit all)"
@@ -54,14 +56,17 @@ pub async fn run(a: RollbackArgs) -> anyhow::Result<crate::report::ExitCode> {
             dir.display()
         )
     })?;
-    let inventory = load_inventory_args(&a.inv)?;
+    let inventory = load_inventory_args(&a.inv, printer.masker())?;
     let mut changes: BTreeMap<String, HostChange> = BTreeMap::new();
     for h in select(&inventory, &a.inv)? {
         match state.changes.get(&h.name) {
             Some(c) => {
                 changes.insert(h.name.clone(), c.clone());
             }
-            None => eprintln!("{}: no change recorded by promfleet: left alone", h.name),
+            None => reporter.message(&format!(
+                "{}: no change recorded by promfleet: left alone",
+                h.name
+            )),
         }
     }
     let Some(first) = changes.values().next() else {
@@ -76,7 +81,7 @@ pub async fn run(a: RollbackArgs) -> anyhow::Result<crate::report::ExitCode> {
         );
     }
     for (h, c) in &changes {
-        eprintln!(
+        reporter.message(&format!(
             "{h}: {} the versions before the run of {}: {}",
             if a.check {
                 "would restore"
@@ -85,13 +90,14 @@ pub async fn run(a: RollbackArgs) -> anyhow::Result<crate::report::ExitCode> {
             },
             c.at,
             c.files.join(", ")
-        );
+        ));
     }
     let mut inv_args = a.inv.clone();
     inv_args.retry_failed = false;
     inv_args.limit = vec![changes.keys().cloned().collect::<Vec<_>>().join(":")];
     let paths: Vec<PathBuf> = books.iter().map(PathBuf::from).collect();
     let planned = make_plan(
+        printer.masker(),
         &paths,
         &inv_args,
         a.templates.as_deref(),
@@ -115,10 +121,10 @@ pub async fn run(a: RollbackArgs) -> anyhow::Result<crate::report::ExitCode> {
             })
             .collect();
         for f in c.files.iter().filter(|f| !written.contains(&f.as_str())) {
-            eprintln!(
-                "warning: {h}: no step of {} writes {f} now: not restored",
+            reporter.warning(&format!(
+                "{h}: no step of {} writes {f} now: not restored",
                 books.join(", ")
-            );
+            ));
         }
     }
     let files: BTreeMap<String, Vec<String>> = changes
@@ -136,10 +142,10 @@ pub async fn run(a: RollbackArgs) -> anyhow::Result<crate::report::ExitCode> {
     // Stand-in addresses (`--no-resolve`) are for offline rendering only.
     crate::inventory::refuse_stand_ins(&planned.inventory)?;
     let setup = executor(
+        printer,
         &planned.consul,
         &planned.secrets,
         &a.conn,
-        &a.out,
         RunOptions {
             check: a.check,
             ..RunOptions::default()
@@ -148,11 +154,11 @@ pub async fn run(a: RollbackArgs) -> anyhow::Result<crate::report::ExitCode> {
     let run = setup.executor.run(Arc::new(plan)).await;
     setup.executor.connector.close_all().await;
     drop(setup);
-    print_report(&run, &a.out);
+    reporter.run_finished(&run);
     if !a.check {
         let inv = super::common::inventory_label(&a.inv.inventory);
         if let Err(e) = RunState::record(dir, &run, &inv, &books) {
-            eprintln!("warning: cannot write run state in {}: {e}", dir.display());
+            reporter.warning(&format!("cannot write run state in {}: {e}", dir.display()));
         }
     }
     Ok(run.exit_code())

@@ -1,6 +1,7 @@
-//! `promfleet status`: a read-only report of the fleet (one row per host) and the central
-//! services, compared with what promfleet would deploy now. Exit codes for cron and CI:
-//! 0 all good, 5 drift, 6 down (down wins when both).
+//! `promfleet status`: a read-only report of the fleet (one row per host, gathered through
+//! the `Scheduler`) and the central services, compared with what promfleet would deploy now,
+//! handed to the reporter (text tables, or JSON). Exit codes for cron and CI: 0 all good,
+//! 5 drift, 6 down (down wins when both), 130 interrupted.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -8,14 +9,14 @@ use std::sync::Arc;
 
 use clap::{Args, ValueEnum};
 
-use super::common::{ConnArgs, InventoryArgs, OutputArgs, OutputFormat, connector, masker};
+use super::common::{ConnArgs, InventoryArgs, OutputArgs, connector, signals};
 use super::deploy::make_plan;
-use crate::executor::http_client;
+use crate::executor::{Scheduler, http_client};
 use crate::playbook::{self, SecretMode, Step};
-use crate::report::ExitCode;
+use crate::report::{ExitCode, Printer};
 use crate::status::host::{Gatherer, Wanted};
 use crate::status::targets::PromTargets;
-use crate::status::{CentralRow, HostRow, State, StatusReport, central};
+use crate::status::{StatusReport, central};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Scope {
@@ -50,8 +51,10 @@ pub struct StatusArgs {
     pub scope: Scope,
 }
 
-pub async fn run(a: StatusArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(a: StatusArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
+    let reporter = printer.reporter();
     let planned = make_plan(
+        printer.masker(),
         std::slice::from_ref(&a.playbook),
         &a.inv,
         a.templates.as_deref(),
@@ -91,7 +94,9 @@ pub async fn run(a: StatusArgs) -> anyhow::Result<ExitCode> {
 
     let http = http_client();
     let consul = planned.consul.client()?;
-    let connector = Arc::new(connector(&a.conn, &planned.secrets)?);
+    let connector = Arc::new(connector(&a.conn, &planned.secrets, &reporter)?);
+    let (cancel, abort) = signals(&reporter);
+    let sched = Scheduler::new(a.conn.forks, cancel, abort).reporting_to(reporter.clone());
 
     let hosts_fut = async {
         if a.scope == Scope::Central {
@@ -110,7 +115,8 @@ pub async fn run(a: StatusArgs) -> anyhow::Result<ExitCode> {
             consul: consul.clone(),
             proms: Arc::new(proms),
         });
-        g.gather_all(wanted, a.conn.forks).await
+        reporter.work_started("status", wanted.len());
+        g.gather_all(wanted, &sched).await
     };
     let central_fut = async {
         if a.scope == Scope::Fleet {
@@ -122,150 +128,11 @@ pub async fn run(a: StatusArgs) -> anyhow::Result<ExitCode> {
     connector.close_all().await;
 
     let report = StatusReport::new(hosts, central);
-    let m = masker();
-    if a.out.output == OutputFormat::Json {
-        let text = serde_json::to_string_pretty(&report).unwrap_or_default();
-        println!("{}", m.mask(&text));
-        eprintln!("{}", m.mask(&summary_line(&report)));
-    } else {
-        print!("{}", m.mask(&render_text(&report, a.out.verbose > 0)));
+    reporter.status(&report);
+    // Interrupted: the hosts not gathered are missing from the report, so it cannot be
+    // trusted as "all good".
+    if sched.is_cancelled() {
+        return Ok(ExitCode::Interrupted);
     }
     Ok(report.exit_code)
-}
-
-/// `4 hosts: 3 ok, 1 drift, 0 down; central: 2 ok, 0 drift, 4 down → exit 6 (down)`.
-pub fn summary_line(r: &StatusReport) -> String {
-    let s = &r.summary;
-    let verdict = match r.state {
-        State::Down => "down",
-        State::Drift => "drift",
-        _ => "all good",
-    };
-    let mut parts = Vec::new();
-    if s.hosts > 0 {
-        parts.push(format!(
-            "{} hosts: {} ok, {} drift, {} down",
-            s.hosts, s.hosts_ok, s.hosts_drift, s.hosts_down
-        ));
-    }
-    if s.central > 0 {
-        parts.push(format!(
-            "central services: {} ok, {} drift, {} down",
-            s.central_ok, s.central_drift, s.central_down
-        ));
-    }
-    format!(
-        "{} → exit {} ({verdict})",
-        parts.join("; "),
-        r.exit_code.code()
-    )
-}
-
-fn table(rows: &[Vec<String>]) -> String {
-    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..cols)
-        .map(|c| {
-            rows.iter()
-                .filter_map(|r| r.get(c))
-                .map(|s| s.chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let mut out = String::new();
-    for r in rows {
-        let line: Vec<String> = r
-            .iter()
-            .enumerate()
-            .map(|(i, cell)| format!("{cell:<w$}", w = widths[i]))
-            .collect();
-        out.push_str(line.join("  ").trim_end());
-        out.push('\n');
-    }
-    out
-}
-
-/// The text report: host table, problems, central table, summary line.
-pub fn render_text(r: &StatusReport, verbose: bool) -> String {
-    let mut out = String::new();
-    if !r.hosts.is_empty() {
-        out.push_str(&hosts_table(&r.hosts));
-        let problems: Vec<String> = r
-            .hosts
-            .iter()
-            .flat_map(|h| {
-                h.checks
-                    .0
-                    .iter()
-                    .filter(|(_, c)| verbose || matches!(c.state, State::Drift | State::Down))
-                    .filter(|(_, c)| !c.detail.is_empty())
-                    .map(move |(n, c)| {
-                        format!("  {} {n} [{}]: {}", h.host, c.state.as_str(), c.detail)
-                    })
-            })
-            .collect();
-        if !problems.is_empty() {
-            out.push('\n');
-            out.push_str(&problems.join("\n"));
-            out.push('\n');
-        }
-    }
-    if !r.central.is_empty() {
-        if !out.is_empty() {
-            out.push('\n');
-        }
-        out.push_str(&central_table(&r.central));
-    }
-    out.push('\n');
-    out.push_str(&summary_line(r));
-    out.push('\n');
-    out
-}
-
-fn hosts_table(hosts: &[HostRow]) -> String {
-    let mut names: Vec<String> = Vec::new();
-    for h in hosts {
-        for (n, _) in &h.checks.0 {
-            if !names.contains(n) {
-                names.push(n.clone());
-            }
-        }
-    }
-    let mut rows = vec![
-        ["HOST", "GROUP", "STATE"]
-            .iter()
-            .map(|s| s.to_string())
-            .chain(names.iter().map(|n| n.to_uppercase()))
-            .collect::<Vec<_>>(),
-    ];
-    for h in hosts {
-        let mut row = vec![
-            h.host.clone(),
-            h.group.clone(),
-            h.state.as_str().to_string(),
-        ];
-        for n in &names {
-            row.push(h.checks.get(n).map_or("-".into(), |c| c.summary.clone()));
-        }
-        rows.push(row);
-    }
-    table(&rows)
-}
-
-fn central_table(central: &[CentralRow]) -> String {
-    let mut rows = vec![
-        ["SERVICE", "AT", "STATE", "DETAIL"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect::<Vec<_>>(),
-    ];
-    for c in central {
-        rows.push(vec![
-            c.service.clone(),
-            c.at.clone(),
-            c.check.state.as_str().to_string(),
-            c.check.detail.clone(),
-        ]);
-    }
-    table(&rows)
 }

@@ -1,4 +1,5 @@
-//! The scheduler: runs a Plan on many hosts at once under a forks limit, batch by batch
+//! The executor: runs a Plan on many hosts at once under a forks limit (the fan-out is
+//! `Scheduler`'s, shared with every other command that works on many hosts), batch by batch
 //! (`serial`), each host's tasks in order on its one connection (a `Transport` from the
 //! `Connector`), with no barrier between hosts inside a batch. A failed host never stops the
 //! others; it is left out of later plays. The rollout halts before the next batch, stage or
@@ -16,11 +17,13 @@ mod connector;
 mod gate;
 mod halt;
 mod retry;
+mod scheduler;
 #[cfg(test)]
 mod tests;
 
 pub use connector::Connector;
 pub use retry::RetryPolicy;
+pub use scheduler::{Done, ProgressSink, Running, Scheduler, listen_for_signals, or_abort};
 
 use halt::{halt_message, stage_halt, work_left};
 
@@ -28,8 +31,6 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::modules::{ErrorKind, HostCtx, Outcome, consul::ConsulClient};
@@ -124,7 +125,9 @@ impl Executor {
             }
         }
         let last_play = Arc::new(last_play);
-        let forks = Arc::new(Semaphore::new(self.opts.forks.max(1)));
+        // One scheduler for the whole run: the rollback of a stage shares its forks.
+        let sched = Scheduler::new(self.opts.forks, self.cancel.clone(), self.abort.clone())
+            .reporting_to(self.reporter.clone());
         let mut last_stage: Option<String> = None;
         'plays: for (pi, play) in plan.plays.iter().enumerate() {
             let hosts: Vec<usize> = (0..play.hosts.len())
@@ -166,14 +169,14 @@ impl Executor {
                     run.interrupted = true;
                     break 'plays;
                 }
-                let mut set = JoinSet::new();
-                for &hi in batch {
-                    let me = self.clone();
-                    let plan = plan.clone();
-                    let forks = forks.clone();
-                    let last_play = last_play.clone();
-                    set.spawn(async move {
-                        let _permit = forks.acquire_owned().await;
+                let items = batch
+                    .iter()
+                    .map(|&hi| (play.hosts[hi].host.name.clone(), hi))
+                    .collect();
+                let (me, plan2, last_play) = (self.clone(), plan.clone(), last_play.clone());
+                let mut running = sched.run(items, move |hi| {
+                    let (me, plan, last_play) = (me.clone(), plan2.clone(), last_play.clone());
+                    async move {
                         let r = me.run_host(&plan, pi, hi).await;
                         let name = &plan.plays[pi].hosts[hi].host.name;
                         // After an abort the polite close is left to the caller's bounded
@@ -184,11 +187,18 @@ impl Executor {
                             me.connector.release(name).await;
                         }
                         r
-                    });
-                }
+                    }
+                });
                 let mut batch_failed = 0usize;
-                while let Some(res) = set.join_next().await {
-                    let Ok(part) = res else { continue };
+                while let Some((k, done)) = running.next().await {
+                    let part = match done {
+                        Done::Ran(r) => r,
+                        // Cancelled before it started: not run in this play.
+                        Done::NotStarted => {
+                            let h = &play.hosts[batch[k]].host;
+                            HostReport::new(&h.name, &h.group)
+                        }
+                    };
                     let Some(&i) = index.get(&part.host) else {
                         continue;
                     };
@@ -238,7 +248,7 @@ impl Executor {
             };
             let mut msg = halt_message(play, &why, &failed);
             if self.opts.rollback_on_failure {
-                let back = self.roll_back(play, &mut run, &index, &forks).await;
+                let back = self.roll_back(play, &mut run, &index, &sched).await;
                 let note = if back.is_empty() {
                     "--rollback-on-failure: nothing this run changed to roll back".to_string()
                 } else {
@@ -334,7 +344,7 @@ impl Executor {
         play: &crate::playbook::PlannedPlay,
         run: &mut RunReport,
         index: &HashMap<String, usize>,
-        forks: &Arc<Semaphore>,
+        sched: &Scheduler,
     ) -> Vec<String> {
         let files: std::collections::BTreeMap<String, Vec<String>> = play
             .hosts
@@ -353,21 +363,33 @@ impl Executor {
             return Vec::new();
         }
         self.reporter.play_started(&back.plays[0].name, n);
-        let mut set = JoinSet::new();
-        for hi in 0..n {
-            let (me, back, forks) = (self.clone(), back.clone(), forks.clone());
-            set.spawn(async move {
-                let _permit = forks.acquire_owned().await;
+        let items = back.plays[0]
+            .hosts
+            .iter()
+            .enumerate()
+            .map(|(hi, hp)| (hp.host.name.clone(), hi))
+            .collect();
+        let (me, back2) = (self.clone(), back.clone());
+        let mut running = sched.run(items, move |hi| {
+            let (me, back) = (me.clone(), back2.clone());
+            async move {
                 let r = me.run_host(&back, 0, hi).await;
                 me.connector
                     .release(&back.plays[0].hosts[hi].host.name)
                     .await;
                 r
-            });
-        }
+            }
+        });
         let mut done = Vec::new();
-        while let Some(res) = set.join_next().await {
-            let Ok(part) = res else { continue };
+        while let Some((k, d)) = running.next().await {
+            let part = match d {
+                Done::Ran(r) => r,
+                // Cancelled before it started: not rolled back, so not done.
+                Done::NotStarted => {
+                    let h = &back.plays[0].hosts[k].host;
+                    HostReport::new(&h.name, &h.group)
+                }
+            };
             let Some(&i) = index.get(&part.host) else {
                 continue;
             };
@@ -420,11 +442,7 @@ impl Executor {
 
     /// `f`, unless the run is aborted first (`None`).
     async fn or_abort<T>(&self, f: impl std::future::Future<Output = T>) -> Option<T> {
-        tokio::select! {
-            biased;
-            _ = self.abort.cancelled() => None,
-            v = f => Some(v),
-        }
+        or_abort(&self.abort, f).await
     }
 
     async fn run_host(&self, plan: &Plan, pi: usize, hi: usize) -> HostReport {

@@ -186,8 +186,70 @@ impl Serialize for ExitCode {
     }
 }
 
-/// Receives progress from the executor. Implementations must not block for long.
+/// `exec`: one host's result (`exec --json` prints it as one JSON object per line).
+#[derive(Debug, Clone, Serialize)]
+pub struct ExecResult {
+    pub host: String,
+    /// The command's exit status; `None` when it was killed by a signal or never ran.
+    pub rc: Option<u32>,
+    pub stdout: String,
+    pub stderr: String,
+    /// Why the command did not run to an exit status (connection, transport).
+    pub error: Option<String>,
+    pub unreachable: bool,
+    pub duration_ms: u128,
+}
+
+/// `exec`: the counts of the summary line.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExecSummary {
+    pub hosts: usize,
+    pub ok: usize,
+    pub failed: usize,
+    pub unreachable: usize,
+    /// Hosts a Ctrl-C kept from starting.
+    pub not_run: usize,
+    pub duration_ms: u128,
+}
+
+/// `consul prune`: what became of one stale service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Pruned {
+    pub service: String,
+    pub agent: String,
+    /// Why it goes: its host left (or moved), or it is a duplicate of another agent's copy.
+    pub reason: String,
+    pub action: PruneAction,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PruneAction {
+    /// `--check`: listed only.
+    WouldDeregister,
+    Deregistered,
+    Failed(String),
+}
+
+/// A fan-out's progress, from `executor::Scheduler`: every item gets `Started` then
+/// `Finished`, or `Skipped` when a cancellation kept it from starting. `index` is the item's
+/// place in the fan-out's input, `label` its name (a host, an Alertmanager, a service).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Progress {
+    Started { index: usize, label: String },
+    Finished { index: usize, label: String },
+    Skipped { index: usize, label: String },
+}
+
+/// Receives everything a command has to say: the executor's progress, the fan-outs'
+/// progress, and each command's typed results. Implementations must not block for long.
+/// Nothing outside `report` formats for the terminal or writes to stdout/stderr (apart from
+/// `main`'s last-resort error when the runtime cannot start).
 pub trait Reporter: Send + Sync {
+    /// A fan-out of `total` items begins (`status`, `exec`, …): sizes the progress bar.
+    fn work_started(&self, _what: &str, _total: usize) {}
+    /// See `Progress`.
+    fn progress(&self, _p: &Progress) {}
     fn play_started(&self, _name: &str, _hosts: usize) {}
     fn host_started(&self, _host: &str) {}
     fn task_started(&self, _host: &str, _task: &str) {}
@@ -195,6 +257,26 @@ pub trait Reporter: Send + Sync {
     fn host_finished(&self, _report: &HostReport) {}
     /// A run-level message (stage halted, retrying, interrupted).
     fn notice(&self, _message: &str) {}
+    /// A line for people that `-q` does not silence (what was written where, what is left to
+    /// retry).
+    fn message(&self, _text: &str) {}
+    /// Something the user should fix but the run goes on without (a malformed known_hosts
+    /// line, an unreadable ssh config, a Consul agent that could not be listed).
+    fn warning(&self, _message: &str) {}
+    /// The deploy / rollback run ended: the recap, and with `--output json` the report.
+    fn run_finished(&self, _run: &RunReport) {}
+    /// `exec`: one host's result, as it arrives.
+    fn exec_host(&self, _r: &ExecResult) {}
+    /// `exec`: every host is done.
+    fn exec_finished(&self, _s: &ExecSummary) {}
+    /// `status`: the whole report.
+    fn status(&self, _r: &crate::status::StatusReport) {}
+    /// `alert test`: what each Alertmanager did with the synthetic alert of `group`.
+    fn alert_tested(&self, _group: &str, _outcomes: &[crate::status::alert::AlertOutcome]) {}
+    /// `consul prune`: one stale service and what was done with it.
+    fn pruned(&self, _p: &Pruned) {}
+    /// The command is over: take progress bars down.
+    fn finish(&self) {}
 }
 
 /// A reporter that ignores everything (library use, tests).

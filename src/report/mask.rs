@@ -9,16 +9,24 @@ pub struct Masker {
 }
 
 impl Masker {
-    /// Register a secret value, in every form it can take in output (values shorter than 4
-    /// characters are not masked: they would blank out ordinary text and cannot be
-    /// meaningful secrets anyway).
+    /// Register a secret value, in every form it can take in output. Everything registered
+    /// was given as a secret (a secret, a sudo password, a token), so any length is masked:
+    /// a 3-character sudo password is still a password, and blanking a few ordinary
+    /// characters out of the output is the lesser harm. Only an empty (or all-whitespace)
+    /// value is ignored — there is nothing to hide, and masking it would mask everything —
+    /// and so are base64 fragments under `MIN_BASE64_FRAGMENT` characters, which carry
+    /// too few of the secret's bits to give it away but match ordinary text everywhere.
     pub fn add(&self, value: &str) {
-        if value.len() < 4 {
+        if value.trim().is_empty() {
             return;
         }
         let mut s = self.secrets.write().unwrap_or_else(|p| p.into_inner());
-        for form in forms(value) {
-            if form.len() >= 4 && !s.contains(&form) {
+        let (plain, base64) = forms(value);
+        let base64 = base64
+            .into_iter()
+            .filter(|f| f.len() >= MIN_BASE64_FRAGMENT);
+        for form in plain.into_iter().chain(base64) {
+            if !form.is_empty() && !s.contains(&form) {
                 s.push(form);
             }
         }
@@ -39,12 +47,16 @@ impl Masker {
     }
 }
 
-/// The spellings of `v` that output can carry: raw; JSON-escaped (reports, template errors:
+/// Shortest base64 fragment of a secret that is masked (see `Masker::add`): 3 characters
+/// are 18 bits, about 2.6 bytes of the secret.
+const MIN_BASE64_FRAGMENT: usize = 3;
+
+/// The spellings of `v` that output can carry, as (textual forms, base64 fragments): raw; JSON-escaped (reports, template errors:
 /// tera prints values as JSON); quoted for the shell (`sh_quote`, whole and inside its
 /// quotes); percent-encoded (URL paths and queries, `%20` and `+` for a space); base64 (a
 /// basic-auth header), at each of the three alignments it can have inside a longer encoded
 /// string such as `user:password`.
-fn forms(v: &str) -> Vec<String> {
+fn forms(v: &str) -> (Vec<String>, Vec<String>) {
     use base64::Engine;
     use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
     let mut out = vec![v.to_string()];
@@ -101,6 +113,7 @@ fn forms(v: &str) -> Vec<String> {
     // base64 with k bytes before the secret: keep only the characters made of the secret's
     // bits alone (6-bit groups fully inside bytes k..k+n).
     let bytes = v.as_bytes();
+    let mut b64 = Vec::new();
     for k in 0..3usize {
         let mut buf = vec![0u8; k];
         buf.extend_from_slice(bytes);
@@ -108,10 +121,10 @@ fn forms(v: &str) -> Vec<String> {
         let first = (8 * k).div_ceil(6);
         let last = (8 * (k + bytes.len())) / 6; // exclusive
         if let Some(mid) = enc.get(first..last) {
-            out.push(mid.to_string());
+            b64.push(mid.to_string());
         }
     }
-    out
+    (out, b64)
 }
 
 #[cfg(test)]
@@ -124,8 +137,41 @@ mod tests {
         m.add("abcd");
         m.add("abcdefgh");
         assert_eq!(m.mask("x abcdefgh y abcd"), "x ******** y ********");
-        m.add("no");
-        assert_eq!(m.mask("no"), "no");
+        // Nothing to hide: an empty secret must not mask everything.
+        m.add("");
+        m.add("  ");
+        assert_eq!(m.mask("a b"), "a b");
+    }
+
+    /// Defect: secrets shorter than 4 characters were never registered, so a 3-character
+    /// sudo password (or a 1-character one) was printed in clear wherever it appeared.
+    #[test]
+    fn short_secret_was_not_masked() {
+        use base64::Engine;
+        for secret in ["abc", "x9", "7"] {
+            let m = Masker::default();
+            m.add(secret);
+            let line = format!("sudo: password {secret} rejected");
+            assert_eq!(
+                m.mask(&line).matches(crate::playbook::MASK).count(),
+                1,
+                "{secret}"
+            );
+            assert!(!m.mask(&line).contains(&format!(" {secret} ")), "{secret}");
+            let json = serde_json::json!({ "error": format!("pw={secret}") }).to_string();
+            assert!(!m.mask(&json).contains(secret), "{secret}: {json}");
+        }
+        // Three characters: even the basic-auth header of `user:abc` hides it (whole base64
+        // groups and the 3-character fragments at every alignment).
+        let m = Masker::default();
+        m.add("abc");
+        for user in ["", "u", "us", "usr"] {
+            let header = base64::engine::general_purpose::STANDARD.encode(format!("{user}:abc"));
+            assert!(
+                m.mask(&header).contains(crate::playbook::MASK),
+                "{user}:abc → {header}"
+            );
+        }
     }
 
     /// Each form is produced by the tool that puts it in output (serde_json, sh_quote, the

@@ -1,25 +1,34 @@
-//! What a run leaves behind: the events the executor sends through `Reporter` (one
-//! implementation draws the terminal, `TerminalReporter`; `Silent` drops them), the final
-//! `RunReport` and PLAY RECAP, the exit code, the state files (`RunState`, `StateLock`,
-//! `write_atomic`) and the `Masker`. There is no JSON reporter: `--output json` prints the
-//! whole `RunReport` once the run ends (cli/common.rs `print_report`). `status`, `exec`,
-//! `alert` and `consul prune` still print from their cli modules, and the CLI keeps the
-//! run's masker in a global (`cli::common::masker`).
+//! Everything that leaves the process as output, and what a run leaves behind.
+//! - `Printer`: the output owner, built once in `main`; it holds the run's `Masker` and the
+//!   one `Reporter` every command prints through.
+//! - `Reporter`: typed events — the executor's progress, the scheduler's `Progress`, and
+//!   each command's results (`RunReport`, `ExecResult`, `StatusReport`, `AlertOutcome`,
+//!   `Pruned`). `TerminalReporter` draws them for people (`render` turns results into
+//!   text); `JsonReporter` writes results as JSON on stdout (`--output json`, `exec --json`);
+//!   `Silent` drops them.
+//! - The final `RunReport` and PLAY RECAP, the exit code, the state files (`RunState`,
+//!   `StateLock`, `write_atomic`).
 
 mod atomic;
 mod event;
+mod json;
 mod lock;
 mod mask;
+mod printer;
 mod recap;
+pub mod render;
 mod state;
 mod terminal;
 
 pub use atomic::write_atomic;
 pub use event::{
-    ExitCode, GateResult, HostReport, HostStatus, Reporter, RunReport, Silent, TaskReport,
+    ExecResult, ExecSummary, ExitCode, GateResult, HostReport, HostStatus, Progress, PruneAction,
+    Pruned, Reporter, RunReport, Silent, TaskReport,
 };
+pub use json::JsonReporter;
 pub use lock::{LockError, StateLock};
 pub use mask::Masker;
+pub use printer::{Format, OutputPolicy, Printer};
 pub use recap::recap;
 pub use state::{HostChange, RunState, STATE_DIR};
 pub use terminal::TerminalReporter;

@@ -1,5 +1,8 @@
-//! The terminal reporter: an overall progress bar plus one line per running host on a TTY
-//! (indicatif), plain lines otherwise; failures and diffs printed as they happen.
+//! The terminal reporter: an overall progress bar plus one line per running item on a TTY
+//! (indicatif), plain lines otherwise; failures and diffs printed as they happen; each
+//! command's results as text (`report::render`), on stdout for results and stderr for the
+//! rest. Every line goes through the masker first. `-q` silences progress and notices, never
+//! results, warnings or the recap.
 
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
@@ -8,8 +11,13 @@ use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::{HostReport, HostStatus, Masker, Reporter, TaskReport};
+use super::{
+    ExecResult, ExecSummary, HostReport, HostStatus, Masker, Progress, Pruned, Reporter, RunReport,
+    TaskReport, recap, render,
+};
 use crate::modules::Outcome;
+use crate::status::StatusReport;
+use crate::status::alert::AlertOutcome;
 
 pub struct TerminalReporter {
     multi: MultiProgress,
@@ -43,6 +51,7 @@ impl TerminalReporter {
         }
     }
 
+    /// Progress and notices: stderr, not with `-q`.
     fn println(&self, s: &str) {
         if self.quiet {
             return;
@@ -55,19 +64,33 @@ impl TerminalReporter {
             let _ = writeln!(e, "{s}");
         }
     }
-}
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
+    /// Results people read (recap, summaries, warnings): stderr, even with `-q`.
+    pub(super) fn stderr(&self, s: &str) {
+        let s = self.masker.mask(s);
+        self.multi.suspend(|| {
+            let mut e = std::io::stderr().lock();
+            let _ = e.write_all(s.as_bytes());
+            let _ = e.flush();
+        });
+    }
 
-impl Reporter for TerminalReporter {
-    fn play_started(&self, name: &str, hosts: usize) {
-        self.println(&format!("\nPLAY [{name}] — {hosts} host(s) {:*<40}", ""));
+    /// Results programs read: stdout, even with `-q`.
+    pub(super) fn stdout(&self, s: &str) {
+        let s = self.masker.mask(s);
+        self.multi.suspend(|| {
+            let mut o = std::io::stdout().lock();
+            let _ = o.write_all(s.as_bytes());
+            let _ = o.flush();
+        });
+    }
+
+    /// The overall bar of `total` items (replacing the previous one).
+    fn bar(&self, total: usize) {
         if let Some(old) = lock(&self.overall).take() {
             old.finish_and_clear();
         }
-        let bar = self.multi.add(ProgressBar::new(hosts as u64));
+        let bar = self.multi.add(ProgressBar::new(total as u64));
         bar.set_style(
             ProgressStyle::with_template("{bar:40.cyan/blue} {pos}/{len} hosts {elapsed} {msg}")
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
@@ -75,18 +98,51 @@ impl Reporter for TerminalReporter {
         *lock(&self.overall) = Some(bar);
     }
 
-    fn host_started(&self, host: &str) {
-        if !self.tty {
-            return;
+    /// Take the spinner line of `label` down.
+    fn line_done(&self, label: &str) {
+        if let Some(l) = lock(&self.lines).remove(label) {
+            l.finish_and_clear();
+            self.multi.remove(&l);
         }
-        let line = self.multi.add(ProgressBar::new_spinner());
-        line.set_style(
-            ProgressStyle::with_template("  {spinner} {prefix:.bold} {msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-        );
-        line.set_prefix(host.to_string());
-        line.enable_steady_tick(Duration::from_millis(120));
-        lock(&self.lines).insert(host.to_string(), line);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Reporter for TerminalReporter {
+    fn work_started(&self, _what: &str, total: usize) {
+        self.bar(total);
+    }
+
+    fn progress(&self, p: &Progress) {
+        match p {
+            Progress::Started { label, .. } => {
+                if !self.tty {
+                    return;
+                }
+                let line = self.multi.add(ProgressBar::new_spinner());
+                line.set_style(
+                    ProgressStyle::with_template("  {spinner} {prefix:.bold} {msg}")
+                        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                );
+                line.set_prefix(self.masker.mask(label));
+                line.enable_steady_tick(Duration::from_millis(120));
+                lock(&self.lines).insert(label.clone(), line);
+            }
+            Progress::Finished { label, .. } | Progress::Skipped { label, .. } => {
+                self.line_done(label);
+                if let Some(b) = lock(&self.overall).as_ref() {
+                    b.inc(1);
+                }
+            }
+        }
+    }
+
+    fn play_started(&self, name: &str, hosts: usize) {
+        self.println(&format!("\nPLAY [{name}] — {hosts} host(s) {:*<40}", ""));
+        self.bar(hosts);
     }
 
     fn task_started(&self, host: &str, task: &str) {
@@ -120,13 +176,8 @@ impl Reporter for TerminalReporter {
     }
 
     fn host_finished(&self, h: &HostReport) {
-        if let Some(l) = lock(&self.lines).remove(&h.host) {
-            l.finish_and_clear();
-            self.multi.remove(&l);
-        }
-        if let Some(b) = lock(&self.overall).as_ref() {
-            b.inc(1);
-        }
+        // The spinner line and the bar are the scheduler's progress events' (`progress`).
+        self.line_done(&h.host);
         let secs = h.duration_ms as f64 / 1000.0;
         let line = match h.status {
             // Where, not why: the cause is printed once, in the recap.
@@ -159,13 +210,68 @@ impl Reporter for TerminalReporter {
     fn notice(&self, message: &str) {
         self.println(message);
     }
+
+    fn message(&self, text: &str) {
+        self.stderr(&format!("{text}\n"));
+    }
+
+    fn warning(&self, message: &str) {
+        self.stderr(&format!("warning: {message}\n"));
+    }
+
+    fn run_finished(&self, run: &RunReport) {
+        self.clear_bars();
+        self.stderr(&recap(run, &self.masker, self.verbosity));
+    }
+
+    fn exec_host(&self, r: &ExecResult) {
+        self.stdout(&render::exec_host(r));
+    }
+
+    fn exec_finished(&self, s: &ExecSummary) {
+        self.clear_bars();
+        self.stderr(&format!("{}\n", render::exec_summary(s)));
+    }
+
+    fn status(&self, r: &StatusReport) {
+        self.clear_bars();
+        self.stdout(&render::status(r, self.verbosity > 0));
+    }
+
+    fn alert_tested(&self, group: &str, outcomes: &[AlertOutcome]) {
+        for o in outcomes {
+            self.stdout(&format!("{}\n", render::alert_outcome(o, group)));
+        }
+    }
+
+    fn pruned(&self, p: &Pruned) {
+        match render::pruned(p) {
+            (line, true) => self.stderr(&format!("{line}\n")),
+            (line, false) => self.stdout(&format!("{line}\n")),
+        }
+    }
+
+    fn finish(&self) {
+        self.clear_bars();
+    }
+}
+
+impl TerminalReporter {
+    /// Take every bar and spinner down (before a final report, and at exit).
+    pub(super) fn clear_bars(&self) {
+        if let Some(b) = lock(&self.overall).take() {
+            b.finish_and_clear();
+        }
+        for (_, l) in lock(&self.lines).drain() {
+            l.finish_and_clear();
+            self.multi.remove(&l);
+        }
+        let _ = self.multi.clear();
+    }
 }
 
 impl Drop for TerminalReporter {
     fn drop(&mut self) {
-        if let Some(b) = lock(&self.overall).take() {
-            b.finish_and_clear();
-        }
-        let _ = self.multi.clear();
+        self.clear_bars();
     }
 }

@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use crate::base::poll::{self, Miss, Pace};
+use crate::executor::Scheduler;
 
 use serde_json::{Value, json};
 
@@ -136,69 +137,126 @@ impl AlertOutcome {
 }
 
 /// Post, read the routing, hold (`hold`, else each Alertmanager's `group_wait` + 2 s), resolve.
+/// The Alertmanagers are asked at once through `sched`; a Ctrl-C (its cancellation) cuts the
+/// hold short, and the resolution is sent to every Alertmanager that got the alert whatever
+/// happened: a test alert left firing would page someone.
 pub async fn run_test(
     http: &reqwest::Client,
     alertmanagers: &[String],
     group: &str,
     expected: &str,
     hold: Option<Duration>,
+    sched: &Scheduler,
 ) -> Vec<AlertOutcome> {
-    let mut out: Vec<AlertOutcome> = alertmanagers
+    let outcome = |a: &String| AlertOutcome {
+        alertmanager: a.trim_end_matches('/').to_string(),
+        receivers: vec![],
+        expected: expected.to_string(),
+        resolved: false,
+        error: None,
+    };
+    let items = alertmanagers
         .iter()
-        .map(|a| AlertOutcome {
-            alertmanager: a.trim_end_matches('/').to_string(),
-            receivers: vec![],
-            expected: expected.to_string(),
-            resolved: false,
-            error: None,
-        })
+        .map(|a| (a.clone(), outcome(a)))
         .collect();
-    let firing = alert_body(group, None);
-    let mut wait = Duration::ZERO;
-    for o in &mut out {
-        if let Err(e) = post(http, &o.alertmanager, &firing).await {
-            o.error = Some(format!("posting the alert: {e}"));
-            continue;
-        }
-        let am = o.alertmanager.as_str();
-        let every = Pace::every(Duration::from_millis(200));
-        let listed = poll::until(Duration::from_secs(10), every, move || async move {
-            match receivers(http, am, group).await {
-                Ok(Some(r)) => Ok(r),
-                Ok(None) => Err(Miss::Retry("accepted the alert but never listed it".into())),
-                Err(e) => Err(Miss::Fail(format!("listing alerts: {e}"))),
+    let (h, g, s) = (http.clone(), group.to_string(), sched.clone());
+    let fired = sched
+        .run(items, move |o: AlertOutcome| {
+            let (h, g, s) = (h.clone(), g.clone(), s.clone());
+            async move {
+                let mut abandoned = o.clone();
+                match s.or_abort(fire(h, g, hold, o)).await {
+                    Some(done) => done,
+                    // It may have been posted: the resolution below is still sent.
+                    None => {
+                        abandoned.error = Some("abandoned (second interrupt)".into());
+                        (abandoned, Duration::ZERO)
+                    }
+                }
             }
         })
+        .in_order()
         .await;
-        match listed {
-            Ok(r) => o.receivers = r,
-            Err(e) => o.error = Some(e),
+    let mut out = Vec::new();
+    let mut wait = Duration::ZERO;
+    for (a, f) in alertmanagers.iter().zip(fired) {
+        match f {
+            Some((o, gw)) => {
+                wait = wait.max(gw);
+                out.push(o);
+            }
+            None => {
+                let mut o = outcome(a);
+                o.error = Some("not tested (interrupted)".into());
+                out.push(o);
+            }
         }
-        let gw = match hold {
-            Some(h) => h,
-            None => group_wait(http, &o.alertmanager).await + Duration::from_secs(2),
-        };
-        wait = wait.max(gw);
     }
     if out.iter().any(|o| o.error.is_none()) {
-        tokio::time::sleep(wait).await;
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = sched.cancel_token().cancelled() => {}
+        }
     }
     let resolved = alert_body(group, Some(&crate::base::clock::rfc3339_millis(now_unix())));
-    for o in &mut out {
-        // Resolve wherever the alert may have arrived, even if listing it failed.
-        if o.error.as_deref().is_some_and(|e| e.starts_with("posting")) {
-            continue;
-        }
-        match post(http, &o.alertmanager, &resolved).await {
-            Ok(()) => o.resolved = true,
-            Err(e) => {
-                let msg = format!("resolving the alert: {e}");
-                o.error = Some(match o.error.take() {
-                    Some(prev) => format!("{prev}; {msg}"),
-                    None => msg,
-                });
+    // Not through `sched`: its cancellation must not keep the resolution from being sent.
+    let resolve = out.iter_mut().map(|o| {
+        let resolved = &resolved;
+        async move {
+            // Resolve wherever the alert may have arrived, even if listing it failed.
+            if o.error
+                .as_deref()
+                .is_some_and(|e| e.starts_with("posting") || e.starts_with("not tested"))
+            {
+                return;
+            }
+            match post(http, &o.alertmanager, resolved).await {
+                Ok(()) => o.resolved = true,
+                Err(e) => {
+                    let msg = format!("resolving the alert: {e}");
+                    o.error = Some(match o.error.take() {
+                        Some(prev) => format!("{prev}; {msg}"),
+                        None => msg,
+                    });
+                }
             }
         }
-    }
+    });
+    futures::future::join_all(resolve).await;
     out
+}
+
+/// Post the firing alert to one Alertmanager and read where it was routed; returns the
+/// outcome so far and how long the alert must stay firing there.
+async fn fire(
+    http: reqwest::Client,
+    group: String,
+    hold: Option<Duration>,
+    mut o: AlertOutcome,
+) -> (AlertOutcome, Duration) {
+    let http = &http;
+    let group = group.as_str();
+    if let Err(e) = post(http, &o.alertmanager, &alert_body(group, None)).await {
+        o.error = Some(format!("posting the alert: {e}"));
+        return (o, Duration::ZERO);
+    }
+    let am = o.alertmanager.as_str();
+    let every = Pace::every(Duration::from_millis(200));
+    let listed = poll::until(Duration::from_secs(10), every, move || async move {
+        match receivers(http, am, group).await {
+            Ok(Some(r)) => Ok(r),
+            Ok(None) => Err(Miss::Retry("accepted the alert but never listed it".into())),
+            Err(e) => Err(Miss::Fail(format!("listing alerts: {e}"))),
+        }
+    })
+    .await;
+    match listed {
+        Ok(r) => o.receivers = r,
+        Err(e) => o.error = Some(e),
+    }
+    let gw = match hold {
+        Some(h) => h,
+        None => group_wait(http, &o.alertmanager).await + Duration::from_secs(2),
+    };
+    (o, gw)
 }

@@ -7,12 +7,9 @@
 
 use std::sync::Arc;
 
-use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
-
 use super::targets::{self, PromTargets};
 use super::{Check, Checks, HostRow, State};
-use crate::executor::Connector;
+use crate::executor::{Connector, Scheduler};
 use crate::inventory::Host;
 use crate::modules::Action;
 use crate::modules::compose::{ComposeAction, ComposeRun};
@@ -94,30 +91,30 @@ pub struct Gatherer {
 }
 
 impl Gatherer {
-    /// Gather every host, `forks` at once; rows in the order given.
+    /// Gather every host through `sched` (its forks, its Ctrl-C); rows in the order given,
+    /// without the hosts a cancellation kept from starting or an abort abandoned.
     pub async fn gather_all(
         self: &Arc<Self>,
         hosts: Vec<(Host, Wanted)>,
-        forks: usize,
+        sched: &Scheduler,
     ) -> Vec<HostRow> {
-        let sem = Arc::new(Semaphore::new(forks.max(1)));
-        let mut set = JoinSet::new();
-        let n = hosts.len();
-        for (i, (host, want)) in hosts.into_iter().enumerate() {
-            let me = self.clone();
-            let sem = sem.clone();
-            set.spawn(async move {
-                let _permit = sem.acquire_owned().await;
-                (i, me.gather(&host, &want).await)
-            });
-        }
-        let mut rows: Vec<Option<HostRow>> = vec![None; n];
-        while let Some(r) = set.join_next().await {
-            if let Ok((i, row)) = r {
-                rows[i] = Some(row);
-            }
-        }
-        rows.into_iter().flatten().collect()
+        let items = hosts
+            .into_iter()
+            .map(|(h, w)| (h.name.clone(), (h, w)))
+            .collect();
+        let (me, s) = (self.clone(), sched.clone());
+        sched
+            .run(items, move |(host, want)| {
+                let (me, s) = (me.clone(), s.clone());
+                // A second Ctrl-C abandons the hosts still being read (nothing is written).
+                async move { s.or_abort(me.gather(&host, &want)).await }
+            })
+            .in_order()
+            .await
+            .into_iter()
+            .flatten()
+            .flatten()
+            .collect()
     }
 
     /// One host's row.

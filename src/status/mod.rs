@@ -7,7 +7,7 @@
 //! Owns: gathering and classifying (`ok` / `drift` / `down`), the report model, and which
 //! `report::ExitCode` a state means (`Drift`, `Down`).
 //! Must not: write anything anywhere (no uploads, no `up`, no registrations), or print — the
-//! CLI renders the report.
+//! reporter renders the report (`report::render`, `Reporter::status`).
 
 pub mod alert;
 pub mod central;

@@ -139,8 +139,9 @@ impl HostKeys {
         &self.malformed
     }
 
-    /// Print each skipped line once per process (50 connections read the same file).
-    pub fn warn_malformed(&self) {
+    /// Tell `warn` about each skipped line, once per process (50 connections read the same
+    /// file).
+    pub fn warn_malformed(&self, warn: &dyn Fn(&str)) {
         static SEEN: OnceLock<Mutex<HashSet<(PathBuf, usize)>>> = OnceLock::new();
         let mut seen = SEEN
             .get_or_init(Mutex::default)
@@ -148,7 +149,7 @@ impl HostKeys {
             .unwrap_or_else(|p| p.into_inner());
         for m in &self.malformed {
             if seen.insert((m.file.clone(), m.line)) {
-                eprintln!("warning: known_hosts {m}");
+                warn(&format!("known_hosts {m}"));
             }
         }
     }

@@ -23,7 +23,7 @@ pub use command::{Cmd, Script};
 pub use error::TransportError;
 pub use output::{Capture, ExecOutput, KEEP as OUTPUT_KEEP};
 pub use quote::{remote_path, sh_quote};
-pub use session::{ConnectOptions, Session, Ssh, Upload};
+pub use session::{ConnectOptions, Session, Ssh, Upload, Warn};
 pub use ssh_config::{DEFAULT_PATH as SSH_CONFIG_DEFAULT, SshConfig};
 pub use sudo::{BecomePassword, PasswordSource};
 

@@ -57,6 +57,29 @@ pub struct ConnectOptions {
     /// The run's sudo password (-K, else the `become_password` secret), for become hosts
     /// whose inventory gives none.
     pub become_password: Option<BecomePassword>,
+    /// Where warnings go (a malformed known_hosts line): the CLI's reporter; `log::warn!`
+    /// for library use.
+    pub warn: Warn,
+}
+
+/// A sink for warnings the transport cannot act on but the user should fix.
+#[derive(Clone)]
+pub struct Warn(Arc<dyn Fn(&str) + Send + Sync>);
+
+impl Warn {
+    pub fn new(f: impl Fn(&str) + Send + Sync + 'static) -> Warn {
+        Warn(Arc::new(f))
+    }
+
+    pub fn warn(&self, message: &str) {
+        (self.0)(message)
+    }
+}
+
+impl std::fmt::Debug for Warn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Warn")
+    }
 }
 
 impl ConnectOptions {
@@ -77,6 +100,7 @@ impl ConnectOptions {
             agent: std::env::var_os("SSH_AUTH_SOCK").map(PathBuf::from),
             jumps: Arc::default(),
             become_password: None,
+            warn: Warn::new(|m| log::warn!("{m}")),
         }
     }
 }

@@ -37,6 +37,7 @@ pub(super) struct HostKeyPolicy {
     global_files: Vec<PathBuf>,
     strict: StrictHostKeyChecking,
     hash: bool,
+    warn: super::session::Warn,
 }
 
 /// What the known_hosts lines say about the presented key.
@@ -92,6 +93,7 @@ impl HostKeyPolicy {
                 StrictHostKeyChecking::Yes
             },
             hash: target.hash_known_hosts,
+            warn: opts.warn.clone(),
         }
     }
 
@@ -103,7 +105,7 @@ impl HostKeyPolicy {
             .cloned()
             .collect();
         let keys = HostKeys::load(name, &files);
-        keys.warn_malformed();
+        keys.warn_malformed(&|m| self.warn.warn(m));
         keys
     }
 

@@ -1,0 +1,102 @@
+//! The JSON reporter (`--output json`, `exec --json`): results as JSON on stdout, for
+//! programs; everything for people (progress, notices, warnings, the recap, summary lines)
+//! stays on stderr through the terminal reporter it wraps. Masked like every other output.
+
+use serde::Serialize;
+
+use super::{
+    ExecResult, ExecSummary, HostReport, Progress, Pruned, Reporter, RunReport, TaskReport,
+    TerminalReporter, render,
+};
+use crate::status::StatusReport;
+use crate::status::alert::AlertOutcome;
+
+pub struct JsonReporter {
+    terminal: TerminalReporter,
+}
+
+impl JsonReporter {
+    pub fn new(terminal: TerminalReporter) -> JsonReporter {
+        JsonReporter { terminal }
+    }
+
+    /// `value` pretty-printed, one document.
+    fn document(&self, value: &impl Serialize) {
+        let text = serde_json::to_string_pretty(value).unwrap_or_default();
+        self.terminal.stdout(&format!("{text}\n"));
+    }
+
+    /// `value` on one line (JSON Lines: one object per host as it arrives).
+    fn line(&self, value: &impl Serialize) {
+        let text = serde_json::to_string(value).unwrap_or_default();
+        self.terminal.stdout(&format!("{text}\n"));
+    }
+}
+
+impl Reporter for JsonReporter {
+    fn work_started(&self, what: &str, total: usize) {
+        self.terminal.work_started(what, total);
+    }
+    fn progress(&self, p: &Progress) {
+        self.terminal.progress(p);
+    }
+    fn play_started(&self, name: &str, hosts: usize) {
+        self.terminal.play_started(name, hosts);
+    }
+    fn host_started(&self, host: &str) {
+        self.terminal.host_started(host);
+    }
+    fn task_started(&self, host: &str, task: &str) {
+        self.terminal.task_started(host, task);
+    }
+    fn task_finished(&self, host: &str, report: &TaskReport) {
+        self.terminal.task_finished(host, report);
+    }
+    fn host_finished(&self, report: &HostReport) {
+        self.terminal.host_finished(report);
+    }
+    fn notice(&self, message: &str) {
+        self.terminal.notice(message);
+    }
+    fn message(&self, text: &str) {
+        self.terminal.message(text);
+    }
+    fn warning(&self, message: &str) {
+        self.terminal.warning(message);
+    }
+
+    /// The whole report on stdout, the recap still on stderr.
+    fn run_finished(&self, run: &RunReport) {
+        self.terminal.clear_bars();
+        self.document(run);
+        self.terminal.run_finished(run);
+    }
+
+    fn exec_host(&self, r: &ExecResult) {
+        self.line(r);
+    }
+
+    fn exec_finished(&self, s: &ExecSummary) {
+        self.terminal.exec_finished(s);
+    }
+
+    /// The whole report on stdout, its summary line on stderr.
+    fn status(&self, r: &StatusReport) {
+        self.terminal.clear_bars();
+        self.document(r);
+        self.terminal
+            .stderr(&format!("{}\n", render::status_summary(r)));
+    }
+
+    fn alert_tested(&self, _group: &str, outcomes: &[AlertOutcome]) {
+        self.document(&outcomes);
+    }
+
+    fn pruned(&self, p: &Pruned) {
+        self.line(p);
+    }
+
+    fn finish(&self) {
+        self.terminal.finish();
+    }
+}
