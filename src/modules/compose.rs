@@ -1,8 +1,14 @@
 //! `compose`: bring a docker-compose project up — only when one of its files changed in this
-//! play or a service is not running. Detects `docker compose` (v2), then `docker-compose` (v1),
-//! unless the inventory names the command (`compose_command`). One round trip.
+//! play or a service is not running. What runs and what is defined is the compose fact
+//! (`facts::compose`, shared with `status`); this module only decides and runs `up -d`.
+//! Unchanged, it costs no round trip of its own (the fact is prefetched with the host's
+//! other facts).
+//!
+//! Owns: the compose action (project, file, command, services, watched files), its check
+//! against the fact, `up -d`, and hints for compose errors seen on real hosts.
 
 use super::{Done, HostCtx, TaskError};
+use crate::facts::compose::{ComposeFact, ComposeState, DETECT};
 use crate::transport::Script;
 
 #[derive(Debug, Clone)]
@@ -19,125 +25,95 @@ pub struct ComposeAction {
     pub watch: Vec<String>,
 }
 
-/// What the compose script does after reading the project's services.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ComposeRun {
-    /// `up -d` when `force` (a watched file changed) or a service is not running.
-    Apply { force: bool },
-    /// As `Apply`, but print `__would_up` instead of running it (`--check`).
-    Check { force: bool },
-    /// Report expected and running services only (`status`).
-    Observe,
-}
-
-/// The one compose script, for deploy, `--check` and `status`. Exit codes: 10 project dir
-/// missing, 11 `config --services` failed, 127 no compose command; else compose's own.
-/// Prints `__compose <cmd>`, `__expected <svc…>`, `__running <svc…>`, `__missing <svc…>`,
-/// then `__up` / `__would_up` when it ran (or would run) `up -d`.
-const COMPOSE_SCRIPT: &str = r#"set -f
-cd -- "$dir" || exit 10
-if [ -n "$cmd" ]; then dc=$cmd
-elif docker compose version >/dev/null 2>&1; then dc="docker compose"
-elif command -v docker-compose >/dev/null 2>&1; then dc=docker-compose
-else echo "neither 'docker compose' nor 'docker-compose' found on this host" >&2; exit 127; fi
-echo "__compose $dc"
-if [ -z "$expected" ]; then expected=$($dc -f "$file" config --services) || exit 11; fi
-running=$($dc -f "$file" ps --services --filter status=running 2>/dev/null | tr '\n' ' ')
-echo "__expected" $expected
-echo "__running" $running
-missing=""
-for s in $expected; do case " $running " in *" $s "*) ;; *) missing="$missing $s";; esac; done
-echo "__missing$missing"
-if [ "$run" = observe ]; then exit 0; fi
-if [ "$force" = 1 ] || [ -n "$missing" ]; then
-  if [ "$run" = check ]; then echo "__would_up"; exit 0; fi
-  $dc -f "$file" up -d --remove-orphans 1>&2 || exit $?
-  echo "__up"
-fi"#;
+/// `up -d` in the project dir, with the compose command the fact's probe would pick.
+const UP: &str = r#"$dc -f "$file" up -d --remove-orphans 1>&2"#;
 
 impl ComposeAction {
-    /// The compose script for this project (see [`COMPOSE_SCRIPT`]).
-    pub fn script(&self, run: ComposeRun) -> Script {
-        let (mode, force) = match run {
-            ComposeRun::Apply { force } => ("apply", force),
-            ComposeRun::Check { force } => ("check", force),
-            ComposeRun::Observe => ("observe", false),
-        };
+    /// The project as a fact (what `status` and `--check` read too).
+    pub fn fact(&self) -> ComposeFact {
+        ComposeFact {
+            project_dir: self.project_dir.clone(),
+            file: self.file.clone(),
+            command: self.command.clone(),
+            services: self.services.clone(),
+        }
+    }
+
+    /// The `up -d` script: exit 10 without the project dir, 127 without compose.
+    fn up_script(&self) -> Script {
         Script::new()
             .path_var("dir", &self.project_dir)
             .var("cmd", self.command.as_deref().unwrap_or_default())
             .var("file", &self.file)
-            .var(
-                "expected",
-                &self.services.clone().unwrap_or_default().join(" "),
-            )
-            .var("run", mode)
-            .var("force", if force { "1" } else { "0" })
-            .fragment(COMPOSE_SCRIPT)
-    }
-
-    /// Why the compose script failed with `status`, for reports (shared with `status`).
-    pub fn failure(&self, status: Option<u32>, short_error: &str, stderr: &str) -> String {
-        match status {
-            Some(10) => format!("project dir {} does not exist", self.project_dir),
-            Some(11) => format!("compose file rejected ({short_error})"),
-            _ => format!("compose up failed ({short_error}){}", hint(stderr)),
-        }
+            .fragment("set -f")
+            .fragment(r#"cd -- "$dir" || exit 10"#)
+            .fragment(DETECT)
+            .fragment(UP)
     }
 
     pub async fn run(&self, ctx: &mut HostCtx<'_>) -> Result<Done, TaskError> {
-        let changed: Vec<&String> = ctx
-            .changed_paths
-            .iter()
-            .filter(|p| self.watch.contains(p))
-            .collect();
-        let force = !changed.is_empty();
-        let run = if ctx.check {
-            ComposeRun::Check { force }
+        let force = ctx.changed_paths.iter().any(|p| self.watch.contains(p));
+        let fact = self.fact();
+        let facts = ctx.facts()?;
+        // Forced, the project is brought up whatever it runs: the fact is read only if it is
+        // at hand (to say what was down), never asked for.
+        let state = if force && !ctx.check {
+            facts.peek(&fact)
         } else {
-            ComposeRun::Apply { force }
+            Some(facts.get(&fact).await.map_err(TaskError::from)?)
         };
-        let out = ctx.session()?.exec(&self.script(run).build(), None).await?;
-        if out.status.is_none() {
-            return Err(super::no_exit_status(ctx.session()?, "compose up").await);
-        }
-        let stdout = out.stdout_str();
-        if !out.success() {
+        let missing = match &state {
+            Some(ComposeState::Project(p)) => p.missing(),
+            _ => Vec::new(),
+        };
+        if let Some(state) = &state
+            && let Some(why) = fact.failure(state)
+        {
             // `--check` on a host never deployed: the project dir (or its compose file) is
             // what an earlier task of this play would write, so a real run would get past
             // here and run `up -d`.
-            if ctx.check && force && matches!(out.status, Some(10) | Some(11)) {
-                let what = if out.status == Some(10) {
-                    format!("{} would be created", self.project_dir)
-                } else {
-                    format!("{} would be written", self.file)
-                };
-                return Ok(Done::changed().with(format!("would run up -d ({what})")));
+            match state {
+                ComposeState::NoProjectDir if force => {
+                    let what = format!("{} would be created", self.project_dir);
+                    return Ok(Done::changed().with(format!("would run up -d ({what})")));
+                }
+                ComposeState::Rejected(_) if force => {
+                    let what = format!("{} would be written", self.file);
+                    return Ok(Done::changed().with(format!("would run up -d ({what})")));
+                }
+                _ => return Err(TaskError::permanent(ctx.masker.mask(&why))),
             }
-            let why = self.failure(out.status, &out.short_error(), &out.stderr_str());
-            return Err(TaskError::permanent(ctx.masker.mask(&why)));
         }
-        let missing = stdout
-            .lines()
-            .find_map(|l| l.strip_prefix("__missing"))
-            .unwrap_or("")
-            .trim()
-            .to_string();
-        let ran = stdout.lines().any(|l| l == "__up" || l == "__would_up");
-        if !ran {
+        if !force && missing.is_empty() {
             return Ok(Done::ok().with("all services running, files unchanged"));
         }
         let why = match (force, missing.is_empty()) {
             (true, true) => "compose file changed".to_string(),
-            (true, false) => format!("compose file changed; not running: {missing}"),
-            (false, _) => format!("not running: {missing}"),
+            (true, false) => format!("compose file changed; not running: {}", missing.join(" ")),
+            (false, _) => format!("not running: {}", missing.join(" ")),
         };
-        let verb = if ctx.check {
-            "would run up -d"
-        } else {
-            "up -d"
-        };
-        Ok(Done::changed().with(format!("{verb} ({why})")))
+        if ctx.check {
+            return Ok(Done::changed().with(format!("would run up -d ({why})")));
+        }
+        let session = ctx.session()?;
+        let out = session.exec(&self.up_script().build(), None).await?;
+        // Whatever happened, what the fact said is no longer what runs.
+        facts.forget(&fact);
+        if out.status.is_none() {
+            return Err(super::no_exit_status(session, "compose up").await);
+        }
+        if !out.success() {
+            let why = match out.status {
+                Some(10) => format!("project dir {} does not exist", self.project_dir),
+                _ => format!(
+                    "compose up failed ({}){}",
+                    out.short_error(),
+                    hint(&out.stderr_str())
+                ),
+            };
+            return Err(TaskError::permanent(ctx.masker.mask(&why)));
+        }
+        Ok(Done::changed().with(format!("up -d ({why})")))
     }
 }
 

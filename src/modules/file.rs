@@ -1,10 +1,16 @@
 //! `template` and `copy`: a file rendered (or copied) on the jump host, written to the host
-//! with the transport's compare-then-atomic-write. Check mode compares hashes only.
+//! with the transport's compare-then-atomic-write. The file fact (digest, mode, owner; asked
+//! with the host's other facts in one round trip) answers "unchanged" without an upload and
+//! answers `--check` on its own.
+//!
+//! Owns: the file action (content, mode, owner, secret), its check against the file fact, the
+//! write and its `--diff`.
 
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
 use super::{Done, HostCtx, Outcome, TaskError};
+use crate::facts::files::FileFact;
 
 #[derive(Debug, Clone)]
 pub struct FileAction {
@@ -40,10 +46,23 @@ impl FileAction {
         } else {
             None
         };
-        let changed = if ctx.check {
-            !session
-                .file_matches(&self.dest, &sha256_hex(&self.content))
-                .await?
+        let fact = FileFact::new(&self.dest);
+        let sha = sha256_hex(&self.content);
+        let owner = self.owner.as_deref();
+        // Apply asks nothing the upload would not: a prefetched answer saves the upload, a
+        // missing one costs nothing (the upload compares on its own).
+        let known = match ctx.facts {
+            // A fact that cannot be read leaves the question to the direct comparison below,
+            // which reports the host's error if there is one.
+            Some(f) if ctx.check => f.get(&fact).await.ok(),
+            Some(f) => f.peek(&fact),
+            None => None,
+        };
+        let unchanged = known.and_then(|s| s.unchanged_by(&sha, self.mode, owner));
+        let changed = if unchanged == Some(true) {
+            false
+        } else if ctx.check {
+            unchanged == Some(false) || !session.file_matches(&self.dest, &sha).await?
         } else {
             session
                 .upload_owned(
@@ -59,6 +78,12 @@ impl FileAction {
                 .map_err(|e| TaskError::from(e).noting("previous version left in place"))?
                 == crate::transport::Upload::Changed
         };
+        if changed
+            && !ctx.check
+            && let Some(f) = ctx.facts
+        {
+            f.forget(&fact);
+        }
         if !changed {
             return Ok(Done::ok());
         }

@@ -18,6 +18,8 @@ mod tests;
 
 use serde_json::Value;
 
+use crate::facts::files::FileFact;
+use crate::facts::{ErasedFact, FactError, Facts};
 use crate::inventory::Host;
 use crate::report::Masker;
 use crate::transport::{Transport, TransportError};
@@ -184,6 +186,15 @@ impl Action {
         }
     }
 
+    /// The facts the action reads on its host (prefetched together before the host's steps).
+    pub fn facts(&self) -> Vec<Box<dyn ErasedFact>> {
+        match self {
+            Action::File(f) => vec![Box::new(FileFact::new(&f.dest))],
+            Action::Compose(c) => vec![Box::new(c.fact())],
+            _ => Vec::new(),
+        }
+    }
+
     /// Whether the action needs an SSH session to the host.
     pub fn needs_ssh(&self) -> bool {
         matches!(
@@ -340,6 +351,8 @@ pub struct HostCtx<'a> {
     /// The host's connection (SSH, or `transport::fake` in tests); `None` when the host's
     /// steps need none.
     pub session: Option<&'a dyn Transport>,
+    /// The host's facts for this run, over the same connection (`None` without one).
+    pub facts: Option<&'a Facts>,
     pub http: &'a reqwest::Client,
     pub consul: &'a consul::ConsulClient,
     pub check: bool,
@@ -349,11 +362,36 @@ pub struct HostCtx<'a> {
     pub changed_paths: Vec<String>,
 }
 
-impl HostCtx<'_> {
-    pub fn session(&self) -> Result<&'_ dyn Transport, TaskError> {
+impl<'a> HostCtx<'a> {
+    pub fn session(&self) -> Result<&'a dyn Transport, TaskError> {
         self.session
             .ok_or_else(|| TaskError::permanent("no SSH session for this host"))
     }
+
+    pub fn facts(&self) -> Result<&'a Facts, TaskError> {
+        self.facts
+            .ok_or_else(|| TaskError::permanent("no SSH session for this host"))
+    }
+}
+
+impl From<FactError> for TaskError {
+    /// A fact the host could not be asked fails like any command (the transport's kind); one
+    /// whose answer makes no sense is a failure of the task.
+    fn from(e: FactError) -> TaskError {
+        match e {
+            FactError::Transport(t) => TaskError::from(t),
+            other => TaskError::permanent(other.to_string()),
+        }
+    }
+}
+
+/// Ask, in one round trip, every fact the actions will read on this host (file digests,
+/// compose projects): then an unchanged host costs that one round trip. A failure here is
+/// not the host's failure: each action asks again (and reports) what it still needs.
+pub async fn prefetch<'a>(facts: &Facts, actions: impl IntoIterator<Item = &'a Action>) {
+    let wanted: Vec<Box<dyn ErasedFact>> = actions.into_iter().flat_map(Action::facts).collect();
+    let refs: Vec<&dyn ErasedFact> = wanted.iter().map(|f| f.as_ref()).collect();
+    let _ = facts.prefetch(&refs).await;
 }
 
 impl Action {

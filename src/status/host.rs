@@ -2,8 +2,9 @@
 //!
 //! The wanted state comes from the plan (the same rendered actions `deploy` runs): files with
 //! their content, the compose project and its services, metrics endpoints, Consul service
-//! definitions. The host is asked once over its one SSH session (one script: file hashes and
-//! `compose ps`); endpoints and Consul are asked from the jump host. Nothing is written.
+//! definitions. The host is asked through the same facts deploy and `--check` read
+//! (`facts::files`, `facts::compose`), all in one round trip over its one SSH session;
+//! endpoints and Consul are asked from the jump host. Nothing is written.
 
 use std::sync::Arc;
 
@@ -15,12 +16,15 @@ use super::{Check, Checks, HostRow, State};
 use crate::executor::Connector;
 use crate::inventory::Host;
 use crate::modules::Action;
-use crate::modules::compose::{ComposeAction, ComposeRun};
+use crate::facts::compose::{ComposeFact, ComposeState};
+use crate::facts::files::{FileFact, FileState};
+use crate::facts::{ErasedFact, FactError, Facts};
+use crate::modules::compose::ComposeAction;
 use crate::modules::consul::{ConsulClient, Registration, ServiceDef};
 use crate::modules::file::sha256_hex;
 use crate::modules::metrics_check::MetricsCheck;
 use crate::playbook::Step;
-use crate::transport::{ExecOutput, Script, TransportError};
+use crate::transport::TransportError;
 
 /// What promfleet would put on one host now.
 #[derive(Debug, Clone, Default)]
@@ -62,28 +66,12 @@ impl Wanted {
         w
     }
 
-    /// One POSIX sh script printing `__file <i> <sha256|missing>` per file, then the output
-    /// of deploy's own compose script (observe only) and `__compose_exit <code>`. Always
-    /// exits 0.
-    fn script(&self) -> String {
-        let mut s = Script::new()
-            .positional_paths(self.files.iter().map(|(dest, _)| dest.as_str()))
-            .fragment(FILES_SCRIPT);
-        if let Some(c) = &self.compose {
-            s = s
-                .subshell(c.script(ComposeRun::Observe))
-                .fragment(r#"echo "__compose_exit $?""#);
-        }
-        s.fragment("exit 0").build()
+    /// The host facts to ask: every file, then the compose project.
+    fn facts(&self) -> (Vec<FileFact>, Option<ComposeFact>) {
+        let files = self.files.iter().map(|(d, _)| FileFact::new(d)).collect();
+        (files, self.compose.as_ref().map(ComposeAction::fact))
     }
 }
-
-/// `__file <i> <sha256|missing>` for each path in `"$@"`.
-const FILES_SCRIPT: &str = r#"i=0
-for p in "$@"; do
-  if [ -f "$p" ]; then echo "__file $i $(sha256sum < "$p" | cut -d' ' -f1)"; else echo "__file $i missing"; fi
-  i=$((i + 1))
-done"#;
 
 /// Shared read-only clients for gathering every host's facts.
 pub struct Gatherer {
@@ -166,21 +154,15 @@ impl Gatherer {
                 );
             }
         };
-        let out = match session.exec(&want.script(), None).await {
-            Ok(o) if o.success() => o,
-            Ok(o) => {
-                return (
-                    Check::new(
-                        State::Down,
-                        "error",
-                        format!("status script: {}", o.short_error()),
-                    ),
-                    unknown("not checked: status script failed"),
-                );
-            }
-            // The host answered but the script outlived --command-timeout: a failure of the
-            // script (issue 12), not a lost connection.
-            Err(e @ TransportError::CommandTimeout { after, .. }) => {
+        let facts = Facts::new(session);
+        let (files, compose) = want.facts();
+        let mut ask: Vec<&dyn ErasedFact> = files.iter().map(|f| f as &dyn ErasedFact).collect();
+        ask.extend(compose.as_ref().map(|c| c as &dyn ErasedFact));
+        match facts.prefetch(&ask).await {
+            Ok(()) => {}
+            // The host answered but the probe outlived --command-timeout: a failure of the
+            // probe (issue 12), not a lost connection.
+            Err(FactError::Transport(e @ TransportError::CommandTimeout { after, .. })) => {
                 return (
                     Check::new(
                         State::Down,
@@ -190,15 +172,22 @@ impl Gatherer {
                     unknown("not checked: status script timed out"),
                 );
             }
-            Err(e) => {
+            Err(FactError::Transport(e)) => {
                 return (
                     Check::new(State::Down, "lost", e.to_string()),
                     unknown("not checked: connection lost"),
                 );
             }
-        };
-        let text = out.stdout_str();
-        (Check::ok("ok"), Remote::parse(want, &text, &out))
+            Err(e) => {
+                return (
+                    Check::new(State::Down, "error", format!("status script: {e}")),
+                    unknown("not checked: status script failed"),
+                );
+            }
+        }
+        let files: Vec<Option<FileState>> = files.iter().map(|f| facts.peek(f)).collect();
+        let compose = compose.as_ref().map(|c| (c, facts.peek(c)));
+        (Check::ok("ok"), Remote::parse(want, &files, compose))
     }
 
     async fn consul_check(&self, defs: &[ServiceDef]) -> Check {
@@ -268,17 +257,17 @@ struct Remote {
 }
 
 impl Remote {
-    fn parse(want: &Wanted, text: &str, out: &ExecOutput) -> Remote {
+    fn parse(
+        want: &Wanted,
+        files: &[Option<FileState>],
+        compose: Option<(&ComposeFact, Option<ComposeState>)>,
+    ) -> Remote {
         let mut differs = Vec::new();
         let mut missing = Vec::new();
-        for (i, (dest, sha)) in want.files.iter().enumerate() {
-            let got = text
-                .lines()
-                .find_map(|l| l.strip_prefix(&format!("__file {i} ")))
-                .map(str::trim);
+        for ((dest, sha), got) in want.files.iter().zip(files) {
             match got {
-                Some(h) if h == sha => {}
-                Some("missing") | None => missing.push(dest.clone()),
+                Some(FileState::File(m)) if m.sha256 == *sha => {}
+                Some(FileState::Missing | FileState::NotAFile) | None => missing.push(dest.clone()),
                 Some(_) => differs.push(dest.clone()),
             }
         }
@@ -304,60 +293,30 @@ impl Remote {
         } else {
             Check::ok("ok")
         };
-        let containers = match &want.compose {
+        let containers = match compose {
             None => Check::unknown("no compose project in the plan"),
-            Some(c) => {
-                let exit = text
-                    .lines()
-                    .find_map(|l| l.strip_prefix("__compose_exit "))
-                    .and_then(|c| c.trim().parse::<u32>().ok());
-                if exit == Some(10) {
-                    Check::new(State::Drift, "not deployed", c.failure(exit, "", ""))
-                } else if exit != Some(0) {
-                    let stderr = out.stderr_str();
-                    let short = ExecOutput {
-                        stdout: Default::default(),
-                        stderr: out.stderr.clone(),
-                        status: exit,
-                    }
-                    .short_error();
-                    let why = match exit {
-                        Some(11) => c.failure(exit, &short, &stderr),
-                        _ => format!("compose failed ({short})"),
-                    };
-                    Check::new(State::Down, "error", why)
+            Some((_, None)) => Check::new(State::Down, "error", "compose: no answer"),
+            Some((_, Some(ComposeState::Project(p)))) => {
+                let stopped = p.missing();
+                let up = p.expected.len() - stopped.len();
+                if p.expected.is_empty() {
+                    Check::new(State::Drift, "no services", "compose lists no services")
+                } else if stopped.is_empty() {
+                    Check::ok(format!("{up}/{} running", p.expected.len()))
                 } else {
-                    let list = |p: &str| -> Vec<String> {
-                        text.lines()
-                            .find_map(|l| l.strip_prefix(p))
-                            .unwrap_or_default()
-                            .split_whitespace()
-                            .map(String::from)
-                            .collect()
-                    };
-                    let expected = list("__expected");
-                    let running = list("__running");
-                    let stopped: Vec<&String> =
-                        expected.iter().filter(|s| !running.contains(s)).collect();
-                    let up = expected.len() - stopped.len();
-                    if expected.is_empty() {
-                        Check::new(State::Drift, "no services", "compose lists no services")
-                    } else if stopped.is_empty() {
-                        Check::ok(format!("{up}/{} running", expected.len()))
-                    } else {
-                        Check::new(
-                            State::Drift,
-                            format!("{up}/{} running", expected.len()),
-                            format!(
-                                "not running: {}",
-                                stopped
-                                    .iter()
-                                    .map(|s| s.as_str())
-                                    .collect::<Vec<_>>()
-                                    .join(", ")
-                            ),
-                        )
-                    }
+                    Check::new(
+                        State::Drift,
+                        format!("{up}/{} running", p.expected.len()),
+                        format!("not running: {}", stopped.join(", ")),
+                    )
+                }
+            }
+            Some((c, Some(state))) => {
+                let why = c.failure(&state).unwrap_or_default();
+                if state == ComposeState::NoProjectDir {
+                    Check::new(State::Drift, "not deployed", why)
+                } else {
+                    Check::new(State::Down, "error", why)
                 }
             }
         };
