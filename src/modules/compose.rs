@@ -4,10 +4,16 @@
 //! Unchanged, it costs no round trip of its own (the fact is prefetched with the host's
 //! other facts).
 //!
-//! Owns: the compose action (project, file, command, services, watched files), its check
-//! against the fact, `up -d`, and hints for compose errors seen on real hosts.
+//! Owns: the compose action (project, file, command, services, watched files) and its
+//! arguments, what it learns from the compose file rendered earlier in the play (`link`), its
+//! check against the fact, `up -d`, and hints for compose errors seen on real hosts.
 
-use super::{Done, HostCtx, TaskError};
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use serde_json::Value;
+
+use super::{Action, Args, Done, HostCtx, Module, PlanCtx, Task, TaskError};
 use crate::facts::compose::{ComposeFact, ComposeState, DETECT};
 use crate::transport::Script;
 
@@ -27,6 +33,98 @@ pub struct ComposeAction {
 
 /// `up -d` in the project dir, with the compose command the fact's probe would pick.
 const UP: &str = r#"$dc -f "$file" up -d --remove-orphans 1>&2"#;
+
+/// `compose`.
+pub struct ComposeModule;
+
+impl Module for ComposeModule {
+    fn keys(&self) -> (&'static [&'static str], &'static [&'static str]) {
+        (&["project_dir"], &["file", "command"])
+    }
+
+    fn plan(&self, args: &Value, _cx: &mut PlanCtx<'_>) -> Result<Action, String> {
+        let a = Args(args);
+        let project_dir = a.str("project_dir")?;
+        let file = a
+            .opt_str("file")?
+            .unwrap_or_else(|| "docker-compose.yml".into());
+        let dir = project_dir.trim_end_matches('/');
+        Ok(Action::Compose(ComposeAction {
+            watch: vec![format!("{dir}/{file}"), format!("{dir}/.env")],
+            project_dir: project_dir.clone(),
+            file,
+            command: a.opt_str("command")?.filter(|c| !c.trim().is_empty()),
+            services: None,
+        }))
+    }
+}
+
+impl Task for ComposeAction {
+    super::task_run!();
+
+    fn repeatable(&self) -> bool {
+        false
+    }
+
+    fn needs_ssh(&self) -> bool {
+        true
+    }
+
+    fn facts(&self) -> Vec<Box<dyn crate::facts::ErasedFact>> {
+        vec![Box::new(self.fact())]
+    }
+}
+
+/// Give each `compose` action the service names of a compose file rendered earlier in the
+/// same play (so the host need not be asked for them), and watch that file's `env_file:`s.
+pub fn link(actions: Vec<&mut Action>) {
+    let mut files: BTreeMap<String, Bytes> = BTreeMap::new();
+    for a in actions {
+        match a {
+            Action::File(f) => {
+                files.insert(f.dest.clone(), f.content.clone());
+            }
+            Action::Compose(c) => {
+                let dir = c.project_dir.trim_end_matches('/').to_string();
+                let path = format!("{dir}/{}", c.file);
+                c.watch = vec![path.clone(), format!("{dir}/.env")];
+                if let Some((services, env_files)) =
+                    files.get(&path).and_then(|c| compose_services(c))
+                {
+                    c.services = Some(services);
+                    c.watch.extend(env_files.into_iter().map(|f| {
+                        let f = f.trim_start_matches("./");
+                        if f.starts_with('/') {
+                            f.to_string()
+                        } else {
+                            format!("{dir}/{f}")
+                        }
+                    }));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Service names and `env_file:` entries of a compose file.
+fn compose_services(content: &[u8]) -> Option<(Vec<String>, Vec<String>)> {
+    let text = std::str::from_utf8(content).ok()?;
+    let v: Value = serde_saphyr::from_str(text).ok()?;
+    let services = v.get("services")?.as_object()?;
+    let names: Vec<String> = services.keys().cloned().collect();
+    let mut env_files = Vec::new();
+    for svc in services.values() {
+        match svc.get("env_file") {
+            Some(Value::String(f)) => env_files.push(f.clone()),
+            Some(Value::Array(a)) => {
+                env_files.extend(a.iter().filter_map(|f| f.as_str().map(String::from)))
+            }
+            _ => {}
+        }
+    }
+    (!names.is_empty()).then_some((names, env_files))
+}
 
 impl ComposeAction {
     /// The project as a fact (what `status` and `--check` read too).
@@ -131,7 +229,69 @@ fn hint(stderr: &str) -> &'static str {
 
 #[cfg(test)]
 mod tests {
-    use super::hint;
+    use super::*;
+    use crate::modules::file::FileAction;
+
+    fn copy(dest: &str, content: &str) -> Action {
+        Action::File(FileAction {
+            src: "src".into(),
+            dest: dest.into(),
+            content: Bytes::from(content.to_string()),
+            mode: 0o640,
+            secret: false,
+            owner: None,
+        })
+    }
+
+    fn compose(dir: &str) -> Action {
+        Action::Compose(ComposeAction {
+            project_dir: dir.into(),
+            file: "docker-compose.yml".into(),
+            command: None,
+            services: None,
+            watch: Vec::new(),
+        })
+    }
+
+    #[test]
+    fn compose_watches_its_file_env_and_env_files_and_knows_its_services() {
+        let file = "services:\n  node:\n    image: x\n    env_file: [./node.env, /etc/shared.env]\n  cadvisor:\n    image: y\n    env_file: cadvisor.env\n";
+        let mut actions = [
+            copy("/opt/exp/docker-compose.yml", file),
+            compose("/opt/exp/"),
+        ];
+        link(actions.iter_mut().collect());
+        let Action::Compose(c) = &actions[1] else {
+            panic!("not compose");
+        };
+        // Order is of no consequence (a membership test); compose's map is sorted by name.
+        let mut watch = c.watch.clone();
+        watch.sort();
+        assert_eq!(
+            watch,
+            [
+                "/etc/shared.env",
+                "/opt/exp/.env",
+                "/opt/exp/cadvisor.env",
+                "/opt/exp/docker-compose.yml",
+                "/opt/exp/node.env",
+            ]
+        );
+        let mut services = c.services.clone().expect("services");
+        services.sort();
+        assert_eq!(services, ["cadvisor", "node"]);
+    }
+
+    #[test]
+    fn compose_whose_file_is_not_planned_asks_compose_for_its_services() {
+        let mut actions = [compose("/opt/exp")];
+        link(actions.iter_mut().collect());
+        let Action::Compose(c) = &actions[0] else {
+            panic!("not compose");
+        };
+        assert_eq!(c.services, None);
+        assert_eq!(c.watch, ["/opt/exp/docker-compose.yml", "/opt/exp/.env"]);
+    }
 
     #[test]
     fn known_compose_errors_get_a_fix() {

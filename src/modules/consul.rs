@@ -580,3 +580,113 @@ impl ClusterCheck {
         }
     }
 }
+
+// The consul modules' arguments, defaults and what the executor must know about their
+// actions (kept together at the end of the file).
+
+/// `consul_register`.
+pub struct RegisterModule;
+
+impl super::Module for RegisterModule {
+    fn keys(&self) -> (&'static [&'static str], &'static [&'static str]) {
+        (
+            &["service", "port"],
+            &["id", "address", "meta", "check_path", "interval", "tags"],
+        )
+    }
+
+    /// Address defaults to the host's ip, the check to GET /metrics every 5s; meta values
+    /// that are not strings are sent as their JSON text.
+    fn plan(
+        &self,
+        args: &serde_json::Value,
+        cx: &mut super::PlanCtx<'_>,
+    ) -> Result<super::Action, String> {
+        use serde_json::Value;
+        let a = super::Args(args);
+        let meta = match args.get("meta") {
+            Some(Value::Object(m)) => m
+                .iter()
+                .map(|(k, v)| {
+                    let v = match v {
+                        Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    (k.clone(), v)
+                })
+                .collect(),
+            None | Some(Value::Null) => BTreeMap::new(),
+            Some(_) => return Err("`meta` must be a map".into()),
+        };
+        let address = a
+            .opt_str("address")?
+            .unwrap_or_else(|| cx.host.ip.to_string());
+        Ok(super::Action::ConsulRegister(Register::new(ServiceSpec {
+            service: a.str("service")?,
+            id: a.opt_str("id")?,
+            hostname: cx.host.name.clone(),
+            group: cx.host.group.clone(),
+            address,
+            port: a.port("port")?,
+            check_path: a
+                .opt_str("check_path")?
+                .unwrap_or_else(|| "/metrics".into()),
+            interval: a.opt_str("interval")?.unwrap_or_else(|| "5s".into()),
+            meta,
+            tags: a.list("tags")?,
+        })))
+    }
+}
+
+/// `consul_deregister`.
+pub struct DeregisterModule;
+
+impl super::Module for DeregisterModule {
+    fn keys(&self) -> (&'static [&'static str], &'static [&'static str]) {
+        (&["id"], &[])
+    }
+
+    fn plan(
+        &self,
+        args: &serde_json::Value,
+        _cx: &mut super::PlanCtx<'_>,
+    ) -> Result<super::Action, String> {
+        Ok(super::Action::ConsulDeregister(Deregister {
+            id: super::Args(args).str("id")?,
+        }))
+    }
+}
+
+/// `consul_cluster_check`.
+pub struct ClusterCheckModule;
+
+impl super::Module for ClusterCheckModule {
+    fn keys(&self) -> (&'static [&'static str], &'static [&'static str]) {
+        (&["url"], &["servers", "timeout"])
+    }
+
+    fn plan(
+        &self,
+        args: &serde_json::Value,
+        _cx: &mut super::PlanCtx<'_>,
+    ) -> Result<super::Action, String> {
+        let a = super::Args(args);
+        Ok(super::Action::ConsulClusterCheck(ClusterCheck {
+            url: a.str("url")?,
+            servers: a.opt_u64("servers")?.unwrap_or(3) as usize,
+            timeout: Duration::from_secs(a.opt_u64("timeout")?.unwrap_or(120)),
+        }))
+    }
+}
+
+impl super::Task for Register {
+    super::task_run!();
+}
+
+impl super::Task for Deregister {
+    super::task_run!();
+}
+
+impl super::Task for ClusterCheck {
+    super::task_run!();
+}

@@ -9,13 +9,34 @@ use crate::base::poll::{self, Pace};
 use serde_json::Value;
 
 use super::http::get_json;
-use super::{Done, HostCtx, TaskError};
+use super::{Action, Args, Done, HostCtx, Module, PlanCtx, Task, TaskError};
 
 #[derive(Debug, Clone)]
 pub struct TargetsCheck {
     /// Prometheus base URL, e.g. `http://10.0.0.178:9090`.
     pub url: String,
     pub timeout: Duration,
+}
+
+/// `prometheus_targets`.
+pub struct TargetsModule;
+
+impl Module for TargetsModule {
+    fn keys(&self) -> (&'static [&'static str], &'static [&'static str]) {
+        (&["url"], &["timeout"])
+    }
+
+    fn plan(&self, args: &Value, _cx: &mut PlanCtx<'_>) -> Result<Action, String> {
+        let a = Args(args);
+        Ok(Action::PrometheusTargets(TargetsCheck {
+            url: a.str("url")?,
+            timeout: Duration::from_secs(a.opt_u64("timeout")?.unwrap_or(120)),
+        }))
+    }
+}
+
+impl Task for TargetsCheck {
+    super::task_run!();
 }
 
 /// One registered exporter and what Prometheus says about it.

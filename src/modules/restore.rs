@@ -14,6 +14,14 @@ pub struct RestoreAction {
     pub owner: Option<String>,
 }
 
+impl super::Task for RestoreAction {
+    super::task_run!();
+
+    fn needs_ssh(&self) -> bool {
+        true
+    }
+}
+
 impl RestoreAction {
     pub fn prev(&self) -> String {
         format!("{}.prev", self.dest)
