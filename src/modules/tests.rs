@@ -497,3 +497,83 @@ async fn a_file_the_facts_say_differs_is_uploaded_and_its_fact_forgotten() {
         assert_eq!(b.facts.peek(&FileFact::new(&f.dest)), None);
     }
 }
+
+/// The registry: every module name finds its module, its schema checks arguments (with a
+/// did-you-mean), and only `command`/`shell` accept a plain string.
+#[test]
+fn the_registry_checks_arguments_and_shorthands_per_module() {
+    use super::ModuleKind;
+    use serde_json::json;
+    for k in ModuleKind::ALL {
+        let (req, _) = k.module().keys();
+        assert!(!req.is_empty(), "{} has no required argument", k.name());
+        assert_eq!(ModuleKind::from_name(k.name()), Some(*k));
+    }
+    let (msg, help) = ModuleKind::Compose
+        .check_args(json!({ "project_dri": "/opt" }))
+        .expect_err("typo");
+    assert_eq!(msg, "unknown argument `project_dri`");
+    assert_eq!(help.as_deref(), Some("did you mean `project_dir`?"));
+    assert_eq!(
+        ModuleKind::Shell.check_args(json!("echo hi")).expect("shorthand"),
+        json!({ "cmd": "echo hi" })
+    );
+    assert!(ModuleKind::Http.check_args(json!("http://x")).is_err());
+    let (msg, _) = ModuleKind::ConsulRegister
+        .check_args(json!({ "service": "x" }))
+        .expect_err("port");
+    assert_eq!(msg, "missing argument `port`");
+}
+
+/// A module plans its own defaults and validates its own values (no planner involved).
+#[test]
+fn modules_plan_defaults_and_refuse_bad_values() {
+    use super::{Action, ModuleKind, PlanCtx};
+    use serde_json::json;
+    let host = crate::fixtures::host("web1");
+    let mut renderer = crate::playbook::Renderer::new(
+        crate::project::Project::builtin_only(),
+        crate::playbook::Secrets::load(None, Masker::default()).expect("secrets"),
+        crate::playbook::SecretMode::Masked,
+    );
+    let vars = tera::Context::new();
+    let mut copies = Default::default();
+    let mut plan = |k: ModuleKind, args: serde_json::Value| {
+        let mut cx = PlanCtx {
+            host: &host,
+            vars: &vars,
+            renderer: &mut renderer,
+            copies: &mut copies,
+        };
+        k.module().plan(&args, &mut cx)
+    };
+    let Ok(Action::MetricsCheck(m)) = plan(ModuleKind::MetricsCheck, json!({ "port": "9100" }))
+    else {
+        panic!("metrics_check")
+    };
+    assert_eq!(m.url, "http://127.0.0.1:9100/metrics");
+    assert_eq!((m.min_samples, m.timeout.as_secs()), (1, 60));
+    let Ok(Action::ConsulRegister(r)) =
+        plan(ModuleKind::ConsulRegister, json!({ "service": "node", "port": 9100 }))
+    else {
+        panic!("consul_register")
+    };
+    assert_eq!(r.def.id, "node-web1-127.0.0.1");
+    assert_eq!(r.def.meta.get("group").map(String::as_str), Some("IDE"));
+    let Ok(Action::Compose(c)) = plan(ModuleKind::Compose, json!({ "project_dir": "/opt/x/" }))
+    else {
+        panic!("compose")
+    };
+    assert_eq!(c.file, "docker-compose.yml");
+    assert_eq!(c.watch, ["/opt/x/docker-compose.yml", "/opt/x/.env"]);
+    let e = plan(ModuleKind::MetricsCheck, json!({ "port": 0 })).expect_err("port 0");
+    assert_eq!(e, "`port` must be a TCP port (1-65535), got 0");
+    let e = plan(ModuleKind::Http, json!({ "url": "u", "method": "GE T" })).expect_err("method");
+    assert!(e.contains("not an HTTP method"), "{e}");
+    let e = plan(
+        ModuleKind::Copy,
+        json!({ "src": "exporters/docker-compose.yml", "dest": "/x", "owner": "a b" }),
+    )
+    .expect_err("owner");
+    assert!(e.starts_with("`owner` must be"), "{e}");
+}

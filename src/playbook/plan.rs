@@ -508,4 +508,72 @@ mod tests {
             ]
         );
     }
+
+    /// The planner end to end on the built-in exporters playbook and the example inventory:
+    /// each task planned by its module through the registry, the compose step linked to the
+    /// compose file rendered before it, `when: false` planning nothing.
+    #[test]
+    fn the_exporters_playbook_plans_every_task_through_its_module() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let inv = crate::inventory::load(&root.join("inventory/example.yml")).expect("inventory");
+        let project = crate::project::Project::builtin_only();
+        let book = crate::playbook::load(&project, std::path::Path::new("exporters.yml"))
+            .expect("playbook");
+        let defaults = crate::playbook::load_defaults(&project).expect("defaults");
+        let mut renderer = Renderer::new(
+            project,
+            crate::playbook::Secrets::load(None, crate::report::Masker::default())
+                .expect("secrets"),
+            crate::playbook::SecretMode::Masked,
+        );
+        let ide = inv.host("ide-01").expect("ide-01");
+        let plan = plan(
+            &inv,
+            &[ide],
+            &[book],
+            &mut renderer,
+            &defaults,
+            &PlanOptions::default(),
+        )
+        .expect("plan");
+        let steps: Vec<&Step> = plan
+            .plays
+            .iter()
+            .flat_map(|p| &p.hosts)
+            .flat_map(|h| &h.steps)
+            .collect();
+        let kinds: Vec<&str> = steps.iter().map(|s| s.module.name()).collect();
+        assert_eq!(
+            kinds,
+            [
+                "template",
+                "compose",
+                "metrics_check",
+                "metrics_check",
+                "consul_register",
+                "consul_register"
+            ]
+        );
+        let Some(Action::File(f)) = &steps[0].action else {
+            panic!("{:?}", steps[0]);
+        };
+        let Some(Action::Compose(c)) = &steps[1].action else {
+            panic!("{:?}", steps[1]);
+        };
+        assert!(c.watch.contains(&f.dest), "{:?} / {}", c.watch, f.dest);
+        let rendered: serde_json::Value =
+            serde_saphyr::from_str(std::str::from_utf8(&f.content).expect("utf8")).expect("yaml");
+        let defined: Vec<&String> = rendered["services"]
+            .as_object()
+            .expect("services")
+            .keys()
+            .collect();
+        let mut services = c.services.clone().expect("services from the rendered file");
+        services.sort();
+        assert_eq!(services.iter().collect::<Vec<_>>(), defined);
+        let Some(Action::MetricsCheck(m)) = &steps[2].action else {
+            panic!("{:?}", steps[2]);
+        };
+        assert_eq!(m.url, "http://10.0.1.11:9100/metrics");
+    }
 }
