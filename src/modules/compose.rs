@@ -155,7 +155,8 @@ impl ComposeAction {
         let facts = ctx.facts()?;
         // Forced, the project is brought up whatever it runs: the fact is read only if it is
         // at hand (to say what was down), never asked for.
-        let state = if force && !ctx.check {
+        let forced_apply = force && !ctx.check;
+        let state = if forced_apply {
             facts.peek(&fact)
         } else {
             Some(facts.get(&fact).await.map_err(TaskError::from)?)
@@ -164,7 +165,10 @@ impl ComposeAction {
             Some(ComposeState::Project(p)) => p.missing(),
             _ => Vec::new(),
         };
-        if let Some(state) = &state
+        // Forced, a project the fact could not read (asked before this play wrote it) is
+        // brought up all the same; `up -d` reports what is still wrong.
+        if !forced_apply
+            && let Some(state) = &state
             && let Some(why) = fact.failure(state)
         {
             // `--check` on a host never deployed: the project dir (or its compose file) is

@@ -577,3 +577,17 @@ fn modules_plan_defaults_and_refuse_bad_values() {
     .expect_err("owner");
     assert!(e.starts_with("`owner` must be"), "{e}");
 }
+
+/// Found by the scenario tests: the compose fact is prefetched before the play writes the
+/// project, so on a new host it says "no project dir"; a forced deploy must still run `up -d`
+/// (only `--check` answers "would be created" from it).
+#[tokio::test]
+async fn forced_compose_runs_up_though_the_prefetched_fact_predates_the_project() {
+    let mut b = Bench::new();
+    b.fake.on(PROBE, Reply::fail(10, ""));
+    b.facts.get(&compose().fact()).await.expect("prefetched");
+    b.changed_paths = vec!["/opt/exp/docker-compose.yml".into()];
+    let done = b.run(async |c| compose().run(c).await).await.expect("up");
+    assert_eq!(done.detail.as_deref(), Some("up -d (compose file changed)"));
+    assert_eq!(b.fake.count(UP), 1, "{:?}", b.fake.log());
+}
