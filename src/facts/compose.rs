@@ -52,7 +52,10 @@ pub enum ComposeState {
     /// `config --services` refused the compose file (missing, invalid): compose's words.
     Rejected(String),
     /// The probe failed otherwise (exit status, last line).
-    Failed { status: u32, message: String },
+    Failed {
+        status: u32,
+        message: String,
+    },
     Project(Project),
 }
 
@@ -227,7 +230,10 @@ mod tests {
             Some("compose file rejected (ERROR: yaml: line 3)")
         );
         let none = f
-            .parse(&probe("neither 'docker compose' nor 'docker-compose' found", 127))
+            .parse(&probe(
+                "neither 'docker compose' nor 'docker-compose' found",
+                127,
+            ))
             .expect("parse");
         assert!(matches!(none, ComposeState::NoCompose(ref w) if w.starts_with("neither")));
         // A cut answer is an error, not an empty project.
@@ -249,11 +255,8 @@ mod tests {
             "#!/bin/sh\ncase \"$*\" in *config*) printf 'a\\nb\\n';; *ps*) echo b;; esac\n",
         )
         .expect("write");
-        std::fs::set_permissions(
-            &bin,
-            std::os::unix::fs::PermissionsExt::from_mode(0o755),
-        )
-        .expect("chmod");
+        std::fs::set_permissions(&bin, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .expect("chmod");
         let run = |f: &ComposeFact| {
             let out = std::process::Command::new("sh")
                 .arg("-c")
@@ -277,6 +280,9 @@ mod tests {
         assert_eq!(p.missing(), ["a"]);
         f.project_dir = dir.path().join("none").display().to_string();
         assert_eq!(run(&f), ComposeState::NoProjectDir);
-        assert!(!marker.exists(), "the project dir reached the shell as code");
+        assert!(
+            !marker.exists(),
+            "the project dir reached the shell as code"
+        );
     }
 }

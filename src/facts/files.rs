@@ -159,7 +159,9 @@ mod tests {
         let f = FileFact::new("/x");
         let sha = "ab".repeat(32);
         let got = f
-            .parse(&probe(&format!("file 4755 65534 65534 nobody nogroup {sha}\n")))
+            .parse(&probe(&format!(
+                "file 4755 65534 65534 nobody nogroup {sha}\n"
+            )))
             .expect("file");
         assert_eq!(got, meta(0o4755));
         assert_eq!(f.parse(&probe("missing")), Ok(FileState::Missing));
@@ -180,12 +182,18 @@ mod tests {
         assert_eq!(f.unchanged_by(&sha, 0o644, None), Some(false));
         // Owner by name or by id, both halves.
         assert_eq!(f.unchanged_by(&sha, 0o600, Some("65534:65534")), Some(true));
-        assert_eq!(f.unchanged_by(&sha, 0o600, Some("nobody:nogroup")), Some(true));
+        assert_eq!(
+            f.unchanged_by(&sha, 0o600, Some("nobody:nogroup")),
+            Some(true)
+        );
         assert_eq!(f.unchanged_by(&sha, 0o600, Some("root:65534")), Some(false));
         // Half an owner: the creator's id fills the other half; the upload decides.
         assert_eq!(f.unchanged_by(&sha, 0o600, Some("nobody")), None);
         assert_eq!(f.unchanged_by(&sha, 0o600, Some(":nogroup")), None);
-        assert_eq!(FileState::Missing.unchanged_by(&sha, 0o600, None), Some(false));
+        assert_eq!(
+            FileState::Missing.unchanged_by(&sha, 0o600, None),
+            Some(false)
+        );
         assert_eq!(FileState::Unreadable.unchanged_by(&sha, 0o600, None), None);
     }
 

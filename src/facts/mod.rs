@@ -9,6 +9,7 @@
 
 pub mod compose;
 pub mod files;
+pub mod prometheus;
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -146,9 +147,9 @@ impl Facts {
         let sections = if let [only] = wanted[..] {
             // One fact: its probe as is, no markers (and a fake host answers it directly).
             let out = self.transport.exec(&only.script().build(), None).await?;
-            let status = out.status.ok_or_else(|| {
-                FactError::parse(only, "the probe was killed before it finished")
-            })?;
+            let status = out
+                .status
+                .ok_or_else(|| FactError::parse(only, "the probe was killed before it finished"))?;
             vec![Probe {
                 stdout: out.stdout_str(),
                 status,

@@ -1,6 +1,9 @@
 //! `command` / `shell`: run a command line through the host's shell. `changed` unless
 //! `creates` names a path that already exists, or `changed_if_output` is set and the output
 //! does not contain it (a command that repairs drift says so only when it did something).
+//!
+//! Owns: the arguments (and the plain-string shorthand), the remote script around the
+//! operator's text, and what its output means. Never repeated after a failure.
 
 use serde_json::Value;
 

@@ -5,6 +5,9 @@
 //! hand-built version put everything on one agent. When that agent is down, the next one is
 //! used, and copies on other agents are removed so Prometheus never sees a target twice.
 //! Each agent's service list is fetched once per run and kept current (no N² GETs).
+//!
+//! Owns: the Consul client, and the `consul_register`, `consul_deregister` and
+//! `consul_cluster_check` modules (their arguments and defaults are at the end of the file).
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;

@@ -12,8 +12,8 @@ use sha2::{Digest, Sha256};
 use serde_json::Value;
 
 use super::{Action, Args, Done, HostCtx, Module, Outcome, PlanCtx, Rollback, Task, TaskError};
-use crate::playbook::Renderer;
 use crate::facts::files::FileFact;
+use crate::playbook::Renderer;
 
 #[derive(Debug, Clone)]
 pub struct FileAction {

@@ -1,11 +1,17 @@
 //! `http`: one request from the jump host (e.g. `POST /-/reload`), optionally retried until it
 //! answers an expected status.
+//!
+//! Owns: the `http` module (arguments, request, retry until a status), and the bounded body
+//! readers every HTTP caller uses (`read_capped`, `get_json`, the caps).
 
 use std::time::Duration;
 
 use crate::base::poll::{self, Pace};
 
+use serde_json::Value;
+
 use super::metrics_check::short_reqwest;
+use super::{Action, Args, Done, HostCtx, Module, PlanCtx, Task, TaskError};
 
 /// Default cap of a scraped `/metrics` page (inventory var `metrics_max_bytes`): node-exporter
 /// and cAdvisor pages are well under 1 MiB; Prometheus' own default limit is unlimited, ours is
@@ -100,9 +106,6 @@ pub async fn get_json<T: serde::de::DeserializeOwned>(
     let body = read_capped(resp, API_BODY_CAP).await?;
     serde_json::from_slice(&body).map_err(|e| format!("bad answer from {what}: {e}"))
 }
-use serde_json::Value;
-
-use super::{Action, Args, Done, HostCtx, Module, PlanCtx, Task, TaskError};
 
 #[derive(Debug, Clone)]
 pub struct HttpAction {

@@ -1,6 +1,9 @@
 //! `metrics_check`: from the jump host, GET `http://<ip>:<port>/metrics` until a deadline and
 //! require exposition text with samples of an expected family (node_… on 9100,
 //! container_…/cadvisor_… on 9105).
+//!
+//! Owns: the module's arguments and defaults (the URL from the host's ip) and the poll of the
+//! endpoint until its deadline.
 
 use std::time::Duration;
 

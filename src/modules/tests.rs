@@ -482,7 +482,10 @@ async fn a_file_the_facts_say_differs_is_uploaded_and_its_fact_forgotten() {
     use crate::facts::files::FileFact;
     let mut b = Bench::new();
     b.facts = Facts::with_marker(b.fake.clone(), "--m--");
-    let (a, m) = (file("/etc/a.yml", "new", 0o644), file("/etc/m.yml", "m", 0o600));
+    let (a, m) = (
+        file("/etc/a.yml", "new", 0o644),
+        file("/etc/m.yml", "m", 0o600),
+    );
     b.fake.on(
         "pf_fact_marker=",
         batch(&[on_host("old", 0o644), on_host("m", 0o644)]),
@@ -515,7 +518,9 @@ fn the_registry_checks_arguments_and_shorthands_per_module() {
     assert_eq!(msg, "unknown argument `project_dri`");
     assert_eq!(help.as_deref(), Some("did you mean `project_dir`?"));
     assert_eq!(
-        ModuleKind::Shell.check_args(json!("echo hi")).expect("shorthand"),
+        ModuleKind::Shell
+            .check_args(json!("echo hi"))
+            .expect("shorthand"),
         json!({ "cmd": "echo hi" })
     );
     assert!(ModuleKind::Http.check_args(json!("http://x")).is_err());
@@ -553,9 +558,10 @@ fn modules_plan_defaults_and_refuse_bad_values() {
     };
     assert_eq!(m.url, "http://127.0.0.1:9100/metrics");
     assert_eq!((m.min_samples, m.timeout.as_secs()), (1, 60));
-    let Ok(Action::ConsulRegister(r)) =
-        plan(ModuleKind::ConsulRegister, json!({ "service": "node", "port": 9100 }))
-    else {
+    let Ok(Action::ConsulRegister(r)) = plan(
+        ModuleKind::ConsulRegister,
+        json!({ "service": "node", "port": 9100 }),
+    ) else {
         panic!("consul_register")
     };
     assert_eq!(r.def.id, "node-web1-127.0.0.1");
