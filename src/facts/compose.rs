@@ -100,12 +100,10 @@ impl Fact for ComposeFact {
     type Output = ComposeState;
 
     fn key(&self) -> String {
+        // JSON: unambiguous whatever the values hold, and readable in an error message.
         format!(
-            "compose:{}\0{}\0{}\0{}",
-            self.project_dir,
-            self.file,
-            self.command.as_deref().unwrap_or_default(),
-            self.services.as_deref().unwrap_or_default().join(" ")
+            "compose:{}",
+            serde_json::json!([self.project_dir, self.file, self.command, self.services])
         )
     }
 

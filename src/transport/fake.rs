@@ -41,6 +41,9 @@ pub enum Reply {
     /// Calls the function (e.g. to cancel the run while a step is in flight), then answers
     /// as an unscripted operation does.
     Call(Arc<dyn Fn() + Send + Sync>),
+    /// The reply the function computes from the operation's text (e.g. a facts batch, whose
+    /// answer must repeat the marker the batch chose).
+    Compute(Arc<dyn Fn(&str) -> Reply + Send + Sync>),
 }
 
 impl Reply {
@@ -176,6 +179,10 @@ impl FakeHost {
                 }
                 r.reply.clone()
             });
+        let reply = match reply {
+            Some(Reply::Compute(f)) => Some(f(&op)),
+            other => other,
+        };
         st.log.push(op);
         reply
     }
@@ -209,6 +216,8 @@ impl FakeHost {
                 f();
                 Ok(None)
             }
+            // Computed once in `begin`; a computed `Compute` is not computed again.
+            Some(Reply::Compute(_)) => Ok(None),
         }
     }
 
