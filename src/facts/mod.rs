@@ -8,6 +8,7 @@
 //! print, or know a module.
 
 pub mod compose;
+pub mod consul;
 pub mod files;
 pub mod prometheus;
 

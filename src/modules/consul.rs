@@ -105,20 +105,7 @@ impl AgentService {
     }
 }
 
-/// Where the agents hold a wanted registration (read-only comparison, for `status`).
-#[derive(Debug, Clone, PartialEq)]
-pub enum Registration {
-    /// Held by exactly one agent, as wanted.
-    Ok { agent: String },
-    /// Held by one agent, with other values (`field: held → wanted`).
-    Differs { agent: String, what: Vec<String> },
-    /// Held by several agents: Prometheus would see the target more than once.
-    Duplicate { agents: Vec<String> },
-    /// On none of the agents that answered (`unanswered` lists those that did not).
-    Missing { unanswered: Vec<String> },
-    /// No agent answered.
-    Unknown { errors: Vec<String> },
-}
+pub use crate::facts::consul::Registration;
 
 /// Meta key marking services promfleet owns (what `consul prune` may remove).
 pub const MANAGED_BY: &str = "managed_by";
@@ -372,38 +359,10 @@ impl ConsulClient {
         }
     }
 
-    /// Compare `def` with what the agents hold, without changing anything.
+    /// Compare `def` with what the agents hold, without changing anything (the
+    /// registration fact, `facts::consul`).
     pub async fn compare(&self, def: &ServiceDef) -> Registration {
-        let mut held = Vec::new();
-        let mut errors = Vec::new();
-        for i in 0..self.agents.len() {
-            match self.services(i).await {
-                Ok(s) => {
-                    if let Some(x) = s.get(&def.id) {
-                        held.push((self.agents[i].clone(), x.clone()));
-                    }
-                }
-                Err(e) => errors.push(format!("{}: {e}", self.agents[i])),
-            }
-        }
-        match held.len() {
-            0 if !self.agents.is_empty() && errors.len() == self.agents.len() => {
-                Registration::Unknown { errors }
-            }
-            0 => Registration::Missing { unanswered: errors },
-            1 => {
-                let (agent, x) = held.remove(0);
-                let what = x.differences(def);
-                if what.is_empty() {
-                    Registration::Ok { agent }
-                } else {
-                    Registration::Differs { agent, what }
-                }
-            }
-            _ => Registration::Duplicate {
-                agents: held.into_iter().map(|(a, _)| a).collect(),
-            },
-        }
+        crate::facts::consul::registration(self, def).await
     }
 
     pub fn http(&self) -> &reqwest::Client {
@@ -483,18 +442,20 @@ impl Register {
 
     pub async fn run(&self, ctx: &mut HostCtx<'_>) -> Result<Done, TaskError> {
         if ctx.check {
-            let mut present = false;
-            for i in 0..ctx.consul.agents().len() {
-                if let Ok(s) = ctx.consul.services(i).await
-                    && s.get(&self.def.id).is_some_and(|x| x.matches(&self.def))
-                {
-                    present = true;
+            let id = &self.def.id;
+            return Ok(match ctx.consul.compare(&self.def).await {
+                Registration::Ok { .. } => Done::ok(),
+                Registration::Differs { agent, what } => Done::changed().with(format!(
+                    "would update {id} on {agent} ({})",
+                    what.join(", ")
+                )),
+                Registration::Duplicate { agents } => Done::changed().with(format!(
+                    "would keep one copy of {id} (held by {})",
+                    agents.join(", ")
+                )),
+                Registration::Missing { .. } | Registration::Unknown { .. } => {
+                    Done::changed().with(format!("would register {id}"))
                 }
-            }
-            return Ok(if present {
-                Done::ok()
-            } else {
-                Done::changed().with(format!("would register {}", self.def.id))
             });
         }
         let (changed, agent) = ctx.consul.register(&self.def, &ctx.host.name).await?;
