@@ -532,24 +532,6 @@ async fn check_mode_writes_nothing_and_runs_no_command() {
     );
 }
 
-/// Answers a facts batch (`Facts::prefetch`) with `sections`, in the order the facts were
-/// asked, under the marker the batch chose.
-fn facts_batch(sections: Vec<String>) -> Reply {
-    Reply::Compute(Arc::new(move |cmd: &str| {
-        let marker = cmd
-            .lines()
-            .find_map(|l| l.strip_prefix("pf_fact_marker="))
-            .unwrap_or_default()
-            .trim_matches('\'')
-            .to_string();
-        let mut out = String::new();
-        for s in &sections {
-            out.push_str(&format!("\n{marker} begin\n{s}\n{marker} end 0\n"));
-        }
-        Reply::stdout(&out)
-    }))
-}
-
 /// Issue 14 point 6: the executor asks a host's facts before its first step, so a host that
 /// is already as planned costs one round trip (the facts batch), in a deploy and in `--check`.
 #[tokio::test]
@@ -562,7 +544,7 @@ async fn an_unchanged_host_costs_one_round_trip_in_deploy_and_check() {
         let sha = crate::modules::file::sha256_hex(b"v1");
         h.on(
             "pf_fact_marker=",
-            facts_batch(vec![
+            Reply::facts_batch(vec![
                 format!("file 644 0 0 root root {sha}"),
                 "__compose docker compose\n__expected node-exporter\n__running node-exporter"
                     .into(),

@@ -334,3 +334,83 @@ async fn metrics(http: &reqwest::Client, m: &MetricsCheck) -> Check {
         Err(e) => Check::new(State::Down, "down", format!("{}: {e}", m.url)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::executor::RetryPolicy;
+    use crate::fixtures::{host, step};
+    use crate::modules::ModuleKind;
+    use crate::modules::compose::ComposeAction;
+    use crate::modules::file::FileAction;
+    use crate::transport::fake::{FakeFleet, Reply};
+
+    /// `status` reads a host through the same facts as deploy and `--check` (the file and
+    /// compose facts), in one round trip, and classifies what they say.
+    #[tokio::test]
+    async fn status_reads_the_hosts_facts_in_one_round_trip() {
+        let fleet = Arc::new(FakeFleet::new());
+        let dc = "/opt/exp/docker-compose.yml";
+        let file = FileAction {
+            src: "t".into(),
+            dest: dc.into(),
+            content: bytes::Bytes::from_static(b"wanted"),
+            mode: 0o644,
+            secret: false,
+            owner: None,
+        };
+        let compose = ComposeAction {
+            project_dir: "/opt/exp".into(),
+            file: "docker-compose.yml".into(),
+            command: None,
+            services: Some(vec!["node".into(), "cadvisor".into()]),
+            watch: vec![dc.into()],
+        };
+        let steps = [
+            step("file", ModuleKind::Copy, Action::File(file)),
+            step("up", ModuleKind::Compose, Action::Compose(compose)),
+        ];
+        let want = Wanted::from_steps(&steps);
+        let on_host = sha256_hex(b"edited by hand");
+        fleet.host("a").on(
+            "pf_fact_marker=",
+            Reply::facts_batch(vec![
+                format!("file 644 0 0 root root {on_host}"),
+                "__compose docker compose\n__expected node cadvisor\n__running cadvisor".into(),
+            ]),
+        );
+        let http = crate::executor::http_client();
+        let g = Gatherer {
+            connector: Arc::new(Connector::with(fleet.clone(), RetryPolicy::default(), 4)),
+            consul: Arc::new(ConsulClient::new(Vec::new(), None, http.clone())),
+            http,
+            proms: Arc::new(Vec::new()),
+        };
+        let row = g.gather(&host("a"), &want).await;
+        let cell = |name: &str| {
+            row.checks
+                .0
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, c)| (c.state, c.summary.clone(), c.detail.clone()))
+                .expect("check")
+        };
+        assert_eq!(cell("ssh").0, State::Ok);
+        assert_eq!(cell("file").1, "differs", "{:?}", cell("file"));
+        assert_eq!(
+            cell("containers"),
+            (
+                State::Drift,
+                "1/2 running".to_string(),
+                "not running: node".to_string()
+            )
+        );
+        let ops: Vec<String> = fleet
+            .host("a")
+            .log()
+            .into_iter()
+            .filter(|op| op != "close")
+            .collect();
+        assert_eq!(ops.len(), 1, "{ops:?}");
+    }
+}

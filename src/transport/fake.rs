@@ -56,6 +56,25 @@ impl Reply {
         }
     }
 
+    /// The answer to a facts batch (`facts::Facts::prefetch`): each probe's output in
+    /// `sections`, in the order the facts were asked, under the marker the batch chose (read
+    /// from its `pf_fact_marker=` assignment).
+    pub fn facts_batch(sections: Vec<String>) -> Reply {
+        Reply::Compute(Arc::new(move |cmd: &str| {
+            let marker = cmd
+                .lines()
+                .find_map(|l| l.strip_prefix("pf_fact_marker="))
+                .unwrap_or_default()
+                .trim_matches('\'')
+                .to_string();
+            let mut out = String::new();
+            for s in &sections {
+                out.push_str(&format!("\n{marker} begin\n{s}\n{marker} end 0\n"));
+            }
+            Reply::stdout(&out)
+        }))
+    }
+
     /// Exit `status` printing `stderr`.
     pub fn fail(status: u32, stderr: &str) -> Reply {
         Reply::Exit {
