@@ -239,6 +239,7 @@ async fn consul_cluster_check_sent_no_token() {
     let mut ctx = promfleet::modules::HostCtx {
         host: &host,
         session: None,
+        facts: None,
         http: &http,
         consul: &client,
         check: false,

@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
+use crate::facts::Facts;
 use crate::modules::{ErrorKind, HostCtx, Outcome, consul::ConsulClient};
 use crate::playbook::{Plan, Step};
 use crate::report::{GateResult, HostReport, HostStatus, Masker, Reporter, RunReport, TaskReport};
@@ -481,6 +482,18 @@ impl Executor {
             }
         }
         r.status = HostStatus::Ok;
+        // The host's facts for this play, asked together before its first step.
+        let mut facts = session.clone().map(Facts::new);
+        if let Some(f) = &facts {
+            let actions = hp.steps.iter().chain(&hp.handlers);
+            let prefetch = crate::modules::prefetch(f, actions.filter_map(|s| s.action.as_ref()));
+            if self.or_abort(prefetch).await.is_none() {
+                abandoned(&mut r, "gathering facts");
+                r.add_duration(started.elapsed());
+                self.reporter.host_finished(&r);
+                return r;
+            }
+        }
         let mut changed_paths = Vec::new();
         let mut notified: HashSet<&str> = HashSet::new();
         let mut ok = true;
@@ -493,7 +506,14 @@ impl Executor {
                 break;
             }
             let Some(outcome) = self
-                .or_abort(self.run_step(hp, step, &mut session, &mut changed_paths, &mut r))
+                .or_abort(self.run_step(
+                    hp,
+                    step,
+                    &mut session,
+                    &mut facts,
+                    &mut changed_paths,
+                    &mut r,
+                ))
                 .await
             else {
                 abandoned(&mut r, &step.name);
@@ -519,7 +539,14 @@ impl Executor {
                     break;
                 }
                 match self
-                    .or_abort(self.run_step(hp, h, &mut session, &mut changed_paths, &mut r))
+                    .or_abort(self.run_step(
+                        hp,
+                        h,
+                        &mut session,
+                        &mut facts,
+                        &mut changed_paths,
+                        &mut r,
+                    ))
                     .await
                 {
                     None => {
@@ -549,6 +576,7 @@ impl Executor {
         hp: &crate::playbook::HostPlan,
         step: &Step,
         session: &mut Option<Arc<dyn Transport>>,
+        facts: &mut Option<Facts>,
         changed_paths: &mut Vec<String>,
         r: &mut HostReport,
     ) -> Option<Outcome> {
@@ -577,6 +605,7 @@ impl Executor {
             let mut ctx = HostCtx {
                 host,
                 session: session.as_deref(),
+                facts: facts.as_ref(),
                 http: &self.http,
                 consul: &self.consul,
                 check: self.opts.check,
@@ -604,7 +633,11 @@ impl Executor {
                     if e.kind == ErrorKind::Unreachable && action.needs_ssh() {
                         self.connector.drop_session(&host.name).await;
                         match self.connector.session(host).await {
-                            Ok((s, _)) => *session = Some(s),
+                            Ok((s, _)) => {
+                                // Facts go with the connection (and may be stale by now).
+                                *facts = Some(Facts::new(s.clone()));
+                                *session = Some(s);
+                            }
                             Err(ce) => break Err(crate::modules::TaskError::from(ce)),
                         }
                     }

@@ -55,6 +55,15 @@ fn compose(dir: &str, watch: &str) -> Step {
     step("compose up", ModuleKind::Compose, Action::Compose(action))
 }
 
+/// The compose probe (`facts::compose`) and `up -d`, as the fake host sees them.
+const PROBE: &str = "__expected";
+const UP: &str = "up -d --remove-orphans";
+
+/// The compose probe's answer: node-exporter defined and running.
+fn running() -> Reply {
+    Reply::stdout("__compose docker compose\n__expected node-exporter\n__running node-exporter\n")
+}
+
 fn play(name: &str, hosts: &[&str], steps: &[Step]) -> PlannedPlay {
     PlannedPlay {
         name: name.into(),
@@ -391,29 +400,25 @@ async fn compose_runs_up_only_when_a_watched_file_changed() {
     let fleet = Arc::new(FakeFleet::new());
     let dc = "/opt/exp/docker-compose.yml";
     let steps = [copy(dc, "services: {}"), compose("/opt/exp", dc)];
-    let forced = String::from("force=1");
-    let calm = String::from("force=0");
-    // Compose prints `__up` when it ran `up -d`.
-    fleet.host("a").on(&forced, Reply::stdout("__up\n"));
+    fleet.host("a").on(PROBE, running());
 
     let first = run(&fleet, vec![play("p", &["a"], &steps)]).await;
     assert_eq!(status(&first, "a"), HostStatus::Changed, "{first:?}");
-    assert_eq!(fleet.host("a").count(&forced), 1);
+    assert_eq!(fleet.host("a").count(UP), 1);
     let detail = first.hosts[0].tasks[1].detail.clone().unwrap_or_default();
     assert!(detail.contains("compose file changed"), "{detail}");
 
     // Same file again: unchanged, so compose is not forced (and reports ok).
     let again = run(&fleet, vec![play("p", &["a"], &steps)]).await;
     assert_eq!(status(&again, "a"), HostStatus::Ok, "{again:?}");
-    assert_eq!(fleet.host("a").count(&forced), 1);
-    assert_eq!(fleet.host("a").count(&calm), 1);
+    assert_eq!(fleet.host("a").count(UP), 1);
 }
 
 #[tokio::test]
 async fn a_rollback_plan_puts_the_previous_file_back_and_recreates_the_project() {
     let fleet = Arc::new(FakeFleet::new());
     let dc = "/opt/exp/docker-compose.yml";
-    let forced = String::from("force=1");
+    fleet.host("a").on(PROBE, running());
     let deploy = |v: &str| play("p", &["a"], &[copy(dc, v), compose("/opt/exp", dc)]);
     run(&fleet, vec![deploy("v1")]).await;
     let second = run(&fleet, vec![deploy("v2")]).await;
@@ -425,7 +430,7 @@ async fn a_rollback_plan_puts_the_previous_file_back_and_recreates_the_project()
     assert_eq!(h.file(dc).expect("dc").content, b"v1");
     assert_eq!(h.file(&format!("{dc}.prev")).expect("prev").content, b"v2");
     // Every run that changed the compose file forced `up -d`: v1, v2, the rollback.
-    assert_eq!(h.count(&forced), 3);
+    assert_eq!(h.count(UP), 3);
 }
 
 #[tokio::test]
@@ -495,8 +500,7 @@ async fn check_mode_writes_nothing_and_runs_no_command() {
     let dc = "/opt/exp/docker-compose.yml";
     let mut ex = executor(&fleet, 10);
     Arc::get_mut(&mut ex).expect("sole owner").opts.check = true;
-    let checking = String::from("run=check");
-    fleet.host("a").on(&checking, Reply::stdout("__would_up\n"));
+    fleet.host("a").on(PROBE, running());
     let p = play(
         "p",
         &["a"],
@@ -507,6 +511,7 @@ async fn check_mode_writes_nothing_and_runs_no_command() {
     let h = fleet.host("a");
     assert_eq!(h.count("upload"), 0, "{:?}", h.log());
     assert_eq!(h.count("migrate"), 0, "{:?}", h.log());
+    assert_eq!(h.count(UP), 0, "{:?}", h.log());
     assert_eq!(h.file(dc), None);
     let details: Vec<String> = r.hosts[0]
         .tasks
@@ -525,4 +530,33 @@ async fn check_mode_writes_nothing_and_runs_no_command() {
         r.hosts[0].changed_files.is_empty(),
         "check records no change"
     );
+}
+
+/// Issue 14 point 6: the executor asks a host's facts before its first step, so a host that
+/// is already as planned costs one round trip (the facts batch), in a deploy and in `--check`.
+#[tokio::test]
+async fn an_unchanged_host_costs_one_round_trip_in_deploy_and_check() {
+    for check in [false, true] {
+        let fleet = Arc::new(FakeFleet::new());
+        let dc = "/opt/exp/docker-compose.yml";
+        let h = fleet.host("a");
+        h.put(dc, b"v1", 0o644);
+        let sha = crate::modules::file::sha256_hex(b"v1");
+        h.on(
+            "pf_fact_marker=",
+            Reply::facts_batch(vec![
+                format!("file 644 0 0 root root {sha}"),
+                "__compose docker compose\n__expected node-exporter\n__running node-exporter"
+                    .into(),
+            ]),
+        );
+        let mut ex = executor(&fleet, 10);
+        Arc::get_mut(&mut ex).expect("sole owner").opts.check = check;
+        let p = play("p", &["a"], &[copy(dc, "v1"), compose("/opt/exp", dc)]);
+        let r = ex.run(Arc::new(Plan { plays: vec![p] })).await;
+        assert_eq!(status(&r, "a"), HostStatus::Ok, "check={check} {r:?}");
+        let ops: Vec<String> = h.log().into_iter().filter(|op| op != "close").collect();
+        assert_eq!(ops.len(), 1, "check={check}: {ops:?}");
+        assert!(ops[0].contains("pf_fact_marker="), "{ops:?}");
+    }
 }

@@ -7,6 +7,11 @@
 //! Owns: the `Fact` trait, the cache, and the batching protocol. Must not: write to a host,
 //! print, or know a module.
 
+pub mod compose;
+pub mod consul;
+pub mod files;
+pub mod prometheus;
+
 use std::any::Any;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -138,12 +143,24 @@ impl Facts {
         if wanted.is_empty() {
             return Ok(());
         }
-        let marker = &self.marker;
-        let script = batch_script(marker, &wanted);
         self.round_trips
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let out = self.transport.exec(&script.build(), None).await?;
-        let sections = split_sections(&out.stdout_str(), marker);
+        let sections = if let [only] = wanted[..] {
+            // One fact: its probe as is, no markers (and a fake host answers it directly).
+            let out = self.transport.exec(&only.script().build(), None).await?;
+            let status = out
+                .status
+                .ok_or_else(|| FactError::parse(only, "the probe was killed before it finished"))?;
+            vec![Probe {
+                stdout: out.stdout_str(),
+                status,
+            }]
+        } else {
+            let marker = &self.marker;
+            let script = batch_script(marker, &wanted);
+            let out = self.transport.exec(&script.build(), None).await?;
+            split_sections(&out.stdout_str(), marker)
+        };
         let mut answers = Vec::with_capacity(wanted.len());
         for (i, f) in wanted.iter().enumerate() {
             let probe = sections
@@ -155,6 +172,17 @@ impl Facts {
         }
         self.lock().extend(answers);
         Ok(())
+    }
+
+    /// The fact's answer if it was asked already (never a round trip): for a module that
+    /// would rather act than ask, e.g. an upload that compares on its own.
+    pub fn peek<F: Fact>(&self, fact: &F) -> Option<F::Output> {
+        self.cached::<F>(&Fact::key(fact))
+    }
+
+    /// Drop a cached answer the run has made stale (a file written, a project brought up).
+    pub fn forget<F: Fact>(&self, fact: &F) {
+        self.lock().remove(&Fact::key(fact));
     }
 
     fn cached<F: Fact>(&self, key: &str) -> Option<F::Output> {

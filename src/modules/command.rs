@@ -1,8 +1,13 @@
 //! `command` / `shell`: run a command line through the host's shell. `changed` unless
 //! `creates` names a path that already exists, or `changed_if_output` is set and the output
 //! does not contain it (a command that repairs drift says so only when it did something).
+//!
+//! Owns: the arguments (and the plain-string shorthand), the remote script around the
+//! operator's text, and what its output means. Never repeated after a failure.
 
-use super::{Done, HostCtx, TaskError};
+use serde_json::Value;
+
+use super::{Action, Args, Done, HostCtx, Module, PlanCtx, Task, TaskError};
 use crate::transport::Script;
 
 #[derive(Debug, Clone)]
@@ -12,6 +17,41 @@ pub struct CommandAction {
     pub chdir: Option<String>,
     /// Report `changed` only when stdout contains this text.
     pub changed_if_output: Option<String>,
+}
+
+/// `command` and `shell` (the same: both run through the login shell).
+pub struct CommandModule;
+
+impl Module for CommandModule {
+    fn keys(&self) -> (&'static [&'static str], &'static [&'static str]) {
+        (&["cmd"], &["creates", "chdir", "changed_if_output"])
+    }
+
+    fn shorthand(&self, text: &str) -> Option<Value> {
+        Some(serde_json::json!({ "cmd": text }))
+    }
+
+    fn plan(&self, args: &Value, _cx: &mut PlanCtx<'_>) -> Result<Action, String> {
+        let a = Args(args);
+        Ok(Action::Command(CommandAction {
+            cmd: a.str("cmd")?,
+            creates: a.opt_str("creates")?,
+            chdir: a.opt_str("chdir")?,
+            changed_if_output: a.opt_str("changed_if_output")?,
+        }))
+    }
+}
+
+impl Task for CommandAction {
+    super::task_run!();
+
+    fn repeatable(&self) -> bool {
+        false
+    }
+
+    fn needs_ssh(&self) -> bool {
+        true
+    }
 }
 
 impl CommandAction {

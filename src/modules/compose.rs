@@ -1,8 +1,20 @@
 //! `compose`: bring a docker-compose project up — only when one of its files changed in this
-//! play or a service is not running. Detects `docker compose` (v2), then `docker-compose` (v1),
-//! unless the inventory names the command (`compose_command`). One round trip.
+//! play or a service is not running. What runs and what is defined is the compose fact
+//! (`facts::compose`, shared with `status`); this module only decides and runs `up -d`.
+//! Unchanged, it costs no round trip of its own (the fact is prefetched with the host's
+//! other facts).
+//!
+//! Owns: the compose action (project, file, command, services, watched files) and its
+//! arguments, what it learns from the compose file rendered earlier in the play (`link`), its
+//! check against the fact, `up -d`, and hints for compose errors seen on real hosts.
 
-use super::{Done, HostCtx, TaskError};
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use serde_json::Value;
+
+use super::{Action, Args, Done, HostCtx, Module, PlanCtx, Task, TaskError};
+use crate::facts::compose::{ComposeFact, ComposeState, DETECT};
 use crate::transport::Script;
 
 #[derive(Debug, Clone)]
@@ -19,125 +31,191 @@ pub struct ComposeAction {
     pub watch: Vec<String>,
 }
 
-/// What the compose script does after reading the project's services.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ComposeRun {
-    /// `up -d` when `force` (a watched file changed) or a service is not running.
-    Apply { force: bool },
-    /// As `Apply`, but print `__would_up` instead of running it (`--check`).
-    Check { force: bool },
-    /// Report expected and running services only (`status`).
-    Observe,
+/// `up -d` in the project dir, with the compose command the fact's probe would pick.
+const UP: &str = r#"$dc -f "$file" up -d --remove-orphans 1>&2"#;
+
+/// `compose`.
+pub struct ComposeModule;
+
+impl Module for ComposeModule {
+    fn keys(&self) -> (&'static [&'static str], &'static [&'static str]) {
+        (&["project_dir"], &["file", "command"])
+    }
+
+    fn plan(&self, args: &Value, _cx: &mut PlanCtx<'_>) -> Result<Action, String> {
+        let a = Args(args);
+        let project_dir = a.str("project_dir")?;
+        let file = a
+            .opt_str("file")?
+            .unwrap_or_else(|| "docker-compose.yml".into());
+        let dir = project_dir.trim_end_matches('/');
+        Ok(Action::Compose(ComposeAction {
+            watch: vec![format!("{dir}/{file}"), format!("{dir}/.env")],
+            project_dir: project_dir.clone(),
+            file,
+            command: a.opt_str("command")?.filter(|c| !c.trim().is_empty()),
+            services: None,
+        }))
+    }
 }
 
-/// The one compose script, for deploy, `--check` and `status`. Exit codes: 10 project dir
-/// missing, 11 `config --services` failed, 127 no compose command; else compose's own.
-/// Prints `__compose <cmd>`, `__expected <svc…>`, `__running <svc…>`, `__missing <svc…>`,
-/// then `__up` / `__would_up` when it ran (or would run) `up -d`.
-const COMPOSE_SCRIPT: &str = r#"set -f
-cd -- "$dir" || exit 10
-if [ -n "$cmd" ]; then dc=$cmd
-elif docker compose version >/dev/null 2>&1; then dc="docker compose"
-elif command -v docker-compose >/dev/null 2>&1; then dc=docker-compose
-else echo "neither 'docker compose' nor 'docker-compose' found on this host" >&2; exit 127; fi
-echo "__compose $dc"
-if [ -z "$expected" ]; then expected=$($dc -f "$file" config --services) || exit 11; fi
-running=$($dc -f "$file" ps --services --filter status=running 2>/dev/null | tr '\n' ' ')
-echo "__expected" $expected
-echo "__running" $running
-missing=""
-for s in $expected; do case " $running " in *" $s "*) ;; *) missing="$missing $s";; esac; done
-echo "__missing$missing"
-if [ "$run" = observe ]; then exit 0; fi
-if [ "$force" = 1 ] || [ -n "$missing" ]; then
-  if [ "$run" = check ]; then echo "__would_up"; exit 0; fi
-  $dc -f "$file" up -d --remove-orphans 1>&2 || exit $?
-  echo "__up"
-fi"#;
+impl Task for ComposeAction {
+    super::task_run!();
+
+    fn repeatable(&self) -> bool {
+        false
+    }
+
+    fn needs_ssh(&self) -> bool {
+        true
+    }
+
+    fn facts(&self) -> Vec<Box<dyn crate::facts::ErasedFact>> {
+        vec![Box::new(self.fact())]
+    }
+}
+
+/// Give each `compose` action the service names of a compose file rendered earlier in the
+/// same play (so the host need not be asked for them), and watch that file's `env_file:`s.
+pub fn link(actions: Vec<&mut Action>) {
+    let mut files: BTreeMap<String, Bytes> = BTreeMap::new();
+    for a in actions {
+        match a {
+            Action::File(f) => {
+                files.insert(f.dest.clone(), f.content.clone());
+            }
+            Action::Compose(c) => {
+                let dir = c.project_dir.trim_end_matches('/').to_string();
+                let path = format!("{dir}/{}", c.file);
+                c.watch = vec![path.clone(), format!("{dir}/.env")];
+                if let Some((services, env_files)) =
+                    files.get(&path).and_then(|c| compose_services(c))
+                {
+                    c.services = Some(services);
+                    c.watch.extend(env_files.into_iter().map(|f| {
+                        let f = f.trim_start_matches("./");
+                        if f.starts_with('/') {
+                            f.to_string()
+                        } else {
+                            format!("{dir}/{f}")
+                        }
+                    }));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Service names and `env_file:` entries of a compose file.
+fn compose_services(content: &[u8]) -> Option<(Vec<String>, Vec<String>)> {
+    let text = std::str::from_utf8(content).ok()?;
+    let v: Value = serde_saphyr::from_str(text).ok()?;
+    let services = v.get("services")?.as_object()?;
+    let names: Vec<String> = services.keys().cloned().collect();
+    let mut env_files = Vec::new();
+    for svc in services.values() {
+        match svc.get("env_file") {
+            Some(Value::String(f)) => env_files.push(f.clone()),
+            Some(Value::Array(a)) => {
+                env_files.extend(a.iter().filter_map(|f| f.as_str().map(String::from)))
+            }
+            _ => {}
+        }
+    }
+    (!names.is_empty()).then_some((names, env_files))
+}
 
 impl ComposeAction {
-    /// The compose script for this project (see [`COMPOSE_SCRIPT`]).
-    pub fn script(&self, run: ComposeRun) -> Script {
-        let (mode, force) = match run {
-            ComposeRun::Apply { force } => ("apply", force),
-            ComposeRun::Check { force } => ("check", force),
-            ComposeRun::Observe => ("observe", false),
-        };
+    /// The project as a fact (what `status` and `--check` read too).
+    pub fn fact(&self) -> ComposeFact {
+        ComposeFact {
+            project_dir: self.project_dir.clone(),
+            file: self.file.clone(),
+            command: self.command.clone(),
+            services: self.services.clone(),
+        }
+    }
+
+    /// The `up -d` script: exit 10 without the project dir, 127 without compose.
+    fn up_script(&self) -> Script {
         Script::new()
             .path_var("dir", &self.project_dir)
             .var("cmd", self.command.as_deref().unwrap_or_default())
             .var("file", &self.file)
-            .var(
-                "expected",
-                &self.services.clone().unwrap_or_default().join(" "),
-            )
-            .var("run", mode)
-            .var("force", if force { "1" } else { "0" })
-            .fragment(COMPOSE_SCRIPT)
-    }
-
-    /// Why the compose script failed with `status`, for reports (shared with `status`).
-    pub fn failure(&self, status: Option<u32>, short_error: &str, stderr: &str) -> String {
-        match status {
-            Some(10) => format!("project dir {} does not exist", self.project_dir),
-            Some(11) => format!("compose file rejected ({short_error})"),
-            _ => format!("compose up failed ({short_error}){}", hint(stderr)),
-        }
+            .fragment("set -f")
+            .fragment(r#"cd -- "$dir" || exit 10"#)
+            .fragment(DETECT)
+            .fragment(UP)
     }
 
     pub async fn run(&self, ctx: &mut HostCtx<'_>) -> Result<Done, TaskError> {
-        let changed: Vec<&String> = ctx
-            .changed_paths
-            .iter()
-            .filter(|p| self.watch.contains(p))
-            .collect();
-        let force = !changed.is_empty();
-        let run = if ctx.check {
-            ComposeRun::Check { force }
+        let force = ctx.changed_paths.iter().any(|p| self.watch.contains(p));
+        let fact = self.fact();
+        let facts = ctx.facts()?;
+        // Forced, the project is brought up whatever it runs: the fact is read only if it is
+        // at hand (to say what was down), never asked for.
+        let forced_apply = force && !ctx.check;
+        let state = if forced_apply {
+            facts.peek(&fact)
         } else {
-            ComposeRun::Apply { force }
+            Some(facts.get(&fact).await.map_err(TaskError::from)?)
         };
-        let out = ctx.session()?.exec(&self.script(run).build(), None).await?;
-        if out.status.is_none() {
-            return Err(super::no_exit_status(ctx.session()?, "compose up").await);
-        }
-        let stdout = out.stdout_str();
-        if !out.success() {
+        let missing = match &state {
+            Some(ComposeState::Project(p)) => p.missing(),
+            _ => Vec::new(),
+        };
+        // Forced, a project the fact could not read (asked before this play wrote it) is
+        // brought up all the same; `up -d` reports what is still wrong.
+        if !forced_apply
+            && let Some(state) = &state
+            && let Some(why) = fact.failure(state)
+        {
             // `--check` on a host never deployed: the project dir (or its compose file) is
             // what an earlier task of this play would write, so a real run would get past
             // here and run `up -d`.
-            if ctx.check && force && matches!(out.status, Some(10) | Some(11)) {
-                let what = if out.status == Some(10) {
-                    format!("{} would be created", self.project_dir)
-                } else {
-                    format!("{} would be written", self.file)
-                };
-                return Ok(Done::changed().with(format!("would run up -d ({what})")));
+            match state {
+                ComposeState::NoProjectDir if force => {
+                    let what = format!("{} would be created", self.project_dir);
+                    return Ok(Done::changed().with(format!("would run up -d ({what})")));
+                }
+                ComposeState::Rejected(_) if force => {
+                    let what = format!("{} would be written", self.file);
+                    return Ok(Done::changed().with(format!("would run up -d ({what})")));
+                }
+                _ => return Err(TaskError::permanent(ctx.masker.mask(&why))),
             }
-            let why = self.failure(out.status, &out.short_error(), &out.stderr_str());
-            return Err(TaskError::permanent(ctx.masker.mask(&why)));
         }
-        let missing = stdout
-            .lines()
-            .find_map(|l| l.strip_prefix("__missing"))
-            .unwrap_or("")
-            .trim()
-            .to_string();
-        let ran = stdout.lines().any(|l| l == "__up" || l == "__would_up");
-        if !ran {
+        if !force && missing.is_empty() {
             return Ok(Done::ok().with("all services running, files unchanged"));
         }
         let why = match (force, missing.is_empty()) {
             (true, true) => "compose file changed".to_string(),
-            (true, false) => format!("compose file changed; not running: {missing}"),
-            (false, _) => format!("not running: {missing}"),
+            (true, false) => format!("compose file changed; not running: {}", missing.join(" ")),
+            (false, _) => format!("not running: {}", missing.join(" ")),
         };
-        let verb = if ctx.check {
-            "would run up -d"
-        } else {
-            "up -d"
-        };
-        Ok(Done::changed().with(format!("{verb} ({why})")))
+        if ctx.check {
+            return Ok(Done::changed().with(format!("would run up -d ({why})")));
+        }
+        let session = ctx.session()?;
+        let out = session.exec(&self.up_script().build(), None).await?;
+        // Whatever happened, what the fact said is no longer what runs.
+        facts.forget(&fact);
+        if out.status.is_none() {
+            return Err(super::no_exit_status(session, "compose up").await);
+        }
+        if !out.success() {
+            let why = match out.status {
+                Some(10) => format!("project dir {} does not exist", self.project_dir),
+                _ => format!(
+                    "compose up failed ({}){}",
+                    out.short_error(),
+                    hint(&out.stderr_str())
+                ),
+            };
+            return Err(TaskError::permanent(ctx.masker.mask(&why)));
+        }
+        Ok(Done::changed().with(format!("up -d ({why})")))
     }
 }
 
@@ -155,7 +233,69 @@ fn hint(stderr: &str) -> &'static str {
 
 #[cfg(test)]
 mod tests {
-    use super::hint;
+    use super::*;
+    use crate::modules::file::FileAction;
+
+    fn copy(dest: &str, content: &str) -> Action {
+        Action::File(FileAction {
+            src: "src".into(),
+            dest: dest.into(),
+            content: Bytes::from(content.to_string()),
+            mode: 0o640,
+            secret: false,
+            owner: None,
+        })
+    }
+
+    fn compose(dir: &str) -> Action {
+        Action::Compose(ComposeAction {
+            project_dir: dir.into(),
+            file: "docker-compose.yml".into(),
+            command: None,
+            services: None,
+            watch: Vec::new(),
+        })
+    }
+
+    #[test]
+    fn compose_watches_its_file_env_and_env_files_and_knows_its_services() {
+        let file = "services:\n  node:\n    image: x\n    env_file: [./node.env, /etc/shared.env]\n  cadvisor:\n    image: y\n    env_file: cadvisor.env\n";
+        let mut actions = [
+            copy("/opt/exp/docker-compose.yml", file),
+            compose("/opt/exp/"),
+        ];
+        link(actions.iter_mut().collect());
+        let Action::Compose(c) = &actions[1] else {
+            panic!("not compose");
+        };
+        // Order is of no consequence (a membership test); compose's map is sorted by name.
+        let mut watch = c.watch.clone();
+        watch.sort();
+        assert_eq!(
+            watch,
+            [
+                "/etc/shared.env",
+                "/opt/exp/.env",
+                "/opt/exp/cadvisor.env",
+                "/opt/exp/docker-compose.yml",
+                "/opt/exp/node.env",
+            ]
+        );
+        let mut services = c.services.clone().expect("services");
+        services.sort();
+        assert_eq!(services, ["cadvisor", "node"]);
+    }
+
+    #[test]
+    fn compose_whose_file_is_not_planned_asks_compose_for_its_services() {
+        let mut actions = [compose("/opt/exp")];
+        link(actions.iter_mut().collect());
+        let Action::Compose(c) = &actions[0] else {
+            panic!("not compose");
+        };
+        assert_eq!(c.services, None);
+        assert_eq!(c.watch, ["/opt/exp/docker-compose.yml", "/opt/exp/.env"]);
+    }
 
     #[test]
     fn known_compose_errors_get_a_fix() {

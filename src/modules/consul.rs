@@ -5,6 +5,9 @@
 //! hand-built version put everything on one agent. When that agent is down, the next one is
 //! used, and copies on other agents are removed so Prometheus never sees a target twice.
 //! Each agent's service list is fetched once per run and kept current (no N² GETs).
+//!
+//! Owns: the Consul client, and the `consul_register`, `consul_deregister` and
+//! `consul_cluster_check` modules (their arguments and defaults are at the end of the file).
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -107,20 +110,7 @@ impl AgentService {
     }
 }
 
-/// Where the agents hold a wanted registration (read-only comparison, for `status`).
-#[derive(Debug, Clone, PartialEq)]
-pub enum Registration {
-    /// Held by exactly one agent, as wanted.
-    Ok { agent: String },
-    /// Held by one agent, with other values (`field: held → wanted`).
-    Differs { agent: String, what: Vec<String> },
-    /// Held by several agents: Prometheus would see the target more than once.
-    Duplicate { agents: Vec<String> },
-    /// On none of the agents that answered (`unanswered` lists those that did not).
-    Missing { unanswered: Vec<String> },
-    /// No agent answered.
-    Unknown { errors: Vec<String> },
-}
+pub use crate::facts::consul::Registration;
 
 /// Meta key marking services promfleet owns (what `consul prune` may remove).
 pub const MANAGED_BY: &str = "managed_by";
@@ -414,38 +404,10 @@ impl ConsulClient {
         }
     }
 
-    /// Compare `def` with what the agents hold, without changing anything.
+    /// Compare `def` with what the agents hold, without changing anything (the
+    /// registration fact, `facts::consul`).
     pub async fn compare(&self, def: &ServiceDef) -> Registration {
-        let mut held = Vec::new();
-        let mut errors = Vec::new();
-        for i in 0..self.agents.len() {
-            match self.services(i).await {
-                Ok(s) => {
-                    if let Some(x) = s.get(&def.id) {
-                        held.push((self.agents[i].clone(), x.clone()));
-                    }
-                }
-                Err(e) => errors.push(format!("{}: {e}", self.agents[i])),
-            }
-        }
-        match held.len() {
-            0 if !self.agents.is_empty() && errors.len() == self.agents.len() => {
-                Registration::Unknown { errors }
-            }
-            0 => Registration::Missing { unanswered: errors },
-            1 => {
-                let (agent, x) = held.remove(0);
-                let what = x.differences(def);
-                if what.is_empty() {
-                    Registration::Ok { agent }
-                } else {
-                    Registration::Differs { agent, what }
-                }
-            }
-            _ => Registration::Duplicate {
-                agents: held.into_iter().map(|(a, _)| a).collect(),
-            },
-        }
+        crate::facts::consul::registration(self, def).await
     }
 
     pub fn http(&self) -> &reqwest::Client {
@@ -526,18 +488,20 @@ impl Register {
 
     pub async fn run(&self, ctx: &mut HostCtx<'_>) -> Result<Done, TaskError> {
         if ctx.check {
-            let mut present = false;
-            for i in 0..ctx.consul.agents().len() {
-                if let Ok(s) = ctx.consul.services(i).await
-                    && s.get(&self.def.id).is_some_and(|x| x.matches(&self.def))
-                {
-                    present = true;
+            let id = &self.def.id;
+            return Ok(match ctx.consul.compare(&self.def).await {
+                Registration::Ok { .. } => Done::ok(),
+                Registration::Differs { agent, what } => Done::changed().with(format!(
+                    "would update {id} on {agent} ({})",
+                    what.join(", ")
+                )),
+                Registration::Duplicate { agents } => Done::changed().with(format!(
+                    "would keep one copy of {id} (held by {})",
+                    agents.join(", ")
+                )),
+                Registration::Missing { .. } | Registration::Unknown { .. } => {
+                    Done::changed().with(format!("would register {id}"))
                 }
-            }
-            return Ok(if present {
-                Done::ok()
-            } else {
-                Done::changed().with(format!("would register {}", self.def.id))
             });
         }
         let (changed, agent) = ctx.consul.register(&self.def, &ctx.host.name).await?;
@@ -627,4 +591,114 @@ impl ClusterCheck {
             ))),
         }
     }
+}
+
+// The consul modules' arguments, defaults and what the executor must know about their
+// actions (kept together at the end of the file).
+
+/// `consul_register`.
+pub struct RegisterModule;
+
+impl super::Module for RegisterModule {
+    fn keys(&self) -> (&'static [&'static str], &'static [&'static str]) {
+        (
+            &["service", "port"],
+            &["id", "address", "meta", "check_path", "interval", "tags"],
+        )
+    }
+
+    /// Address defaults to the host's ip, the check to GET /metrics every 5s; meta values
+    /// that are not strings are sent as their JSON text.
+    fn plan(
+        &self,
+        args: &serde_json::Value,
+        cx: &mut super::PlanCtx<'_>,
+    ) -> Result<super::Action, String> {
+        use serde_json::Value;
+        let a = super::Args(args);
+        let meta = match args.get("meta") {
+            Some(Value::Object(m)) => m
+                .iter()
+                .map(|(k, v)| {
+                    let v = match v {
+                        Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    (k.clone(), v)
+                })
+                .collect(),
+            None | Some(Value::Null) => BTreeMap::new(),
+            Some(_) => return Err("`meta` must be a map".into()),
+        };
+        let address = a
+            .opt_str("address")?
+            .unwrap_or_else(|| cx.host.ip.to_string());
+        Ok(super::Action::ConsulRegister(Register::new(ServiceSpec {
+            service: a.str("service")?,
+            id: a.opt_str("id")?,
+            hostname: cx.host.name.clone(),
+            group: cx.host.group.clone(),
+            address,
+            port: a.port("port")?,
+            check_path: a
+                .opt_str("check_path")?
+                .unwrap_or_else(|| "/metrics".into()),
+            interval: a.opt_str("interval")?.unwrap_or_else(|| "5s".into()),
+            meta,
+            tags: a.list("tags")?,
+        })))
+    }
+}
+
+/// `consul_deregister`.
+pub struct DeregisterModule;
+
+impl super::Module for DeregisterModule {
+    fn keys(&self) -> (&'static [&'static str], &'static [&'static str]) {
+        (&["id"], &[])
+    }
+
+    fn plan(
+        &self,
+        args: &serde_json::Value,
+        _cx: &mut super::PlanCtx<'_>,
+    ) -> Result<super::Action, String> {
+        Ok(super::Action::ConsulDeregister(Deregister {
+            id: super::Args(args).str("id")?,
+        }))
+    }
+}
+
+/// `consul_cluster_check`.
+pub struct ClusterCheckModule;
+
+impl super::Module for ClusterCheckModule {
+    fn keys(&self) -> (&'static [&'static str], &'static [&'static str]) {
+        (&["url"], &["servers", "timeout"])
+    }
+
+    fn plan(
+        &self,
+        args: &serde_json::Value,
+        _cx: &mut super::PlanCtx<'_>,
+    ) -> Result<super::Action, String> {
+        let a = super::Args(args);
+        Ok(super::Action::ConsulClusterCheck(ClusterCheck {
+            url: a.str("url")?,
+            servers: a.opt_u64("servers")?.unwrap_or(3) as usize,
+            timeout: Duration::from_secs(a.opt_u64("timeout")?.unwrap_or(120)),
+        }))
+    }
+}
+
+impl super::Task for Register {
+    super::task_run!();
+}
+
+impl super::Task for Deregister {
+    super::task_run!();
+}
+
+impl super::Task for ClusterCheck {
+    super::task_run!();
 }

@@ -1,10 +1,19 @@
 //! `template` and `copy`: a file rendered (or copied) on the jump host, written to the host
-//! with the transport's compare-then-atomic-write. Check mode compares hashes only.
+//! with the transport's compare-then-atomic-write. The file fact (digest, mode, owner; asked
+//! with the host's other facts in one round trip) answers "unchanged" without an upload and
+//! answers `--check` on its own.
+//!
+//! Owns: the file action (content, mode, owner, secret), its check against the file fact, the
+//! write and its `--diff`.
 
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
-use super::{Done, HostCtx, Outcome, TaskError};
+use serde_json::Value;
+
+use super::{Action, Args, Done, HostCtx, Module, Outcome, PlanCtx, Rollback, Task, TaskError};
+use crate::facts::files::FileFact;
+use crate::playbook::Renderer;
 
 #[derive(Debug, Clone)]
 pub struct FileAction {
@@ -32,7 +41,100 @@ pub fn sha256_hex(b: &[u8]) -> String {
     hex::encode(Sha256::digest(b))
 }
 
+/// `template` (rendered with the host's variables) and `copy` (as is).
+pub struct FileModule {
+    template: bool,
+}
+
+pub const TEMPLATE: FileModule = FileModule { template: true };
+pub const COPY: FileModule = FileModule { template: false };
+
+impl Module for FileModule {
+    fn keys(&self) -> (&'static [&'static str], &'static [&'static str]) {
+        (&["src", "dest"], &["mode", "secret", "owner"])
+    }
+
+    fn plan(&self, args: &Value, cx: &mut PlanCtx<'_>) -> Result<Action, String> {
+        let a = Args(args);
+        let src = a.str("src")?;
+        let secret = a.bool("secret", false)?;
+        let mut mode = parse_mode(&a.opt_str("mode")?.unwrap_or_else(|| "0644".into()))?;
+        if secret {
+            mode &= 0o700;
+        }
+        let content = if self.template {
+            cx.renderer.load(&src).map_err(|e| e.to_string())?;
+            Bytes::from(
+                cx.renderer
+                    .render_file(&src, cx.vars)
+                    .map_err(|e| e.to_string())?,
+            )
+        } else if let Some(c) = cx.copies.get(&src) {
+            c.clone()
+        } else {
+            let c = Bytes::from(cx.renderer.read_raw(&src).map_err(|e| e.to_string())?);
+            cx.copies.insert(src.clone(), c.clone());
+            c
+        };
+        let owner = a.opt_str("owner")?.filter(|o| !o.is_empty());
+        if let Some(o) = &owner {
+            let ok = o.split(':').count() <= 2
+                && o.split(':').all(|p| {
+                    p.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+                });
+            if !ok {
+                return Err(format!(
+                    "`owner` must be `user`, `user:group` or `:group` (names or ids), got {o:?}"
+                ));
+            }
+        }
+        Ok(Action::File(FileAction {
+            src,
+            dest: a.str("dest")?,
+            content,
+            mode,
+            secret,
+            owner,
+        }))
+    }
+
+    /// A template whose source is itself a template expression may read anything.
+    fn reads(&self, args: &Value, word: &str, renderer: &mut Renderer) -> bool {
+        self.template
+            && match args.get("src").and_then(Value::as_str) {
+                Some(src) if !src.contains("{{") => renderer.mentions(src, word),
+                _ => true,
+            }
+    }
+}
+
+impl Task for FileAction {
+    super::task_run!();
+
+    fn needs_ssh(&self) -> bool {
+        true
+    }
+
+    fn facts(&self) -> Vec<Box<dyn crate::facts::ErasedFact>> {
+        vec![Box::new(FileFact::new(&self.dest))]
+    }
+}
+
 impl FileAction {
+    /// In a rollback, this write restores the previous version when the run changed the
+    /// file, and is left out otherwise.
+    pub fn rollback(&self, files: &[String]) -> Rollback {
+        if !files.contains(&self.dest) {
+            return Rollback::Skip;
+        }
+        Rollback::Replace(Action::Restore(super::restore::RestoreAction {
+            dest: self.dest.clone(),
+            mode: self.mode,
+            owner: self.owner.clone(),
+        }))
+    }
+
     pub async fn run(&self, ctx: &mut HostCtx<'_>) -> Result<Done, TaskError> {
         let session = ctx.session()?;
         let old = if ctx.diff {
@@ -40,10 +142,23 @@ impl FileAction {
         } else {
             None
         };
-        let changed = if ctx.check {
-            !session
-                .file_matches(&self.dest, &sha256_hex(&self.content))
-                .await?
+        let fact = FileFact::new(&self.dest);
+        let sha = sha256_hex(&self.content);
+        let owner = self.owner.as_deref();
+        // Apply asks nothing the upload would not: a prefetched answer saves the upload, a
+        // missing one costs nothing (the upload compares on its own).
+        let known = match ctx.facts {
+            // A fact that cannot be read leaves the question to the direct comparison below,
+            // which reports the host's error if there is one.
+            Some(f) if ctx.check => f.get(&fact).await.ok(),
+            Some(f) => f.peek(&fact),
+            None => None,
+        };
+        let unchanged = known.and_then(|s| s.unchanged_by(&sha, self.mode, owner));
+        let changed = if unchanged == Some(true) {
+            false
+        } else if ctx.check {
+            unchanged == Some(false) || !session.file_matches(&self.dest, &sha).await?
         } else {
             session
                 .upload_owned(
@@ -59,6 +174,12 @@ impl FileAction {
                 .map_err(|e| TaskError::from(e).noting("previous version left in place"))?
                 == crate::transport::Upload::Changed
         };
+        if changed
+            && !ctx.check
+            && let Some(f) = ctx.facts
+        {
+            f.forget(&fact);
+        }
         if !changed {
             return Ok(Done::ok());
         }

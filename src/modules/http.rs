@@ -1,11 +1,17 @@
 //! `http`: one request from the jump host (e.g. `POST /-/reload`), optionally retried until it
 //! answers an expected status.
+//!
+//! Owns: the `http` module (arguments, request, retry until a status), and the bounded body
+//! readers every HTTP caller uses (`read_capped`, `get_json`, the caps).
 
 use std::time::Duration;
 
 use crate::base::poll::{self, Pace};
 
+use serde_json::Value;
+
 use super::metrics_check::short_reqwest;
+use super::{Action, Args, Done, HostCtx, Module, PlanCtx, Task, TaskError};
 
 /// Default cap of a scraped `/metrics` page (inventory var `metrics_max_bytes`): node-exporter
 /// and cAdvisor pages are well under 1 MiB; Prometheus' own default limit is unlimited, ours is
@@ -100,7 +106,6 @@ pub async fn get_json<T: serde::de::DeserializeOwned>(
     let body = read_capped(resp, API_BODY_CAP).await?;
     serde_json::from_slice(&body).map_err(|e| format!("bad answer from {what}: {e}"))
 }
-use super::{Done, HostCtx, TaskError};
 
 #[derive(Debug, Clone)]
 pub struct HttpAction {
@@ -112,6 +117,63 @@ pub struct HttpAction {
     /// Keep retrying for this long until the expected status comes back.
     pub until: Duration,
     pub headers: Vec<(String, String)>,
+}
+
+/// `http`.
+pub struct HttpModule;
+
+impl Module for HttpModule {
+    fn keys(&self) -> (&'static [&'static str], &'static [&'static str]) {
+        (
+            &["url"],
+            &["method", "body", "status", "timeout", "until", "headers"],
+        )
+    }
+
+    fn plan(&self, args: &Value, _cx: &mut PlanCtx<'_>) -> Result<Action, String> {
+        let a = Args(args);
+        let method = a.opt_str("method")?.unwrap_or_else(|| "GET".into());
+        let method = reqwest::Method::from_bytes(method.to_ascii_uppercase().as_bytes())
+            .map_err(|_| format!("`method`: `{method}` is not an HTTP method"))?;
+        let status = a
+            .list("status")?
+            .iter()
+            .map(|s| {
+                s.parse::<u16>()
+                    .map_err(|_| format!("`status`: `{s}` is not an HTTP status"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let body = match args.get("body") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(other) => Some(other.to_string()),
+        };
+        let headers = match args.get("headers") {
+            Some(Value::Object(m)) => m
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect(),
+            _ => vec![],
+        };
+        Ok(Action::Http(HttpAction {
+            url: a.str("url")?,
+            method,
+            body,
+            status: if status.is_empty() { vec![200] } else { status },
+            timeout: Duration::from_secs(a.opt_u64("timeout")?.unwrap_or(10)),
+            until: Duration::from_secs(a.opt_u64("until")?.unwrap_or(0)),
+            headers,
+        }))
+    }
+}
+
+impl Task for HttpAction {
+    super::task_run!();
+
+    /// Only idempotent methods are sent again after a failure.
+    fn repeatable(&self) -> bool {
+        self.method.is_idempotent()
+    }
 }
 
 impl HttpAction {

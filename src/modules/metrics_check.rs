@@ -1,6 +1,9 @@
 //! `metrics_check`: from the jump host, GET `http://<ip>:<port>/metrics` until a deadline and
 //! require exposition text with samples of an expected family (node_… on 9100,
 //! container_…/cadvisor_… on 9105).
+//!
+//! Owns: the module's arguments and defaults (the URL from the host's ip) and the poll of the
+//! endpoint until its deadline.
 
 use std::time::Duration;
 
@@ -8,7 +11,9 @@ use crate::base::poll::{self, Pace};
 
 use super::http::{BodyError, read_capped};
 use super::metrics;
-use super::{Done, HostCtx, TaskError};
+use serde_json::Value;
+
+use super::{Action, Args, Done, HostCtx, Module, PlanCtx, Task, TaskError};
 
 #[derive(Debug, Clone)]
 pub struct MetricsCheck {
@@ -19,6 +24,48 @@ pub struct MetricsCheck {
     pub timeout: Duration,
     /// Largest page read (`max_bytes`, inventory var `metrics_max_bytes`); over it → failed.
     pub max_bytes: u64,
+}
+
+/// `metrics_check`.
+pub struct MetricsCheckModule;
+
+impl Module for MetricsCheckModule {
+    fn keys(&self) -> (&'static [&'static str], &'static [&'static str]) {
+        (
+            &["port"],
+            &[
+                "path",
+                "expect",
+                "timeout",
+                "address",
+                "min_samples",
+                "max_bytes",
+            ],
+        )
+    }
+
+    /// `http://<address, default the host's ip>:<port><path, default /metrics>`.
+    fn plan(&self, args: &Value, cx: &mut PlanCtx<'_>) -> Result<Action, String> {
+        let a = Args(args);
+        let port = a.port("port")?;
+        let addr = a
+            .opt_str("address")?
+            .unwrap_or_else(|| cx.host.ip.to_string());
+        let path = a.opt_str("path")?.unwrap_or_else(|| "/metrics".into());
+        Ok(Action::MetricsCheck(MetricsCheck {
+            url: format!("http://{}:{port}{path}", crate::base::addr::url_host(&addr)),
+            expect: a.list("expect")?,
+            min_samples: a.opt_u64("min_samples")?.unwrap_or(1) as usize,
+            timeout: Duration::from_secs(a.opt_u64("timeout")?.unwrap_or(60)),
+            max_bytes: a
+                .opt_u64("max_bytes")?
+                .unwrap_or(super::http::METRICS_BODY_CAP),
+        }))
+    }
+}
+
+impl Task for MetricsCheck {
+    super::task_run!();
 }
 
 impl MetricsCheck {

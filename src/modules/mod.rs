@@ -1,8 +1,14 @@
 //! Modules (operations): each compares wanted with actual state and acts only when they
-//! differ — idempotency lives here. They reach hosts through a `transport::Transport` (SSH in
-//! a run, the in-memory fake in `tests`) and services through HTTP; they never print (results
-//! go back to the executor). A failure is a `TaskError` whose kind (unreachable, failed, timed
-//! out) comes from the transport error in one place (`ErrorKind::from`).
+//! differ — idempotency lives here. A module's file holds all of it: its arguments, defaults
+//! and validation (`Module`, found by name through `ModuleKind::module`), and the planned
+//! action's check against facts and apply (`Task`). They read hosts through `facts` and reach
+//! them through a `transport::Transport` (SSH in a run, the in-memory fake in `tests`), and
+//! services through HTTP; they never print (results go back to the executor). A failure is a
+//! `TaskError` whose kind (unreachable, failed, timed out) comes from the transport error in
+//! one place (`ErrorKind::from`).
+//!
+//! Owns: the `Module` and `Task` traits, the registry, the generic `HostCtx` and `PlanCtx`,
+//! outcomes and task errors. Must not: print, or be named by the planner or the executor.
 
 pub mod command;
 pub mod compose;
@@ -16,9 +22,15 @@ pub mod restore;
 #[cfg(test)]
 mod tests;
 
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
 use serde_json::Value;
 
+use crate::facts::{ErasedFact, FactError, Facts};
 use crate::inventory::Host;
+use crate::playbook::Renderer;
 use crate::report::Masker;
 use crate::transport::{Transport, TransportError};
 
@@ -74,52 +86,32 @@ impl ModuleKind {
         ModuleKind::ALL.iter().copied().find(|m| m.name() == s)
     }
 
-    /// (required, optional) argument names.
-    fn keys(self) -> (&'static [&'static str], &'static [&'static str]) {
+    /// The module behind this name (the registry).
+    pub fn module(self) -> &'static dyn Module {
         match self {
-            ModuleKind::Template | ModuleKind::Copy => {
-                (&["src", "dest"], &["mode", "secret", "owner"])
-            }
-            ModuleKind::Command | ModuleKind::Shell => {
-                (&["cmd"], &["creates", "chdir", "changed_if_output"])
-            }
-            ModuleKind::Compose => (&["project_dir"], &["file", "command"]),
-            ModuleKind::MetricsCheck => (
-                &["port"],
-                &[
-                    "path",
-                    "expect",
-                    "timeout",
-                    "address",
-                    "min_samples",
-                    "max_bytes",
-                ],
-            ),
-            ModuleKind::ConsulRegister => (
-                &["service", "port"],
-                &["id", "address", "meta", "check_path", "interval", "tags"],
-            ),
-            ModuleKind::ConsulDeregister => (&["id"], &[]),
-            ModuleKind::ConsulClusterCheck => (&["url"], &["servers", "timeout"]),
-            ModuleKind::Http => (
-                &["url"],
-                &["method", "body", "status", "timeout", "until", "headers"],
-            ),
-            ModuleKind::PrometheusTargets => (&["url"], &["timeout"]),
+            ModuleKind::Template => &file::TEMPLATE,
+            ModuleKind::Copy => &file::COPY,
+            ModuleKind::Command | ModuleKind::Shell => &command::CommandModule,
+            ModuleKind::Compose => &compose::ComposeModule,
+            ModuleKind::MetricsCheck => &metrics_check::MetricsCheckModule,
+            ModuleKind::ConsulRegister => &consul::RegisterModule,
+            ModuleKind::ConsulDeregister => &consul::DeregisterModule,
+            ModuleKind::ConsulClusterCheck => &consul::ClusterCheckModule,
+            ModuleKind::Http => &http::HttpModule,
+            ModuleKind::PrometheusTargets => &prometheus::TargetsModule,
         }
     }
 
     /// Check argument names (values may still be templates); normalise shorthands.
     pub fn check_args(self, args: Value) -> Result<Value, (String, Option<String>)> {
-        let args = match (self, args) {
-            (ModuleKind::Command | ModuleKind::Shell, Value::String(s)) => {
-                serde_json::json!({ "cmd": s })
-            }
-            (_, Value::Object(m)) => Value::Object(m),
-            (_, Value::Null) => Value::Object(Default::default()),
+        let module = self.module();
+        let args = match args {
+            Value::Object(m) => Value::Object(m),
+            Value::Null => Value::Object(Default::default()),
+            Value::String(s) if let Some(args) = module.shorthand(&s) => args,
             _ => return Err(("arguments must be a map of name: value".into(), None)),
         };
-        let (req, opt) = self.keys();
+        let (req, opt) = module.keys();
         if let Value::Object(m) = &args {
             for k in m.keys() {
                 if !req.contains(&k.as_str()) && !opt.contains(&k.as_str()) {
@@ -166,31 +158,128 @@ pub enum Action {
     Restore(restore::RestoreAction),
 }
 
+/// A module: its arguments (names, shorthand, defaults, validation) and the action they
+/// plan for one host. Each lives in the module's file; [`ModuleKind::module`] finds it.
+pub trait Module: Sync {
+    /// (required, optional) argument names.
+    fn keys(&self) -> (&'static [&'static str], &'static [&'static str]);
+    /// The arguments a plain string stands for (`command: "x"`); `None`: not allowed.
+    fn shorthand(&self, _text: &str) -> Option<Value> {
+        None
+    }
+    /// Rendered arguments → the action for one host, defaults filled in, values checked.
+    fn plan(&self, args: &Value, cx: &mut PlanCtx<'_>) -> Result<Action, String>;
+    /// Whether a task reads `word` through a file its arguments name (a template's source),
+    /// so the planner gives it that variable. Arguments are not rendered yet.
+    fn reads(&self, _args: &Value, _word: &str, _renderer: &mut Renderer) -> bool {
+        false
+    }
+}
+
+/// What a module may read while planning: the host, its variables, the templates. No network.
+pub struct PlanCtx<'a> {
+    pub host: &'a Host,
+    pub vars: &'a tera::Context,
+    pub renderer: &'a mut Renderer,
+    /// `copy` sources read so far in this plan (each read once, shared by every host).
+    pub copies: &'a mut BTreeMap<String, Bytes>,
+}
+
+/// A planned action's behaviour on a host: check against facts, apply, and what the executor
+/// must know about it. Implemented in each module's file.
+pub trait Task: Send + Sync {
+    /// Run (or, in check mode, evaluate) the action on one host.
+    fn run<'a, 'c>(&'a self, ctx: &'a mut HostCtx<'c>) -> BoxFuture<'a, Result<Done, TaskError>>;
+    /// Whether running the action again after a failure is harmless (connecting, atomic
+    /// uploads, GETs, registrations). A command (or `compose up`) that failed midway may
+    /// have done part of its work, so it is never re-run.
+    fn repeatable(&self) -> bool {
+        true
+    }
+    /// Whether the action needs an SSH session to the host.
+    fn needs_ssh(&self) -> bool {
+        false
+    }
+    /// The facts the action reads on its host (prefetched together before the host's steps).
+    fn facts(&self) -> Vec<Box<dyn ErasedFact>> {
+        Vec::new()
+    }
+}
+
+/// A task's `run` as the inherent `async fn run` of its type.
+macro_rules! task_run {
+    () => {
+        fn run<'a, 'c>(
+            &'a self,
+            ctx: &'a mut $crate::modules::HostCtx<'c>,
+        ) -> futures::future::BoxFuture<'a, Result<$crate::modules::Done, $crate::modules::TaskError>>
+        {
+            Box::pin(Self::run(self, ctx))
+        }
+    };
+}
+pub(crate) use task_run;
+
+/// What a step becomes in a rollback.
+pub enum Rollback {
+    /// Run as in the deploy (checks, compose up for the restored files, registration).
+    Same,
+    /// Leave out (it wrote a file the run did not change).
+    Skip,
+    /// Run this instead (restore the previous version of the file).
+    Replace(Action),
+}
+
 impl Action {
-    /// Whether running the action again after a failure is harmless: connecting, atomic
-    /// uploads, GETs and idempotent HTTP methods, Consul registrations. A command (or
-    /// `compose up`) that failed midway may have done part of its work, so it is never re-run.
-    pub fn repeatable(&self) -> bool {
+    /// The module behind the action.
+    pub fn task(&self) -> &dyn Task {
         match self {
-            Action::Command(_) | Action::Compose(_) => false,
-            Action::Http(h) => h.method.is_idempotent(),
-            Action::File(_)
-            | Action::Restore(_)
-            | Action::MetricsCheck(_)
-            | Action::ConsulRegister(_)
-            | Action::ConsulDeregister(_)
-            | Action::ConsulClusterCheck(_)
-            | Action::PrometheusTargets(_) => true,
+            Action::File(a) => a,
+            Action::Command(a) => a,
+            Action::Compose(a) => a,
+            Action::MetricsCheck(a) => a,
+            Action::ConsulRegister(a) => a,
+            Action::ConsulDeregister(a) => a,
+            Action::ConsulClusterCheck(a) => a,
+            Action::Http(a) => a,
+            Action::PrometheusTargets(a) => a,
+            Action::Restore(a) => a,
         }
     }
 
-    /// Whether the action needs an SSH session to the host.
-    pub fn needs_ssh(&self) -> bool {
-        matches!(
-            self,
-            Action::File(_) | Action::Command(_) | Action::Compose(_) | Action::Restore(_)
-        )
+    /// See [`Task::repeatable`].
+    pub fn repeatable(&self) -> bool {
+        self.task().repeatable()
     }
+
+    /// See [`Task::facts`].
+    pub fn facts(&self) -> Vec<Box<dyn ErasedFact>> {
+        self.task().facts()
+    }
+
+    /// See [`Task::needs_ssh`].
+    pub fn needs_ssh(&self) -> bool {
+        self.task().needs_ssh()
+    }
+
+    /// Run (or, in check mode, evaluate) the action on one host.
+    pub async fn run(&self, ctx: &mut HostCtx<'_>) -> Result<Done, TaskError> {
+        self.task().run(ctx).await
+    }
+
+    /// This step in a rollback of `files` (the host's files this run changed).
+    pub fn rollback(&self, files: &[String]) -> Rollback {
+        match self {
+            Action::File(f) => f.rollback(files),
+            _ => Rollback::Same,
+        }
+    }
+}
+
+/// Links between the actions of one host's play, once all are planned: a `compose` step
+/// learns its services and watched files from the compose file an earlier step renders.
+pub fn link(actions: Vec<&mut Action>) {
+    compose::link(actions);
 }
 
 /// What a task did.
@@ -340,6 +429,8 @@ pub struct HostCtx<'a> {
     /// The host's connection (SSH, or `transport::fake` in tests); `None` when the host's
     /// steps need none.
     pub session: Option<&'a dyn Transport>,
+    /// The host's facts for this run, over the same connection (`None` without one).
+    pub facts: Option<&'a Facts>,
     pub http: &'a reqwest::Client,
     pub consul: &'a consul::ConsulClient,
     pub check: bool,
@@ -349,33 +440,40 @@ pub struct HostCtx<'a> {
     pub changed_paths: Vec<String>,
 }
 
-impl HostCtx<'_> {
-    pub fn session(&self) -> Result<&'_ dyn Transport, TaskError> {
+impl<'a> HostCtx<'a> {
+    pub fn session(&self) -> Result<&'a dyn Transport, TaskError> {
         self.session
+            .ok_or_else(|| TaskError::permanent("no SSH session for this host"))
+    }
+
+    pub fn facts(&self) -> Result<&'a Facts, TaskError> {
+        self.facts
             .ok_or_else(|| TaskError::permanent("no SSH session for this host"))
     }
 }
 
-impl Action {
-    /// Run (or, in check mode, evaluate) the action on one host.
-    pub async fn run(&self, ctx: &mut HostCtx<'_>) -> Result<Done, TaskError> {
-        match self {
-            Action::File(a) => a.run(ctx).await,
-            Action::Command(a) => a.run(ctx).await,
-            Action::Compose(a) => a.run(ctx).await,
-            Action::MetricsCheck(a) => a.run(ctx).await,
-            Action::ConsulRegister(a) => a.run(ctx).await,
-            Action::ConsulDeregister(a) => a.run(ctx).await,
-            Action::ConsulClusterCheck(a) => a.run(ctx).await,
-            Action::Http(a) => a.run(ctx).await,
-            Action::PrometheusTargets(a) => a.run(ctx).await,
-            Action::Restore(a) => a.run(ctx).await,
+impl From<FactError> for TaskError {
+    /// A fact the host could not be asked fails like any command (the transport's kind); one
+    /// whose answer makes no sense is a failure of the task.
+    fn from(e: FactError) -> TaskError {
+        match e {
+            FactError::Transport(t) => TaskError::from(t),
+            other => TaskError::permanent(other.to_string()),
         }
     }
 }
 
+/// Ask, in one round trip, every fact the actions will read on this host (file digests,
+/// compose projects): then an unchanged host costs that one round trip. A failure here is
+/// not the host's failure: each action asks again (and reports) what it still needs.
+pub async fn prefetch<'a>(facts: &Facts, actions: impl IntoIterator<Item = &'a Action>) {
+    let wanted: Vec<Box<dyn ErasedFact>> = actions.into_iter().flat_map(Action::facts).collect();
+    let refs: Vec<&dyn ErasedFact> = wanted.iter().map(|f| f.as_ref()).collect();
+    let _ = facts.prefetch(&refs).await;
+}
+
 /// Typed argument access for building actions from rendered JSON.
-pub(crate) struct Args<'a>(pub &'a Value);
+pub struct Args<'a>(pub &'a Value);
 
 impl Args<'_> {
     pub fn str(&self, k: &str) -> Result<String, String> {
@@ -418,6 +516,14 @@ impl Args<'_> {
             },
             Some(_) => Err(format!("`{k}` must be true or false")),
         }
+    }
+    /// A TCP port, 1-65535.
+    pub fn port(&self, k: &str) -> Result<u16, String> {
+        let p = self.u64(k)?;
+        u16::try_from(p)
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| format!("`{k}` must be a TCP port (1-65535), got {p}"))
     }
     pub fn list(&self, k: &str) -> Result<Vec<String>, String> {
         match self.0.get(k) {

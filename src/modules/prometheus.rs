@@ -1,21 +1,44 @@
 //! `prometheus_targets`: the end-to-end proof the hand-built version never had — every
 //! exporter promfleet registered in Consul is an active Prometheus target and UP.
+//!
+//! Owns: the module's arguments and defaults, and the comparison of Consul's managed services
+//! with the targets fact (`facts::prometheus`), polled until its deadline.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::base::poll::{self, Pace};
 
 use serde_json::Value;
 
-use super::http::get_json;
-use super::{Done, HostCtx, TaskError};
+use super::{Action, Args, Done, HostCtx, Module, PlanCtx, Task, TaskError};
+use crate::facts::prometheus::PromTargets;
 
 #[derive(Debug, Clone)]
 pub struct TargetsCheck {
     /// Prometheus base URL, e.g. `http://10.0.0.178:9090`.
     pub url: String,
     pub timeout: Duration,
+}
+
+/// `prometheus_targets`.
+pub struct TargetsModule;
+
+impl Module for TargetsModule {
+    fn keys(&self) -> (&'static [&'static str], &'static [&'static str]) {
+        (&["url"], &["timeout"])
+    }
+
+    fn plan(&self, args: &Value, _cx: &mut PlanCtx<'_>) -> Result<Action, String> {
+        let a = Args(args);
+        Ok(Action::PrometheusTargets(TargetsCheck {
+            url: a.str("url")?,
+            timeout: Duration::from_secs(a.opt_u64("timeout")?.unwrap_or(120)),
+        }))
+    }
+}
+
+impl Task for TargetsCheck {
+    super::task_run!();
 }
 
 /// One registered exporter and what Prometheus says about it.
@@ -27,25 +50,10 @@ struct Expect {
 
 impl TargetsCheck {
     async fn probe(&self, ctx: &HostCtx<'_>, want: &[Expect]) -> Result<String, String> {
-        let url = format!(
-            "{}/api/v1/targets?state=active",
-            self.url.trim_end_matches('/')
-        );
-        let v: Value = get_json(ctx.http.get(&url).timeout(Duration::from_secs(10)), &url).await?;
-        // __address__ → (health, lastError)
-        let mut seen: BTreeMap<String, (String, String)> = BTreeMap::new();
-        for t in v["data"]["activeTargets"].as_array().into_iter().flatten() {
-            let addr = t["discoveredLabels"]["__address__"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-            let health = t["health"].as_str().unwrap_or_default().to_string();
-            let err = t["lastError"].as_str().unwrap_or_default().to_string();
-            seen.insert(addr, (health, err));
-        }
+        let seen = PromTargets::fetch(ctx.http, &self.url).await.targets?;
         let mut problems = Vec::new();
         for w in want {
-            match seen.get(&w.address) {
+            match seen.get(&w.address).map(|t| (&t.health, &t.last_error)) {
                 Some((h, _)) if h == "up" => {}
                 Some((h, e)) => problems.push(format!(
                     "{} {} {} is {h}{}",

@@ -1,7 +1,10 @@
 //! `rollback`'s file step: put `<dest>.prev` (the version before promfleet's last change)
 //! back over `dest` with the transport's atomic write, which keeps the replaced version as
 //! the new `.prev` (so a rollback can itself be rolled back). Planned by `promfleet rollback`
-//! in place of the `template`/`copy` step that wrote `dest`; never written in a playbook.
+//! in place of the `template`/`copy` step that wrote `dest` (`FileAction::rollback`); never
+//! written in a playbook.
+//!
+//! Owns: the restore action and its apply; it has no arguments (no `Module`).
 
 use super::file::sha256_hex;
 use super::{Done, HostCtx, TaskError};
@@ -12,6 +15,14 @@ pub struct RestoreAction {
     /// Mode and owner of the step that wrote `dest` (the restored file keeps them).
     pub mode: u32,
     pub owner: Option<String>,
+}
+
+impl super::Task for RestoreAction {
+    super::task_run!();
+
+    fn needs_ssh(&self) -> bool {
+        true
+    }
 }
 
 impl RestoreAction {

@@ -1,6 +1,8 @@
 //! Modules against a fake host (`transport::fake`): what they decide from the host's state,
 //! and what they send, without sshd.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 
 use super::command::CommandAction;
@@ -9,6 +11,7 @@ use super::consul::ConsulClient;
 use super::file::FileAction;
 use super::restore::RestoreAction;
 use super::{Done, ErrorKind, HostCtx, Outcome, TaskError};
+use crate::facts::Facts;
 use crate::inventory::{Host, SourcePos};
 use crate::report::Masker;
 use crate::transport::fake::{FakeHost, Reply};
@@ -16,7 +19,8 @@ use crate::transport::fake::{FakeHost, Reply};
 /// Runs a module on one fake host, in deploy, `--check` or `--diff` mode.
 struct Bench {
     host: Host,
-    fake: FakeHost,
+    fake: Arc<FakeHost>,
+    facts: Facts,
     http: reqwest::Client,
     consul: ConsulClient,
     masker: Masker,
@@ -28,6 +32,7 @@ struct Bench {
 impl Bench {
     fn new() -> Bench {
         let http = reqwest::Client::new();
+        let fake = Arc::new(FakeHost::new("web1"));
         Bench {
             host: Host {
                 name: "web1".into(),
@@ -38,7 +43,8 @@ impl Bench {
                 vars: Default::default(),
                 pos: SourcePos::default(),
             },
-            fake: FakeHost::new("web1"),
+            fake: fake.clone(),
+            facts: Facts::new(fake),
             consul: ConsulClient::new(Vec::new(), None, http.clone()),
             http,
             masker: Masker::default(),
@@ -54,7 +60,8 @@ impl Bench {
     {
         let mut ctx = HostCtx {
             host: &self.host,
-            session: Some(&self.fake),
+            session: Some(self.fake.as_ref()),
+            facts: Some(&self.facts),
             http: &self.http,
             consul: &self.consul,
             check: self.check,
@@ -202,43 +209,72 @@ fn compose() -> ComposeAction {
     }
 }
 
+/// The compose probe (`facts::compose`), as the fake host answers it.
+const PROBE: &str = "__expected";
+/// The module's own `up -d`.
+const UP: &str = "up -d --remove-orphans";
+
+fn project(running: &str) -> Reply {
+    Reply::stdout(&format!(
+        "__compose docker compose\n__expected node-exporter\n__running {running}\n"
+    ))
+}
+
 #[tokio::test]
 async fn compose_is_forced_only_by_a_watched_file() {
-    let forced = String::from("force=1");
     let mut b = Bench::new();
-    b.fake.on(&forced, Reply::stdout("__missing\n__up\n"));
+    b.fake.on(PROBE, project("node-exporter"));
     let a = compose();
     // Another file of the project changed (reloaded, not recreated): not forced.
     b.changed_paths = vec!["/opt/exp/prometheus.yml".into()];
     let done = b.run(async |c| a.run(c).await).await.expect("calm");
     assert_eq!(done.outcome, Outcome::Ok);
+    assert_eq!(b.fake.count(UP), 0);
     b.changed_paths = vec!["/opt/exp/docker-compose.yml".into()];
     let done = b.run(async |c| a.run(c).await).await.expect("forced");
     assert_eq!(done.outcome, Outcome::Changed);
     assert_eq!(done.detail.as_deref(), Some("up -d (compose file changed)"));
-    assert_eq!(b.fake.count(&forced), 1);
+    assert_eq!(b.fake.count(UP), 1);
+    // The project was asked once (the forced run read the cached answer).
+    assert_eq!(b.fake.count(PROBE), 1);
 }
 
 #[tokio::test]
 async fn compose_starts_a_service_that_is_not_running() {
     let mut b = Bench::new();
-    b.fake.on(
-        "__missing",
-        Reply::stdout("__missing node-exporter\n__up\n"),
-    );
+    b.fake.on(PROBE, project(""));
     let done = b.run(async |c| compose().run(c).await).await.expect("up");
     assert_eq!(done.outcome, Outcome::Changed);
     assert_eq!(
         done.detail.as_deref(),
         Some("up -d (not running: node-exporter)")
     );
+    assert_eq!(b.fake.count(UP), 1);
+}
+
+#[tokio::test]
+async fn compose_in_check_mode_answers_from_the_fact_and_runs_nothing() {
+    let mut b = Bench::new();
+    b.check = true;
+    b.fake.on(PROBE, project(""));
+    let done = b
+        .run(async |c| compose().run(c).await)
+        .await
+        .expect("check");
+    assert_eq!(done.outcome, Outcome::Changed);
+    assert_eq!(
+        done.detail.as_deref(),
+        Some("would run up -d (not running: node-exporter)")
+    );
+    assert_eq!(b.fake.count(UP), 0, "{:?}", b.fake.log());
+    assert_eq!(b.fake.log().len(), 1, "one probe: {:?}", b.fake.log());
 }
 
 #[tokio::test]
 async fn compose_in_check_mode_on_a_new_host_would_run_up() {
     let mut b = Bench::new();
     b.check = true;
-    b.fake.on("__missing", Reply::fail(10, ""));
+    b.fake.on(PROBE, Reply::fail(10, ""));
     b.changed_paths = vec!["/opt/exp/docker-compose.yml".into()];
     let done = b
         .run(async |c| compose().run(c).await)
@@ -249,6 +285,19 @@ async fn compose_in_check_mode_on_a_new_host_would_run_up() {
         done.detail.as_deref(),
         Some("would run up -d (/opt/exp would be created)")
     );
+    assert_eq!(b.fake.count(UP), 0);
+}
+
+#[tokio::test]
+async fn compose_without_its_project_dir_fails_when_nothing_would_create_it() {
+    let mut b = Bench::new();
+    b.fake.on(PROBE, Reply::fail(10, ""));
+    let e = b
+        .run(async |c| compose().run(c).await)
+        .await
+        .expect_err("no dir");
+    assert_eq!(e.message, "project dir /opt/exp does not exist");
+    assert_eq!(b.fake.count(UP), 0);
 }
 
 #[tokio::test]
@@ -373,4 +422,178 @@ fn transport_errors_become_one_task_error_kind() {
         let t = TaskError::from(e);
         assert_eq!((t.kind, t.transient), (kind, transient), "{shown}");
     }
+}
+
+/// A batch answer (`facts::Facts::prefetch`) with marker `--m--`: each probe's output, in
+/// the order the facts were asked.
+fn batch(sections: &[String]) -> Reply {
+    let mut out = String::new();
+    for s in sections {
+        out.push_str(&format!("\n--m-- begin\n{s}\n--m-- end 0\n"));
+    }
+    Reply::stdout(&out)
+}
+
+/// The file probe's answer for a regular file holding `content`.
+fn on_host(content: &str, mode: u32) -> String {
+    format!(
+        "file {mode:o} 0 0 root root {}",
+        super::file::sha256_hex(content.as_bytes())
+    )
+}
+
+/// Issue 14 point 6: a host already as planned costs the one round trip of its facts —
+/// no upload, no compare, no compose probe of its own — in a deploy and in `--check`.
+#[tokio::test]
+async fn an_unchanged_host_costs_one_round_trip_in_deploy_and_in_check() {
+    use super::{Action, prefetch};
+    for check in [false, true] {
+        let mut b = Bench::new();
+        b.check = check;
+        b.facts = Facts::with_marker(b.fake.clone(), "--m--");
+        let actions = [
+            Action::File(file("/etc/a.yml", "a", 0o644)),
+            Action::File(file("/etc/b.yml", "b", 0o600)),
+            Action::Compose(compose()),
+        ];
+        b.fake.on(
+            "pf_fact_marker=",
+            batch(&[
+                on_host("a", 0o644),
+                on_host("b", 0o600),
+                "__compose docker compose\n__expected node-exporter\n__running node-exporter"
+                    .into(),
+            ]),
+        );
+        prefetch(&b.facts, &actions).await;
+        for a in &actions {
+            let done = b.run(async |c| a.run(c).await).await.expect("runs");
+            assert_eq!(done.outcome, Outcome::Ok, "check={check} {a:?}: {done:?}");
+        }
+        assert_eq!(b.facts.round_trips(), 1, "check={check}");
+        assert_eq!(b.fake.log().len(), 1, "check={check}: {:?}", b.fake.log());
+    }
+}
+
+/// The other half: what the facts say differs is written (content or mode), and a written
+/// file's fact is dropped, so nothing later in the run reads the old answer.
+#[tokio::test]
+async fn a_file_the_facts_say_differs_is_uploaded_and_its_fact_forgotten() {
+    use crate::facts::files::FileFact;
+    let mut b = Bench::new();
+    b.facts = Facts::with_marker(b.fake.clone(), "--m--");
+    let (a, m) = (
+        file("/etc/a.yml", "new", 0o644),
+        file("/etc/m.yml", "m", 0o600),
+    );
+    b.fake.on(
+        "pf_fact_marker=",
+        batch(&[on_host("old", 0o644), on_host("m", 0o644)]),
+    );
+    let facts: [&dyn crate::facts::ErasedFact; 2] =
+        [&FileFact::new("/etc/a.yml"), &FileFact::new("/etc/m.yml")];
+    b.facts.prefetch(&facts).await.expect("prefetch");
+    for f in [&a, &m] {
+        let done = b.run(async |c| f.run(c).await).await.expect("write");
+        assert_eq!(done.outcome, Outcome::Changed);
+        assert_eq!(b.fake.count(&format!("upload {}", f.dest)), 1);
+        assert_eq!(b.facts.peek(&FileFact::new(&f.dest)), None);
+    }
+}
+
+/// The registry: every module name finds its module, its schema checks arguments (with a
+/// did-you-mean), and only `command`/`shell` accept a plain string.
+#[test]
+fn the_registry_checks_arguments_and_shorthands_per_module() {
+    use super::ModuleKind;
+    use serde_json::json;
+    for k in ModuleKind::ALL {
+        let (req, _) = k.module().keys();
+        assert!(!req.is_empty(), "{} has no required argument", k.name());
+        assert_eq!(ModuleKind::from_name(k.name()), Some(*k));
+    }
+    let (msg, help) = ModuleKind::Compose
+        .check_args(json!({ "project_dri": "/opt" }))
+        .expect_err("typo");
+    assert_eq!(msg, "unknown argument `project_dri`");
+    assert_eq!(help.as_deref(), Some("did you mean `project_dir`?"));
+    assert_eq!(
+        ModuleKind::Shell
+            .check_args(json!("echo hi"))
+            .expect("shorthand"),
+        json!({ "cmd": "echo hi" })
+    );
+    assert!(ModuleKind::Http.check_args(json!("http://x")).is_err());
+    let (msg, _) = ModuleKind::ConsulRegister
+        .check_args(json!({ "service": "x" }))
+        .expect_err("port");
+    assert_eq!(msg, "missing argument `port`");
+}
+
+/// A module plans its own defaults and validates its own values (no planner involved).
+#[test]
+fn modules_plan_defaults_and_refuse_bad_values() {
+    use super::{Action, ModuleKind, PlanCtx};
+    use serde_json::json;
+    let host = crate::fixtures::host("web1");
+    let mut renderer = crate::playbook::Renderer::new(
+        crate::project::Project::builtin_only(),
+        crate::playbook::Secrets::load(None, Masker::default()).expect("secrets"),
+        crate::playbook::SecretMode::Masked,
+    );
+    let vars = tera::Context::new();
+    let mut copies = Default::default();
+    let mut plan = |k: ModuleKind, args: serde_json::Value| {
+        let mut cx = PlanCtx {
+            host: &host,
+            vars: &vars,
+            renderer: &mut renderer,
+            copies: &mut copies,
+        };
+        k.module().plan(&args, &mut cx)
+    };
+    let Ok(Action::MetricsCheck(m)) = plan(ModuleKind::MetricsCheck, json!({ "port": "9100" }))
+    else {
+        panic!("metrics_check")
+    };
+    assert_eq!(m.url, "http://127.0.0.1:9100/metrics");
+    assert_eq!((m.min_samples, m.timeout.as_secs()), (1, 60));
+    let Ok(Action::ConsulRegister(r)) = plan(
+        ModuleKind::ConsulRegister,
+        json!({ "service": "node", "port": 9100 }),
+    ) else {
+        panic!("consul_register")
+    };
+    assert_eq!(r.def.id, "node-web1-127.0.0.1");
+    assert_eq!(r.def.meta.get("group").map(String::as_str), Some("IDE"));
+    let Ok(Action::Compose(c)) = plan(ModuleKind::Compose, json!({ "project_dir": "/opt/x/" }))
+    else {
+        panic!("compose")
+    };
+    assert_eq!(c.file, "docker-compose.yml");
+    assert_eq!(c.watch, ["/opt/x/docker-compose.yml", "/opt/x/.env"]);
+    let e = plan(ModuleKind::MetricsCheck, json!({ "port": 0 })).expect_err("port 0");
+    assert_eq!(e, "`port` must be a TCP port (1-65535), got 0");
+    let e = plan(ModuleKind::Http, json!({ "url": "u", "method": "GE T" })).expect_err("method");
+    assert!(e.contains("not an HTTP method"), "{e}");
+    let e = plan(
+        ModuleKind::Copy,
+        json!({ "src": "exporters/docker-compose.yml", "dest": "/x", "owner": "a b" }),
+    )
+    .expect_err("owner");
+    assert!(e.starts_with("`owner` must be"), "{e}");
+}
+
+/// Found by the scenario tests: the compose fact is prefetched before the play writes the
+/// project, so on a new host it says "no project dir"; a forced deploy must still run `up -d`
+/// (only `--check` answers "would be created" from it).
+#[tokio::test]
+async fn forced_compose_runs_up_though_the_prefetched_fact_predates_the_project() {
+    let mut b = Bench::new();
+    b.fake.on(PROBE, Reply::fail(10, ""));
+    b.facts.get(&compose().fact()).await.expect("prefetched");
+    b.changed_paths = vec!["/opt/exp/docker-compose.yml".into()];
+    let done = b.run(async |c| compose().run(c).await).await.expect("up");
+    assert_eq!(done.detail.as_deref(), Some("up -d (compose file changed)"));
+    assert_eq!(b.fake.count(UP), 1, "{:?}", b.fake.log());
 }

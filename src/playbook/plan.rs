@@ -6,21 +6,12 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::Bytes;
-use serde_json::Value;
 
 use super::PlanError;
 use super::load::{Play, Playbook, TaskDef};
 use super::template::{Renderer, SharedContext};
 use crate::inventory::{Host, Inventory, Limit, SourcePos, Vars};
-use crate::modules::{
-    Action, Args, ModuleKind,
-    command::CommandAction,
-    compose::ComposeAction,
-    consul,
-    file::{FileAction, parse_mode},
-    http::HttpAction,
-    metrics_check::MetricsCheck,
-};
+use crate::modules::{Action, ModuleKind, PlanCtx, Rollback};
 
 pub use crate::inventory::Serial;
 
@@ -94,18 +85,13 @@ impl PlannedPlay {
         let restore = |steps: &[Step], files: &[String]| -> Vec<Step> {
             steps
                 .iter()
-                .filter_map(|s| {
-                    let Some(Action::File(f)) = &s.action else {
-                        return Some(s.clone());
-                    };
-                    files.contains(&f.dest).then(|| Step {
-                        action: Some(Action::Restore(crate::modules::restore::RestoreAction {
-                            dest: f.dest.clone(),
-                            mode: f.mode,
-                            owner: f.owner.clone(),
-                        })),
+                .filter_map(|s| match s.action.as_ref().map(|a| a.rollback(files)) {
+                    None | Some(Rollback::Same) => Some(s.clone()),
+                    Some(Rollback::Skip) => None,
+                    Some(Rollback::Replace(action)) => Some(Step {
+                        action: Some(action),
                         ..s.clone()
-                    })
+                    }),
                 })
                 .collect()
         };
@@ -291,7 +277,7 @@ pub fn plan(
                     .iter()
                     .map(|t| step(t, host, &ctx, renderer, &mut copies))
                     .collect::<Result<Vec<_>, _>>()?;
-                fill_compose_services(&mut steps);
+                crate::modules::link(steps.iter_mut().filter_map(|s| s.action.as_mut()).collect());
                 let handlers = play
                     .handlers
                     .iter()
@@ -408,7 +394,13 @@ fn step(
     let args = renderer
         .render_value(&t.args, ctx, &origin)
         .map_err(|e| task_err(e.message))?;
-    let action = build(t.module, &args, host, ctx, renderer, copies).map_err(task_err)?;
+    let mut cx = PlanCtx {
+        host,
+        vars: ctx,
+        renderer,
+        copies,
+    };
+    let action = t.module.module().plan(&args, &mut cx).map_err(task_err)?;
     Ok(Step {
         name: t.name.clone(),
         module: t.module,
@@ -424,244 +416,17 @@ fn uses_fleet_groups(play: &Play, renderer: &mut Renderer) -> bool {
     play.tasks.iter().chain(&play.handlers).any(|t| {
         let in_args = t.args.to_string().contains(WORD);
         let in_when = t.when.as_deref().is_some_and(|w| w.contains(WORD));
-        let in_template = t.module == ModuleKind::Template
-            && match t.args.get("src").and_then(Value::as_str) {
-                Some(src) if !src.contains("{{") => renderer.mentions(src, WORD),
-                _ => true,
-            };
-        in_args || in_when || in_template
+        let in_file = t.module.module().reads(&t.args, WORD, renderer);
+        in_args || in_when || in_file
     })
-}
-
-/// Give each `compose` step the service names of a compose file rendered earlier in the
-/// same play, so the host need not be asked for them.
-fn fill_compose_services(steps: &mut [Step]) {
-    let mut files: BTreeMap<String, Bytes> = BTreeMap::new();
-    for s in steps.iter_mut() {
-        match &mut s.action {
-            Some(Action::File(f)) => {
-                files.insert(f.dest.clone(), f.content.clone());
-            }
-            Some(Action::Compose(c)) => {
-                let dir = c.project_dir.trim_end_matches('/').to_string();
-                let path = format!("{dir}/{}", c.file);
-                c.watch = vec![path.clone(), format!("{dir}/.env")];
-                if let Some((services, env_files)) =
-                    files.get(&path).and_then(|c| compose_services(c))
-                {
-                    c.services = Some(services);
-                    c.watch.extend(env_files.into_iter().map(|f| {
-                        let f = f.trim_start_matches("./");
-                        if f.starts_with('/') {
-                            f.to_string()
-                        } else {
-                            format!("{dir}/{f}")
-                        }
-                    }));
-                }
-            }
-            _ => {}
-        }
-    }
-}
-
-/// Service names and `env_file:` entries of a compose file.
-fn compose_services(content: &[u8]) -> Option<(Vec<String>, Vec<String>)> {
-    let text = std::str::from_utf8(content).ok()?;
-    let v: Value = serde_saphyr::from_str(text).ok()?;
-    let services = v.get("services")?.as_object()?;
-    let names: Vec<String> = services.keys().cloned().collect();
-    let mut env_files = Vec::new();
-    for svc in services.values() {
-        match svc.get("env_file") {
-            Some(Value::String(f)) => env_files.push(f.clone()),
-            Some(Value::Array(a)) => {
-                env_files.extend(a.iter().filter_map(|f| f.as_str().map(String::from)))
-            }
-            _ => {}
-        }
-    }
-    (!names.is_empty()).then_some((names, env_files))
-}
-
-fn build(
-    kind: ModuleKind,
-    args: &Value,
-    host: &Host,
-    ctx: &tera::Context,
-    renderer: &mut Renderer,
-    copies: &mut BTreeMap<String, Bytes>,
-) -> Result<Action, String> {
-    let a = Args(args);
-    let ip = host.ip.to_string();
-    Ok(match kind {
-        ModuleKind::Template | ModuleKind::Copy => {
-            let src = a.str("src")?;
-            let secret = a.bool("secret", false)?;
-            let mut mode = parse_mode(&a.opt_str("mode")?.unwrap_or_else(|| "0644".into()))?;
-            if secret {
-                mode &= 0o700;
-            }
-            let content = if kind == ModuleKind::Template {
-                renderer.load(&src).map_err(|e| e.to_string())?;
-                Bytes::from(renderer.render_file(&src, ctx).map_err(|e| e.to_string())?)
-            } else if let Some(c) = copies.get(&src) {
-                c.clone()
-            } else {
-                let c = Bytes::from(renderer.read_raw(&src).map_err(|e| e.to_string())?);
-                copies.insert(src.clone(), c.clone());
-                c
-            };
-            let owner = a.opt_str("owner")?.filter(|o| !o.is_empty());
-            if let Some(o) = &owner {
-                let ok = o.split(':').count() <= 2
-                    && o.split(':').all(|p| {
-                        p.chars()
-                            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
-                    });
-                if !ok {
-                    return Err(format!(
-                        "`owner` must be `user`, `user:group` or `:group` (names or ids), got {o:?}"
-                    ));
-                }
-            }
-            Action::File(FileAction {
-                src,
-                dest: a.str("dest")?,
-                content,
-                mode,
-                secret,
-                owner,
-            })
-        }
-        ModuleKind::Command | ModuleKind::Shell => Action::Command(CommandAction {
-            cmd: a.str("cmd")?,
-            creates: a.opt_str("creates")?,
-            chdir: a.opt_str("chdir")?,
-            changed_if_output: a.opt_str("changed_if_output")?,
-        }),
-        ModuleKind::Compose => {
-            let project_dir = a.str("project_dir")?;
-            let file = a
-                .opt_str("file")?
-                .unwrap_or_else(|| "docker-compose.yml".into());
-            let dir = project_dir.trim_end_matches('/');
-            Action::Compose(ComposeAction {
-                watch: vec![format!("{dir}/{file}"), format!("{dir}/.env")],
-                project_dir: project_dir.clone(),
-                file,
-                command: a.opt_str("command")?.filter(|c| !c.trim().is_empty()),
-                services: None,
-            })
-        }
-        ModuleKind::MetricsCheck => {
-            let port = port(&a, "port")?;
-            let addr = a.opt_str("address")?.unwrap_or_else(|| ip.clone());
-            let path = a.opt_str("path")?.unwrap_or_else(|| "/metrics".into());
-            Action::MetricsCheck(MetricsCheck {
-                url: format!("http://{}:{port}{path}", crate::base::addr::url_host(&addr)),
-                expect: a.list("expect")?,
-                min_samples: a.opt_u64("min_samples")?.unwrap_or(1) as usize,
-                timeout: Duration::from_secs(a.opt_u64("timeout")?.unwrap_or(60)),
-                max_bytes: a
-                    .opt_u64("max_bytes")?
-                    .unwrap_or(crate::modules::http::METRICS_BODY_CAP),
-            })
-        }
-        ModuleKind::ConsulRegister => {
-            let meta = match args.get("meta") {
-                Some(Value::Object(m)) => m
-                    .iter()
-                    .map(|(k, v)| {
-                        let v = match v {
-                            Value::String(s) => s.clone(),
-                            other => other.to_string(),
-                        };
-                        (k.clone(), v)
-                    })
-                    .collect(),
-                None | Some(Value::Null) => BTreeMap::new(),
-                Some(_) => return Err("`meta` must be a map".into()),
-            };
-            let address = a.opt_str("address")?.unwrap_or_else(|| ip.clone());
-            Action::ConsulRegister(consul::Register::new(consul::ServiceSpec {
-                service: a.str("service")?,
-                id: a.opt_str("id")?,
-                hostname: host.name.clone(),
-                group: host.group.clone(),
-                address,
-                port: port(&a, "port")?,
-                check_path: a
-                    .opt_str("check_path")?
-                    .unwrap_or_else(|| "/metrics".into()),
-                interval: a.opt_str("interval")?.unwrap_or_else(|| "5s".into()),
-                meta,
-                tags: a.list("tags")?,
-            }))
-        }
-        ModuleKind::ConsulDeregister => {
-            Action::ConsulDeregister(consul::Deregister { id: a.str("id")? })
-        }
-        ModuleKind::ConsulClusterCheck => Action::ConsulClusterCheck(consul::ClusterCheck {
-            url: a.str("url")?,
-            servers: a.opt_u64("servers")?.unwrap_or(3) as usize,
-            timeout: Duration::from_secs(a.opt_u64("timeout")?.unwrap_or(120)),
-        }),
-        ModuleKind::PrometheusTargets => {
-            Action::PrometheusTargets(crate::modules::prometheus::TargetsCheck {
-                url: a.str("url")?,
-                timeout: Duration::from_secs(a.opt_u64("timeout")?.unwrap_or(120)),
-            })
-        }
-        ModuleKind::Http => {
-            let method = a.opt_str("method")?.unwrap_or_else(|| "GET".into());
-            let method = reqwest::Method::from_bytes(method.to_ascii_uppercase().as_bytes())
-                .map_err(|_| format!("`method`: `{method}` is not an HTTP method"))?;
-            let status = a
-                .list("status")?
-                .iter()
-                .map(|s| {
-                    s.parse::<u16>()
-                        .map_err(|_| format!("`status`: `{s}` is not an HTTP status"))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            let body = match args.get("body") {
-                None | Some(Value::Null) => None,
-                Some(Value::String(s)) => Some(s.clone()),
-                Some(other) => Some(other.to_string()),
-            };
-            let headers = match args.get("headers") {
-                Some(Value::Object(m)) => m
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-                    .collect(),
-                _ => vec![],
-            };
-            Action::Http(HttpAction {
-                url: a.str("url")?,
-                method,
-                body,
-                status: if status.is_empty() { vec![200] } else { status },
-                timeout: Duration::from_secs(a.opt_u64("timeout")?.unwrap_or(10)),
-                until: Duration::from_secs(a.opt_u64("until")?.unwrap_or(0)),
-                headers,
-            })
-        }
-    })
-}
-
-fn port(a: &Args<'_>, k: &str) -> Result<u16, String> {
-    let p = a.u64(k)?;
-    u16::try_from(p)
-        .ok()
-        .filter(|p| *p > 0)
-        .ok_or_else(|| format!("`{k}` must be a TCP port (1-65535), got {p}"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::fixtures::{host, step};
+    use crate::modules::command::CommandAction;
+    use crate::modules::file::FileAction;
     use crate::modules::restore::RestoreAction;
 
     fn copy(dest: &str, content: &str) -> Step {
@@ -674,17 +439,6 @@ mod tests {
             owner: Some("prometheus".into()),
         };
         step(dest, ModuleKind::Copy, Action::File(f))
-    }
-
-    fn compose(dir: &str) -> Step {
-        let c = ComposeAction {
-            project_dir: dir.into(),
-            file: "docker-compose.yml".into(),
-            command: None,
-            services: None,
-            watch: Vec::new(),
-        };
-        step("up", ModuleKind::Compose, Action::Compose(c))
     }
 
     fn command(cmd: &str) -> Step {
@@ -755,43 +509,71 @@ mod tests {
         );
     }
 
+    /// The planner end to end on the built-in exporters playbook and the example inventory:
+    /// each task planned by its module through the registry, the compose step linked to the
+    /// compose file rendered before it, `when: false` planning nothing.
     #[test]
-    fn compose_watches_its_file_env_and_env_files_and_knows_its_services() {
-        let file = "services:\n  node:\n    image: x\n    env_file: [./node.env, /etc/shared.env]\n  cadvisor:\n    image: y\n    env_file: cadvisor.env\n";
-        let mut steps = vec![
-            copy("/opt/exp/docker-compose.yml", file),
-            compose("/opt/exp/"),
-        ];
-        fill_compose_services(&mut steps);
-        let Some(Action::Compose(c)) = &steps[1].action else {
-            panic!("not compose");
-        };
-        // Order is of no consequence (a membership test); compose's map is sorted by name.
-        let mut watch = c.watch.clone();
-        watch.sort();
+    fn the_exporters_playbook_plans_every_task_through_its_module() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let inv = crate::inventory::load(&root.join("inventory/example.yml")).expect("inventory");
+        let project = crate::project::Project::builtin_only();
+        let book = crate::playbook::load(&project, std::path::Path::new("exporters.yml"))
+            .expect("playbook");
+        let defaults = crate::playbook::load_defaults(&project).expect("defaults");
+        let mut renderer = Renderer::new(
+            project,
+            crate::playbook::Secrets::load(None, crate::report::Masker::default())
+                .expect("secrets"),
+            crate::playbook::SecretMode::Masked,
+        );
+        let ide = inv.host("ide-01").expect("ide-01");
+        let plan = plan(
+            &inv,
+            &[ide],
+            &[book],
+            &mut renderer,
+            &defaults,
+            &PlanOptions::default(),
+        )
+        .expect("plan");
+        let steps: Vec<&Step> = plan
+            .plays
+            .iter()
+            .flat_map(|p| &p.hosts)
+            .flat_map(|h| &h.steps)
+            .collect();
+        let kinds: Vec<&str> = steps.iter().map(|s| s.module.name()).collect();
         assert_eq!(
-            watch,
+            kinds,
             [
-                "/etc/shared.env",
-                "/opt/exp/.env",
-                "/opt/exp/cadvisor.env",
-                "/opt/exp/docker-compose.yml",
-                "/opt/exp/node.env",
+                "template",
+                "compose",
+                "metrics_check",
+                "metrics_check",
+                "consul_register",
+                "consul_register"
             ]
         );
-        let mut services = c.services.clone().expect("services");
-        services.sort();
-        assert_eq!(services, ["cadvisor", "node"]);
-    }
-
-    #[test]
-    fn compose_whose_file_is_not_planned_asks_compose_for_its_services() {
-        let mut steps = vec![compose("/opt/exp")];
-        fill_compose_services(&mut steps);
-        let Some(Action::Compose(c)) = &steps[0].action else {
-            panic!("not compose");
+        let Some(Action::File(f)) = &steps[0].action else {
+            panic!("{:?}", steps[0]);
         };
-        assert_eq!(c.services, None);
-        assert_eq!(c.watch, ["/opt/exp/docker-compose.yml", "/opt/exp/.env"]);
+        let Some(Action::Compose(c)) = &steps[1].action else {
+            panic!("{:?}", steps[1]);
+        };
+        assert!(c.watch.contains(&f.dest), "{:?} / {}", c.watch, f.dest);
+        let rendered: serde_json::Value =
+            serde_saphyr::from_str(std::str::from_utf8(&f.content).expect("utf8")).expect("yaml");
+        let defined: Vec<&String> = rendered["services"]
+            .as_object()
+            .expect("services")
+            .keys()
+            .collect();
+        let mut services = c.services.clone().expect("services from the rendered file");
+        services.sort();
+        assert_eq!(services.iter().collect::<Vec<_>>(), defined);
+        let Some(Action::MetricsCheck(m)) = &steps[2].action else {
+            panic!("{:?}", steps[2]);
+        };
+        assert_eq!(m.url, "http://10.0.1.11:9100/metrics");
     }
 }

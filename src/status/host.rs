@@ -2,22 +2,26 @@
 //!
 //! The wanted state comes from the plan (the same rendered actions `deploy` runs): files with
 //! their content, the compose project and its services, metrics endpoints, Consul service
-//! definitions. The host is asked once over its one SSH session (one script: file hashes and
-//! `compose ps`); endpoints and Consul are asked from the jump host. Nothing is written.
+//! definitions. The host is asked through the same facts deploy and `--check` read
+//! (`facts::files`, `facts::compose`), all in one round trip over its one SSH session;
+//! endpoints and Consul are asked from the jump host. Nothing is written.
 
 use std::sync::Arc;
 
 use super::targets::{self, PromTargets};
 use super::{Check, Checks, HostRow, State};
 use crate::executor::{Connector, Scheduler};
+use crate::facts::compose::{ComposeFact, ComposeState};
+use crate::facts::files::{FileFact, FileState};
+use crate::facts::{ErasedFact, FactError, Facts};
 use crate::inventory::Host;
 use crate::modules::Action;
-use crate::modules::compose::{ComposeAction, ComposeRun};
+use crate::modules::compose::ComposeAction;
 use crate::modules::consul::{ConsulClient, Registration, ServiceDef};
 use crate::modules::file::sha256_hex;
 use crate::modules::metrics_check::MetricsCheck;
 use crate::playbook::Step;
-use crate::transport::{ExecOutput, Script, TransportError};
+use crate::transport::TransportError;
 
 /// What promfleet would put on one host now.
 #[derive(Debug, Clone, Default)]
@@ -59,28 +63,12 @@ impl Wanted {
         w
     }
 
-    /// One POSIX sh script printing `__file <i> <sha256|missing>` per file, then the output
-    /// of deploy's own compose script (observe only) and `__compose_exit <code>`. Always
-    /// exits 0.
-    fn script(&self) -> String {
-        let mut s = Script::new()
-            .positional_paths(self.files.iter().map(|(dest, _)| dest.as_str()))
-            .fragment(FILES_SCRIPT);
-        if let Some(c) = &self.compose {
-            s = s
-                .subshell(c.script(ComposeRun::Observe))
-                .fragment(r#"echo "__compose_exit $?""#);
-        }
-        s.fragment("exit 0").build()
+    /// The host facts to ask: every file, then the compose project.
+    fn facts(&self) -> (Vec<FileFact>, Option<ComposeFact>) {
+        let files = self.files.iter().map(|(d, _)| FileFact::new(d)).collect();
+        (files, self.compose.as_ref().map(ComposeAction::fact))
     }
 }
-
-/// `__file <i> <sha256|missing>` for each path in `"$@"`.
-const FILES_SCRIPT: &str = r#"i=0
-for p in "$@"; do
-  if [ -f "$p" ]; then echo "__file $i $(sha256sum < "$p" | cut -d' ' -f1)"; else echo "__file $i missing"; fi
-  i=$((i + 1))
-done"#;
 
 /// Shared read-only clients for gathering every host's facts.
 pub struct Gatherer {
@@ -163,21 +151,15 @@ impl Gatherer {
                 );
             }
         };
-        let out = match session.exec(&want.script(), None).await {
-            Ok(o) if o.success() => o,
-            Ok(o) => {
-                return (
-                    Check::new(
-                        State::Down,
-                        "error",
-                        format!("status script: {}", o.short_error()),
-                    ),
-                    unknown("not checked: status script failed"),
-                );
-            }
-            // The host answered but the script outlived --command-timeout: a failure of the
-            // script (issue 12), not a lost connection.
-            Err(e @ TransportError::CommandTimeout { after, .. }) => {
+        let facts = Facts::new(session);
+        let (files, compose) = want.facts();
+        let mut ask: Vec<&dyn ErasedFact> = files.iter().map(|f| f as &dyn ErasedFact).collect();
+        ask.extend(compose.as_ref().map(|c| c as &dyn ErasedFact));
+        match facts.prefetch(&ask).await {
+            Ok(()) => {}
+            // The host answered but the probe outlived --command-timeout: a failure of the
+            // probe (issue 12), not a lost connection.
+            Err(FactError::Transport(e @ TransportError::CommandTimeout { after, .. })) => {
                 return (
                     Check::new(
                         State::Down,
@@ -187,15 +169,22 @@ impl Gatherer {
                     unknown("not checked: status script timed out"),
                 );
             }
-            Err(e) => {
+            Err(FactError::Transport(e)) => {
                 return (
                     Check::new(State::Down, "lost", e.to_string()),
                     unknown("not checked: connection lost"),
                 );
             }
-        };
-        let text = out.stdout_str();
-        (Check::ok("ok"), Remote::parse(want, &text, &out))
+            Err(e) => {
+                return (
+                    Check::new(State::Down, "error", format!("status script: {e}")),
+                    unknown("not checked: status script failed"),
+                );
+            }
+        }
+        let files: Vec<Option<FileState>> = files.iter().map(|f| facts.peek(f)).collect();
+        let compose = compose.as_ref().map(|c| (c, facts.peek(c)));
+        (Check::ok("ok"), Remote::parse(want, &files, compose))
     }
 
     async fn consul_check(&self, defs: &[ServiceDef]) -> Check {
@@ -265,17 +254,17 @@ struct Remote {
 }
 
 impl Remote {
-    fn parse(want: &Wanted, text: &str, out: &ExecOutput) -> Remote {
+    fn parse(
+        want: &Wanted,
+        files: &[Option<FileState>],
+        compose: Option<(&ComposeFact, Option<ComposeState>)>,
+    ) -> Remote {
         let mut differs = Vec::new();
         let mut missing = Vec::new();
-        for (i, (dest, sha)) in want.files.iter().enumerate() {
-            let got = text
-                .lines()
-                .find_map(|l| l.strip_prefix(&format!("__file {i} ")))
-                .map(str::trim);
+        for ((dest, sha), got) in want.files.iter().zip(files) {
             match got {
-                Some(h) if h == sha => {}
-                Some("missing") | None => missing.push(dest.clone()),
+                Some(FileState::File(m)) if m.sha256 == *sha => {}
+                Some(FileState::Missing | FileState::NotAFile) | None => missing.push(dest.clone()),
                 Some(_) => differs.push(dest.clone()),
             }
         }
@@ -301,60 +290,30 @@ impl Remote {
         } else {
             Check::ok("ok")
         };
-        let containers = match &want.compose {
+        let containers = match compose {
             None => Check::unknown("no compose project in the plan"),
-            Some(c) => {
-                let exit = text
-                    .lines()
-                    .find_map(|l| l.strip_prefix("__compose_exit "))
-                    .and_then(|c| c.trim().parse::<u32>().ok());
-                if exit == Some(10) {
-                    Check::new(State::Drift, "not deployed", c.failure(exit, "", ""))
-                } else if exit != Some(0) {
-                    let stderr = out.stderr_str();
-                    let short = ExecOutput {
-                        stdout: Default::default(),
-                        stderr: out.stderr.clone(),
-                        status: exit,
-                    }
-                    .short_error();
-                    let why = match exit {
-                        Some(11) => c.failure(exit, &short, &stderr),
-                        _ => format!("compose failed ({short})"),
-                    };
-                    Check::new(State::Down, "error", why)
+            Some((_, None)) => Check::new(State::Down, "error", "compose: no answer"),
+            Some((_, Some(ComposeState::Project(p)))) => {
+                let stopped = p.missing();
+                let up = p.expected.len() - stopped.len();
+                if p.expected.is_empty() {
+                    Check::new(State::Drift, "no services", "compose lists no services")
+                } else if stopped.is_empty() {
+                    Check::ok(format!("{up}/{} running", p.expected.len()))
                 } else {
-                    let list = |p: &str| -> Vec<String> {
-                        text.lines()
-                            .find_map(|l| l.strip_prefix(p))
-                            .unwrap_or_default()
-                            .split_whitespace()
-                            .map(String::from)
-                            .collect()
-                    };
-                    let expected = list("__expected");
-                    let running = list("__running");
-                    let stopped: Vec<&String> =
-                        expected.iter().filter(|s| !running.contains(s)).collect();
-                    let up = expected.len() - stopped.len();
-                    if expected.is_empty() {
-                        Check::new(State::Drift, "no services", "compose lists no services")
-                    } else if stopped.is_empty() {
-                        Check::ok(format!("{up}/{} running", expected.len()))
-                    } else {
-                        Check::new(
-                            State::Drift,
-                            format!("{up}/{} running", expected.len()),
-                            format!(
-                                "not running: {}",
-                                stopped
-                                    .iter()
-                                    .map(|s| s.as_str())
-                                    .collect::<Vec<_>>()
-                                    .join(", ")
-                            ),
-                        )
-                    }
+                    Check::new(
+                        State::Drift,
+                        format!("{up}/{} running", p.expected.len()),
+                        format!("not running: {}", stopped.join(", ")),
+                    )
+                }
+            }
+            Some((c, Some(state))) => {
+                let why = c.failure(&state).unwrap_or_default();
+                if state == ComposeState::NoProjectDir {
+                    Check::new(State::Drift, "not deployed", why)
+                } else {
+                    Check::new(State::Down, "error", why)
                 }
             }
         };
@@ -370,5 +329,85 @@ async fn metrics(http: &reqwest::Client, m: &MetricsCheck) -> Check {
             Check::new(State::Ok, cell, format!("{}: {detail}", m.url))
         }
         Err(e) => Check::new(State::Down, "down", format!("{}: {e}", m.url)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::executor::RetryPolicy;
+    use crate::fixtures::{host, step};
+    use crate::modules::ModuleKind;
+    use crate::modules::compose::ComposeAction;
+    use crate::modules::file::FileAction;
+    use crate::transport::fake::{FakeFleet, Reply};
+
+    /// `status` reads a host through the same facts as deploy and `--check` (the file and
+    /// compose facts), in one round trip, and classifies what they say.
+    #[tokio::test]
+    async fn status_reads_the_hosts_facts_in_one_round_trip() {
+        let fleet = Arc::new(FakeFleet::new());
+        let dc = "/opt/exp/docker-compose.yml";
+        let file = FileAction {
+            src: "t".into(),
+            dest: dc.into(),
+            content: bytes::Bytes::from_static(b"wanted"),
+            mode: 0o644,
+            secret: false,
+            owner: None,
+        };
+        let compose = ComposeAction {
+            project_dir: "/opt/exp".into(),
+            file: "docker-compose.yml".into(),
+            command: None,
+            services: Some(vec!["node".into(), "cadvisor".into()]),
+            watch: vec![dc.into()],
+        };
+        let steps = [
+            step("file", ModuleKind::Copy, Action::File(file)),
+            step("up", ModuleKind::Compose, Action::Compose(compose)),
+        ];
+        let want = Wanted::from_steps(&steps);
+        let on_host = sha256_hex(b"edited by hand");
+        fleet.host("a").on(
+            "pf_fact_marker=",
+            Reply::facts_batch(vec![
+                format!("file 644 0 0 root root {on_host}"),
+                "__compose docker compose\n__expected node cadvisor\n__running cadvisor".into(),
+            ]),
+        );
+        let http = crate::executor::http_client();
+        let g = Gatherer {
+            connector: Arc::new(Connector::with(fleet.clone(), RetryPolicy::default(), 4)),
+            consul: Arc::new(ConsulClient::new(Vec::new(), None, http.clone())),
+            http,
+            proms: Arc::new(Vec::new()),
+        };
+        let row = g.gather(&host("a"), &want).await;
+        let cell = |name: &str| {
+            row.checks
+                .0
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, c)| (c.state, c.summary.clone(), c.detail.clone()))
+                .expect("check")
+        };
+        assert_eq!(cell("ssh").0, State::Ok);
+        assert_eq!(cell("file").1, "differs", "{:?}", cell("file"));
+        assert_eq!(
+            cell("containers"),
+            (
+                State::Drift,
+                "1/2 running".to_string(),
+                "not running: node".to_string()
+            )
+        );
+        let ops: Vec<String> = fleet
+            .host("a")
+            .log()
+            .into_iter()
+            .filter(|op| op != "close")
+            .collect();
+        assert_eq!(ops.len(), 1, "{ops:?}");
     }
 }

@@ -41,6 +41,9 @@ pub enum Reply {
     /// Calls the function (e.g. to cancel the run while a step is in flight), then answers
     /// as an unscripted operation does.
     Call(Arc<dyn Fn() + Send + Sync>),
+    /// The reply the function computes from the operation's text (e.g. a facts batch, whose
+    /// answer must repeat the marker the batch chose).
+    Compute(Arc<dyn Fn(&str) -> Reply + Send + Sync>),
 }
 
 impl Reply {
@@ -51,6 +54,25 @@ impl Reply {
             stdout: stdout.into(),
             stderr: String::new(),
         }
+    }
+
+    /// The answer to a facts batch (`facts::Facts::prefetch`): each probe's output in
+    /// `sections`, in the order the facts were asked, under the marker the batch chose (read
+    /// from its `pf_fact_marker=` assignment).
+    pub fn facts_batch(sections: Vec<String>) -> Reply {
+        Reply::Compute(Arc::new(move |cmd: &str| {
+            let marker = cmd
+                .lines()
+                .find_map(|l| l.strip_prefix("pf_fact_marker="))
+                .unwrap_or_default()
+                .trim_matches('\'')
+                .to_string();
+            let mut out = String::new();
+            for s in &sections {
+                out.push_str(&format!("\n{marker} begin\n{s}\n{marker} end 0\n"));
+            }
+            Reply::stdout(&out)
+        }))
     }
 
     /// Exit `status` printing `stderr`.
@@ -176,6 +198,10 @@ impl FakeHost {
                 }
                 r.reply.clone()
             });
+        let reply = match reply {
+            Some(Reply::Compute(f)) => Some(f(&op)),
+            other => other,
+        };
         st.log.push(op);
         reply
     }
@@ -209,6 +235,8 @@ impl FakeHost {
                 f();
                 Ok(None)
             }
+            // Computed once in `begin`; a computed `Compute` is not computed again.
+            Some(Reply::Compute(_)) => Ok(None),
         }
     }
 
