@@ -7,6 +7,8 @@
 //! Owns: the `Fact` trait, the cache, and the batching protocol. Must not: write to a host,
 //! print, or know a module.
 
+pub mod system;
+
 use std::any::Any;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
