@@ -360,6 +360,45 @@ fn parse_ss_line(line: &str) -> Option<Listener> {
     })
 }
 
+/// Running containers and the host ports each publishes (`docker ps`; empty when Docker
+/// cannot be asked).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PublishedPorts;
+
+impl Fact for PublishedPorts {
+    /// (container name, published host ports).
+    type Output = Vec<(String, Vec<u16>)>;
+    fn key(&self) -> String {
+        "published_ports".into()
+    }
+    fn script(&self) -> Script {
+        Script::new().fragment(
+            "docker ps --format '{{.Names}}\t{{.Ports}}' 2>/dev/null | sed 's/^/__c /'\nexit 0",
+        )
+    }
+    fn parse(&self, p: &Probe) -> Result<Vec<(String, Vec<u16>)>, String> {
+        Ok(p.stdout
+            .lines()
+            .filter_map(|l| l.strip_prefix("__c "))
+            .map(|l| {
+                let (name, ports) = l.split_once('\t').unwrap_or((l, ""));
+                (name.trim().to_string(), published_ports(ports))
+            })
+            .collect())
+    }
+}
+
+/// Host ports in `docker ps`' Ports column: `0.0.0.0:9100->9100/tcp, :::9100->9100/tcp`.
+fn published_ports(text: &str) -> Vec<u16> {
+    let mut out: Vec<u16> = text
+        .split(',')
+        .filter_map(|m| m.split_once("->"))
+        .filter_map(|(host, _)| host.rsplit_once(':')?.1.parse().ok())
+        .collect();
+    out.dedup();
+    out
+}
+
 // ---------------------------------------------------------------------------------------------
 // Mount propagation, cgroups, SELinux
 
@@ -820,6 +859,23 @@ mod tests {
         );
         assert_eq!((got[3].addr.as_str(), got[3].port), ("127.0.0.53", 53));
         assert!(ListeningPorts.parse(&probe("__noss\n")).is_err());
+    }
+
+    #[test]
+    fn published_ports_of_running_containers() {
+        // Recorded `docker ps --format '{{.Names}}\t{{.Ports}}'` (Docker 24).
+        let p = probe(
+            "__c node-exporter\t0.0.0.0:9100->9100/tcp, :::9100->9100/tcp\n\
+             __c cadvisor-exporter\t127.0.0.5:9105->8080/tcp\n__c idle\t\n",
+        );
+        assert_eq!(
+            PublishedPorts.parse(&p).unwrap(),
+            vec![
+                ("node-exporter".into(), vec![9100]),
+                ("cadvisor-exporter".into(), vec![9105]),
+                ("idle".into(), vec![]),
+            ]
+        );
     }
 
     #[test]
