@@ -14,6 +14,7 @@ mod completions;
 mod engine;
 mod exporters;
 mod faults;
+mod preflight;
 mod hostile;
 mod project;
 mod regression;

@@ -1,6 +1,7 @@
 //! `promfleet deploy PLAYBOOK…` and `promfleet exporters`: plan (every input error surfaces
 //! here, before any host is touched), execute, recap, record state and the retry file.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -45,6 +46,10 @@ pub struct DeployCommon {
     /// Ask on the terminal before each next rollout stage.
     #[arg(long)]
     pub confirm: bool,
+    /// Do not check the hosts first (`promfleet preflight`): no host is blocked, and the
+    /// exporter variables keep the inventory's and built-in values.
+    #[arg(long)]
+    pub skip_preflight: bool,
     /// When a stage's health gate halts the rollout, put that stage's hosts back on the
     /// files this run changed there (from `.prev`) and re-apply, as `promfleet rollback`.
     #[arg(long)]
@@ -115,6 +120,8 @@ pub struct Planned {
     pub defaults: crate::inventory::Vars,
     /// Where the playbooks and templates were read from (`-v` prints it).
     pub project: crate::project::Project,
+    /// The loaded playbooks (`adapt` plans them again).
+    books: Vec<playbook::Playbook>,
     /// Set when the plays' `hosts:` select none of the chosen hosts: why, for the commands
     /// that must act on hosts (`require_hosts`).
     nothing_to_do: Option<String>,
@@ -129,6 +136,40 @@ impl Planned {
             Some(why) => Err(anyhow::anyhow!("{why}")),
             None => Ok(()),
         }
+    }
+
+    /// Plan again with preflight's variables added to the hosts' own (host → variables; the
+    /// caller passes only variables the inventory does not set, so the inventory still wins).
+    pub fn adapt(
+        &mut self,
+        overrides: &HashMap<String, crate::inventory::Vars>,
+        opts: &playbook::PlanOptions,
+    ) -> anyhow::Result<()> {
+        for h in self
+            .inventory
+            .hosts
+            .iter_mut()
+            .chain(self.hosts.iter_mut())
+        {
+            if let Some(v) = overrides.get(&h.name) {
+                h.vars.extend(v.clone());
+            }
+        }
+        let mut renderer = Renderer::new(
+            self.project.clone(),
+            self.secrets.clone(),
+            SecretMode::Real,
+        );
+        let refs: Vec<&Host> = self.hosts.iter().collect();
+        self.plan = playbook::plan(
+            &self.inventory,
+            &refs,
+            &self.books,
+            &mut renderer,
+            &self.defaults,
+            opts,
+        )?;
+        Ok(())
     }
 }
 
@@ -201,6 +242,7 @@ pub fn make_plan(
         secrets,
         defaults,
         project,
+        books,
         nothing_to_do,
     })
 }
@@ -229,15 +271,16 @@ pub async fn run(a: DeployArgs) -> anyhow::Result<crate::report::ExitCode> {
     let _lock = (!c.check)
         .then(|| crate::report::StateLock::acquire(&c.inv.state_dir))
         .transpose()?;
-    let planned = make_plan(
+    let plan_opts = playbook::PlanOptions {
+        from_stage: c.from_stage.clone(),
+    };
+    let mut planned = make_plan(
         &a.playbooks,
         &c.inv,
         c.templates.as_deref(),
         c.secrets.as_deref(),
         SecretMode::Real,
-        &playbook::PlanOptions {
-            from_stage: c.from_stage.clone(),
-        },
+        &plan_opts,
         !c.check,
     )?;
     planned.require_hosts()?;
@@ -262,7 +305,17 @@ pub async fn run(a: DeployArgs) -> anyhow::Result<crate::report::ExitCode> {
             ..RunOptions::default()
         },
     )?;
-    let run = setup.executor.run(Arc::new(planned.plan)).await;
+    let executor = if c.skip_preflight {
+        setup.executor.clone()
+    } else {
+        let blocked = preflight(&mut planned, &setup, c.conn.forks, &plan_opts).await?;
+        Arc::new(setup.executor.with_options(RunOptions {
+            blocked,
+            ..setup.executor.opts.clone()
+        }))
+    };
+    let run = executor.run(Arc::new(planned.plan)).await;
+    drop(executor);
     if setup.executor.abort.is_cancelled() {
         // Aborted: sessions may be mid-command; a polite close must not delay the state.
         let _ = tokio::time::timeout(
@@ -301,4 +354,66 @@ pub async fn run(a: DeployArgs) -> anyhow::Result<crate::report::ExitCode> {
         }
     }
     Ok(run.exit_code())
+}
+
+/// Deploy's first step: preflight the plan's fleet hosts over the run's own connections,
+/// re-plan with the variables it chose, and return the hosts the run must not touch (blocked
+/// ones, with why and the fix; unreachable ones as the run would report them).
+async fn preflight(
+    planned: &mut Planned,
+    setup: &super::common::Setup,
+    forks: usize,
+    opts: &playbook::PlanOptions,
+) -> anyhow::Result<HashMap<String, crate::executor::Blocked>> {
+    use crate::status::preflight::Verdict;
+    let hosts: Vec<Host> = planned.plan.hosts().into_iter().cloned().collect();
+    if hosts.iter().all(Host::is_monitoring) {
+        return Ok(HashMap::new());
+    }
+    let results = super::preflight::preflight_fleet(
+        setup.executor.connector.clone(),
+        &planned.inventory,
+        &planned.defaults,
+        &hosts,
+        forks,
+    )
+    .await;
+    let reporter = &setup.reporter;
+    let mut blocked = HashMap::new();
+    let mut overrides = HashMap::new();
+    for r in results {
+        match r.verdict {
+            Verdict::Blocked => {
+                let b = match r.connect_failure.clone() {
+                    Some(b) => b,
+                    None => {
+                        reporter.notice(&format!(
+                            "preflight: {} blocked, left untouched: {}",
+                            r.host,
+                            r.summary()
+                        ));
+                        crate::executor::Blocked {
+                            status: crate::report::HostStatus::Failed,
+                            error: format!("preflight: {}", r.summary()),
+                            failed_at: "preflight".into(),
+                        }
+                    }
+                };
+                blocked.insert(r.host.clone(), b);
+            }
+            Verdict::Adapt => {
+                reporter.notice(&format!(
+                    "preflight: {} will adapt: {}",
+                    r.host,
+                    r.summary()
+                ));
+                overrides.insert(r.host.clone(), r.overrides());
+            }
+            Verdict::Ready => {}
+        }
+    }
+    if !overrides.is_empty() {
+        planned.adapt(&overrides, opts)?;
+    }
+    Ok(blocked)
 }

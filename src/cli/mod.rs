@@ -11,6 +11,7 @@ pub mod deploy;
 pub mod exec;
 pub mod init;
 pub mod inventory;
+pub mod preflight;
 pub mod render;
 pub mod rollback;
 pub mod status;
@@ -55,6 +56,9 @@ pub enum Command {
     /// Consul housekeeping.
     #[command(subcommand)]
     Consul(consul::ConsulCmd),
+    /// Check every fleet host before changing it: Docker access, compose, exporter ports,
+    /// mounts, cgroups, SELinux, disk, clock, images — ready / will adapt / blocked (read-only).
+    Preflight(preflight::PreflightArgs),
     /// Read-only fleet status: drift from what promfleet would deploy, and what is down.
     Status(status::StatusArgs),
     /// Smoke tests of the alert path.
@@ -77,6 +81,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<crate::report::ExitCode> {
         Command::Render(a) => render::run(a),
         Command::Rollback(a) => rollback::run(a).await,
         Command::Consul(c) => consul::run(c).await,
+        Command::Preflight(a) => preflight::run(a).await,
         Command::Status(a) => status::run(a).await,
         Command::Alert(c) => alert::run(c).await,
         Command::Completions(a) => completions::completions(a),

@@ -22,6 +22,8 @@ use crate::facts::system::{
 };
 use crate::facts::{ErasedFact, Fact, FactError, Facts};
 use crate::inventory::{Host, Vars};
+use crate::report::HostStatus;
+use crate::transport::TransportError;
 
 /// Device paths cAdvisor's upstream `docker run` maps, and RHEL 6/7's cgroup v1 mount point.
 const KMSG: &str = "/dev/kmsg";
@@ -82,6 +84,10 @@ pub struct HostPreflight {
     pub adaptations: Vec<Adaptation>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub blockers: Vec<Blocker>,
+    /// How the run reports an unreachable host (the connect error's kind), so deploy does not
+    /// connect a second time.
+    #[serde(skip)]
+    pub connect_failure: Option<crate::executor::Blocked>,
 }
 
 impl HostPreflight {
@@ -379,12 +385,23 @@ pub fn judge(host: &Host, w: &Wants, f: &Findings) -> HostPreflight {
         checks: j.checks,
         adaptations: j.adaptations,
         blockers: j.blockers,
+        connect_failure: None,
     }
 }
 
 /// A host that could not be asked.
-pub fn unreachable(host: &Host, error: &str) -> HostPreflight {
+pub fn unreachable(host: &Host, e: &TransportError) -> HostPreflight {
+    let error = e.to_string();
+    let status = match crate::modules::ErrorKind::from(e) {
+        crate::modules::ErrorKind::Unreachable => HostStatus::Unreachable,
+        _ => HostStatus::Failed,
+    };
     HostPreflight {
+        connect_failure: Some(crate::executor::Blocked {
+            status,
+            error: format!("connect: {error}"),
+            failed_at: "connect".into(),
+        }),
         host: host.name.clone(),
         group: host.group.clone(),
         verdict: Verdict::Blocked,
@@ -823,19 +840,33 @@ pub async fn check_all(
 pub async fn check_host(connector: &Connector, host: &Host, w: &Wants) -> HostPreflight {
     let target = match connector.target(host).await {
         Ok(t) => t,
-        Err(e) => return unreachable(host, &e.to_string()),
+        Err(e) => return unreachable(host, &e),
     };
     let session = match connector.session(host).await {
         Ok((s, _)) => s,
-        Err(e) => return unreachable(host, &e.to_string()),
+        Err(e) => return unreachable(host, &e),
     };
     let facts = Facts::new(session);
     match probe(&facts, w, &target.user, target.become_root).await {
         Ok(f) => judge(host, w, &f),
-        Err(e) => {
+        Err(FactError::Transport(e)) => {
             connector.drop_session(&host.name).await;
-            unreachable(host, &e.to_string())
+            unreachable(host, &e)
         }
+        // `probe` returns only transport errors; a parse error is per fact, in `Findings`.
+        Err(e) => HostPreflight {
+            host: host.name.clone(),
+            group: host.group.clone(),
+            verdict: Verdict::Blocked,
+            unreachable: false,
+            checks: BTreeMap::new(),
+            adaptations: Vec::new(),
+            blockers: vec![Blocker {
+                why: format!("the probes failed: {e}"),
+                fix: "run `promfleet preflight -v` for this host and fix what it names".into(),
+            }],
+            connect_failure: None,
+        },
     }
 }
 

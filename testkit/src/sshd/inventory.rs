@@ -16,6 +16,9 @@ pub struct InventorySpec<'a> {
     consul: Vec<String>,
     extra: Vec<(Host, Vec<(String, Value)>)>,
     host_vars: bool,
+    /// (host, key, value) added to one fleet host's vars / ssh settings.
+    one_host_vars: Vec<(String, String, Value)>,
+    one_host_ssh: Vec<(String, String, Value)>,
 }
 
 impl Fleet {
@@ -29,6 +32,8 @@ impl Fleet {
             consul: self.consul_agents(),
             extra: Vec::new(),
             host_vars: true,
+            one_host_vars: Vec::new(),
+            one_host_ssh: Vec::new(),
         }
     }
 
@@ -77,6 +82,18 @@ impl InventorySpec<'_> {
         self.extra.push((host, vars));
         self
     }
+    /// Set a var on one fleet host (after its standard vars: it overrides them).
+    pub fn host_var(mut self, host: &str, key: &str, value: impl Into<Value>) -> Self {
+        self.one_host_vars
+            .push((host.to_string(), key.to_string(), value.into()));
+        self
+    }
+    /// Set an `ssh:` setting on one fleet host (e.g. `become`).
+    pub fn host_ssh(mut self, host: &str, key: &str, value: impl Into<Value>) -> Self {
+        self.one_host_ssh
+            .push((host.to_string(), key.to_string(), value.into()));
+        self
+    }
     /// Leave out the per-host `deploy_dir` / `compose_command` vars.
     pub fn without_host_vars(mut self) -> Self {
         self.host_vars = false;
@@ -84,6 +101,25 @@ impl InventorySpec<'_> {
     }
 
     fn standard_vars(&self, h: &Host) -> Vec<(String, Value)> {
+        let mut v = self.base_vars(h);
+        for (host, k, value) in &self.one_host_vars {
+            if *host == h.name {
+                v.retain(|(x, _)| x != k);
+                v.push((k.clone(), value.clone()));
+            }
+        }
+        v
+    }
+
+    fn host_ssh_of(&self, h: &Host) -> Vec<(String, Value)> {
+        self.one_host_ssh
+            .iter()
+            .filter(|(host, _, _)| *host == h.name)
+            .map(|(_, k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    fn base_vars(&self, h: &Host) -> Vec<(String, Value)> {
         if !self.host_vars {
             return Vec::new();
         }
@@ -132,7 +168,10 @@ impl InventorySpec<'_> {
         for g in &groups {
             y.push_str(&format!("  {}:\n    hosts:\n", q(g)));
             for (h, v) in all.iter().filter(|(h, _)| h.group == *g) {
-                y.push_str(&format!("      - {}\n", entry(h, v)));
+                y.push_str(&format!(
+                    "      - {}\n",
+                    entry(h, v, &self.host_ssh_of(h))
+                ));
             }
         }
         let mon: Vec<_> = all
@@ -142,7 +181,10 @@ impl InventorySpec<'_> {
         if !mon.is_empty() {
             y.push_str("monitoring:\n  hosts:\n");
             for (h, v) in mon {
-                y.push_str(&format!("    - {}\n", entry(h, v)));
+                y.push_str(&format!(
+                    "    - {}\n",
+                    entry(h, v, &self.host_ssh_of(h))
+                ));
             }
         }
         y
@@ -155,8 +197,11 @@ impl InventorySpec<'_> {
     }
 }
 
-fn entry(h: &Host, vars: &[(String, Value)]) -> String {
+fn entry(h: &Host, vars: &[(String, Value)], ssh: &[(String, Value)]) -> String {
     let mut e = format!("{{ name: {}, ip: {}", q(&h.name), h.ip);
+    if !ssh.is_empty() {
+        e.push_str(&format!(", ssh: {}", map(ssh)));
+    }
     if !vars.is_empty() {
         e.push_str(&format!(", vars: {}", map(vars)));
     }
