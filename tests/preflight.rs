@@ -121,7 +121,12 @@ fn preflight_reports_each_condition_this_machine_makes_real() {
 
     let out = fleet_run(&["preflight"], &inv, &fleet, &["--output", "json"]);
     let doc = report(&out);
-    assert_eq!(out.status.code(), Some(2), "blocked hosts: exit 2\n{}", stderr(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "blocked hosts: exit 2\n{}",
+        stderr(&out)
+    );
     let h = by_host(&doc);
     assert_eq!(h.len(), 6, "{doc:#}");
 
@@ -199,7 +204,10 @@ fn preflight_reports_each_condition_this_machine_makes_real() {
     // The full filesystem under the deploy dir.
     assert_eq!(h[&name(5)]["verdict"], "blocked");
     let b = blockers(&h[&name(5)]);
-    assert!(b.contains("for the deploy dir") && b.contains("free space on"), "{b}");
+    assert!(
+        b.contains("for the deploy dir") && b.contains("free space on"),
+        "{b}"
+    );
 
     // Read-only: nothing was created in any deploy dir.
     for host in &hosts[..5] {
@@ -230,7 +238,9 @@ fn deploy_completes_healthy_hosts_leaves_four_blocked_untouched_then_completes_t
     // 2. The deploy dir's filesystem is full.
     let full = FullFs::mount(&full_host.dir.join("full"), "2m", fleet.user_uid());
     // 3. `/` is private and the inventory pins an rslave host mount (Docker refuses it).
-    fleet.use_mount_namespace(&mount_host.name, "private").unwrap();
+    fleet
+        .use_mount_namespace(&mount_host.name, "private")
+        .unwrap();
     // 4. The host's compose command is broken (not executable).
     let broken = compose_host.dir.join("compose");
     std::fs::copy(fleet.compose_command(), &broken).unwrap();
@@ -281,9 +291,17 @@ fn deploy_completes_healthy_hosts_leaves_four_blocked_untouched_then_completes_t
             .unwrap_or_default()
     };
     for (h, reason, fix) in [
-        (&port_host, "port 9100 (node_exporter_port) is held by", "set node_exporter_port"),
+        (
+            &port_host,
+            "port 9100 (node_exporter_port) is held by",
+            "set node_exporter_port",
+        ),
         (&full_host, "for the deploy dir", "free space on"),
-        (&mount_host, "needs `/` shared or slave, and it is private", "node_exporter_host_mount: ro"),
+        (
+            &mount_host,
+            "needs `/` shared or slave, and it is private",
+            "node_exporter_host_mount: ro",
+        ),
         (&compose_host, "does not run", "fix compose_command"),
     ] {
         let e = error(&h.name);
@@ -293,12 +311,23 @@ fn deploy_completes_healthy_hosts_leaves_four_blocked_untouched_then_completes_t
             h.name
         );
         // Untouched: no file written, compose never run.
-        assert!(!deploy_dir(h).join("docker-compose.yml").exists(), "{}", h.name);
-        assert!(testkit::standin::calls(&deploy_dir(h)).is_empty(), "{}", h.name);
+        assert!(
+            !deploy_dir(h).join("docker-compose.yml").exists(),
+            "{}",
+            h.name
+        );
+        assert!(
+            testkit::standin::calls(&deploy_dir(h)).is_empty(),
+            "{}",
+            h.name
+        );
     }
     // Named on the terminal too, with the fix.
     assert!(
-        stderr(&out).contains(&format!("preflight: {} blocked, left untouched", port_host.name)),
+        stderr(&out).contains(&format!(
+            "preflight: {} blocked, left untouched",
+            port_host.name
+        )),
         "{}",
         stderr(&out)
     );
@@ -323,7 +352,9 @@ fn deploy_completes_healthy_hosts_leaves_four_blocked_untouched_then_completes_t
     // Repair each, re-run: the four complete, the eight change nothing.
     drop(listener);
     std::fs::remove_file(full.filler()).unwrap();
-    fleet.use_mount_namespace(&mount_host.name, "shared").unwrap();
+    fleet
+        .use_mount_namespace(&mount_host.name, "shared")
+        .unwrap();
     set_mode(&broken, 0o755);
     let out = fleet_run(&["exporters"], &inv, &fleet, &["--output", "json"]);
     let r = report(&out);

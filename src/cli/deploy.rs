@@ -145,21 +145,13 @@ impl Planned {
         overrides: &HashMap<String, crate::inventory::Vars>,
         opts: &playbook::PlanOptions,
     ) -> anyhow::Result<()> {
-        for h in self
-            .inventory
-            .hosts
-            .iter_mut()
-            .chain(self.hosts.iter_mut())
-        {
+        for h in self.inventory.hosts.iter_mut().chain(self.hosts.iter_mut()) {
             if let Some(v) = overrides.get(&h.name) {
                 h.vars.extend(v.clone());
             }
         }
-        let mut renderer = Renderer::new(
-            self.project.clone(),
-            self.secrets.clone(),
-            SecretMode::Real,
-        );
+        let mut renderer =
+            Renderer::new(self.project.clone(), self.secrets.clone(), SecretMode::Real);
         let refs: Vec<&Host> = self.hosts.iter().collect();
         self.plan = playbook::plan(
             &self.inventory,

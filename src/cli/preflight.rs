@@ -94,7 +94,10 @@ pub async fn run(a: PreflightArgs) -> anyhow::Result<ExitCode> {
 
 /// Blocked hosts fail the command (2); unreachable ones say so (4).
 fn exit_code(results: &[HostPreflight]) -> ExitCode {
-    if results.iter().any(|r| r.verdict == Verdict::Blocked && !r.unreachable) {
+    if results
+        .iter()
+        .any(|r| r.verdict == Verdict::Blocked && !r.unreachable)
+    {
         ExitCode::HostFailed
     } else if results.iter().any(|r| r.unreachable) {
         ExitCode::HostUnreachable

@@ -657,11 +657,7 @@ impl Fact for LocalImages {
             )
     }
     fn parse(&self, p: &Probe) -> Result<Vec<(String, bool)>, String> {
-        let seen: Vec<(&str, &str)> = p
-            .stdout
-            .lines()
-            .filter_map(|l| l.split_once(' '))
-            .collect();
+        let seen: Vec<(&str, &str)> = p.stdout.lines().filter_map(|l| l.split_once(' ')).collect();
         Ok(self
             .refs
             .iter()
@@ -929,9 +925,8 @@ mod tests {
         let f = FreeSpace {
             path: "~/exporter-deploy".into(),
         };
-        let p = probe(
-            "__path /home/ops\n__df /dev/sda2  51290592 40123124 8528028      83% /home\n",
-        );
+        let p =
+            probe("__path /home/ops\n__df /dev/sda2  51290592 40123124 8528028      83% /home\n");
         assert_eq!(
             f.parse(&p).unwrap(),
             Space {
@@ -980,7 +975,9 @@ mod tests {
             Box::new(RootPropagation),
             Box::new(CgroupVersion),
             Box::new(SelinuxMode),
-            Box::new(FreeSpace { path: "/tmp/x/y".into() }),
+            Box::new(FreeSpace {
+                path: "/tmp/x/y".into(),
+            }),
             Box::new(Clock),
             Box::new(PathsExist {
                 paths: vec!["/".into()],

@@ -16,9 +16,9 @@ use tokio::task::JoinSet;
 
 use crate::executor::Connector;
 use crate::facts::system::{
-    CgroupVersion, Cgroups, Clock, Compose, ComposeInfo, DockerAccess, DockerEngine,
-    DockerSocket, FreeSpace, Listener, ListeningPorts, LocalImages, PathsExist, Propagation,
-    PublishedPorts, RootPropagation, Selinux, SelinuxMode, SocketInfo, Space,
+    CgroupVersion, Cgroups, Clock, Compose, ComposeInfo, DockerAccess, DockerEngine, DockerSocket,
+    FreeSpace, Listener, ListeningPorts, LocalImages, PathsExist, Propagation, PublishedPorts,
+    RootPropagation, Selinux, SelinuxMode, SocketInfo, Space,
 };
 use crate::facts::{ErasedFact, Fact, FactError, Facts};
 use crate::inventory::{Host, Vars};
@@ -265,9 +265,7 @@ impl Probes {
                 refs: w.images.iter().map(|(_, r)| r.clone()).collect(),
             },
             paths: PathsExist {
-                paths: [KMSG, DEV_DISK, CGROUP_V1_RHEL]
-                    .map(String::from)
-                    .to_vec(),
+                paths: [KMSG, DEV_DISK, CGROUP_V1_RHEL].map(String::from).to_vec(),
             },
         }
     }
@@ -317,16 +315,20 @@ async fn get<F: Fact>(facts: &Facts, f: &F) -> Result<F::Output, String> {
 }
 
 /// Ask every probe of a host in one round trip.
-pub async fn probe(facts: &Facts, w: &Wants, user: &str, as_root: bool) -> Result<Findings, FactError> {
+pub async fn probe(
+    facts: &Facts,
+    w: &Wants,
+    user: &str,
+    as_root: bool,
+) -> Result<Findings, FactError> {
     let p = Probes::new(w);
     let t0 = crate::base::clock::now_unix();
     let batch = facts.prefetch(&p.all()).await;
     let t1 = crate::base::clock::now_unix();
-    match batch {
-        // The host could not be asked: nothing else will answer either.
-        Err(e @ FactError::Transport(_)) => return Err(e),
-        // One answer did not parse: the others are asked one by one below (each says why).
-        Err(_) | Ok(()) => {}
+    // The host could not be asked: nothing else will answer either. (When one answer did
+    // not parse, the others are asked one by one below, each saying why.)
+    if let Err(e @ FactError::Transport(_)) = batch {
+        return Err(e);
     }
     Ok(Findings {
         docker: get(facts, &p.engine)
@@ -341,7 +343,9 @@ pub async fn probe(facts: &Facts, w: &Wants, user: &str, as_root: bool) -> Resul
         listeners: get(facts, &p.ports).await,
         published: get(facts, &p.published).await.unwrap_or_default(),
         propagation: get(facts, &p.propagation).await,
-        cgroups: get(facts, &p.cgroups).await.unwrap_or_else(Cgroups::Unknown),
+        cgroups: get(facts, &p.cgroups)
+            .await
+            .unwrap_or_else(Cgroups::Unknown),
         selinux: get(facts, &p.selinux).await,
         deploy_space: get(facts, &p.space).await,
         clock: get(facts, &p.clock)
@@ -551,10 +555,9 @@ impl Judgement<'_> {
     /// promfleet's own exporters: a published port of one of its containers, or a process
     /// started from the deploy directory (the test fleet's compose stand-in).
     fn ours(&self, l: &Listener, f: &Findings) -> bool {
-        let published = f
-            .published
-            .iter()
-            .any(|(name, ports)| OUR_CONTAINERS.contains(&name.as_str()) && ports.contains(&l.port));
+        let published = f.published.iter().any(|(name, ports)| {
+            OUR_CONTAINERS.contains(&name.as_str()) && ports.contains(&l.port)
+        });
         let docker_held = matches!(l.process.as_deref(), Some("docker-proxy") | None);
         let dir = self.w.deploy_dir.trim_start_matches("~/");
         let from_dir = !dir.is_empty()
@@ -595,7 +598,10 @@ impl Judgement<'_> {
                         (Some(p), None) => p.clone(),
                         _ => "a process the probe cannot name (run with become to see it)".into(),
                     };
-                    format!("{proc} on {}", crate::base::addr::host_port(&l.addr, l.port))
+                    format!(
+                        "{proc} on {}",
+                        crate::base::addr::host_port(&l.addr, l.port)
+                    )
                 })
                 .collect();
             line.push(format!("{port} held by {}", who.join(", ")));
@@ -724,7 +730,12 @@ impl Judgement<'_> {
             Ok(s) => {
                 self.check(
                     "deploy dir space",
-                    format!("{} free on {} ({})", kib(s.available_kib), s.mount, s.checked),
+                    format!(
+                        "{} free on {} ({})",
+                        kib(s.available_kib),
+                        s.mount,
+                        s.checked
+                    ),
                 );
                 if s.available_kib < self.w.min_free_deploy_kib {
                     self.block(
@@ -735,7 +746,10 @@ impl Judgement<'_> {
                             self.w.deploy_dir,
                             self.w.min_free_deploy_kib / 1024
                         ),
-                        format!("free space on {}, or set deploy_dir to another filesystem", s.mount),
+                        format!(
+                            "free space on {}, or set deploy_dir to another filesystem",
+                            s.mount
+                        ),
                     );
                 }
             }
@@ -792,9 +806,7 @@ impl Judgement<'_> {
         let line: Vec<String> = f
             .images
             .iter()
-            .map(|(r, present)| {
-                format!("{r} {}", if *present { "present" } else { "to pull" })
-            })
+            .map(|(r, present)| format!("{r} {}", if *present { "present" } else { "to pull" }))
             .collect();
         self.check("images", line.join(", "));
     }
@@ -970,7 +982,10 @@ mod tests {
         assert_eq!(p.verdict, Verdict::Adapt, "{p:#?}");
         let o = p.overrides();
         assert_eq!(o["node_exporter_host_mount"], "ro");
-        assert_eq!(o["exporter_security_opt"], serde_json::json!(["label=disable"]));
+        assert_eq!(
+            o["exporter_security_opt"],
+            serde_json::json!(["label=disable"])
+        );
         assert_eq!(o["docker_socket"], "/run/user/1000/docker.sock");
         assert_eq!(o["docker_root_dir"], "/home/ops/.local/share/docker");
         assert_eq!(o["cadvisor_dev_disk"], false);
@@ -1012,7 +1027,12 @@ mod tests {
         f.listeners = Ok(vec![l("0.0.0.0", 9100, Some("node_exporter"), None)]);
         let p = verdict("{}", &f);
         assert_eq!(p.verdict, Verdict::Blocked);
-        assert!(p.blockers[0].why.contains("node_exporter (pid 42) on 0.0.0.0:9100"), "{p:#?}");
+        assert!(
+            p.blockers[0]
+                .why
+                .contains("node_exporter (pid 42) on 0.0.0.0:9100"),
+            "{p:#?}"
+        );
         // docker-proxy of promfleet's own container, and another address than the bind one.
         f.listeners = Ok(vec![
             l("0.0.0.0", 9100, Some("docker-proxy"), None),
@@ -1034,7 +1054,10 @@ mod tests {
         };
         let p = verdict("{}", &f);
         assert_eq!(p.verdict, Verdict::Blocked);
-        assert!(p.blockers[0].fix.contains("usermod -aG docker ops"), "{p:#?}");
+        assert!(
+            p.blockers[0].fix.contains("usermod -aG docker ops"),
+            "{p:#?}"
+        );
         f.compose.custom = Some(Ok("Docker Compose version v2.24.5".into()));
         let p = verdict(r#"{"compose_command":"sudo docker compose"}"#, &f);
         assert_eq!(p.verdict, Verdict::Ready, "{p:#?}");
@@ -1054,7 +1077,10 @@ mod tests {
         let whys: Vec<&str> = p.blockers.iter().map(|b| b.why.as_str()).collect();
         assert_eq!(p.blockers.len(), 3, "{whys:?}");
         assert!(whys[0].starts_with("no compose"), "{whys:?}");
-        assert!(whys[1].contains("12.0 KiB") || whys[1].contains("0.0 MiB"), "{whys:?}");
+        assert!(
+            whys[1].contains("12.0 KiB") || whys[1].contains("0.0 MiB"),
+            "{whys:?}"
+        );
         assert!(whys[2].contains("-95s"), "{whys:?}");
     }
 

@@ -168,10 +168,7 @@ impl InventorySpec<'_> {
         for g in &groups {
             y.push_str(&format!("  {}:\n    hosts:\n", q(g)));
             for (h, v) in all.iter().filter(|(h, _)| h.group == *g) {
-                y.push_str(&format!(
-                    "      - {}\n",
-                    entry(h, v, &self.host_ssh_of(h))
-                ));
+                y.push_str(&format!("      - {}\n", entry(h, v, &self.host_ssh_of(h))));
             }
         }
         let mon: Vec<_> = all
@@ -181,10 +178,7 @@ impl InventorySpec<'_> {
         if !mon.is_empty() {
             y.push_str("monitoring:\n  hosts:\n");
             for (h, v) in mon {
-                y.push_str(&format!(
-                    "    - {}\n",
-                    entry(h, v, &self.host_ssh_of(h))
-                ));
+                y.push_str(&format!("    - {}\n", entry(h, v, &self.host_ssh_of(h))));
             }
         }
         y
