@@ -107,6 +107,7 @@ fn preflight_reports_each_condition_this_machine_makes_real() {
     let inv = fleet.root().join("inventory.yml");
     fleet
         .inventory()
+        .adaptive()
         .host_ssh(&name(2), "become", true)
         .host_var(&name(3), "compose_command", "")
         .host_ssh(&name(4), "become", true)
@@ -174,6 +175,24 @@ fn preflight_reports_each_condition_this_machine_makes_real() {
             && b.contains(&format!("pid {}", std::process::id()))
             && b.contains(&format!("{}:9100", hosts[2].ip)),
         "{b}"
+    );
+    // The same as text: the verdict on the host's line, then why and the fix.
+    let text = fleet_run(&["preflight"], &inv, &fleet, &["-v"]);
+    let text = stdout(&text);
+    let mine: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.starts_with(&name(2)))
+        .take(3)
+        .collect();
+    assert!(
+        mine[0].ends_with("blocked")
+            && mine[1].trim_start().starts_with("blocked: port 9100")
+            && mine[2].trim_start().starts_with("fix: stop "),
+        "{text}"
+    );
+    assert!(
+        text.contains("6 host(s): ") && text.contains(" 3 blocked"),
+        "{text}"
     );
     drop(listener);
 

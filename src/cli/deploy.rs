@@ -348,7 +348,8 @@ pub async fn run(a: DeployArgs) -> anyhow::Result<crate::report::ExitCode> {
     Ok(run.exit_code())
 }
 
-/// Deploy's first step: preflight the plan's fleet hosts over the run's own connections,
+/// Deploy's first step: preflight the plan's fleet hosts that get a compose project, over the
+/// run's own connections,
 /// re-plan with the variables it chose, and return the hosts the run must not touch (blocked
 /// ones, with why and the fix; unreachable ones as the run would report them).
 async fn preflight(
@@ -358,8 +359,27 @@ async fn preflight(
     opts: &playbook::PlanOptions,
 ) -> anyhow::Result<HashMap<String, crate::executor::Blocked>> {
     use crate::status::preflight::Verdict;
-    let hosts: Vec<Host> = planned.plan.hosts().into_iter().cloned().collect();
-    if hosts.iter().all(Host::is_monitoring) {
+    // The hosts about to get a compose project: what preflight checks is what compose needs.
+    let composing: std::collections::HashSet<&str> = planned
+        .plan
+        .plays
+        .iter()
+        .flat_map(|p| &p.hosts)
+        .filter(|hp| {
+            hp.steps
+                .iter()
+                .any(|s| matches!(s.action, Some(crate::modules::Action::Compose(_))))
+        })
+        .map(|hp| hp.host.name.as_str())
+        .collect();
+    let hosts: Vec<Host> = planned
+        .plan
+        .hosts()
+        .into_iter()
+        .filter(|h| composing.contains(h.name.as_str()) && !h.is_monitoring())
+        .cloned()
+        .collect();
+    if hosts.is_empty() {
         return Ok(HashMap::new());
     }
     let results = super::preflight::preflight_fleet(

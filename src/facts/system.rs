@@ -233,12 +233,15 @@ fn version_major(line: &str) -> Option<u32> {
         .and_then(|m| m.parse().ok())
 }
 
+// Only what the compose module would run is asked: each `version` may start a Python
+// interpreter (docker-compose v1), a cost on every host of a big fleet.
 const COMPOSE: &str = r#"set -f
 if [ -n "$cmd" ]; then
   if out=$($cmd version 2>&1); then echo "__custom $(printf '%s\n' "$out" | head -n 1)"
   else echo "__custom_error $(printf '%s\n' "$out" | tail -n 1)"; fi
+  exit 0
 fi
-v=$(docker compose version --short 2>/dev/null) && [ -n "$v" ] && echo "__plugin $v"
+v=$(docker compose version --short 2>/dev/null) && [ -n "$v" ] && { echo "__plugin $v"; exit 0; }
 v=$(docker-compose version --short 2>/dev/null) && [ -n "$v" ] && echo "__standalone $v"
 exit 0"#;
 

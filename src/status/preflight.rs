@@ -25,7 +25,8 @@ use crate::inventory::{Host, Vars};
 use crate::report::HostStatus;
 use crate::transport::TransportError;
 
-/// Device paths cAdvisor's upstream `docker run` maps, and RHEL 6/7's cgroup v1 mount point.
+/// cAdvisor's upstream device; its /dev/disk mount; RHEL 6/7's cgroup v1 mount point.
+#[cfg(test)]
 const KMSG: &str = "/dev/kmsg";
 const DEV_DISK: &str = "/dev/disk";
 const CGROUP_V1_RHEL: &str = "/cgroup";
@@ -144,6 +145,9 @@ pub struct Wants {
     pub min_free_deploy_kib: u64,
     pub min_free_docker_kib: u64,
     pub max_clock_offset: f64,
+    /// Devices cAdvisor is given (`cadvisor_devices`), and whether /dev/disk is mounted.
+    pub cadvisor_devices: Vec<String>,
+    pub cadvisor_dev_disk: bool,
     /// The host mount the inventory sets itself, if it does.
     pub inventory_host_mount: Option<String>,
     /// Variables the inventory sets (they are not overridden).
@@ -185,6 +189,15 @@ impl Wants {
             min_free_deploy_kib: n("preflight_min_free_mb", 100) * 1024,
             min_free_docker_kib: n("preflight_min_free_docker_mb", 1024) * 1024,
             max_clock_offset: var_u64(&all, "preflight_max_clock_offset").unwrap_or(30) as f64,
+            cadvisor_devices: all
+                .get("cadvisor_devices")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().map(show).collect())
+                .unwrap_or_default(),
+            cadvisor_dev_disk: all
+                .get("cadvisor_dev_disk")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
             inventory_host_mount: inventory
                 .get("node_exporter_host_mount")
                 .map(|v| show(v).trim().to_string()),
@@ -265,7 +278,12 @@ impl Probes {
                 refs: w.images.iter().map(|(_, r)| r.clone()).collect(),
             },
             paths: PathsExist {
-                paths: [KMSG, DEV_DISK, CGROUP_V1_RHEL].map(String::from).to_vec(),
+                paths: w
+                    .cadvisor_devices
+                    .iter()
+                    .cloned()
+                    .chain([DEV_DISK, CGROUP_V1_RHEL].map(String::from))
+                    .collect(),
             },
         }
     }
@@ -657,19 +675,25 @@ impl Judgement<'_> {
     /// the host lacks; SELinux; a rootless engine's socket and root dir; cgroups.
     fn cadvisor(&mut self, f: &Findings) {
         let has = |p: &str| f.paths.iter().any(|(x, e)| x == p && *e);
-        let devices: Vec<Value> = [KMSG]
-            .into_iter()
+        let wanted = self.w.cadvisor_devices.clone();
+        let devices: Vec<Value> = wanted
+            .iter()
             .filter(|d| has(d))
-            .map(Value::from)
+            .map(|d| Value::from(d.as_str()))
             .collect();
-        if !has(KMSG) && !f.paths.is_empty() {
+        if devices.len() < wanted.len() && !f.paths.is_empty() {
+            let missing: Vec<&str> = wanted
+                .iter()
+                .filter(|d| !has(d))
+                .map(String::as_str)
+                .collect();
             self.adapt(
                 "cadvisor_devices",
                 Value::Array(devices),
-                format!("{KMSG} does not exist on the host"),
+                format!("{} does not exist on the host", missing.join(", ")),
             );
         }
-        if !has(DEV_DISK) && !f.paths.is_empty() {
+        if self.w.cadvisor_dev_disk && !has(DEV_DISK) && !f.paths.is_empty() {
             self.adapt(
                 "cadvisor_dev_disk",
                 Value::Bool(false),
@@ -897,7 +921,7 @@ mod tests {
             "node_exporter_host_mount":"ro,rslave","compose_command":"","exporter_bind_address":"",
             "node_exporter_image":"bitnami/node-exporter","node_exporter_tag":"latest",
             "cadvisor_image":"gcr.io/cadvisor/cadvisor","cadvisor_tag":"v0.45.0",
-            "cadvisor_devices":["/dev/kmsg"],"cadvisor_dev_disk":true,"cadvisor_cgroup_mount":false,
+            "cadvisor_devices":[],"cadvisor_dev_disk":false,"cadvisor_cgroup_mount":false,
             "exporter_security_opt":[],"docker_socket":"/var/run/docker.sock",
             "docker_root_dir":"/var/lib/docker","image_registry":""}"#,
         )
@@ -978,7 +1002,11 @@ mod tests {
             system_socket: false,
         };
         f.paths[1].1 = false;
-        let p = verdict("{}", &f);
+        f.paths[0].1 = false;
+        let p = verdict(
+            r#"{"cadvisor_devices":["/dev/kmsg"],"cadvisor_dev_disk":true}"#,
+            &f,
+        );
         assert_eq!(p.verdict, Verdict::Adapt, "{p:#?}");
         let o = p.overrides();
         assert_eq!(o["node_exporter_host_mount"], "ro");
@@ -988,8 +1016,15 @@ mod tests {
         );
         assert_eq!(o["docker_socket"], "/run/user/1000/docker.sock");
         assert_eq!(o["docker_root_dir"], "/home/ops/.local/share/docker");
-        assert_eq!(o["cadvisor_dev_disk"], false);
-        assert!(!o.contains_key("cadvisor_devices"));
+        // Set by the inventory: kept, and preflight says what it would choose.
+        assert!(!o.contains_key("cadvisor_dev_disk") && !o.contains_key("cadvisor_devices"));
+        let kept: Vec<&str> = p
+            .adaptations
+            .iter()
+            .filter(|a| !a.applied)
+            .map(|a| a.var.as_str())
+            .collect();
+        assert_eq!(kept, ["cadvisor_devices", "cadvisor_dev_disk"]);
     }
 
     #[test]

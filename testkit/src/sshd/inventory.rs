@@ -19,6 +19,8 @@ pub struct InventorySpec<'a> {
     /// (host, key, value) added to one fleet host's vars / ssh settings.
     one_host_vars: Vec<(String, String, Value)>,
     one_host_ssh: Vec<(String, String, Value)>,
+    /// Leave `node_exporter_host_mount` to preflight (see [`InventorySpec::adaptive`]).
+    adaptive: bool,
 }
 
 impl Fleet {
@@ -34,6 +36,7 @@ impl Fleet {
             host_vars: true,
             one_host_vars: Vec::new(),
             one_host_ssh: Vec::new(),
+            adaptive: false,
         }
     }
 
@@ -94,6 +97,13 @@ impl InventorySpec<'_> {
             .push((host.to_string(), key.to_string(), value.into()));
         self
     }
+    /// Do not state this machine's `/` propagation as `node_exporter_host_mount`: deploy's
+    /// preflight chooses it per host (offline `render`, and `status`' comparison, then differ
+    /// from what deploy writes wherever it adapts).
+    pub fn adaptive(mut self) -> Self {
+        self.adaptive = true;
+        self
+    }
     /// Leave out the per-host `deploy_dir` / `compose_command` vars.
     pub fn without_host_vars(mut self) -> Self {
         self.host_vars = false;
@@ -123,7 +133,7 @@ impl InventorySpec<'_> {
         if !self.host_vars {
             return Vec::new();
         }
-        vec![
+        let mut v = vec![
             (
                 "deploy_dir".into(),
                 Value::from(h.deploy_dir().display().to_string()),
@@ -132,7 +142,16 @@ impl InventorySpec<'_> {
                 "compose_command".into(),
                 Value::from(self.fleet.compose_command().display().to_string()),
             ),
-        ]
+        ];
+        if !self.adaptive {
+            // As an operator states it: rslave only where `/` propagates (the fleet's hosts
+            // share this machine's mount namespace unless a test gives one its own).
+            v.push((
+                "node_exporter_host_mount".into(),
+                Value::from(host_mount_of_this_machine()),
+            ));
+        }
+        v
     }
 
     /// Render the YAML.
@@ -233,5 +252,21 @@ fn q(s: &str) -> String {
         s.to_string()
     } else {
         Value::from(s).to_string()
+    }
+}
+
+/// `ro,rslave` when this process's `/` is a shared or slave mount, else `ro`.
+fn host_mount_of_this_machine() -> &'static str {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let root = info
+        .lines()
+        .filter(|l| l.split_whitespace().nth(4) == Some("/"))
+        .last()
+        .unwrap_or_default();
+    let optional = root.split(" - ").next().unwrap_or_default();
+    if optional.contains(" shared:") || optional.contains(" master:") {
+        "ro,rslave"
+    } else {
+        "ro"
     }
 }
