@@ -348,18 +348,17 @@ pub async fn run(a: DeployArgs) -> anyhow::Result<crate::report::ExitCode> {
     Ok(run.exit_code())
 }
 
-/// Deploy's first step: preflight the plan's fleet hosts that get a compose project, over the
-/// run's own connections,
-/// re-plan with the variables it chose, and return the hosts the run must not touch (blocked
-/// ones, with why and the fix; unreachable ones as the run would report them).
-async fn preflight(
+/// Preflight the plan's fleet hosts that get a compose project, over `connector`'s sessions
+/// (kept for the run), and plan again with the variables preflight chose: what `deploy` and
+/// `status` compare and write is then the same.
+pub async fn preflight_plan(
     planned: &mut Planned,
-    setup: &super::common::Setup,
+    connector: Arc<crate::executor::Connector>,
     forks: usize,
     opts: &playbook::PlanOptions,
-) -> anyhow::Result<HashMap<String, crate::executor::Blocked>> {
+) -> anyhow::Result<Vec<crate::status::preflight::HostPreflight>> {
     use crate::status::preflight::Verdict;
-    // The hosts about to get a compose project: what preflight checks is what compose needs.
+    // What preflight checks is what compose needs.
     let composing: std::collections::HashSet<&str> = planned
         .plan
         .plays
@@ -380,19 +379,40 @@ async fn preflight(
         .cloned()
         .collect();
     if hosts.is_empty() {
-        return Ok(HashMap::new());
+        return Ok(Vec::new());
     }
     let results = super::preflight::preflight_fleet(
-        setup.executor.connector.clone(),
+        connector,
         &planned.inventory,
         &planned.defaults,
         &hosts,
         forks,
     )
     .await;
+    let overrides: HashMap<String, crate::inventory::Vars> = results
+        .iter()
+        .filter(|r| r.verdict == Verdict::Adapt)
+        .map(|r| (r.host.clone(), r.overrides()))
+        .collect();
+    if !overrides.is_empty() {
+        planned.adapt(&overrides, opts)?;
+    }
+    Ok(results)
+}
+
+/// Deploy's first step: preflight (see `preflight_plan`), print each host that adapts or is
+/// blocked, and return the hosts the run must not touch (blocked ones, with why and the fix;
+/// unreachable ones as the run would report them).
+async fn preflight(
+    planned: &mut Planned,
+    setup: &super::common::Setup,
+    forks: usize,
+    opts: &playbook::PlanOptions,
+) -> anyhow::Result<HashMap<String, crate::executor::Blocked>> {
+    use crate::status::preflight::Verdict;
+    let results = preflight_plan(planned, setup.executor.connector.clone(), forks, opts).await?;
     let reporter = &setup.reporter;
     let mut blocked = HashMap::new();
-    let mut overrides = HashMap::new();
     for r in results {
         match r.verdict {
             Verdict::Blocked => {
@@ -413,19 +433,13 @@ async fn preflight(
                 };
                 blocked.insert(r.host.clone(), b);
             }
-            Verdict::Adapt => {
-                reporter.notice(&format!(
-                    "preflight: {} will adapt: {}",
-                    r.host,
-                    r.summary()
-                ));
-                overrides.insert(r.host.clone(), r.overrides());
-            }
+            Verdict::Adapt => reporter.notice(&format!(
+                "preflight: {} will adapt: {}",
+                r.host,
+                r.summary()
+            )),
             Verdict::Ready => {}
         }
-    }
-    if !overrides.is_empty() {
-        planned.adapt(&overrides, opts)?;
     }
     Ok(blocked)
 }

@@ -49,10 +49,14 @@ pub struct StatusArgs {
     /// What to report on.
     #[arg(long, value_enum, default_value_t = Scope::All)]
     pub scope: Scope,
+    /// Compare with the built-in and inventory exporter variables as they are, without the
+    /// ones deploy's preflight would choose per host (one round trip per host less).
+    #[arg(long)]
+    pub skip_preflight: bool,
 }
 
 pub async fn run(a: StatusArgs) -> anyhow::Result<ExitCode> {
-    let planned = make_plan(
+    let mut planned = make_plan(
         std::slice::from_ref(&a.playbook),
         &a.inv,
         a.templates.as_deref(),
@@ -64,6 +68,18 @@ pub async fn run(a: StatusArgs) -> anyhow::Result<ExitCode> {
     // Central services need no fleet host: only the fleet view needs the play to select one.
     if a.scope != Scope::Central {
         planned.require_hosts()?;
+    }
+    // Compared with what deploy would write after its preflight (a host where it adapts
+    // the exporter variables is not drift). The sessions are the gatherer's.
+    let connector = Arc::new(connector(&a.conn, &planned.secrets)?);
+    if a.scope != Scope::Central && !a.skip_preflight {
+        super::deploy::preflight_plan(
+            &mut planned,
+            connector.clone(),
+            a.conn.forks,
+            &playbook::PlanOptions::default(),
+        )
+        .await?;
     }
     let defaults = planned.defaults.clone();
     let inv = &planned.inventory;
@@ -95,7 +111,6 @@ pub async fn run(a: StatusArgs) -> anyhow::Result<ExitCode> {
         token.clone(),
         http.clone(),
     ));
-    let connector = Arc::new(connector(&a.conn, &planned.secrets)?);
 
     let hosts_fut = async {
         if a.scope == Scope::Central {
