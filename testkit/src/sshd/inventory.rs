@@ -260,8 +260,7 @@ fn host_mount_of_this_machine() -> &'static str {
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let root = info
         .lines()
-        .filter(|l| l.split_whitespace().nth(4) == Some("/"))
-        .last()
+        .rfind(|l| l.split_whitespace().nth(4) == Some("/"))
         .unwrap_or_default();
     let optional = root.split(" - ").next().unwrap_or_default();
     if optional.contains(" shared:") || optional.contains(" master:") {
