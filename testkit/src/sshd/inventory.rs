@@ -146,10 +146,7 @@ impl InventorySpec<'_> {
         if !self.adaptive {
             // As an operator states it: rslave only where `/` propagates (the fleet's hosts
             // share this machine's mount namespace unless a test gives one its own).
-            v.push((
-                "node_exporter_host_mount".into(),
-                Value::from(host_mount_of_this_machine()),
-            ));
+            v.push((HOST_MOUNT.into(), Value::from(host_mount_of_this_machine())));
         }
         v
     }
@@ -176,7 +173,13 @@ impl InventorySpec<'_> {
                 (h.clone(), v)
             })
             .collect();
-        all.extend(self.extra.iter().cloned());
+        all.extend(self.extra.iter().cloned().map(|(h, mut v)| {
+            // Netns hosts share this machine's `/` too (`ip netns exec` keeps its propagation).
+            if self.host_vars && !self.adaptive && !v.iter().any(|(k, _)| k == HOST_MOUNT) {
+                v.push((HOST_MOUNT.into(), Value::from(host_mount_of_this_machine())));
+            }
+            (h, v)
+        }));
         let mut groups: Vec<&str> = Vec::new();
         for (h, _) in &all {
             if h.group != MONITORING_GROUP && !groups.contains(&h.group.as_str()) {
@@ -254,6 +257,9 @@ fn q(s: &str) -> String {
         Value::from(s).to_string()
     }
 }
+
+/// The exporter variable stating `/`'s propagation (see `host_mount_of_this_machine`).
+const HOST_MOUNT: &str = "node_exporter_host_mount";
 
 /// `ro,rslave` when this process's `/` is a shared or slave mount, else `ro`.
 fn host_mount_of_this_machine() -> &'static str {
