@@ -652,7 +652,9 @@ fn fault_metrics_endpoint_serves_garbage() {
     let Some(rig) = Rig::start(4, 1) else { return };
     let ip = rig.fleet.host(BAD).expect("host").ip;
     let server = HtmlServer::start(SocketAddr::from((ip, 9100)));
-    let (out, took) = rig.run(&[]);
+    // Preflight would block the squatted port before any change (tests/preflight.rs); this
+    // test pins what metrics_check says about a squatter that answers.
+    let (out, took) = rig.run(&["--skip-preflight"]);
     rig.assert_fault(
         &out,
         took,
@@ -889,7 +891,9 @@ fn fault_disk_full_keeps_old_file() {
     let old = format!("{OLD_COMPOSE}#{}\n", "x".repeat(3000));
     std::fs::write(dir.join("docker-compose.yml"), &old).expect("write");
     chown_to_user(&rig.fleet, &dir.join("docker-compose.yml"));
-    let (out, took) = rig.run(&[]);
+    // Preflight would block this host before any write (tests/preflight.rs); this test pins
+    // the write itself failing on a disk that fills after preflight.
+    let (out, took) = rig.run(&["--skip-preflight"]);
     rig.assert_fault(
         &out,
         took,

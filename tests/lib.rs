@@ -17,6 +17,7 @@ mod exporters;
 mod faults;
 mod hostile;
 mod package;
+mod preflight;
 mod project;
 mod regression;
 mod rollout;

@@ -1,6 +1,7 @@
 //! `promfleet deploy PLAYBOOK…` and `promfleet exporters`: plan (every input error surfaces
 //! here, before any host is touched), execute, recap, record state and the retry file.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -45,6 +46,10 @@ pub struct DeployCommon {
     /// Ask on the terminal before each next rollout stage.
     #[arg(long)]
     pub confirm: bool,
+    /// Do not check the hosts first (`promfleet preflight`): no host is blocked, and the
+    /// exporter variables keep the inventory's and built-in values.
+    #[arg(long)]
+    pub skip_preflight: bool,
     /// When a stage's health gate halts the rollout, put that stage's hosts back on the
     /// files this run changed there (from `.prev`) and re-apply, as `promfleet rollback`.
     #[arg(long)]
@@ -126,6 +131,8 @@ pub struct Planned {
     pub defaults: crate::inventory::Vars,
     /// Where the playbooks and templates were read from (`-v` prints it).
     pub project: crate::project::Project,
+    /// The loaded playbooks (`adapt` plans them again).
+    books: Vec<playbook::Playbook>,
     /// Set when the plays' `hosts:` select none of the chosen hosts: why, for the commands
     /// that must act on hosts (`require_hosts`).
     nothing_to_do: Option<String>,
@@ -140,6 +147,32 @@ impl Planned {
             Some(why) => Err(anyhow::anyhow!("{why}")),
             None => Ok(()),
         }
+    }
+
+    /// Plan again with preflight's variables added to the hosts' own (host → variables; the
+    /// caller passes only variables the inventory does not set, so the inventory still wins).
+    pub fn adapt(
+        &mut self,
+        overrides: &HashMap<String, crate::inventory::Vars>,
+        opts: &playbook::PlanOptions,
+    ) -> anyhow::Result<()> {
+        for h in self.inventory.hosts.iter_mut().chain(self.hosts.iter_mut()) {
+            if let Some(v) = overrides.get(&h.name) {
+                h.vars.extend(v.clone());
+            }
+        }
+        let mut renderer =
+            Renderer::new(self.project.clone(), self.secrets.clone(), SecretMode::Real);
+        let refs: Vec<&Host> = self.hosts.iter().collect();
+        self.plan = playbook::plan(
+            &self.inventory,
+            &refs,
+            &self.books,
+            &mut renderer,
+            &self.defaults,
+            opts,
+        )?;
+        Ok(())
     }
 }
 
@@ -219,6 +252,7 @@ pub fn make_plan(
         consul,
         defaults,
         project,
+        books,
         nothing_to_do,
     })
 }
@@ -247,16 +281,17 @@ pub async fn run(a: DeployArgs, printer: &Printer) -> anyhow::Result<crate::repo
     let _lock = (!c.check)
         .then(|| crate::report::StateLock::acquire(&c.inv.state_dir))
         .transpose()?;
-    let planned = make_plan(
+    let plan_opts = playbook::PlanOptions {
+        from_stage: c.from_stage.clone(),
+    };
+    let mut planned = make_plan(
         printer.masker(),
         &a.playbooks,
         &c.inv,
         c.templates.as_deref(),
         c.secrets.as_deref(),
         SecretMode::Real,
-        &playbook::PlanOptions {
-            from_stage: c.from_stage.clone(),
-        },
+        &plan_opts,
         !c.check,
     )?;
     planned.require_hosts()?;
@@ -283,7 +318,17 @@ pub async fn run(a: DeployArgs, printer: &Printer) -> anyhow::Result<crate::repo
             ..RunOptions::default()
         },
     )?;
-    let run = setup.executor.run(Arc::new(planned.plan)).await;
+    let executor = if c.skip_preflight {
+        setup.executor.clone()
+    } else {
+        let blocked = preflight(&mut planned, &setup, c.conn.forks, &plan_opts).await?;
+        Arc::new(setup.executor.with_options(RunOptions {
+            blocked,
+            ..setup.executor.opts.clone()
+        }))
+    };
+    let run = executor.run(Arc::new(planned.plan)).await;
+    drop(executor);
     if setup.executor.abort.is_cancelled() {
         // Aborted: sessions may be mid-command; a polite close must not delay the state.
         let _ = tokio::time::timeout(
@@ -328,4 +373,100 @@ pub async fn run(a: DeployArgs, printer: &Printer) -> anyhow::Result<crate::repo
         }
     }
     Ok(run.exit_code())
+}
+
+/// Preflight the plan's fleet hosts that get a compose project, over `connector`'s sessions
+/// (kept for the run), and plan again with the variables preflight chose: what `deploy` and
+/// `status` compare and write is then the same.
+pub async fn preflight_plan(
+    planned: &mut Planned,
+    connector: Arc<crate::executor::Connector>,
+    forks: usize,
+    opts: &playbook::PlanOptions,
+) -> anyhow::Result<Vec<crate::status::preflight::HostPreflight>> {
+    use crate::status::preflight::Verdict;
+    // What preflight checks is what compose needs.
+    let composing: std::collections::HashSet<&str> = planned
+        .plan
+        .plays
+        .iter()
+        .flat_map(|p| &p.hosts)
+        .filter(|hp| {
+            hp.steps
+                .iter()
+                .any(|s| matches!(s.action, Some(crate::modules::Action::Compose(_))))
+        })
+        .map(|hp| hp.host.name.as_str())
+        .collect();
+    let hosts: Vec<Host> = planned
+        .plan
+        .hosts()
+        .into_iter()
+        .filter(|h| composing.contains(h.name.as_str()) && !h.is_monitoring())
+        .cloned()
+        .collect();
+    if hosts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let results = super::preflight::preflight_fleet(
+        connector,
+        &planned.inventory,
+        &planned.defaults,
+        &hosts,
+        forks,
+    )
+    .await;
+    let overrides: HashMap<String, crate::inventory::Vars> = results
+        .iter()
+        .filter(|r| r.verdict == Verdict::Adapt)
+        .map(|r| (r.host.clone(), r.overrides()))
+        .collect();
+    if !overrides.is_empty() {
+        planned.adapt(&overrides, opts)?;
+    }
+    Ok(results)
+}
+
+/// Deploy's first step: preflight (see `preflight_plan`), print each host that adapts or is
+/// blocked, and return the hosts the run must not touch (blocked ones, with why and the fix;
+/// unreachable ones as the run would report them).
+async fn preflight(
+    planned: &mut Planned,
+    setup: &super::common::Setup,
+    forks: usize,
+    opts: &playbook::PlanOptions,
+) -> anyhow::Result<HashMap<String, crate::executor::Blocked>> {
+    use crate::status::preflight::Verdict;
+    let results = preflight_plan(planned, setup.executor.connector.clone(), forks, opts).await?;
+    let reporter = &setup.reporter;
+    let mut blocked = HashMap::new();
+    for r in results {
+        match r.verdict {
+            Verdict::Blocked => {
+                let b = match r.connect_failure.clone() {
+                    Some(b) => b,
+                    None => {
+                        reporter.notice(&format!(
+                            "preflight: {} blocked, left untouched: {}",
+                            r.host,
+                            r.summary()
+                        ));
+                        crate::executor::Blocked {
+                            status: crate::report::HostStatus::Failed,
+                            error: format!("preflight: {}", r.summary()),
+                            failed_at: "preflight".into(),
+                        }
+                    }
+                };
+                blocked.insert(r.host.clone(), b);
+            }
+            Verdict::Adapt => reporter.notice(&format!(
+                "preflight: {} will adapt: {}",
+                r.host,
+                r.summary()
+            )),
+            Verdict::Ready => {}
+        }
+    }
+    Ok(blocked)
 }

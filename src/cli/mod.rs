@@ -13,6 +13,7 @@ pub mod deploy;
 pub mod exec;
 pub mod init;
 pub mod inventory;
+pub mod preflight;
 pub mod render;
 pub mod rollback;
 pub mod status;
@@ -59,6 +60,9 @@ pub enum Command {
     /// Consul housekeeping.
     #[command(subcommand)]
     Consul(consul::ConsulCmd),
+    /// Check every fleet host before changing it: Docker access, compose, exporter ports,
+    /// mounts, cgroups, SELinux, disk, clock, images — ready / will adapt / blocked (read-only).
+    Preflight(preflight::PreflightArgs),
     /// Read-only fleet status: drift from what promfleet would deploy, and what is down.
     Status(status::StatusArgs),
     /// Smoke tests of the alert path.
@@ -102,6 +106,7 @@ pub async fn run(cli: Cli, printer: &Printer) -> anyhow::Result<crate::report::E
         Command::Render(a) => render::run(a, printer),
         Command::Rollback(a) => rollback::run(a, printer).await,
         Command::Consul(c) => consul::run(c, printer).await,
+        Command::Preflight(a) => preflight::run(a, printer).await,
         Command::Status(a) => status::run(a, printer).await,
         Command::Alert(c) => alert::run(c, printer).await,
         Command::Completions(a) => completions::completions(a),

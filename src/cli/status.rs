@@ -49,11 +49,15 @@ pub struct StatusArgs {
     /// What to report on.
     #[arg(long, value_enum, default_value_t = Scope::All)]
     pub scope: Scope,
+    /// Compare with the built-in and inventory exporter variables as they are, without the
+    /// ones deploy's preflight would choose per host (one round trip per host less).
+    #[arg(long)]
+    pub skip_preflight: bool,
 }
 
 pub async fn run(a: StatusArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
     let reporter = printer.reporter();
-    let planned = make_plan(
+    let mut planned = make_plan(
         printer.masker(),
         std::slice::from_ref(&a.playbook),
         &a.inv,
@@ -66,6 +70,18 @@ pub async fn run(a: StatusArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
     // Central services need no fleet host: only the fleet view needs the play to select one.
     if a.scope != Scope::Central {
         planned.require_hosts()?;
+    }
+    // Compared with what deploy would write after its preflight (a host where it adapts
+    // the exporter variables is not drift). The sessions are the gatherer's.
+    let connector = Arc::new(connector(&a.conn, &planned.secrets, &reporter)?);
+    if a.scope != Scope::Central && !a.skip_preflight {
+        super::deploy::preflight_plan(
+            &mut planned,
+            connector.clone(),
+            a.conn.forks,
+            &playbook::PlanOptions::default(),
+        )
+        .await?;
     }
     let defaults = planned.defaults.clone();
     let inv = &planned.inventory;
@@ -94,7 +110,6 @@ pub async fn run(a: StatusArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
 
     let http = http_client();
     let consul = planned.consul.client()?;
-    let connector = Arc::new(connector(&a.conn, &planned.secrets, &reporter)?);
     let (cancel, abort) = signals(&reporter);
     let sched = Scheduler::new(a.conn.forks, cancel, abort).reporting_to(reporter.clone());
 

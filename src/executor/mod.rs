@@ -59,6 +59,18 @@ pub struct RunOptions {
     pub prometheus: Vec<String>,
     /// Roll a stage back when its health gate halts the rollout (`--rollback-on-failure`).
     pub rollback_on_failure: bool,
+    /// Hosts a pre-pass (deploy's preflight) already failed: never touched, reported with
+    /// this outcome in their batch, so they count toward `max_fail_percentage` and the
+    /// "whole batch failed" rule like any failure.
+    pub blocked: HashMap<String, Blocked>,
+}
+
+/// A host failed before the run: how, why, and at what (`preflight`, `connect`).
+#[derive(Clone, Debug)]
+pub struct Blocked {
+    pub status: HostStatus,
+    pub error: String,
+    pub failed_at: String,
 }
 
 impl Default for RunOptions {
@@ -72,6 +84,7 @@ impl Default for RunOptions {
             gate: None,
             prometheus: Vec::new(),
             rollback_on_failure: false,
+            blocked: HashMap::new(),
         }
     }
 }
@@ -105,6 +118,21 @@ pub fn http_client() -> reqwest::Client {
 }
 
 impl Executor {
+    /// The same executor (connections, clients, cancellation) with other options: deploy
+    /// learns which hosts preflight blocked only after connecting through it.
+    pub fn with_options(&self, opts: RunOptions) -> Executor {
+        Executor {
+            connector: self.connector.clone(),
+            http: self.http.clone(),
+            consul: self.consul.clone(),
+            masker: self.masker.clone(),
+            reporter: self.reporter.clone(),
+            opts,
+            cancel: self.cancel.clone(),
+            abort: self.abort.clone(),
+        }
+    }
+
     /// Run every play of the plan; returns the per-host report (never fails as a whole).
     pub async fn run(self: &Arc<Self>, plan: Arc<Plan>) -> RunReport {
         let started = Instant::now();
@@ -455,6 +483,14 @@ impl Executor {
         }
         let started = Instant::now();
         self.reporter.host_started(&host.name);
+        if let Some(b) = self.opts.blocked.get(&host.name) {
+            r.status = b.status;
+            r.failed = usize::from(b.status == HostStatus::Failed);
+            r.error = Some(self.masker.mask(&b.error));
+            r.failed_at = Some(b.failed_at.clone());
+            self.reporter.host_finished(&r);
+            return r;
+        }
         let needs_ssh = hp
             .steps
             .iter()

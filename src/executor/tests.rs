@@ -206,6 +206,49 @@ async fn max_fail_percentage_halts_when_exceeded_not_when_reached() {
 }
 
 #[tokio::test]
+async fn hosts_blocked_by_preflight_are_never_touched_and_count_toward_max_fail_percentage() {
+    let fleet = Arc::new(FakeFleet::new());
+    let names = ["a", "b", "c", "d", "e", "f", "g", "h"];
+    fleet.host("d").on("deploy", Reply::fail(1, "broken"));
+    let mut p = play("p", &names, &[command("deploy")]);
+    p.serial = Some(Serial::Count(2));
+    p.max_fail_percentage = Some(25.0);
+    let blocked = |why: &str| super::Blocked {
+        status: HostStatus::Failed,
+        error: format!("preflight: {why}"),
+        failed_at: "preflight".into(),
+    };
+    let base = executor(&fleet, 10);
+    let ex = Arc::new(
+        base.with_options(RunOptions {
+            blocked: [("a", "port 9100 held"), ("c", "no compose")]
+                .into_iter()
+                .map(|(h, why)| (h.to_string(), blocked(why)))
+                .collect(),
+            ..base.opts.clone()
+        }),
+    );
+    let r = ex.run(Arc::new(Plan { plays: vec![p] })).await;
+    for h in ["a", "c"] {
+        assert_eq!(status(&r, h), HostStatus::Failed, "{h}");
+        assert!(
+            fleet.host(h).log().is_empty(),
+            "{h} touched: {:?}",
+            fleet.host(h).log()
+        );
+    }
+    let a = r.hosts.iter().find(|h| h.host == "a").unwrap();
+    assert_eq!(a.error.as_deref(), Some("preflight: port 9100 held"));
+    assert_eq!(a.failed_at.as_deref(), Some("preflight"));
+    // Blocked a and c plus failed d: 3 of 8 is over 25 % after batch 2.
+    let halted = r.halted.clone().expect("halted");
+    assert!(halted.contains("3 of 8 hosts failed ("), "{halted}");
+    for h in ["e", "f", "g", "h"] {
+        assert_eq!(status(&r, h), HostStatus::NotRun, "{h}");
+    }
+}
+
+#[tokio::test]
 async fn a_failed_canary_stage_stops_the_next_stage() {
     let fleet = Arc::new(FakeFleet::new());
     fleet.host("canary1").on("deploy", Reply::fail(1, "broken"));

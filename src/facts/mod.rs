@@ -11,6 +11,7 @@ pub mod compose;
 pub mod consul;
 pub mod files;
 pub mod prometheus;
+pub mod system;
 
 use std::any::Any;
 use std::collections::HashMap;

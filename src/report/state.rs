@@ -104,6 +104,16 @@ impl RunState {
             );
             for h in &state.failed {
                 text.push_str(h);
+                // A host preflight blocked says why after it (a comment to `--limit @file`).
+                if let Some(why) = run
+                    .hosts
+                    .iter()
+                    .find(|r| &r.host == h && r.failed_at.as_deref() == Some("preflight"))
+                    .and_then(|r| r.error.as_deref())
+                {
+                    text.push_str("  # ");
+                    text.push_str(&why.replace(['\n', '\r'], " "));
+                }
                 text.push('\n');
             }
             write_atomic(&retry, text.as_bytes(), 0o644)?;

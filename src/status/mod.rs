@@ -12,6 +12,7 @@
 pub mod alert;
 pub mod central;
 pub mod host;
+pub mod preflight;
 pub mod targets;
 
 use serde::Serialize;

@@ -138,6 +138,8 @@ struct HostState {
     silencer: Option<Silencer>,
     /// sshd_config lines added by `add_sshd_config`, kept across restarts.
     extra_config: String,
+    /// Run sshd in its own mount namespace with `/` of this propagation (`shared`, `private`).
+    mount_ns: Option<String>,
 }
 
 /// A running fleet of SSH hosts. Dropping it kills everything it started.
@@ -388,12 +390,44 @@ impl Fleet {
         states[i].silencer = None;
         if states[i].daemon.is_none() {
             let h = &self.hosts[i];
-            let mut d = self.spawn_host(h, &states[i].extra_config)?;
+            let mut d = match states[i].mount_ns.clone() {
+                Some(p) => self.spawn_host_under(h, &states[i].extra_config, &p)?,
+                None => self.spawn_host(h, &states[i].extra_config)?,
+            };
             let ready = d.wait_ready(self.addr_of(h), READY_TIMEOUT);
             states[i].daemon = Some(d);
             ready?;
         }
         Ok(())
+    }
+
+    /// Restart a host's sshd in a mount namespace of its own whose `/` has `propagation`
+    /// (`shared`, `slave`, `private`; `unshare --mount --propagation`): its sessions see that
+    /// propagation, the machine's mounts are unchanged.
+    pub fn use_mount_namespace(&self, name: &str, propagation: &str) -> Result<()> {
+        self.per_host("use_mount_namespace")?;
+        let i = self.index(name)?;
+        self.stop(name)?;
+        lock(&self.states)[i].mount_ns = Some(propagation.to_string());
+        self.start(name)
+    }
+
+    fn spawn_host_under(&self, h: &Host, extra: &str, propagation: &str) -> Result<Daemon> {
+        let dir = self.sshd_dir(&h.name);
+        let listen = [format!("{}:{}", h.ip, self.port)];
+        let cfg = daemon::write_config(&DaemonSpec {
+            listen: &listen,
+            host_key: &self.host_key(&h.name),
+            authorized_keys: &self.authorized_keys,
+            users: &Self::spec_users(),
+            dir: &dir,
+            extra,
+        })?;
+        Daemon::spawn_under(
+            &cfg,
+            &dir,
+            &["unshare", "--mount", "--propagation", propagation],
+        )
     }
 
     /// Give a host a new host key and restart it: the fleet's known_hosts no longer matches.

@@ -172,9 +172,23 @@ fn inventory_has_every_host_under_its_group_with_sandboxed_vars() {
         "{y}"
     );
     assert!(y.contains("vars: { env: test }\n"), "{y}");
+    // The machine's `/` propagation as findmnt reports it, stated as an operator would.
+    let propagation = std::process::Command::new("findmnt")
+        .args(["-no", "PROPAGATION", "/"])
+        .output()
+        .unwrap();
+    let mount = match String::from_utf8_lossy(&propagation.stdout).trim() {
+        p if p.starts_with("shared") || p.starts_with("slave") => "ro,rslave",
+        _ => "ro",
+    };
+    let mount = if mount.contains(',') {
+        format!("\"{mount}\"")
+    } else {
+        mount.to_string()
+    };
     assert!(
         y.contains(&format!(
-            "groups:\n  IDE:\n    hosts:\n      - {{ name: host001, ip: {}, vars: {{ deploy_dir: {root}/host001/exporter-deploy, compose_command: {compose} }} }}\n",
+            "groups:\n  IDE:\n    hosts:\n      - {{ name: host001, ip: {}, vars: {{ deploy_dir: {root}/host001/exporter-deploy, compose_command: {compose}, node_exporter_host_mount: {mount} }} }}\n",
             h1.ip
         )),
         "{y}"

@@ -72,12 +72,20 @@ pub(crate) fn write_config(spec: &DaemonSpec<'_>) -> Result<PathBuf> {
 impl Daemon {
     /// Launch sshd on `config`; `netns` runs it inside that network namespace.
     pub(crate) fn spawn(config: &Path, dir: &Path, netns: Option<&str>) -> Result<Daemon> {
+        match netns {
+            Some(ns) => Self::spawn_under(config, dir, &["ip", "netns", "exec", ns]),
+            None => Self::spawn_under(config, dir, &[]),
+        }
+    }
+
+    /// As `spawn`, sshd run by a wrapper command (`unshare …`, `ip netns exec …`).
+    pub(crate) fn spawn_under(config: &Path, dir: &Path, wrapper: &[&str]) -> Result<Daemon> {
         let log = dir.join("sshd.log");
         let _ = std::fs::remove_file(&log);
-        let mut cmd = match netns {
-            Some(ns) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns, "/usr/sbin/sshd"]);
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg("/usr/sbin/sshd");
                 c
             }
             None => Command::new("/usr/sbin/sshd"),

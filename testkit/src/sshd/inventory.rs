@@ -16,6 +16,11 @@ pub struct InventorySpec<'a> {
     consul: Vec<String>,
     extra: Vec<(Host, Vec<(String, Value)>)>,
     host_vars: bool,
+    /// (host, key, value) added to one fleet host's vars / ssh settings.
+    one_host_vars: Vec<(String, String, Value)>,
+    one_host_ssh: Vec<(String, String, Value)>,
+    /// Leave `node_exporter_host_mount` to preflight (see [`InventorySpec::adaptive`]).
+    adaptive: bool,
 }
 
 impl Fleet {
@@ -29,6 +34,9 @@ impl Fleet {
             consul: self.consul_agents(),
             extra: Vec::new(),
             host_vars: true,
+            one_host_vars: Vec::new(),
+            one_host_ssh: Vec::new(),
+            adaptive: false,
         }
     }
 
@@ -77,6 +85,25 @@ impl InventorySpec<'_> {
         self.extra.push((host, vars));
         self
     }
+    /// Set a var on one fleet host (after its standard vars: it overrides them).
+    pub fn host_var(mut self, host: &str, key: &str, value: impl Into<Value>) -> Self {
+        self.one_host_vars
+            .push((host.to_string(), key.to_string(), value.into()));
+        self
+    }
+    /// Set an `ssh:` setting on one fleet host (e.g. `become`).
+    pub fn host_ssh(mut self, host: &str, key: &str, value: impl Into<Value>) -> Self {
+        self.one_host_ssh
+            .push((host.to_string(), key.to_string(), value.into()));
+        self
+    }
+    /// Do not state this machine's `/` propagation as `node_exporter_host_mount`: deploy's
+    /// preflight chooses it per host (offline `render`, and `status`' comparison, then differ
+    /// from what deploy writes wherever it adapts).
+    pub fn adaptive(mut self) -> Self {
+        self.adaptive = true;
+        self
+    }
     /// Leave out the per-host `deploy_dir` / `compose_command` vars.
     pub fn without_host_vars(mut self) -> Self {
         self.host_vars = false;
@@ -84,10 +111,29 @@ impl InventorySpec<'_> {
     }
 
     fn standard_vars(&self, h: &Host) -> Vec<(String, Value)> {
+        let mut v = self.base_vars(h);
+        for (host, k, value) in &self.one_host_vars {
+            if *host == h.name {
+                v.retain(|(x, _)| x != k);
+                v.push((k.clone(), value.clone()));
+            }
+        }
+        v
+    }
+
+    fn host_ssh_of(&self, h: &Host) -> Vec<(String, Value)> {
+        self.one_host_ssh
+            .iter()
+            .filter(|(host, _, _)| *host == h.name)
+            .map(|(_, k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    fn base_vars(&self, h: &Host) -> Vec<(String, Value)> {
         if !self.host_vars {
             return Vec::new();
         }
-        vec![
+        let mut v = vec![
             (
                 "deploy_dir".into(),
                 Value::from(h.deploy_dir().display().to_string()),
@@ -96,7 +142,13 @@ impl InventorySpec<'_> {
                 "compose_command".into(),
                 Value::from(self.fleet.compose_command().display().to_string()),
             ),
-        ]
+        ];
+        if !self.adaptive {
+            // As an operator states it: rslave only where `/` propagates (the fleet's hosts
+            // share this machine's mount namespace unless a test gives one its own).
+            v.push((HOST_MOUNT.into(), Value::from(host_mount_of_this_machine())));
+        }
+        v
     }
 
     /// Render the YAML.
@@ -121,7 +173,13 @@ impl InventorySpec<'_> {
                 (h.clone(), v)
             })
             .collect();
-        all.extend(self.extra.iter().cloned());
+        all.extend(self.extra.iter().cloned().map(|(h, mut v)| {
+            // Netns hosts share this machine's `/` too (`ip netns exec` keeps its propagation).
+            if self.host_vars && !self.adaptive && !v.iter().any(|(k, _)| k == HOST_MOUNT) {
+                v.push((HOST_MOUNT.into(), Value::from(host_mount_of_this_machine())));
+            }
+            (h, v)
+        }));
         let mut groups: Vec<&str> = Vec::new();
         for (h, _) in &all {
             if h.group != MONITORING_GROUP && !groups.contains(&h.group.as_str()) {
@@ -132,7 +190,7 @@ impl InventorySpec<'_> {
         for g in &groups {
             y.push_str(&format!("  {}:\n    hosts:\n", q(g)));
             for (h, v) in all.iter().filter(|(h, _)| h.group == *g) {
-                y.push_str(&format!("      - {}\n", entry(h, v)));
+                y.push_str(&format!("      - {}\n", entry(h, v, &self.host_ssh_of(h))));
             }
         }
         let mon: Vec<_> = all
@@ -142,7 +200,7 @@ impl InventorySpec<'_> {
         if !mon.is_empty() {
             y.push_str("monitoring:\n  hosts:\n");
             for (h, v) in mon {
-                y.push_str(&format!("    - {}\n", entry(h, v)));
+                y.push_str(&format!("    - {}\n", entry(h, v, &self.host_ssh_of(h))));
             }
         }
         y
@@ -155,8 +213,11 @@ impl InventorySpec<'_> {
     }
 }
 
-fn entry(h: &Host, vars: &[(String, Value)]) -> String {
+fn entry(h: &Host, vars: &[(String, Value)], ssh: &[(String, Value)]) -> String {
     let mut e = format!("{{ name: {}, ip: {}", q(&h.name), h.ip);
+    if !ssh.is_empty() {
+        e.push_str(&format!(", ssh: {}", map(ssh)));
+    }
     if !vars.is_empty() {
         e.push_str(&format!(", vars: {}", map(vars)));
     }
@@ -194,5 +255,23 @@ fn q(s: &str) -> String {
         s.to_string()
     } else {
         Value::from(s).to_string()
+    }
+}
+
+/// The exporter variable stating `/`'s propagation (see `host_mount_of_this_machine`).
+const HOST_MOUNT: &str = "node_exporter_host_mount";
+
+/// `ro,rslave` when this process's `/` is a shared or slave mount, else `ro`.
+fn host_mount_of_this_machine() -> &'static str {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let root = info
+        .lines()
+        .rfind(|l| l.split_whitespace().nth(4) == Some("/"))
+        .unwrap_or_default();
+    let optional = root.split(" - ").next().unwrap_or_default();
+    if optional.contains(" shared:") || optional.contains(" master:") {
+        "ro,rslave"
+    } else {
+        "ro"
     }
 }

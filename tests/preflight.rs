@@ -1,0 +1,395 @@
+//! Preflight on real sshd hosts, for every condition this machine can make real: a process
+//! holding :9100, a login user outside the `docker` group, `/` shared vs private (each host's
+//! sshd in a mount namespace of its own), compose v1 found by detection (this machine has no
+//! compose v2; v2 and the rest — SELinux, cgroup v1, rootless — are unit tests of the fact
+//! parsers on recorded outputs), and a deploy directory on a full filesystem (a tiny tmpfs).
+//! Then the done-when: 12 hosts, 4 broken 4 ways; `exporters` completes the 8, names
+//! the 4 with reason and fix without touching them, and completes them once repaired.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+use testkit::sshd::Fleet;
+
+use crate::exporters::Double;
+use crate::support::*;
+
+/// What the test needs beyond root: the tools the conditions are made with.
+fn ready() -> bool {
+    if !require_root() {
+        return false;
+    }
+    for tool in ["unshare", "docker", "docker-compose", "ss", "mount"] {
+        if !have(tool) {
+            eprintln!("SKIPPED: needs {tool}");
+            return false;
+        }
+    }
+    true
+}
+
+/// A tmpfs of `size` mounted at `dir` (owned by the login user) and filled up; unmounted on drop.
+struct FullFs {
+    dir: PathBuf,
+}
+
+impl FullFs {
+    fn mount(dir: &Path, size: &str, uid: u32) -> FullFs {
+        std::fs::create_dir_all(dir).unwrap();
+        let st = Command::new("mount")
+            .args(["-t", "tmpfs", "-o"])
+            .arg(format!("size={size},uid={uid},mode=0755"))
+            .arg("tmpfs")
+            .arg(dir)
+            .status()
+            .unwrap();
+        assert!(st.success(), "mount tmpfs on {}", dir.display());
+        let fs = FullFs {
+            dir: dir.to_path_buf(),
+        };
+        // dd stops at ENOSPC: the filesystem is full.
+        let _ = Command::new("dd")
+            .arg("if=/dev/zero")
+            .arg(format!("of={}", fs.filler().display()))
+            .arg("bs=64k")
+            .stderr(std::process::Stdio::null())
+            .status();
+        fs
+    }
+    fn filler(&self) -> PathBuf {
+        self.dir.join("filler")
+    }
+}
+
+impl Drop for FullFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
+    }
+}
+
+fn tool_output(program: &str, args: &[&str]) -> String {
+    let o = Command::new(program).args(args).output().unwrap();
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+fn by_host(doc: &Value) -> std::collections::BTreeMap<String, Value> {
+    doc["hosts"]
+        .as_array()
+        .expect("hosts")
+        .iter()
+        .map(|h| (h["host"].as_str().unwrap().to_string(), h.clone()))
+        .collect()
+}
+
+fn blockers(h: &Value) -> String {
+    h["blockers"].to_string()
+}
+
+#[test]
+fn preflight_reports_each_condition_this_machine_makes_real() {
+    if !ready() {
+        return;
+    }
+    let fleet = Fleet::builder().hosts(6).start().expect("fleet");
+    let hosts: Vec<testkit::sshd::Host> = fleet.hosts().cloned().collect();
+    let name = |i: usize| hosts[i].name.clone();
+    // host001 / host002: `/` shared / private in their sessions' mount namespace.
+    fleet.use_mount_namespace(&name(0), "shared").unwrap();
+    fleet.use_mount_namespace(&name(1), "private").unwrap();
+    // host003: this test holds :9100 on its address (root sees the process: become).
+    let listener = TcpListener::bind((hosts[2].ip, 9100)).expect("bind :9100");
+    // host004: compose detected, Docker asked as the login user (not in the docker group).
+    // host005: the same through become: root reaches Docker.
+    // host006: the deploy dir on a full filesystem.
+    let full = FullFs::mount(&hosts[5].dir.join("full"), "1m", fleet.user_uid());
+    let inv = fleet.root().join("inventory.yml");
+    fleet
+        .inventory()
+        .adaptive()
+        .host_ssh(&name(2), "become", true)
+        .host_var(&name(3), "compose_command", "")
+        .host_ssh(&name(4), "become", true)
+        .host_var(&name(4), "compose_command", "")
+        .host_var(
+            &name(5),
+            "deploy_dir",
+            full.dir.join("exporter-deploy").display().to_string(),
+        )
+        .write(&inv)
+        .unwrap();
+
+    let out = fleet_run(&["preflight"], &inv, &fleet, &["--output", "json"]);
+    let doc = report(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "blocked hosts: exit 2\n{}",
+        stderr(&out)
+    );
+    let h = by_host(&doc);
+    assert_eq!(h.len(), 6, "{doc:#}");
+
+    // Mount propagation, as the host's own `findmnt` says it in that namespace.
+    assert!(
+        h[&name(0)]["checks"]["root mount"]
+            .as_str()
+            .unwrap()
+            .starts_with("/ is shared"),
+        "{:#}",
+        h[&name(0)]
+    );
+    let adapted = |host: &str, var: &str| -> Option<Value> {
+        h[host]["adaptations"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|a| a["var"] == var && a["applied"] == true)
+            .map(|a| a["value"].clone())
+    };
+    assert_eq!(adapted(&name(0), "node_exporter_host_mount"), None);
+    assert_eq!(
+        adapted(&name(1), "node_exporter_host_mount"),
+        Some(Value::from("ro")),
+        "{:#}",
+        h[&name(1)]
+    );
+    for (host, want) in [(name(0), "shared"), (name(1), "private")] {
+        let mut ssh = fleet.ssh_command(&host).unwrap();
+        let real = String::from_utf8(
+            ssh.arg("findmnt -no PROPAGATION /")
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .unwrap();
+        assert_eq!(real.trim(), want, "findmnt in {host}'s session");
+    }
+
+    // The port holder, named with its pid.
+    let b = blockers(&h[&name(2)]);
+    assert_eq!(h[&name(2)]["verdict"], "blocked");
+    assert!(
+        b.contains("port 9100 (node_exporter_port) is held by")
+            && b.contains(&format!("pid {}", std::process::id()))
+            && b.contains(&format!("{}:9100", hosts[2].ip)),
+        "{b}"
+    );
+    // The same as text: the verdict on the host's line, then why and the fix.
+    let text = fleet_run(&["preflight"], &inv, &fleet, &["-v"]);
+    let text = stdout(&text);
+    let mine: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.starts_with(&name(2)))
+        .take(3)
+        .collect();
+    assert!(
+        mine[0].ends_with("blocked")
+            && mine[1].trim_start().starts_with("blocked: port 9100")
+            && mine[2].trim_start().starts_with("fix: stop "),
+        "{text}"
+    );
+    assert!(
+        text.contains("6 host(s): ") && text.contains(" 3 blocked"),
+        "{text}"
+    );
+    drop(listener);
+
+    // Docker refused to the login user; compose v1 as docker-compose itself reports it.
+    let v1 = tool_output("docker-compose", &["version", "--short"]);
+    assert_eq!(h[&name(3)]["verdict"], "blocked");
+    let b = blockers(&h[&name(3)]);
+    assert!(
+        b.contains("cannot use the Docker socket") && b.contains("usermod -aG docker pftest"),
+        "{b}"
+    );
+    assert_eq!(
+        h[&name(3)]["checks"]["compose"],
+        format!("v1 (docker-compose {v1})")
+    );
+    // Through become, Docker answers with the engine's own version.
+    let engine = tool_output("docker", &["version", "--format", "{{.Server.Version}}"]);
+    assert_ne!(h[&name(4)]["verdict"], "blocked", "{:#}", h[&name(4)]);
+    assert!(
+        h[&name(4)]["checks"]["docker"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("engine {engine} as root")),
+        "{:#}",
+        h[&name(4)]
+    );
+
+    // The full filesystem under the deploy dir.
+    assert_eq!(h[&name(5)]["verdict"], "blocked");
+    let b = blockers(&h[&name(5)]);
+    assert!(
+        b.contains("for the deploy dir") && b.contains("free space on"),
+        "{b}"
+    );
+
+    // Read-only: nothing was created in any deploy dir.
+    for host in &hosts[..5] {
+        assert!(!host.deploy_dir().exists(), "{} touched", host.name);
+    }
+    assert!(!full.dir.join("exporter-deploy").exists());
+}
+
+#[test]
+fn deploy_completes_healthy_hosts_leaves_four_blocked_untouched_then_completes_them_repaired() {
+    if !ready() {
+        return;
+    }
+    let consul = Double::start();
+    let fleet = Fleet::builder()
+        .hosts(12)
+        .consul_agents([consul.d.url()])
+        .start()
+        .expect("fleet");
+    let hosts: Vec<testkit::sshd::Host> = fleet.hosts().cloned().collect();
+    let port_host = hosts[2].clone();
+    let full_host = hosts[5].clone();
+    let mount_host = hosts[8].clone();
+    let compose_host = hosts[11].clone();
+
+    // 1. A foreign process holds :9100 on the host's address.
+    let listener = TcpListener::bind((port_host.ip, 9100)).expect("bind :9100");
+    // 2. The deploy dir's filesystem is full.
+    let full = FullFs::mount(&full_host.dir.join("full"), "2m", fleet.user_uid());
+    // 3. `/` is private and the inventory pins an rslave host mount (Docker refuses it).
+    fleet
+        .use_mount_namespace(&mount_host.name, "private")
+        .unwrap();
+    // 4. The host's compose command is broken (not executable).
+    let broken = compose_host.dir.join("compose");
+    std::fs::copy(fleet.compose_command(), &broken).unwrap();
+    set_mode(&broken, 0o644);
+    let inv = fleet.root().join("inventory.yml");
+    fleet
+        .inventory()
+        .host_var(
+            &full_host.name,
+            "deploy_dir",
+            full.dir.join("exporter-deploy").display().to_string(),
+        )
+        .host_var(&full_host.name, "preflight_min_free_mb", 1)
+        .host_var(&mount_host.name, "node_exporter_host_mount", "ro,rslave")
+        .host_var(
+            &compose_host.name,
+            "compose_command",
+            broken.display().to_string(),
+        )
+        .write(&inv)
+        .unwrap();
+    let deploy_dir = |h: &testkit::sshd::Host| {
+        if h.name == full_host.name {
+            full.dir.join("exporter-deploy")
+        } else {
+            h.deploy_dir()
+        }
+    };
+
+    let out = fleet_run(&["exporters"], &inv, &fleet, &["--output", "json"]);
+    let r = report(&out);
+    assert_eq!(out.status.code(), Some(2), "stderr:\n{}", stderr(&out));
+    let blocked = [&port_host, &full_host, &mount_host, &compose_host];
+    let is_blocked = |n: &str| blocked.iter().any(|b| b.name == n);
+    let st = host_status(&r);
+    assert_eq!(st.len(), 12, "{st:?}");
+    for (h, (s, _)) in &st {
+        let want = if is_blocked(h) { "failed" } else { "changed" };
+        assert_eq!(s, want, "{h}: {r:#}");
+    }
+    let error = |name: &str| -> String {
+        r["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["host"] == name)
+            .map(|h| h["error"].as_str().unwrap_or_default().to_string())
+            .unwrap_or_default()
+    };
+    for (h, reason, fix) in [
+        (
+            &port_host,
+            "port 9100 (node_exporter_port) is held by",
+            "set node_exporter_port",
+        ),
+        (&full_host, "for the deploy dir", "free space on"),
+        (
+            &mount_host,
+            "needs `/` shared or slave, and it is private",
+            "node_exporter_host_mount: ro",
+        ),
+        (&compose_host, "does not run", "fix compose_command"),
+    ] {
+        let e = error(&h.name);
+        assert!(
+            e.starts_with("preflight: ") && e.contains(reason) && e.contains(fix),
+            "{}: {e}",
+            h.name
+        );
+        // Untouched: no file written, compose never run.
+        assert!(
+            !deploy_dir(h).join("docker-compose.yml").exists(),
+            "{}",
+            h.name
+        );
+        assert!(
+            testkit::standin::calls(&deploy_dir(h)).is_empty(),
+            "{}",
+            h.name
+        );
+    }
+    // Named on the terminal too, with the fix.
+    assert!(
+        stderr(&out).contains(&format!(
+            "preflight: {} blocked, left untouched",
+            port_host.name
+        )),
+        "{}",
+        stderr(&out)
+    );
+    // The retry file lists the four with their reasons.
+    let retry = std::fs::read_to_string(fleet.root().join("state/retry")).unwrap();
+    for h in blocked {
+        assert!(
+            retry
+                .lines()
+                .any(|l| l.starts_with(&format!("{}  # preflight: ", h.name))),
+            "{retry}"
+        );
+    }
+    assert_eq!(
+        retry.lines().filter(|l| !l.starts_with('#')).count(),
+        4,
+        "{retry}"
+    );
+    // The 8 healthy hosts run the exporters, registered in Consul.
+    assert_eq!(consul.d.services().len(), 16);
+
+    // Repair each, re-run: the four complete, the eight change nothing.
+    drop(listener);
+    std::fs::remove_file(full.filler()).unwrap();
+    fleet
+        .use_mount_namespace(&mount_host.name, "shared")
+        .unwrap();
+    set_mode(&broken, 0o755);
+    let out = fleet_run(&["exporters"], &inv, &fleet, &["--output", "json"]);
+    let r = report(&out);
+    assert_eq!(out.status.code(), Some(0), "stderr:\n{}", stderr(&out));
+    for (h, (s, _)) in host_status(&r) {
+        let want = if is_blocked(&h) { "changed" } else { "ok" };
+        assert_eq!(s, want, "{h} after the repair: {r:#}");
+    }
+    assert_eq!(consul.d.services().len(), 24);
+    for h in blocked {
+        assert_eq!(testkit::standin::starts(&deploy_dir(h)), 1, "{}", h.name);
+    }
+    assert!(!fleet.root().join("state/retry").exists());
+}
+
+fn set_mode(p: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+}
