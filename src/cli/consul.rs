@@ -154,22 +154,25 @@ pub async fn run(cmd: ConsulCmd, printer: &Printer) -> anyhow::Result<ExitCode> 
         .map(|(agent, s, why)| (format!("{} on {agent}", s.id), (agent, s.id, why)))
         .collect();
     let s = sched.clone();
-    let mut running = sched.run(items, move |(agent, service, why): (String, String, Reason)| {
-        let (client, s) = (client.clone(), s.clone());
-        async move {
-            let action = match s.or_abort(client.deregister_at(&agent, &service)).await {
-                Some(Ok(())) => PruneAction::Deregistered,
-                Some(Err(e)) => PruneAction::Failed(e),
-                None => PruneAction::Failed("abandoned (second interrupt)".into()),
-            };
-            Pruned {
-                service,
-                agent,
-                reason: why.text().into(),
-                action,
+    let mut running = sched.run(
+        items,
+        move |(agent, service, why): (String, String, Reason)| {
+            let (client, s) = (client.clone(), s.clone());
+            async move {
+                let action = match s.or_abort(client.deregister_at(&agent, &service)).await {
+                    Some(Ok(())) => PruneAction::Deregistered,
+                    Some(Err(e)) => PruneAction::Failed(e),
+                    None => PruneAction::Failed("abandoned (second interrupt)".into()),
+                };
+                Pruned {
+                    service,
+                    agent,
+                    reason: why.text().into(),
+                    action,
+                }
             }
-        }
-    });
+        },
+    );
     let mut failed = 0;
     while let Some((_, done)) = running.next().await {
         if let Done::Ran(p) = done {

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use clap::Args;
 
 use super::common::{
-    ConnArgs, InventoryArgs, OutputArgs, OutputFormat, connector, load_inventory_args,
-    project_for, select,
+    ConnArgs, InventoryArgs, OutputArgs, OutputFormat, connector, load_inventory_args, project_for,
+    select,
 };
 use crate::executor::Connector;
 use crate::inventory::{Host, Inventory, Vars};
