@@ -781,8 +781,17 @@ fn hostile_oversized_inventory_lists_fast() {
         "status {status}"
     );
     let rss_mib = usage.ru_maxrss / 1024;
-    eprintln!("100k hosts: {took:?}, peak RSS {rss_mib} MiB");
-    assert!(took < Duration::from_secs(20), "took {took:?}");
+    // The bound is on the CPU time the child used (wait4's rusage), not on wall time: on a
+    // shared machine wall time measures the load (this test failed at 21-53 s wall with load
+    // averages of 12-50), while CPU time still catches a quadratic blow-up. Speed itself is
+    // the benchmark's business (benches/).
+    let tv = |t: libc::timeval| {
+        Duration::from_secs(u64::try_from(t.tv_sec).unwrap_or(0))
+            + Duration::from_micros(u64::try_from(t.tv_usec).unwrap_or(0))
+    };
+    let cpu = tv(usage.ru_utime) + tv(usage.ru_stime);
+    eprintln!("100k hosts: {took:?} wall, {cpu:?} CPU, peak RSS {rss_mib} MiB");
+    assert!(cpu < Duration::from_secs(20), "used {cpu:?} of CPU");
     assert!(rss_mib < 1024, "peak RSS {rss_mib} MiB");
     let rows: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(c.path("out.json")).expect("out"))
