@@ -961,6 +961,14 @@ fn interrupted_run(sig: libc::c_int) -> Option<(Rig, Value, Vec<String>)> {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
+    // The run has begun once it holds the state lock (taken before planning; the signal
+    // handler is installed right after planning): a fixed sleep alone let a slow start
+    // under load take the signal before the handler and die of it (exit by signal, no 130).
+    let lock = rig.state_dir().join("lock");
+    let start = Instant::now();
+    while !lock.exists() && start.elapsed() < bound {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     std::thread::sleep(Duration::from_secs(1));
     let pid = libc::pid_t::try_from(child.id()).expect("pid");
     // SAFETY: kill(2) on our own child's pid, which has not been waited for yet.

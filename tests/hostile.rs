@@ -793,10 +793,14 @@ fn hostile_oversized_inventory_lists_fast() {
     eprintln!("100k hosts: {took:?} wall, {cpu:?} CPU, peak RSS {rss_mib} MiB");
     assert!(cpu < Duration::from_secs(20), "used {cpu:?} of CPU");
     assert!(rss_mib < 1024, "peak RSS {rss_mib} MiB");
-    let rows: serde_json::Value =
+    // Counted without building 100k JSON values: a `serde_json::Value` of them took this
+    // test process to ~330 MiB, and every child forked afterwards inherits that high-water
+    // mark in its own `ru_maxrss` (Linux records the forked copy's peak at exec), which failed
+    // the RSS bounds of `regression::exec_output_is_bounded` and `metrics_body_is_capped`.
+    let rows: Vec<serde::de::IgnoredAny> =
         serde_json::from_str(&std::fs::read_to_string(c.path("out.json")).expect("out"))
             .expect("json");
-    assert_eq!(rows.as_array().map(Vec::len), Some(100_000));
+    assert_eq!(rows.len(), 100_000);
 }
 
 // ---------------------------------------------------------------------------------------------
