@@ -4,7 +4,6 @@
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
@@ -27,40 +26,48 @@ use crate::transport::{connect, fleet, mode, no_temp_files, opts, target};
 /// Peak RSS allowed to one promfleet process, whatever a peer sends (issue 12).
 const RSS_LIMIT_KIB: u64 = 200 * 1024;
 
-/// Run `cmd` to the end and return its output and its own peak RSS in KiB (`wait4` reports
-/// the rusage of exactly that child, not of every child this test binary ever waited for).
-// Reaped by `wait4` below, which clippy cannot see.
-#[allow(clippy::zombie_processes)]
-fn run_measured(mut cmd: Command) -> (Output, u64) {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn promfleet");
-    let mut so = child.stdout.take().expect("stdout");
-    let mut se = child.stderr.take().expect("stderr");
-    let t1 = std::thread::spawn(move || {
-        let mut b = Vec::new();
-        let _ = so.read_to_end(&mut b);
-        b
-    });
-    let t2 = std::thread::spawn(move || {
-        let mut b = Vec::new();
-        let _ = se.read_to_end(&mut b);
-        b
-    });
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    // SAFETY: a zeroed rusage is a valid value; wait4 writes it for our own child.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
-    assert_eq!(r, pid, "wait4: {}", std::io::Error::last_os_error());
-    let out = Output {
-        status: std::process::ExitStatus::from_raw(status),
-        stdout: t1.join().unwrap_or_default(),
-        stderr: t2.join().unwrap_or_default(),
-    };
-    let rss = ru.ru_maxrss as u64;
+/// Run `cmd` to the end and return its output and its own peak RSS in KiB.
+///
+/// The command is forked by a small Python process, which reports `wait4`'s `ru_maxrss` of
+/// exactly that child. Forking it from this test binary instead would not measure it: Linux
+/// records the forked copy's high-water mark at exec, so the child's `ru_maxrss` starts at this
+/// (large, multi-threaded) test process's peak — two tests once both read 336504 KiB, the
+/// test binary's own peak.
+fn run_measured(cmd: Command) -> (Output, u64) {
+    const WRAP: &str = r#"
+import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execvp(sys.argv[2], sys.argv[2:])
+_, status, ru = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as f:
+    f.write(str(ru.ru_maxrss))
+code = os.waitstatus_to_exitcode(status)
+os._exit(code if code >= 0 else 128 - code)
+"#;
+    let rss_file = tempfile::NamedTempFile::new().expect("rss file");
+    let mut wrapped = Command::new("python3");
+    wrapped
+        .arg("-c")
+        .arg(WRAP)
+        .arg(rss_file.path())
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    if let Some(dir) = cmd.get_current_dir() {
+        wrapped.current_dir(dir);
+    }
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => wrapped.env(k, v),
+            None => wrapped.env_remove(k),
+        };
+    }
+    let out = wrapped.output().expect("spawn promfleet through python3");
+    let rss: u64 = std::fs::read_to_string(rss_file.path())
+        .expect("rss")
+        .trim()
+        .parse()
+        .expect("rss number");
     eprintln!("peak RSS of {cmd:?}: {rss} KiB");
     (out, rss)
 }
