@@ -1187,3 +1187,66 @@ fn no_resolve_renders_offline_and_deploy_refuses_stand_ins() {
     assert_eq!(rows[0]["resolved_from"], "localhost");
     assert_eq!(rows[0]["address"], "localhost");
 }
+
+/// INI values as Ansible's INI plugin reads them: host lines split by Python's shlex (quotes,
+/// backslash escapes, `#` comments), every value through `ast.literal_eval` (numbers in every
+/// base, lists, dicts, tuples, None, adjacent strings), and `[group:vars]` lines taken whole.
+/// One row per line; the expected value is `ansible-inventory --list`'s hostvars.
+const INI_VALUE_ROWS: &[&str] = &[
+    r#"h1 ansible_host=10.0.0.1 v_a="x\"y" v_b='p q' v_c=1.5 v_d="[1, 2]" v_e=x\ y"#,
+    r#"h2 ansible_host=10.0.0.2 v_f=None v_g=0x10 v_h=0o17 v_i=1_000 v_j=-3 v_k=true v_l=True"#,
+    r#"h3 ansible_host=10.0.0.3 v_m="{'a': 1, 2: [3]}" v_n='(1,)' v_o="'a' 'b'" v_p=0777 v_q=a#c"#,
+    r#"h4 ansible_host=10.0.0.4 v_r='1 # one' v_s="x\\y" v_t='x\y' v_u="" v_v=1e3 v_w=.5 # end"#,
+    r#"h5 ansible_host=10.0.0.5 v_x="'\x41\n'" v_y="r'\n'" v_z='1, 2' v_aa=--1 v_ab=1+2 v_ac=set()"#,
+];
+const INI_GROUP_VAR_ROWS: &[&str] = &[
+    r#"v_ga="a b""#,
+    r#"v_gb='c\'d'"#,
+    r#"v_gc=a "b" c"#,
+    r#"v_gd=1 # a Python comment"#,
+    r#"v_ge=x # not one"#,
+    r#"v_gf = [1, {'k': None}]"#,
+];
+
+#[test]
+fn ini_values_read_as_ansible_ini_plugin_reads_them() {
+    if !ansible_ready() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("values.ini");
+    let text = format!(
+        "[web]\n{}\n[web:vars]\n{}\n",
+        INI_VALUE_ROWS.join("\n"),
+        INI_GROUP_VAR_ROWS.join("\n")
+    );
+    std::fs::write(&file, &text).unwrap();
+    let expected = ansible_list(&file).unwrap();
+    let inv = promfleet::inventory::load(&file).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let mut differences = Vec::new();
+    let mut compared = 0;
+    for host in inv.fleet() {
+        let ours = inv.host_vars(host);
+        let theirs = expected["_meta"]["hostvars"][&host.name]
+            .as_object()
+            .unwrap_or_else(|| panic!("ansible has no {}", host.name));
+        for (k, want) in theirs.iter().filter(|(k, _)| k.starts_with("v_")) {
+            compared += 1;
+            let got = ours.get(k).cloned().unwrap_or(Value::Null);
+            if &got != want {
+                differences.push(format!(
+                    "{} {k}: ansible {want}, promfleet {got}",
+                    host.name
+                ));
+            }
+            if ours.get(k).is_none() {
+                differences.push(format!("{} {k}: missing in promfleet", host.name));
+            }
+        }
+    }
+    assert!(
+        compared >= 30,
+        "only {compared} values compared:\n{expected:#}"
+    );
+    assert!(differences.is_empty(), "{}", differences.join("\n"));
+}

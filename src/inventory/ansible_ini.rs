@@ -8,6 +8,7 @@ use serde_json::Value;
 use super::ansible::{ALL, Collected, UNGROUPED, resolve};
 use super::error::{InventoryError, SourcePos};
 use super::host_range;
+use super::ini_value;
 use super::validate::Draft;
 
 enum Section {
@@ -54,10 +55,13 @@ pub(crate) fn parse_into(text: &str, file: &Path, c: &mut Collected) -> Result<(
     for (i, raw) in text.lines().enumerate() {
         let lineno = i + 1;
         let indent = raw.len() - raw.trim_start().len();
-        let line = strip_comment(raw).trim();
-        if line.is_empty() {
+        // Ansible strips the line and skips `#`/`;` comment lines; trailing comments are
+        // the business of each kind of line (shlex for hosts, none for variables).
+        let full = raw.trim();
+        if full.is_empty() || full.starts_with('#') || full.starts_with(';') {
             continue;
         }
+        let line = strip_comment(raw).trim();
         let col = indent + 1;
         // `[2001:db8::1]:2222` is a host (Ansible's section pattern excludes it).
         let bracketed_ipv6 = host_range::split_port(line.split_whitespace().next().unwrap_or(""))
@@ -95,7 +99,12 @@ pub(crate) fn parse_into(text: &str, file: &Path, c: &mut Collected) -> Result<(
         }
         match &section {
             Section::Hosts(group) => {
-                let words = split_words(line).map_err(|m| syntax(pos(lineno, col), m))?;
+                let words = ini_value::shlex_split(full).map_err(|m| {
+                    syntax(
+                        pos(lineno, col),
+                        format!("cannot split `{full}` as Ansible does (Python shlex): {m}"),
+                    )
+                })?;
                 let Some((name, rest)) = words.split_first() else {
                     continue;
                 };
@@ -119,7 +128,7 @@ pub(crate) fn parse_into(text: &str, file: &Path, c: &mut Collected) -> Result<(
                         });
                     };
                     let column = col + line.find(k).unwrap_or(0);
-                    vars.push((k.to_owned(), ini_value(v), pos(lineno, column)));
+                    vars.push((k.to_owned(), ini_value::parse_value(v), pos(lineno, column)));
                 }
                 let group = group.clone();
                 for name in names {
@@ -137,26 +146,38 @@ pub(crate) fn parse_into(text: &str, file: &Path, c: &mut Collected) -> Result<(
                 }
             }
             Section::Vars(group) => {
-                let Some((k, v)) = line.split_once('=') else {
+                // The whole line (a trailing `# …` included: literal_eval drops it only
+                // where Python would) — Ansible's `_parse_variable_definition`.
+                let Some((k, v)) = full.split_once('=') else {
                     return Err(syntax(
                         pos(lineno, col),
-                        format!("`{line}` is not a `key=value` group variable"),
+                        format!("`{full}` is not a `key=value` group variable"),
                     ));
                 };
-                let v = split_words(v.trim())
-                    .map_err(|m| syntax(pos(lineno, col), m))?
-                    .join(" ");
                 let group = group.clone();
                 c.group(&group, pos(lineno, col)).vars.insert(
                     k.trim().to_owned(),
-                    ini_value(&v),
-                    pos(lineno, col + line.find('=').unwrap_or(0) + 1),
+                    ini_value::parse_value(v.trim()),
+                    pos(lineno, col + full.find('=').unwrap_or(0) + 1),
                 );
             }
             Section::Children(parent) => {
+                // `child`, optionally followed by whitespace and a `#` comment (Ansible's
+                // `groupname` pattern: `child#x` is one name, `child x` is an error).
+                let (child, rest) = full.split_once(char::is_whitespace).unwrap_or((full, ""));
+                let rest = rest.trim_start();
+                if !rest.is_empty() && !rest.starts_with('#') {
+                    return Err(InventoryError::Syntax {
+                        pos: pos(lineno, col),
+                        message: format!("`{full}` is not a group name"),
+                        help: Some(
+                            "list one child group per line under `[group:children]`".to_owned(),
+                        ),
+                    });
+                }
                 let parent = parent.clone();
-                c.group(line, pos(lineno, col));
-                c.add_child(&parent, line, pos(lineno, col));
+                c.group(child, pos(lineno, col));
+                c.add_child(&parent, child, pos(lineno, col));
             }
         }
     }
@@ -188,49 +209,4 @@ fn strip_comment(line: &str) -> &str {
         }
     }
     line
-}
-
-/// Split on whitespace, keeping quoted parts (`foo="a b"`) together and unquoting them.
-fn split_words(line: &str) -> Result<Vec<String>, String> {
-    let mut words = Vec::new();
-    let mut cur = String::new();
-    let mut quote = None;
-    let mut in_word = false;
-    for ch in line.chars() {
-        match (quote, ch) {
-            (None, '\'' | '"') => {
-                quote = Some(ch);
-                in_word = true;
-            }
-            (Some(q), _) if q == ch => quote = None,
-            (None, c) if c.is_whitespace() => {
-                if in_word {
-                    words.push(std::mem::take(&mut cur));
-                    in_word = false;
-                }
-            }
-            (_, c) => {
-                cur.push(c);
-                in_word = true;
-            }
-        }
-    }
-    if quote.is_some() {
-        return Err(format!("unterminated quote in `{line}`"));
-    }
-    if in_word {
-        words.push(cur);
-    }
-    Ok(words)
-}
-
-/// INI values are text; numbers and booleans are read as such, like Ansible does.
-fn ini_value(v: &str) -> Value {
-    match v {
-        "true" | "True" => Value::Bool(true),
-        "false" | "False" => Value::Bool(false),
-        _ => v
-            .parse::<i64>()
-            .map_or_else(|_| Value::String(v.to_owned()), Value::from),
-    }
 }

@@ -15,6 +15,7 @@ mod ansible_yaml;
 mod emit;
 mod error;
 mod host_range;
+mod ini_value;
 mod layout;
 mod limit;
 mod node;
