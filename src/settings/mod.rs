@@ -44,11 +44,17 @@ impl SettingsError {
 }
 
 /// The variables of the process environment promfleet reads (Consul's `CONSUL_*`, its own
-/// `PROMFLEET_*`), taken once. Empty values count as unset, as Consul's CLI treats them.
+/// `PROMFLEET_*`, and what `ssh` itself reads: `USER`, `HOME`, `PATH`, `SSH_AUTH_SOCK`), taken
+/// once. Empty values count as unset, as Consul's CLI treats them.
 #[derive(Debug, Clone, Default)]
 pub struct Env {
     vars: BTreeMap<String, String>,
 }
+
+/// What the transport takes from the environment, as `ssh` does: the local login name (the
+/// default remote user), the home directory (`~` in paths, default identities), `PATH`
+/// (ProxyCommand's programs) and the agent's socket.
+const SSH_VARIABLES: &[&str] = &["USER", "HOME", "PATH", "SSH_AUTH_SOCK"];
 
 impl Env {
     /// The run's snapshot, taken on first use.
@@ -61,7 +67,11 @@ impl Env {
     pub fn process() -> Env {
         Env {
             vars: std::env::vars()
-                .filter(|(k, _)| k.starts_with("CONSUL_") || k.starts_with("PROMFLEET_"))
+                .filter(|(k, _)| {
+                    k.starts_with("CONSUL_")
+                        || k.starts_with("PROMFLEET_")
+                        || SSH_VARIABLES.contains(&k.as_str())
+                })
                 .collect(),
         }
     }

@@ -51,16 +51,18 @@ impl KeyStore {
         let key = match russh::keys::load_secret_key(&path, None) {
             Ok(k) => k,
             Err(russh::keys::Error::KeyIsEncrypted) => {
-                let pass = match self.passphrase.clone().map_or_else(
-                    || std::env::var(PASSPHRASE_ENV),
-                    Ok::<_, std::env::VarError>,
-                ) {
-                    Ok(p) => p,
-                    Err(_) if std::io::stdin().is_terminal() => {
+                let from_env = || {
+                    crate::settings::Env::current()
+                        .get(PASSPHRASE_ENV)
+                        .map(str::to_owned)
+                };
+                let pass = match self.passphrase.clone().or_else(from_env) {
+                    Some(p) => p,
+                    None if std::io::stdin().is_terminal() => {
                         rpassword::prompt_password(format!("Passphrase for {}: ", path.display()))
                             .map_err(|e| key_err(format!("cannot read passphrase: {e}")))?
                     }
-                    Err(_) => {
+                    None => {
                         return Err(key_err(format!(
                             "the key is encrypted: set {PASSPHRASE_ENV} or add it to ssh-agent"
                         )));
@@ -81,10 +83,19 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// The local home directory as `ssh` finds it: `$HOME` (from the run's environment snapshot),
+/// else the password database.
+pub fn home_dir() -> Option<PathBuf> {
+    crate::settings::Env::current()
+        .get("HOME")
+        .map(PathBuf::from)
+        .or_else(std::env::home_dir)
+}
+
 /// `~/x` → `$HOME/x` for local paths (inventory, ssh config).
 pub fn expand_home(p: &Path) -> PathBuf {
     if let Ok(rest) = p.strip_prefix("~")
-        && let Some(home) = std::env::home_dir()
+        && let Some(home) = home_dir()
     {
         return home.join(rest);
     }
@@ -111,7 +122,7 @@ pub fn public_key_of(path: &Path) -> Option<PublicKey> {
 
 /// Default identity files, in OpenSSH's order.
 pub fn default_key_files() -> Vec<PathBuf> {
-    let Some(home) = std::env::home_dir() else {
+    let Some(home) = home_dir() else {
         return Vec::new();
     };
     ["id_ed25519", "id_ecdsa", "id_rsa"]

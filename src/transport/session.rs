@@ -97,7 +97,9 @@ impl ConnectOptions {
             keepalive: Duration::from_secs(15),
             keys: Arc::new(KeyStore::default()),
             known_hosts_lock: Arc::new(Mutex::new(())),
-            agent: std::env::var_os("SSH_AUTH_SOCK").map(PathBuf::from),
+            agent: crate::settings::Env::current()
+                .get("SSH_AUTH_SOCK")
+                .map(PathBuf::from),
             jumps: Arc::default(),
             become_password: None,
             warn: Warn::new(|m| log::warn!("{m}")),

@@ -209,7 +209,11 @@ impl SshConfig {
                 .user
                 .clone()
                 .or_else(|| fallback.map(str::to_string))
-                .or_else(|| std::env::var("USER").ok().filter(|u| !u.is_empty()))
+                .or_else(|| {
+                    crate::settings::Env::current()
+                        .get("USER")
+                        .map(str::to_string)
+                })
                 .unwrap_or_else(|| "root".into()),
             identities_only: explicit,
             keys,
@@ -569,13 +573,11 @@ fn paths(value: &str) -> Vec<PathBuf> {
 /// An executable named `name` in `$PATH`.
 fn find_in_path(name: &str) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .find(|p| {
-            p.metadata()
-                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
+    let path = crate::settings::Env::current().get("PATH")?;
+    std::env::split_paths(path).map(|d| d.join(name)).find(|p| {
+        p.metadata()
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    })
 }
 
 #[cfg(test)]
