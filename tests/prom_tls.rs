@@ -449,6 +449,34 @@ monitoring:
     }
     outputs.push(out);
 
+    // ... the monitoring play's ready check fails on its first attempt (no retry: the
+    // credentials will not change), with the same message.
+    let out = run(
+        &[
+            "deploy",
+            checks.to_str().expect("utf8"),
+            "--output",
+            "json",
+            "--retries",
+            "3",
+        ],
+        &wrong_secrets,
+        AM_PASSWORD,
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let task = &report(&out)["hosts"][0]["tasks"][0];
+    assert_eq!(task["task"], "prometheus ready", "{task:#}");
+    assert_eq!(task["attempts"], 1, "{task:#}");
+    let err = format!("{task}");
+    for want in [
+        format!("https://127.0.0.1:{prom_port}/-/ready"),
+        "HTTP 401 Unauthorized".into(),
+        "prometheus_basic_auth_password".into(),
+    ] {
+        assert!(err.contains(&want), "`{want}` missing from: {err}");
+    }
+    outputs.push(out);
+
     // ... status shows Prometheus unauthorized, with the same message.
     let out = run(
         &["status", "--scope", "central", "--output", "json"],

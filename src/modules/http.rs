@@ -144,6 +144,14 @@ pub struct HttpAction {
     pub endpoint: Option<Service>,
 }
 
+/// Why a request did not get its status.
+enum Failed {
+    /// The endpoint refused the credentials (401): the message says which settings to fix.
+    Refused(String),
+    /// Anything else: may pass on a later attempt.
+    Transient(String),
+}
+
 /// `http`.
 pub struct HttpModule;
 
@@ -216,7 +224,7 @@ impl HttpAction {
         &self,
         http: &reqwest::Client,
         endpoint: Option<&Endpoint>,
-    ) -> Result<u16, poll::Miss<String>> {
+    ) -> Result<u16, poll::Miss<Failed>> {
         let mut r = http
             .request(self.method.clone(), &self.url)
             .timeout(self.timeout);
@@ -229,19 +237,19 @@ impl HttpAction {
         let resp = r
             .send()
             .await
-            .map_err(|e| poll::Miss::Retry(short_reqwest(&e)))?;
+            .map_err(|e| poll::Miss::Retry(Failed::Transient(short_reqwest(&e))))?;
         let code = resp.status().as_u16();
         if self.status.contains(&code) {
             return Ok(code);
         }
         // Refused credentials stay refused until the settings change: no retry.
         if let Some(m) = endpoint.and_then(|e| e.explain(code, resp.url().as_str())) {
-            return Err(poll::Miss::Fail(m));
+            return Err(poll::Miss::Fail(Failed::Refused(m)));
         }
-        Err(poll::Miss::Retry(format!(
+        Err(poll::Miss::Retry(Failed::Transient(format!(
             "HTTP {code} {}",
             error_snippet(resp, 200).await
-        )))
+        ))))
     }
 
     pub async fn run(&self, ctx: &mut HostCtx<'_>) -> Result<Done, TaskError> {
@@ -265,7 +273,9 @@ impl HttpAction {
                 };
                 Ok(d.with(format!("{} {} → {code}", self.method, self.url)))
             }
-            Err(e) => Err(TaskError::transient(
+            // The message names the URL and the settings to fix; sending again cannot help.
+            Err(Failed::Refused(m)) => Err(TaskError::permanent(ctx.masker.mask(&m))),
+            Err(Failed::Transient(e)) => Err(TaskError::transient(
                 ctx.masker
                     .mask(&format!("{} {}: {e}", self.method, self.url)),
             )),

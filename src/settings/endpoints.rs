@@ -194,7 +194,7 @@ impl Endpoint {
             scheme: Scheme::Http,
             tls: TlsOptions::default(),
             auth: None,
-            client: crate::executor::http_client(),
+            client: super::tls::base_builder().build().unwrap_or_default(),
         }
     }
 
