@@ -5,10 +5,11 @@ export DEBIAN_FRONTEND=noninteractive
 # OpenSSH (client+server), Prometheus + promtool, Alertmanager + amtool, node-exporter,
 # docker-compose v1, netns/iptables tools, sudo, curl; man-db and bash-completion, which
 # tests/package.rs asks whether they find the installed package's man pages and completion;
-# dpkg-dev for dpkg-shlibdeps (scripts/package.sh: the package's Depends).
+# dpkg-dev for dpkg-shlibdeps (scripts/package.sh: the package's Depends); apache2-utils for
+# htpasswd (tests/prom_tls.rs: the bcrypt hash of Prometheus' basic_auth_users).
 packages=(openssh-server openssh-client prometheus prometheus-alertmanager
           prometheus-node-exporter docker-compose iproute2 iptables sudo curl procps
-          man-db bash-completion dpkg-dev)
+          man-db bash-completion dpkg-dev apache2-utils)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

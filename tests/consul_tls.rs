@@ -236,12 +236,14 @@ async fn consul_cluster_check_sent_no_token() {
     };
     let http = reqwest::Client::new();
     let masker = Masker::default();
+    let endpoints = promfleet::settings::Endpoints::default();
     let mut ctx = promfleet::modules::HostCtx {
         host: &host,
         session: None,
         facts: None,
         http: &http,
         consul: &client,
+        endpoints: &endpoints,
         check: false,
         diff: false,
         masker: &masker,

@@ -19,6 +19,7 @@ mod hostile;
 mod package;
 mod preflight;
 mod project;
+mod prom_tls;
 mod regression;
 mod rollout;
 mod ssh_config;

@@ -8,9 +8,11 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 
-use super::common::{InventoryArgs, OutputFormat, load_inventory_args, project_for, signals};
-use crate::executor::{Scheduler, http_client};
-use crate::playbook::{self, slug};
+use super::common::{
+    InventoryArgs, OutputFormat, load_inventory_args, project_for, resolve_endpoints, signals,
+};
+use crate::executor::Scheduler;
+use crate::playbook::{self, Secrets, slug};
 use crate::report::{ExitCode, Printer};
 use crate::status::alert::{AlertOutcome, run_test};
 use crate::status::central;
@@ -29,13 +31,17 @@ pub struct AlertTestArgs {
     #[command(flatten)]
     pub inv: InventoryArgs,
     /// Alertmanager base URL; repeatable. Default: every monitoring host's Alertmanager
-    /// (var `alertmanager_url`, else `http://<ip>:<alertmanager_port>`).
+    /// (var `alertmanager_url`, else `<alertmanager_scheme>://<ip>:<alertmanager_port>`).
     #[arg(long)]
     pub alertmanager: Vec<String>,
     /// How long the alert stays firing before it is resolved (default: the route's
     /// group_wait + 2s, so the notification goes out first).
     #[arg(long, value_parser = crate::base::clock::parse_cli_duration)]
     pub hold: Option<Duration>,
+    /// YAML secrets file (mode 0600): Alertmanager's basic-auth password
+    /// (`alertmanager_basic_auth_password`) and TLS settings, if it needs them.
+    #[arg(long, env = "PROMFLEET_SECRETS")]
+    pub secrets: Option<PathBuf>,
     /// Templates directory holding defaults.yml (default: `templates/`).
     #[arg(long)]
     pub templates: Option<PathBuf>,
@@ -47,7 +53,11 @@ pub struct AlertTestArgs {
 pub async fn run(cmd: AlertCmd, printer: &Printer) -> anyhow::Result<ExitCode> {
     let AlertCmd::Test(a) = cmd;
     let reporter = printer.reporter();
-    let inv = load_inventory_args(&a.inv, printer.masker())?;
+    let mut inv = load_inventory_args(&a.inv, printer.masker())?;
+    let secrets = Secrets::load(a.secrets.as_deref(), printer.masker().clone())?;
+    // Alertmanager's client (TLS, basic auth) and the scheme of the URLs built below.
+    let endpoints = resolve_endpoints(&mut inv, &secrets)?;
+    let am = &endpoints.alertmanager;
     crate::inventory::refuse_stand_ins(&inv)?;
     if !inv.groups.iter().any(|g| g.name == a.group) {
         let names: Vec<&str> = inv.groups.iter().map(|g| g.name.as_str()).collect();
@@ -82,7 +92,16 @@ pub async fn run(cmd: AlertCmd, printer: &Printer) -> anyhow::Result<ExitCode> {
     let expected = format!("webhook-{}", slug(&a.group));
     let (cancel, abort) = signals(&reporter);
     let sched = Scheduler::new(urls.len(), cancel, abort).reporting_to(reporter.clone());
-    let outcomes = run_test(&http_client(), &urls, &a.group, &expected, a.hold, &sched).await;
+    let mut outcomes = run_test(am.client(), &urls, &a.group, &expected, a.hold, &sched).await;
+    for o in &mut outcomes {
+        // Refused credentials: name the settings to fix instead of the bare status.
+        if o.error
+            .as_deref()
+            .is_some_and(|e| e.starts_with("posting the alert: HTTP 401"))
+        {
+            o.error = Some(am.unauthorized(&o.alertmanager));
+        }
+    }
     reporter.alert_tested(&a.group, &outcomes);
     Ok(if sched.is_cancelled() {
         ExitCode::Interrupted

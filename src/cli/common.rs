@@ -16,7 +16,8 @@ use crate::inventory::{self, Host, Inventory, Limit};
 use crate::playbook::{SecretError, Secrets};
 use crate::project::Project;
 use crate::report::{Format, Masker, OutputPolicy, Printer, Reporter, STATE_DIR};
-use crate::settings::{Consul, Env, ProjectFile, consul::Sources};
+use crate::settings::endpoints::Sources as EndpointSources;
+use crate::settings::{Consul, Endpoints, Env, ProjectFile, consul::Sources};
 use crate::transport::{
     BecomePassword, ConnectOptions, PasswordSource, SshConfig, keys::expand_home,
 };
@@ -166,6 +167,27 @@ pub fn resolve_consul(
         eprintln!("warning: {}", masker.mask(&w));
     }
     Ok(consul)
+}
+
+/// The run's Prometheus and Alertmanager endpoints (`settings::endpoints` has the
+/// precedence), resolved once; the resolved schemes are written into `inv`'s variables
+/// (playbooks and `status` build URLs from them).
+pub fn resolve_endpoints(inv: &mut Inventory, secrets: &Secrets) -> anyhow::Result<Endpoints> {
+    let project = ProjectFile::current();
+    let inventory_dir = inv.source.parent().map(Path::to_path_buf);
+    let vars = match inv.monitoring().next() {
+        Some(h) => inv.host_vars(h),
+        None => inv.vars.clone(),
+    };
+    let endpoints = Endpoints::resolve(&EndpointSources {
+        secrets,
+        inventory_vars: &vars,
+        inventory_dir: inventory_dir.as_deref(),
+        project: &project.endpoints,
+        project_dir: project.dir(),
+    })?;
+    endpoints.apply_to(inv);
+    Ok(endpoints)
 }
 
 impl OutputFormat {
@@ -366,10 +388,11 @@ pub struct Setup {
 
 /// The executor reporting through the printer's reporter; Ctrl-C / SIGTERM cancel it.
 /// `opts` carries the command's own settings; forks and retries come from the connection
-/// flags, the Consul client from the run's resolved Consul settings.
+/// flags, the Consul client and the Prometheus/Alertmanager clients from the run's settings.
 pub fn executor(
     printer: &Printer,
     consul: &Consul,
+    endpoints: &Endpoints,
     secrets: &Secrets,
     conn: &ConnArgs,
     opts: RunOptions,
@@ -396,6 +419,7 @@ pub fn executor(
         connector: Arc::new(connector(conn, secrets, &reporter)?),
         http,
         consul,
+        endpoints: endpoints.clone(),
         masker,
         reporter: reporter.clone(),
         opts: RunOptions {

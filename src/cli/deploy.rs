@@ -127,6 +127,8 @@ pub struct Planned {
     pub secrets: Secrets,
     /// The run's Consul settings (agents, token, TLS), resolved once.
     pub consul: crate::settings::Consul,
+    /// The run's Prometheus and Alertmanager clients (scheme, TLS, basic auth).
+    pub endpoints: crate::settings::Endpoints,
     /// templates/defaults.yml, the lowest-precedence variables.
     pub defaults: crate::inventory::Vars,
     /// Where the playbooks and templates were read from (`-v` prints it).
@@ -227,6 +229,7 @@ pub fn make_plan(
         secrets.persist_generated(&generated);
     }
     let consul = super::common::resolve_consul(&mut inventory, &mut secrets, masker)?;
+    let endpoints = super::common::resolve_endpoints(&mut inventory, &secrets)?;
     let mut renderer = Renderer::new(project.clone(), secrets.clone(), mode);
     let refs: Vec<&Host> = hosts.iter().collect();
     let plan = playbook::plan(&inventory, &refs, &books, &mut renderer, &defaults, opts)?;
@@ -250,6 +253,7 @@ pub fn make_plan(
         plan,
         secrets,
         consul,
+        endpoints,
         defaults,
         project,
         books,
@@ -306,6 +310,7 @@ pub async fn run(a: DeployArgs, printer: &Printer) -> anyhow::Result<crate::repo
     let setup = executor(
         printer,
         &planned.consul,
+        &planned.endpoints,
         &planned.secrets,
         &c.conn,
         RunOptions {

@@ -144,6 +144,7 @@ pub async fn run(
     let setup = executor(
         printer,
         &planned.consul,
+        &planned.endpoints,
         &planned.secrets,
         &a.conn,
         RunOptions {

@@ -120,8 +120,8 @@ pub async fn run(a: StatusArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
         let proms = futures::future::join_all(inv.monitoring().filter_map(|h| {
             let vars = central::host_vars(inv, &defaults, h);
             let url = central::service_url(&vars, h, "prometheus", "prometheus_port")?;
-            let http = http.clone();
-            Some(async move { PromTargets::fetch(&http, &url).await })
+            let prom = &planned.endpoints.prometheus;
+            Some(async move { PromTargets::fetch(prom, &url).await })
         }))
         .await;
         let g = Arc::new(Gatherer {
@@ -137,7 +137,7 @@ pub async fn run(a: StatusArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
         if a.scope == Scope::Fleet {
             return Vec::new();
         }
-        central::gather(inv, &defaults, &http, &consul).await
+        central::gather(inv, &defaults, &http, &consul, &planned.endpoints).await
     };
     let (hosts, central) = tokio::join!(hosts_fut, central_fut);
     connector.close_all().await;

@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use crate::modules::http::get_json;
+use crate::modules::http::api_json;
 use crate::playbook::HealthGate;
+use crate::settings::Endpoint;
 use crate::status::targets::PromTargets;
 
 /// How often Prometheus is asked (its scrape interval is usually longer: a poll that sees no
@@ -47,7 +48,7 @@ impl GateHost {
 /// Host → `Ok(detail)` (passed) or `Err(why)` (still failing at the deadline); `None` when
 /// cancelled.
 pub async fn wait(
-    http: &reqwest::Client,
+    prom: &Endpoint,
     proms: &[String],
     gate: &HealthGate,
     hosts: &[GateHost],
@@ -69,9 +70,9 @@ pub async fn wait(
     loop {
         let mut views = Vec::with_capacity(proms.len());
         for url in proms {
-            let targets = PromTargets::fetch(http, url).await;
+            let targets = PromTargets::fetch(prom, url).await;
             let alerts = if gate.no_alerts {
-                firing(http, &targets.url).await
+                firing(prom, &targets.url).await
             } else {
                 Ok(Vec::new())
             };
@@ -171,11 +172,13 @@ pub async fn wait(
 }
 
 /// Firing alerts as (alertname, instance label).
-async fn firing(http: &reqwest::Client, base: &str) -> Result<Vec<(String, String)>, String> {
-    let v: Value = get_json(
-        http.get(format!("{base}/api/v1/alerts"))
+async fn firing(prom: &Endpoint, base: &str) -> Result<Vec<(String, String)>, String> {
+    let v: Value = api_json(
+        prom.client()
+            .get(format!("{base}/api/v1/alerts"))
             .timeout(Duration::from_secs(10)),
         "/api/v1/alerts",
+        Some(prom),
     )
     .await?;
     Ok(v["data"]["alerts"]

@@ -93,6 +93,8 @@ pub struct Executor {
     pub connector: Arc<Connector>,
     pub http: reqwest::Client,
     pub consul: Arc<ConsulClient>,
+    /// Prometheus' and Alertmanager's clients (TLS, basic auth), from the run's settings.
+    pub endpoints: crate::settings::Endpoints,
     pub masker: Masker,
     pub reporter: Arc<dyn Reporter>,
     pub opts: RunOptions,
@@ -124,6 +126,7 @@ impl Executor {
         Executor {
             connector: self.connector.clone(),
             http: self.http.clone(),
+            endpoints: self.endpoints.clone(),
             consul: self.consul.clone(),
             masker: self.masker.clone(),
             reporter: self.reporter.clone(),
@@ -327,7 +330,7 @@ impl Executor {
             if gate.no_alerts { ", with no alert firing" } else { "" }
         ));
         let verdicts = gate::wait(
-            &self.http,
+            &self.endpoints.prometheus,
             &self.opts.prometheus,
             gate,
             &gated,
@@ -644,6 +647,7 @@ impl Executor {
                 facts: facts.as_ref(),
                 http: &self.http,
                 consul: &self.consul,
+                endpoints: &self.endpoints,
                 check: self.opts.check,
                 diff: self.opts.diff,
                 masker: &self.masker,

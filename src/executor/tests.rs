@@ -93,6 +93,7 @@ fn executor(fleet: &Arc<FakeFleet>, forks: usize) -> Arc<Executor> {
     Arc::new(Executor {
         connector: Arc::new(Connector::with(fleet.clone(), retry, forks)),
         consul: Arc::new(ConsulClient::new(Vec::new(), None, http.clone())),
+        endpoints: crate::settings::Endpoints::default(),
         http,
         masker: Masker::default(),
         reporter: Arc::new(Silent),

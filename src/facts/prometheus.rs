@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::modules::http::get_json;
+use crate::modules::http::json_answer;
+use crate::modules::metrics_check::short_reqwest;
+use crate::settings::Endpoint;
 use crate::status::{age_secs, now_unix};
 
 /// What Prometheus says about one target.
@@ -31,25 +33,49 @@ pub struct Target {
 pub struct PromTargets {
     pub url: String,
     pub targets: Result<HashMap<String, Target>, String>,
+    /// Prometheus refused the credentials (HTTP 401): asking again will not help.
+    pub refused: bool,
 }
 
 impl PromTargets {
-    /// Read the active targets of the Prometheus at `url` (one GET).
-    pub async fn fetch(http: &reqwest::Client, url: &str) -> PromTargets {
+    /// Read the active targets of the Prometheus at `url` (one GET, through `prom`'s client:
+    /// its TLS and credentials).
+    pub async fn fetch(prom: &Endpoint, url: &str) -> PromTargets {
         let base = url.trim_end_matches('/').to_string();
-        let targets = fetch(http, &base).await;
-        PromTargets { url: base, targets }
+        let (targets, refused) = match fetch(prom, &base).await {
+            Err(Fetch::Refused(m)) => (Err(m), true),
+            Err(Fetch::Other(m)) => (Err(m), false),
+            Ok(t) => (Ok(t), false),
+        };
+        PromTargets {
+            url: base,
+            targets,
+            refused,
+        }
     }
 }
 
+enum Fetch {
+    Refused(String),
+    Other(String),
+}
+
 /// One GET of the active targets (bounded answer, 10 s).
-async fn fetch(http: &reqwest::Client, base: &str) -> Result<HashMap<String, Target>, String> {
-    let v: Value = get_json(
-        http.get(format!("{base}/api/v1/targets?state=active"))
-            .timeout(Duration::from_secs(10)),
-        "/api/v1/targets",
-    )
-    .await?;
+async fn fetch(prom: &Endpoint, base: &str) -> Result<HashMap<String, Target>, Fetch> {
+    let req = prom
+        .client()
+        .get(format!("{base}/api/v1/targets?state=active"))
+        .timeout(Duration::from_secs(10));
+    let resp = req
+        .send()
+        .await
+        .map_err(|e| Fetch::Other(short_reqwest(&e)))?;
+    if let Some(m) = prom.explain(resp.status().as_u16(), resp.url().as_str()) {
+        return Err(Fetch::Refused(m));
+    }
+    let v: Value = json_answer(resp, "/api/v1/targets")
+        .await
+        .map_err(Fetch::Other)?;
     let now = now_unix();
     let mut out = HashMap::new();
     for t in v["data"]["activeTargets"].as_array().into_iter().flatten() {

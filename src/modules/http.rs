@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use super::metrics_check::short_reqwest;
 use super::{Action, Args, Done, HostCtx, Module, PlanCtx, Task, TaskError};
+use crate::settings::{Endpoint, Service};
 
 /// Default cap of a scraped `/metrics` page (inventory var `metrics_max_bytes`): node-exporter
 /// and cAdvisor pages are well under 1 MiB; Prometheus' own default limit is unlimited, ours is
@@ -98,7 +99,28 @@ pub async fn get_json<T: serde::de::DeserializeOwned>(
     req: reqwest::RequestBuilder,
     what: &str,
 ) -> Result<T, String> {
+    api_json(req, what, None).await
+}
+
+/// `get_json` for a request to Prometheus or Alertmanager through `endpoint`'s client: an
+/// answer its settings can fix (401) says so, naming the URL and the settings.
+pub async fn api_json<T: serde::de::DeserializeOwned>(
+    req: reqwest::RequestBuilder,
+    what: &str,
+    endpoint: Option<&Endpoint>,
+) -> Result<T, String> {
     let resp = req.send().await.map_err(|e| short_reqwest(&e))?;
+    if let Some(m) = endpoint.and_then(|e| e.explain(resp.status().as_u16(), resp.url().as_str())) {
+        return Err(m);
+    }
+    json_answer(resp, what).await
+}
+
+/// A received answer as `get_json` takes it: 2xx, at most `API_BODY_CAP` bytes of JSON.
+pub async fn json_answer<T: serde::de::DeserializeOwned>(
+    resp: reqwest::Response,
+    what: &str,
+) -> Result<T, String> {
     let status = resp.status();
     if !status.is_success() {
         return Err(format!("HTTP {status} from {what}"));
@@ -117,6 +139,17 @@ pub struct HttpAction {
     /// Keep retrying for this long until the expected status comes back.
     pub until: Duration,
     pub headers: Vec<(String, String)>,
+    /// `endpoint: prometheus|alertmanager`: sent through that service's client (its TLS and
+    /// basic auth, from the run's settings) instead of the plain one.
+    pub endpoint: Option<Service>,
+}
+
+/// Why a request did not get its status.
+enum Failed {
+    /// The endpoint refused the credentials (401): the message says which settings to fix.
+    Refused(String),
+    /// Anything else: may pass on a later attempt.
+    Transient(String),
 }
 
 /// `http`.
@@ -126,7 +159,9 @@ impl Module for HttpModule {
     fn keys(&self) -> (&'static [&'static str], &'static [&'static str]) {
         (
             &["url"],
-            &["method", "body", "status", "timeout", "until", "headers"],
+            &[
+                "method", "body", "status", "timeout", "until", "headers", "endpoint",
+            ],
         )
     }
 
@@ -155,6 +190,13 @@ impl Module for HttpModule {
                 .collect(),
             _ => vec![],
         };
+        let endpoint =
+            match a.opt_str("endpoint")? {
+                None => None,
+                Some(e) => Some(Service::parse(&e).ok_or_else(|| {
+                    format!("`endpoint`: `{e}` is not prometheus or alertmanager")
+                })?),
+            };
         Ok(Action::Http(HttpAction {
             url: a.str("url")?,
             method,
@@ -163,6 +205,7 @@ impl Module for HttpModule {
             timeout: Duration::from_secs(a.opt_u64("timeout")?.unwrap_or(10)),
             until: Duration::from_secs(a.opt_u64("until")?.unwrap_or(0)),
             headers,
+            endpoint,
         }))
     }
 }
@@ -177,7 +220,11 @@ impl Task for HttpAction {
 }
 
 impl HttpAction {
-    async fn once(&self, http: &reqwest::Client) -> Result<u16, String> {
+    async fn once(
+        &self,
+        http: &reqwest::Client,
+        endpoint: Option<&Endpoint>,
+    ) -> Result<u16, poll::Miss<Failed>> {
         let mut r = http
             .request(self.method.clone(), &self.url)
             .timeout(self.timeout);
@@ -187,13 +234,22 @@ impl HttpAction {
         if let Some(b) = &self.body {
             r = r.body(b.clone());
         }
-        let resp = r.send().await.map_err(|e| short_reqwest(&e))?;
+        let resp = r
+            .send()
+            .await
+            .map_err(|e| poll::Miss::Retry(Failed::Transient(short_reqwest(&e))))?;
         let code = resp.status().as_u16();
         if self.status.contains(&code) {
-            Ok(code)
-        } else {
-            Err(format!("HTTP {code} {}", error_snippet(resp, 200).await))
+            return Ok(code);
         }
+        // Refused credentials stay refused until the settings change: no retry.
+        if let Some(m) = endpoint.and_then(|e| e.explain(code, resp.url().as_str())) {
+            return Err(poll::Miss::Fail(Failed::Refused(m)));
+        }
+        Err(poll::Miss::Retry(Failed::Transient(format!(
+            "HTTP {code} {}",
+            error_snippet(resp, 200).await
+        ))))
     }
 
     pub async fn run(&self, ctx: &mut HostCtx<'_>) -> Result<Done, TaskError> {
@@ -201,10 +257,11 @@ impl HttpAction {
         if ctx.check && !read_only {
             return Ok(Done::skipped(format!("would {} {}", self.method, self.url)));
         }
-        let http = ctx.http;
+        let endpoint = self.endpoint.map(|s| ctx.endpoints.get(s));
+        let http = endpoint.map_or(ctx.http, Endpoint::client);
         let every = Pace::every(Duration::from_secs(1));
         let polled = poll::until(self.until, every, move || async move {
-            self.once(http).await.map_err(poll::Miss::Retry)
+            self.once(http, endpoint).await
         })
         .await;
         match polled {
@@ -216,7 +273,9 @@ impl HttpAction {
                 };
                 Ok(d.with(format!("{} {} → {code}", self.method, self.url)))
             }
-            Err(e) => Err(TaskError::transient(
+            // The message names the URL and the settings to fix; sending again cannot help.
+            Err(Failed::Refused(m)) => Err(TaskError::permanent(ctx.masker.mask(&m))),
+            Err(Failed::Transient(e)) => Err(TaskError::transient(
                 ctx.masker
                     .mask(&format!("{} {}: {e}", self.method, self.url)),
             )),

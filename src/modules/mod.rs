@@ -433,6 +433,9 @@ pub struct HostCtx<'a> {
     pub facts: Option<&'a Facts>,
     pub http: &'a reqwest::Client,
     pub consul: &'a consul::ConsulClient,
+    /// Prometheus' and Alertmanager's clients (TLS, basic auth): `prometheus_targets`, and
+    /// `http` with `endpoint:`.
+    pub endpoints: &'a crate::settings::Endpoints,
     pub check: bool,
     pub diff: bool,
     pub masker: &'a Masker,

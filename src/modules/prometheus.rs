@@ -41,6 +41,14 @@ impl Task for TargetsCheck {
     super::task_run!();
 }
 
+/// Why a probe did not pass.
+enum Missed {
+    /// Prometheus refused the credentials: the message names the settings to fix.
+    Refused(String),
+    /// Not (yet) every target UP, or Prometheus not answering.
+    NotYet(String),
+}
+
 /// One registered exporter and what Prometheus says about it.
 struct Expect {
     host: String,
@@ -49,8 +57,18 @@ struct Expect {
 }
 
 impl TargetsCheck {
-    async fn probe(&self, ctx: &HostCtx<'_>, want: &[Expect]) -> Result<String, String> {
-        let seen = PromTargets::fetch(ctx.http, &self.url).await.targets?;
+    async fn probe(
+        &self,
+        ctx: &HostCtx<'_>,
+        want: &[Expect],
+    ) -> Result<String, poll::Miss<Missed>> {
+        let fetched = PromTargets::fetch(&ctx.endpoints.prometheus, &self.url).await;
+        let seen = match fetched.targets {
+            Ok(t) => t,
+            // Refused credentials stay refused: fail now, not at the deadline.
+            Err(e) if fetched.refused => return Err(poll::Miss::Fail(Missed::Refused(e))),
+            Err(e) => return Err(poll::Miss::Retry(Missed::NotYet(e))),
+        };
         let mut problems = Vec::new();
         for w in want {
             match seen.get(&w.address).map(|t| (&t.health, &t.last_error)) {
@@ -78,7 +96,7 @@ impl TargetsCheck {
                 want.len()
             ))
         } else {
-            Err(problems.join("; "))
+            Err(poll::Miss::Retry(Missed::NotYet(problems.join("; "))))
         }
     }
 
@@ -109,12 +127,13 @@ impl TargetsCheck {
         let want = &want;
         let every = Pace::every(Duration::from_secs(2));
         let polled = poll::until(self.timeout, every, move || async move {
-            self.probe(ctx, want).await.map_err(poll::Miss::Retry)
+            self.probe(ctx, want).await
         })
         .await;
         match polled {
             Ok(d) => Ok(Done::ok().with(d)),
-            Err(e) => Err(TaskError::transient(format!(
+            Err(Missed::Refused(e)) => Err(TaskError::permanent(e)),
+            Err(Missed::NotYet(e)) => Err(TaskError::transient(format!(
                 "Prometheus at {} after {}s: {e}",
                 self.url,
                 self.timeout.as_secs()

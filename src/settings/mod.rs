@@ -5,9 +5,11 @@
 //!
 //! Owns: the process environment snapshot (`Env`, the one reader of Consul's and promfleet's
 //! variables), the project config file (`project_file`), Consul's connection settings and
-//! their precedence (`consul`), TLS client construction (`tls`). Must not: connect, print, or know playbooks.
+//! their precedence (`consul`), Prometheus' and Alertmanager's API clients (`endpoints`),
+//! TLS client construction (`tls`). Must not: connect, print, or know playbooks.
 
 pub mod consul;
+pub mod endpoints;
 pub mod project_file;
 pub mod tls;
 
@@ -15,6 +17,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub use consul::{Consul, ConsulOptions};
+pub use endpoints::{Endpoint, Endpoints, Service};
 pub use project_file::ProjectFile;
 pub use tls::TlsOptions;
 

@@ -9,6 +9,8 @@
 //! state_dir: .promfleet
 //! secrets: secrets.yml
 //! consul: { ca_file: tls/consul-ca.pem, tls_server_name: server.dc1.consul }
+//! prometheus: { scheme: https, ca_file: tls/ca.pem, basic_auth_username: promfleet }
+//! alertmanager: { scheme: https, ca_file: tls/ca.pem }
 //! ```
 //!
 //! Flags and environment variables win (`-i`, `PROMFLEET_INVENTORY`, `--forks`, …): the file's
@@ -18,6 +20,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use super::endpoints::{ProjectEndpoints, Service};
 use super::{ConsulOptions, Env, SettingsError, relative_to};
 
 /// The file name looked up in the current directory.
@@ -32,9 +35,19 @@ pub struct ProjectFile {
     pub state_dir: Option<PathBuf>,
     pub secrets: Option<PathBuf>,
     pub consul: ConsulOptions,
+    /// The `prometheus:` and `alertmanager:` blocks (`settings::endpoints`).
+    pub endpoints: ProjectEndpoints,
 }
 
-const KEYS: &[&str] = &["inventory", "forks", "state_dir", "secrets", "consul"];
+const KEYS: &[&str] = &[
+    "inventory",
+    "forks",
+    "state_dir",
+    "secrets",
+    "consul",
+    "prometheus",
+    "alertmanager",
+];
 
 static CURRENT: OnceLock<ProjectFile> = OnceLock::new();
 
@@ -127,6 +140,19 @@ impl ProjectFile {
                     }
                     // Relative to this file, like every path in it.
                     f.consul = f.consul.rebased(base);
+                }
+                "prometheus" | "alertmanager" => {
+                    let svc = if key == "prometheus" {
+                        Service::Prometheus
+                    } else {
+                        Service::Alertmanager
+                    };
+                    let opts = f.endpoints.get_mut(svc);
+                    for (k, v) in object(key, value).map_err(invalid)? {
+                        opts.set(k, &text_of(k, v)?)
+                            .map_err(|why| invalid(format!("{key}.{k}: {why}")))?;
+                    }
+                    *opts = opts.clone().rebased(base);
                 }
                 other => {
                     let hint = crate::base::suggest::nearest(other, KEYS.iter().copied())

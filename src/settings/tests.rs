@@ -297,3 +297,209 @@ fn deployed_consul_ca_joins_file_and_directory_and_key_is_masked() {
     assert_eq!(s.consul_tls_pem("key").expect("key"), "KEY-TEXT\n");
     assert!(!masker.mask("shown: KEY-TEXT").contains("KEY-TEXT"));
 }
+
+mod endpoints {
+    use std::path::{Path, PathBuf};
+
+    use serde_json::json;
+
+    use super::secrets;
+    use crate::inventory::Vars;
+    use crate::settings::endpoints::{ProjectEndpoints, Scheme, Sources};
+    use crate::settings::{Endpoints, Env, SettingsError};
+
+    fn resolve(
+        secrets: &crate::playbook::Secrets,
+        vars: &Vars,
+        project: &ProjectEndpoints,
+    ) -> Result<Endpoints, SettingsError> {
+        resolve_in(Path::new("/"), secrets, vars, project)
+    }
+
+    /// The inventory file is in `<base>/inv`, the project file in `<base>/proj`.
+    fn resolve_in(
+        base: &Path,
+        secrets: &crate::playbook::Secrets,
+        vars: &Vars,
+        project: &ProjectEndpoints,
+    ) -> Result<Endpoints, SettingsError> {
+        Endpoints::resolve(&Sources {
+            secrets,
+            inventory_vars: vars,
+            inventory_dir: Some(&base.join("inv")),
+            project,
+            project_dir: Some(&base.join("proj")),
+        })
+    }
+
+    /// A CA certificate PEM (the client reads its CA file when it is built).
+    fn ca_pem(path: &Path) {
+        let ca = testkit::tls::TestCa::new("settings test CA").expect("ca");
+        std::fs::create_dir_all(path.parent().expect("dir")).expect("mkdir");
+        std::fs::write(path, ca.ca_pem()).expect("write");
+    }
+
+    fn vars(pairs: &[(&str, &str)]) -> Vars {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), json!(v)))
+            .collect()
+    }
+
+    /// Each row sets the CA file and the scheme in one source and other values in every
+    /// source below it: the row's source wins, its relative path against its own file.
+    #[test]
+    fn prometheus_settings_precedence_secrets_inventory_project() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut project = ProjectEndpoints::default();
+        project.prometheus.set("ca_file", "proj.pem").expect("set");
+        project.prometheus.set("scheme", "http").expect("set");
+        let inv = vars(&[
+            ("prometheus_ca_file", "inv.pem"),
+            ("prometheus_scheme", "https"),
+        ]);
+        let d = dir.path();
+        let rows: [(&str, &str, Vars, PathBuf, Scheme); 3] = [
+            (
+                "secrets",
+                "prometheus_ca_file: sec.pem\nprometheus_scheme: http\n",
+                inv.clone(),
+                d.join("sec.pem"),
+                Scheme::Http,
+            ),
+            (
+                "inventory",
+                "",
+                inv.clone(),
+                d.join("inv/inv.pem"),
+                Scheme::Https,
+            ),
+            (
+                "project",
+                "",
+                Vars::new(),
+                d.join("proj/proj.pem"),
+                Scheme::Http,
+            ),
+        ];
+        for (_, _, _, ca, _) in &rows {
+            ca_pem(ca);
+        }
+        for (row, sec, vars, ca, scheme) in rows {
+            let s = secrets(d, sec, &Env::default());
+            let e = resolve_in(d, &s, &vars, &project).expect(row);
+            assert_eq!(e.prometheus.tls().ca_file.as_ref(), Some(&ca), "{row}");
+            assert_eq!(e.prometheus.scheme(), scheme, "{row}");
+            // The other service is untouched by Prometheus' settings.
+            assert_eq!(e.alertmanager.scheme(), Scheme::Http, "{row}");
+            assert!(e.alertmanager.tls().is_default(), "{row}");
+        }
+    }
+
+    #[test]
+    fn password_outside_the_secrets_is_refused_without_echoing_it() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let s = secrets(dir.path(), "", &Env::default());
+        let inv = vars(&[
+            ("alertmanager_basic_auth_username", "u"),
+            ("alertmanager_basic_auth_password", "ARGV-pw-1"),
+        ]);
+        let e = resolve(&s, &inv, &ProjectEndpoints::default())
+            .expect_err("a password in the inventory")
+            .to_string();
+        assert!(e.contains("alertmanager_basic_auth_password"), "{e}");
+        assert!(e.contains("read from the secrets only"), "{e}");
+        assert!(!e.contains("ARGV-pw-1"), "{e}");
+        let mut project = ProjectEndpoints::default();
+        assert!(project.prometheus.set("basic_auth_password", "x").is_err());
+    }
+
+    #[test]
+    fn user_and_password_come_as_a_pair() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let none = ProjectEndpoints::default();
+        let s = secrets(dir.path(), "", &Env::default());
+        let user_only = vars(&[("prometheus_basic_auth_username", "u")]);
+        let e = resolve(&s, &user_only, &none).expect_err("no password");
+        assert!(
+            e.to_string()
+                .contains("PROMFLEET_SECRET_PROMETHEUS_BASIC_AUTH_PASSWORD"),
+            "{e}"
+        );
+        let s = secrets(
+            dir.path(),
+            "prometheus_basic_auth_password: pw-77\n",
+            &Env::default(),
+        );
+        let e = resolve(&s, &Vars::new(), &none).expect_err("no user");
+        assert!(
+            e.to_string().contains("prometheus_basic_auth_username"),
+            "{e}"
+        );
+    }
+
+    /// The password reaches the server as a basic-auth header on every request of the
+    /// service's client (and only that service's), and is registered with the masker in
+    /// both forms.
+    #[tokio::test]
+    async fn the_client_sends_basic_auth_and_the_masker_knows_it() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let dir = tempfile::tempdir().expect("tmp");
+        let env = Env::from_pairs([(
+            "PROMFLEET_SECRET_PROMETHEUS_BASIC_AUTH_PASSWORD",
+            "pw-env-5",
+        )]);
+        let s = secrets(dir.path(), "", &env);
+        let e = resolve(
+            &s,
+            &vars(&[("prometheus_basic_auth_username", "alice")]),
+            &ProjectEndpoints::default(),
+        )
+        .expect("resolve");
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}/-/ready", l.local_addr().expect("addr"));
+        let server = tokio::spawn(async move {
+            let mut heads = Vec::new();
+            for _ in 0..2 {
+                let (mut c, _) = l.accept().await.expect("accept");
+                let mut buf = vec![0u8; 4096];
+                let n = c.read(&mut buf).await.expect("read");
+                heads.push(String::from_utf8_lossy(&buf[..n]).to_lowercase());
+                let _ = c
+                    .write_all(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                    .await;
+            }
+            heads
+        });
+        for ep in [&e.prometheus, &e.alertmanager] {
+            let r = ep.client().get(&url).send().await.expect("send");
+            assert_eq!(r.status().as_u16(), 401);
+        }
+        let heads = server.await.expect("server");
+        // base64("alice:pw-env-5")
+        assert!(
+            heads[0].contains("authorization: basic ywxpy2u6chctzw52ltu="),
+            "{}",
+            heads[0]
+        );
+        assert!(!heads[1].contains("authorization"), "{}", heads[1]);
+        let masked = s.masker().mask("pw-env-5 YWxpY2U6cHctZW52LTU=");
+        assert!(
+            !masked.contains("pw-env-5") && !masked.contains("YWxpY2U6"),
+            "{masked}"
+        );
+        let m = e.prometheus.unauthorized(&url);
+        assert!(
+            m.contains(&url) && m.contains("refused user `alice`"),
+            "{m}"
+        );
+        assert!(
+            m.contains("PROMFLEET_SECRET_PROMETHEUS_BASIC_AUTH_PASSWORD"),
+            "{m}"
+        );
+        let m = e.alertmanager.unauthorized(&url);
+        assert!(m.contains("none are set"), "{m}");
+    }
+}

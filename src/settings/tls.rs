@@ -57,17 +57,18 @@ impl TlsOptions {
     /// timeout settings). Files are read here, once: a missing or malformed one is an error
     /// naming the file and the setting.
     pub fn http_client(&self) -> Result<reqwest::Client, SettingsError> {
-        let builder = base_builder();
-        if self.is_default() {
-            return builder
-                .build()
-                .map_err(|e| SettingsError::Client(e.to_string()));
-        }
-        let config = self.rustls_config()?;
-        builder
-            .use_preconfigured_tls(config)
+        self.client_builder()?
             .build()
             .map_err(|e| SettingsError::Client(e.to_string()))
+    }
+
+    /// `http_client`'s builder, for a caller that adds to it (default headers).
+    pub fn client_builder(&self) -> Result<reqwest::ClientBuilder, SettingsError> {
+        let builder = base_builder();
+        if self.is_default() {
+            return Ok(builder);
+        }
+        Ok(builder.use_preconfigured_tls(self.rustls_config()?))
     }
 
     fn rustls_config(&self) -> Result<rustls::ClientConfig, SettingsError> {

@@ -16,6 +16,7 @@ use super::{CentralRow, Check, State};
 use crate::inventory::{Host, Inventory, Vars};
 use crate::modules::http::{API_BODY_CAP, read_capped};
 use crate::modules::metrics_check::short_reqwest;
+use crate::settings::{Endpoint, Endpoints};
 
 /// The central services of a monitoring host: (name, port variable, health path).
 pub const SERVICES: &[(&str, &str)] = &[
@@ -41,24 +42,29 @@ fn var_str(vars: &Vars, k: &str) -> Option<String> {
     }
 }
 
-/// Base URL of `service` on a monitoring host (`<service>_url`, else ip and `<service>_port`).
+/// Base URL of `service` on a monitoring host (`<service>_url`, else `<service>_scheme`
+/// (the settings write Prometheus' and Alertmanager's; default http), ip and
+/// `<service>_port`).
 pub fn service_url(vars: &Vars, host: &Host, service: &str, port_var: &str) -> Option<String> {
     if let Some(u) = var_str(vars, &format!("{service}_url")) {
         return Some(u.trim_end_matches('/').to_string());
     }
     let port = var_str(vars, port_var)?;
+    let scheme = var_str(vars, &format!("{service}_scheme")).unwrap_or_else(|| "http".into());
     Some(format!(
-        "http://{}",
+        "{scheme}://{}",
         crate::base::addr::host_port(&host.ip.to_string(), port)
     ))
 }
 
 /// Every central row: Consul agents first, then each monitoring host's services.
+/// `endpoints`: Prometheus' and Alertmanager's clients (TLS, basic auth); `http` the others'.
 pub async fn gather(
     inv: &Inventory,
     defaults: &Vars,
     http: &reqwest::Client,
     consul_client: &crate::modules::consul::ConsulClient,
+    endpoints: &Endpoints,
 ) -> Vec<CentralRow> {
     // HA (inventory/topology.rs): every Alertmanager of a datacenter should see all of them;
     // each job carries how many Alertmanagers its datacenter has (1 for other services).
@@ -88,8 +94,14 @@ pub async fn gather(
         match svc.as_str() {
             // Consul's own client: its TLS settings and token.
             "consul" => consul(consul_client.http(), url, consul_client.token(), wan).await,
-            "prometheus" => prometheus(http, url).await,
-            "alertmanager" => alertmanager(http, url, *n).await,
+            "prometheus" => {
+                let ep = &endpoints.prometheus;
+                explained(ep, url, prometheus(ep.client(), url).await)
+            }
+            "alertmanager" => {
+                let ep = &endpoints.alertmanager;
+                explained(ep, url, alertmanager(ep.client(), url, *n).await)
+            }
             "grafana" => grafana(http, url).await,
             "dingtalk" => healthy(http, &format!("{url}/-/healthy")).await,
             _ => healthy(http, &format!("{url}/health")).await,
@@ -131,6 +143,15 @@ async fn get_ok(http: &reqwest::Client, url: &str, token: Option<&str>) -> Resul
         let short: String = body.trim().chars().take(120).collect();
         Err(format!("HTTP {code} {short}"))
     }
+}
+
+/// A service that refused the credentials (its first request, `/-/healthy`, answered 401):
+/// the detail names the settings to fix.
+fn explained(ep: &Endpoint, base: &str, check: Check) -> Check {
+    if check.state == State::Down && check.detail.starts_with(&format!("{base}: HTTP 401")) {
+        return Check::new(State::Down, "unauthorized", ep.unauthorized(base));
+    }
+    check
 }
 
 fn down(url: &str, e: String) -> Check {

@@ -106,6 +106,7 @@ mod tests {
                     )
                 })
                 .collect()),
+            refused: false,
         }
     }
 
@@ -129,6 +130,7 @@ mod tests {
         let dead = PromTargets {
             url: "http://p:9090".into(),
             targets: Err("cannot connect".into()),
+            refused: false,
         };
         assert_eq!(check(&[dead], &want).state, State::Down);
     }
