@@ -7,48 +7,12 @@
 //! without consul_sd) — the double's contract tests cover what that client relies on.
 
 use std::collections::BTreeSet;
-use std::path::Path;
 use std::time::Duration;
 
 use serde_json::Value;
-use testkit::consul_double::ConsulDouble;
 use testkit::sshd::Fleet;
 
 use crate::support::*;
-
-/// A Consul test double on its own runtime, so the test itself can stay synchronous.
-pub struct Double {
-    pub rt: tokio::runtime::Runtime,
-    pub d: ConsulDouble,
-}
-
-impl Double {
-    pub fn start() -> Double {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let d = rt
-            .block_on(ConsulDouble::start("127.0.0.1:0".parse().expect("addr")))
-            .expect("consul double");
-        Double { rt, d }
-    }
-}
-
-fn find(dir: &Path, name: &str) -> Option<std::path::PathBuf> {
-    for e in std::fs::read_dir(dir).ok()? {
-        let p = e.ok()?.path();
-        if p.is_dir() {
-            if let Some(f) = find(&p, name) {
-                return Some(f);
-            }
-        } else if p.file_name().is_some_and(|n| n == name) {
-            return Some(p);
-        }
-    }
-    None
-}
 
 #[test]
 fn exporters_roll_out_register_and_prometheus_scrapes_every_target() {

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use testkit::sshd::Fleet;
 
-use crate::exporters::Double;
 use crate::support::*;
 
 fn exporters(inv: &Path, fleet: &Fleet, extra: &[&str]) -> std::process::Output {
@@ -37,12 +36,7 @@ fn retry_file(fleet: &Fleet) -> std::path::PathBuf {
 }
 
 fn retry_hosts(fleet: &Fleet) -> Vec<String> {
-    std::fs::read_to_string(retry_file(fleet))
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .map(String::from)
-        .collect()
+    retry_list(&fleet.root().join("state"))
 }
 
 /// A fleet of `hosts` over `groups`, with the small fake node exporter, registering with
@@ -474,35 +468,6 @@ fn rollback_after_a_successful_run_restores_the_previous_files_byte_for_byte() {
     assert_eq!(host_status(&r).len(), 1, "only the chosen host ran");
 }
 
-/// A real Prometheus (Debian's) discovering the fleet through the Consul double's http_sd
-/// view, with promfleet's rendered relabels; its URL given as `status` takes it.
-/// `rules`: an alerting rules file (YAML) to load too.
-fn real_prometheus(fleet: &Fleet, consul: &Double, rules: Option<&str>) -> Prometheus {
-    let inv = fleet.root().join("inventory-render.yml");
-    fleet.write_inventory(&inv).expect("inventory");
-    let rendered = fleet.root().join("rendered");
-    let out = Run::new(&["render", "playbooks/monitoring.yml", "-i"])
-        .arg(&inv)
-        .arg("--out")
-        .arg(&rendered)
-        .output();
-    assert!(out.status.success(), "render: {}", stderr(&out));
-    let prom_yml = crate::status::find(&rendered, "prometheus.yml").expect("prometheus.yml");
-    let (cfg, _job) = testkit::prometheus::runnable_config(
-        &std::fs::read_to_string(&prom_yml).expect("read"),
-        &format!("{}/promfleet-double/http_sd", consul.d.url()),
-    )
-    .expect("runnable config");
-    let Some(rules) = rules else {
-        return Prometheus::start(&cfg);
-    };
-    let file = fleet.root().join("rules.yml");
-    std::fs::write(&file, rules).expect("rules");
-    let mut cfg: serde_json::Value = serde_json::from_str(&cfg).expect("config is JSON");
-    cfg["rule_files"] = serde_json::json!([file]);
-    Prometheus::start(&cfg.to_string())
-}
-
 /// Health gates against real Prometheus: a stage whose targets are all UP passes its gate
 /// and the next stage runs; then, on a redeploy, one target goes down and never comes back:
 /// the gate fails at its deadline, the stage (max_fail_percentage 0) halts the rollout, the
@@ -523,7 +488,7 @@ fn a_failed_health_gate_halts_and_rolls_the_stage_back() {
         .consul_agents([consul.d.url()])
         .start()
         .expect("fleet");
-    let prom = real_prometheus(&fleet, &consul, None);
+    let (prom, _job) = Prometheus::for_fleet(&fleet, &consul, None);
     // Enough scrapes (1 s apart here) that the target is stopped before the gate can pass.
     let gate_timeout = Duration::from_secs(25);
     let stages = format!(
@@ -677,7 +642,7 @@ fn a_firing_alert_fails_the_gate_of_its_instance_only() {
         "groups:\n  - name: gate-test\n    rules:\n      - alert: AlwaysFiring\n        expr: vector(1)\n        labels: {{ instance: {} }}\n",
         hosts[0].name
     );
-    let prom = real_prometheus(&fleet, &consul, Some(&rules));
+    let (prom, _job) = Prometheus::for_fleet(&fleet, &consul, Some(&rules));
     let inv = fleet.root().join("inventory-gated.yml");
     let spec = fleet.inventory().var("prometheus_url", prom.url.clone());
     std::fs::write(

@@ -5,29 +5,14 @@
 //! Alertmanager reaches the sink of the tested group and no other.
 
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use testkit::sshd::Fleet;
 
-use crate::exporters::Double;
 use crate::support::*;
-
-pub fn find(dir: &Path, name: &str) -> Option<PathBuf> {
-    for e in std::fs::read_dir(dir).ok()? {
-        let p = e.ok()?.path();
-        if p.is_dir() {
-            if let Some(f) = find(&p, name) {
-                return Some(f);
-            }
-        } else if p.file_name().is_some_and(|n| n == name) {
-            return Some(p);
-        }
-    }
-    None
-}
 
 /// `promfleet status … --output json`: (exit code, report).
 fn status_json(inv: &Path, fleet: &Fleet, extra: &[&str]) -> (i32, Value) {
@@ -81,29 +66,6 @@ fn not_ok(r: &Value, host: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Poll Prometheus until `pred` holds for its active targets.
-fn wait_targets(
-    consul: &Double,
-    prom: &Prometheus,
-    what: &str,
-    pred: impl Fn(&[Value]) -> bool + Clone,
-) {
-    let url = format!("{}/api/v1/targets?state=active", prom.url);
-    let http = reqwest::Client::new();
-    let seen = consul.rt.block_on(eventually(Duration::from_secs(40), || {
-        let (http, url, pred) = (http.clone(), url.clone(), pred.clone());
-        async move {
-            let v: Value = http.get(&url).send().await.ok()?.json().await.ok()?;
-            pred(v["data"]["activeTargets"].as_array()?).then_some(())
-        }
-    }));
-    assert!(
-        seen.is_some(),
-        "Prometheus never showed {what}; log:\n{}",
-        prom.log()
-    );
-}
-
 #[test]
 fn status_reports_a_healthy_fleet_then_each_drift_and_outage_in_its_column() {
     if !require_root() || !have("prometheus") {
@@ -130,20 +92,7 @@ fn status_reports_a_healthy_fleet_then_each_drift_and_outage_in_its_column() {
     assert_eq!(out.status.code(), Some(0), "rollout:\n{}", stderr(&out));
 
     // Real Prometheus with promfleet's relabels, discovering through the double.
-    let rendered = fleet.root().join("rendered");
-    let out = Run::new(&["render", "playbooks/monitoring.yml", "-i"])
-        .arg(&inv)
-        .arg("--out")
-        .arg(&rendered)
-        .output();
-    assert!(out.status.success(), "render: {}", stderr(&out));
-    let prom_yml = find(&rendered, "prometheus.yml").expect("rendered prometheus.yml");
-    let (cfg, job) = testkit::prometheus::runnable_config(
-        &std::fs::read_to_string(&prom_yml).expect("read"),
-        &format!("{}/promfleet-double/http_sd", consul.d.url()),
-    )
-    .expect("runnable config");
-    let prom = Prometheus::start(&cfg);
+    let (prom, job) = Prometheus::for_fleet(&fleet, &consul, None);
     let job2 = job.clone();
     wait_targets(&consul, &prom, "all 8 exporters up", move |t| {
         let mine: Vec<&Value> = t
@@ -364,16 +313,6 @@ fn start_sink() -> (u16, Deliveries) {
         }
     });
     (port, seen)
-}
-
-/// Kills a child process when the test ends.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[test]
