@@ -35,10 +35,6 @@ fn retry_file(fleet: &Fleet) -> std::path::PathBuf {
     fleet.root().join("state").join("retry")
 }
 
-fn retry_hosts(fleet: &Fleet) -> Vec<String> {
-    retry_list(&fleet.root().join("state"))
-}
-
 /// A fleet of `hosts` over `groups`, with the small fake node exporter, registering with
 /// the Consul double.
 fn fast_fleet(hosts: usize, groups: &[&str], consul: &Double) -> Fleet {
@@ -62,64 +58,37 @@ fn fail_up(fleet: &Fleet, h: &testkit::sshd::Host, message: &str) {
 
 #[test]
 fn a_refusing_stage_host_fails_alone_and_retry_failed_completes_it() {
-    if !require_root() {
-        return;
-    }
-    let consul = Double::start();
-    let fleet = Fleet::builder()
-        .hosts(9)
+    let Some(sc) = Scenario::fleet(9)
         .groups(&["IDE", "Stage", "Pet"])
-        .consul_agents([consul.d.url()])
+        .consul()
+        .stages("  - { name: IDE, hosts: [IDE] }\n  - { name: Stage, hosts: [Stage], max_fail_percentage: 50 }\n  - { name: Pet, hosts: [Pet] }\n")
         .start()
-        .expect("fleet");
-    let inv = with_stages(
-        &fleet,
-        "  - { name: IDE, hosts: [IDE] }\n  - { name: Stage, hosts: [Stage], max_fail_percentage: 50 }\n  - { name: Pet, hosts: [Pet] }\n",
-        &[],
-    );
-    let bad = fleet
-        .hosts()
-        .find(|h| h.group == "Stage")
-        .expect("a Stage host")
-        .name
-        .clone();
-    fleet.stop(&bad).expect("stop sshd");
+    else {
+        return;
+    };
+    let bad = sc.group("Stage")[0].name.clone();
+    sc.fleet.stop(&bad).expect("stop sshd");
 
-    let out = exporters(&inv, &fleet, &["--retries", "2", "--connect-timeout", "2"]);
-    assert_eq!(
-        out.status.code(),
-        Some(4),
-        "unreachable host → exit 4\n{}",
-        stderr(&out)
-    );
-    let st = host_status(&report(&out));
-    for h in fleet.hosts() {
-        let (s, _) = &st[&h.name];
-        if h.name == bad {
-            assert_eq!(s, "unreachable", "{}", h.name);
-        } else {
-            assert_eq!(s, "changed", "{} ({}) should complete", h.name, h.group);
-        }
-    }
-    assert_eq!(retry_hosts(&fleet), vec![bad.clone()]);
-    let text = stderr(&out);
-    assert!(text.contains(&format!("UNREACHABLE {bad}")), "{text}");
+    // Unreachable host → exit 4; every other host, in every stage, completes.
+    sc.exporters(&["--retries", "2", "--connect-timeout", "2"])
+        .status(4)
+        .host(&bad, "unreachable")
+        .hosts_changed(8)
+        .retry(&[&bad])
+        .stderr_contains(&format!("UNREACHABLE {bad}"))
+        .check();
 
-    fleet.start(&bad).expect("start sshd");
-    let out = exporters(&inv, &fleet, &["--retry-failed"]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let st = host_status(&report(&out));
-    assert_eq!(
-        st.keys().collect::<Vec<_>>(),
-        vec![&bad],
-        "only the failed host reruns"
-    );
-    assert_eq!(st[&bad].0, "changed");
+    // Only the failed host reruns; the retry file goes when nothing failed.
+    sc.fleet.start(&bad).expect("start sshd");
+    sc.exporters(&["--retry-failed"])
+        .only_hosts(&[&bad])
+        .host(&bad, "changed")
+        .services(18)
+        .check();
     assert!(
-        !retry_file(&fleet).exists(),
+        !retry_file(&sc.fleet).exists(),
         "retry file removed when nothing failed"
     );
-    assert_eq!(consul.d.services().len(), 18);
 }
 
 #[test]
@@ -197,20 +166,11 @@ fn exceeding_max_fail_percentage_in_the_first_stage_leaves_later_stages_untouche
 
 #[test]
 fn check_mode_changes_no_remote_file_and_lists_what_would_change() {
-    if !require_root() {
+    let Some(sc) = Scenario::fleet(3).groups(&["IDE"]).consul().start() else {
         return;
-    }
-    let consul = Double::start();
-    let fleet = Fleet::builder()
-        .hosts(3)
-        .groups(&["IDE"])
-        .consul_agents([consul.d.url()])
-        .start()
-        .expect("fleet");
-    let inv = fleet.root().join("inventory.yml");
-    fleet.write_inventory(&inv).expect("inventory");
-    let out = exporters(&inv, &fleet, &[]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    };
+    let fleet = &sc.fleet;
+    sc.exporters(&[]).all_hosts("changed").services(6).check();
     let before: Vec<(String, Vec<u8>)> = fleet
         .hosts()
         .map(|h| {
@@ -220,15 +180,17 @@ fn check_mode_changes_no_remote_file_and_lists_what_would_change() {
         .collect();
 
     // A changed variable changes the rendered compose file: --check --diff shows it only.
-    let inv2 = fleet.root().join("inventory-changed.yml");
-    fleet
-        .inventory()
-        .var("exporter_mem_node", "400m")
-        .write(&inv2)
-        .expect("inventory");
-    let out = exporters(&inv2, &fleet, &["--check", "--diff"]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let r = report(&out);
+    let inv2 = sc.inventory_with(
+        "inventory-changed.yml",
+        &[("exporter_mem_node", "400m".into())],
+    );
+    let ran = sc
+        .exporters(&["--check", "--diff"])
+        .inventory(&inv2)
+        .all_hosts("changed")
+        .services(6)
+        .check();
+    let r = ran.report();
     assert_eq!(r["check"], true);
     for h in r["hosts"].as_array().expect("hosts") {
         let file_task = h["tasks"]
@@ -337,59 +299,52 @@ fn a_refusing_canary_halts_the_rollout_and_touches_no_other_host() {
 /// rollout halts; the next stage is not started.
 #[test]
 fn a_stage_where_every_host_fails_halts_before_the_next_stage() {
-    if !require_root() {
+    let Some(sc) = Scenario::fleet(6)
+        .groups(&["IDE", "Stage", "Pet"])
+        .fake_node_exporter()
+        .consul()
+        .stages("  - { name: first, hosts: [IDE] }\n  - { name: second, hosts: [Stage, Pet] }\n")
+        .start()
+    else {
         return;
-    }
-    let consul = Double::start();
-    let fleet = fast_fleet(6, &["IDE", "Stage", "Pet"], &consul);
-    let inv = with_stages(
-        &fleet,
-        "  - { name: first, hosts: [IDE] }\n  - { name: second, hosts: [Stage, Pet] }\n",
-        &[],
-    );
-    let ide: Vec<_> = fleet
-        .hosts()
-        .filter(|h| h.group == "IDE")
-        .cloned()
-        .collect();
+    };
+    let ide = sc.group("IDE");
     assert_eq!(ide.len(), 2);
     for h in &ide {
-        fail_up(&fleet, h, "image pull failed: no such image");
+        fail_up(&sc.fleet, h, "image pull failed: no such image");
     }
 
-    let out = exporters(&inv, &fleet, &[]);
-    let text = stderr(&out);
-    assert_eq!(
-        out.status.code(),
-        Some(promfleet::report::ExitCode::Halted as i32),
-        "{text}"
-    );
-    let r = report(&out);
-    let halted = r["halted"].as_str().expect("halted message");
+    let mut run = sc
+        .exporters(&[])
+        .status(promfleet::report::ExitCode::Halted as i32);
+    for h in sc.hosts() {
+        run = run.host(
+            &h.name,
+            if h.group == "IDE" {
+                "failed"
+            } else {
+                "not_run"
+            },
+        );
+    }
+    // Every host of the halted rollout is to be retried: the failed and the never started.
+    let names: Vec<&str> = sc.hosts().map(|h| h.name.as_str()).collect();
+    let ran = run.retry(&names).check();
+    let halted = ran.report()["halted"].as_str().expect("halted message");
     assert!(halted.contains("every host of a batch failed"), "{halted}");
     assert!(halted.contains("--from-stage first"), "{halted}");
+    let text = ran.stderr();
     assert!(
         !text.contains("[stage second]"),
         "second stage started:\n{text}"
     );
-    let st = host_status(&r);
-    for h in fleet.hosts() {
-        let want = if h.group == "IDE" {
-            "failed"
-        } else {
-            "not_run"
-        };
-        assert_eq!(st[&h.name].0, want, "{}", h.name);
-        if h.group != "IDE" {
-            assert!(
-                !h.deploy_dir().join("docker-compose.yml").exists(),
-                "{} of the second stage was touched",
-                h.name
-            );
-        }
+    for h in sc.hosts().filter(|h| h.group != "IDE") {
+        assert!(
+            !h.deploy_dir().join("docker-compose.yml").exists(),
+            "{} of the second stage was touched",
+            h.name
+        );
     }
-    // Every host of the halted rollout is to be retried: the failed and the never started.
-    assert_eq!(retry_hosts(&fleet).len(), 6);
 }
 
 /// `rollback` after a successful run: the chosen host gets back, byte for byte, the compose
@@ -397,15 +352,16 @@ fn a_stage_where_every_host_fails_halts_before_the_next_stage() {
 /// registered; `--check` only shows it; other hosts keep the new version.
 #[test]
 fn rollback_after_a_successful_run_restores_the_previous_files_byte_for_byte() {
-    if !require_root() {
+    let Some(sc) = Scenario::fleet(2)
+        .groups(&["IDE"])
+        .fake_node_exporter()
+        .consul()
+        .start()
+    else {
         return;
-    }
-    let consul = Double::start();
-    let fleet = fast_fleet(2, &["IDE"], &consul);
-    let inv = fleet.root().join("inventory.yml");
-    fleet.write_inventory(&inv).expect("inventory");
-    let out = exporters(&inv, &fleet, &[]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    };
+    let fleet = &sc.fleet;
+    sc.exporters(&[]).all_hosts("changed").check();
     let compose = |h: &testkit::sshd::Host| h.deploy_dir().join("docker-compose.yml");
     let hosts: Vec<_> = fleet.hosts().cloned().collect();
     let before: Vec<Vec<u8>> = hosts
@@ -413,14 +369,11 @@ fn rollback_after_a_successful_run_restores_the_previous_files_byte_for_byte() {
         .map(|h| std::fs::read(compose(h)).expect("v1"))
         .collect();
 
-    let inv2 = fleet.root().join("inventory-v2.yml");
-    fleet
-        .inventory()
-        .var("exporter_mem_node", "400m")
-        .write(&inv2)
-        .expect("inventory");
-    let out = exporters(&inv2, &fleet, &[]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let inv2 = sc.inventory_with("inventory-v2.yml", &[("exporter_mem_node", "400m".into())]);
+    sc.exporters(&[])
+        .inventory(&inv2)
+        .all_hosts("changed")
+        .check();
     let after: Vec<Vec<u8>> = hosts
         .iter()
         .map(|h| std::fs::read(compose(h)).expect("v2"))
@@ -429,14 +382,12 @@ fn rollback_after_a_successful_run_restores_the_previous_files_byte_for_byte() {
     let (target, other) = (&hosts[0], &hosts[1]);
     let starts = testkit::standin::starts(&target.deploy_dir());
 
-    let rollback = |extra: &[&str]| {
-        let mut args = vec!["--limit", target.name.as_str(), "--output", "json"];
-        args.extend_from_slice(extra);
-        fleet_run(&["rollback"], &inv2, &fleet, &args)
+    let rollback = || {
+        sc.run(&["rollback", "--limit", target.name.as_str()])
+            .inventory(&inv2)
+            .only_hosts(&[target.name.as_str()])
     };
-    let out = rollback(&["--check"]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let text = stdout(&out);
+    let text = rollback().arg("--check").check().stdout();
     assert!(text.contains("would restore"), "{text}");
     assert_eq!(
         std::fs::read(compose(target)).expect("file"),
@@ -444,8 +395,7 @@ fn rollback_after_a_successful_run_restores_the_previous_files_byte_for_byte() {
         "--check wrote"
     );
 
-    let out = rollback(&[]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = rollback().services(4).check().out;
     assert_eq!(
         std::fs::read(compose(target)).expect("file"),
         before[0],
@@ -463,9 +413,6 @@ fn rollback_after_a_successful_run_restores_the_previous_files_byte_for_byte() {
         testkit::standin::starts(&target.deploy_dir()) > starts,
         "compose re-applied after the restore"
     );
-    assert_eq!(consul.d.services().len(), 4, "still registered");
-    let r = report(&out);
-    assert_eq!(host_status(&r).len(), 1, "only the chosen host ran");
 }
 
 /// Health gates against real Prometheus: a stage whose targets are all UP passes its gate

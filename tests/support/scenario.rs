@@ -4,8 +4,9 @@
 //!
 //! ```ignore
 //! let Some(sc) = Scenario::fleet(3).groups(&["IDE"]).consul().start() else { return };
-//! sc.run(&["exporters"]).hosts_changed(3).services(6).check();
-//! sc.run(&["exporters"]).unchanged().check();
+//! sc.exporters(&[]).all_hosts("changed").services(6).check();
+//! sc.exporters(&[]).unchanged().check();
+//! sc.run(&["rollback", "--limit", "host001"]).only_hosts(&["host001"]).check();
 //! ```
 //!
 //! `run` is for the commands that act on the fleet (deploy, exporters, rollback, status, …):
@@ -49,7 +50,7 @@ impl Scenario {
         }
     }
 
-    /// Hosts spread over these groups, in turn.
+    /// Groups, assigned round-robin: host001 → first group, host002 → second, …
     pub fn groups(mut self, groups: &[&str]) -> Scenario {
         self.groups = groups.iter().map(|g| g.to_string()).collect();
         self
@@ -66,13 +67,13 @@ impl Scenario {
         self
     }
 
-    /// The small fake node exporter instead of the compose stand-in's own (faster).
+    /// The stand-in serves node metrics from the small fake exporter (lighter per host).
     pub fn fake_node_exporter(mut self) -> Scenario {
         self.fake_node_exporter = true;
         self
     }
 
-    /// One more host in the `monitoring` group.
+    /// One more host, `mon01`, in group `monitoring` (not among [`Scene::hosts`]).
     pub fn monitoring_host(mut self) -> Scenario {
         self.monitoring_host = true;
         self
@@ -183,6 +184,12 @@ impl Scene {
         std::fs::write(path, yaml).expect("write inventory");
     }
 
+    /// `promfleet exporters --playbook <checkout>/playbooks/exporters.yml <extra>`.
+    pub fn exporters(&self, extra: &[&str]) -> Expect<'_> {
+        let book = super::repo().join("playbooks/exporters.yml");
+        self.run(&["exporters", "--playbook"]).arg(book).args(extra)
+    }
+
     /// `promfleet <args>` against the fleet; state expectations, then [`Expect::check`].
     pub fn run(&self, args: &[&str]) -> Expect<'_> {
         Expect {
@@ -193,7 +200,9 @@ impl Scene {
             code: 0,
             hosts: Vec::new(),
             all_hosts: None,
+            only: None,
             changed: None,
+            min_tasks_changed: None,
             unchanged: false,
             services: None,
             registered: Vec::new(),
@@ -214,7 +223,9 @@ pub struct Expect<'a> {
     code: i32,
     hosts: Vec<(String, String)>,
     all_hosts: Option<String>,
+    only: Option<Vec<String>>,
     changed: Option<usize>,
+    min_tasks_changed: Option<u64>,
     unchanged: bool,
     services: Option<usize>,
     registered: Vec<(String, String, u16)>,
@@ -259,9 +270,17 @@ impl Expect<'_> {
         self
     }
 
-    /// Every fleet host is in the report with this status.
+    /// Every fleet host, and no other, is in the report with this status.
     pub fn all_hosts(mut self, status: &str) -> Self {
         self.all_hosts = Some(status.to_owned());
+        self
+    }
+
+    /// The report lists exactly these hosts (in any order).
+    pub fn only_hosts(mut self, hosts: &[&str]) -> Self {
+        let mut v: Vec<String> = hosts.iter().map(|h| h.to_string()).collect();
+        v.sort();
+        self.only = Some(v);
         self
     }
 
@@ -271,7 +290,13 @@ impl Expect<'_> {
         self
     }
 
-    /// Every fleet host is reported ok with nothing changed.
+    /// Every fleet host is reported with at least `n` changed tasks.
+    pub fn each_host_changed_at_least(mut self, n: u64) -> Self {
+        self.min_tasks_changed = Some(n);
+        self
+    }
+
+    /// Every fleet host, and no other, is reported ok with nothing changed.
     pub fn unchanged(mut self) -> Self {
         self.unchanged = true;
         self
@@ -289,6 +314,17 @@ impl Expect<'_> {
     pub fn registered(mut self, host: &str, service: &str, port: u16) -> Self {
         self.registered
             .push((host.to_owned(), service.to_owned(), port));
+        self
+    }
+
+    /// Every fleet host has each of `services` (name, port) registered, as [`Expect::registered`].
+    pub fn every_host_registered(mut self, services: &[(&str, u16)]) -> Self {
+        for h in self.scene.fleet.hosts() {
+            for (svc, port) in services {
+                self.registered
+                    .push((h.name.clone(), svc.to_string(), *port));
+            }
+        }
         self
     }
 
@@ -348,7 +384,9 @@ impl Expect<'_> {
         }
         let needs_report = !self.hosts.is_empty()
             || self.all_hosts.is_some()
+            || self.only.is_some()
             || self.changed.is_some()
+            || self.min_tasks_changed.is_some()
             || self.unchanged
             || !self.errors_have.is_empty();
         let hosts: Vec<(String, String, Option<u64>, String)> = report
@@ -379,6 +417,16 @@ impl Expect<'_> {
             }
         }
         let fleet_hosts: Vec<&str> = sc.fleet.hosts().map(|h| h.name.as_str()).collect();
+        if self.all_hosts.is_some() || self.unchanged {
+            let others: Vec<&str> = hosts
+                .iter()
+                .map(|h| h.0.as_str())
+                .filter(|h| !fleet_hosts.contains(h))
+                .collect();
+            if !others.is_empty() {
+                unmet.push(format!("hosts outside the fleet in the report: {others:?}"));
+            }
+        }
         if let Some(want) = &self.all_hosts {
             for name in &fleet_hosts {
                 match row(name) {
@@ -386,6 +434,13 @@ impl Expect<'_> {
                     Some(h) => unmet.push(format!("{name} is {}, expected {want}", h.1)),
                     None => unmet.push(format!("{name} is not in the report")),
                 }
+            }
+        }
+        if let Some(want) = &self.only {
+            let mut got: Vec<String> = hosts.iter().map(|h| h.0.clone()).collect();
+            got.sort();
+            if &got != want {
+                unmet.push(format!("the report lists {got:?}, expected {want:?}"));
             }
         }
         if let Some(n) = self.changed {
@@ -399,6 +454,18 @@ impl Expect<'_> {
                     "{} hosts changed, expected {n}: {changed:?}",
                     changed.len()
                 ));
+            }
+        }
+        if let Some(n) = self.min_tasks_changed {
+            for name in &fleet_hosts {
+                match row(name) {
+                    Some(h) if h.2.is_some_and(|c| c >= n) => {}
+                    Some(h) => unmet.push(format!(
+                        "{name} changed {:?} tasks, expected at least {n}",
+                        h.2
+                    )),
+                    None => unmet.push(format!("{name} is not in the report")),
+                }
             }
         }
         if self.unchanged {
@@ -515,4 +582,66 @@ impl Ran {
     pub fn stderr(&self) -> String {
         stderr(&self.out)
     }
+}
+
+/// The builder itself: `check()` must fail on each unmet expectation and name them all, or a
+/// converted test would pass whatever promfleet does.
+#[test]
+fn scenario_check_names_every_unmet_expectation_and_passes_met_ones() {
+    let Some(sc) = Scenario::fleet(2)
+        .groups(&["IDE"])
+        .fake_node_exporter()
+        .consul()
+        .start()
+    else {
+        return;
+    };
+    let names: Vec<String> = sc.hosts().map(|h| h.name.clone()).collect();
+    let (first, second) = (names[0].as_str(), names[1].as_str());
+    let wrong = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        sc.exporters(&[])
+            .status(3)
+            .host(first, "ok")
+            .only_hosts(&[first])
+            .hosts_changed(1)
+            .each_host_changed_at_least(99)
+            .services(5)
+            .registered(second, "node-exporter", 9999)
+            .retry(&[second])
+            .stderr_contains("no such text")
+            .error_contains(first, "no such error")
+            .check();
+    }));
+    let message = match wrong {
+        Ok(()) => panic!("check() passed with every expectation wrong"),
+        Err(p) => p
+            .downcast_ref::<String>()
+            .cloned()
+            .unwrap_or_else(|| "non-string panic".to_owned()),
+    };
+    for needle in [
+        "11 unmet expectation(s)",
+        "exit code Some(0), expected 3",
+        &format!("{first} is changed, expected ok"),
+        "the report lists",
+        "2 hosts changed, expected 1",
+        "expected at least 99",
+        "Consul holds 4 services, expected 5",
+        "expected name node-exporter",
+        "retry file lists [], expected",
+        "stderr lacks \"no such text\"",
+        &format!("{first}'s error \"\" lacks \"no such error\""),
+        "\nstdout:\n{",
+        "\nstderr:\n",
+    ] {
+        assert!(message.contains(needle), "`{needle}` not in:\n{message}");
+    }
+    // The same run, expected right, passes; a second one changes nothing.
+    sc.exporters(&[])
+        .unchanged()
+        .only_hosts(&[first, second])
+        .services(4)
+        .every_host_registered(&[("node-exporter", 9100), ("cadvisor-exporter", 9105)])
+        .retry(&[])
+        .check();
 }
