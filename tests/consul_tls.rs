@@ -574,26 +574,8 @@ async fn prometheus_discovers_through_tls_consul_with_the_rendered_tls_config() 
 }
 
 /// A promfleet run with no Consul or promfleet setting inherited from the test's environment.
-fn clean(mut r: Run) -> Run {
-    for k in [
-        "CONSUL_HTTP_TOKEN",
-        "CONSUL_HTTP_TOKEN_FILE",
-        "CONSUL_HTTP_ADDR",
-        "CONSUL_HTTP_SSL",
-        "CONSUL_HTTP_SSL_VERIFY",
-        "CONSUL_CACERT",
-        "CONSUL_CAPATH",
-        "CONSUL_CLIENT_CERT",
-        "CONSUL_CLIENT_KEY",
-        "CONSUL_TLS_SERVER_NAME",
-        "PROMFLEET_SECRET_CONSUL_TOKEN",
-        "PROMFLEET_SECRETS",
-        "PROMFLEET_CONFIG",
-        "PROMFLEET_INVENTORY",
-    ] {
-        r.cmd.env_remove(k);
-    }
-    r
+fn clean(r: Run) -> Run {
+    r.without_settings_env()
 }
 
 /// Issue 13, done-when: with the agent in default-deny + TLS, deploy (registration), `status`

@@ -1268,16 +1268,7 @@ async fn proxyjump_channel_refused_counted_as_failed() {
 
 /// A promfleet run with the Consul token given only as `consul_token` in the `--secrets` file.
 fn with_token_only_in(secrets: &Path, r: Run) -> Run {
-    let mut r = r.arg("--secrets").arg(secrets);
-    for k in [
-        "CONSUL_HTTP_TOKEN",
-        "CONSUL_HTTP_TOKEN_FILE",
-        "PROMFLEET_SECRET_CONSUL_TOKEN",
-        "PROMFLEET_SECRETS",
-    ] {
-        r.cmd.env_remove(k);
-    }
-    r
+    r.arg("--secrets").arg(secrets).without_settings_env()
 }
 
 /// Issue 13: the Consul token was read from the environment only, so a `consul_token` in the

@@ -4,7 +4,7 @@
 //! services are reported down when they do not answer. `promfleet alert test` against real
 //! Alertmanager reaches the sink of the tested group and no other.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -263,57 +263,8 @@ fn status_reports_a_healthy_fleet_then_each_drift_and_outage_in_its_column() {
     assert_eq!(text.status.code(), Some(6));
 }
 
-/// One request the sink received: path and JSON body.
-type Deliveries = Arc<Mutex<Vec<(String, Value)>>>;
-
-/// A local HTTP sink standing in for the DingTalk webhook (records, answers 200).
-fn start_sink() -> (u16, Deliveries) {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind sink");
-    let port = listener.local_addr().expect("addr").port();
-    let seen: Deliveries = Arc::default();
-    let sink = seen.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut s) = stream else { continue };
-            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-            let mut buf = Vec::new();
-            let mut chunk = [0u8; 8192];
-            let mut head_end = None;
-            let mut len = 0usize;
-            loop {
-                let n = s.read(&mut chunk).unwrap_or(0);
-                if n == 0 {
-                    break;
-                }
-                buf.extend_from_slice(&chunk[..n]);
-                if head_end.is_none()
-                    && let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n")
-                {
-                    head_end = Some(i + 4);
-                    let head = String::from_utf8_lossy(&buf[..i]).to_ascii_lowercase();
-                    len = head
-                        .lines()
-                        .find_map(|l| l.strip_prefix("content-length:"))
-                        .and_then(|v| v.trim().parse().ok())
-                        .unwrap_or(0);
-                }
-                if head_end.is_some_and(|h| buf.len() >= h + len) {
-                    break;
-                }
-            }
-            let Some(h) = head_end else { continue };
-            let head = String::from_utf8_lossy(&buf[..h]).to_string();
-            let path = head.split_whitespace().nth(1).unwrap_or("").to_string();
-            let body = serde_json::from_slice(&buf[h..]).unwrap_or(Value::Null);
-            if let Ok(mut v) = sink.lock() {
-                v.push((path, body));
-            }
-            let _ =
-                s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-        }
-    });
-    (port, seen)
-}
+/// What the webhook sink received.
+type Deliveries = Arc<Mutex<Vec<Delivery>>>;
 
 #[test]
 fn alert_test_reaches_the_groups_receiver_and_no_other() {
@@ -322,7 +273,7 @@ fn alert_test_reaches_the_groups_receiver_and_no_other() {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
-    let (sink_port, seen) = start_sink();
+    let (sink_port, seen) = start_sink_in_thread();
     let am_port = free_port();
     // No SSH involved: rendering and `alert test` only read the inventory.
     let inv = dir.path().join("inventory.yml");
@@ -423,13 +374,18 @@ monitoring:
         seen.lock()
             .expect("sink")
             .iter()
-            .filter(|(_, b)| {
-                b["alerts"].as_array().is_some_and(|a| {
+            .filter(|d| {
+                d.body["alerts"].as_array().is_some_and(|a| {
                     a.iter()
                         .any(|x| x["labels"]["alertname"] == "PromfleetTest")
                 })
             })
-            .map(|(p, b)| (p.clone(), b["status"].as_str().unwrap_or("").to_string()))
+            .map(|d| {
+                (
+                    d.path.clone(),
+                    d.body["status"].as_str().unwrap_or("").to_string(),
+                )
+            })
             .collect()
     };
     let start = Instant::now();

@@ -17,6 +17,24 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_promfleet")
 }
 
+/// The environment variables through which Consul's and promfleet's settings reach a run.
+pub const SETTINGS_ENV: &[&str] = &[
+    "CONSUL_HTTP_TOKEN",
+    "CONSUL_HTTP_TOKEN_FILE",
+    "CONSUL_HTTP_ADDR",
+    "CONSUL_HTTP_SSL",
+    "CONSUL_HTTP_SSL_VERIFY",
+    "CONSUL_CACERT",
+    "CONSUL_CAPATH",
+    "CONSUL_CLIENT_CERT",
+    "CONSUL_CLIENT_KEY",
+    "CONSUL_TLS_SERVER_NAME",
+    "PROMFLEET_SECRET_CONSUL_TOKEN",
+    "PROMFLEET_SECRETS",
+    "PROMFLEET_CONFIG",
+    "PROMFLEET_INVENTORY",
+];
+
 /// A promfleet invocation against a fleet: cwd = repo root, known_hosts and state dir set.
 pub struct Run {
     pub cmd: Command,
@@ -39,6 +57,14 @@ impl Run {
     }
     pub fn env_remove(mut self, k: &str) -> Run {
         self.cmd.env_remove(k);
+        self
+    }
+    /// No Consul or promfleet setting inherited from the test's environment: the run sees
+    /// only what the test gives it.
+    pub fn without_settings_env(mut self) -> Run {
+        for k in SETTINGS_ENV {
+            self.cmd.env_remove(k);
+        }
         self
     }
     pub fn output(mut self) -> Output {

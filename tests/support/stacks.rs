@@ -98,9 +98,15 @@ pub struct Delivery {
     pub body: Value,
 }
 
+/// What a sink reads of one request at most: headers, then the body (an Alertmanager
+/// notification is a few KiB).
+const SINK_HEAD_MAX: usize = 64 * 1024;
+const SINK_BODY_MAX: usize = 1024 * 1024;
+
 /// A local HTTP sink standing in for the DingTalk webhook on `addr` (port 0: any free port):
 /// records path and JSON body of every request and answers 200. Its empty 200 answer is also a
-/// valid, empty /metrics page, so it stands in for an exporter too.
+/// valid, empty /metrics page, so it stands in for an exporter too. Served on the caller's
+/// runtime.
 pub async fn start_sink_on(addr: &str) -> (u16, Arc<Mutex<Vec<Delivery>>>) {
     let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -121,6 +127,9 @@ pub async fn start_sink_on(addr: &str) -> (u16, Arc<Mutex<Vec<Delivery>>>) {
                     if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
                         break i + 4;
                     }
+                    if buf.len() > SINK_HEAD_MAX {
+                        return;
+                    }
                 };
                 let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
                 let len: usize = head
@@ -128,9 +137,10 @@ pub async fn start_sink_on(addr: &str) -> (u16, Arc<Mutex<Vec<Delivery>>>) {
                     .find_map(|l| {
                         l.to_ascii_lowercase()
                             .strip_prefix("content-length:")
-                            .map(|v| v.trim().parse().unwrap())
+                            .and_then(|v| v.trim().parse().ok())
                     })
-                    .unwrap_or(0);
+                    .unwrap_or(0)
+                    .min(SINK_BODY_MAX);
                 while buf.len() < head_end + len {
                     let n = stream.read(&mut chunk).await.unwrap_or(0);
                     if n == 0 {
@@ -139,8 +149,11 @@ pub async fn start_sink_on(addr: &str) -> (u16, Arc<Mutex<Vec<Delivery>>>) {
                     buf.extend_from_slice(&chunk[..n]);
                 }
                 let path = head.split_whitespace().nth(1).unwrap_or("").to_owned();
-                let body = serde_json::from_slice(&buf[head_end..]).unwrap_or(Value::Null);
-                sink.lock().unwrap().push(Delivery { path, body });
+                let end = buf.len().min(head_end + len);
+                let body = serde_json::from_slice(&buf[head_end..end]).unwrap_or(Value::Null);
+                sink.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(Delivery { path, body });
                 let _ = stream
                     .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
                     .await;
@@ -148,4 +161,21 @@ pub async fn start_sink_on(addr: &str) -> (u16, Arc<Mutex<Vec<Delivery>>>) {
         }
     });
     (port, seen)
+}
+
+/// [`start_sink_on`] 127.0.0.1 for a test without a runtime: served by a thread of its own
+/// until the test binary exits.
+pub fn start_sink_in_thread() -> (u16, Arc<Mutex<Vec<Delivery>>>) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let _ = tx.send(start_sink_on("127.0.0.1:0").await);
+            std::future::pending::<()>().await;
+        });
+    });
+    rx.recv().expect("sink started")
 }
