@@ -83,47 +83,6 @@ fn chown_to_user(fleet: &Fleet, path: &Path) {
     std::os::unix::fs::chown(path, Some(fleet.user_uid()), None).expect("chown");
 }
 
-/// Wait for a child with a bound; kills it (and fails) when the bound passes.
-fn wait_bounded(mut child: std::process::Child, limit: Duration) -> (Output, Duration) {
-    let started = Instant::now();
-    let mut out = Vec::new();
-    let mut err = Vec::new();
-    let mut so = child.stdout.take().expect("stdout piped");
-    let mut se = child.stderr.take().expect("stderr piped");
-    let t1 = std::thread::spawn(move || {
-        let _ = so.read_to_end(&mut out);
-        out
-    });
-    let t2 = std::thread::spawn(move || {
-        let _ = se.read_to_end(&mut err);
-        err
-    });
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break s;
-        }
-        if started.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            let e = t2.join().unwrap_or_default();
-            panic!(
-                "promfleet still running after {limit:?}; stderr:\n{}",
-                String::from_utf8_lossy(&e)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let elapsed = started.elapsed();
-    (
-        Output {
-            status,
-            stdout: t1.join().unwrap_or_default(),
-            stderr: t2.join().unwrap_or_default(),
-        },
-        elapsed,
-    )
-}
-
 // ---------------------------------------------------------------------------------------------
 // Connection faults
 
@@ -200,18 +159,13 @@ fn fault_host_cut_off_mid_run() {
         )
         .yaml();
     std::fs::write(&rig.inv, yaml).expect("inventory");
-    let child = rig
-        .command(&[])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
+    let child = Watched::spawn(rig.command(&[]));
     let started = Instant::now();
     let reached = wait_for_file(&marker, Duration::from_secs(40));
     if reached {
         edge.cut().expect("cut");
     }
-    let (out, _) = wait_bounded(child, Duration::from_secs(60));
+    let (out, _) = child.finish(Duration::from_secs(60));
     let took = started.elapsed();
     assert!(
         reached,
@@ -742,19 +696,14 @@ fn interrupted_run(sig: libc::c_int) -> Option<(Rig, Value, Vec<String>)> {
     const METRICS_TIMEOUT: u64 = 10;
     const CONNECT_TIMEOUT: u64 = 2; // FAST's --connect-timeout
     let bound = Duration::from_secs(COMMAND_TIMEOUT + METRICS_TIMEOUT + CONNECT_TIMEOUT);
-    let child = rig
-        .command(&[
-            "--forks",
-            "50",
-            "--command-timeout",
-            &COMMAND_TIMEOUT.to_string(),
-            "-e",
-            &format!("metrics_timeout={METRICS_TIMEOUT}"),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
+    let child = Watched::spawn(rig.command(&[
+        "--forks",
+        "50",
+        "--command-timeout",
+        &COMMAND_TIMEOUT.to_string(),
+        "-e",
+        &format!("metrics_timeout={METRICS_TIMEOUT}"),
+    ]));
     // The run has begun once it holds the state lock (taken before planning; the signal
     // handler is installed right after planning): a fixed sleep alone let a slow start
     // under load take the signal before the handler and die of it (exit by signal, no 130).
@@ -764,11 +713,8 @@ fn interrupted_run(sig: libc::c_int) -> Option<(Rig, Value, Vec<String>)> {
         std::thread::sleep(Duration::from_millis(20));
     }
     std::thread::sleep(Duration::from_secs(1));
-    let pid = libc::pid_t::try_from(child.id()).expect("pid");
-    // SAFETY: kill(2) on our own child's pid, which has not been waited for yet.
-    let rc = unsafe { libc::kill(pid, sig) };
-    assert_eq!(rc, 0, "kill");
-    let (out, grace) = wait_bounded(child, 2 * bound);
+    child.signal(sig);
+    let (out, grace) = child.finish(2 * bound);
     let ctx = format!("stderr:\n{}", stderr(&out));
     assert!(
         grace < bound,
