@@ -120,7 +120,7 @@ fn exporters_roll_out_register_and_prometheus_scrapes_every_target() {
     );
     // ...and names the host whose exporters went down.
     let victim = fleet.hosts().nth(2).expect("host").clone();
-    stop_exporters(&fleet, &victim);
+    stop_exporters(fleet, &victim);
     // Wait until Prometheus itself has scraped the dead target, then ask promfleet.
     let victim_addr = format!("{}:9100", victim.ip);
     let seen_down = consul.rt.block_on(eventually(Duration::from_secs(30), || {
@@ -162,7 +162,7 @@ fn exporters_roll_out_register_and_prometheus_scrapes_every_target() {
 
     // A host leaves the inventory: prune removes exactly its two services.
     let gone = fleet.hosts().nth(4).expect("host").clone();
-    let text = std::fs::read_to_string(&inv).expect("inventory");
+    let text = std::fs::read_to_string(inv).expect("inventory");
     let kept: Vec<&str> = text
         .lines()
         .filter(|l| {
