@@ -266,6 +266,11 @@ fn status_reports_a_healthy_fleet_then_each_drift_and_outage_in_its_column() {
 /// What the webhook sink received.
 type Deliveries = Arc<Mutex<Vec<Delivery>>>;
 
+/// A local HTTP sink standing in for the DingTalk webhook (records, answers 200).
+fn start_sink() -> (u16, Deliveries) {
+    start_sink_in_thread()
+}
+
 #[test]
 fn alert_test_reaches_the_groups_receiver_and_no_other() {
     if !have("prometheus-alertmanager") {
@@ -273,7 +278,7 @@ fn alert_test_reaches_the_groups_receiver_and_no_other() {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
-    let (sink_port, seen) = start_sink_in_thread();
+    let (sink_port, seen) = start_sink();
     let am_port = free_port();
     // No SSH involved: rendering and `alert test` only read the inventory.
     let inv = dir.path().join("inventory.yml");
