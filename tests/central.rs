@@ -19,7 +19,6 @@ use testkit::consul_double::{ConsulDouble, DoubleOptions};
 use testkit::sshd::Fleet;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::stacks::{http_sd_checkable, read, run_ok, tool, yaml};
 use crate::support::*;
 
 const MASK: &str = "********";

@@ -2,7 +2,6 @@
 //! CA made in the test (rcgen). The Consul double serves HTTPS (optionally requiring client
 //! certificates, like `verify_incoming`) and answers 403 without the token.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -22,21 +21,9 @@ const TOKEN: &str = "acl-token-tls-default-deny";
 /// Environment variables of one run.
 type EnvPairs<'a> = Vec<(&'a str, &'a str)>;
 
-fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let p = dir.join(name);
-    std::fs::write(&p, text).expect("write");
-    p
-}
-
-fn secret_file(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let p = write(dir, name, text);
-    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-    p
-}
-
 /// A default-deny double serving HTTPS with a certificate for `names`.
-async fn tls_double(ca: &TestCa, names: &[&str], require_client_cert: bool) -> ConsulDouble {
-    ConsulDouble::start_with(DoubleOptions {
+fn tls_options(ca: &TestCa, names: &[&str], require_client_cert: bool) -> DoubleOptions {
+    DoubleOptions {
         acl_token: Some(TOKEN.to_owned()),
         servers: 3,
         tls: Some(ServerTls {
@@ -44,9 +31,14 @@ async fn tls_double(ca: &TestCa, names: &[&str], require_client_cert: bool) -> C
             require_client_cert_from: require_client_cert.then(|| ca.ca_pem()),
         }),
         ..DoubleOptions::default()
-    })
-    .await
-    .expect("consul double")
+    }
+}
+
+/// [`tls_options`]' double on the caller's runtime.
+async fn tls_double(ca: &TestCa, names: &[&str], require_client_cert: bool) -> ConsulDouble {
+    ConsulDouble::start_with(tls_options(ca, names, require_client_cert))
+        .await
+        .expect("consul double")
 }
 
 /// The Consul settings of `env` alone (no secrets file, no inventory options).
@@ -584,26 +576,8 @@ async fn prometheus_discovers_through_tls_consul_with_the_rendered_tls_config() 
 }
 
 /// A promfleet run with no Consul or promfleet setting inherited from the test's environment.
-fn clean(mut r: Run) -> Run {
-    for k in [
-        "CONSUL_HTTP_TOKEN",
-        "CONSUL_HTTP_TOKEN_FILE",
-        "CONSUL_HTTP_ADDR",
-        "CONSUL_HTTP_SSL",
-        "CONSUL_HTTP_SSL_VERIFY",
-        "CONSUL_CACERT",
-        "CONSUL_CAPATH",
-        "CONSUL_CLIENT_CERT",
-        "CONSUL_CLIENT_KEY",
-        "CONSUL_TLS_SERVER_NAME",
-        "PROMFLEET_SECRET_CONSUL_TOKEN",
-        "PROMFLEET_SECRETS",
-        "PROMFLEET_CONFIG",
-        "PROMFLEET_INVENTORY",
-    ] {
-        r.cmd.env_remove(k);
-    }
-    r
+fn clean(r: Run) -> Run {
+    r.without_settings_env()
 }
 
 /// Issue 13, done-when: with the agent in default-deny + TLS, deploy (registration), `status`
@@ -614,15 +588,11 @@ fn consul_default_deny_tls_works_from_one_token_given_any_way() {
     if !require_root() {
         return;
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
     let dir = tempfile::tempdir().expect("tmp");
     let ca = TestCa::new("promfleet test CA").expect("ca");
     let (files, _) = ca.write(dir.path(), &["127.0.0.1"]).expect("files");
-    let consul = rt.block_on(tls_double(&ca, &["127.0.0.1"], false));
+    let double = Double::start_with(tls_options(&ca, &["127.0.0.1"], false));
+    let consul = &double.d;
     let fleet = testkit::sshd::Fleet::builder()
         .hosts(1)
         .groups(&["IDE"])

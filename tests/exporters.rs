@@ -7,48 +7,11 @@
 //! without consul_sd) — the double's contract tests cover what that client relies on.
 
 use std::collections::BTreeSet;
-use std::path::Path;
 use std::time::Duration;
 
 use serde_json::Value;
-use testkit::consul_double::ConsulDouble;
-use testkit::sshd::Fleet;
 
 use crate::support::*;
-
-/// A Consul test double on its own runtime, so the test itself can stay synchronous.
-pub struct Double {
-    pub rt: tokio::runtime::Runtime,
-    pub d: ConsulDouble,
-}
-
-impl Double {
-    pub fn start() -> Double {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let d = rt
-            .block_on(ConsulDouble::start("127.0.0.1:0".parse().expect("addr")))
-            .expect("consul double");
-        Double { rt, d }
-    }
-}
-
-fn find(dir: &Path, name: &str) -> Option<std::path::PathBuf> {
-    for e in std::fs::read_dir(dir).ok()? {
-        let p = e.ok()?.path();
-        if p.is_dir() {
-            if let Some(f) = find(&p, name) {
-                return Some(f);
-            }
-        } else if p.file_name().is_some_and(|n| n == name) {
-            return Some(p);
-        }
-    }
-    None
-}
 
 #[test]
 fn exporters_roll_out_register_and_prometheus_scrapes_every_target() {
@@ -56,69 +19,36 @@ fn exporters_roll_out_register_and_prometheus_scrapes_every_target() {
         eprintln!("SKIPPED: needs root and Debian's prometheus");
         return;
     }
-    let consul = Double::start();
-    let fleet = Fleet::builder()
-        .hosts(12)
+    let Some(sc) = Scenario::fleet(12)
         .groups(&["IDE", "Stage", "Pet"])
-        .monitoring_host(true)
-        .consul_agents([consul.d.url()])
+        .monitoring_host()
+        .consul()
         .start()
-        .expect("fleet");
-    let inv = fleet.root().join("inventory.yml");
-    fleet.write_inventory(&inv).expect("inventory");
+    else {
+        return;
+    };
+    let (fleet, consul, inv) = (&sc.fleet, sc.consul(), &sc.inv);
     let book = repo().join("playbooks/exporters.yml");
+    let book = book.to_str().expect("utf8");
+    let exporters = [("node-exporter", 9100), ("cadvisor-exporter", 9105)];
 
-    // First run: everything changes, every endpoint verified, 2×12 services registered.
-    let out = fleet_run(
-        &["exporters", "--playbook", book.to_str().expect("utf8")],
-        &inv,
-        &fleet,
-        &["--output", "json"],
-    );
-    let r = report(&out);
-    assert_eq!(out.status.code(), Some(0), "stderr:\n{}", stderr(&out));
-    let st = host_status(&r);
-    assert_eq!(st.len(), 12, "{st:?}");
-    for (h, (s, changed)) in &st {
-        assert_eq!(s, "changed", "{h}");
-        assert!(
-            *changed >= 3,
-            "{h}: file, up, 2 registrations changed: {changed}"
-        );
-    }
-    let services = consul.d.services();
-    assert_eq!(services.len(), 24, "{services:#?}");
+    // First run: everything changes (file, up, 2 registrations), every endpoint verified,
+    // 2×12 services registered.
+    sc.run(&["exporters", "--playbook", book])
+        .all_hosts("changed")
+        .each_host_changed_at_least(3)
+        .services(24)
+        .every_host_registered(&exporters)
+        .check();
     for h in fleet.hosts() {
-        for (svc, port) in [("node-exporter", 9100), ("cadvisor-exporter", 9105)] {
-            let id = format!("{svc}-{}-{}", h.name, h.ip);
-            let s = services
-                .iter()
-                .find(|s| s.id == id)
-                .unwrap_or_else(|| panic!("{id} registered"));
-            assert_eq!(s.name, svc);
-            assert_eq!(s.address, h.ip.to_string());
-            assert_eq!(s.port, port);
-            assert_eq!(s.meta.get("hostname"), Some(&h.name));
-            assert_eq!(s.meta.get("group"), Some(&h.group));
-            assert_eq!(
-                s.checks.first().and_then(|c| c.http.clone()),
-                Some(format!("http://{}:{port}/metrics", h.ip))
-            );
-        }
         assert_eq!(testkit::standin::starts(&h.deploy_dir()), 1, "{}", h.name);
     }
 
     // Second run: nothing changes, nothing restarts.
-    let out = fleet_run(
-        &["exporters", "--playbook", book.to_str().expect("utf8")],
-        &inv,
-        &fleet,
-        &["--output", "json"],
-    );
-    assert_eq!(out.status.code(), Some(0), "stderr:\n{}", stderr(&out));
-    for (h, (s, changed)) in host_status(&report(&out)) {
-        assert_eq!((s.as_str(), changed), ("ok", 0), "{h} on the second run");
-    }
+    sc.run(&["exporters", "--playbook", book])
+        .unchanged()
+        .services(24)
+        .check();
     for h in fleet.hosts() {
         assert_eq!(
             testkit::standin::starts(&h.deploy_dir()),
@@ -129,20 +59,7 @@ fn exporters_roll_out_register_and_prometheus_scrapes_every_target() {
     }
 
     // Real Prometheus with promfleet's generated relabels sees exactly what Consul holds.
-    let rendered = fleet.root().join("rendered");
-    let out = Run::new(&["render", "playbooks/monitoring.yml", "-i"])
-        .arg(&inv)
-        .arg("--out")
-        .arg(&rendered)
-        .output();
-    assert!(out.status.success(), "render: {}", stderr(&out));
-    let prom_yml = find(&rendered, "prometheus.yml").expect("rendered prometheus.yml");
-    let (cfg, job) = testkit::prometheus::runnable_config(
-        &std::fs::read_to_string(&prom_yml).expect("rendered prometheus.yml"),
-        &format!("{}/promfleet-double/http_sd", consul.d.url()),
-    )
-    .expect("runnable config");
-    let prom = Prometheus::start(&cfg);
+    let (prom, job) = Prometheus::for_fleet(fleet, consul, None);
     let url = format!("{}/api/v1/targets?state=active", prom.url);
     let http = reqwest::Client::new();
     let expected: BTreeSet<(String, String, String)> = fleet
@@ -151,19 +68,16 @@ fn exporters_roll_out_register_and_prometheus_scrapes_every_target() {
             [9100, 9105].map(|p| (format!("{}:{p}", h.ip), h.name.clone(), h.group.clone()))
         })
         .collect();
-    let seen = consul.rt.block_on(eventually(Duration::from_secs(60), || {
-        let http = http.clone();
-        let url = url.clone();
-        let job = job.clone();
-        let expected = expected.clone();
-        async move {
-            let v: Value = http.get(&url).send().await.ok()?.json().await.ok()?;
-            let targets: Vec<&Value> = v["data"]["activeTargets"]
-                .as_array()?
+    prom.wait_targets_within(
+        &consul.rt,
+        Duration::from_secs(60),
+        "all 24 targets UP with instance/group labels",
+        move |targets| {
+            let mine: Vec<&Value> = targets
                 .iter()
                 .filter(|t| t["scrapePool"] == job.as_str())
                 .collect();
-            let up: BTreeSet<(String, String, String)> = targets
+            let up: BTreeSet<(String, String, String)> = mine
                 .iter()
                 .filter(|t| t["health"] == "up")
                 .map(|t| {
@@ -178,13 +92,8 @@ fn exporters_roll_out_register_and_prometheus_scrapes_every_target() {
                     )
                 })
                 .collect();
-            (targets.len() == expected.len() && up == expected).then_some(up)
-        }
-    }));
-    assert!(
-        seen.is_some(),
-        "Prometheus never showed all 24 targets UP with instance/group labels; log:\n{}",
-        prom.log()
+            mine.len() == expected.len() && up == expected
+        },
     );
 
     // promfleet's own end-to-end check agrees: every registered exporter is UP...
@@ -196,14 +105,12 @@ fn exporters_roll_out_register_and_prometheus_scrapes_every_target() {
         .write(&inv_verify)
         .expect("inventory");
     let verify = repo().join("playbooks/verify.yml");
-    let out = fleet_run(
-        &["deploy", verify.to_str().expect("utf8")],
-        &inv_verify,
-        &fleet,
-        &["--output", "json", "--retries", "1"],
-    );
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let detail = report(&out)["hosts"][0]["tasks"][0]["detail"]
+    let verify = verify.to_str().expect("utf8");
+    let ran = sc
+        .run(&["deploy", verify, "--retries", "1"])
+        .inventory(&inv_verify)
+        .check();
+    let detail = ran.report()["hosts"][0]["tasks"][0]["detail"]
         .as_str()
         .unwrap_or_default()
         .to_string();
@@ -213,7 +120,7 @@ fn exporters_roll_out_register_and_prometheus_scrapes_every_target() {
     );
     // ...and names the host whose exporters went down.
     let victim = fleet.hosts().nth(2).expect("host").clone();
-    stop_exporters(&fleet, &victim);
+    stop_exporters(fleet, &victim);
     // Wait until Prometheus itself has scraped the dead target, then ask promfleet.
     let victim_addr = format!("{}:9100", victim.ip);
     let seen_down = consul.rt.block_on(eventually(Duration::from_secs(30), || {
@@ -236,14 +143,12 @@ fn exporters_roll_out_register_and_prometheus_scrapes_every_target() {
         seen_down.is_some(),
         "Prometheus never saw {victim_addr} down"
     );
-    let out = fleet_run(
-        &["deploy", verify.to_str().expect("utf8")],
-        &inv_verify,
-        &fleet,
-        &["--output", "json", "--retries", "1"],
-    );
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    let err = report(&out)["hosts"][0]["error"]
+    let ran = sc
+        .run(&["deploy", verify, "--retries", "1"])
+        .inventory(&inv_verify)
+        .status(2)
+        .check();
+    let err = ran.report()["hosts"][0]["error"]
         .as_str()
         .unwrap_or_default()
         .to_string();
@@ -257,7 +162,7 @@ fn exporters_roll_out_register_and_prometheus_scrapes_every_target() {
 
     // A host leaves the inventory: prune removes exactly its two services.
     let gone = fleet.hosts().nth(4).expect("host").clone();
-    let text = std::fs::read_to_string(&inv).expect("inventory");
+    let text = std::fs::read_to_string(inv).expect("inventory");
     let kept: Vec<&str> = text
         .lines()
         .filter(|l| {

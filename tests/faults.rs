@@ -9,7 +9,6 @@
 //! `metrics_timeout: 3`, the small fake node exporter. Needs root (sshd fleet); prints SKIPPED
 //! otherwise.
 
-use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::os::unix::fs::PermissionsExt;
@@ -20,37 +19,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use testkit::consul_double::ConsulDouble;
 use testkit::netns::NetnsHost;
 use testkit::sshd::{Fleet, KeyKind};
 
-use crate::exporters::Double;
 use crate::support::*;
-
-/// Flags every fault run uses (the fast settings).
-const FAST: &[&str] = &[
-    "--output",
-    "json",
-    "--connect-timeout",
-    "2",
-    "--retries",
-    "2",
-    "--keepalive",
-    "1",
-];
 
 /// The host every single-fault scenario breaks.
 const BAD: &str = "host002";
-
-/// A fleet, its Consul double(s) and an inventory written with the fast settings.
-pub struct Rig {
-    pub consul: Double,
-    /// Extra agents (started on `consul`'s runtime), for the failover scenarios.
-    pub more_agents: Vec<ConsulDouble>,
-    pub fleet: Fleet,
-    pub inv: PathBuf,
-    pub book: PathBuf,
-}
 
 /// What a fault scenario expects of the faulty host and the run.
 struct Fault<'a> {
@@ -64,119 +39,6 @@ struct Fault<'a> {
 }
 
 impl Rig {
-    /// A fleet of `hosts` with `agents` Consul doubles; `None` (SKIPPED) without root.
-    pub fn start(hosts: usize, agents: usize) -> Option<Rig> {
-        if !require_root() {
-            return None;
-        }
-        let consul = Double::start();
-        let more_agents: Vec<ConsulDouble> = (1..agents)
-            .map(|_| {
-                consul
-                    .rt
-                    .block_on(ConsulDouble::start("127.0.0.1:0".parse().expect("addr")))
-                    .expect("consul double")
-            })
-            .collect();
-        let mut urls = vec![consul.d.url()];
-        urls.extend(more_agents.iter().map(|d| d.url()));
-        let fleet = Fleet::builder()
-            .hosts(hosts)
-            .groups(&["IDE", "Stage"])
-            .fake_node_exporter(true)
-            .consul_agents(urls)
-            .start()
-            .expect("fleet");
-        let inv = fleet.root().join("inventory.yml");
-        let rig = Rig {
-            consul,
-            more_agents,
-            fleet,
-            inv,
-            book: repo().join("playbooks/exporters.yml"),
-        };
-        rig.write_inventory(&[]);
-        Some(rig)
-    }
-
-    /// The inventory with `metrics_timeout: 3`, each `(host, edit)` applied to that host's line.
-    pub fn write_inventory(&self, edits: &[(&str, &dyn Fn(String) -> String)]) {
-        let yaml = self.fleet.inventory().var("metrics_timeout", 3).yaml();
-        std::fs::write(&self.inv, edit_hosts(&yaml, edits)).expect("write inventory");
-    }
-
-    /// `promfleet exporters` with the fast flags (plus `extra`), timed.
-    pub fn run(&self, extra: &[&str]) -> (Output, Duration) {
-        let started = Instant::now();
-        let mut cmd = self.command(extra);
-        let out = cmd.output().expect("run promfleet");
-        (out, started.elapsed())
-    }
-
-    /// The command [`Rig::run`] runs (for tests that signal it).
-    pub fn command(&self, extra: &[&str]) -> Command {
-        let mut r = Run::new(&["exporters", "--playbook", self.book.to_str().expect("utf8")])
-            .arg("-i")
-            .arg(&self.inv)
-            .arg("--known-hosts")
-            .arg(self.fleet.known_hosts())
-            .arg("--state-dir")
-            .arg(self.state_dir())
-            .arg("--retry-delay-ms")
-            .arg("100");
-        for a in FAST.iter().chain(extra) {
-            r = r.arg(a);
-        }
-        r.cmd
-    }
-
-    pub fn state_dir(&self) -> PathBuf {
-        self.fleet.root().join("state")
-    }
-
-    /// Hosts listed in `<state-dir>/retry`.
-    pub fn retry_list(&self) -> Vec<String> {
-        std::fs::read_to_string(self.state_dir().join("retry"))
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-            .map(String::from)
-            .collect()
-    }
-
-    /// host → the compose file promfleet renders for it (`promfleet render`, no connection).
-    pub fn rendered(&self) -> BTreeMap<String, String> {
-        let dir = self.fleet.root().join("rendered");
-        let _ = std::fs::remove_dir_all(&dir);
-        let out = Run::new(&["render", "playbooks/exporters.yml", "-i"])
-            .arg(&self.inv)
-            .arg("--out")
-            .arg(&dir)
-            .output();
-        assert!(out.status.success(), "render: {}", stderr(&out));
-        self.fleet
-            .hosts()
-            .map(|h| {
-                let f = find(&dir.join(&h.name), "docker-compose.yml")
-                    .unwrap_or_else(|| panic!("rendered compose file of {}", h.name));
-                (h.name.clone(), std::fs::read_to_string(f).expect("read"))
-            })
-            .collect()
-    }
-
-    /// Every compose file is absent, the previous version, or the whole new one; no temp
-    /// files anywhere in the hosts' sandboxes.
-    pub fn assert_files_whole(&self, rendered: &BTreeMap<String, String>, previous: Option<&str>) {
-        for h in self.fleet.hosts() {
-            assert_file_whole(
-                &h.deploy_dir().join("docker-compose.yml"),
-                &rendered[&h.name],
-                previous,
-            );
-            assert_no_temp_files(&h.dir);
-        }
-    }
-
     /// The common contract of a one-faulty-host run.
     fn assert_fault(&self, out: &Output, elapsed: Duration, f: &Fault) {
         let ctx = format!("stderr:\n{}\nstdout:\n{}", stderr(out), stdout(out));
@@ -212,74 +74,6 @@ impl Rig {
     }
 }
 
-/// Apply `edits` to the inventory line of each named host (`{ name: host002, ip: … }`).
-fn edit_hosts(yaml: &str, edits: &[(&str, &dyn Fn(String) -> String)]) -> String {
-    let mut out = String::new();
-    for line in yaml.lines() {
-        let mut l = line.to_string();
-        for (host, f) in edits {
-            if l.contains(&format!("name: {host},")) {
-                l = f(l);
-            }
-        }
-        out.push_str(&l);
-        out.push('\n');
-    }
-    for (host, _) in edits {
-        assert!(
-            yaml.contains(&format!("name: {host},")),
-            "{host} not in inventory"
-        );
-    }
-    out
-}
-
-fn find(dir: &Path, name: &str) -> Option<PathBuf> {
-    for e in std::fs::read_dir(dir).ok()? {
-        let p = e.ok()?.path();
-        if p.is_dir() {
-            if let Some(f) = find(&p, name) {
-                return Some(f);
-            }
-        } else if p.file_name().is_some_and(|n| n == name) {
-            return Some(p);
-        }
-    }
-    None
-}
-
-pub fn assert_file_whole(path: &Path, new: &str, previous: Option<&str>) {
-    match std::fs::read_to_string(path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => panic!("{}: {e}", path.display()),
-        Ok(text) => assert!(
-            text == new || previous.is_some_and(|p| p == text),
-            "{} is neither the previous nor the new content ({} bytes):\n{text}",
-            path.display(),
-            text.len()
-        ),
-    }
-}
-
-/// No `.promfleet.*` upload temp file anywhere under `dir`.
-pub fn assert_no_temp_files(dir: &Path) {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in rd.flatten() {
-        let p = e.path();
-        let name = e.file_name().to_string_lossy().into_owned();
-        assert!(
-            !name.starts_with(".promfleet.") && !name.ends_with(".prev.tmp"),
-            "temp file left behind: {}",
-            p.display()
-        );
-        if p.is_dir() && !p.is_symlink() {
-            assert_no_temp_files(&p);
-        }
-    }
-}
-
 fn write_script(path: &Path, text: &str) {
     std::fs::write(path, text).expect("write script");
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
@@ -287,47 +81,6 @@ fn write_script(path: &Path, text: &str) {
 
 fn chown_to_user(fleet: &Fleet, path: &Path) {
     std::os::unix::fs::chown(path, Some(fleet.user_uid()), None).expect("chown");
-}
-
-/// Wait for a child with a bound; kills it (and fails) when the bound passes.
-fn wait_bounded(mut child: std::process::Child, limit: Duration) -> (Output, Duration) {
-    let started = Instant::now();
-    let mut out = Vec::new();
-    let mut err = Vec::new();
-    let mut so = child.stdout.take().expect("stdout piped");
-    let mut se = child.stderr.take().expect("stderr piped");
-    let t1 = std::thread::spawn(move || {
-        let _ = so.read_to_end(&mut out);
-        out
-    });
-    let t2 = std::thread::spawn(move || {
-        let _ = se.read_to_end(&mut err);
-        err
-    });
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break s;
-        }
-        if started.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            let e = t2.join().unwrap_or_default();
-            panic!(
-                "promfleet still running after {limit:?}; stderr:\n{}",
-                String::from_utf8_lossy(&e)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let elapsed = started.elapsed();
-    (
-        Output {
-            status,
-            stdout: t1.join().unwrap_or_default(),
-            stderr: t2.join().unwrap_or_default(),
-        },
-        elapsed,
-    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -406,18 +159,13 @@ fn fault_host_cut_off_mid_run() {
         )
         .yaml();
     std::fs::write(&rig.inv, yaml).expect("inventory");
-    let child = rig
-        .command(&[])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
+    let child = Watched::spawn(rig.command(&[]));
     let started = Instant::now();
     let reached = wait_for_file(&marker, Duration::from_secs(40));
     if reached {
         edge.cut().expect("cut");
     }
-    let (out, _) = wait_bounded(child, Duration::from_secs(60));
+    let (out, _) = child.finish(Duration::from_secs(60));
     let took = started.elapsed();
     assert!(
         reached,
@@ -948,19 +696,14 @@ fn interrupted_run(sig: libc::c_int) -> Option<(Rig, Value, Vec<String>)> {
     const METRICS_TIMEOUT: u64 = 10;
     const CONNECT_TIMEOUT: u64 = 2; // FAST's --connect-timeout
     let bound = Duration::from_secs(COMMAND_TIMEOUT + METRICS_TIMEOUT + CONNECT_TIMEOUT);
-    let child = rig
-        .command(&[
-            "--forks",
-            "50",
-            "--command-timeout",
-            &COMMAND_TIMEOUT.to_string(),
-            "-e",
-            &format!("metrics_timeout={METRICS_TIMEOUT}"),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
+    let child = Watched::spawn(rig.command(&[
+        "--forks",
+        "50",
+        "--command-timeout",
+        &COMMAND_TIMEOUT.to_string(),
+        "-e",
+        &format!("metrics_timeout={METRICS_TIMEOUT}"),
+    ]));
     // The run has begun once it holds the state lock (taken before planning; the signal
     // handler is installed right after planning): a fixed sleep alone let a slow start
     // under load take the signal before the handler and die of it (exit by signal, no 130).
@@ -970,11 +713,8 @@ fn interrupted_run(sig: libc::c_int) -> Option<(Rig, Value, Vec<String>)> {
         std::thread::sleep(Duration::from_millis(20));
     }
     std::thread::sleep(Duration::from_secs(1));
-    let pid = libc::pid_t::try_from(child.id()).expect("pid");
-    // SAFETY: kill(2) on our own child's pid, which has not been waited for yet.
-    let rc = unsafe { libc::kill(pid, sig) };
-    assert_eq!(rc, 0, "kill");
-    let (out, grace) = wait_bounded(child, 2 * bound);
+    child.signal(sig);
+    let (out, grace) = child.finish(2 * bound);
     let ctx = format!("stderr:\n{}", stderr(&out));
     assert!(
         grace < bound,

@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
 
-use crate::faults::{Rig, assert_no_temp_files};
 use crate::support::*;
 
 /// Listeners on 127.0.0.1..=3 at one port: the inventory's "sshd". Any connection = touched.

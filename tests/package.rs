@@ -214,5 +214,5 @@ fn installed_package_inits_and_rolls_out_from_an_empty_directory() {
     if !package_installed() || !require_root() {
         return;
     }
-    crate::project::init_then_exporters_rolls_out(Path::new(INSTALLED));
+    init_then_exporters_rolls_out(Path::new(INSTALLED));
 }

@@ -13,7 +13,6 @@ use std::process::Command;
 use serde_json::Value;
 use testkit::sshd::Fleet;
 
-use crate::exporters::Double;
 use crate::support::*;
 
 /// What the test needs beyond root: the tools the conditions are made with.

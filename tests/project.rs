@@ -15,19 +15,6 @@ fn run_in(cwd: &Path, args: &[&str]) -> Output {
     run_with(Path::new(bin()), cwd, args)
 }
 
-/// `program` (this build's binary, or the installed package's: tests/package.rs) run in `cwd`
-/// with no project in the environment.
-fn run_with(program: &Path, cwd: &Path, args: &[&str]) -> Output {
-    Command::new(program)
-        .current_dir(cwd)
-        .args(args)
-        .env_remove("PROMFLEET_PROJECT")
-        .env_remove("PROMFLEET_SECRETS")
-        .env_remove("SSH_AUTH_SOCK")
-        .output()
-        .expect("run promfleet")
-}
-
 fn ok(o: &Output) -> String {
     assert_eq!(o.status.code(), Some(0), "stderr:\n{}", stderr(o));
     stderr(o)
@@ -449,46 +436,4 @@ fn init_then_exporters_from_an_empty_directory_rolls_out() {
         return;
     }
     init_then_exporters_rolls_out(Path::new(bin()));
-}
-
-/// The scenario of the test above with `program` as promfleet; tests/package.rs runs it with
-/// the installed package's /usr/bin/promfleet.
-pub(crate) fn init_then_exporters_rolls_out(program: &Path) {
-    let run_in = |cwd: &Path, args: &[&str]| run_with(program, cwd, args);
-    let consul = crate::exporters::Double::start();
-    let fleet = testkit::sshd::Fleet::builder()
-        .hosts(2)
-        .groups(&["IDE"])
-        .consul_agents([consul.d.url()])
-        .start()
-        .expect("fleet");
-    let dir = tempfile::tempdir().expect("tmp");
-    ok(&run_in(dir.path(), &["init"]));
-    // The fleet's inventory replaces the example one, as a user edits inventory.yml.
-    fleet
-        .write_inventory(&dir.path().join("inventory.yml"))
-        .expect("inventory");
-    let o = run_in(
-        dir.path(),
-        &[
-            "exporters",
-            "-i",
-            "inventory.yml",
-            "--known-hosts",
-            fleet.known_hosts().to_str().expect("utf8"),
-            "--retry-delay-ms",
-            "100",
-            "--output",
-            "json",
-        ],
-    );
-    ok(&o);
-    let st = host_status(&report(&o));
-    assert_eq!(st.len(), 2, "{st:?}");
-    for (h, (s, _)) in &st {
-        assert_eq!(s, "changed", "{h}");
-    }
-    assert_eq!(consul.d.services().len(), 4);
-    // State stays in the project's .promfleet/, which init's .gitignore keeps out of git.
-    assert!(dir.path().join(".promfleet").is_dir());
 }

@@ -19,9 +19,8 @@ use testkit::agent::SshAgent;
 use testkit::consul_double::{ConsulDouble, DoubleOptions};
 use testkit::sshd::{Fleet, KeyKind};
 
-use crate::faults::Rig;
+use crate::support::ssh::{connect, fleet, mode, no_temp_files, opts, target};
 use crate::support::*;
-use crate::transport::{connect, fleet, mode, no_temp_files, opts, target};
 
 /// Peak RSS allowed to one promfleet process, whatever a peer sends (issue 12).
 const RSS_LIMIT_KIB: u64 = 200 * 1024;
@@ -70,12 +69,6 @@ os._exit(code if code >= 0 else 128 - code)
         .expect("rss number");
     eprintln!("peak RSS of {cmd:?}: {rss} KiB");
     (out, rss)
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let p = dir.join(name);
-    std::fs::write(&p, text).expect("write");
-    p
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1275,16 +1268,7 @@ async fn proxyjump_channel_refused_counted_as_failed() {
 
 /// A promfleet run with the Consul token given only as `consul_token` in the `--secrets` file.
 fn with_token_only_in(secrets: &Path, r: Run) -> Run {
-    let mut r = r.arg("--secrets").arg(secrets);
-    for k in [
-        "CONSUL_HTTP_TOKEN",
-        "CONSUL_HTTP_TOKEN_FILE",
-        "PROMFLEET_SECRET_CONSUL_TOKEN",
-        "PROMFLEET_SECRETS",
-    ] {
-        r.cmd.env_remove(k);
-    }
-    r
+    r.arg("--secrets").arg(secrets).without_settings_env()
 }
 
 /// Issue 13: the Consul token was read from the environment only, so a `consul_token` in the
@@ -1296,17 +1280,11 @@ fn consul_token_in_secrets_file_was_never_sent() {
         return;
     }
     const TOKEN: &str = "acl-token-from-secrets-file";
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let consul = rt
-        .block_on(ConsulDouble::start_with(DoubleOptions {
-            acl_token: Some(TOKEN.to_owned()),
-            ..DoubleOptions::default()
-        }))
-        .expect("consul double");
+    let double = Double::start_with(DoubleOptions {
+        acl_token: Some(TOKEN.to_owned()),
+        ..DoubleOptions::default()
+    });
+    let consul = &double.d;
     let fleet = Fleet::builder()
         .hosts(1)
         .groups(&["IDE"])
@@ -1316,12 +1294,11 @@ fn consul_token_in_secrets_file_was_never_sent() {
         .expect("fleet");
     let inv = fleet.root().join("inventory.yml");
     std::fs::write(&inv, fleet.inventory().var("metrics_timeout", 3).yaml()).expect("inventory");
-    let secrets = write(
+    let secrets = secret_file(
         fleet.root(),
         "secrets.yml",
         &format!("consul_token: \"{TOKEN}\"\n"),
     );
-    std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o600)).expect("chmod");
 
     // Every request after `since` that is not a status probe carried the token.
     let all_carry_token = |what: &str| {
@@ -1425,8 +1402,7 @@ fn prometheus_consul_sd_had_no_token() {
             "dingtalk_token_{g}: t-{g}\ndingtalk_secret_{g}: s-{g}\n"
         ));
     }
-    let secrets = write(dir.path(), "secrets.yml", &secrets);
-    std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let secrets = secret_file(dir.path(), "secrets.yml", &secrets);
     let inv = InventoryArgs {
         inventory: vec![repo().join("inventory/example.yml")],
         limit: Vec::new(),
@@ -1492,9 +1468,7 @@ fn prometheus_consul_sd_had_no_token() {
     let o = Command::new("promtool")
         .arg("check")
         .arg("config")
-        .arg(crate::stacks::http_sd_checkable(
-            &out.join("prometheus.yml"),
-        ))
+        .arg(http_sd_checkable(&out.join("prometheus.yml")))
         .output()
         .expect("promtool");
     assert!(
@@ -1528,12 +1502,11 @@ async fn consul_http_token_file_was_ignored() {
     );
     let right_file = write(dir.path(), "right", &format!("{TOKEN}\n"));
     let wrong_file = write(dir.path(), "wrong", "wrong-file-token\n");
-    let secrets = write(
+    let secrets = secret_file(
         dir.path(),
         "secrets.yml",
         "consul_token: wrong-secret-token\n",
     );
-    std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o600)).expect("chmod");
     let (right_file, wrong_file) = (
         right_file.to_str().expect("utf8"),
         wrong_file.to_str().expect("utf8"),
@@ -1670,14 +1643,8 @@ fn hung_consul_agent_cost_every_registration_a_timeout() {
         return;
     }
     const HOSTS: usize = 6;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let live = rt
-        .block_on(ConsulDouble::start("127.0.0.1:0".parse().expect("addr")))
-        .expect("consul double");
+    let double = Double::start();
+    let live = &double.d;
     let hung = HungAgent::start();
     let fleet = Fleet::builder()
         .hosts(HOSTS)

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use testkit::sshd::Fleet;
 
-use crate::exporters::Double;
 use crate::support::*;
 
 fn exporters(inv: &Path, fleet: &Fleet, extra: &[&str]) -> std::process::Output {
@@ -36,15 +35,6 @@ fn retry_file(fleet: &Fleet) -> std::path::PathBuf {
     fleet.root().join("state").join("retry")
 }
 
-fn retry_hosts(fleet: &Fleet) -> Vec<String> {
-    std::fs::read_to_string(retry_file(fleet))
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .map(String::from)
-        .collect()
-}
-
 /// A fleet of `hosts` over `groups`, with the small fake node exporter, registering with
 /// the Consul double.
 fn fast_fleet(hosts: usize, groups: &[&str], consul: &Double) -> Fleet {
@@ -68,115 +58,66 @@ fn fail_up(fleet: &Fleet, h: &testkit::sshd::Host, message: &str) {
 
 #[test]
 fn a_refusing_stage_host_fails_alone_and_retry_failed_completes_it() {
-    if !require_root() {
-        return;
-    }
-    let consul = Double::start();
-    let fleet = Fleet::builder()
-        .hosts(9)
+    let Some(sc) = Scenario::fleet(9)
         .groups(&["IDE", "Stage", "Pet"])
-        .consul_agents([consul.d.url()])
+        .consul()
+        .stages("  - { name: IDE, hosts: [IDE] }\n  - { name: Stage, hosts: [Stage], max_fail_percentage: 50 }\n  - { name: Pet, hosts: [Pet] }\n")
         .start()
-        .expect("fleet");
-    let inv = with_stages(
-        &fleet,
-        "  - { name: IDE, hosts: [IDE] }\n  - { name: Stage, hosts: [Stage], max_fail_percentage: 50 }\n  - { name: Pet, hosts: [Pet] }\n",
-        &[],
-    );
-    let bad = fleet
-        .hosts()
-        .find(|h| h.group == "Stage")
-        .expect("a Stage host")
-        .name
-        .clone();
-    fleet.stop(&bad).expect("stop sshd");
+    else {
+        return;
+    };
+    let bad = sc.group("Stage")[0].name.clone();
+    sc.fleet.stop(&bad).expect("stop sshd");
 
-    let out = exporters(&inv, &fleet, &["--retries", "2", "--connect-timeout", "2"]);
-    assert_eq!(
-        out.status.code(),
-        Some(4),
-        "unreachable host → exit 4\n{}",
-        stderr(&out)
-    );
-    let st = host_status(&report(&out));
-    for h in fleet.hosts() {
-        let (s, _) = &st[&h.name];
-        if h.name == bad {
-            assert_eq!(s, "unreachable", "{}", h.name);
-        } else {
-            assert_eq!(s, "changed", "{} ({}) should complete", h.name, h.group);
-        }
-    }
-    assert_eq!(retry_hosts(&fleet), vec![bad.clone()]);
-    let text = stderr(&out);
-    assert!(text.contains(&format!("UNREACHABLE {bad}")), "{text}");
+    // Unreachable host → exit 4; every other host, in every stage, completes.
+    sc.exporters(&["--retries", "2", "--connect-timeout", "2"])
+        .status(4)
+        .host(&bad, "unreachable")
+        .hosts_changed(8)
+        .retry(&[&bad])
+        .stderr_contains(&format!("UNREACHABLE {bad}"))
+        .check();
 
-    fleet.start(&bad).expect("start sshd");
-    let out = exporters(&inv, &fleet, &["--retry-failed"]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let st = host_status(&report(&out));
-    assert_eq!(
-        st.keys().collect::<Vec<_>>(),
-        vec![&bad],
-        "only the failed host reruns"
-    );
-    assert_eq!(st[&bad].0, "changed");
+    // Only the failed host reruns; the retry file goes when nothing failed.
+    sc.fleet.start(&bad).expect("start sshd");
+    sc.exporters(&["--retry-failed"])
+        .only_hosts(&[&bad])
+        .host(&bad, "changed")
+        .services(18)
+        .check();
     assert!(
-        !retry_file(&fleet).exists(),
+        !retry_file(&sc.fleet).exists(),
         "retry file removed when nothing failed"
     );
-    assert_eq!(consul.d.services().len(), 18);
 }
 
 #[test]
 fn exceeding_max_fail_percentage_in_the_first_stage_leaves_later_stages_untouched() {
-    if !require_root() {
-        return;
-    }
-    let consul = Double::start();
-    let fleet = Fleet::builder()
-        .hosts(6)
+    let Some(sc) = Scenario::fleet(6)
         .groups(&["IDE", "Stage", "Pet"])
-        .consul_agents([consul.d.url()])
+        .consul()
+        .stages("  - { name: canary, hosts: [IDE], max_fail_percentage: 0 }\n  - { name: rest, hosts: [Stage, Pet] }\n")
         .start()
-        .expect("fleet");
-    let inv = with_stages(
-        &fleet,
-        "  - { name: canary, hosts: [IDE], max_fail_percentage: 0 }\n  - { name: rest, hosts: [Stage, Pet] }\n",
-        &[],
-    );
-    let ide: Vec<_> = fleet
-        .hosts()
-        .filter(|h| h.group == "IDE")
-        .cloned()
-        .collect();
-    fail_up(&fleet, &ide[0], "image pull failed: no such image");
+    else {
+        return;
+    };
+    let (fleet, consul) = (&sc.fleet, sc.consul());
+    let ide = sc.group("IDE");
+    fail_up(fleet, &ide[0], "image pull failed: no such image");
 
-    let out = exporters(&inv, &fleet, &[]);
-    assert_eq!(
-        out.status.code(),
-        Some(3),
-        "halted → exit 3\n{}",
-        stderr(&out)
-    );
-    let r = report(&out);
+    // Halted → exit 3; the compose stderr is surfaced in the failed host's error.
+    let ran = sc
+        .exporters(&[])
+        .status(3)
+        .host(&ide[0].name, "failed")
+        .error_contains(&ide[0].name, "image pull failed")
+        .check();
+    let r = ran.report();
     let halted = r["halted"].as_str().expect("halted message");
     assert!(halted.contains("max_fail_percentage"), "{halted}");
     assert!(
         halted.contains("--from-stage canary"),
         "says how to resume: {halted}"
-    );
-    let err = r["hosts"]
-        .as_array()
-        .expect("hosts")
-        .iter()
-        .find(|h| h["host"] == ide[0].name.as_str())
-        .and_then(|h| h["error"].as_str())
-        .expect("error of the failed host")
-        .to_string();
-    assert!(
-        err.contains("image pull failed"),
-        "compose stderr surfaced: {err}"
     );
     for h in fleet.hosts().filter(|h| h.group != "IDE") {
         assert!(
@@ -196,27 +137,18 @@ fn exceeding_max_fail_percentage_in_the_first_stage_leaves_later_stages_untouche
 
     // Resume from the failed stage once fixed: everything completes.
     testkit::standin::clear_fail_up(&ide[0].deploy_dir()).expect("clear");
-    let out = exporters(&inv, &fleet, &["--from-stage", "canary"]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert_eq!(consul.d.services().len(), 12);
+    sc.exporters(&["--from-stage", "canary"])
+        .services(12)
+        .check();
 }
 
 #[test]
 fn check_mode_changes_no_remote_file_and_lists_what_would_change() {
-    if !require_root() {
+    let Some(sc) = Scenario::fleet(3).groups(&["IDE"]).consul().start() else {
         return;
-    }
-    let consul = Double::start();
-    let fleet = Fleet::builder()
-        .hosts(3)
-        .groups(&["IDE"])
-        .consul_agents([consul.d.url()])
-        .start()
-        .expect("fleet");
-    let inv = fleet.root().join("inventory.yml");
-    fleet.write_inventory(&inv).expect("inventory");
-    let out = exporters(&inv, &fleet, &[]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    };
+    let fleet = &sc.fleet;
+    sc.exporters(&[]).all_hosts("changed").services(6).check();
     let before: Vec<(String, Vec<u8>)> = fleet
         .hosts()
         .map(|h| {
@@ -226,15 +158,17 @@ fn check_mode_changes_no_remote_file_and_lists_what_would_change() {
         .collect();
 
     // A changed variable changes the rendered compose file: --check --diff shows it only.
-    let inv2 = fleet.root().join("inventory-changed.yml");
-    fleet
-        .inventory()
-        .var("exporter_mem_node", "400m")
-        .write(&inv2)
-        .expect("inventory");
-    let out = exporters(&inv2, &fleet, &["--check", "--diff"]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let r = report(&out);
+    let inv2 = sc.inventory_with(
+        "inventory-changed.yml",
+        &[("exporter_mem_node", "400m".into())],
+    );
+    let ran = sc
+        .exporters(&["--check", "--diff"])
+        .inventory(&inv2)
+        .all_hosts("changed")
+        .services(6)
+        .check();
+    let r = ran.report();
     assert_eq!(r["check"], true);
     for h in r["hosts"].as_array().expect("hosts") {
         let file_task = h["tasks"]
@@ -343,59 +277,52 @@ fn a_refusing_canary_halts_the_rollout_and_touches_no_other_host() {
 /// rollout halts; the next stage is not started.
 #[test]
 fn a_stage_where_every_host_fails_halts_before_the_next_stage() {
-    if !require_root() {
+    let Some(sc) = Scenario::fleet(6)
+        .groups(&["IDE", "Stage", "Pet"])
+        .fake_node_exporter()
+        .consul()
+        .stages("  - { name: first, hosts: [IDE] }\n  - { name: second, hosts: [Stage, Pet] }\n")
+        .start()
+    else {
         return;
-    }
-    let consul = Double::start();
-    let fleet = fast_fleet(6, &["IDE", "Stage", "Pet"], &consul);
-    let inv = with_stages(
-        &fleet,
-        "  - { name: first, hosts: [IDE] }\n  - { name: second, hosts: [Stage, Pet] }\n",
-        &[],
-    );
-    let ide: Vec<_> = fleet
-        .hosts()
-        .filter(|h| h.group == "IDE")
-        .cloned()
-        .collect();
+    };
+    let ide = sc.group("IDE");
     assert_eq!(ide.len(), 2);
     for h in &ide {
-        fail_up(&fleet, h, "image pull failed: no such image");
+        fail_up(&sc.fleet, h, "image pull failed: no such image");
     }
 
-    let out = exporters(&inv, &fleet, &[]);
-    let text = stderr(&out);
-    assert_eq!(
-        out.status.code(),
-        Some(promfleet::report::ExitCode::Halted as i32),
-        "{text}"
-    );
-    let r = report(&out);
-    let halted = r["halted"].as_str().expect("halted message");
+    let mut run = sc
+        .exporters(&[])
+        .status(promfleet::report::ExitCode::Halted as i32);
+    for h in sc.hosts() {
+        run = run.host(
+            &h.name,
+            if h.group == "IDE" {
+                "failed"
+            } else {
+                "not_run"
+            },
+        );
+    }
+    // Every host of the halted rollout is to be retried: the failed and the never started.
+    let names: Vec<&str> = sc.hosts().map(|h| h.name.as_str()).collect();
+    let ran = run.retry(&names).check();
+    let halted = ran.report()["halted"].as_str().expect("halted message");
     assert!(halted.contains("every host of a batch failed"), "{halted}");
     assert!(halted.contains("--from-stage first"), "{halted}");
+    let text = ran.stderr();
     assert!(
         !text.contains("[stage second]"),
         "second stage started:\n{text}"
     );
-    let st = host_status(&r);
-    for h in fleet.hosts() {
-        let want = if h.group == "IDE" {
-            "failed"
-        } else {
-            "not_run"
-        };
-        assert_eq!(st[&h.name].0, want, "{}", h.name);
-        if h.group != "IDE" {
-            assert!(
-                !h.deploy_dir().join("docker-compose.yml").exists(),
-                "{} of the second stage was touched",
-                h.name
-            );
-        }
+    for h in sc.hosts().filter(|h| h.group != "IDE") {
+        assert!(
+            !h.deploy_dir().join("docker-compose.yml").exists(),
+            "{} of the second stage was touched",
+            h.name
+        );
     }
-    // Every host of the halted rollout is to be retried: the failed and the never started.
-    assert_eq!(retry_hosts(&fleet).len(), 6);
 }
 
 /// `rollback` after a successful run: the chosen host gets back, byte for byte, the compose
@@ -403,15 +330,16 @@ fn a_stage_where_every_host_fails_halts_before_the_next_stage() {
 /// registered; `--check` only shows it; other hosts keep the new version.
 #[test]
 fn rollback_after_a_successful_run_restores_the_previous_files_byte_for_byte() {
-    if !require_root() {
+    let Some(sc) = Scenario::fleet(2)
+        .groups(&["IDE"])
+        .fake_node_exporter()
+        .consul()
+        .start()
+    else {
         return;
-    }
-    let consul = Double::start();
-    let fleet = fast_fleet(2, &["IDE"], &consul);
-    let inv = fleet.root().join("inventory.yml");
-    fleet.write_inventory(&inv).expect("inventory");
-    let out = exporters(&inv, &fleet, &[]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    };
+    let fleet = &sc.fleet;
+    sc.exporters(&[]).all_hosts("changed").check();
     let compose = |h: &testkit::sshd::Host| h.deploy_dir().join("docker-compose.yml");
     let hosts: Vec<_> = fleet.hosts().cloned().collect();
     let before: Vec<Vec<u8>> = hosts
@@ -419,14 +347,11 @@ fn rollback_after_a_successful_run_restores_the_previous_files_byte_for_byte() {
         .map(|h| std::fs::read(compose(h)).expect("v1"))
         .collect();
 
-    let inv2 = fleet.root().join("inventory-v2.yml");
-    fleet
-        .inventory()
-        .var("exporter_mem_node", "400m")
-        .write(&inv2)
-        .expect("inventory");
-    let out = exporters(&inv2, &fleet, &[]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let inv2 = sc.inventory_with("inventory-v2.yml", &[("exporter_mem_node", "400m".into())]);
+    sc.exporters(&[])
+        .inventory(&inv2)
+        .all_hosts("changed")
+        .check();
     let after: Vec<Vec<u8>> = hosts
         .iter()
         .map(|h| std::fs::read(compose(h)).expect("v2"))
@@ -435,14 +360,12 @@ fn rollback_after_a_successful_run_restores_the_previous_files_byte_for_byte() {
     let (target, other) = (&hosts[0], &hosts[1]);
     let starts = testkit::standin::starts(&target.deploy_dir());
 
-    let rollback = |extra: &[&str]| {
-        let mut args = vec!["--limit", target.name.as_str(), "--output", "json"];
-        args.extend_from_slice(extra);
-        fleet_run(&["rollback"], &inv2, &fleet, &args)
+    let rollback = || {
+        sc.run(&["rollback", "--limit", target.name.as_str()])
+            .inventory(&inv2)
+            .only_hosts(&[target.name.as_str()])
     };
-    let out = rollback(&["--check"]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let text = stdout(&out);
+    let text = rollback().arg("--check").check().stdout();
     assert!(text.contains("would restore"), "{text}");
     assert_eq!(
         std::fs::read(compose(target)).expect("file"),
@@ -450,8 +373,7 @@ fn rollback_after_a_successful_run_restores_the_previous_files_byte_for_byte() {
         "--check wrote"
     );
 
-    let out = rollback(&[]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = rollback().services(4).check().out;
     assert_eq!(
         std::fs::read(compose(target)).expect("file"),
         before[0],
@@ -469,38 +391,6 @@ fn rollback_after_a_successful_run_restores_the_previous_files_byte_for_byte() {
         testkit::standin::starts(&target.deploy_dir()) > starts,
         "compose re-applied after the restore"
     );
-    assert_eq!(consul.d.services().len(), 4, "still registered");
-    let r = report(&out);
-    assert_eq!(host_status(&r).len(), 1, "only the chosen host ran");
-}
-
-/// A real Prometheus (Debian's) discovering the fleet through the Consul double's http_sd
-/// view, with promfleet's rendered relabels; its URL given as `status` takes it.
-/// `rules`: an alerting rules file (YAML) to load too.
-fn real_prometheus(fleet: &Fleet, consul: &Double, rules: Option<&str>) -> Prometheus {
-    let inv = fleet.root().join("inventory-render.yml");
-    fleet.write_inventory(&inv).expect("inventory");
-    let rendered = fleet.root().join("rendered");
-    let out = Run::new(&["render", "playbooks/monitoring.yml", "-i"])
-        .arg(&inv)
-        .arg("--out")
-        .arg(&rendered)
-        .output();
-    assert!(out.status.success(), "render: {}", stderr(&out));
-    let prom_yml = crate::status::find(&rendered, "prometheus.yml").expect("prometheus.yml");
-    let (cfg, _job) = testkit::prometheus::runnable_config(
-        &std::fs::read_to_string(&prom_yml).expect("read"),
-        &format!("{}/promfleet-double/http_sd", consul.d.url()),
-    )
-    .expect("runnable config");
-    let Some(rules) = rules else {
-        return Prometheus::start(&cfg);
-    };
-    let file = fleet.root().join("rules.yml");
-    std::fs::write(&file, rules).expect("rules");
-    let mut cfg: serde_json::Value = serde_json::from_str(&cfg).expect("config is JSON");
-    cfg["rule_files"] = serde_json::json!([file]);
-    Prometheus::start(&cfg.to_string())
 }
 
 /// Health gates against real Prometheus: a stage whose targets are all UP passes its gate
@@ -523,7 +413,7 @@ fn a_failed_health_gate_halts_and_rolls_the_stage_back() {
         .consul_agents([consul.d.url()])
         .start()
         .expect("fleet");
-    let prom = real_prometheus(&fleet, &consul, None);
+    let (prom, _job) = Prometheus::for_fleet(&fleet, &consul, None);
     // Enough scrapes (1 s apart here) that the target is stopped before the gate can pass.
     let gate_timeout = Duration::from_secs(25);
     let stages = format!(
@@ -677,7 +567,7 @@ fn a_firing_alert_fails_the_gate_of_its_instance_only() {
         "groups:\n  - name: gate-test\n    rules:\n      - alert: AlwaysFiring\n        expr: vector(1)\n        labels: {{ instance: {} }}\n",
         hosts[0].name
     );
-    let prom = real_prometheus(&fleet, &consul, Some(&rules));
+    let (prom, _job) = Prometheus::for_fleet(&fleet, &consul, Some(&rules));
     let inv = fleet.root().join("inventory-gated.yml");
     let spec = fleet.inventory().var("prometheus_url", prom.url.clone());
     std::fs::write(

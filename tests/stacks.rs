@@ -8,27 +8,14 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use crate::support::*;
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const MASK: &str = "********";
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-pub(crate) fn read(path: impl AsRef<Path>) -> String {
-    let path = path.as_ref();
-    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
-}
-
-pub(crate) fn yaml(text: &str) -> Value {
-    serde_saphyr::from_str(text).unwrap_or_else(|e| panic!("invalid YAML: {e}\n{text}"))
-}
 
 fn fixture(name: &str) -> Value {
     serde_json::from_str(&read(repo().join("tests/fixtures/stacks").join(name))).unwrap()
@@ -173,33 +160,6 @@ fn monitoring_tree(ctx: &Value, secrets: Secrets) -> (tempfile::TempDir, Vec<Wri
     (dir, written)
 }
 
-/// Path of an installed tool, or None after printing why the test is skipped.
-pub(crate) fn tool(name: &str) -> Option<PathBuf> {
-    let found = std::env::var_os("PATH")
-        .iter()
-        .flat_map(std::env::split_paths)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file());
-    if found.is_none() {
-        eprintln!("skipping: `{name}` is not installed (CI installs it, see .ci/run)");
-    }
-    found
-}
-
-/// Runs a tool, panics with its output unless it succeeds; returns stdout+stderr.
-pub(crate) fn run_ok(cmd: &mut Command) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{cmd:?} failed:\n{text}");
-    text
-}
-
 // ---------------------------------------------------------------------------------------------
 // Prometheus
 
@@ -273,45 +233,6 @@ fn promtool_unit_tests_fire_host_down_disk_full_and_container_down() {
 }
 
 /// Debian's promtool is built without Consul SD and rejects `consul_sd_configs`; this writes
-/// `prometheus.http-sd.yml` next to `prometheus_yml` with every `consul_sd_configs` entry
-/// replaced by an `http_sd_configs` entry with the same HTTP client settings (scheme, server,
-/// authorization), so `promtool check config` can check the rest — relative paths
-/// (rule_files, credentials_file) still resolve next to it. Returns the new file.
-pub(crate) fn http_sd_checkable(prometheus_yml: &Path) -> PathBuf {
-    let mut config = yaml(&read(prometheus_yml));
-    let mut swapped = 0;
-    for job in config["scrape_configs"].as_array_mut().unwrap() {
-        let job = job.as_object_mut().unwrap();
-        let Some(consul) = job.remove("consul_sd_configs") else {
-            continue;
-        };
-        let http_sd: Vec<Value> = consul
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|sd| {
-                let mut h = json!({
-                    "url": format!("{}://{}/v1/catalog/services", sd["scheme"].as_str().unwrap_or("http"), sd["server"].as_str().unwrap()),
-                });
-                if let Some(auth) = sd.get("authorization") {
-                    h["authorization"] = auth.clone();
-                }
-                h
-            })
-            .collect();
-        job.insert("http_sd_configs".into(), Value::Array(http_sd));
-        swapped += 1;
-    }
-    assert!(
-        swapped > 0,
-        "{} has no consul_sd_configs",
-        prometheus_yml.display()
-    );
-    let checked = prometheus_yml.with_file_name("prometheus.http-sd.yml");
-    std::fs::write(&checked, serde_json::to_string_pretty(&config).unwrap()).unwrap();
-    checked
-}
-
 #[test]
 fn prometheus_config_passes_promtool_check_config() {
     let Some(promtool) = tool("promtool") else {
@@ -505,101 +426,10 @@ fn alertmanager_config_passes_amtool_and_follows_the_inventory_groups() {
     }
 }
 
-/// Kills the child process when the test ends, however it ends.
-pub(crate) struct KillOnDrop(pub(crate) Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// One HTTP request the sink received.
-#[derive(Debug, Clone)]
-pub(crate) struct Delivery {
-    pub(crate) path: String,
-    pub(crate) body: Value,
-}
-
 /// A local HTTP sink standing in for the DingTalk webhook: records path and JSON body of every
 /// request and answers 200.
 async fn start_sink() -> (u16, Arc<Mutex<Vec<Delivery>>>) {
     start_sink_on("127.0.0.1:0").await
-}
-
-/// `start_sink` on a given address (port 0: any free port). Its empty 200 answer is also a
-/// valid, empty /metrics page, so it stands in for an exporter too.
-pub(crate) async fn start_sink_on(addr: &str) -> (u16, Arc<Mutex<Vec<Delivery>>>) {
-    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let sink = seen.clone();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            let sink = sink.clone();
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                let head_end = loop {
-                    let n = stream.read(&mut chunk).await.unwrap_or(0);
-                    if n == 0 {
-                        return;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                        break i + 4;
-                    }
-                };
-                let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-                let len: usize = head
-                    .lines()
-                    .find_map(|l| {
-                        l.to_ascii_lowercase()
-                            .strip_prefix("content-length:")
-                            .map(|v| v.trim().parse().unwrap())
-                    })
-                    .unwrap_or(0);
-                while buf.len() < head_end + len {
-                    let n = stream.read(&mut chunk).await.unwrap_or(0);
-                    if n == 0 {
-                        break;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                }
-                let path = head.split_whitespace().nth(1).unwrap_or("").to_owned();
-                let body = serde_json::from_slice(&buf[head_end..]).unwrap_or(Value::Null);
-                sink.lock().unwrap().push(Delivery { path, body });
-                let _ = stream
-                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-                    .await;
-            });
-        }
-    });
-    (port, seen)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Polls `check` every 100 ms until it returns Some or `limit` passes.
-pub(crate) async fn wait_for<T>(
-    limit: Duration,
-    mut check: impl AsyncFnMut() -> Option<T>,
-) -> Option<T> {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if let Some(v) = check().await {
-            return Some(v);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    None
 }
 
 fn alert(labels: Value) -> Value {
@@ -931,24 +761,6 @@ fn secrets_are_masked_and_only_in_files_declared_secret() {
 
 // ---------------------------------------------------------------------------------------------
 // Compose files
-
-pub(crate) fn compose_config(compose: &Path) -> Value {
-    let out = Command::new("docker-compose")
-        .arg("-f")
-        .arg(compose)
-        .arg("config")
-        .env("COMPOSE_INTERACTIVE_NO_CLI", "1")
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "docker-compose config {}:\n{}{text}",
-        compose.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    yaml(&text)
-}
 
 #[test]
 fn monitoring_compose_is_valid_and_limits_every_service() {

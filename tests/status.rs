@@ -4,30 +4,15 @@
 //! services are reported down when they do not answer. `promfleet alert test` against real
 //! Alertmanager reaches the sink of the tested group and no other.
 
-use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::io::Write;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use testkit::sshd::Fleet;
 
-use crate::exporters::Double;
 use crate::support::*;
-
-pub fn find(dir: &Path, name: &str) -> Option<PathBuf> {
-    for e in std::fs::read_dir(dir).ok()? {
-        let p = e.ok()?.path();
-        if p.is_dir() {
-            if let Some(f) = find(&p, name) {
-                return Some(f);
-            }
-        } else if p.file_name().is_some_and(|n| n == name) {
-            return Some(p);
-        }
-    }
-    None
-}
 
 /// `promfleet status … --output json`: (exit code, report).
 fn status_json(inv: &Path, fleet: &Fleet, extra: &[&str]) -> (i32, Value) {
@@ -81,29 +66,6 @@ fn not_ok(r: &Value, host: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Poll Prometheus until `pred` holds for its active targets.
-fn wait_targets(
-    consul: &Double,
-    prom: &Prometheus,
-    what: &str,
-    pred: impl Fn(&[Value]) -> bool + Clone,
-) {
-    let url = format!("{}/api/v1/targets?state=active", prom.url);
-    let http = reqwest::Client::new();
-    let seen = consul.rt.block_on(eventually(Duration::from_secs(40), || {
-        let (http, url, pred) = (http.clone(), url.clone(), pred.clone());
-        async move {
-            let v: Value = http.get(&url).send().await.ok()?.json().await.ok()?;
-            pred(v["data"]["activeTargets"].as_array()?).then_some(())
-        }
-    }));
-    assert!(
-        seen.is_some(),
-        "Prometheus never showed {what}; log:\n{}",
-        prom.log()
-    );
-}
-
 #[test]
 fn status_reports_a_healthy_fleet_then_each_drift_and_outage_in_its_column() {
     if !require_root() || !have("prometheus") {
@@ -130,20 +92,7 @@ fn status_reports_a_healthy_fleet_then_each_drift_and_outage_in_its_column() {
     assert_eq!(out.status.code(), Some(0), "rollout:\n{}", stderr(&out));
 
     // Real Prometheus with promfleet's relabels, discovering through the double.
-    let rendered = fleet.root().join("rendered");
-    let out = Run::new(&["render", "playbooks/monitoring.yml", "-i"])
-        .arg(&inv)
-        .arg("--out")
-        .arg(&rendered)
-        .output();
-    assert!(out.status.success(), "render: {}", stderr(&out));
-    let prom_yml = find(&rendered, "prometheus.yml").expect("rendered prometheus.yml");
-    let (cfg, job) = testkit::prometheus::runnable_config(
-        &std::fs::read_to_string(&prom_yml).expect("read"),
-        &format!("{}/promfleet-double/http_sd", consul.d.url()),
-    )
-    .expect("runnable config");
-    let prom = Prometheus::start(&cfg);
+    let (prom, job) = Prometheus::for_fleet(&fleet, &consul, None);
     let job2 = job.clone();
     wait_targets(&consul, &prom, "all 8 exporters up", move |t| {
         let mine: Vec<&Value> = t
@@ -314,66 +263,12 @@ fn status_reports_a_healthy_fleet_then_each_drift_and_outage_in_its_column() {
     assert_eq!(text.status.code(), Some(6));
 }
 
-/// One request the sink received: path and JSON body.
-type Deliveries = Arc<Mutex<Vec<(String, Value)>>>;
+/// What the webhook sink received.
+type Deliveries = Arc<Mutex<Vec<Delivery>>>;
 
 /// A local HTTP sink standing in for the DingTalk webhook (records, answers 200).
 fn start_sink() -> (u16, Deliveries) {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind sink");
-    let port = listener.local_addr().expect("addr").port();
-    let seen: Deliveries = Arc::default();
-    let sink = seen.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut s) = stream else { continue };
-            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-            let mut buf = Vec::new();
-            let mut chunk = [0u8; 8192];
-            let mut head_end = None;
-            let mut len = 0usize;
-            loop {
-                let n = s.read(&mut chunk).unwrap_or(0);
-                if n == 0 {
-                    break;
-                }
-                buf.extend_from_slice(&chunk[..n]);
-                if head_end.is_none()
-                    && let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n")
-                {
-                    head_end = Some(i + 4);
-                    let head = String::from_utf8_lossy(&buf[..i]).to_ascii_lowercase();
-                    len = head
-                        .lines()
-                        .find_map(|l| l.strip_prefix("content-length:"))
-                        .and_then(|v| v.trim().parse().ok())
-                        .unwrap_or(0);
-                }
-                if head_end.is_some_and(|h| buf.len() >= h + len) {
-                    break;
-                }
-            }
-            let Some(h) = head_end else { continue };
-            let head = String::from_utf8_lossy(&buf[..h]).to_string();
-            let path = head.split_whitespace().nth(1).unwrap_or("").to_string();
-            let body = serde_json::from_slice(&buf[h..]).unwrap_or(Value::Null);
-            if let Ok(mut v) = sink.lock() {
-                v.push((path, body));
-            }
-            let _ =
-                s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-        }
-    });
-    (port, seen)
-}
-
-/// Kills a child process when the test ends.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+    start_sink_in_thread()
 }
 
 #[test]
@@ -484,13 +379,18 @@ monitoring:
         seen.lock()
             .expect("sink")
             .iter()
-            .filter(|(_, b)| {
-                b["alerts"].as_array().is_some_and(|a| {
+            .filter(|d| {
+                d.body["alerts"].as_array().is_some_and(|a| {
                     a.iter()
                         .any(|x| x["labels"]["alertname"] == "PromfleetTest")
                 })
             })
-            .map(|(p, b)| (p.clone(), b["status"].as_str().unwrap_or("").to_string()))
+            .map(|d| {
+                (
+                    d.path.clone(),
+                    d.body["status"].as_str().unwrap_or("").to_string(),
+                )
+            })
             .collect()
     };
     let start = Instant::now();

@@ -18,10 +18,6 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use testkit::consul_double::{ConsulDouble, DoubleOptions};
 
-use crate::stacks::{
-    Delivery, KillOnDrop, compose_config, http_sd_checkable, read, run_ok, start_sink_on, tool,
-    wait_for, yaml,
-};
 use crate::support::*;
 
 /// A port that is free on every one of `ips` (each process binds its own address).

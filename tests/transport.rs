@@ -3,7 +3,7 @@
 //! failure classification, ProxyJump through an ssh config file, and 50 hosts at once.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,46 +14,8 @@ use promfleet::transport::{ConnectOptions, Session, SshConfig, Target, Transport
 use testkit::agent::SshAgent;
 use testkit::sshd::{Fleet, KeyKind};
 
+use crate::support::ssh::{connect, fleet, mode, no_temp_files, opts, target};
 use crate::support::*;
-
-/// A fleet of `n` hosts with one sshd each, or None (SKIPPED) without root.
-pub(crate) fn fleet(n: usize) -> Option<Fleet> {
-    if !require_root() {
-        return None;
-    }
-    Some(Fleet::builder().hosts(n).start().expect("fleet"))
-}
-
-/// The target of a fleet host, logging in as the sudo user with the fleet's key.
-pub(crate) fn target(fleet: &Fleet, name: &str) -> Target {
-    let h = fleet.host(name).expect("host");
-    Target {
-        name: name.to_string(),
-        address: h.ip.to_string(),
-        port: fleet.port(),
-        user: fleet.user().to_string(),
-        keys: vec![fleet.client_key().to_path_buf()],
-        keys_explicit: true,
-        jump: None,
-        become_root: false,
-        ..Target::default()
-    }
-}
-
-/// Strict options on the fleet's known_hosts, no agent, short timeouts.
-pub(crate) fn opts(fleet: &Fleet) -> ConnectOptions {
-    let mut o = ConnectOptions::new(fleet.known_hosts().to_path_buf());
-    o.agent = None;
-    o.connect_timeout = Duration::from_secs(10);
-    o.command_timeout = Duration::from_secs(30);
-    o
-}
-
-pub(crate) async fn connect(t: &Target, o: &ConnectOptions) -> Session {
-    Session::connect(t, o)
-        .await
-        .unwrap_or_else(|e| panic!("connect {}: {e}", t.name))
-}
 
 async fn run(s: &Session, cmd: &str) -> promfleet::transport::ExecOutput {
     s.exec(cmd, None)
@@ -342,24 +304,6 @@ async fn command_timeout_is_bounded_and_session_survives() {
     assert!(e.to_string().contains("timed out after 1s"), "{e}");
     assert_eq!(run(&s, "echo again").await.stdout_str(), "again\n");
     s.close().await;
-}
-
-pub(crate) fn no_temp_files(dir: &Path) {
-    let left: Vec<String> = std::fs::read_dir(dir)
-        .expect("read dir")
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with(".promfleet.") || n.ends_with(".prev.tmp"))
-        .collect();
-    assert!(
-        left.is_empty(),
-        "temp files left in {}: {left:?}",
-        dir.display()
-    );
-}
-
-pub(crate) fn mode(p: &Path) -> u32 {
-    std::fs::metadata(p).expect("stat").permissions().mode() & 0o7777
 }
 
 #[tokio::test(flavor = "multi_thread")]
