@@ -236,16 +236,18 @@ async fn consul_cluster_check_sent_no_token() {
     };
     let http = reqwest::Client::new();
     let masker = Masker::default();
+    let services = promfleet::modules::Services::new().with(client);
+    let mut state = promfleet::modules::HostState::default();
     let mut ctx = promfleet::modules::HostCtx {
         host: &host,
         session: None,
         facts: None,
         http: &http,
-        consul: &client,
+        services: &services,
         check: false,
         diff: false,
         masker: &masker,
-        changed_paths: Vec::new(),
+        state: &mut state,
     };
     let done = check.run(&mut ctx).await.expect("cluster healthy");
     let detail = done.detail.clone().unwrap_or_default();

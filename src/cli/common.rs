@@ -13,6 +13,7 @@ use crate::executor::{
     Connector, Executor, RetryPolicy, RunOptions, http_client, listen_for_signals,
 };
 use crate::inventory::{self, Host, Inventory, Limit};
+use crate::modules::Services;
 use crate::playbook::{SecretError, Secrets};
 use crate::project::Project;
 use crate::report::{Format, Masker, OutputPolicy, Printer, Reporter, STATE_DIR};
@@ -395,7 +396,7 @@ pub fn executor(
     let executor = Arc::new(Executor {
         connector: Arc::new(connector(conn, secrets, &reporter)?),
         http,
-        consul,
+        services: Services::new().with(consul),
         masker,
         reporter: reporter.clone(),
         opts: RunOptions {

@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::facts::Facts;
-use crate::modules::{ErrorKind, HostCtx, Outcome, consul::ConsulClient};
+use crate::modules::{ErrorKind, HostCtx, HostState, Outcome, Services};
 use crate::playbook::{Plan, Step};
 use crate::report::{GateResult, HostReport, HostStatus, Masker, Reporter, RunReport, TaskReport};
 use crate::transport::Transport;
@@ -92,7 +92,8 @@ impl Default for RunOptions {
 pub struct Executor {
     pub connector: Arc<Connector>,
     pub http: reqwest::Client,
-    pub consul: Arc<ConsulClient>,
+    /// The run-wide services modules ask for by type (the Consul client).
+    pub services: Services,
     pub masker: Masker,
     pub reporter: Arc<dyn Reporter>,
     pub opts: RunOptions,
@@ -124,7 +125,7 @@ impl Executor {
         Executor {
             connector: self.connector.clone(),
             http: self.http.clone(),
-            consul: self.consul.clone(),
+            services: self.services.clone(),
             masker: self.masker.clone(),
             reporter: self.reporter.clone(),
             opts,
@@ -530,7 +531,8 @@ impl Executor {
                 return r;
             }
         }
-        let mut changed_paths = Vec::new();
+        // The modules' state for this host's play (what `file` wrote, for `compose`).
+        let mut state = HostState::default();
         let mut notified: HashSet<&str> = HashSet::new();
         let mut ok = true;
         for step in &hp.steps {
@@ -542,14 +544,7 @@ impl Executor {
                 break;
             }
             let Some(outcome) = self
-                .or_abort(self.run_step(
-                    hp,
-                    step,
-                    &mut session,
-                    &mut facts,
-                    &mut changed_paths,
-                    &mut r,
-                ))
+                .or_abort(self.run_step(hp, step, &mut session, &mut facts, &mut state, &mut r))
                 .await
             else {
                 abandoned(&mut r, &step.name);
@@ -575,14 +570,7 @@ impl Executor {
                     break;
                 }
                 match self
-                    .or_abort(self.run_step(
-                        hp,
-                        h,
-                        &mut session,
-                        &mut facts,
-                        &mut changed_paths,
-                        &mut r,
-                    ))
+                    .or_abort(self.run_step(hp, h, &mut session, &mut facts, &mut state, &mut r))
                     .await
                 {
                     None => {
@@ -591,13 +579,6 @@ impl Executor {
                     }
                     Some(None) => break,
                     Some(Some(_)) => {}
-                }
-            }
-        }
-        if !self.opts.check {
-            for p in changed_paths {
-                if !r.changed_files.contains(&p) {
-                    r.changed_files.push(p);
                 }
             }
         }
@@ -613,7 +594,7 @@ impl Executor {
         step: &Step,
         session: &mut Option<Arc<dyn Transport>>,
         facts: &mut Option<Facts>,
-        changed_paths: &mut Vec<String>,
+        state: &mut HostState,
         r: &mut HostReport,
     ) -> Option<Outcome> {
         let host = &hp.host;
@@ -643,17 +624,13 @@ impl Executor {
                 session: session.as_deref(),
                 facts: facts.as_ref(),
                 http: &self.http,
-                consul: &self.consul,
+                services: &self.services,
                 check: self.opts.check,
                 diff: self.opts.diff,
                 masker: &self.masker,
-                // A copy, not a take: an aborted step (its future dropped) must not lose
-                // what earlier steps changed (the state records it for `rollback`).
-                changed_paths: changed_paths.clone(),
+                state,
             };
-            let res = action.run(&mut ctx).await;
-            *changed_paths = ctx.changed_paths;
-            match res {
+            match action.run(&mut ctx).await {
                 Err(e)
                     if e.transient
                         && action.repeatable()
@@ -684,6 +661,12 @@ impl Executor {
         report.duration_ms = started.elapsed().as_millis();
         let outcome = match result {
             Ok(done) => {
+                // What the run changed, for `rollback` (a check run changes nothing).
+                if let Some(p) = done.wrote.filter(|_| !self.opts.check)
+                    && !r.changed_files.contains(&p)
+                {
+                    r.changed_files.push(p);
+                }
                 report.outcome = Some(done.outcome);
                 report.detail = done.detail.map(|d| self.masker.mask(&d));
                 report.diff = done.diff.map(|d| self.masker.mask(&d));

@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Connector, Executor, RetryPolicy, RunOptions};
 use crate::fixtures::{host, step};
+use crate::modules::Services;
 use crate::modules::command::CommandAction;
 use crate::modules::compose::ComposeAction;
 use crate::modules::consul::ConsulClient;
@@ -92,7 +93,7 @@ fn executor(fleet: &Arc<FakeFleet>, forks: usize) -> Arc<Executor> {
     let http = super::http_client();
     Arc::new(Executor {
         connector: Arc::new(Connector::with(fleet.clone(), retry, forks)),
-        consul: Arc::new(ConsulClient::new(Vec::new(), None, http.clone())),
+        services: Services::new().with(Arc::new(ConsulClient::new(Vec::new(), None, http.clone()))),
         http,
         masker: Masker::default(),
         reporter: Arc::new(Silent),

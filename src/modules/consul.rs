@@ -489,22 +489,27 @@ impl Register {
     pub async fn run(&self, ctx: &mut HostCtx<'_>) -> Result<Done, TaskError> {
         if ctx.check {
             let id = &self.def.id;
-            return Ok(match ctx.consul.compare(&self.def).await {
-                Registration::Ok { .. } => Done::ok(),
-                Registration::Differs { agent, what } => Done::changed().with(format!(
-                    "would update {id} on {agent} ({})",
-                    what.join(", ")
-                )),
-                Registration::Duplicate { agents } => Done::changed().with(format!(
-                    "would keep one copy of {id} (held by {})",
-                    agents.join(", ")
-                )),
-                Registration::Missing { .. } | Registration::Unknown { .. } => {
-                    Done::changed().with(format!("would register {id}"))
-                }
-            });
+            return Ok(
+                match ctx.service::<ConsulClient>()?.compare(&self.def).await {
+                    Registration::Ok { .. } => Done::ok(),
+                    Registration::Differs { agent, what } => Done::changed().with(format!(
+                        "would update {id} on {agent} ({})",
+                        what.join(", ")
+                    )),
+                    Registration::Duplicate { agents } => Done::changed().with(format!(
+                        "would keep one copy of {id} (held by {})",
+                        agents.join(", ")
+                    )),
+                    Registration::Missing { .. } | Registration::Unknown { .. } => {
+                        Done::changed().with(format!("would register {id}"))
+                    }
+                },
+            );
         }
-        let (changed, agent) = ctx.consul.register(&self.def, &ctx.host.name).await?;
+        let (changed, agent) = ctx
+            .service::<ConsulClient>()?
+            .register(&self.def, &ctx.host.name)
+            .await?;
         let d = if changed { Done::changed() } else { Done::ok() };
         Ok(d.with(format!("{} on {agent}", self.def.id)))
     }
@@ -521,7 +526,7 @@ impl Deregister {
         if ctx.check {
             return Ok(Done::changed().with(format!("would deregister {}", self.id)));
         }
-        let n = ctx.consul.deregister(&self.id).await?;
+        let n = ctx.service::<ConsulClient>()?.deregister(&self.id).await?;
         Ok(if n > 0 {
             Done::changed().with(format!("removed {} from {n} agent(s)", self.id))
         } else {
@@ -552,8 +557,9 @@ impl ClusterCheck {
         let base = self.url.trim_end_matches('/');
         // Through the run's Consul client: under ACL default-deny `/v1/agent/members` needs
         // the token, and a TLS agent the client's CA and certificate.
+        let consul = ctx.service::<ConsulClient>().map_err(|e| e.message)?;
         let get = |path: &str| {
-            ctx.consul
+            consul
                 .get(format!("{base}{path}"))
                 .timeout(Duration::from_secs(5))
         };
@@ -693,6 +699,10 @@ impl super::Module for ClusterCheckModule {
 
 impl super::Task for Register {
     super::task_run!();
+
+    fn wants(&self) -> Vec<super::Want> {
+        vec![super::Want::Service(self.def.clone())]
+    }
 }
 
 impl super::Task for Deregister {

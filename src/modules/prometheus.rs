@@ -86,7 +86,10 @@ impl TargetsCheck {
         if ctx.check {
             return Ok(Done::skipped("not checked in --check mode"));
         }
-        let (services, errors) = ctx.consul.managed().await;
+        let (services, errors) = ctx
+            .service::<super::consul::ConsulClient>()?
+            .managed()
+            .await;
         if services.is_empty() && !errors.is_empty() {
             return Err(TaskError::transient(format!(
                 "cannot list registered services: {}",

@@ -8,9 +8,9 @@ use bytes::Bytes;
 use super::command::CommandAction;
 use super::compose::ComposeAction;
 use super::consul::ConsulClient;
-use super::file::FileAction;
+use super::file::{FileAction, Written};
 use super::restore::RestoreAction;
-use super::{Done, ErrorKind, HostCtx, Outcome, TaskError};
+use super::{Done, ErrorKind, HostCtx, HostState, Outcome, Services, TaskError};
 use crate::facts::Facts;
 use crate::inventory::{Host, SourcePos};
 use crate::report::Masker;
@@ -22,11 +22,11 @@ struct Bench {
     fake: Arc<FakeHost>,
     facts: Facts,
     http: reqwest::Client,
-    consul: ConsulClient,
+    services: Services,
     masker: Masker,
     check: bool,
     diff: bool,
-    changed_paths: Vec<String>,
+    state: HostState,
 }
 
 impl Bench {
@@ -45,13 +45,30 @@ impl Bench {
             },
             fake: fake.clone(),
             facts: Facts::new(fake),
-            consul: ConsulClient::new(Vec::new(), None, http.clone()),
+            services: Services::new().with(Arc::new(ConsulClient::new(
+                Vec::new(),
+                None,
+                http.clone(),
+            ))),
             http,
             masker: Masker::default(),
             check: false,
             diff: false,
-            changed_paths: Vec::new(),
+            state: HostState::default(),
         }
+    }
+
+    /// The paths the play changed so far (`file::Written`).
+    fn written(&self) -> Vec<String> {
+        self.state
+            .get::<Written>()
+            .map(|w| w.0.clone())
+            .unwrap_or_default()
+    }
+
+    /// As if an earlier step of the play had changed `paths`.
+    fn set_written(&mut self, paths: &[&str]) {
+        self.state.entry::<Written>().0 = paths.iter().map(|p| p.to_string()).collect();
     }
 
     async fn run<F>(&mut self, f: F) -> Result<Done, TaskError>
@@ -63,15 +80,13 @@ impl Bench {
             session: Some(self.fake.as_ref()),
             facts: Some(&self.facts),
             http: &self.http,
-            consul: &self.consul,
+            services: &self.services,
             check: self.check,
             diff: self.diff,
             masker: &self.masker,
-            changed_paths: std::mem::take(&mut self.changed_paths),
+            state: &mut self.state,
         };
-        let r = f(&mut ctx).await;
-        self.changed_paths = ctx.changed_paths;
-        r
+        f(&mut ctx).await
     }
 }
 
@@ -92,7 +107,7 @@ async fn a_file_is_written_once_then_left_alone() {
     let a = file("/etc/x.conf", "v1\n", 0o644);
     let first = b.run(async |c| a.run(c).await).await.expect("write");
     assert_eq!(first.outcome, Outcome::Changed);
-    assert_eq!(b.changed_paths, ["/etc/x.conf"]);
+    assert_eq!(b.written(), ["/etc/x.conf"]);
     let again = b.run(async |c| a.run(c).await).await.expect("again");
     assert_eq!(again.outcome, Outcome::Ok);
     // A mode change alone is a change.
@@ -154,7 +169,7 @@ async fn a_lost_write_is_unreachable_and_a_refused_one_failed() {
         .expect_err("refused");
     assert_eq!((e.kind, e.transient), (ErrorKind::Failed, false));
     assert!(e.message.contains("Read-only file system"), "{}", e.message);
-    assert!(b.changed_paths.is_empty());
+    assert!(b.written().is_empty());
 }
 
 #[tokio::test]
@@ -226,11 +241,11 @@ async fn compose_is_forced_only_by_a_watched_file() {
     b.fake.on(PROBE, project("node-exporter"));
     let a = compose();
     // Another file of the project changed (reloaded, not recreated): not forced.
-    b.changed_paths = vec!["/opt/exp/prometheus.yml".into()];
+    b.set_written(&["/opt/exp/prometheus.yml"]);
     let done = b.run(async |c| a.run(c).await).await.expect("calm");
     assert_eq!(done.outcome, Outcome::Ok);
     assert_eq!(b.fake.count(UP), 0);
-    b.changed_paths = vec!["/opt/exp/docker-compose.yml".into()];
+    b.set_written(&["/opt/exp/docker-compose.yml"]);
     let done = b.run(async |c| a.run(c).await).await.expect("forced");
     assert_eq!(done.outcome, Outcome::Changed);
     assert_eq!(done.detail.as_deref(), Some("up -d (compose file changed)"));
@@ -275,7 +290,7 @@ async fn compose_in_check_mode_on_a_new_host_would_run_up() {
     let mut b = Bench::new();
     b.check = true;
     b.fake.on(PROBE, Reply::fail(10, ""));
-    b.changed_paths = vec!["/opt/exp/docker-compose.yml".into()];
+    b.set_written(&["/opt/exp/docker-compose.yml"]);
     let done = b
         .run(async |c| compose().run(c).await)
         .await
@@ -592,7 +607,7 @@ async fn forced_compose_runs_up_though_the_prefetched_fact_predates_the_project(
     let mut b = Bench::new();
     b.fake.on(PROBE, Reply::fail(10, ""));
     b.facts.get(&compose().fact()).await.expect("prefetched");
-    b.changed_paths = vec!["/opt/exp/docker-compose.yml".into()];
+    b.set_written(&["/opt/exp/docker-compose.yml"]);
     let done = b.run(async |c| compose().run(c).await).await.expect("up");
     assert_eq!(done.detail.as_deref(), Some("up -d (compose file changed)"));
     assert_eq!(b.fake.count(UP), 1, "{:?}", b.fake.log());
