@@ -403,7 +403,7 @@ fn rendered_monitoring(
         no_resolve: false,
     };
     let planned = make_plan(
-        &promfleet::report::Masker::default(),
+        &promfleet::report::Printer::new(Default::default()),
         &[PathBuf::from("monitoring.yml")],
         &args,
         None,

@@ -1437,7 +1437,7 @@ fn prometheus_consul_sd_had_no_token() {
         no_resolve: false,
     };
     let planned = make_plan(
-        &promfleet::report::Masker::default(),
+        &promfleet::report::Printer::new(Default::default()),
         &[PathBuf::from("monitoring.yml")],
         &inv,
         None,

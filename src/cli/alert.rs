@@ -47,7 +47,7 @@ pub struct AlertTestArgs {
 pub async fn run(cmd: AlertCmd, printer: &Printer) -> anyhow::Result<ExitCode> {
     let AlertCmd::Test(a) = cmd;
     let reporter = printer.reporter();
-    let inv = load_inventory_args(&a.inv, printer.masker())?;
+    let inv = load_inventory_args(&a.inv, printer)?;
     crate::inventory::refuse_stand_ins(&inv)?;
     if !inv.groups.iter().any(|g| g.name == a.group) {
         let names: Vec<&str> = inv.groups.iter().map(|g| g.name.as_str()).collect();

@@ -16,7 +16,7 @@ use crate::inventory::{self, Host, Inventory, Limit};
 use crate::modules::Services;
 use crate::playbook::{SecretError, Secrets};
 use crate::project::Project;
-use crate::report::{Format, Masker, OutputPolicy, Printer, Reporter, STATE_DIR};
+use crate::report::{Format, OutputPolicy, Printer, Reporter, STATE_DIR};
 use crate::settings::{Consul, Env, ProjectFile, consul::Sources};
 use crate::transport::{
     BecomePassword, ConnectOptions, PasswordSource, SshConfig, keys::expand_home,
@@ -135,7 +135,7 @@ pub struct OutputArgs {
 pub fn resolve_consul(
     inv: &mut Inventory,
     secrets: &mut Secrets,
-    masker: &Masker,
+    printer: &Printer,
 ) -> anyhow::Result<Consul> {
     let project = ProjectFile::current();
     let inventory_dir = inv.source.parent().map(Path::to_path_buf);
@@ -163,8 +163,7 @@ pub fn resolve_consul(
             .collect(),
     );
     if let Some(w) = consul.plain_http_warning() {
-        // Before any reporter exists (planning): printed here, masked.
-        eprintln!("warning: {}", masker.mask(&w));
+        printer.reporter().warning(&w);
     }
     Ok(consul)
 }
@@ -192,8 +191,8 @@ impl OutputArgs {
 
 /// Read the inventory, with a message that names the file on failure. Its sudo passwords
 /// are registered with the masker before anything can print them.
-pub fn load_inventory(paths: &[PathBuf], m: &Masker) -> anyhow::Result<Inventory> {
-    load_inventory_with(paths, false, m)
+pub fn load_inventory(paths: &[PathBuf], printer: &Printer) -> anyhow::Result<Inventory> {
+    load_inventory_with(paths, false, printer)
 }
 
 /// `load_inventory`; with `no_resolve`, hosts given by DNS name get stand-in addresses (said
@@ -201,7 +200,7 @@ pub fn load_inventory(paths: &[PathBuf], m: &Masker) -> anyhow::Result<Inventory
 pub fn load_inventory_with(
     paths: &[PathBuf],
     no_resolve: bool,
-    m: &Masker,
+    printer: &Printer,
 ) -> anyhow::Result<Inventory> {
     let names = if no_resolve {
         inventory::Names::StandIn
@@ -210,14 +209,14 @@ pub fn load_inventory_with(
     };
     let inv = inventory::load_sources_with(paths, &names)?;
     if let Some(note) = inventory::stand_in_note(&inv) {
-        eprintln!("note: {note}");
+        printer.reporter().message(&format!("note: {note}"));
     }
     for pw in inv
         .hosts
         .iter()
         .filter_map(|h| h.ssh.become_password.as_ref())
     {
-        m.add(pw.expose());
+        printer.masker().add(pw.expose());
     }
     Ok(inv)
 }
@@ -229,8 +228,8 @@ pub fn inventory_label(paths: &[PathBuf]) -> String {
 }
 
 /// Read the inventory and apply `-e KEY=VALUE` over every host's variables.
-pub fn load_inventory_args(args: &InventoryArgs, m: &Masker) -> anyhow::Result<Inventory> {
-    let mut inv = load_inventory_with(&args.inventory, args.no_resolve, m)?;
+pub fn load_inventory_args(args: &InventoryArgs, printer: &Printer) -> anyhow::Result<Inventory> {
+    let mut inv = load_inventory_with(&args.inventory, args.no_resolve, printer)?;
     for kv in &args.extra_vars {
         let Some((k, v)) = kv.split_once('=') else {
             anyhow::bail!("-e {kv}: expected KEY=VALUE");

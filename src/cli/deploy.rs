@@ -14,7 +14,7 @@ use super::common::{
 use crate::executor::RunOptions;
 use crate::inventory::{Host, Inventory};
 use crate::playbook::{self, Plan, Renderer, SecretMode, Secrets};
-use crate::report::{Masker, Printer, RunState};
+use crate::report::{Printer, RunState};
 
 #[derive(Args, Debug, Clone)]
 pub struct DeployCommon {
@@ -193,7 +193,7 @@ fn prometheus_urls(p: &Planned) -> Vec<String> {
 // secrets options.
 #[allow(clippy::too_many_arguments)]
 pub fn make_plan(
-    masker: &Masker,
+    printer: &Printer,
     playbooks: &[PathBuf],
     inv_args: &InventoryArgs,
     templates: Option<&Path>,
@@ -202,7 +202,7 @@ pub fn make_plan(
     opts: &playbook::PlanOptions,
     persist_generated: bool,
 ) -> anyhow::Result<Planned> {
-    let mut inventory = load_inventory_args(inv_args, masker)?;
+    let mut inventory = load_inventory_args(inv_args, printer)?;
     let hosts = select(&inventory, inv_args)?;
     if hosts.is_empty() {
         anyhow::bail!(
@@ -221,12 +221,12 @@ pub fn make_plan(
     // Without --secrets, secrets promfleet generated earlier live in the state dir.
     let generated = inv_args.state_dir.join("secrets.yml");
     let secrets_file = secrets_file.or_else(|| generated.exists().then_some(generated.as_path()));
-    let mut secrets = Secrets::load(secrets_file, masker.clone())?;
+    let mut secrets = Secrets::load(secrets_file, printer.masker().clone())?;
     if persist_generated {
         // Stored as generated, before any host sees it (not at the end of the run).
         secrets.persist_generated(&generated);
     }
-    let consul = super::common::resolve_consul(&mut inventory, &mut secrets, masker)?;
+    let consul = super::common::resolve_consul(&mut inventory, &mut secrets, printer)?;
     let mut renderer = Renderer::new(project.clone(), secrets.clone(), mode);
     let refs: Vec<&Host> = hosts.iter().collect();
     let plan = playbook::plan(&inventory, &refs, &books, &mut renderer, &defaults, opts)?;
@@ -285,7 +285,7 @@ pub async fn run(a: DeployArgs, printer: &Printer) -> anyhow::Result<crate::repo
         from_stage: c.from_stage.clone(),
     };
     let mut planned = make_plan(
-        printer.masker(),
+        printer,
         &a.playbooks,
         &c.inv,
         c.templates.as_deref(),

@@ -54,7 +54,7 @@ pub async fn run(
             conn,
             json,
         } => {
-            let inv = load_inventory_with(&args.inventory, args.no_resolve, printer.masker())?;
+            let inv = load_inventory_with(&args.inventory, args.no_resolve, printer)?;
             let hosts = select(&inv, &args)?;
             let config = ssh_config(&conn, printer.reporter().as_ref());
             let user = conn.user.as_deref();
@@ -93,7 +93,7 @@ pub async fn run(
             })
         }
         InventoryCmd::List { inv: args, json } => {
-            let inv = load_inventory_with(&args.inventory, args.no_resolve, printer.masker())?;
+            let inv = load_inventory_with(&args.inventory, args.no_resolve, printer)?;
             let hosts = select(&inv, &args)?;
             if json {
                 let rows: Vec<serde_json::Value> = hosts

@@ -46,7 +46,7 @@ pub fn run(
         a.playbooks.clone()
     };
     let planned = make_plan(
-        printer.masker(),
+        printer,
         &books,
         &a.inv,
         a.templates.as_deref(),

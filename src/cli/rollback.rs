@@ -56,7 +56,7 @@ pub async fn run(
             dir.display()
         )
     })?;
-    let inventory = load_inventory_args(&a.inv, printer.masker())?;
+    let inventory = load_inventory_args(&a.inv, printer)?;
     let mut changes: BTreeMap<String, HostChange> = BTreeMap::new();
     for h in select(&inventory, &a.inv)? {
         match state.changes.get(&h.name) {
@@ -97,7 +97,7 @@ pub async fn run(
     inv_args.limit = vec![changes.keys().cloned().collect::<Vec<_>>().join(":")];
     let paths: Vec<PathBuf> = books.iter().map(PathBuf::from).collect();
     let planned = make_plan(
-        printer.masker(),
+        printer,
         &paths,
         &inv_args,
         a.templates.as_deref(),

@@ -28,6 +28,11 @@ impl Services {
     pub fn get<T: Any + Send + Sync>(&self) -> Option<&T> {
         self.0.get(&TypeId::of::<T>())?.downcast_ref::<T>()
     }
+
+    /// The service of type `T`, shared (for work that outlives the borrow: a fan-out).
+    pub fn shared<T: Any + Send + Sync>(&self) -> Option<Arc<T>> {
+        self.0.get(&TypeId::of::<T>())?.clone().downcast::<T>().ok()
+    }
 }
 
 /// One host's module state for one play, one value per type; starts empty with each play.
@@ -69,7 +74,9 @@ mod tests {
         let s = Services::new().with(Arc::new(Client(1)));
         let copy = s.clone();
         assert_eq!(copy.get::<Client>(), Some(&Client(1)));
+        assert_eq!(copy.shared::<Client>().as_deref(), Some(&Client(1)));
         assert_eq!(s.get::<Written>(), None);
+        assert!(s.shared::<Written>().is_none());
         // A second service of one type replaces the first.
         assert_eq!(
             s.with(Arc::new(Client(2))).get::<Client>(),

@@ -28,6 +28,7 @@ pub mod restore;
 mod tests;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
@@ -493,8 +494,8 @@ impl<'a> HostCtx<'a> {
     }
 
     /// The run's service of type `T` (the Consul client, …).
-    pub fn service<T: std::any::Any + Send + Sync>(&self) -> Result<&'a T, TaskError> {
-        self.services.get::<T>().ok_or_else(|| {
+    pub fn service<T: std::any::Any + Send + Sync>(&self) -> Result<Arc<T>, TaskError> {
+        self.services.shared::<T>().ok_or_else(|| {
             TaskError::permanent(format!(
                 "this command runs without {} (a module it does not support)",
                 std::any::type_name::<T>()

@@ -612,3 +612,92 @@ async fn forced_compose_runs_up_though_the_prefetched_fact_predates_the_project(
     assert_eq!(done.detail.as_deref(), Some("up -d (compose file changed)"));
     assert_eq!(b.fake.count(UP), 1, "{:?}", b.fake.log());
 }
+
+/// Two Consul doubles, each holding one promfleet service and one service of someone else.
+async fn two_agents() -> (Vec<testkit::consul_double::ConsulDouble>, Arc<ConsulClient>) {
+    let mut doubles = Vec::new();
+    for (i, host) in ["h1", "h2"].iter().enumerate() {
+        let d = testkit::consul_double::ConsulDouble::start(([127, 0, 0, 1], 0).into())
+            .await
+            .expect("double");
+        d.register_direct(serde_json::json!({
+            "ID": format!("node-exporter-{host}"), "Name": "node-exporter",
+            "Address": "127.0.0.1", "Port": 9100 + i,
+            "Meta": {"managed_by": "promfleet", "hostname": host}
+        }))
+        .expect("register");
+        d.register_direct(serde_json::json!({
+            "ID": format!("theirs-{i}"), "Name": "theirs", "Address": "127.0.0.1", "Port": 80
+        }))
+        .expect("register");
+        doubles.push(d);
+    }
+    let urls = doubles.iter().map(|d| d.url()).collect();
+    let client = Arc::new(ConsulClient::new(urls, None, reqwest::Client::new()));
+    (doubles, client)
+}
+
+/// `managed` fans out on the Scheduler: every agent is one item (a progress event each) and
+/// only promfleet's services come back, each with the agent holding it.
+#[tokio::test(flavor = "multi_thread")]
+async fn managed_asks_every_agent_as_one_scheduler_item() {
+    use crate::executor::Scheduler;
+    use crate::report::Progress;
+    use tokio_util::sync::CancellationToken;
+    let (doubles, client) = two_agents().await;
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s = seen.clone();
+    let sched = Scheduler::new(1, CancellationToken::new(), CancellationToken::new())
+        .with_progress(Arc::new(move |p: &Progress| {
+            s.lock().expect("lock").push(p.clone())
+        }));
+    let (services, errors) = client.managed_on(&sched).await;
+    assert!(errors.is_empty(), "{errors:?}");
+    let got: Vec<(String, String)> = services
+        .iter()
+        .map(|(agent, s)| (agent.clone(), s.id.clone()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (doubles[0].url(), "node-exporter-h1".to_string()),
+            (doubles[1].url(), "node-exporter-h2".to_string()),
+        ]
+    );
+    let started: Vec<String> = seen
+        .lock()
+        .expect("lock")
+        .iter()
+        .filter_map(|p| match p {
+            Progress::Started { label, .. } => Some(label.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(started, [doubles[0].url(), doubles[1].url()]);
+    // Without a scheduler of the caller's (a task inside a run): the same answer.
+    let (again, _) = client.managed().await;
+    assert_eq!(again.len(), 2);
+}
+
+/// A cancelled run asks no agent and says so, instead of reporting an empty agent.
+#[tokio::test(flavor = "multi_thread")]
+async fn managed_after_a_cancel_asks_no_agent() {
+    use crate::executor::Scheduler;
+    use tokio_util::sync::CancellationToken;
+    let (doubles, client) = two_agents().await;
+    let cancel = CancellationToken::new();
+    cancel.cancel();
+    let sched = Scheduler::new(4, cancel, CancellationToken::new());
+    let (services, errors) = client.managed_on(&sched).await;
+    assert!(services.is_empty());
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(
+        errors
+            .iter()
+            .all(|e| e.ends_with("not asked (interrupted)")),
+        "{errors:?}"
+    );
+    for d in &doubles {
+        assert!(d.requests().is_empty(), "{:?}", d.requests());
+    }
+}

@@ -12,8 +12,12 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use std::sync::Arc;
+
 use super::{CentralRow, Check, State};
+use crate::executor::Scheduler;
 use crate::inventory::{Host, Inventory, Vars};
+use crate::modules::consul::ConsulClient;
 use crate::modules::http::{API_BODY_CAP, read_capped};
 use crate::modules::metrics_check::short_reqwest;
 
@@ -53,12 +57,15 @@ pub fn service_url(vars: &Vars, host: &Host, service: &str, port_var: &str) -> O
     ))
 }
 
-/// Every central row: Consul agents first, then each monitoring host's services.
+/// Every central row: Consul agents first, then each monitoring host's services. Each
+/// service is one item of `sched` (its forks; after Ctrl-C no new one is asked and those
+/// not asked are left out of the rows).
 pub async fn gather(
     inv: &Inventory,
     defaults: &Vars,
     http: &reqwest::Client,
-    consul_client: &crate::modules::consul::ConsulClient,
+    consul_client: &Arc<ConsulClient>,
+    sched: &Scheduler,
 ) -> Vec<CentralRow> {
     // HA (inventory/topology.rs): every Alertmanager of a datacenter should see all of them;
     // each job carries how many Alertmanagers its datacenter has (1 for other services).
@@ -84,25 +91,48 @@ pub async fn gather(
             }
         }
     }
-    let checks = futures::future::join_all(jobs.iter().map(|(svc, _, url, n)| async move {
-        match svc.as_str() {
-            // Consul's own client: its TLS settings and token.
-            "consul" => consul(consul_client.http(), url, consul_client.token(), wan).await,
-            "prometheus" => prometheus(http, url).await,
-            "alertmanager" => alertmanager(http, url, *n).await,
-            "grafana" => grafana(http, url).await,
-            "dingtalk" => healthy(http, &format!("{url}/-/healthy")).await,
-            _ => healthy(http, &format!("{url}/health")).await,
-        }
-    }))
-    .await;
+    let items = jobs
+        .iter()
+        .cloned()
+        .map(|job| (format!("{} {}", job.0, job.1), job))
+        .collect();
+    let (http, consul_client) = (http.clone(), consul_client.clone());
+    let s = sched.clone();
+    let checks = sched
+        .run(
+            items,
+            move |(svc, _, url, n): (String, String, String, usize)| {
+                let (http, consul_client, s) = (http.clone(), consul_client.clone(), s.clone());
+                async move {
+                    let check = async {
+                        match svc.as_str() {
+                            // Consul's own client: its TLS settings and token.
+                            "consul" => {
+                                consul(consul_client.http(), &url, consul_client.token(), wan).await
+                            }
+                            "prometheus" => prometheus(&http, &url).await,
+                            "alertmanager" => alertmanager(&http, &url, n).await,
+                            "grafana" => grafana(&http, &url).await,
+                            "dingtalk" => healthy(&http, &format!("{url}/-/healthy")).await,
+                            _ => healthy(&http, &format!("{url}/health")).await,
+                        }
+                    };
+                    // A second Ctrl-C abandons the services still being asked.
+                    s.or_abort(check).await
+                }
+            },
+        )
+        .in_order()
+        .await;
     jobs.into_iter()
         .zip(checks)
-        .map(|((service, at, url, _), check)| CentralRow {
-            service,
-            at,
-            url,
-            check,
+        .filter_map(|((service, at, url, _), check)| {
+            Some(CentralRow {
+                service,
+                at,
+                url,
+                check: check.flatten()?,
+            })
         })
         .collect()
 }
