@@ -101,11 +101,11 @@ pub fn run(
             planned.hosts.len()
         );
     }
-    eprintln!(
+    printer.reporter().message(&format!(
         "rendered {files} file(s) for {} host(s) into {} (secrets masked)",
         planned.hosts.len(),
         a.out.display()
-    );
+    ));
     Ok(crate::report::ExitCode::Ok)
 }
 
