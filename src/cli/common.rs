@@ -364,23 +364,23 @@ pub struct Setup {
     pub reporter: Arc<dyn Reporter>,
 }
 
-/// The executor reporting through the printer's reporter; Ctrl-C / SIGTERM cancel it.
-/// `opts` carries the command's own settings; forks and retries come from the connection
-/// flags, the Consul client from the run's resolved Consul settings.
+/// The executor reporting through the printer's reporter; `interrupts` (from `signals`,
+/// installed when the command started) cancel it. `opts` carries the command's own
+/// settings; forks and retries come from the connection flags, the Consul client from the
+/// run's resolved Consul settings.
 pub fn executor(
     printer: &Printer,
     consul: &Consul,
     secrets: &Secrets,
     conn: &ConnArgs,
     opts: RunOptions,
+    interrupts: &Interrupts,
 ) -> anyhow::Result<Setup> {
     let masker = printer.masker().clone();
     let reporter = printer.reporter();
     let http = http_client();
     let consul = consul.client()?;
-    let cancel = CancellationToken::new();
-    let abort = CancellationToken::new();
-    listen_for_signals(cancel.clone(), abort.clone(), reporter.clone());
+    let (cancel, abort) = (interrupts.cancel.clone(), interrupts.abort.clone());
     // `--check` writes nothing, known_hosts included: an unknown host key is reported (the
     // host is unreachable, "host key … is not known"), never recorded.
     let mut conn = conn.clone();
@@ -415,6 +415,37 @@ pub fn signals(reporter: &Arc<dyn Reporter>) -> (CancellationToken, Cancellation
     let (cancel, abort) = (CancellationToken::new(), CancellationToken::new());
     listen_for_signals(cancel.clone(), abort.clone(), reporter.clone());
     (cancel, abort)
+}
+
+/// The interrupts of a command that changes things (deploy, exporters, rollback), installed
+/// first thing: a signal while it plans is then an interrupt like one during the run.
+pub struct Interrupts {
+    pub cancel: CancellationToken,
+    pub abort: CancellationToken,
+    reporter: Arc<dyn Reporter>,
+}
+
+impl Interrupts {
+    pub fn install(printer: &Printer) -> Interrupts {
+        let reporter = printer.reporter();
+        let (cancel, abort) = signals(&reporter);
+        Interrupts {
+            cancel,
+            abort,
+            reporter,
+        }
+    }
+
+    /// Interrupted before anything was changed: said, and the exit code to end with (no
+    /// host touched, no run state written).
+    pub fn before_run(&self, stage: &str) -> Option<crate::report::ExitCode> {
+        self.cancel.is_cancelled().then(|| {
+            self.reporter.notice(&format!(
+                "interrupted while {stage}: nothing was changed, no run state written"
+            ));
+            crate::report::ExitCode::Interrupted
+        })
+    }
 }
 
 /// The project overlay for a command: `--project`/`PROMFLEET_PROJECT`, `--templates`, and

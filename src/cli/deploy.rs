@@ -8,8 +8,8 @@ use std::sync::Arc;
 use clap::Args;
 
 use super::common::{
-    ConnArgs, InventoryArgs, OutputArgs, executor, load_inventory_args, print_origins, project_for,
-    select,
+    ConnArgs, Interrupts, InventoryArgs, OutputArgs, executor, load_inventory_args, print_origins,
+    project_for, select,
 };
 use crate::executor::RunOptions;
 use crate::inventory::{Host, Inventory};
@@ -276,6 +276,8 @@ fn describe_selection(inv_args: &InventoryArgs) -> String {
 
 pub async fn run(a: DeployArgs, printer: &Printer) -> anyhow::Result<crate::report::ExitCode> {
     let c = &a.common;
+    // First: a signal while planning is an interrupt, not the default action (death).
+    let interrupts = Interrupts::install(printer);
     // One run per state directory, from before anything in it is read or written until the
     // state is recorded (`--check` writes nothing there).
     let _lock = (!c.check)
@@ -303,6 +305,9 @@ pub async fn run(a: DeployArgs, printer: &Printer) -> anyhow::Result<crate::repo
         .then(|| Arc::new(ConfirmGate(printer.reporter())) as Arc<dyn crate::executor::StageGate>);
     // Stand-in addresses (`--no-resolve`) are for offline rendering only.
     crate::inventory::refuse_stand_ins(&planned.inventory)?;
+    if let Some(code) = interrupts.before_run("planning") {
+        return Ok(code);
+    }
     let setup = executor(
         printer,
         &planned.consul,
@@ -317,6 +322,7 @@ pub async fn run(a: DeployArgs, printer: &Printer) -> anyhow::Result<crate::repo
             rollback_on_failure: c.rollback_on_failure,
             ..RunOptions::default()
         },
+        &interrupts,
     )?;
     let executor = if c.skip_preflight {
         setup.executor.clone()
@@ -327,6 +333,10 @@ pub async fn run(a: DeployArgs, printer: &Printer) -> anyhow::Result<crate::repo
             ..setup.executor.opts.clone()
         }))
     };
+    if let Some(code) = interrupts.before_run("preflight") {
+        setup.executor.connector.close_all().await;
+        return Ok(code);
+    }
     let run = executor.run(Arc::new(planned.plan)).await;
     drop(executor);
     if setup.executor.abort.is_cancelled() {

@@ -188,20 +188,22 @@ impl<R> Running<R> {
 /// First SIGINT/SIGTERM: cancel (start nothing new, let in-flight work finish). Second:
 /// abort (abandon the work in flight; the command still ends normally, so its report and
 /// state are written). Third: exit at once with `ExitCode::Interrupted`. Each step is
-/// announced through `reporter`.
+/// announced through `reporter`. The handlers are in place when this returns (not later, in
+/// the listening task): from then on a signal never gets the default action, which kills the
+/// process where it stands.
 pub fn listen_for_signals(
     cancel: CancellationToken,
     abort: CancellationToken,
     reporter: Arc<dyn Reporter>,
 ) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return;
+    };
     tokio::spawn(async move {
-        use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut int), Ok(mut term)) = (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        ) else {
-            return;
-        };
         tokio::select! {
             _ = int.recv() => {}
             _ = term.recv() => {}
