@@ -317,3 +317,80 @@ async fn grafana(http: &reqwest::Client, base: &str) -> Check {
         Err(e) => down(base, e),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::Mutex;
+
+    use tokio_util::sync::CancellationToken;
+
+    use super::*;
+    use crate::report::Progress;
+
+    /// Two Consul agents and one monitoring host with only Prometheus (nothing listens on
+    /// port 1 of loopback: every check is a quick "down").
+    fn fixture() -> (Inventory, Vars, Arc<ConsulClient>) {
+        let inv = crate::inventory::parse_str(
+            "consul:\n  agents: [http://127.0.0.1:1, http://127.0.0.2:1]\nmonitoring:\n  hosts:\n    - { name: mon-01, ip: 127.0.0.1 }\ngroups:\n  IDE:\n    hosts:\n      - { name: a, ip: 127.0.0.3 }\n",
+            Path::new("c.yml"),
+        )
+        .expect("inventory");
+        let mut defaults = Vars::new();
+        defaults.insert("prometheus_port".into(), 1.into());
+        let http = reqwest::Client::new();
+        let consul = Arc::new(ConsulClient::new(inv.consul.agents.clone(), None, http));
+        (inv, defaults, consul)
+    }
+
+    /// Each central service is one item of the Scheduler: a progress event each, rows in
+    /// the inventory's order.
+    #[tokio::test]
+    async fn central_services_are_scheduler_items() {
+        let (inv, defaults, consul) = fixture();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = seen.clone();
+        let sched = Scheduler::new(1, CancellationToken::new(), CancellationToken::new())
+            .with_progress(Arc::new(move |p: &Progress| {
+                if let Progress::Started { label, .. } = p {
+                    s.lock().expect("lock").push(label.clone());
+                }
+            }));
+        let rows = gather(&inv, &defaults, &reqwest::Client::new(), &consul, &sched).await;
+        let got: Vec<(&str, &str)> = rows
+            .iter()
+            .map(|r| (r.service.as_str(), r.at.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("consul", "http://127.0.0.1:1"),
+                ("consul", "http://127.0.0.2:1"),
+                ("prometheus", "mon-01"),
+            ]
+        );
+        assert!(
+            rows.iter().all(|r| r.check.state == State::Down),
+            "{rows:?}"
+        );
+        assert_eq!(
+            *seen.lock().expect("lock"),
+            [
+                "consul http://127.0.0.1:1",
+                "consul http://127.0.0.2:1",
+                "prometheus mon-01"
+            ]
+        );
+    }
+
+    /// After Ctrl-C no service is asked: no row is made up for them.
+    #[tokio::test]
+    async fn central_gather_after_a_cancel_asks_nothing() {
+        let (inv, defaults, consul) = fixture();
+        let cancel = CancellationToken::new();
+        cancel.cancel();
+        let sched = Scheduler::new(4, cancel, CancellationToken::new());
+        let rows = gather(&inv, &defaults, &reqwest::Client::new(), &consul, &sched).await;
+        assert!(rows.is_empty(), "{rows:?}");
+    }
+}
