@@ -333,10 +333,8 @@ pub async fn run(a: DeployArgs, printer: &Printer) -> anyhow::Result<crate::repo
             ..setup.executor.opts.clone()
         }))
     };
-    if let Some(code) = interrupts.before_run("preflight") {
-        setup.executor.connector.close_all().await;
-        return Ok(code);
-    }
+    // Interrupted during preflight (hosts were already being reached): the run starts no
+    // host and records them all as not run, like an interrupt at its first batch.
     let run = executor.run(Arc::new(planned.plan)).await;
     drop(executor);
     if setup.executor.abort.is_cancelled() {
