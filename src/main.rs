@@ -11,7 +11,7 @@ fn main() {
     let project = match ProjectFile::discover(Env::current()) {
         Ok(p) => p.install(),
         Err(e) => {
-            eprintln!("error: {e}");
+            promfleet::report::Printer::early_error(&e.to_string());
             std::process::exit(promfleet::report::ExitCode::Error.code());
         }
     };
@@ -22,17 +22,17 @@ fn main() {
         Ok(c) => c,
         Err(e) => e.exit(),
     };
+    let printer = promfleet::report::Printer::new(cli.command.output());
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("promfleet: cannot start the async runtime: {e}");
+            printer.error(&format!("cannot start the async runtime: {e}"));
             std::process::exit(promfleet::report::ExitCode::Error.code());
         }
     };
-    let printer = promfleet::report::Printer::new(cli.command.output());
     let code = match rt.block_on(promfleet::cli::run(cli, &printer)) {
         Ok(code) => code,
         Err(e) => {

@@ -228,18 +228,22 @@ async fn consul_cluster_check_sent_no_token() {
     };
     let http = reqwest::Client::new();
     let masker = Masker::default();
-    let endpoints = promfleet::settings::Endpoints::default();
+    let services = promfleet::modules::Services::new()
+        .with(client)
+        .with(std::sync::Arc::new(
+            promfleet::settings::Endpoints::default(),
+        ));
+    let mut state = promfleet::modules::HostState::default();
     let mut ctx = promfleet::modules::HostCtx {
         host: &host,
         session: None,
         facts: None,
         http: &http,
-        consul: &client,
-        endpoints: &endpoints,
+        services: &services,
         check: false,
         diff: false,
         masker: &masker,
-        changed_paths: Vec::new(),
+        state: &mut state,
     };
     let done = check.run(&mut ctx).await.expect("cluster healthy");
     let detail = done.detail.clone().unwrap_or_default();
@@ -395,7 +399,7 @@ fn rendered_monitoring(
         no_resolve: false,
     };
     let planned = make_plan(
-        &promfleet::report::Masker::default(),
+        &promfleet::report::Printer::new(Default::default()),
         &[PathBuf::from("monitoring.yml")],
         &args,
         None,

@@ -704,9 +704,9 @@ fn interrupted_run(sig: libc::c_int) -> Option<(Rig, Value, Vec<String>)> {
         "-e",
         &format!("metrics_timeout={METRICS_TIMEOUT}"),
     ]));
-    // The run has begun once it holds the state lock (taken before planning; the signal
-    // handler is installed right after planning): a fixed sleep alone let a slow start
-    // under load take the signal before the handler and die of it (exit by signal, no 130).
+    // The run has begun once it holds the state lock (taken before planning, with the signal
+    // handler in place): a signal while it still plans ends it with no run state, so the
+    // signal comes a second later, once the hosts are being worked on.
     let lock = rig.state_dir().join("lock");
     let start = Instant::now();
     while !lock.exists() && start.elapsed() < bound {

@@ -20,7 +20,6 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use testkit::tls::TestCa;
 
-
 use crate::support::*;
 
 const USER: &str = "promfleet";

@@ -1413,7 +1413,7 @@ fn prometheus_consul_sd_had_no_token() {
         no_resolve: false,
     };
     let planned = make_plan(
-        &promfleet::report::Masker::default(),
+        &promfleet::report::Printer::new(Default::default()),
         &[PathBuf::from("monitoring.yml")],
         &inv,
         None,
@@ -1691,4 +1691,89 @@ fn hung_consul_agent_cost_every_registration_a_timeout() {
         "the hung agent was asked {asked} times for {HOSTS} hosts\n{}",
         stderr(&out)
     );
+}
+
+/// Issue 14: SIGTERM or Ctrl-C while deploy (or rollback) was still planning — before the
+/// executor installed its signal listener — got the default action and killed promfleet where
+/// it stood (no exit code, no message). The listener now comes first: the run ends as
+/// interrupted, nothing started, no run state written. Planning is held inside by a secrets
+/// file that is a FIFO (its read blocks until the test writes it), so the signal surely lands
+/// there; no host is ever contacted.
+#[test]
+fn sigterm_during_planning_killed_deploy() {
+    for (sig, cmd) in [
+        (libc::SIGTERM, "deploy"),
+        (libc::SIGINT, "exporters"),
+        (libc::SIGTERM, "rollback"),
+    ] {
+        let dir = tempfile::tempdir().expect("tmp");
+        let inv = dir.path().join("inv.yml");
+        std::fs::write(
+            &inv,
+            "groups:\n  IDE:\n    hosts:\n      - { name: a, ip: 127.0.0.1 }\n",
+        )
+        .expect("inventory");
+        let state = dir.path().join("state");
+        std::fs::create_dir_all(&state).expect("state dir");
+        // Rollback needs a recorded run to get as far as planning.
+        if cmd == "rollback" {
+            std::fs::write(
+                state.join("last-run.json"),
+                r#"{"finished_at": "2026-01-01T00:00:00Z", "inventory": "inv.yml", "playbooks": ["playbooks/exporters.yml"], "hosts": {"a": "changed"}, "failed": [], "halted": null, "interrupted": false, "changes": {"a": {"at": "2026-01-01T00:00:00Z", "files": ["/x"], "playbooks": ["playbooks/exporters.yml"]}}}"#,
+            )
+            .expect("state");
+        }
+        let before = std::fs::read(state.join("last-run.json")).ok();
+        let fifo = dir.path().join("secrets.yml");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).expect("path");
+        // SAFETY: mkfifo(3) on a NUL-terminated path we own.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+        let mut run = Run::new(&[cmd, "-i"])
+            .arg(&inv)
+            .arg("--state-dir")
+            .arg(&state);
+        match cmd {
+            "deploy" => run = run.arg("exporters.yml"),
+            "rollback" => run = run.arg("--limit").arg("a"),
+            _ => {}
+        }
+        let mut run = Watched::spawn(run.arg("--secrets").arg(&fifo).cmd);
+        // The state lock is taken before planning starts; the signal comes after it.
+        assert!(
+            wait_for_file(&state.join("lock"), Duration::from_secs(60)),
+            "{cmd}: never took the state lock:\n{}",
+            run.text()
+        );
+        run.signal(sig);
+        let seen = run.wait_for("interrupted", Duration::from_secs(60));
+        // Let planning go on (opening the FIFO for writing waits for the reader: promfleet
+        // is, or was killed, so a thread does it).
+        let f = fifo.clone();
+        let writer = std::thread::spawn(move || {
+            let _ = std::fs::write(f, "");
+        });
+        if !seen {
+            // Killed by the signal: unblock the writer by reading the FIFO ourselves.
+            let _ = std::fs::read(&fifo);
+        }
+        let _ = writer.join();
+        let (out, _) = run.finish(Duration::from_secs(120));
+        let ctx = format!("{cmd} on signal {sig}:\n{}", stderr(&out));
+        assert!(seen, "the signal was not taken as an interrupt\n{ctx}");
+        assert_eq!(
+            out.status.code(),
+            Some(promfleet::report::ExitCode::Interrupted as i32),
+            "{ctx}"
+        );
+        assert!(
+            stderr(&out).contains("nothing was changed, no run state written"),
+            "{ctx}"
+        );
+        assert_eq!(
+            std::fs::read(state.join("last-run.json")).ok(),
+            before,
+            "the run state changed\n{ctx}"
+        );
+        assert!(!state.join("retry").exists(), "{ctx}");
+    }
 }

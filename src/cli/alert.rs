@@ -53,7 +53,7 @@ pub struct AlertTestArgs {
 pub async fn run(cmd: AlertCmd, printer: &Printer) -> anyhow::Result<ExitCode> {
     let AlertCmd::Test(a) = cmd;
     let reporter = printer.reporter();
-    let mut inv = load_inventory_args(&a.inv, printer.masker())?;
+    let mut inv = load_inventory_args(&a.inv, printer)?;
     let secrets = Secrets::load(a.secrets.as_deref(), printer.masker().clone())?;
     // Alertmanager's client (TLS, basic auth) and the scheme of the URLs built below.
     let endpoints = resolve_endpoints(&mut inv, &secrets)?;

@@ -13,9 +13,10 @@ use crate::executor::{
     Connector, Executor, RetryPolicy, RunOptions, http_client, listen_for_signals,
 };
 use crate::inventory::{self, Host, Inventory, Limit};
+use crate::modules::Services;
 use crate::playbook::{SecretError, Secrets};
 use crate::project::Project;
-use crate::report::{Format, Masker, OutputPolicy, Printer, Reporter, STATE_DIR};
+use crate::report::{Format, OutputPolicy, Printer, Reporter, STATE_DIR};
 use crate::settings::endpoints::Sources as EndpointSources;
 use crate::settings::{Consul, Endpoints, Env, ProjectFile, consul::Sources};
 use crate::transport::{
@@ -135,7 +136,7 @@ pub struct OutputArgs {
 pub fn resolve_consul(
     inv: &mut Inventory,
     secrets: &mut Secrets,
-    masker: &Masker,
+    printer: &Printer,
 ) -> anyhow::Result<Consul> {
     let project = ProjectFile::current();
     let inventory_dir = inv.source.parent().map(Path::to_path_buf);
@@ -163,8 +164,7 @@ pub fn resolve_consul(
             .collect(),
     );
     if let Some(w) = consul.plain_http_warning() {
-        // Before any reporter exists (planning): printed here, masked.
-        eprintln!("warning: {}", masker.mask(&w));
+        printer.reporter().warning(&w);
     }
     Ok(consul)
 }
@@ -213,8 +213,8 @@ impl OutputArgs {
 
 /// Read the inventory, with a message that names the file on failure. Its sudo passwords
 /// are registered with the masker before anything can print them.
-pub fn load_inventory(paths: &[PathBuf], m: &Masker) -> anyhow::Result<Inventory> {
-    load_inventory_with(paths, false, m)
+pub fn load_inventory(paths: &[PathBuf], printer: &Printer) -> anyhow::Result<Inventory> {
+    load_inventory_with(paths, false, printer)
 }
 
 /// `load_inventory`; with `no_resolve`, hosts given by DNS name get stand-in addresses (said
@@ -222,7 +222,7 @@ pub fn load_inventory(paths: &[PathBuf], m: &Masker) -> anyhow::Result<Inventory
 pub fn load_inventory_with(
     paths: &[PathBuf],
     no_resolve: bool,
-    m: &Masker,
+    printer: &Printer,
 ) -> anyhow::Result<Inventory> {
     let names = if no_resolve {
         inventory::Names::StandIn
@@ -231,14 +231,14 @@ pub fn load_inventory_with(
     };
     let inv = inventory::load_sources_with(paths, &names)?;
     if let Some(note) = inventory::stand_in_note(&inv) {
-        eprintln!("note: {note}");
+        printer.reporter().message(&format!("note: {note}"));
     }
     for pw in inv
         .hosts
         .iter()
         .filter_map(|h| h.ssh.become_password.as_ref())
     {
-        m.add(pw.expose());
+        printer.masker().add(pw.expose());
     }
     Ok(inv)
 }
@@ -250,8 +250,8 @@ pub fn inventory_label(paths: &[PathBuf]) -> String {
 }
 
 /// Read the inventory and apply `-e KEY=VALUE` over every host's variables.
-pub fn load_inventory_args(args: &InventoryArgs, m: &Masker) -> anyhow::Result<Inventory> {
-    let mut inv = load_inventory_with(&args.inventory, args.no_resolve, m)?;
+pub fn load_inventory_args(args: &InventoryArgs, printer: &Printer) -> anyhow::Result<Inventory> {
+    let mut inv = load_inventory_with(&args.inventory, args.no_resolve, printer)?;
     for kv in &args.extra_vars {
         let Some((k, v)) = kv.split_once('=') else {
             anyhow::bail!("-e {kv}: expected KEY=VALUE");
@@ -386,9 +386,10 @@ pub struct Setup {
     pub reporter: Arc<dyn Reporter>,
 }
 
-/// The executor reporting through the printer's reporter; Ctrl-C / SIGTERM cancel it.
-/// `opts` carries the command's own settings; forks and retries come from the connection
-/// flags, the Consul client and the Prometheus/Alertmanager clients from the run's settings.
+/// The executor reporting through the printer's reporter; `interrupts` (from `signals`,
+/// installed when the command started) cancel it. `opts` carries the command's own
+/// settings; forks and retries come from the connection flags, the Consul client and the
+/// Prometheus/Alertmanager clients (`Endpoints`) from the run's settings, as services.
 pub fn executor(
     printer: &Printer,
     consul: &Consul,
@@ -396,14 +397,13 @@ pub fn executor(
     secrets: &Secrets,
     conn: &ConnArgs,
     opts: RunOptions,
+    interrupts: &Interrupts,
 ) -> anyhow::Result<Setup> {
     let masker = printer.masker().clone();
     let reporter = printer.reporter();
     let http = http_client();
     let consul = consul.client()?;
-    let cancel = CancellationToken::new();
-    let abort = CancellationToken::new();
-    listen_for_signals(cancel.clone(), abort.clone(), reporter.clone());
+    let (cancel, abort) = (interrupts.cancel.clone(), interrupts.abort.clone());
     // `--check` writes nothing, known_hosts included: an unknown host key is reported (the
     // host is unreachable, "host key … is not known"), never recorded.
     let mut conn = conn.clone();
@@ -418,8 +418,9 @@ pub fn executor(
     let executor = Arc::new(Executor {
         connector: Arc::new(connector(conn, secrets, &reporter)?),
         http,
-        consul,
-        endpoints: endpoints.clone(),
+        services: Services::new()
+            .with(consul)
+            .with(Arc::new(endpoints.clone())),
         masker,
         reporter: reporter.clone(),
         opts: RunOptions {
@@ -439,6 +440,37 @@ pub fn signals(reporter: &Arc<dyn Reporter>) -> (CancellationToken, Cancellation
     let (cancel, abort) = (CancellationToken::new(), CancellationToken::new());
     listen_for_signals(cancel.clone(), abort.clone(), reporter.clone());
     (cancel, abort)
+}
+
+/// The interrupts of a command that changes things (deploy, exporters, rollback), installed
+/// first thing: a signal while it plans is then an interrupt like one during the run.
+pub struct Interrupts {
+    pub cancel: CancellationToken,
+    pub abort: CancellationToken,
+    reporter: Arc<dyn Reporter>,
+}
+
+impl Interrupts {
+    pub fn install(printer: &Printer) -> Interrupts {
+        let reporter = printer.reporter();
+        let (cancel, abort) = signals(&reporter);
+        Interrupts {
+            cancel,
+            abort,
+            reporter,
+        }
+    }
+
+    /// Interrupted before anything was changed: said, and the exit code to end with (no
+    /// host touched, no run state written).
+    pub fn before_run(&self, stage: &str) -> Option<crate::report::ExitCode> {
+        self.cancel.is_cancelled().then(|| {
+            self.reporter.notice(&format!(
+                "interrupted while {stage}: nothing was changed, no run state written"
+            ));
+            crate::report::ExitCode::Interrupted
+        })
+    }
 }
 
 /// The project overlay for a command: `--project`/`PROMFLEET_PROJECT`, `--templates`, and

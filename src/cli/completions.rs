@@ -1,7 +1,6 @@
 //! `promfleet completions SHELL` and `promfleet man`: shell completion scripts and man pages
 //! generated from the clap definitions (`Cli`), so they always list the flags this build has.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -9,7 +8,7 @@ use clap::{Args, CommandFactory};
 use clap_complete::Shell;
 
 use super::Cli;
-use crate::report::{ExitCode, write_atomic};
+use crate::report::{ExitCode, Printer, write_atomic};
 
 #[derive(Args, Debug)]
 pub struct CompletionsArgs {
@@ -26,16 +25,16 @@ pub struct ManArgs {
     pub out: Option<PathBuf>,
 }
 
-pub fn completions(a: CompletionsArgs) -> anyhow::Result<ExitCode> {
+pub fn completions(a: CompletionsArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
     let mut buf = Vec::new();
     clap_complete::generate(a.shell, &mut Cli::command(), "promfleet", &mut buf);
-    std::io::stdout()
-        .write_all(&buf)
+    printer
+        .raw_stdout(&buf)
         .context("writing the completion script to stdout")?;
     Ok(ExitCode::Ok)
 }
 
-pub fn man(a: ManArgs) -> anyhow::Result<ExitCode> {
+pub fn man(a: ManArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
     // Built once, as clap_mangen::generate_to does: subcommands then carry their full names
     // (`promfleet-inventory-list`), which become the page names.
     let mut cmd = Cli::command().disable_help_subcommand(true);
@@ -46,13 +45,15 @@ pub fn man(a: ManArgs) -> anyhow::Result<ExitCode> {
             clap_mangen::Man::new(cmd)
                 .render(&mut buf)
                 .context("rendering the man page")?;
-            std::io::stdout()
-                .write_all(&buf)
+            printer
+                .raw_stdout(&buf)
                 .context("writing the man page to stdout")?;
         }
         Some(dir) => {
             let written = write_pages(cmd, &dir)?;
-            eprintln!("wrote {written} man pages to {}", dir.display());
+            printer
+                .reporter()
+                .message(&format!("wrote {written} man pages to {}", dir.display()));
         }
     }
     Ok(ExitCode::Ok)

@@ -105,14 +105,18 @@ fn stale(
 
 pub async fn run(cmd: ConsulCmd, printer: &Printer) -> anyhow::Result<ExitCode> {
     let reporter = printer.reporter();
+    // Before anything else: an interrupt while the agents are listed ends the command
+    // cleanly, with nothing removed.
+    let (cancel, abort) = signals(&reporter);
+    let sched = Scheduler::new(PRUNE_FORKS, cancel, abort).reporting_to(reporter.clone());
     let ConsulCmd::Prune {
         inventory,
         check,
         secrets,
     } = cmd;
     let mut secrets = Secrets::load(secrets.as_deref(), printer.masker().clone())?;
-    let mut inv = load_inventory(&inventory, printer.masker())?;
-    let consul = resolve_consul(&mut inv, &mut secrets, printer.masker())?;
+    let mut inv = load_inventory(&inventory, printer)?;
+    let consul = resolve_consul(&mut inv, &mut secrets, printer)?;
     if consul.agents().is_empty() {
         anyhow::bail!(
             "{}: no Consul agents (consul.agents) in the inventory, nor CONSUL_HTTP_ADDR",
@@ -120,7 +124,11 @@ pub async fn run(cmd: ConsulCmd, printer: &Printer) -> anyhow::Result<ExitCode> 
         );
     }
     let client = consul.client()?;
-    let (services, errors) = client.managed().await;
+    let (services, errors) = client.managed_on(&sched).await;
+    if sched.is_cancelled() {
+        reporter.notice("interrupted while listing the agents' services: nothing removed");
+        return Ok(ExitCode::Interrupted);
+    }
     for e in &errors {
         reporter.warning(&format!("cannot list services on {e}"));
     }
@@ -146,8 +154,6 @@ pub async fn run(cmd: ConsulCmd, printer: &Printer) -> anyhow::Result<ExitCode> 
         }
         return Ok(ExitCode::Ok);
     }
-    let (cancel, abort) = signals(&reporter);
-    let sched = Scheduler::new(PRUNE_FORKS, cancel, abort).reporting_to(reporter.clone());
     reporter.work_started("prune", stale.len());
     let items = stale
         .into_iter()

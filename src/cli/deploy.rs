@@ -8,13 +8,13 @@ use std::sync::Arc;
 use clap::Args;
 
 use super::common::{
-    ConnArgs, InventoryArgs, OutputArgs, executor, load_inventory_args, print_origins, project_for,
-    select,
+    ConnArgs, Interrupts, InventoryArgs, OutputArgs, executor, load_inventory_args, print_origins,
+    project_for, select,
 };
 use crate::executor::RunOptions;
 use crate::inventory::{Host, Inventory};
 use crate::playbook::{self, Plan, Renderer, SecretMode, Secrets};
-use crate::report::{Masker, Printer, RunState};
+use crate::report::{Printer, RunState};
 
 #[derive(Args, Debug, Clone)]
 pub struct DeployCommon {
@@ -195,7 +195,7 @@ fn prometheus_urls(p: &Planned) -> Vec<String> {
 // secrets options.
 #[allow(clippy::too_many_arguments)]
 pub fn make_plan(
-    masker: &Masker,
+    printer: &Printer,
     playbooks: &[PathBuf],
     inv_args: &InventoryArgs,
     templates: Option<&Path>,
@@ -204,7 +204,7 @@ pub fn make_plan(
     opts: &playbook::PlanOptions,
     persist_generated: bool,
 ) -> anyhow::Result<Planned> {
-    let mut inventory = load_inventory_args(inv_args, masker)?;
+    let mut inventory = load_inventory_args(inv_args, printer)?;
     let hosts = select(&inventory, inv_args)?;
     if hosts.is_empty() {
         anyhow::bail!(
@@ -223,12 +223,12 @@ pub fn make_plan(
     // Without --secrets, secrets promfleet generated earlier live in the state dir.
     let generated = inv_args.state_dir.join("secrets.yml");
     let secrets_file = secrets_file.or_else(|| generated.exists().then_some(generated.as_path()));
-    let mut secrets = Secrets::load(secrets_file, masker.clone())?;
+    let mut secrets = Secrets::load(secrets_file, printer.masker().clone())?;
     if persist_generated {
         // Stored as generated, before any host sees it (not at the end of the run).
         secrets.persist_generated(&generated);
     }
-    let consul = super::common::resolve_consul(&mut inventory, &mut secrets, masker)?;
+    let consul = super::common::resolve_consul(&mut inventory, &mut secrets, printer)?;
     let endpoints = super::common::resolve_endpoints(&mut inventory, &secrets)?;
     let mut renderer = Renderer::new(project.clone(), secrets.clone(), mode);
     let refs: Vec<&Host> = hosts.iter().collect();
@@ -280,6 +280,8 @@ fn describe_selection(inv_args: &InventoryArgs) -> String {
 
 pub async fn run(a: DeployArgs, printer: &Printer) -> anyhow::Result<crate::report::ExitCode> {
     let c = &a.common;
+    // First: a signal while planning is an interrupt, not the default action (death).
+    let interrupts = Interrupts::install(printer);
     // One run per state directory, from before anything in it is read or written until the
     // state is recorded (`--check` writes nothing there).
     let _lock = (!c.check)
@@ -289,7 +291,7 @@ pub async fn run(a: DeployArgs, printer: &Printer) -> anyhow::Result<crate::repo
         from_stage: c.from_stage.clone(),
     };
     let mut planned = make_plan(
-        printer.masker(),
+        printer,
         &a.playbooks,
         &c.inv,
         c.templates.as_deref(),
@@ -307,6 +309,9 @@ pub async fn run(a: DeployArgs, printer: &Printer) -> anyhow::Result<crate::repo
         .then(|| Arc::new(ConfirmGate(printer.reporter())) as Arc<dyn crate::executor::StageGate>);
     // Stand-in addresses (`--no-resolve`) are for offline rendering only.
     crate::inventory::refuse_stand_ins(&planned.inventory)?;
+    if let Some(code) = interrupts.before_run("planning") {
+        return Ok(code);
+    }
     let setup = executor(
         printer,
         &planned.consul,
@@ -322,6 +327,7 @@ pub async fn run(a: DeployArgs, printer: &Printer) -> anyhow::Result<crate::repo
             rollback_on_failure: c.rollback_on_failure,
             ..RunOptions::default()
         },
+        &interrupts,
     )?;
     let executor = if c.skip_preflight {
         setup.executor.clone()
@@ -332,6 +338,8 @@ pub async fn run(a: DeployArgs, printer: &Printer) -> anyhow::Result<crate::repo
             ..setup.executor.opts.clone()
         }))
     };
+    // Interrupted during preflight (hosts were already being reached): the run starts no
+    // host and records them all as not run, like an interrupt at its first batch.
     let run = executor.run(Arc::new(planned.plan)).await;
     drop(executor);
     if setup.executor.abort.is_cancelled() {

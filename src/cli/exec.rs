@@ -35,7 +35,7 @@ pub struct ExecArgs {
 
 pub async fn run(a: ExecArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
     let reporter = printer.reporter();
-    let inv = load_inventory(&a.inv.inventory, printer.masker())?;
+    let inv = load_inventory(&a.inv.inventory, printer)?;
     let hosts = select(&inv, &a.inv)?;
     let secrets = Secrets::load(a.secrets.as_deref(), printer.masker().clone())?;
     let conn = Arc::new(connector(&a.conn, &secrets, &reporter)?);

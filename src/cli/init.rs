@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 
 use crate::project::builtin_files;
-use crate::report::ExitCode;
+use crate::report::{ExitCode, Printer, Reporter};
 
 #[derive(Args, Debug)]
 pub struct InitArgs {
@@ -74,9 +74,10 @@ fn project_files() -> Vec<Planned> {
     files
 }
 
-pub fn run(a: InitArgs) -> anyhow::Result<ExitCode> {
+pub fn run(a: InitArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
+    let reporter = printer.reporter();
     if a.diff {
-        return diff(&a.dir);
+        return diff(&a.dir, reporter.as_ref());
     }
     let files = project_files();
     // All or nothing: a project half-overwritten with this version's files is worse than none.
@@ -103,15 +104,15 @@ pub fn run(a: InitArgs) -> anyhow::Result<ExitCode> {
         }
         write_new(&path, f.content, f.mode)?;
     }
-    eprintln!(
+    reporter.message(&format!(
         "wrote {} file(s) into {}: inventory.yml, playbooks/, templates/, {SECRETS} (0600), .gitignore",
         files.len(),
         a.dir.display()
-    );
-    eprintln!(
+    ));
+    reporter.message(&format!(
         "next: edit inventory.yml, then `promfleet exporters -i inventory.yml --check` from {}",
         a.dir.display()
-    );
+    ));
     Ok(ExitCode::Ok)
 }
 
@@ -137,7 +138,7 @@ fn write_new(path: &Path, content: &[u8], mode: u32) -> anyhow::Result<()> {
 
 /// Unified diffs built-in → project for `playbooks/` and `templates/`; files only one side
 /// has are listed. The inventory and secrets are the user's own and not compared.
-fn diff(dir: &Path) -> anyhow::Result<ExitCode> {
+fn diff(dir: &Path, reporter: &dyn Reporter) -> anyhow::Result<ExitCode> {
     if !dir.join("playbooks").is_dir() && !dir.join("templates").is_dir() {
         anyhow::bail!(
             "{}: no playbooks/ or templates/ to compare with the built-in files — create a project with `promfleet init {}`",
@@ -179,12 +180,12 @@ fn diff(dir: &Path) -> anyhow::Result<ExitCode> {
     for n in &extra {
         out.push_str(&format!("only in project: {n}\n"));
     }
-    print!("{out}");
-    eprintln!(
+    reporter.generated(&out);
+    reporter.message(&format!(
         "{changed} file(s) differ from built-in {}, {missing} only built-in, {} only in the project",
         super::VERSION,
         extra.len()
-    );
+    ));
     Ok(ExitCode::Ok)
 }
 

@@ -86,6 +86,10 @@ impl Command {
                 format: if a.json { Format::Json } else { Format::Text },
                 ..OutputPolicy::default()
             },
+            Command::Inventory(c) => OutputPolicy {
+                format: c.format(),
+                ..OutputPolicy::default()
+            },
             Command::Alert(alert::AlertCmd::Test(a)) => OutputPolicy {
                 format: a.output.format(),
                 ..OutputPolicy::default()
@@ -98,7 +102,7 @@ impl Command {
 /// Run a parsed command, printing through `printer`; returns the process exit code.
 pub async fn run(cli: Cli, printer: &Printer) -> anyhow::Result<crate::report::ExitCode> {
     match cli.command {
-        Command::Init(a) => init::run(a),
+        Command::Init(a) => init::run(a, printer),
         Command::Inventory(c) => inventory::run(c, printer).await,
         Command::Exec(a) => exec::run(a, printer).await,
         Command::Deploy(a) => deploy::run(a, printer).await,
@@ -109,8 +113,8 @@ pub async fn run(cli: Cli, printer: &Printer) -> anyhow::Result<crate::report::E
         Command::Preflight(a) => preflight::run(a, printer).await,
         Command::Status(a) => status::run(a, printer).await,
         Command::Alert(c) => alert::run(c, printer).await,
-        Command::Completions(a) => completions::completions(a),
-        Command::Man(a) => completions::man(a),
+        Command::Completions(a) => completions::completions(a, printer),
+        Command::Man(a) => completions::man(a, printer),
     }
 }
 

@@ -46,7 +46,7 @@ pub fn run(
         a.playbooks.clone()
     };
     let planned = make_plan(
-        printer.masker(),
+        printer,
         &books,
         &a.inv,
         a.templates.as_deref(),
@@ -101,11 +101,11 @@ pub fn run(
             planned.hosts.len()
         );
     }
-    eprintln!(
+    printer.reporter().message(&format!(
         "rendered {files} file(s) for {} host(s) into {} (secrets masked)",
         planned.hosts.len(),
         a.out.display()
-    );
+    ));
     Ok(crate::report::ExitCode::Ok)
 }
 

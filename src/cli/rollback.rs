@@ -9,10 +9,12 @@ use std::sync::Arc;
 
 use clap::Args;
 
-use super::common::{ConnArgs, InventoryArgs, OutputArgs, executor, load_inventory_args, select};
+use super::common::{
+    ConnArgs, Interrupts, InventoryArgs, OutputArgs, executor, load_inventory_args, select,
+};
 use super::deploy::make_plan;
 use crate::executor::RunOptions;
-use crate::modules::Action;
+use crate::modules::Want;
 use crate::playbook::{self, Plan, SecretMode};
 use crate::report::{HostChange, RunState, StateLock};
 
@@ -41,6 +43,8 @@ pub async fn run(
     printer: &crate::report::Printer,
 ) -> anyhow::Result<crate::report::ExitCode> {
     let reporter = printer.reporter();
+    // First: a signal while planning is an interrupt, not the default action (death).
+    let interrupts = Interrupts::install(printer);
     if a.inv.limit.is_empty() && !a.inv.retry_failed {
         anyhow::bail!(
             "rollback needs the hosts to roll back: --limit PATTERN (e.g. --limit canary-host, --limit IDE, --limit all)"
@@ -56,7 +60,7 @@ pub async fn run(
             dir.display()
         )
     })?;
-    let inventory = load_inventory_args(&a.inv, printer.masker())?;
+    let inventory = load_inventory_args(&a.inv, printer)?;
     let mut changes: BTreeMap<String, HostChange> = BTreeMap::new();
     for h in select(&inventory, &a.inv)? {
         match state.changes.get(&h.name) {
@@ -97,7 +101,7 @@ pub async fn run(
     inv_args.limit = vec![changes.keys().cloned().collect::<Vec<_>>().join(":")];
     let paths: Vec<PathBuf> = books.iter().map(PathBuf::from).collect();
     let planned = make_plan(
-        printer.masker(),
+        printer,
         &paths,
         &inv_args,
         a.templates.as_deref(),
@@ -108,19 +112,21 @@ pub async fn run(
     )?;
     planned.require_hosts()?;
     for (h, c) in &changes {
-        let written: Vec<&str> = planned
+        let written: Vec<String> = planned
             .plan
             .plays
             .iter()
             .flat_map(|p| &p.hosts)
             .filter(|hp| &hp.host.name == h)
             .flat_map(|hp| hp.steps.iter().chain(&hp.handlers))
-            .filter_map(|s| match &s.action {
-                Some(Action::File(f)) => Some(f.dest.as_str()),
+            .filter_map(|s| s.action.as_ref())
+            .flat_map(|a| a.wants())
+            .filter_map(|w| match w {
+                Want::File { dest, .. } => Some(dest),
                 _ => None,
             })
             .collect();
-        for f in c.files.iter().filter(|f| !written.contains(&f.as_str())) {
+        for f in c.files.iter().filter(|f| !written.contains(f)) {
             reporter.warning(&format!(
                 "{h}: no step of {} writes {f} now: not restored",
                 books.join(", ")
@@ -141,6 +147,9 @@ pub async fn run(
     };
     // Stand-in addresses (`--no-resolve`) are for offline rendering only.
     crate::inventory::refuse_stand_ins(&planned.inventory)?;
+    if let Some(code) = interrupts.before_run("planning") {
+        return Ok(code);
+    }
     let setup = executor(
         printer,
         &planned.consul,
@@ -151,6 +160,7 @@ pub async fn run(
             check: a.check,
             ..RunOptions::default()
         },
+        &interrupts,
     )?;
     let run = setup.executor.run(Arc::new(plan)).await;
     setup.executor.connector.close_all().await;

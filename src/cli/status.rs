@@ -58,7 +58,7 @@ pub struct StatusArgs {
 pub async fn run(a: StatusArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
     let reporter = printer.reporter();
     let mut planned = make_plan(
-        printer.masker(),
+        printer,
         std::slice::from_ref(&a.playbook),
         &a.inv,
         a.templates.as_deref(),
@@ -137,7 +137,16 @@ pub async fn run(a: StatusArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
         if a.scope == Scope::Fleet {
             return Vec::new();
         }
-        central::gather(inv, &defaults, &http, &consul, &planned.endpoints).await
+        // Central services share the forks and Ctrl-C, not the hosts' progress bar.
+        central::gather(
+            inv,
+            &defaults,
+            &http,
+            &consul,
+            &planned.endpoints,
+            &sched.without_progress(),
+        )
+        .await
     };
     let (hosts, central) = tokio::join!(hosts_fut, central_fut);
     connector.close_all().await;

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+use crate::modules::Want;
 use crate::modules::http::api_json;
 use crate::playbook::HealthGate;
 use crate::settings::Endpoint;
@@ -25,15 +26,17 @@ pub struct GateHost {
 }
 
 impl GateHost {
-    /// The Consul registrations of the host's plan are what Prometheus discovers.
+    /// The services the host's plan registers are what Prometheus discovers.
     pub fn from_plan(hp: &crate::playbook::HostPlan) -> GateHost {
         let targets = hp
             .steps
             .iter()
-            .filter_map(|s| match &s.action {
-                Some(crate::modules::Action::ConsulRegister(r)) => Some((
-                    r.def.name.clone(),
-                    crate::base::addr::host_port(&r.def.address, r.def.port),
+            .filter_map(|s| s.action.as_ref())
+            .flat_map(|a| a.wants())
+            .filter_map(|w| match w {
+                Want::Service(def) => Some((
+                    def.name.clone(),
+                    crate::base::addr::host_port(&def.address, def.port),
                 )),
                 _ => None,
             })
@@ -191,4 +194,61 @@ async fn firing(prom: &Endpoint, base: &str) -> Result<Vec<(String, String)>, St
             (l("alertname"), l("instance"))
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::{host, step};
+    use crate::modules::command::CommandAction;
+    use crate::modules::consul::{Register, ServiceDef};
+    use crate::modules::{Action, ModuleKind};
+    use crate::playbook::HostPlan;
+
+    fn register(name: &str, address: &str, port: u16) -> crate::playbook::Step {
+        let def = ServiceDef {
+            id: format!("{name}-{address}"),
+            name: name.into(),
+            address: address.into(),
+            port,
+            tags: Vec::new(),
+            meta: Default::default(),
+            checks: Vec::new(),
+        };
+        step(
+            name,
+            ModuleKind::ConsulRegister,
+            Action::ConsulRegister(Register { def }),
+        )
+    }
+
+    /// The gate waits for exactly the services the host's plan registers (asked through
+    /// `Task::wants`), each at the address Prometheus scrapes; other steps add nothing.
+    #[test]
+    fn the_gate_waits_for_the_services_the_plan_registers() {
+        let cmd = CommandAction {
+            cmd: "true".into(),
+            creates: None,
+            chdir: None,
+            changed_if_output: None,
+        };
+        let hp = HostPlan {
+            host: host("web1"),
+            steps: vec![
+                register("node_exporter", "10.0.0.5", 9100),
+                step("cmd", ModuleKind::Command, Action::Command(cmd)),
+                register("cadvisor", "fd00::5", 8080),
+            ],
+            handlers: Vec::new(),
+        };
+        let g = GateHost::from_plan(&hp);
+        assert_eq!(g.host, "web1");
+        assert_eq!(
+            g.targets,
+            [
+                ("node_exporter".to_string(), "10.0.0.5:9100".to_string()),
+                ("cadvisor".to_string(), "[fd00::5]:8080".to_string()),
+            ]
+        );
+    }
 }

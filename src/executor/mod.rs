@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::facts::Facts;
-use crate::modules::{ErrorKind, HostCtx, Outcome, consul::ConsulClient};
+use crate::modules::{ErrorKind, HostCtx, HostState, Outcome, Services};
 use crate::playbook::{Plan, Step};
 use crate::report::{GateResult, HostReport, HostStatus, Masker, Reporter, RunReport, TaskReport};
 use crate::transport::Transport;
@@ -92,9 +92,8 @@ impl Default for RunOptions {
 pub struct Executor {
     pub connector: Arc<Connector>,
     pub http: reqwest::Client,
-    pub consul: Arc<ConsulClient>,
-    /// Prometheus' and Alertmanager's clients (TLS, basic auth), from the run's settings.
-    pub endpoints: crate::settings::Endpoints,
+    /// The run-wide services modules ask for by type (the Consul client).
+    pub services: Services,
     pub masker: Masker,
     pub reporter: Arc<dyn Reporter>,
     pub opts: RunOptions,
@@ -126,8 +125,7 @@ impl Executor {
         Executor {
             connector: self.connector.clone(),
             http: self.http.clone(),
-            endpoints: self.endpoints.clone(),
-            consul: self.consul.clone(),
+            services: self.services.clone(),
             masker: self.masker.clone(),
             reporter: self.reporter.clone(),
             opts,
@@ -329,8 +327,14 @@ impl Executor {
             gate.scrapes,
             if gate.no_alerts { ", with no alert firing" } else { "" }
         ));
+        // Without the settings' endpoints (a caller that built none): plain http, no auth.
+        let fallback = crate::settings::Endpoints::default();
+        let endpoints = self
+            .services
+            .get::<crate::settings::Endpoints>()
+            .unwrap_or(&fallback);
         let verdicts = gate::wait(
-            &self.endpoints.prometheus,
+            &endpoints.prometheus,
             &self.opts.prometheus,
             gate,
             &gated,
@@ -533,7 +537,8 @@ impl Executor {
                 return r;
             }
         }
-        let mut changed_paths = Vec::new();
+        // The modules' state for this host's play (what `file` wrote, for `compose`).
+        let mut state = HostState::default();
         let mut notified: HashSet<&str> = HashSet::new();
         let mut ok = true;
         for step in &hp.steps {
@@ -545,14 +550,7 @@ impl Executor {
                 break;
             }
             let Some(outcome) = self
-                .or_abort(self.run_step(
-                    hp,
-                    step,
-                    &mut session,
-                    &mut facts,
-                    &mut changed_paths,
-                    &mut r,
-                ))
+                .or_abort(self.run_step(hp, step, &mut session, &mut facts, &mut state, &mut r))
                 .await
             else {
                 abandoned(&mut r, &step.name);
@@ -578,14 +576,7 @@ impl Executor {
                     break;
                 }
                 match self
-                    .or_abort(self.run_step(
-                        hp,
-                        h,
-                        &mut session,
-                        &mut facts,
-                        &mut changed_paths,
-                        &mut r,
-                    ))
+                    .or_abort(self.run_step(hp, h, &mut session, &mut facts, &mut state, &mut r))
                     .await
                 {
                     None => {
@@ -594,13 +585,6 @@ impl Executor {
                     }
                     Some(None) => break,
                     Some(Some(_)) => {}
-                }
-            }
-        }
-        if !self.opts.check {
-            for p in changed_paths {
-                if !r.changed_files.contains(&p) {
-                    r.changed_files.push(p);
                 }
             }
         }
@@ -616,7 +600,7 @@ impl Executor {
         step: &Step,
         session: &mut Option<Arc<dyn Transport>>,
         facts: &mut Option<Facts>,
-        changed_paths: &mut Vec<String>,
+        state: &mut HostState,
         r: &mut HostReport,
     ) -> Option<Outcome> {
         let host = &hp.host;
@@ -646,18 +630,13 @@ impl Executor {
                 session: session.as_deref(),
                 facts: facts.as_ref(),
                 http: &self.http,
-                consul: &self.consul,
-                endpoints: &self.endpoints,
+                services: &self.services,
                 check: self.opts.check,
                 diff: self.opts.diff,
                 masker: &self.masker,
-                // A copy, not a take: an aborted step (its future dropped) must not lose
-                // what earlier steps changed (the state records it for `rollback`).
-                changed_paths: changed_paths.clone(),
+                state,
             };
-            let res = action.run(&mut ctx).await;
-            *changed_paths = ctx.changed_paths;
-            match res {
+            match action.run(&mut ctx).await {
                 Err(e)
                     if e.transient
                         && action.repeatable()
@@ -688,6 +667,12 @@ impl Executor {
         report.duration_ms = started.elapsed().as_millis();
         let outcome = match result {
             Ok(done) => {
+                // What the run changed, for `rollback` (a check run changes nothing).
+                if let Some(p) = done.wrote.filter(|_| !self.opts.check)
+                    && !r.changed_files.contains(&p)
+                {
+                    r.changed_files.push(p);
+                }
                 report.outcome = Some(done.outcome);
                 report.detail = done.detail.map(|d| self.masker.mask(&d));
                 report.diff = done.diff.map(|d| self.masker.mask(&d));

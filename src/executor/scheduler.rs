@@ -1,5 +1,5 @@
-//! The one scheduler every fan-out goes through (deploy's executor, `exec`, `status`,
-//! `consul prune`, `alert test`). It owns three things and nothing else:
+//! The one scheduler every fan-out goes through (deploy's executor, `exec`, `status` and its
+//! central services, `consul prune` and the managed-service listing, `alert test`). It owns three things and nothing else:
 //! - **forks**: at most `forks` items run at once; items start in the order given (the
 //!   permits are taken one item after another, so hosts start in inventory order);
 //! - **cancellation**: once the cancel token fires (first Ctrl-C / SIGTERM, see
@@ -59,6 +59,15 @@ impl Scheduler {
     pub fn with_progress(mut self, sink: ProgressSink) -> Scheduler {
         self.progress = Some(sink);
         self
+    }
+
+    /// The same forks and tokens, sending no progress events (work that is not counted on
+    /// the progress of the items it runs beside).
+    pub fn without_progress(&self) -> Scheduler {
+        Scheduler {
+            progress: None,
+            ..self.clone()
+        }
     }
 
     /// Send progress events to `reporter` (`Reporter::progress`).
@@ -179,20 +188,22 @@ impl<R> Running<R> {
 /// First SIGINT/SIGTERM: cancel (start nothing new, let in-flight work finish). Second:
 /// abort (abandon the work in flight; the command still ends normally, so its report and
 /// state are written). Third: exit at once with `ExitCode::Interrupted`. Each step is
-/// announced through `reporter`.
+/// announced through `reporter`. The handlers are in place when this returns (not later, in
+/// the listening task): from then on a signal never gets the default action, which kills the
+/// process where it stands.
 pub fn listen_for_signals(
     cancel: CancellationToken,
     abort: CancellationToken,
     reporter: Arc<dyn Reporter>,
 ) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return;
+    };
     tokio::spawn(async move {
-        use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut int), Ok(mut term)) = (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        ) else {
-            return;
-        };
         tokio::select! {
             _ = int.recv() => {}
             _ = term.recv() => {}

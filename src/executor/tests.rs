@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Connector, Executor, RetryPolicy, RunOptions};
 use crate::fixtures::{host, step};
+use crate::modules::Services;
 use crate::modules::command::CommandAction;
 use crate::modules::compose::ComposeAction;
 use crate::modules::consul::ConsulClient;
@@ -92,8 +93,9 @@ fn executor(fleet: &Arc<FakeFleet>, forks: usize) -> Arc<Executor> {
     let http = super::http_client();
     Arc::new(Executor {
         connector: Arc::new(Connector::with(fleet.clone(), retry, forks)),
-        consul: Arc::new(ConsulClient::new(Vec::new(), None, http.clone())),
-        endpoints: crate::settings::Endpoints::default(),
+        services: Services::new()
+            .with(Arc::new(ConsulClient::new(Vec::new(), None, http.clone())))
+            .with(Arc::new(crate::settings::Endpoints::default())),
         http,
         masker: Masker::default(),
         reporter: Arc::new(Silent),

@@ -17,19 +17,18 @@ use super::{
 pub(crate) const TOP_KEYS: &[&str] = &["vars", "ssh", "consul", "groups", "monitoring", "stages"];
 const SSH_KEYS: &[&str] = &["user", "port", "key", "become"];
 const HOST_SSH_KEYS: &[&str] = &["user", "port", "key", "become", "address"];
-const CONSUL_KEYS: &[&str] = &[
-    "agents",
-    "datacenter",
-    "ssl",
-    "ssl_verify",
-    "ca_file",
-    "ca_path",
-    "client_cert",
-    "client_key",
-    "tls_server_name",
-    "token_file",
-    "deregister_critical_service_after",
-];
+/// The `consul:` keys of the inventory's own: the client options follow, one list with every
+/// other source of them (`settings::consul::OPTION_KEYS`).
+const CONSUL_OWN_KEYS: &[&str] = &["agents", "datacenter"];
+
+/// Every key a `consul:` map may hold.
+fn consul_keys() -> Vec<&'static str> {
+    CONSUL_OWN_KEYS
+        .iter()
+        .chain(crate::settings::consul::OPTION_KEYS)
+        .copied()
+        .collect()
+}
 const GROUP_KEYS: &[&str] = &["vars", "ssh", "hosts"];
 const HOST_KEYS: &[&str] = &["name", "hostname", "ip", "ssh", "vars"];
 const STAGE_KEYS: &[&str] = &[
@@ -192,7 +191,7 @@ fn ssh(
 
 fn consul(node: &Node, r: &Reader, draft: &mut Draft) -> Result<(), InventoryError> {
     let mut c = ConsulSettings::default();
-    for (key, value) in r.fields(node, CONSUL_KEYS, "consul")? {
+    for (key, value) in r.fields(node, &consul_keys(), "consul")? {
         match key {
             "agents" => {
                 let items: Vec<&Node> = match &value.kind {
@@ -331,4 +330,40 @@ fn stage(item: &Node, r: &Reader) -> Result<StageSpec, InventoryError> {
         })?);
     }
     Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::settings::consul::OPTION_KEYS;
+
+    fn with_consul(line: &str) -> Result<crate::inventory::Inventory, String> {
+        let text = format!(
+            "consul:\n  agents: [http://127.0.0.1:8500]\n  {line}\ngroups:\n  IDE:\n    hosts:\n      - {{ name: a, ip: 10.0.0.1 }}\n"
+        );
+        crate::inventory::parse_str(&text, Path::new("c.yml")).map_err(|e| e.to_string())
+    }
+
+    /// Every client option key (the one list, `OPTION_KEYS`) is a `consul:` key here: a key
+    /// added there cannot be missing from the promfleet format.
+    #[test]
+    fn every_consul_option_key_is_read_from_the_consul_map() {
+        for key in OPTION_KEYS {
+            let value = match *key {
+                "ssl" | "ssl_verify" => "true",
+                "deregister_critical_service_after" => "90m",
+                _ => "x",
+            };
+            let inv =
+                with_consul(&format!("{key}: {value}")).unwrap_or_else(|e| panic!("{key}: {e}"));
+            let mut expected = crate::settings::ConsulOptions::default();
+            expected.set(key, value).expect("valid");
+            assert_eq!(inv.consul.options, expected, "{key}");
+        }
+        let e = with_consul("datacenter: dc2").expect("datacenter");
+        assert_eq!(e.consul.datacenter.as_deref(), Some("dc2"));
+        let e = with_consul("ca_fil: x").expect_err("unknown key");
+        assert!(e.contains("ca_fil") && e.contains("ca_file"), "{e}");
+    }
 }

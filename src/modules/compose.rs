@@ -70,6 +70,10 @@ impl Task for ComposeAction {
         true
     }
 
+    fn wants(&self) -> Vec<super::Want> {
+        vec![super::Want::Project(self.clone())]
+    }
+
     fn facts(&self) -> Vec<Box<dyn crate::facts::ErasedFact>> {
         vec![Box::new(self.fact())]
     }
@@ -150,7 +154,10 @@ impl ComposeAction {
     }
 
     pub async fn run(&self, ctx: &mut HostCtx<'_>) -> Result<Done, TaskError> {
-        let force = ctx.changed_paths.iter().any(|p| self.watch.contains(p));
+        let force = ctx
+            .state
+            .get::<super::file::Written>()
+            .is_some_and(|w| self.watch.iter().any(|p| w.contains(p)));
         let fact = self.fact();
         let facts = ctx.facts()?;
         // Forced, the project is brought up whatever it runs: the fact is read only if it is

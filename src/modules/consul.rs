@@ -10,6 +10,7 @@
 //! `consul_cluster_check` modules (their arguments and defaults are at the end of the file).
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::base::poll::{self, Pace};
@@ -20,6 +21,7 @@ use tokio::sync::Mutex;
 use super::http::{API_BODY_CAP, error_snippet, get_json, read_capped};
 use super::metrics_check::short_reqwest;
 use super::{Done, HostCtx, TaskError};
+use crate::executor::Scheduler;
 
 /// A service as promfleet registers it (Consul's agent API field names).
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -370,13 +372,37 @@ impl ConsulClient {
         Ok(removed)
     }
 
-    /// Every promfleet-managed service on every reachable agent: (agent url, service).
-    pub async fn managed(&self) -> (Vec<(String, AgentService)>, Vec<String>) {
+    /// Every promfleet-managed service on every reachable agent: (agent url, service), and
+    /// why the others could not be asked. Every agent is asked at once (a fan-out of its own:
+    /// a task asking from inside a run must not wait for the run's forks).
+    pub async fn managed(self: &Arc<Self>) -> (Vec<(String, AgentService)>, Vec<String>) {
+        let never = tokio_util::sync::CancellationToken::new();
+        let sched = Scheduler::new(self.agents.len(), never.clone(), never);
+        self.managed_on(&sched).await
+    }
+
+    /// [`ConsulClient::managed`], one agent per item of `sched` (its forks, its Ctrl-C: an
+    /// agent a cancellation kept from being asked is reported as not asked).
+    pub async fn managed_on(
+        self: &Arc<Self>,
+        sched: &Scheduler,
+    ) -> (Vec<(String, AgentService)>, Vec<String>) {
+        let items = (0..self.agents.len())
+            .map(|i| (self.agents[i].clone(), i))
+            .collect();
+        let me = self.clone();
+        let asked = sched
+            .run(items, move |i| {
+                let me = me.clone();
+                async move { me.services(i).await }
+            })
+            .in_order()
+            .await;
         let mut out = Vec::new();
         let mut errors = Vec::new();
-        for i in 0..self.agents.len() {
-            match self.services(i).await {
-                Ok(s) => {
+        for (i, answer) in asked.into_iter().enumerate() {
+            match answer {
+                Some(Ok(s)) => {
                     let mut v: Vec<_> = s
                         .into_values()
                         .filter(|x| {
@@ -390,7 +416,8 @@ impl ConsulClient {
                     v.sort_by(|a, b| a.1.id.cmp(&b.1.id));
                     out.extend(v);
                 }
-                Err(e) => errors.push(format!("{}: {e}", self.agents[i])),
+                Some(Err(e)) => errors.push(format!("{}: {e}", self.agents[i])),
+                None => errors.push(format!("{}: not asked (interrupted)", self.agents[i])),
             }
         }
         (out, errors)
@@ -489,22 +516,27 @@ impl Register {
     pub async fn run(&self, ctx: &mut HostCtx<'_>) -> Result<Done, TaskError> {
         if ctx.check {
             let id = &self.def.id;
-            return Ok(match ctx.consul.compare(&self.def).await {
-                Registration::Ok { .. } => Done::ok(),
-                Registration::Differs { agent, what } => Done::changed().with(format!(
-                    "would update {id} on {agent} ({})",
-                    what.join(", ")
-                )),
-                Registration::Duplicate { agents } => Done::changed().with(format!(
-                    "would keep one copy of {id} (held by {})",
-                    agents.join(", ")
-                )),
-                Registration::Missing { .. } | Registration::Unknown { .. } => {
-                    Done::changed().with(format!("would register {id}"))
-                }
-            });
+            return Ok(
+                match ctx.service::<ConsulClient>()?.compare(&self.def).await {
+                    Registration::Ok { .. } => Done::ok(),
+                    Registration::Differs { agent, what } => Done::changed().with(format!(
+                        "would update {id} on {agent} ({})",
+                        what.join(", ")
+                    )),
+                    Registration::Duplicate { agents } => Done::changed().with(format!(
+                        "would keep one copy of {id} (held by {})",
+                        agents.join(", ")
+                    )),
+                    Registration::Missing { .. } | Registration::Unknown { .. } => {
+                        Done::changed().with(format!("would register {id}"))
+                    }
+                },
+            );
         }
-        let (changed, agent) = ctx.consul.register(&self.def, &ctx.host.name).await?;
+        let (changed, agent) = ctx
+            .service::<ConsulClient>()?
+            .register(&self.def, &ctx.host.name)
+            .await?;
         let d = if changed { Done::changed() } else { Done::ok() };
         Ok(d.with(format!("{} on {agent}", self.def.id)))
     }
@@ -521,7 +553,7 @@ impl Deregister {
         if ctx.check {
             return Ok(Done::changed().with(format!("would deregister {}", self.id)));
         }
-        let n = ctx.consul.deregister(&self.id).await?;
+        let n = ctx.service::<ConsulClient>()?.deregister(&self.id).await?;
         Ok(if n > 0 {
             Done::changed().with(format!("removed {} from {n} agent(s)", self.id))
         } else {
@@ -552,8 +584,9 @@ impl ClusterCheck {
         let base = self.url.trim_end_matches('/');
         // Through the run's Consul client: under ACL default-deny `/v1/agent/members` needs
         // the token, and a TLS agent the client's CA and certificate.
+        let consul = ctx.service::<ConsulClient>().map_err(|e| e.message)?;
         let get = |path: &str| {
-            ctx.consul
+            consul
                 .get(format!("{base}{path}"))
                 .timeout(Duration::from_secs(5))
         };
@@ -693,6 +726,10 @@ impl super::Module for ClusterCheckModule {
 
 impl super::Task for Register {
     super::task_run!();
+
+    fn wants(&self) -> Vec<super::Want> {
+        vec![super::Want::Service(self.def.clone())]
+    }
 }
 
 impl super::Task for Deregister {

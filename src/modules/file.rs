@@ -109,8 +109,27 @@ impl Module for FileModule {
     }
 }
 
+/// Host state (`HostCtx::state`): the remote paths this play changed (or, in check mode,
+/// would change) so far, written by `template`/`copy` and `restore`, read by `compose` to
+/// decide on `up`.
+#[derive(Debug, Default)]
+pub struct Written(pub Vec<String>);
+
+impl Written {
+    pub fn contains(&self, path: &str) -> bool {
+        self.0.iter().any(|p| p == path)
+    }
+}
+
 impl Task for FileAction {
     super::task_run!();
+
+    fn wants(&self) -> Vec<super::Want> {
+        vec![super::Want::File {
+            dest: self.dest.clone(),
+            sha256: sha256_hex(&self.content),
+        }]
+    }
 
     fn needs_ssh(&self) -> bool {
         true
@@ -183,8 +202,8 @@ impl FileAction {
         if !changed {
             return Ok(Done::ok());
         }
-        ctx.changed_paths.push(self.dest.clone());
-        let mut done = Done::changed().with(if ctx.check {
+        ctx.state.entry::<Written>().0.push(self.dest.clone());
+        let mut done = Done::changed().wrote(&self.dest).with(if ctx.check {
             format!("would write {}", self.dest)
         } else {
             format!("wrote {}", self.dest)

@@ -257,7 +257,14 @@ impl HttpAction {
         if ctx.check && !read_only {
             return Ok(Done::skipped(format!("would {} {}", self.method, self.url)));
         }
-        let endpoint = self.endpoint.map(|s| ctx.endpoints.get(s));
+        let endpoints = match self.endpoint {
+            Some(_) => Some(ctx.service::<crate::settings::Endpoints>()?),
+            None => None,
+        };
+        let endpoint = self
+            .endpoint
+            .zip(endpoints.as_deref())
+            .map(|(s, e)| e.get(s));
         let http = endpoint.map_or(ctx.http, Endpoint::client);
         let every = Pace::every(Duration::from_secs(1));
         let polled = poll::until(self.until, every, move || async move {

@@ -66,6 +66,10 @@ impl Module for MetricsCheckModule {
 
 impl Task for MetricsCheck {
     super::task_run!();
+
+    fn wants(&self) -> Vec<super::Want> {
+        vec![super::Want::Endpoint(self.clone())]
+    }
 }
 
 impl MetricsCheck {

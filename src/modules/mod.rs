@@ -7,12 +7,17 @@
 //! `TaskError` whose kind (unreachable, failed, timed out) comes from the transport error in
 //! one place (`ErrorKind::from`).
 //!
+//! Run-wide services (the Consul client) and per-host module state (what `file` wrote, for
+//! `compose`) reach modules through typed maps (`extensions`); what a read-only view needs of
+//! an action (`status`, the health gate) it asks through `Task::wants`.
+//!
 //! Owns: the `Module` and `Task` traits, the registry, the generic `HostCtx` and `PlanCtx`,
-//! outcomes and task errors. Must not: print, or be named by the planner or the executor.
+//! wanted state, outcomes and task errors. Must not: print, or be named by the planner or the executor.
 
 pub mod command;
 pub mod compose;
 pub mod consul;
+pub mod extensions;
 pub mod file;
 pub mod http;
 pub mod metrics;
@@ -23,6 +28,7 @@ pub mod restore;
 mod tests;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
@@ -33,6 +39,8 @@ use crate::inventory::Host;
 use crate::playbook::Renderer;
 use crate::report::Masker;
 use crate::transport::{Transport, TransportError};
+
+pub use extensions::{HostState, Services};
 
 /// The built-in modules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -204,6 +212,24 @@ pub trait Task: Send + Sync {
     fn facts(&self) -> Vec<Box<dyn ErasedFact>> {
         Vec::new()
     }
+    /// The state the action establishes on its host, for the read-only views (`status`
+    /// compares it with the host's facts, the health gate waits for its services).
+    fn wants(&self) -> Vec<Want> {
+        Vec::new()
+    }
+}
+
+/// A piece of wanted state an action establishes on its host.
+#[derive(Debug, Clone)]
+pub enum Want {
+    /// A file at `dest` with this content (SHA-256 hex).
+    File { dest: String, sha256: String },
+    /// A compose project with its services running.
+    Project(compose::ComposeAction),
+    /// A metrics endpoint answering with samples.
+    Endpoint(metrics_check::MetricsCheck),
+    /// A service registered for discovery (what Prometheus scrapes).
+    Service(consul::ServiceDef),
 }
 
 /// A task's `run` as the inherent `async fn run` of its type.
@@ -257,6 +283,11 @@ impl Action {
         self.task().facts()
     }
 
+    /// See [`Task::wants`].
+    pub fn wants(&self) -> Vec<Want> {
+        self.task().wants()
+    }
+
     /// See [`Task::needs_ssh`].
     pub fn needs_ssh(&self) -> bool {
         self.task().needs_ssh()
@@ -298,6 +329,8 @@ pub struct Done {
     pub detail: Option<String>,
     /// Unified diff of a changed file (`--diff`), masked.
     pub diff: Option<String>,
+    /// The remote file the task changed (recorded in the run's state for `rollback`).
+    pub wrote: Option<String>,
 }
 
 impl Done {
@@ -306,6 +339,7 @@ impl Done {
             outcome: Outcome::Ok,
             detail: None,
             diff: None,
+            wrote: None,
         }
     }
     pub fn changed() -> Done {
@@ -313,6 +347,7 @@ impl Done {
             outcome: Outcome::Changed,
             detail: None,
             diff: None,
+            wrote: None,
         }
     }
     /// Not run (check mode, condition false), with the reason.
@@ -321,10 +356,16 @@ impl Done {
             outcome: Outcome::Skipped,
             detail: Some(detail.into()),
             diff: None,
+            wrote: None,
         }
     }
     pub fn with(mut self, detail: impl Into<String>) -> Done {
         self.detail = Some(detail.into());
+        self
+    }
+    /// Changed because it wrote the remote file `path`.
+    pub fn wrote(mut self, path: impl Into<String>) -> Done {
+        self.wrote = Some(path.into());
         self
     }
 }
@@ -432,15 +473,13 @@ pub struct HostCtx<'a> {
     /// The host's facts for this run, over the same connection (`None` without one).
     pub facts: Option<&'a Facts>,
     pub http: &'a reqwest::Client,
-    pub consul: &'a consul::ConsulClient,
-    /// Prometheus' and Alertmanager's clients (TLS, basic auth): `prometheus_targets`, and
-    /// `http` with `endpoint:`.
-    pub endpoints: &'a crate::settings::Endpoints,
+    /// The run-wide services the caller built (each module asks for its own by type).
+    pub services: &'a Services,
     pub check: bool,
     pub diff: bool,
     pub masker: &'a Masker,
-    /// Remote paths written (changed) so far in this play, for `compose` to decide on `up`.
-    pub changed_paths: Vec<String>,
+    /// The host's module state in this play (kept across its steps and their retries).
+    pub state: &'a mut HostState,
 }
 
 impl<'a> HostCtx<'a> {
@@ -452,6 +491,16 @@ impl<'a> HostCtx<'a> {
     pub fn facts(&self) -> Result<&'a Facts, TaskError> {
         self.facts
             .ok_or_else(|| TaskError::permanent("no SSH session for this host"))
+    }
+
+    /// The run's service of type `T` (the Consul client, …).
+    pub fn service<T: std::any::Any + Send + Sync>(&self) -> Result<Arc<T>, TaskError> {
+        self.services.shared::<T>().ok_or_else(|| {
+            TaskError::permanent(format!(
+                "this command runs without {} (a module it does not support)",
+                std::any::type_name::<T>()
+            ))
+        })
     }
 }
 

@@ -62,7 +62,10 @@ impl TargetsCheck {
         ctx: &HostCtx<'_>,
         want: &[Expect],
     ) -> Result<String, poll::Miss<Missed>> {
-        let fetched = PromTargets::fetch(&ctx.endpoints.prometheus, &self.url).await;
+        let endpoints = ctx
+            .service::<crate::settings::Endpoints>()
+            .map_err(|e| poll::Miss::Fail(Missed::NotYet(e.to_string())))?;
+        let fetched = PromTargets::fetch(&endpoints.prometheus, &self.url).await;
         let seen = match fetched.targets {
             Ok(t) => t,
             // Refused credentials stay refused: fail now, not at the deadline.
@@ -104,7 +107,10 @@ impl TargetsCheck {
         if ctx.check {
             return Ok(Done::skipped("not checked in --check mode"));
         }
-        let (services, errors) = ctx.consul.managed().await;
+        let (services, errors) = ctx
+            .service::<super::consul::ConsulClient>()?
+            .managed()
+            .await;
         if services.is_empty() && !errors.is_empty() {
             return Err(TaskError::transient(format!(
                 "cannot list registered services: {}",

@@ -59,8 +59,11 @@ impl RestoreAction {
         if !changed {
             return Ok(Done::ok().with(format!("{} already equals {prev}", self.dest)));
         }
-        ctx.changed_paths.push(self.dest.clone());
-        Ok(Done::changed().with(if ctx.check {
+        ctx.state
+            .entry::<super::file::Written>()
+            .0
+            .push(self.dest.clone());
+        Ok(Done::changed().wrote(&self.dest).with(if ctx.check {
             format!("would restore {} from {prev}", self.dest)
         } else {
             format!("restored {} from {prev}", self.dest)

@@ -8,9 +8,9 @@ use bytes::Bytes;
 use super::command::CommandAction;
 use super::compose::ComposeAction;
 use super::consul::ConsulClient;
-use super::file::FileAction;
+use super::file::{FileAction, Written};
 use super::restore::RestoreAction;
-use super::{Done, ErrorKind, HostCtx, Outcome, TaskError};
+use super::{Done, ErrorKind, HostCtx, HostState, Outcome, Services, TaskError};
 use crate::facts::Facts;
 use crate::inventory::{Host, SourcePos};
 use crate::report::Masker;
@@ -22,12 +22,11 @@ struct Bench {
     fake: Arc<FakeHost>,
     facts: Facts,
     http: reqwest::Client,
-    consul: ConsulClient,
-    endpoints: crate::settings::Endpoints,
+    services: Services,
     masker: Masker,
     check: bool,
     diff: bool,
-    changed_paths: Vec<String>,
+    state: HostState,
 }
 
 impl Bench {
@@ -46,14 +45,28 @@ impl Bench {
             },
             fake: fake.clone(),
             facts: Facts::new(fake),
-            consul: ConsulClient::new(Vec::new(), None, http.clone()),
-            endpoints: crate::settings::Endpoints::default(),
+            services: Services::new()
+                .with(Arc::new(ConsulClient::new(Vec::new(), None, http.clone())))
+                .with(Arc::new(crate::settings::Endpoints::default())),
             http,
             masker: Masker::default(),
             check: false,
             diff: false,
-            changed_paths: Vec::new(),
+            state: HostState::default(),
         }
+    }
+
+    /// The paths the play changed so far (`file::Written`).
+    fn written(&self) -> Vec<String> {
+        self.state
+            .get::<Written>()
+            .map(|w| w.0.clone())
+            .unwrap_or_default()
+    }
+
+    /// As if an earlier step of the play had changed `paths`.
+    fn set_written(&mut self, paths: &[&str]) {
+        self.state.entry::<Written>().0 = paths.iter().map(|p| p.to_string()).collect();
     }
 
     async fn run<F>(&mut self, f: F) -> Result<Done, TaskError>
@@ -65,16 +78,13 @@ impl Bench {
             session: Some(self.fake.as_ref()),
             facts: Some(&self.facts),
             http: &self.http,
-            consul: &self.consul,
-            endpoints: &self.endpoints,
+            services: &self.services,
             check: self.check,
             diff: self.diff,
             masker: &self.masker,
-            changed_paths: std::mem::take(&mut self.changed_paths),
+            state: &mut self.state,
         };
-        let r = f(&mut ctx).await;
-        self.changed_paths = ctx.changed_paths;
-        r
+        f(&mut ctx).await
     }
 }
 
@@ -95,7 +105,7 @@ async fn a_file_is_written_once_then_left_alone() {
     let a = file("/etc/x.conf", "v1\n", 0o644);
     let first = b.run(async |c| a.run(c).await).await.expect("write");
     assert_eq!(first.outcome, Outcome::Changed);
-    assert_eq!(b.changed_paths, ["/etc/x.conf"]);
+    assert_eq!(b.written(), ["/etc/x.conf"]);
     let again = b.run(async |c| a.run(c).await).await.expect("again");
     assert_eq!(again.outcome, Outcome::Ok);
     // A mode change alone is a change.
@@ -157,7 +167,7 @@ async fn a_lost_write_is_unreachable_and_a_refused_one_failed() {
         .expect_err("refused");
     assert_eq!((e.kind, e.transient), (ErrorKind::Failed, false));
     assert!(e.message.contains("Read-only file system"), "{}", e.message);
-    assert!(b.changed_paths.is_empty());
+    assert!(b.written().is_empty());
 }
 
 #[tokio::test]
@@ -229,11 +239,11 @@ async fn compose_is_forced_only_by_a_watched_file() {
     b.fake.on(PROBE, project("node-exporter"));
     let a = compose();
     // Another file of the project changed (reloaded, not recreated): not forced.
-    b.changed_paths = vec!["/opt/exp/prometheus.yml".into()];
+    b.set_written(&["/opt/exp/prometheus.yml"]);
     let done = b.run(async |c| a.run(c).await).await.expect("calm");
     assert_eq!(done.outcome, Outcome::Ok);
     assert_eq!(b.fake.count(UP), 0);
-    b.changed_paths = vec!["/opt/exp/docker-compose.yml".into()];
+    b.set_written(&["/opt/exp/docker-compose.yml"]);
     let done = b.run(async |c| a.run(c).await).await.expect("forced");
     assert_eq!(done.outcome, Outcome::Changed);
     assert_eq!(done.detail.as_deref(), Some("up -d (compose file changed)"));
@@ -278,7 +288,7 @@ async fn compose_in_check_mode_on_a_new_host_would_run_up() {
     let mut b = Bench::new();
     b.check = true;
     b.fake.on(PROBE, Reply::fail(10, ""));
-    b.changed_paths = vec!["/opt/exp/docker-compose.yml".into()];
+    b.set_written(&["/opt/exp/docker-compose.yml"]);
     let done = b
         .run(async |c| compose().run(c).await)
         .await
@@ -595,8 +605,97 @@ async fn forced_compose_runs_up_though_the_prefetched_fact_predates_the_project(
     let mut b = Bench::new();
     b.fake.on(PROBE, Reply::fail(10, ""));
     b.facts.get(&compose().fact()).await.expect("prefetched");
-    b.changed_paths = vec!["/opt/exp/docker-compose.yml".into()];
+    b.set_written(&["/opt/exp/docker-compose.yml"]);
     let done = b.run(async |c| compose().run(c).await).await.expect("up");
     assert_eq!(done.detail.as_deref(), Some("up -d (compose file changed)"));
     assert_eq!(b.fake.count(UP), 1, "{:?}", b.fake.log());
+}
+
+/// Two Consul doubles, each holding one promfleet service and one service of someone else.
+async fn two_agents() -> (Vec<testkit::consul_double::ConsulDouble>, Arc<ConsulClient>) {
+    let mut doubles = Vec::new();
+    for (i, host) in ["h1", "h2"].iter().enumerate() {
+        let d = testkit::consul_double::ConsulDouble::start(([127, 0, 0, 1], 0).into())
+            .await
+            .expect("double");
+        d.register_direct(serde_json::json!({
+            "ID": format!("node-exporter-{host}"), "Name": "node-exporter",
+            "Address": "127.0.0.1", "Port": 9100 + i,
+            "Meta": {"managed_by": "promfleet", "hostname": host}
+        }))
+        .expect("register");
+        d.register_direct(serde_json::json!({
+            "ID": format!("theirs-{i}"), "Name": "theirs", "Address": "127.0.0.1", "Port": 80
+        }))
+        .expect("register");
+        doubles.push(d);
+    }
+    let urls = doubles.iter().map(|d| d.url()).collect();
+    let client = Arc::new(ConsulClient::new(urls, None, reqwest::Client::new()));
+    (doubles, client)
+}
+
+/// `managed` fans out on the Scheduler: every agent is one item (a progress event each) and
+/// only promfleet's services come back, each with the agent holding it.
+#[tokio::test(flavor = "multi_thread")]
+async fn managed_asks_every_agent_as_one_scheduler_item() {
+    use crate::executor::Scheduler;
+    use crate::report::Progress;
+    use tokio_util::sync::CancellationToken;
+    let (doubles, client) = two_agents().await;
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s = seen.clone();
+    let sched = Scheduler::new(1, CancellationToken::new(), CancellationToken::new())
+        .with_progress(Arc::new(move |p: &Progress| {
+            s.lock().expect("lock").push(p.clone())
+        }));
+    let (services, errors) = client.managed_on(&sched).await;
+    assert!(errors.is_empty(), "{errors:?}");
+    let got: Vec<(String, String)> = services
+        .iter()
+        .map(|(agent, s)| (agent.clone(), s.id.clone()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (doubles[0].url(), "node-exporter-h1".to_string()),
+            (doubles[1].url(), "node-exporter-h2".to_string()),
+        ]
+    );
+    let started: Vec<String> = seen
+        .lock()
+        .expect("lock")
+        .iter()
+        .filter_map(|p| match p {
+            Progress::Started { label, .. } => Some(label.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(started, [doubles[0].url(), doubles[1].url()]);
+    // Without a scheduler of the caller's (a task inside a run): the same answer.
+    let (again, _) = client.managed().await;
+    assert_eq!(again.len(), 2);
+}
+
+/// A cancelled run asks no agent and says so, instead of reporting an empty agent.
+#[tokio::test(flavor = "multi_thread")]
+async fn managed_after_a_cancel_asks_no_agent() {
+    use crate::executor::Scheduler;
+    use tokio_util::sync::CancellationToken;
+    let (doubles, client) = two_agents().await;
+    let cancel = CancellationToken::new();
+    cancel.cancel();
+    let sched = Scheduler::new(4, cancel, CancellationToken::new());
+    let (services, errors) = client.managed_on(&sched).await;
+    assert!(services.is_empty());
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(
+        errors
+            .iter()
+            .all(|e| e.ends_with("not asked (interrupted)")),
+        "{errors:?}"
+    );
+    for d in &doubles {
+        assert!(d.requests().is_empty(), "{:?}", d.requests());
+    }
 }

@@ -231,6 +231,40 @@ pub enum PruneAction {
     Failed(String),
 }
 
+/// `inventory list`: the selected hosts and the inventory's Consul agents.
+#[derive(Debug, Clone, Serialize)]
+pub struct HostListing {
+    pub hosts: Vec<ListedHost>,
+    pub agents: Vec<String>,
+}
+
+/// One host of `inventory list` (JSON: these names).
+#[derive(Debug, Clone, Serialize)]
+pub struct ListedHost {
+    pub name: String,
+    /// The address the table shows (a `--no-resolve` stand-in too).
+    #[serde(skip)]
+    pub shown_ip: String,
+    /// `None` for a `--no-resolve` stand-in: no address of the host's.
+    pub ip: Option<String>,
+    pub group: String,
+    pub resolved_from: Option<String>,
+    pub groups: Vec<String>,
+    pub user: Option<String>,
+    pub port: Option<u16>,
+    pub address: String,
+    #[serde(rename = "become")]
+    pub become_root: Option<bool>,
+    /// Where the sudo password comes from, never the password.
+    pub become_password_from: Option<String>,
+}
+
+/// `inventory ssh-config`: how each host will be reached, or why it cannot be resolved.
+#[derive(Debug, Clone)]
+pub struct SshTargets {
+    pub hosts: Vec<(String, Result<crate::transport::Target, String>)>,
+}
+
 /// A fan-out's progress, from `executor::Scheduler`: every item gets `Started` then
 /// `Finished`, or `Skipped` when a cancellation kept it from starting. `index` is the item's
 /// place in the fan-out's input, `label` its name (a host, an Alertmanager, a service).
@@ -243,8 +277,8 @@ pub enum Progress {
 
 /// Receives everything a command has to say: the executor's progress, the fan-outs'
 /// progress, and each command's typed results. Implementations must not block for long.
-/// Nothing outside `report` formats for the terminal or writes to stdout/stderr (apart from
-/// `main`'s last-resort error when the runtime cannot start).
+/// Nothing outside `report` formats for the terminal or writes to stdout/stderr (generated
+/// bytes — completion scripts, man pages — go out through `Printer::raw_stdout`).
 pub trait Reporter: Send + Sync {
     /// A fan-out of `total` items begins (`status`, `exec`, …): sizes the progress bar.
     fn work_started(&self, _what: &str, _total: usize) {}
@@ -275,6 +309,13 @@ pub trait Reporter: Send + Sync {
     fn alert_tested(&self, _group: &str, _outcomes: &[crate::status::alert::AlertOutcome]) {}
     /// `consul prune`: one stale service and what was done with it.
     fn pruned(&self, _p: &Pruned) {}
+    /// `inventory list`: the selected hosts.
+    fn hosts_listed(&self, _l: &HostListing) {}
+    /// `inventory ssh-config`: every selected host's resolved target.
+    fn ssh_targets(&self, _t: &SshTargets) {}
+    /// A document the command generated, for stdout as is (a YAML inventory, the list of
+    /// files differing from the built-in ones): `-q` does not silence it.
+    fn generated(&self, _text: &str) {}
     /// The command is over: take progress bars down.
     fn finish(&self) {}
 }

@@ -5,8 +5,8 @@
 use serde::Serialize;
 
 use super::{
-    ExecResult, ExecSummary, HostReport, Progress, Pruned, Reporter, RunReport, TaskReport,
-    TerminalReporter, render,
+    ExecResult, ExecSummary, HostListing, HostReport, Progress, Pruned, Reporter, RunReport,
+    SshTargets, TaskReport, TerminalReporter, render,
 };
 use crate::status::StatusReport;
 use crate::status::alert::AlertOutcome;
@@ -94,6 +94,28 @@ impl Reporter for JsonReporter {
 
     fn pruned(&self, p: &Pruned) {
         self.line(p);
+    }
+
+    /// The hosts as one JSON array.
+    fn hosts_listed(&self, l: &HostListing) {
+        self.document(&l.hosts);
+    }
+
+    /// One JSON array: each host's target, or its name and why it could not be resolved.
+    fn ssh_targets(&self, t: &SshTargets) {
+        let rows: Vec<serde_json::Value> = t
+            .hosts
+            .iter()
+            .map(|(host, target)| match target {
+                Ok(t) => render::ssh_target_json(t),
+                Err(e) => serde_json::json!({"name": host, "error": e}),
+            })
+            .collect();
+        self.document(&rows);
+    }
+
+    fn generated(&self, text: &str) {
+        self.terminal.generated(text);
     }
 
     fn finish(&self) {

@@ -22,8 +22,8 @@ mod terminal;
 
 pub use atomic::write_atomic;
 pub use event::{
-    ExecResult, ExecSummary, ExitCode, GateResult, HostReport, HostStatus, Progress, PruneAction,
-    Pruned, Reporter, RunReport, Silent, TaskReport,
+    ExecResult, ExecSummary, ExitCode, GateResult, HostListing, HostReport, HostStatus, ListedHost,
+    Progress, PruneAction, Pruned, Reporter, RunReport, Silent, SshTargets, TaskReport,
 };
 pub use json::JsonReporter;
 pub use lock::{LockError, StateLock};

@@ -64,6 +64,22 @@ impl Printer {
         eprintln!("error: {}", self.masker.mask(message));
     }
 
+    /// Bytes generated for a program to read as they are (a completion script, a man page):
+    /// on stdout, unmasked (they hold no secret: built from the clap definitions only).
+    pub fn raw_stdout(&self, bytes: &[u8]) -> std::io::Result<()> {
+        use std::io::Write;
+        self.reporter.finish();
+        let mut out = std::io::stdout().lock();
+        out.write_all(bytes)?;
+        out.flush()
+    }
+
+    /// An error before the command's output flags are known (the project file, the async
+    /// runtime): through a default printer, masked, on stderr.
+    pub fn early_error(message: &str) {
+        Printer::new(OutputPolicy::default()).error(message);
+    }
+
     /// The command is over: take progress bars down (the process exits without dropping).
     pub fn finish(&self) {
         self.reporter.finish();

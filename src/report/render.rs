@@ -1,10 +1,12 @@
 //! Text renderings of the commands' typed results (status tables, `exec` host blocks,
-//! `alert test` lines, `consul prune` lines): what the terminal reporter prints. Pure
+//! `alert test` lines, `consul prune` lines, `inventory list` and `ssh-config`): what the
+//! terminal reporter prints (and the JSON reporter, for the resolved SSH targets). Pure
 //! functions from data to text; masking is the reporter's.
 
-use super::{ExecResult, ExecSummary, PruneAction, Pruned};
+use super::{ExecResult, ExecSummary, HostListing, PruneAction, Pruned};
 use crate::status::alert::AlertOutcome;
 use crate::status::{CentralRow, HostRow, State, StatusReport};
+use crate::transport::{StrictHostKeyChecking, Target};
 
 /// One `exec` host: `host | CHANGED | rc=0`, its stdout, its stderr lines prefixed.
 pub fn exec_host(r: &ExecResult) -> String {
@@ -226,6 +228,132 @@ fn central_table(central: &[CentralRow]) -> String {
     table(&rows)
 }
 
+/// `inventory list`: HOST IP GROUP SSH, then the counts and the Consul agents.
+pub fn host_listing(l: &HostListing) -> String {
+    let w = l
+        .hosts
+        .iter()
+        .map(|h| h.name.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    let mut out = format!("{:<w$}  {:<15}  {:<12}  SSH\n", "HOST", "IP", "GROUP");
+    for h in &l.hosts {
+        let user = h
+            .user
+            .as_deref()
+            .map(|u| format!("{u}@"))
+            .unwrap_or_default();
+        let ssh = format!("{user}{}:{}", h.address, h.port.unwrap_or(22));
+        out.push_str(&format!(
+            "{:<w$}  {:<15}  {:<12}  {ssh}\n",
+            h.name, h.shown_ip, h.group
+        ));
+    }
+    let groups: std::collections::BTreeSet<&str> =
+        l.hosts.iter().map(|h| h.group.as_str()).collect();
+    out.push_str(&format!(
+        "\n{} host(s) in {} group(s); Consul agents: {}\n",
+        l.hosts.len(),
+        groups.len(),
+        if l.agents.is_empty() {
+            "none".to_string()
+        } else {
+            l.agents.join(", ")
+        }
+    ));
+    out
+}
+
+fn strict_name(s: Option<StrictHostKeyChecking>) -> Option<&'static str> {
+    s.map(|s| match s {
+        StrictHostKeyChecking::Yes => "yes",
+        StrictHostKeyChecking::AcceptNew => "accept-new",
+        StrictHostKeyChecking::No => "no",
+    })
+}
+
+/// A resolved target as JSON; `null` = not set by the config (promfleet's flag applies).
+pub fn ssh_target_json(t: &Target) -> serde_json::Value {
+    let paths = |v: &[std::path::PathBuf]| -> Vec<String> {
+        v.iter().map(|p| p.display().to_string()).collect()
+    };
+    serde_json::json!({
+        "name": t.name,
+        "hostname": t.address,
+        "user": t.user,
+        "port": t.port,
+        "identityfile": paths(&t.keys),
+        "identityfile_explicit": t.keys_explicit,
+        "identitiesonly": t.identities_only,
+        "proxyjump": t.jump.as_deref().map(ssh_target_json),
+        "hostkeyalias": t.host_key_alias,
+        "userknownhostsfile": paths(&t.user_known_hosts),
+        "globalknownhostsfile": paths(&t.global_known_hosts),
+        "stricthostkeychecking": strict_name(t.strict_host_key_checking),
+        "hashknownhosts": t.hash_known_hosts,
+        "connecttimeout": t.connect_timeout.map(|d| d.as_secs()),
+        "serveraliveinterval": t.server_alive_interval.map(|d| d.as_secs()),
+        "serveralivecountmax": t.server_alive_count_max,
+        "become": t.become_root,
+    })
+}
+
+/// `ssh -G`-style lines; a bastion's lines follow, indented, under `proxyjump`.
+pub fn ssh_target_text(t: &Target, indent: &str) -> String {
+    let mut out = format!("{indent}{}\n", t.name);
+    let mut line = |k: &str, v: &str| out.push_str(&format!("{indent}  {k} {v}\n"));
+    let yes = |b: bool| if b { "yes" } else { "no" };
+    let unset = "(not set: promfleet's flag applies)";
+    line("hostname", &t.address);
+    line("user", &t.user);
+    line("port", &t.port.to_string());
+    for k in &t.keys {
+        line("identityfile", &k.display().to_string());
+    }
+    line("identitiesonly", yes(t.identities_only));
+    line(
+        "hostkeyalias",
+        t.host_key_alias.as_deref().unwrap_or("none"),
+    );
+    let files = |v: &[std::path::PathBuf]| {
+        v.iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    line(
+        "userknownhostsfile",
+        &Some(files(&t.user_known_hosts))
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| unset.into()),
+    );
+    line("globalknownhostsfile", &files(&t.global_known_hosts));
+    line(
+        "stricthostkeychecking",
+        strict_name(t.strict_host_key_checking).unwrap_or(unset),
+    );
+    line("hashknownhosts", yes(t.hash_known_hosts));
+    let secs = |d: Option<std::time::Duration>| {
+        d.map_or_else(|| unset.to_string(), |d| d.as_secs().to_string())
+    };
+    line("connecttimeout", &secs(t.connect_timeout));
+    line("serveraliveinterval", &secs(t.server_alive_interval));
+    line(
+        "serveralivecountmax",
+        &t.server_alive_count_max
+            .map_or_else(|| unset.to_string(), |n| n.to_string()),
+    );
+    match &t.jump {
+        None => line("proxyjump", "none"),
+        Some(j) => {
+            line("proxyjump", "");
+            out.push_str(&ssh_target_text(j, &format!("{indent}    ")));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -273,5 +401,48 @@ mod tests {
         s.not_run = 2;
         s.hosts = 5;
         assert!(exec_summary(&s).contains(", 2 not run (interrupted) in"));
+    }
+
+    fn listed(name: &str, ip: &str, stand_in: bool) -> super::super::ListedHost {
+        super::super::ListedHost {
+            name: name.into(),
+            shown_ip: ip.into(),
+            ip: (!stand_in).then(|| ip.to_string()),
+            group: "IDE".into(),
+            resolved_from: stand_in.then(|| format!("{name}.example")),
+            groups: vec!["IDE".into()],
+            user: Some("ops".into()),
+            port: None,
+            address: ip.into(),
+            become_root: Some(true),
+            become_password_from: Some("env SUDO_PW".into()),
+        }
+    }
+
+    /// `inventory list`: the table people read, and the JSON programs read (a stand-in
+    /// address is shown in the table but is `null` in JSON; `become`, never the password).
+    #[test]
+    fn inventory_list_as_a_table_and_as_json() {
+        let l = HostListing {
+            hosts: vec![
+                listed("web1", "10.0.0.1", false),
+                listed("db", "192.0.2.7", true),
+            ],
+            agents: vec![],
+        };
+        assert_eq!(
+            host_listing(&l),
+            "HOST  IP               GROUP         SSH\n\
+             web1  10.0.0.1         IDE           ops@10.0.0.1:22\n\
+             db    192.0.2.7        IDE           ops@192.0.2.7:22\n\
+             \n2 host(s) in 1 group(s); Consul agents: none\n"
+        );
+        let v = serde_json::to_value(&l.hosts).expect("json");
+        assert_eq!(v[0]["ip"], "10.0.0.1");
+        assert!(v[1]["ip"].is_null());
+        assert_eq!(v[1]["resolved_from"], "db.example");
+        assert_eq!(v[0]["become"], true);
+        assert_eq!(v[0]["become_password_from"], "env SUDO_PW");
+        assert!(v[0].get("shown_ip").is_none());
     }
 }

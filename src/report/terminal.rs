@@ -12,8 +12,8 @@ use std::time::Duration;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::{
-    ExecResult, ExecSummary, HostReport, HostStatus, Masker, Progress, Pruned, Reporter, RunReport,
-    TaskReport, recap, render,
+    ExecResult, ExecSummary, HostListing, HostReport, HostStatus, Masker, Progress, Pruned,
+    Reporter, RunReport, SshTargets, TaskReport, recap, render,
 };
 use crate::modules::Outcome;
 use crate::status::StatusReport;
@@ -249,6 +249,23 @@ impl Reporter for TerminalReporter {
             (line, true) => self.stderr(&format!("{line}\n")),
             (line, false) => self.stdout(&format!("{line}\n")),
         }
+    }
+
+    fn hosts_listed(&self, l: &HostListing) {
+        self.stdout(&render::host_listing(l));
+    }
+
+    fn ssh_targets(&self, t: &SshTargets) {
+        for (host, target) in &t.hosts {
+            match target {
+                Ok(t) => self.stdout(&render::ssh_target_text(t, "")),
+                Err(e) => self.stderr(&format!("{host}: {e}\n")),
+            }
+        }
+    }
+
+    fn generated(&self, text: &str) {
+        self.stdout(text);
     }
 
     fn finish(&self) {

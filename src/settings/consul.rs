@@ -42,7 +42,8 @@ pub struct ConsulOptions {
 }
 
 /// The keys of `ConsulOptions` as written in the inventory, the project file and, prefixed
-/// with `consul_`, the secrets file.
+/// with `consul_`, the secrets file and Ansible variables: the one list of them (the
+/// promfleet inventory's `consul:` map adds only `agents` and `datacenter`).
 pub const OPTION_KEYS: &[&str] = &[
     "ssl",
     "ssl_verify",

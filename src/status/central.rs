@@ -12,8 +12,12 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use std::sync::Arc;
+
 use super::{CentralRow, Check, State};
+use crate::executor::Scheduler;
 use crate::inventory::{Host, Inventory, Vars};
+use crate::modules::consul::ConsulClient;
 use crate::modules::http::{API_BODY_CAP, read_capped};
 use crate::modules::metrics_check::short_reqwest;
 use crate::settings::{Endpoint, Endpoints};
@@ -57,14 +61,17 @@ pub fn service_url(vars: &Vars, host: &Host, service: &str, port_var: &str) -> O
     ))
 }
 
-/// Every central row: Consul agents first, then each monitoring host's services.
-/// `endpoints`: Prometheus' and Alertmanager's clients (TLS, basic auth); `http` the others'.
+/// Every central row: Consul agents first, then each monitoring host's services. Each
+/// service is one item of `sched` (its forks; after Ctrl-C no new one is asked and those
+/// not asked are left out of the rows). `endpoints`: Prometheus' and Alertmanager's clients
+/// (TLS, basic auth); `http` the others'.
 pub async fn gather(
     inv: &Inventory,
     defaults: &Vars,
     http: &reqwest::Client,
-    consul_client: &crate::modules::consul::ConsulClient,
+    consul_client: &Arc<ConsulClient>,
     endpoints: &Endpoints,
+    sched: &Scheduler,
 ) -> Vec<CentralRow> {
     // HA (inventory/topology.rs): every Alertmanager of a datacenter should see all of them;
     // each job carries how many Alertmanagers its datacenter has (1 for other services).
@@ -90,31 +97,56 @@ pub async fn gather(
             }
         }
     }
-    let checks = futures::future::join_all(jobs.iter().map(|(svc, _, url, n)| async move {
-        match svc.as_str() {
-            // Consul's own client: its TLS settings and token.
-            "consul" => consul(consul_client.http(), url, consul_client.token(), wan).await,
-            "prometheus" => {
-                let ep = &endpoints.prometheus;
-                explained(ep, url, prometheus(ep.client(), url).await)
-            }
-            "alertmanager" => {
-                let ep = &endpoints.alertmanager;
-                explained(ep, url, alertmanager(ep.client(), url, *n).await)
-            }
-            "grafana" => grafana(http, url).await,
-            "dingtalk" => healthy(http, &format!("{url}/-/healthy")).await,
-            _ => healthy(http, &format!("{url}/health")).await,
-        }
-    }))
-    .await;
+    let items = jobs
+        .iter()
+        .cloned()
+        .map(|job| (format!("{} {}", job.0, job.1), job))
+        .collect();
+    let (http, consul_client) = (http.clone(), consul_client.clone());
+    let endpoints = endpoints.clone();
+    let s = sched.clone();
+    let checks = sched
+        .run(
+            items,
+            move |(svc, _, url, n): (String, String, String, usize)| {
+                let (http, consul_client, s) = (http.clone(), consul_client.clone(), s.clone());
+                let endpoints = endpoints.clone();
+                async move {
+                    let check = async {
+                        match svc.as_str() {
+                            // Consul's own client: its TLS settings and token.
+                            "consul" => {
+                                consul(consul_client.http(), &url, consul_client.token(), wan).await
+                            }
+                            "prometheus" => {
+                                let ep = &endpoints.prometheus;
+                                explained(ep, &url, prometheus(ep.client(), &url).await)
+                            }
+                            "alertmanager" => {
+                                let ep = &endpoints.alertmanager;
+                                explained(ep, &url, alertmanager(ep.client(), &url, n).await)
+                            }
+                            "grafana" => grafana(&http, &url).await,
+                            "dingtalk" => healthy(&http, &format!("{url}/-/healthy")).await,
+                            _ => healthy(&http, &format!("{url}/health")).await,
+                        }
+                    };
+                    // A second Ctrl-C abandons the services still being asked.
+                    s.or_abort(check).await
+                }
+            },
+        )
+        .in_order()
+        .await;
     jobs.into_iter()
         .zip(checks)
-        .map(|((service, at, url, _), check)| CentralRow {
-            service,
-            at,
-            url,
-            check,
+        .filter_map(|((service, at, url, _), check)| {
+            Some(CentralRow {
+                service,
+                at,
+                url,
+                check: check.flatten()?,
+            })
         })
         .collect()
 }
@@ -306,5 +338,98 @@ async fn grafana(http: &reqwest::Client, base: &str) -> Check {
             }
         }
         Err(e) => down(base, e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::Mutex;
+
+    use tokio_util::sync::CancellationToken;
+
+    use super::*;
+    use crate::report::Progress;
+
+    /// Two Consul agents and one monitoring host with only Prometheus (nothing listens on
+    /// port 1 of loopback: every check is a quick "down").
+    fn fixture() -> (Inventory, Vars, Arc<ConsulClient>) {
+        let inv = crate::inventory::parse_str(
+            "consul:\n  agents: [http://127.0.0.1:1, http://127.0.0.2:1]\nmonitoring:\n  hosts:\n    - { name: mon-01, ip: 127.0.0.1 }\ngroups:\n  IDE:\n    hosts:\n      - { name: a, ip: 127.0.0.3 }\n",
+            Path::new("c.yml"),
+        )
+        .expect("inventory");
+        let mut defaults = Vars::new();
+        defaults.insert("prometheus_port".into(), 1.into());
+        let http = reqwest::Client::new();
+        let consul = Arc::new(ConsulClient::new(inv.consul.agents.clone(), None, http));
+        (inv, defaults, consul)
+    }
+
+    /// Each central service is one item of the Scheduler: a progress event each, rows in
+    /// the inventory's order.
+    #[tokio::test]
+    async fn central_services_are_scheduler_items() {
+        let (inv, defaults, consul) = fixture();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = seen.clone();
+        let sched = Scheduler::new(1, CancellationToken::new(), CancellationToken::new())
+            .with_progress(Arc::new(move |p: &Progress| {
+                if let Progress::Started { label, .. } = p {
+                    s.lock().expect("lock").push(label.clone());
+                }
+            }));
+        let rows = gather(
+            &inv,
+            &defaults,
+            &reqwest::Client::new(),
+            &consul,
+            &Endpoints::default(),
+            &sched,
+        )
+        .await;
+        let got: Vec<(&str, &str)> = rows
+            .iter()
+            .map(|r| (r.service.as_str(), r.at.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("consul", "http://127.0.0.1:1"),
+                ("consul", "http://127.0.0.2:1"),
+                ("prometheus", "mon-01"),
+            ]
+        );
+        assert!(
+            rows.iter().all(|r| r.check.state == State::Down),
+            "{rows:?}"
+        );
+        assert_eq!(
+            *seen.lock().expect("lock"),
+            [
+                "consul http://127.0.0.1:1",
+                "consul http://127.0.0.2:1",
+                "prometheus mon-01"
+            ]
+        );
+    }
+
+    /// After Ctrl-C no service is asked: no row is made up for them.
+    #[tokio::test]
+    async fn central_gather_after_a_cancel_asks_nothing() {
+        let (inv, defaults, consul) = fixture();
+        let cancel = CancellationToken::new();
+        cancel.cancel();
+        let sched = Scheduler::new(4, cancel, CancellationToken::new());
+        let rows = gather(
+            &inv,
+            &defaults,
+            &reqwest::Client::new(),
+            &consul,
+            &Endpoints::default(),
+            &sched,
+        )
+        .await;
+        assert!(rows.is_empty(), "{rows:?}");
     }
 }

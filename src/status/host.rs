@@ -15,10 +15,9 @@ use crate::facts::compose::{ComposeFact, ComposeState};
 use crate::facts::files::{FileFact, FileState};
 use crate::facts::{ErasedFact, FactError, Facts};
 use crate::inventory::Host;
-use crate::modules::Action;
+use crate::modules::Want;
 use crate::modules::compose::ComposeAction;
 use crate::modules::consul::{ConsulClient, Registration, ServiceDef};
-use crate::modules::file::sha256_hex;
 use crate::modules::metrics_check::MetricsCheck;
 use crate::playbook::Step;
 use crate::transport::TransportError;
@@ -39,13 +38,16 @@ impl Wanted {
     pub fn from_steps<'a>(steps: impl IntoIterator<Item = &'a Step>) -> Wanted {
         let mut w = Wanted::default();
         let mut metrics = Vec::new();
-        for s in steps {
-            match &s.action {
-                Some(Action::File(f)) => w.files.push((f.dest.clone(), sha256_hex(&f.content))),
-                Some(Action::Compose(c)) => w.compose = Some(c.clone()),
-                Some(Action::MetricsCheck(m)) => metrics.push(m.clone()),
-                Some(Action::ConsulRegister(r)) => w.registrations.push(r.def.clone()),
-                _ => {}
+        for want in steps
+            .into_iter()
+            .filter_map(|s| s.action.as_ref())
+            .flat_map(|a| a.wants())
+        {
+            match want {
+                Want::File { dest, sha256 } => w.files.push((dest, sha256)),
+                Want::Project(c) => w.compose = Some(c),
+                Want::Endpoint(m) => metrics.push(m),
+                Want::Service(def) => w.registrations.push(def),
             }
         }
         for m in metrics {
@@ -337,9 +339,10 @@ mod tests {
     use super::*;
     use crate::executor::RetryPolicy;
     use crate::fixtures::{host, step};
-    use crate::modules::ModuleKind;
     use crate::modules::compose::ComposeAction;
     use crate::modules::file::FileAction;
+    use crate::modules::file::sha256_hex;
+    use crate::modules::{Action, ModuleKind};
     use crate::transport::fake::{FakeFleet, Reply};
 
     /// `status` reads a host through the same facts as deploy and `--check` (the file and
