@@ -30,7 +30,9 @@ impl Fleet {
             fleet: self,
             user: self.user().to_string(),
             key: self.client_key().to_path_buf(),
-            vars: Vec::new(),
+            // No registry probe from the test hosts: an image to pull would make preflight ask
+            // gcr.io / Docker Hub, outside loopback. Tests of the probe set it themselves.
+            vars: vec![("preflight_registry_timeout".to_string(), Value::from(0))],
             consul: self.consul_agents(),
             extra: Vec::new(),
             host_vars: true,
@@ -58,6 +60,7 @@ impl Fleet {
 impl InventorySpec<'_> {
     /// Add a global var.
     pub fn var(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.vars.retain(|(k, _)| k != key);
         self.vars.push((key.to_string(), value.into()));
         self
     }
