@@ -4,6 +4,12 @@
 //! both local images (`testkit::images`; nothing can be pulled here) — and registration in the
 //! Consul test double. A second run must change nothing and leave the containers alone.
 //!
+//! cAdvisor as upstream runs it (privileged, `/dev/kmsg`) or its minimal-capabilities variant:
+//! preflight chooses the variant where the engine's capability bounding set is incomplete. The
+//! test holds that choice against the engine itself: the container runs as chosen, and the
+//! upstream file (`render`, no preflight) brought up by docker-compose starts exactly when
+//! preflight kept it privileged — else it fails with runc's "unable to apply caps".
+//!
 //! Skipped, with the reason printed, without root, a Docker engine or docker-compose, or when
 //! the exporter ports are taken. The exporters publish on the host's loopback address only
 //! (`exporter_bind_address`), never on every interface. Teardown (`docker-compose down`, and
@@ -323,7 +329,9 @@ fn exporters_run_on_the_real_docker_engine_and_rerun_changes_nothing() {
 
     // First run: files written, containers started, both endpoints checked, both registered.
     let t1 = Instant::now();
-    let first = successful_report(&promfleet(work.path(), &args), "first");
+    let first_out = promfleet(work.path(), &args);
+    let first = successful_report(&first_out, "first");
+    let first_stderr = String::from_utf8_lossy(&first_out.stderr).into_owned();
     eprintln!(
         "{test}: first run took {:?}\n{}",
         t1.elapsed(),
@@ -341,6 +349,46 @@ fn exporters_run_on_the_real_docker_engine_and_rerun_changes_nothing() {
     let cadvisor = running_container("cadvisor-exporter");
     assert_eq!(node.2, images.node_exporter.reference());
     assert_eq!(cadvisor.2, images.cadvisor.reference());
+    // The variant preflight chose (printed during the run) is the one running.
+    let minimal = first_stderr.contains("cadvisor_privileged=false");
+    eprintln!(
+        "{test}: preflight chose cAdvisor {}",
+        if minimal {
+            "minimal-capabilities"
+        } else {
+            "privileged"
+        }
+    );
+    let hc = container_json("cadvisor-exporter", "{{json .HostConfig}}");
+    assert_eq!(hc["Privileged"], !minimal, "{hc:#}\n{first_stderr}");
+    let kmsg = Path::new("/dev/kmsg").exists();
+    let devices: Vec<&str> = hc["Devices"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|d| d["PathOnHost"].as_str())
+        .collect();
+    assert_eq!(devices.contains(&"/dev/kmsg"), kmsg, "{hc:#}");
+    if minimal {
+        assert!(
+            first_stderr.contains("bounding set lacks"),
+            "the adaptation names the missing capability: {first_stderr}"
+        );
+        assert_eq!(hc["CapAdd"], json!(["SYSLOG"]), "{hc:#}");
+    }
+    let mounts = container_json("cadvisor-exporter", "{{json .Mounts}}");
+    let mount_rw = |dest: &str| {
+        mounts
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|m| m["Destination"] == dest)
+            .map(|m| m["RW"].as_bool().unwrap_or(true))
+    };
+    assert_eq!(mount_rw("/var/run"), Some(false), "{mounts:#}");
+    if Path::new("/dev/disk").exists() {
+        assert_eq!(mount_rw("/dev/disk"), Some(false), "{mounts:#}");
+    }
 
     let body = http_get(SocketAddr::new(ip, NODE_PORT), "/metrics");
     assert!(samples(&body, "node_") > 0, "no node_ samples:\n{body}");
@@ -438,7 +486,90 @@ fn exporters_run_on_the_real_docker_engine_and_rerun_changes_nothing() {
     );
     assert_eq!(double.services().len(), 2);
 
+    // Upstream as rendered without preflight: privileged. It starts on this engine exactly
+    // when preflight kept it privileged.
+    let rendered = work.path().join("rendered");
+    let out = promfleet(
+        work.path(),
+        &[
+            "render",
+            playbook.to_str().unwrap(),
+            "-i",
+            inv_path.to_str().unwrap(),
+            "--out",
+            rendered.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "render: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let upstream = find_file(&rendered, "docker-compose.yml").expect("rendered compose file");
+    let text = std::fs::read_to_string(&upstream).unwrap();
+    for want in [
+        "privileged: true",
+        "- /dev/kmsg",
+        "/var/run:/var/run:ro",
+        "/dev/disk/:/dev/disk:ro",
+    ] {
+        assert!(
+            text.contains(want),
+            "upstream rendering lacks {want}:\n{text}"
+        );
+    }
+    run_ok(
+        Command::new("docker-compose")
+            .arg("-f")
+            .arg(deploy_dir.join("docker-compose.yml"))
+            .args(["down", "--timeout", "5"]),
+    );
+    let up = Command::new("docker-compose")
+        .arg("-f")
+        .arg(&upstream)
+        .args(["-p", "pf-engine-upstream", "up", "-d", "cadvisor-exporter"])
+        .output()
+        .expect("run docker-compose");
+    let up_err = String::from_utf8_lossy(&up.stderr).into_owned();
+    let _ = Command::new("docker-compose")
+        .arg("-f")
+        .arg(&upstream)
+        .args(["-p", "pf-engine-upstream", "down", "--timeout", "5"])
+        .output();
+    eprintln!("{test}: upstream (privileged) compose up: {}", up.status);
+    if minimal {
+        assert!(
+            !up.status.success() && up_err.contains("unable to apply caps"),
+            "preflight chose the minimal variant, yet privileged cAdvisor: {}\n{up_err}",
+            up.status
+        );
+    } else {
+        assert!(up.status.success(), "privileged cAdvisor failed: {up_err}");
+    }
+
     drop(double);
     drop(rt);
     eprintln!("{test}: total {:?}", t0.elapsed());
+}
+
+/// `docker inspect --format FORMAT name` as JSON.
+fn container_json(name: &str, format: &str) -> Value {
+    let text = run_ok(Command::new("docker").args(["inspect", "--format", format, name]));
+    serde_json::from_str(text.trim())
+        .unwrap_or_else(|e| panic!("docker inspect {name}: {e}: {text}"))
+}
+
+/// The first file named `name` under `dir`.
+fn find_file(dir: &Path, name: &str) -> Option<PathBuf> {
+    for e in std::fs::read_dir(dir).ok()?.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            if let Some(f) = find_file(&p, name) {
+                return Some(f);
+            }
+        } else if p.file_name().is_some_and(|n| n == name) {
+            return Some(p);
+        }
+    }
+    None
 }

@@ -1,8 +1,10 @@
 //! Preflight on real sshd hosts, for every condition this machine can make real: a process
 //! holding :9100, a login user outside the `docker` group, `/` shared vs private (each host's
-//! sshd in a mount namespace of its own), compose v1 found by detection (this machine has no
-//! compose v2; v2 and the rest — SELinux, cgroup v1, rootless — are unit tests of the fact
-//! parsers on recorded outputs), and a deploy directory on a full filesystem (a tiny tmpfs).
+//! sshd in a mount namespace of its own), compose v1 found by detection, compose v2 only (a
+//! Docker CLI plugin of the login user, no `docker-compose` on the PATH) found and used by
+//! deploy, a deploy directory on a full filesystem (a tiny tmpfs), and the registry of an image
+//! to pull answering (a loopback double) or not (a closed port). SELinux, cgroup v1 and
+//! rootless Docker are unit tests of the fact parsers on recorded outputs.
 //! Then the done-when: 12 hosts, 4 broken 4 ways; `exporters` completes the 8, names
 //! the 4 with reason and fix without touching them, and completes them once repaired.
 
@@ -386,6 +388,279 @@ fn deploy_completes_healthy_hosts_leaves_four_blocked_untouched_then_completes_t
         assert_eq!(testkit::standin::starts(&deploy_dir(h)), 1, "{}", h.name);
     }
     assert!(!fleet.root().join("state/retry").exists());
+}
+
+/// A Unix socket forwarding to the Docker engine's, open to every user: one test host's login
+/// user reaches Docker through it (`DOCKER_HOST`) without joining the `docker` group, which
+/// would change every other test's hosts. Connections end with the test process.
+fn docker_proxy(path: &Path) {
+    use std::os::unix::net::{UnixListener, UnixStream};
+    let listener = UnixListener::bind(path).expect("bind the Docker proxy socket");
+    set_mode(path, 0o666);
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(client) = conn else { break };
+            std::thread::spawn(move || {
+                let Ok(engine) = UnixStream::connect("/var/run/docker.sock") else {
+                    return;
+                };
+                let (Ok(mut c_in), Ok(mut e_out)) = (client.try_clone(), engine.try_clone()) else {
+                    return;
+                };
+                let up = std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut c_in, &mut e_out);
+                    let _ = e_out.shutdown(std::net::Shutdown::Write);
+                });
+                let (mut e_in, mut c_out) = (engine, client);
+                let _ = std::io::copy(&mut e_in, &mut c_out);
+                let _ = c_out.shutdown(std::net::Shutdown::Write);
+                let _ = up.join();
+            });
+        }
+    });
+}
+
+/// A PATH directory with a symlink to every program of the machine's, minus `drop`, plus
+/// `extra` (name, target).
+fn path_dir(dir: &Path, drop: &str, extra: &[(&str, &Path)]) {
+    std::fs::create_dir_all(dir).unwrap();
+    for src in [
+        "/usr/local/sbin",
+        "/usr/local/bin",
+        "/usr/sbin",
+        "/usr/bin",
+        "/sbin",
+        "/bin",
+    ] {
+        let Ok(entries) = std::fs::read_dir(src) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name();
+            if name == drop || dir.join(&name).exists() {
+                continue;
+            }
+            let _ = std::os::unix::fs::symlink(e.path(), dir.join(&name));
+        }
+    }
+    for (name, target) in extra {
+        let _ = std::fs::remove_file(dir.join(name));
+        std::os::unix::fs::symlink(target, dir.join(name)).unwrap();
+    }
+}
+
+#[test]
+fn compose_v2_plugin_is_detected_and_used_where_docker_compose_is_absent_and_v1_elsewhere() {
+    if !ready() {
+        return;
+    }
+    let consul = Double::start();
+    let fleet = Fleet::builder()
+        .hosts(2)
+        .consul_agents([consul.d.url()])
+        .start()
+        .expect("fleet");
+    let hosts: Vec<testkit::sshd::Host> = fleet.hosts().cloned().collect();
+    let (v2, v1) = (&hosts[0], &hosts[1]);
+    let root = fleet.root().to_path_buf();
+    // host001: no `docker-compose` on the PATH; `docker compose` is the login user's CLI
+    // plugin (its DOCKER_CONFIG), which hands the work to the compose stand-in.
+    let config = root.join("docker-config-v2");
+    let plugins = config.join("cli-plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    let plugin = plugins.join("docker-compose");
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("testkit/scripts/compose-plugin-standin"),
+        &plugin,
+    )
+    .unwrap();
+    set_mode(&plugin, 0o755);
+    set_mode(&plugins, 0o1777);
+    path_dir(&root.join("path-v2"), "docker-compose", &[]);
+    // host002: docker-compose (v1: the stand-in itself) and no plugin.
+    let empty_config = root.join("docker-config-v1");
+    std::fs::create_dir_all(&empty_config).unwrap();
+    path_dir(
+        &root.join("path-v1"),
+        "docker-compose",
+        &[("docker-compose", fleet.compose_command())],
+    );
+    for (h, config, path) in [(v2, &config, "path-v2"), (v1, &empty_config, "path-v1")] {
+        let sock = root.join(format!("docker-{}.sock", h.name));
+        docker_proxy(&sock);
+        fleet
+            .add_sshd_config(
+                &h.name,
+                &format!(
+                    "SetEnv DOCKER_CONFIG={} DOCKER_HOST=unix://{} PATH={} STANDIN_COMPOSE={}\n",
+                    config.display(),
+                    sock.display(),
+                    root.join(path).display(),
+                    fleet.compose_command().display()
+                ),
+            )
+            .unwrap();
+    }
+    // What each host's session really has.
+    let mut ssh = fleet.ssh_command(&v2.name).unwrap();
+    let o = ssh
+        .arg("command -v docker-compose; docker compose version --short")
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "2.24.5-standin",
+        "host001's session: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let mut ssh = fleet.ssh_command(&v1.name).unwrap();
+    let o = ssh
+        .arg("docker compose version >/dev/null 2>&1 || echo no-plugin; docker-compose version --short")
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "no-plugin\n1.29.2"
+    );
+
+    let inv = root.join("inventory.yml");
+    fleet
+        .inventory()
+        .adaptive()
+        .host_var(&v2.name, "compose_command", "")
+        .host_var(&v1.name, "compose_command", "")
+        .write(&inv)
+        .unwrap();
+    let out = fleet_run(&["preflight"], &inv, &fleet, &["--output", "json"]);
+    let doc = report(&out);
+    let h = by_host(&doc);
+    assert_eq!(out.status.code(), Some(0), "{doc:#}\n{}", stderr(&out));
+    assert_eq!(
+        h[&v2.name]["checks"]["compose"], "v2 (docker compose 2.24.5-standin)",
+        "{doc:#}"
+    );
+    assert_eq!(
+        h[&v1.name]["checks"]["compose"], "v1 (docker-compose 1.29.2)",
+        "{doc:#}"
+    );
+    // The login user reached the engine (through its DOCKER_HOST).
+    for host in [v2, v1] {
+        assert!(
+            h[&host.name]["checks"]["docker"]
+                .as_str()
+                .unwrap()
+                .contains("as login user"),
+            "{doc:#}"
+        );
+    }
+
+    // Deploy: host001 through `docker compose`, host002 through `docker-compose`.
+    let out = fleet_run(&["exporters"], &inv, &fleet, &["--output", "json"]);
+    let r = report(&out);
+    assert_eq!(out.status.code(), Some(0), "{r:#}\n{}", stderr(&out));
+    let plugin_calls = std::fs::read_to_string(plugins.join("calls.log")).unwrap_or_default();
+    // One `up -d` through the plugin: host001's (host002 has no plugin to go through).
+    let ups = plugin_calls
+        .lines()
+        .filter(|l| l.starts_with("compose -f ") && l.ends_with(" up -d --remove-orphans"))
+        .count();
+    assert_eq!(
+        ups, 1,
+        "`docker compose … up -d` on host001 only: {plugin_calls}"
+    );
+    assert_eq!(testkit::standin::starts(&v2.deploy_dir()), 1);
+    assert_eq!(testkit::standin::starts(&v1.deploy_dir()), 1);
+    assert_eq!(consul.d.services().len(), 4);
+}
+
+/// A registry double on loopback: `GET /v2/` answers 401 with the registry API header, as a
+/// registry that wants a token does. Returns its port.
+fn registry_double() -> u16 {
+    use std::io::{Read, Write};
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in l.incoming() {
+            let Ok(mut c) = conn else { break };
+            let _ = c.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+            let mut buf = [0u8; 4096];
+            let n = c.read(&mut buf).unwrap_or(0);
+            let req = String::from_utf8_lossy(&buf[..n]);
+            let status = if req.starts_with("GET /v2/ ") || req.starts_with("HEAD /v2/ ") {
+                "401 Unauthorized"
+            } else {
+                "404 Not Found"
+            };
+            let _ = write!(
+                c,
+                "HTTP/1.1 {status}\r\nDocker-Distribution-API-Version: registry/2.0\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+        }
+    });
+    port
+}
+
+#[test]
+fn an_image_to_pull_blocks_the_host_when_its_registry_does_not_answer() {
+    if !ready() {
+        return;
+    }
+    if !have("curl") {
+        eprintln!("SKIPPED: needs curl (the probe's client on the test hosts)");
+        return;
+    }
+    let fleet = Fleet::builder().hosts(2).start().expect("fleet");
+    let hosts: Vec<testkit::sshd::Host> = fleet.hosts().cloned().collect();
+    let open = registry_double();
+    let closed = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let inv = fleet.root().join("inventory.yml");
+    // Docker through become (root reaches it); images nobody has, under each mirror.
+    fleet
+        .inventory()
+        .adaptive()
+        .var("preflight_registry_timeout", 3)
+        .var("cadvisor_tag", "pf-never-built")
+        .var("node_exporter_tag", "pf-never-built")
+        .host_ssh(&hosts[0].name, "become", true)
+        .host_ssh(&hosts[1].name, "become", true)
+        .host_var(&hosts[0].name, "compose_command", "")
+        .host_var(&hosts[1].name, "compose_command", "")
+        .host_var(
+            &hosts[0].name,
+            "image_registry",
+            format!("127.0.0.1:{open}"),
+        )
+        .host_var(
+            &hosts[1].name,
+            "image_registry",
+            format!("127.0.0.1:{closed}"),
+        )
+        .write(&inv)
+        .unwrap();
+    let out = fleet_run(&["preflight"], &inv, &fleet, &["--output", "json"]);
+    let doc = report(&out);
+    let h = by_host(&doc);
+    assert_eq!(out.status.code(), Some(2), "{doc:#}");
+    let reachable = &h[&hosts[0].name];
+    assert_ne!(reachable["verdict"], "blocked", "{reachable:#}");
+    assert_eq!(
+        reachable["checks"]["registry"],
+        format!("127.0.0.1:{open} answers /v2/ (http 401)"),
+        "{reachable:#}"
+    );
+    let blocked = &h[&hosts[1].name];
+    assert_eq!(blocked["verdict"], "blocked", "{blocked:#}");
+    let b = blockers(blocked);
+    assert!(
+        b.contains(&format!(
+            "127.0.0.1:{closed}/bitnami/node-exporter:pf-never-built, 127.0.0.1:{closed}/cadvisor/cadvisor:pf-never-built must be pulled and its registry 127.0.0.1:{closed} does not answer within 3s (curl: (7)"
+        )),
+        "{b}"
+    );
+    assert!(b.contains("image_registry") && b.contains("preload"), "{b}");
 }
 
 fn set_mode(p: &Path, mode: u32) {

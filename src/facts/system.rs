@@ -704,6 +704,277 @@ impl Fact for PathsExist {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Capabilities
+
+/// Linux capability names by number (`capability.h`), for the bounding-set check.
+const CAP_NAMES: [&str; 41] = [
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "DAC_READ_SEARCH",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "SETGID",
+    "SETUID",
+    "SETPCAP",
+    "LINUX_IMMUTABLE",
+    "NET_BIND_SERVICE",
+    "NET_BROADCAST",
+    "NET_ADMIN",
+    "NET_RAW",
+    "IPC_LOCK",
+    "IPC_OWNER",
+    "SYS_MODULE",
+    "SYS_RAWIO",
+    "SYS_CHROOT",
+    "SYS_PTRACE",
+    "SYS_PACCT",
+    "SYS_ADMIN",
+    "SYS_BOOT",
+    "SYS_NICE",
+    "SYS_RESOURCE",
+    "SYS_TIME",
+    "SYS_TTY_CONFIG",
+    "MKNOD",
+    "LEASE",
+    "AUDIT_WRITE",
+    "AUDIT_CONTROL",
+    "SETFCAP",
+    "MAC_OVERRIDE",
+    "MAC_ADMIN",
+    "SYSLOG",
+    "WAKE_ALARM",
+    "BLOCK_SUSPEND",
+    "AUDIT_READ",
+    "PERFMON",
+    "BPF",
+    "CHECKPOINT_RESTORE",
+];
+
+/// The capability bounding set of the Docker engine (`dockerd`'s `CapBnd`, or the probe's own
+/// when no dockerd process is visible) and the kernel's last capability. A privileged container
+/// asks for every capability the kernel has; runc cannot grant one outside the engine's
+/// bounding set, and the container does not start (`unable to apply caps: operation not
+/// permitted`, Docker 20.10).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CapabilityBounds;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CapBounds {
+    /// `dockerd` (its process was read) or `session` (the probe's own).
+    pub source: String,
+    pub bounding: u64,
+    /// `/proc/sys/kernel/cap_last_cap` (None: unknown, nothing is judged missing).
+    pub last_cap: Option<u32>,
+}
+
+impl CapBounds {
+    /// Capabilities the kernel has that the bounding set lacks (`SYS_RESOURCE`, or `CAP_<n>`).
+    pub fn missing(&self) -> Vec<String> {
+        let Some(last) = self.last_cap else {
+            return Vec::new();
+        };
+        (0..=last.min(63))
+            .filter(|&n| self.bounding & (1u64 << n) == 0)
+            .map(|n| {
+                CAP_NAMES
+                    .get(n as usize)
+                    .map_or_else(|| format!("CAP_{n}"), |s| (*s).to_string())
+            })
+            .collect()
+    }
+}
+
+const CAP_BOUNDS: &str = r#"p=$(pidof dockerd 2>/dev/null) || p=$(pgrep -x dockerd 2>/dev/null)
+p=${p%% *}; p=${p%%"
+"*}
+if [ -n "$p" ] && b=$(grep '^CapBnd:' "/proc/$p/status" 2>/dev/null); then echo "__capbnd dockerd ${b#CapBnd:}"
+else echo "__capbnd session $(grep '^CapBnd:' /proc/self/status | cut -f2)"; fi
+echo "__last $(cat /proc/sys/kernel/cap_last_cap 2>/dev/null)"
+exit 0"#;
+
+impl Fact for CapabilityBounds {
+    type Output = CapBounds;
+    fn key(&self) -> String {
+        "capability_bounds".into()
+    }
+    fn script(&self) -> Script {
+        Script::new().fragment(CAP_BOUNDS)
+    }
+    fn parse(&self, p: &Probe) -> Result<CapBounds, String> {
+        let mut out = None;
+        let mut last_cap = None;
+        for line in p.stdout.lines() {
+            if let Some(rest) = line.strip_prefix("__capbnd ") {
+                let mut w = rest.split_whitespace();
+                let source = w.next().unwrap_or_default().to_string();
+                let hex = w.next().ok_or_else(|| format!("no CapBnd in `{line}`"))?;
+                let bounding = u64::from_str_radix(hex, 16)
+                    .map_err(|_| format!("CapBnd `{hex}` is not hexadecimal"))?;
+                out = Some((source, bounding));
+            } else if let Some(n) = line.strip_prefix("__last") {
+                last_cap = n.trim().parse().ok();
+            }
+        }
+        let (source, bounding) = out.ok_or("no CapBnd line")?;
+        Ok(CapBounds {
+            source,
+            bounding,
+            last_cap,
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Registry reachability
+
+/// The registry host an image reference is pulled from: its first path part when that names a
+/// host (has `.` or `:`, or is `localhost`), else Docker Hub's API host.
+pub fn registry_of(reference: &str) -> String {
+    match reference.split_once('/') {
+        Some((first, _)) if first.contains(['.', ':']) || first == "localhost" => {
+            if first == "docker.io" || first == "index.docker.io" {
+                DOCKER_HUB.into()
+            } else {
+                first.to_string()
+            }
+        }
+        _ => DOCKER_HUB.into(),
+    }
+}
+
+/// Docker Hub's registry API host (what `docker pull bitnami/node-exporter` talks to).
+pub const DOCKER_HUB: &str = "registry-1.docker.io";
+
+/// For each image the engine does not have, whether its registry answers `GET /v2/` from the
+/// host (HTTPS, then plain HTTP; each try bounded by `timeout_secs`), with curl or wget.
+/// Images present are not probed; each registry is probed once.
+#[derive(Debug, Clone)]
+pub struct RegistryReach {
+    pub refs: Vec<String>,
+    pub timeout_secs: u64,
+}
+
+/// One registry's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reach {
+    /// An HTTP status from `/v2/` (`scheme` https or http).
+    Answered { scheme: String, status: u16 },
+    /// Neither scheme answered: the client's last error.
+    Unreachable { error: String },
+    /// Neither curl nor wget on the host: not checked.
+    NoClient,
+}
+
+impl Reach {
+    /// 200 (open) or 401 (auth required) from `/v2/`: a Docker registry answers.
+    pub fn reachable(&self) -> bool {
+        matches!(
+            self,
+            Reach::Answered {
+                status: 200 | 401,
+                ..
+            }
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RegistryProbe {
+    /// Image references the engine has (not pulled, not probed).
+    pub present: Vec<String>,
+    /// (registry host, answer), one per registry of an absent image.
+    pub registries: Vec<(String, Reach)>,
+}
+
+// `$@`: `<registry> <reference>` pairs. The error line is the client's, on one line.
+const REGISTRY_REACH: &str = r#"set -f
+seen=" "
+for a in "$@"; do
+  reg=${a%% *}; ref=${a#* }
+  if docker image inspect --format x -- "$ref" >/dev/null 2>&1; then echo "__present $ref"; continue; fi
+  case $seen in *" $reg "*) continue ;; esac
+  seen="$seen$reg "
+  if command -v curl >/dev/null 2>&1; then
+    r=""
+    for s in https http; do
+      out=$(curl -skS -o /dev/null -w '\n__code %{http_code}' --connect-timeout "$t" --max-time "$t" "$s://$reg/v2/" 2>&1)
+      code=$(printf '%s\n' "$out" | sed -n 's/^__code //p')
+      if [ -n "$code" ] && [ "$code" != 000 ]; then r="__answer $reg $s $code"; break; fi
+      err=$(printf '%s\n' "$out" | grep -v '^__code' | grep -v '^$' | tail -n 1)
+    done
+    echo "${r:-__unreachable $reg $err}"
+  elif command -v wget >/dev/null 2>&1; then
+    r=""
+    for s in https http; do
+      out=$(wget -S --spider --no-check-certificate -T "$t" -t 1 "$s://$reg/v2/" 2>&1)
+      code=$(printf '%s\n' "$out" | sed -n 's/^ *HTTP\/[0-9.]* \([0-9][0-9][0-9]\).*/\1/p' | tail -n 1)
+      if [ -n "$code" ]; then r="__answer $reg $s $code"; break; fi
+      err=$(printf '%s\n' "$out" | grep -v '^$' | tail -n 1)
+    done
+    echo "${r:-__unreachable $reg $err}"
+  else
+    echo "__noclient $reg"
+  fi
+done
+exit 0"#;
+
+impl Fact for RegistryReach {
+    type Output = RegistryProbe;
+    fn key(&self) -> String {
+        format!(
+            "registry_reach:{}:{}",
+            self.timeout_secs,
+            self.refs.join(" ")
+        )
+    }
+    fn script(&self) -> Script {
+        let pairs: Vec<String> = self
+            .refs
+            .iter()
+            .map(|r| format!("{} {r}", registry_of(r)))
+            .collect();
+        Script::new()
+            .var("t", &self.timeout_secs.max(1).to_string())
+            .positional(pairs.iter().map(String::as_str))
+            .fragment(REGISTRY_REACH)
+    }
+    fn parse(&self, p: &Probe) -> Result<RegistryProbe, String> {
+        let mut out = RegistryProbe::default();
+        for line in p.stdout.lines() {
+            if let Some(r) = line.strip_prefix("__present ") {
+                out.present.push(r.trim().to_string());
+            } else if let Some(rest) = line.strip_prefix("__answer ") {
+                let mut w = rest.split_whitespace();
+                let (Some(reg), Some(scheme), Some(code)) = (w.next(), w.next(), w.next()) else {
+                    return Err(format!("bad registry answer `{line}`"));
+                };
+                let status = code
+                    .parse()
+                    .map_err(|_| format!("bad HTTP status in `{line}`"))?;
+                out.registries.push((
+                    reg.to_string(),
+                    Reach::Answered {
+                        scheme: scheme.to_string(),
+                        status,
+                    },
+                ));
+            } else if let Some(rest) = line.strip_prefix("__unreachable ") {
+                let (reg, error) = rest.split_once(' ').unwrap_or((rest, ""));
+                // The client's error line, bounded (it quotes the host's own text).
+                let error: String = error.trim().chars().take(300).collect();
+                out.registries
+                    .push((reg.to_string(), Reach::Unreachable { error }));
+            } else if let Some(reg) = line.strip_prefix("__noclient ") {
+                out.registries
+                    .push((reg.trim().to_string(), Reach::NoClient));
+            }
+        }
+        Ok(out)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -970,6 +1241,132 @@ mod tests {
     }
 
     #[test]
+    fn capability_bounds_of_an_engine_lacking_sys_resource_name_it() {
+        // Recorded on the test VM (Debian 12, Docker 20.10): PID 1's bounding set, and so
+        // dockerd's, lacks bit 24; `docker run --privileged` fails there with "unable to apply
+        // caps: operation not permitted".
+        let c = CapabilityBounds
+            .parse(&probe("__capbnd dockerd \t000001fffeffffff\n__last 40\n"))
+            .unwrap();
+        assert_eq!(c.source, "dockerd");
+        assert_eq!(c.missing(), ["SYS_RESOURCE"]);
+        // A systemd host: complete.
+        let c = CapabilityBounds
+            .parse(&probe("__capbnd dockerd \t000001ffffffffff\n__last 40\n"))
+            .unwrap();
+        assert!(c.missing().is_empty());
+        // An older kernel (5.4: cap_last_cap 37) with the full set of its own.
+        let c = CapabilityBounds
+            .parse(&probe("__capbnd session 0000003fffffffff\n__last 37\n"))
+            .unwrap();
+        assert!(c.missing().is_empty(), "{:?}", c.missing());
+        // No cap_last_cap: nothing can be judged missing.
+        let c = CapabilityBounds
+            .parse(&probe("__capbnd session 00000000a80425fb\n__last\n"))
+            .unwrap();
+        assert!(c.missing().is_empty());
+        assert!(CapabilityBounds.parse(&probe("__last 40\n")).is_err());
+        assert!(
+            CapabilityBounds
+                .parse(&probe("__capbnd dockerd zz\n"))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn registry_of_an_image_is_its_host_part_or_docker_hub() {
+        assert_eq!(registry_of("gcr.io/cadvisor/cadvisor:v0.45.0"), "gcr.io");
+        assert_eq!(registry_of("bitnami/node-exporter:latest"), DOCKER_HUB);
+        assert_eq!(registry_of("busybox:1"), DOCKER_HUB);
+        assert_eq!(registry_of("docker.io/bitnami/node-exporter:1"), DOCKER_HUB);
+        assert_eq!(
+            registry_of("mirror:5000/cadvisor/cadvisor:v1"),
+            "mirror:5000"
+        );
+        assert_eq!(registry_of("localhost/x:1"), "localhost");
+        assert_eq!(registry_of("127.0.0.1:5000/x:1"), "127.0.0.1:5000");
+    }
+
+    #[test]
+    fn registry_answers_recorded_from_curl_and_wget_parse() {
+        // Recorded on Debian 12: a double answering 401 on :45123 (plain HTTP, so the HTTPS
+        // try failed first), a closed port :45124; then the same with wget only.
+        let f = RegistryReach {
+            refs: vec![],
+            timeout_secs: 3,
+        };
+        let p = f
+            .parse(&probe(
+                "__present promfleet-test/node-exporter:local\n\
+                 __answer 127.0.0.1:45123 http 401\n\
+                 __unreachable 127.0.0.1:45124 curl: (7) Failed to connect to 127.0.0.1 port 45124 after 0 ms: Couldn't connect to server\n\
+                 __unreachable 127.0.0.1:45125 Connecting to 127.0.0.1:45125... failed: Connection refused.\n\
+                 __noclient gcr.io\n",
+            ))
+            .unwrap();
+        assert_eq!(p.present, ["promfleet-test/node-exporter:local"]);
+        let r: Vec<(&str, bool)> = p
+            .registries
+            .iter()
+            .map(|(h, r)| (h.as_str(), r.reachable()))
+            .collect();
+        assert_eq!(
+            r,
+            [
+                ("127.0.0.1:45123", true),
+                ("127.0.0.1:45124", false),
+                ("127.0.0.1:45125", false),
+                ("gcr.io", false)
+            ]
+        );
+        assert_eq!(
+            p.registries[1].1,
+            Reach::Unreachable {
+                error: "curl: (7) Failed to connect to 127.0.0.1 port 45124 after 0 ms: Couldn't connect to server".into()
+            }
+        );
+        assert_eq!(p.registries[3].1, Reach::NoClient);
+        // 404 from /v2/: something answers, but not a registry.
+        let p = f.parse(&probe("__answer proxy.local https 404\n")).unwrap();
+        assert!(!p.registries[0].1.reachable());
+        assert!(f.parse(&probe("__answer proxy.local https\n")).is_err());
+        // A hostile host's error line is bounded.
+        let long = format!("__unreachable r {}\n", "x".repeat(10_000));
+        let p = f.parse(&probe(&long)).unwrap();
+        assert!(matches!(&p.registries[0].1, Reach::Unreachable { error } if error.len() == 300));
+    }
+
+    #[test]
+    fn the_registry_probe_asks_a_registry_once_and_skips_images_the_engine_has() {
+        // The script run by sh against a closed loopback port: one line per registry.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let f = RegistryReach {
+            refs: vec![
+                format!("127.0.0.1:{port}/a/b:1"),
+                format!("127.0.0.1:{port}/c:2"),
+            ],
+            timeout_secs: 2,
+        };
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(f.script().build())
+            .output()
+            .unwrap();
+        let p = f
+            .parse(&probe(&String::from_utf8_lossy(&out.stdout)))
+            .unwrap();
+        assert_eq!(p.registries.len(), 1, "{p:?}");
+        assert_eq!(p.registries[0].0, format!("127.0.0.1:{port}"));
+        if !matches!(p.registries[0].1, Reach::NoClient) {
+            assert!(!p.registries[0].1.reachable(), "{p:?}");
+        }
+    }
+
+    #[test]
     fn the_probes_run_by_sh_on_this_machine_parse() {
         // Every probe's script is valid sh and its output parses (whatever this machine is).
         let facts: Vec<Box<dyn super::super::ErasedFact>> = vec![
@@ -985,6 +1382,7 @@ mod tests {
             Box::new(PathsExist {
                 paths: vec!["/".into()],
             }),
+            Box::new(CapabilityBounds),
         ];
         for f in facts {
             let out = std::process::Command::new("sh")

@@ -16,9 +16,10 @@ use tokio::task::JoinSet;
 
 use crate::executor::Connector;
 use crate::facts::system::{
-    CgroupVersion, Cgroups, Clock, Compose, ComposeInfo, DockerAccess, DockerEngine, DockerSocket,
-    FreeSpace, Listener, ListeningPorts, LocalImages, PathsExist, Propagation, PublishedPorts,
-    RootPropagation, Selinux, SelinuxMode, SocketInfo, Space,
+    CapBounds, CapabilityBounds, CgroupVersion, Cgroups, Clock, Compose, ComposeInfo, DockerAccess,
+    DockerEngine, DockerSocket, FreeSpace, Listener, ListeningPorts, LocalImages, PathsExist,
+    Propagation, PublishedPorts, Reach, RegistryProbe, RegistryReach, RootPropagation, Selinux,
+    SelinuxMode, SocketInfo, Space, registry_of,
 };
 use crate::facts::{ErasedFact, Fact, FactError, Facts};
 use crate::inventory::{Host, Vars};
@@ -148,6 +149,10 @@ pub struct Wants {
     /// Devices cAdvisor is given (`cadvisor_devices`), and whether /dev/disk is mounted.
     pub cadvisor_devices: Vec<String>,
     pub cadvisor_dev_disk: bool,
+    /// cAdvisor runs privileged, as upstream (`cadvisor_privileged`).
+    pub cadvisor_privileged: bool,
+    /// Seconds each registry probe may take (`preflight_registry_timeout`; 0: no probe).
+    pub registry_timeout: u64,
     /// The host mount the inventory sets itself, if it does.
     pub inventory_host_mount: Option<String>,
     /// Variables the inventory sets (they are not overridden).
@@ -198,6 +203,11 @@ impl Wants {
                 .get("cadvisor_dev_disk")
                 .and_then(Value::as_bool)
                 .unwrap_or(false),
+            cadvisor_privileged: all
+                .get("cadvisor_privileged")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            registry_timeout: n("preflight_registry_timeout", 5),
             inventory_host_mount: inventory
                 .get("node_exporter_host_mount")
                 .map(|v| show(v).trim().to_string()),
@@ -255,6 +265,8 @@ struct Probes {
     clock: Clock,
     images: LocalImages,
     paths: PathsExist,
+    caps: CapabilityBounds,
+    registry: RegistryReach,
 }
 
 impl Probes {
@@ -285,6 +297,15 @@ impl Probes {
                     .chain([DEV_DISK, CGROUP_V1_RHEL].map(String::from))
                     .collect(),
             },
+            caps: CapabilityBounds,
+            registry: RegistryReach {
+                refs: if w.registry_timeout == 0 {
+                    Vec::new()
+                } else {
+                    w.images.iter().map(|(_, r)| r.clone()).collect()
+                },
+                timeout_secs: w.registry_timeout,
+            },
         }
     }
 
@@ -302,6 +323,8 @@ impl Probes {
             &self.clock,
             &self.images,
             &self.paths,
+            &self.caps,
+            &self.registry,
         ]
     }
 }
@@ -323,6 +346,10 @@ pub struct Findings {
     pub clock: Result<(f64, f64), String>,
     pub images: Vec<(String, bool)>,
     pub paths: Vec<(String, bool)>,
+    /// The Docker engine's capability bounding set.
+    pub caps: Result<CapBounds, String>,
+    /// Registries of the images to pull, and whether each answers.
+    pub registry: Result<RegistryProbe, String>,
     /// Running as root (through become) or as the login user.
     pub as_root: bool,
     pub user: String,
@@ -371,6 +398,8 @@ pub async fn probe(
             .map(|remote| (remote - (t0 + t1) / 2.0, (t1 - t0) / 2.0)),
         images: get(facts, &p.images).await.unwrap_or_default(),
         paths: get(facts, &p.paths).await.unwrap_or_default(),
+        caps: get(facts, &p.caps).await,
+        registry: get(facts, &p.registry).await,
         as_root,
         user: user.to_string(),
     })
@@ -700,6 +729,7 @@ impl Judgement<'_> {
                 format!("{DEV_DISK} does not exist on the host"),
             );
         }
+        self.privileged(f);
         if has(CGROUP_V1_RHEL) {
             self.adapt(
                 "cadvisor_cgroup_mount",
@@ -746,6 +776,54 @@ impl Judgement<'_> {
                 Value::from(e.root_dir.clone()),
                 "Docker's root dir is not /var/lib/docker",
             );
+        }
+    }
+
+    /// Upstream runs cAdvisor privileged; a privileged container needs every capability of the
+    /// kernel in the engine's bounding set. Without them: the minimal-capabilities variant.
+    fn privileged(&mut self, f: &Findings) {
+        if !self.w.cadvisor_privileged {
+            self.check(
+                "capabilities",
+                "cAdvisor not privileged (its devices, and CAP_SYSLOG to read /dev/kmsg)",
+            );
+            return;
+        }
+        let c = match &f.caps {
+            Ok(c) => c,
+            Err(e) => {
+                self.check("capabilities", format!("not checked: {e}"));
+                return;
+            }
+        };
+        let missing = c.missing();
+        let whose = if c.source == "dockerd" {
+            "the Docker engine's (dockerd)"
+        } else {
+            "the login session's"
+        };
+        if missing.is_empty() {
+            self.check(
+                "capabilities",
+                format!("{whose} bounding set is complete: cAdvisor runs privileged"),
+            );
+            return;
+        }
+        let lacks = missing.join(", ");
+        self.check(
+            "capabilities",
+            format!("{whose} bounding set lacks {lacks}: a privileged container cannot start"),
+        );
+        let why = format!(
+            "{whose} capability bounding set lacks {lacks}: a privileged container cannot start (runc: unable to apply caps)"
+        );
+        if self.w.set.contains("cadvisor_privileged") {
+            self.block(
+                format!("cadvisor_privileged is true and {why}"),
+                "set cadvisor_privileged: false (cAdvisor with its devices and CAP_SYSLOG only), or give dockerd the full capability bounding set",
+            );
+        } else {
+            self.adapt("cadvisor_privileged", Value::Bool(false), why);
         }
     }
 
@@ -833,6 +911,67 @@ impl Judgement<'_> {
             .map(|(r, present)| format!("{r} {}", if *present { "present" } else { "to pull" }))
             .collect();
         self.check("images", line.join(", "));
+        self.registry(f);
+    }
+
+    /// An image to pull whose registry does not answer from the host blocks it: `up -d` would
+    /// fail after the files are written.
+    fn registry(&mut self, f: &Findings) {
+        if self.w.registry_timeout == 0 {
+            return;
+        }
+        let probe = match &f.registry {
+            Ok(p) => p,
+            Err(e) => {
+                self.check("registry", format!("not checked: {e}"));
+                return;
+            }
+        };
+        if probe.registries.is_empty() {
+            self.check("registry", "nothing to pull");
+            return;
+        }
+        let mut line = Vec::new();
+        for (reg, reach) in &probe.registries {
+            let images: Vec<&str> = f
+                .images
+                .iter()
+                .filter(|(r, present)| !present && registry_of(r) == *reg)
+                .map(|(r, _)| r.as_str())
+                .collect();
+            let images = if images.is_empty() {
+                "an image".to_string()
+            } else {
+                images.join(", ")
+            };
+            let trouble = match reach {
+                Reach::Answered { scheme, status } => {
+                    line.push(format!("{reg} answers /v2/ ({scheme} {status})"));
+                    (!reach.reachable()).then(|| {
+                        format!("answers /v2/ with HTTP {status} ({scheme}), not as a registry (200 or 401)")
+                    })
+                }
+                Reach::Unreachable { error } => {
+                    line.push(format!("{reg} unreachable"));
+                    Some(format!(
+                        "does not answer within {}s ({})",
+                        self.w.registry_timeout,
+                        if error.is_empty() { "no answer" } else { error }
+                    ))
+                }
+                Reach::NoClient => {
+                    line.push(format!("{reg} not checked (no curl or wget on the host)"));
+                    None
+                }
+            };
+            if let Some(t) = trouble {
+                self.block(
+                    format!("{images} must be pulled and its registry {reg} {t}"),
+                    "set image_registry to a registry mirror the host reaches, or preload the image (`docker save IMAGE | ssh HOST docker load`)",
+                );
+            }
+        }
+        self.check("registry", line.join(", "));
     }
 }
 
@@ -921,7 +1060,8 @@ mod tests {
             "node_exporter_host_mount":"ro,rslave","compose_command":"","exporter_bind_address":"",
             "node_exporter_image":"bitnami/node-exporter","node_exporter_tag":"latest",
             "cadvisor_image":"gcr.io/cadvisor/cadvisor","cadvisor_tag":"v0.45.0",
-            "cadvisor_devices":[],"cadvisor_dev_disk":false,"cadvisor_cgroup_mount":false,
+            "cadvisor_privileged":true,"cadvisor_devices":["/dev/kmsg"],"cadvisor_dev_disk":true,
+            "cadvisor_cgroup_mount":false,"preflight_registry_timeout":5,
             "exporter_security_opt":[],"docker_socket":"/var/run/docker.sock",
             "docker_root_dir":"/var/lib/docker","image_registry":""}"#,
         )
@@ -964,6 +1104,13 @@ mod tests {
                 (DEV_DISK.into(), true),
                 (CGROUP_V1_RHEL.into(), false),
             ],
+            // Recorded on Debian 12 (Docker 24): every capability of the kernel (0..=40).
+            caps: Ok(CapBounds {
+                source: "dockerd".into(),
+                bounding: 0x1ff_ffff_ffff,
+                last_cap: Some(40),
+            }),
+            registry: Ok(RegistryProbe::default()),
             as_root: false,
             user: "ops".into(),
         }
@@ -1025,6 +1172,117 @@ mod tests {
             .map(|a| a.var.as_str())
             .collect();
         assert_eq!(kept, ["cadvisor_devices", "cadvisor_dev_disk"]);
+    }
+
+    /// The test VM's engine: its bounding set lacks CAP_SYS_RESOURCE (bit 24).
+    fn lacking_sys_resource() -> Result<CapBounds, String> {
+        Ok(CapBounds {
+            source: "dockerd".into(),
+            bounding: 0x1ff_feff_ffff,
+            last_cap: Some(40),
+        })
+    }
+
+    #[test]
+    fn cadvisor_runs_privileged_as_upstream_where_the_engine_has_every_capability() {
+        let p = verdict("{}", &healthy());
+        assert_eq!(p.verdict, Verdict::Ready, "{p:#?}");
+        assert!(
+            p.checks["capabilities"].contains("complete: cAdvisor runs privileged"),
+            "{p:#?}"
+        );
+    }
+
+    #[test]
+    fn privileged_cadvisor_on_an_engine_lacking_a_capability_adapts_to_the_minimal_variant() {
+        let mut f = healthy();
+        f.caps = lacking_sys_resource();
+        let p = verdict("{}", &f);
+        assert_eq!(p.verdict, Verdict::Adapt, "{p:#?}");
+        assert_eq!(p.overrides()["cadvisor_privileged"], false);
+        assert!(
+            p.summary().contains("lacks SYS_RESOURCE"),
+            "{}",
+            p.summary()
+        );
+        // The inventory pins privileged: blocked, with the variant as the fix.
+        let p = verdict(r#"{"cadvisor_privileged":true}"#, &f);
+        assert_eq!(p.verdict, Verdict::Blocked, "{p:#?}");
+        assert!(p.blockers[0].why.contains("lacks SYS_RESOURCE"));
+        assert!(p.blockers[0].fix.contains("cadvisor_privileged: false"));
+        // Already the minimal variant: nothing to check.
+        let p = verdict(r#"{"cadvisor_privileged":false}"#, &f);
+        assert_eq!(p.verdict, Verdict::Ready, "{p:#?}");
+    }
+
+    fn to_pull(f: &mut Findings, reach: Reach) {
+        f.images = vec![
+            ("bitnami/node-exporter:latest".into(), true),
+            ("gcr.io/cadvisor/cadvisor:v0.45.0".into(), false),
+        ];
+        f.registry = Ok(RegistryProbe {
+            present: vec!["bitnami/node-exporter:latest".into()],
+            registries: vec![("gcr.io".into(), reach)],
+        });
+    }
+
+    #[test]
+    fn an_image_to_pull_from_an_unreachable_registry_blocks_with_the_mirror_fix() {
+        let mut f = healthy();
+        to_pull(
+            &mut f,
+            Reach::Unreachable {
+                error: "curl: (28) Connection timed out after 5001 milliseconds".into(),
+            },
+        );
+        let p = verdict("{}", &f);
+        assert_eq!(p.verdict, Verdict::Blocked, "{p:#?}");
+        let b = &p.blockers[0];
+        assert!(
+            b.why.starts_with("gcr.io/cadvisor/cadvisor:v0.45.0 must be pulled and its registry gcr.io does not answer within 5s (curl: (28)"),
+            "{b:?}"
+        );
+        assert!(b.fix.contains("image_registry") && b.fix.contains("preload"));
+        // 401 (auth required) and 200 answer as a registry.
+        for status in [401, 200] {
+            to_pull(
+                &mut f,
+                Reach::Answered {
+                    scheme: "https".into(),
+                    status,
+                },
+            );
+            let p = verdict("{}", &f);
+            assert_eq!(p.verdict, Verdict::Ready, "{p:#?}");
+            assert_eq!(
+                p.checks["registry"],
+                format!("gcr.io answers /v2/ (https {status})")
+            );
+        }
+        // Something else answering /v2/ is no registry.
+        to_pull(
+            &mut f,
+            Reach::Answered {
+                scheme: "https".into(),
+                status: 404,
+            },
+        );
+        assert_eq!(verdict("{}", &f).verdict, Verdict::Blocked);
+        // No client to probe with: reported, not blocked.
+        to_pull(&mut f, Reach::NoClient);
+        let p = verdict("{}", &f);
+        assert_eq!(p.verdict, Verdict::Ready, "{p:#?}");
+        assert!(p.checks["registry"].contains("not checked"));
+        // preflight_registry_timeout 0: no registry check at all.
+        to_pull(
+            &mut f,
+            Reach::Unreachable {
+                error: String::new(),
+            },
+        );
+        let p = verdict(r#"{"preflight_registry_timeout":0}"#, &f);
+        assert_eq!(p.verdict, Verdict::Ready, "{p:#?}");
+        assert!(!p.checks.contains_key("registry"));
     }
 
     #[test]

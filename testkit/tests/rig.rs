@@ -171,7 +171,11 @@ fn inventory_has_every_host_under_its_group_with_sandboxed_vars() {
         y.contains("consul: { agents: [\"http://127.0.0.1:8500\"] }\n"),
         "{y}"
     );
-    assert!(y.contains("vars: { env: test }\n"), "{y}");
+    // No registry probe from test hosts (it would ask gcr.io / Docker Hub).
+    assert!(
+        y.contains("vars: { preflight_registry_timeout: 0, env: test }\n"),
+        "{y}"
+    );
     // The machine's `/` propagation as findmnt reports it, stated as an operator would.
     let propagation = std::process::Command::new("findmnt")
         .args(["-no", "PROPAGATION", "/"])
@@ -186,9 +190,34 @@ fn inventory_has_every_host_under_its_group_with_sandboxed_vars() {
     } else {
         mount.to_string()
     };
+    // Privileged cAdvisor only where the engine's bounding set is complete (the VM's lacks
+    // CAP_SYS_RESOURCE): as preflight's `capabilities` check decides it.
+    let cap = |path: &str, key: &str| -> Option<String> {
+        std::fs::read_to_string(path)
+            .ok()?
+            .lines()
+            .find_map(|l| l.strip_prefix(key).map(|v| v.trim().to_string()))
+    };
+    let dockerd = std::fs::read_dir("/proc").ok().and_then(|rd| {
+        rd.flatten().find_map(|e| {
+            let comm = std::fs::read_to_string(e.path().join("comm")).ok()?;
+            (comm.trim() == "dockerd").then(|| e.path().join("status"))
+        })
+    });
+    let bounding = dockerd
+        .and_then(|p| cap(p.to_str()?, "CapBnd:"))
+        .or_else(|| cap("/proc/self/status", "CapBnd:"))
+        .and_then(|h| u64::from_str_radix(&h, 16).ok());
+    let last: Option<u32> = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|t| t.trim().parse().ok());
+    let privileged = match (bounding, last) {
+        (Some(b), Some(l)) => b.count_ones() > l,
+        _ => true,
+    };
     assert!(
         y.contains(&format!(
-            "groups:\n  IDE:\n    hosts:\n      - {{ name: host001, ip: {}, vars: {{ deploy_dir: {root}/host001/exporter-deploy, compose_command: {compose}, node_exporter_host_mount: {mount} }} }}\n",
+            "groups:\n  IDE:\n    hosts:\n      - {{ name: host001, ip: {}, vars: {{ deploy_dir: {root}/host001/exporter-deploy, compose_command: {compose}, node_exporter_host_mount: {mount}, cadvisor_privileged: {privileged} }} }}\n",
             h1.ip
         )),
         "{y}"

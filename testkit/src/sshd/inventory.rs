@@ -30,7 +30,9 @@ impl Fleet {
             fleet: self,
             user: self.user().to_string(),
             key: self.client_key().to_path_buf(),
-            vars: Vec::new(),
+            // No registry probe from the test hosts: an image to pull would make preflight ask
+            // gcr.io / Docker Hub, outside loopback. Tests of the probe set it themselves.
+            vars: vec![("preflight_registry_timeout".to_string(), Value::from(0))],
             consul: self.consul_agents(),
             extra: Vec::new(),
             host_vars: true,
@@ -58,6 +60,7 @@ impl Fleet {
 impl InventorySpec<'_> {
     /// Add a global var.
     pub fn var(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.vars.retain(|(k, _)| k != key);
         self.vars.push((key.to_string(), value.into()));
         self
     }
@@ -147,6 +150,12 @@ impl InventorySpec<'_> {
             // As an operator states it: rslave only where `/` propagates (the fleet's hosts
             // share this machine's mount namespace unless a test gives one its own).
             v.push((HOST_MOUNT.into(), Value::from(host_mount_of_this_machine())));
+            // Likewise cAdvisor privileged only where the engine can start it, so what deploy
+            // writes is what `render` shows.
+            v.push((
+                PRIVILEGED.into(),
+                Value::from(privileged_works_on_this_machine()),
+            ));
         }
         v
     }
@@ -177,6 +186,12 @@ impl InventorySpec<'_> {
             // Netns hosts share this machine's `/` too (`ip netns exec` keeps its propagation).
             if self.host_vars && !self.adaptive && !v.iter().any(|(k, _)| k == HOST_MOUNT) {
                 v.push((HOST_MOUNT.into(), Value::from(host_mount_of_this_machine())));
+            }
+            if self.host_vars && !self.adaptive && !v.iter().any(|(k, _)| k == PRIVILEGED) {
+                v.push((
+                    PRIVILEGED.into(),
+                    Value::from(privileged_works_on_this_machine()),
+                ));
             }
             (h, v)
         }));
@@ -260,6 +275,34 @@ fn q(s: &str) -> String {
 
 /// The exporter variable stating `/`'s propagation (see `host_mount_of_this_machine`).
 const HOST_MOUNT: &str = "node_exporter_host_mount";
+const PRIVILEGED: &str = "cadvisor_privileged";
+
+/// Whether the Docker engine's capability bounding set (dockerd's, else this process's) holds
+/// every capability of the kernel: a privileged container cannot start otherwise (preflight's
+/// `capabilities` check, src/facts/system.rs).
+fn privileged_works_on_this_machine() -> bool {
+    let dockerd = std::fs::read_dir("/proc").ok().and_then(|rd| {
+        rd.flatten().find_map(|e| {
+            let comm = std::fs::read_to_string(e.path().join("comm")).ok()?;
+            (comm.trim() == "dockerd").then(|| e.path().join("status"))
+        })
+    });
+    let status = dockerd
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .or_else(|| std::fs::read_to_string("/proc/self/status").ok())
+        .unwrap_or_default();
+    let bounding = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:"))
+        .and_then(|h| u64::from_str_radix(h.trim(), 16).ok());
+    let last: Option<u32> = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|t| t.trim().parse().ok());
+    match (bounding, last) {
+        (Some(b), Some(last)) => (0..=last.min(63)).all(|n| b & (1u64 << n) != 0),
+        _ => true,
+    }
+}
 
 /// `ro,rslave` when this process's `/` is a shared or slave mount, else `ro`.
 fn host_mount_of_this_machine() -> &'static str {
