@@ -21,6 +21,7 @@ mod preflight;
 mod project;
 mod regression;
 mod rollout;
+mod site;
 mod ssh_config;
 mod ssh_known_hosts;
 mod stacks;
