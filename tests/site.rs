@@ -616,6 +616,25 @@ fn site_deploys_end_to_end_against_default_deny_tls_consul() {
         assert_eq!(out.status.code(), Some(0), "{way}: status:\n{text}");
         assert!(!text.contains(TOKEN));
         all_carry_token("status");
+        // The central view: the Consul agent over TLS with the token, the real Prometheus
+        // (`prometheus_url`) and the placeholders that answer health. Alertmanager's
+        // /api/v2/status and Karma are not emulated by the stand-in, so only these rows count.
+        let out = run(
+            &["status", "--scope", "central", "--output", "json"],
+            &["-e".into(), format!("prometheus_url={}", follower.url)],
+        );
+        let v: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{way}: status json: {e}\n{}", stderr(&out)));
+        for svc in ["consul", "prometheus", "grafana", "dingtalk"] {
+            let row = v["central"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|r| r["service"] == svc)
+                .unwrap_or_else(|| panic!("{way}: no {svc} row: {v:#}"));
+            assert_eq!(row["state"], "ok", "{way}: {svc}: {row:#}");
+        }
+        all_carry_token("status --scope central");
 
         consul
             .register_direct(json!({
