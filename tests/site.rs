@@ -109,6 +109,14 @@ impl Ports {
         .collect();
         Ports { vars }
     }
+
+    fn port(&self, var: &str) -> u16 {
+        self.vars
+            .iter()
+            .find(|(v, _)| *v == var)
+            .map(|(_, p)| *p)
+            .unwrap_or_else(|| panic!("no {var}"))
+    }
 }
 
 /// A monitoring host's project dirs: (monitoring stack, data, consul cluster).
@@ -363,8 +371,14 @@ impl Drop for Follower {
     }
 }
 
+/// An exporter registration: (hostname, service name).
+type Reg = (String, String);
+
+/// Environment variables of one run.
+type EnvPairs<'a> = Vec<(&'a str, &'a str)>;
+
 /// The exporters promfleet registered, as (hostname, service name).
-fn registered(consul: &ConsulDouble) -> BTreeSet<(String, String)> {
+fn registered(consul: &ConsulDouble) -> BTreeSet<Reg> {
     consul
         .services()
         .into_iter()
@@ -377,9 +391,9 @@ fn registered(consul: &ConsulDouble) -> BTreeSet<(String, String)> {
 /// the number of polls and the registrations seen missing (with the first poll missing them).
 fn watching_registry<T>(
     consul: &ConsulDouble,
-    want: &BTreeSet<(String, String)>,
+    want: &BTreeSet<Reg>,
     f: impl FnOnce() -> T,
-) -> (T, usize, Vec<(usize, (String, String))>) {
+) -> (T, usize, Vec<(usize, Reg)>) {
     let done = AtomicBool::new(false);
     std::thread::scope(|s| {
         let watcher = s.spawn(|| {
@@ -441,7 +455,7 @@ fn site_deploys_end_to_end_against_default_deny_tls_consul() {
         ("CONSUL_CLIENT_CERT", cert.as_str()),
         ("CONSUL_CLIENT_KEY", key.as_str()),
     ];
-    let rows: Vec<(&str, &Path, Vec<(&str, &str)>)> = vec![
+    let rows: Vec<(&str, &Path, EnvPairs)> = vec![
         ("environment", &stack_only, env_row),
         ("secrets file", &with_consul, Vec::new()),
     ];
@@ -520,7 +534,7 @@ fn site_deploys_end_to_end_against_default_deny_tls_consul() {
             }
         }
         // The client settings Prometheus used are the deployed ones.
-        let cfg = &follower.state.lock().unwrap().configs[0];
+        let cfg = follower.state.lock().unwrap().configs[0].clone();
         let prom = mdir.join("prometheus");
         for f in [
             "consul_tls/ca.pem",
@@ -701,6 +715,7 @@ fn site_moves_from_one_to_two_monitoring_hosts_without_losing_a_registration() {
     let ha = site_inventory(&fleet, &ports, &[], "");
     assert!(!read(&single).contains("mon02") && read(&ha).contains("mon02"));
     let follower = Follower::start(m1.clone());
+    // The built-in alertmanager_cluster_port.
     let cluster_port = 9096;
 
     // 1. One monitoring host.
@@ -775,7 +790,7 @@ fn site_moves_from_one_to_two_monitoring_hosts_without_losing_a_registration() {
     // The first host's Prometheus carries `replica` and alerts every Alertmanager.
     let p1 = read(&m1.join("prometheus/prometheus.yml"));
     assert!(p1.contains("replica: \"mon01\""), "{p1}");
-    let am_port = ports.vars[1].1;
+    let am_port = ports.port("alertmanager_port");
     assert!(
         p1.contains(&format!(
             "\"{}:{am_port}\", \"{}:{am_port}\"",
