@@ -22,6 +22,7 @@ mod project;
 mod prom_tls;
 mod regression;
 mod rollout;
+mod site;
 mod ssh_config;
 mod ssh_known_hosts;
 mod stacks;

@@ -68,7 +68,7 @@ pub struct FleetBuilder {
     groups: Vec<String>,
     shared: bool,
     trust: bool,
-    monitoring: bool,
+    monitoring: usize,
     consul_agents: Vec<String>,
     fake_node_exporter: bool,
 }
@@ -80,7 +80,7 @@ impl Default for FleetBuilder {
             groups: vec!["IDE".into(), "Stage".into(), "Pet".into()],
             shared: false,
             trust: true,
-            monitoring: false,
+            monitoring: 0,
             consul_agents: Vec::new(),
             fake_node_exporter: false,
         }
@@ -110,7 +110,13 @@ impl FleetBuilder {
     }
     /// Add one more sshd host, `mon01`, in group `monitoring`.
     pub fn monitoring_host(mut self, on: bool) -> Self {
-        self.monitoring = on;
+        self.monitoring = usize::from(on);
+        self
+    }
+    /// Add `n` sshd hosts `mon01`, `mon02`, … in group `monitoring` (HA: an inventory may list
+    /// only some of them, see [`InventorySpec::without_host`]).
+    pub fn monitoring_hosts(mut self, n: usize) -> Self {
+        self.monitoring = n;
         self
     }
     /// Consul agent URLs written into the inventory (`consul: { agents: [...] }`).
@@ -173,7 +179,7 @@ impl Fleet {
         }
         let users = system::prepare()?;
         proc::become_subreaper();
-        let total = b.hosts + usize::from(b.monitoring);
+        let total = b.hosts + b.monitoring;
         if !b.shared && total > 240 {
             bail!("{total} hosts with one sshd each is too many; use shared_sshd(true)");
         }
@@ -216,7 +222,10 @@ impl Fleet {
                     b.groups[i % b.groups.len()].clone(),
                 )
             } else {
-                ("mon01".to_string(), MONITORING_GROUP.to_string())
+                (
+                    format!("mon{:02}", i - b.hosts + 1),
+                    MONITORING_GROUP.to_string(),
+                )
             };
             let ip = Ipv4Addr::new(
                 127,
@@ -578,9 +587,13 @@ impl Fleet {
     pub fn host(&self, name: &str) -> Option<&Host> {
         self.hosts.iter().find(|h| h.name == name)
     }
-    /// The monitoring host, if the builder asked for one.
+    /// The (first) monitoring host, if the builder asked for one.
     pub fn monitoring_host(&self) -> Option<&Host> {
         self.hosts.iter().find(|h| h.group == MONITORING_GROUP)
+    }
+    /// Every monitoring host, `mon01` first.
+    pub fn monitoring_hosts(&self) -> impl Iterator<Item = &Host> {
+        self.hosts.iter().filter(|h| h.group == MONITORING_GROUP)
     }
     /// The login user (with NOPASSWD sudo).
     pub fn user(&self) -> &str {
@@ -667,7 +680,7 @@ fn chmod(path: &Path, mode: u32) -> Result<()> {
         .with_context(|| format!("chmod {:o} {}", mode, path.display()))
 }
 
-/// Copy the stand-in and the fake exporter into `<root>/bin` and write the wrapper that
+/// Copy the stand-in, the fake exporter and the fake central services into `<root>/bin` and write the wrapper that
 /// carries this fleet's settings (env does not travel over SSH). Returns the wrapper.
 fn install_standin(root: &Path, fake_node: bool) -> Result<PathBuf> {
     let bin = root.join("bin");
@@ -680,6 +693,9 @@ fn install_standin(root: &Path, fake_node: bool) -> Result<PathBuf> {
     let fake = bin.join("fake-cadvisor");
     std::fs::copy(crate::standin::fake_exporter_path(), &fake).context("copy fake-cadvisor")?;
     chmod(&fake, 0o755)?;
+    let central = bin.join("fake-central");
+    std::fs::copy(crate::standin::fake_central_path(), &central).context("copy fake-central")?;
+    chmod(&central, 0o755)?;
     let cache = root.join("standin-cache");
     std::fs::create_dir(&cache)?;
     // Written by whoever runs the stand-in: the login user, or root under `become`.
@@ -689,8 +705,9 @@ fn install_standin(root: &Path, fake_node: bool) -> Result<PathBuf> {
     std::fs::write(
         &wrapper,
         format!(
-            "#!/bin/sh\nexport STANDIN_FAKE_EXPORTER={}\nexport STANDIN_NODE_EXPORTER={mode}\nexport STANDIN_CACHE={}\nexec {} \"$@\"\n",
+            "#!/bin/sh\nexport STANDIN_FAKE_EXPORTER={}\nexport STANDIN_FAKE_CENTRAL={}\nexport STANDIN_NODE_EXPORTER={mode}\nexport STANDIN_CACHE={}\nexec {} \"$@\"\n",
             fake.display(),
+            central.display(),
             cache.display(),
             script.display()
         ),

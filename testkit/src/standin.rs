@@ -16,6 +16,23 @@ pub fn fake_exporter_path() -> PathBuf {
     PathBuf::from(env!("TESTKIT_FAKE_EXPORTER"))
 }
 
+/// Path of the fake central services binary (`src/bin/fake-central.rs`) built by the build script.
+pub fn fake_central_path() -> PathBuf {
+    PathBuf::from(env!("TESTKIT_FAKE_CENTRAL"))
+}
+
+/// The requests a central placeholder (fake-central) answered for `service` of a project dir,
+/// oldest first, as `METHOD path status` (e.g. `POST /-/reload 200`), across restarts.
+pub fn requests(project_dir: &Path, service: &str) -> Vec<String> {
+    std::fs::read_to_string(project_dir.join(format!(".standin/{service}.log")))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.strip_prefix("fake-central: "))
+        .filter(|l| l.starts_with(|c: char| c.is_ascii_uppercase()))
+        .map(str::to_string)
+        .collect()
+}
+
 /// The stand-in's calls in a project dir, oldest first, without timestamps:
 /// `up started`, `up unchanged`, `up invalid`, `up failed`, `up failed-injected`, `ps`, `down`, …
 pub fn calls(project_dir: &Path) -> Vec<String> {

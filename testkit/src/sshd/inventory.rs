@@ -21,6 +21,8 @@ pub struct InventorySpec<'a> {
     one_host_ssh: Vec<(String, String, Value)>,
     /// Leave `node_exporter_host_mount` to preflight (see [`InventorySpec::adaptive`]).
     adaptive: bool,
+    /// Fleet hosts left out of this inventory (see [`InventorySpec::without_host`]).
+    left_out: Vec<String>,
 }
 
 impl Fleet {
@@ -39,6 +41,7 @@ impl Fleet {
             one_host_vars: Vec::new(),
             one_host_ssh: Vec::new(),
             adaptive: false,
+            left_out: Vec::new(),
         }
     }
 
@@ -105,6 +108,12 @@ impl InventorySpec<'_> {
     /// from what deploy writes wherever it adapts).
     pub fn adaptive(mut self) -> Self {
         self.adaptive = true;
+        self
+    }
+    /// Leave one of the fleet's hosts out of this inventory, e.g. the second monitoring host of
+    /// [`super::FleetBuilder::monitoring_hosts`] before a 1 → 2 (HA) move.
+    pub fn without_host(mut self, host: &str) -> Self {
+        self.left_out.push(host.to_string());
         self
     }
     /// Leave out the per-host `deploy_dir` / `compose_command` vars.
@@ -177,6 +186,7 @@ impl InventorySpec<'_> {
             .fleet
             .all_hosts()
             .iter()
+            .filter(|h| !self.left_out.contains(&h.name))
             .map(|h| {
                 let v = self.standard_vars(h);
                 (h.clone(), v)
