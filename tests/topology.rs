@@ -809,3 +809,153 @@ fn a_datacenter_without_a_monitoring_host_stops_render_and_is_named() {
         stderr(&o)
     );
 }
+
+/// The ids of the promfleet services a double holds, sorted.
+fn held_ids(d: &ConsulDouble) -> Vec<String> {
+    let mut ids: Vec<String> = d.services().into_iter().map(|s| s.id).collect();
+    ids.sort();
+    ids
+}
+
+/// issue 17, "every exporter's registration survives the loss of any one monitoring host":
+/// with the inventory's agents on two monitoring hosts (here two Consul doubles bound to the
+/// two monitoring hosts' addresses), `exporters` registers every exporter on both; with one
+/// agent down a re-run still succeeds and re-registers on the live one without touching its
+/// copies; `--check` sees the two copies as wanted; `consul prune` keeps exactly them, removes
+/// a third copy on another agent and every copy of a departed host.
+#[test]
+fn ha_exporters_registered_on_two_monitoring_hosts_survive_losing_one_and_prune_keeps_both() {
+    if !require_root() {
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let fleet = testkit::sshd::Fleet::builder()
+        .hosts(2)
+        .groups(&["IDE"])
+        .fake_node_exporter(true)
+        .start()
+        .expect("fleet");
+    // Monitoring host addresses inside the fleet's own claimed octet (hosts use .2 and .3).
+    let o = fleet.hosts().next().expect("host").ip.octets();
+    let mon_ip = |last: u8| std::net::Ipv4Addr::new(o[0], o[1], o[2], last);
+    let mon = |name: &str, last: u8| testkit::sshd::Host {
+        name: name.into(),
+        ip: mon_ip(last),
+        group: testkit::sshd::MONITORING_GROUP.into(),
+        dir: fleet.root().join(name),
+    };
+    let start = |ip: std::net::IpAddr| {
+        rt.block_on(ConsulDouble::start(std::net::SocketAddr::new(ip, 0)))
+            .expect("consul double")
+    };
+    let a = start(mon_ip(240).into());
+    let b = start(mon_ip(241).into());
+    // An agent on no monitoring host (for prune's "other duplicate").
+    let stray = start([127, 0, 0, 1].into());
+    let inv = fleet.root().join("inventory.yml");
+    let write_inv = |agents: Vec<String>| {
+        let yaml = fleet
+            .inventory()
+            .var("metrics_timeout", 3)
+            .consul_agents(agents)
+            .extra_host(mon("mon-1", 240), &[])
+            .extra_host(mon("mon-2", 241), &[])
+            .yaml();
+        std::fs::write(&inv, yaml).expect("inventory");
+    };
+    write_inv(vec![a.url(), b.url()]);
+    let book = repo().join("playbooks/exporters.yml");
+    let book = book.to_str().expect("utf8");
+    let exporters = |extra: &[&str]| {
+        let mut flags = vec![
+            "--output",
+            "json",
+            "--connect-timeout",
+            "2",
+            "--retries",
+            "2",
+        ];
+        flags.extend(extra);
+        fleet_run(&["exporters", "--playbook", book], &inv, &fleet, &flags)
+    };
+    let hosts: Vec<String> = fleet.hosts().map(|h| h.name.clone()).collect();
+
+    let out = exporters(&[]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let on_a = held_ids(&a);
+    assert!(!on_a.is_empty());
+    assert_eq!(on_a, held_ids(&b), "every exporter on both hosts' agents");
+    for h in &hosts {
+        assert!(
+            on_a.iter().any(|id| id.contains(h.as_str())),
+            "{h}: {on_a:?}"
+        );
+    }
+
+    // The two copies are what registration wants: --check changes nothing.
+    let out = exporters(&["--check"]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    for (h, (status, changed)) in host_status(&report(&out)) {
+        assert_eq!(
+            (status.as_str(), changed),
+            ("ok", 0),
+            "{h}: {}",
+            stdout(&out)
+        );
+    }
+
+    // mon-2 lost: its agent refuses connections. One registration went missing on mon-1's
+    // agent meanwhile; the re-run succeeds, puts it back there, and leaves the others.
+    rt.block_on(b.stop());
+    let before: Vec<_> = a.services();
+    let dropped = on_a[0].clone();
+    assert!(a.deregister_direct(&dropped));
+    let out = exporters(&[]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("1 of 2 copies"), "{}", stdout(&out));
+    assert_eq!(held_ids(&a), on_a, "registrations on the live agent intact");
+    let mut after = a.services();
+    let mut before = before;
+    let key = |s: &testkit::consul_double::RegisteredService| s.id.clone();
+    before.sort_by_key(key);
+    after.sort_by_key(key);
+    let same = |x: &testkit::consul_double::RegisteredService| {
+        (x.id.clone(), x.address.clone(), x.port, x.meta.clone())
+    };
+    assert_eq!(
+        before.iter().map(same).collect::<Vec<_>>(),
+        after.iter().map(same).collect::<Vec<_>>()
+    );
+
+    // mon-2 back, a third agent listed; prune keeps the two designated copies, removes the
+    // copy on the third agent and both copies of a host that left the inventory.
+    rt.block_on(b.restart()).expect("restart");
+    write_inv(vec![a.url(), b.url(), stray.url()]);
+    let live = a
+        .services()
+        .into_iter()
+        .find(|s| s.id == dropped)
+        .expect("re-registered");
+    let body = |id: &str, host: &str, address: &str| {
+        json!({
+            "ID": id, "Name": live.name, "Address": address, "Port": live.port,
+            "Meta": {"managed_by": "promfleet", "hostname": host, "group": "IDE"}
+        })
+    };
+    stray
+        .register_direct(body(&live.id, &live.meta["hostname"], &live.address))
+        .expect("stray copy");
+    for d in [&a, &b] {
+        d.register_direct(body("node-exporter-gone-10.9.9.9", "gone", "10.9.9.9"))
+            .expect("departed");
+    }
+    let out = Run::new(&["consul", "prune", "-i"]).arg(&inv).output();
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert_eq!(held_ids(&a), on_a, "{}", stdout(&out));
+    assert_eq!(held_ids(&b), on_a, "{}", stdout(&out));
+    assert!(held_ids(&stray).is_empty(), "{}", stdout(&out));
+}
