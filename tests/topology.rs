@@ -435,7 +435,7 @@ async fn global_prometheus_federates_every_target_of_two_datacenters_with_its_dc
         format!(
             "vars: {{primary_datacenter: fra, global_tier: federate, prometheus_port: {prom_port}, \
              prometheus_global_port: {global_port}}}\n\
-             consul: {{agents: [http://127.0.0.21:8500]}}\n\
+             consul: {{agents: [http://127.0.0.21:8500, http://127.0.0.22:8500]}}\n\
              groups:\n  IDE:\n    vars: {{datacenter: fra}}\n    hosts:\n      \
              - {{name: ide-01, ip: 127.0.0.41}}\n      - {{name: ide-02, ip: 127.0.0.42}}\n  \
              Stage:\n    vars: {{datacenter: sha}}\n    hosts:\n      - {{name: stage-01, ip: 127.0.0.51}}\n\
@@ -958,4 +958,72 @@ fn ha_exporters_registered_on_two_monitoring_hosts_survive_losing_one_and_prune_
     assert_eq!(held_ids(&a), on_a, "{}", stdout(&out));
     assert_eq!(held_ids(&b), on_a, "{}", stdout(&out));
     assert!(held_ids(&stray).is_empty(), "{}", stdout(&out));
+}
+
+/// issue 17, per-datacenter agents: in `multi_dc` an agent belongs to the datacenter of the
+/// monitoring host its URL names; each datacenter's Prometheus discovers through its own
+/// datacenter's agents only (the ones its fleet registers with), and a datacenter no agent
+/// serves stops render, named.
+#[test]
+fn multi_dc_prometheus_discovers_through_its_own_datacenters_agents_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    render(
+        &repo().join("inventory/examples/multi-dc.yml"),
+        &out,
+        &["playbooks/monitoring.yml"],
+    );
+    for (m, want) in [
+        ("mon-fra-1", ["10.0.0.178:8500", "10.0.0.178:8501"]),
+        ("mon-fra-2", ["10.0.0.178:8500", "10.0.0.178:8501"]),
+        ("mon-sha-1", ["10.8.0.178:8500", "10.8.0.178:8501"]),
+        ("mon-sha-2", ["10.8.0.178:8500", "10.8.0.178:8501"]),
+    ] {
+        let cfg = yaml(&read(mon_dir(&out, m).join("prometheus/prometheus.yml")));
+        let job = cfg["scrape_configs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["job_name"] == "consul-services")
+            .expect("consul-services job");
+        let servers: Vec<&str> = job["consul_sd_configs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["server"].as_str().unwrap())
+            .collect();
+        assert_eq!(servers, want, "{m}");
+        let dc = if m.starts_with("mon-fra") {
+            "fra"
+        } else {
+            "sha"
+        };
+        assert!(
+            job["consul_sd_configs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|c| c["datacenter"] == dc)
+        );
+    }
+
+    // Agents only in fra: sha's Prometheus would have no agent; render names the datacenter.
+    let inv = dir.path().join("one-dc-agents.yml");
+    let text = read(repo().join("inventory/examples/multi-dc.yml")).replace(
+        "    - http://10.8.0.178:8500\n    - http://10.8.0.178:8501\n",
+        "",
+    );
+    assert!(!text.contains("10.8.0.178:85"), "{text}");
+    std::fs::write(&inv, text).unwrap();
+    let o = Run::new(&["render", "playbooks/monitoring.yml", "-i"])
+        .arg(&inv)
+        .arg("--out")
+        .arg(dir.path().join("out2"))
+        .output();
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("no Consul agent serves datacenter sha"),
+        "{}",
+        stderr(&o)
+    );
 }

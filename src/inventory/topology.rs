@@ -36,12 +36,14 @@ impl TopologyKind {
     }
 }
 
-/// One datacenter: its name, the monitoring hosts serving it and its fleet groups.
+/// One datacenter: its name, the monitoring hosts serving it, its fleet groups and the
+/// Consul agents serving it (`Placement::serving`: the agents on its monitoring hosts).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Datacenter<'a> {
     pub name: String,
     pub monitoring: Vec<&'a Host>,
     pub groups: Vec<String>,
+    pub agents: Vec<String>,
 }
 
 /// The topology derived from an inventory.
@@ -78,6 +80,7 @@ impl Inventory {
                 name,
                 monitoring: Vec::new(),
                 groups: Vec::new(),
+                agents: Vec::new(),
             });
             dcs.len() - 1
         };
@@ -90,6 +93,17 @@ impl Inventory {
             if !dcs[i].groups.contains(&h.group) {
                 dcs[i].groups.push(h.group.clone());
             }
+        }
+        let placement = Placement {
+            sites: self.agent_sites(&self.consul.agents),
+            host_datacenter: Default::default(),
+        };
+        for d in &mut dcs {
+            d.agents = placement
+                .serving(&d.name)
+                .into_iter()
+                .map(|i| self.consul.agents[i].clone())
+                .collect();
         }
         let primary = self
             .vars
@@ -120,7 +134,35 @@ impl Inventory {
     /// an agent elsewhere has no known host or datacenter. With several datacenters, every
     /// host is mapped to its datacenter, whose agents alone it registers on.
     pub fn consul_placement(&self, agents: &[String]) -> Placement {
-        let sites = agents
+        let sites = self.agent_sites(agents);
+        let several = {
+            let mut dcs: Vec<String> = self
+                .monitoring()
+                .chain(self.fleet())
+                .map(|h| self.datacenter_of(h))
+                .collect();
+            dcs.sort();
+            dcs.dedup();
+            dcs.len() > 1
+        };
+        let host_datacenter = if several {
+            self.fleet()
+                .chain(self.monitoring())
+                .map(|h| (h.name.clone(), self.datacenter_of(h)))
+                .collect()
+        } else {
+            Default::default()
+        };
+        Placement {
+            sites,
+            host_datacenter,
+        }
+    }
+
+    /// Where each of `agents` runs: the monitoring host its URL names (by ip or name) and
+    /// that host's datacenter; unknown for an agent on no monitoring host.
+    pub fn agent_sites(&self, agents: &[String]) -> Vec<AgentSite> {
+        agents
             .iter()
             .map(|a| {
                 let Ok(url) = super::AgentUrl::parse(a) else {
@@ -139,19 +181,7 @@ impl Inventory {
                     None => AgentSite::default(),
                 }
             })
-            .collect();
-        let host_datacenter = if self.topology().kind == TopologyKind::MultiDc {
-            self.fleet()
-                .chain(self.monitoring())
-                .map(|h| (h.name.clone(), self.datacenter_of(h)))
-                .collect()
-        } else {
-            Default::default()
-        };
-        Placement {
-            sites,
-            host_datacenter,
-        }
+            .collect()
     }
 }
 
@@ -167,7 +197,7 @@ impl Topology<'_> {
                     .iter()
                     .map(|h| json!({"name": h.name, "ip": h.ip.to_string()}))
                     .collect();
-                json!({"name": d.name, "monitoring": mon, "groups": d.groups})
+                json!({"name": d.name, "monitoring": mon, "groups": d.groups, "agents": d.agents})
             })
             .collect();
         json!({

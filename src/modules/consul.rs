@@ -143,6 +143,22 @@ pub struct Placement {
     pub host_datacenter: HashMap<String, String>,
 }
 
+impl Placement {
+    /// The agents (indices) serving datacenter `dc`: those on its monitoring hosts, or, when
+    /// none is, those on no monitoring host — never another datacenter's. Registration
+    /// (`ConsulClient`) and the rendered discovery (`topology.datacenters[].agents`) both
+    /// use this rule.
+    pub fn serving(&self, dc: &str) -> Vec<usize> {
+        let of = |want: Option<&str>| -> Vec<usize> {
+            (0..self.sites.len())
+                .filter(|i| self.sites[*i].datacenter.as_deref() == want)
+                .collect()
+        };
+        let own = of(Some(dc));
+        if own.is_empty() { of(None) } else { own }
+    }
+}
+
 /// Copies of one registration where the agents run on two or more monitoring hosts: one is
 /// enough to keep a target, two on two hosts survive the loss of any one host.
 pub const HA_COPIES: usize = 2;
@@ -213,26 +229,15 @@ impl ConsulClient {
     }
 
     /// The agents a registration for `key` may use, in preference order: its hash order, and
-    /// with several datacenters only the agents of its host's datacenter — or, when none runs
-    /// on a monitoring host of that datacenter, the agents on no monitoring host (never another
-    /// datacenter's).
+    /// with several datacenters only the agents serving its host's datacenter
+    /// ([`Placement::serving`]).
     fn candidates(&self, key: &str) -> Vec<usize> {
         let order = self.order(key);
         let Some(dc) = self.datacenter_of(key) else {
             return order;
         };
-        let own: Vec<usize> = order
-            .iter()
-            .copied()
-            .filter(|i| self.site(*i).datacenter.as_deref() == Some(dc))
-            .collect();
-        if !own.is_empty() {
-            return own;
-        }
-        order
-            .into_iter()
-            .filter(|i| self.site(*i).datacenter.is_none())
-            .collect()
+        let serving = self.placement.serving(dc);
+        order.into_iter().filter(|i| serving.contains(i)).collect()
     }
 
     /// How many agents hold a registration for `key`: two ([`HA_COPIES`]) when its candidate
