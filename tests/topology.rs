@@ -1027,3 +1027,44 @@ fn multi_dc_prometheus_discovers_through_its_own_datacenters_agents_only() {
         stderr(&o)
     );
 }
+
+/// issue 17: the topology example inventories are built into the binary like the other
+/// examples (build.rs once kept only file names holding "example", which `examples/ha.yml`
+/// does not): `init` writes them, and they render with the built-in playbooks and templates
+/// from a directory that is no checkout.
+#[test]
+fn topology_examples_are_built_in_and_render_from_an_init_project() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let mut r = Run::new(args);
+        r.cmd
+            .current_dir(dir.path())
+            .env_remove("PROMFLEET_PROJECT")
+            .env_remove("PROMFLEET_SECRETS")
+            .env_remove("PROMFLEET_CONFIG");
+        r.output()
+    };
+    let o = run(&["init", "site"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for (example, hosts) in [("single", 1), ("ha", 3), ("multi-dc", 4)] {
+        let rel = format!("inventory/examples/{example}.yml");
+        let written = dir.path().join("site").join(&rel);
+        assert_eq!(read(&written), read(repo().join(&rel)), "{rel}");
+        // Rendered from the temp dir (no playbooks/ or templates/ there): the built-in files.
+        let out = format!("out-{example}");
+        let o = run(&["render", "-i", written.to_str().unwrap(), "--out", &out]);
+        assert!(o.status.success(), "{example}: {}", stderr(&o));
+        let out = dir.path().join(&out);
+        let mons = std::fs::read_dir(&out)
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter(|e| {
+                let host = e.file_name().to_string_lossy().into_owned();
+                mon_dir(&out, &host)
+                    .join("prometheus/prometheus.yml")
+                    .is_file()
+            })
+            .count();
+        assert_eq!(mons, hosts, "{example}");
+    }
+}
