@@ -248,6 +248,36 @@ async fn ha_alertmanager_cluster_of_three_notifies_once_even_after_losing_one() 
         .collect();
     assert_eq!(rows, want);
 
+    // `alert test` sends its alert to the three Alertmanagers, as Prometheus would, and sees
+    // exactly one notification go out (no Prometheus runs yet: nothing else notifies).
+    let o = {
+        let inv = inv.clone();
+        tokio::task::spawn_blocking(move || {
+            Run::new(&["alert", "test", "--group", "IDE", "--output", "json", "-i"])
+                .arg(&inv)
+                .output()
+        })
+        .await
+        .unwrap()
+    };
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    let r: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let per_am: Vec<u64> = r
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["notifications"].as_u64().expect("counted"))
+        .collect();
+    assert_eq!(per_am.len(), 3, "{r:#}");
+    assert_eq!(per_am.iter().sum::<u64>(), 1, "{r:#}");
+    assert!(
+        stderr(&o).contains("exactly one notification"),
+        "{}",
+        stderr(&o)
+    );
+    let test_alert = notifications(&sinks, "PromfleetTest");
+    assert_eq!(test_alert.len(), 1, "{test_alert:?}");
+
     // Two Prometheus replicas: rendered config, plus a probe rule that always fires.
     let rule = |name: &str| {
         format!(
@@ -1067,4 +1097,87 @@ fn topology_examples_are_built_in_and_render_from_an_init_project() {
             .count();
         assert_eq!(mons, hosts, "{example}");
     }
+}
+
+/// issue 17: `alert test` judges delivery, not only routing: two Alertmanagers that are NOT
+/// one cluster both notify the same alert, and `alert test` reports the two notifications
+/// and exits 5 (drift).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alert_test_reports_two_notifications_from_two_alertmanagers_that_are_not_a_cluster() {
+    let Some(alertmanager) = tool("prometheus-alertmanager") else {
+        eprintln!("SKIPPED: needs Debian's prometheus-alertmanager");
+        return;
+    };
+    let ips = ["127.0.0.16", "127.0.0.17"];
+    let am_port = common_port(&ips);
+    let sink_port = common_port(&ips);
+    let dir = tempfile::tempdir().unwrap();
+    let inv = dir.path().join("inventory.yml");
+    std::fs::write(
+        &inv,
+        format!(
+            "vars:\n  alertmanager_port: {am_port}\n  dingtalk_port: {sink_port}\n  \
+             alertmanager_group_wait: 1s\n  alertmanager_group_interval: 1s\n  \
+             alertmanager_peer_timeout: 1s\n\
+             consul: {{agents: [http://127.0.0.16:8500]}}\n\
+             groups:\n  IDE: {{hosts: [{{name: ide-01, ip: 127.0.0.36}}]}}\n\
+             monitoring:\n  hosts:\n    - {{name: mon-01, ip: 127.0.0.16}}\n    \
+             - {{name: mon-02, ip: 127.0.0.17}}\n"
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("rendered");
+    render(&inv, &out, &["playbooks/monitoring.yml"]);
+    let mut sinks = Vec::new();
+    let mut ams = Vec::new();
+    for (ip, name) in ips.iter().zip(["mon-01", "mon-02"]) {
+        let (_, seen) = start_sink_on(&format!("{ip}:{sink_port}")).await;
+        sinks.push((ip.to_string(), seen));
+        let mon = mon_dir(&out, name);
+        let mut cmd = Command::new(&alertmanager);
+        cmd.arg(format!(
+            "--config.file={}",
+            mon.join("alertmanager/config.yml").display()
+        ))
+        .arg(format!("--storage.path={}", mon.join("am-data").display()))
+        .arg(format!("--web.listen-address={ip}:{am_port}"))
+        // No gossip: each decides alone.
+        .arg("--cluster.listen-address=");
+        ams.push(spawn(cmd, &mon.join("am.log")));
+    }
+    for ip in ips {
+        let up = wait_for(Duration::from_secs(30), async || {
+            get_json(&format!("http://{ip}:{am_port}/api/v2/status"))
+                .await
+                .map(|_| ())
+        })
+        .await;
+        assert!(up.is_some(), "{ip}: Alertmanager not up");
+    }
+    let o = {
+        let inv = inv.clone();
+        tokio::task::spawn_blocking(move || {
+            Run::new(&["alert", "test", "--group", "IDE", "--output", "json", "-i"])
+                .arg(&inv)
+                .output()
+        })
+        .await
+        .unwrap()
+    };
+    assert_eq!(o.status.code(), Some(5), "{}\n{}", stdout(&o), stderr(&o));
+    let r: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let per_am: Vec<u64> = r
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["notifications"].as_u64().expect("counted"))
+        .collect();
+    assert_eq!(per_am, [1, 1], "{r:#}");
+    assert!(
+        stderr(&o).contains("2 notifications went out from 2 Alertmanager(s)"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(notifications(&sinks, "PromfleetTest").len(), 2);
+    drop(ams);
 }
