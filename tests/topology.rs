@@ -108,6 +108,12 @@ fn notifications(sinks: &[(String, Arc<Mutex<Vec<Delivery>>>)], name: &str) -> V
 /// `promfleet status --scope central --output json`: (host, state, summary) of every
 /// Alertmanager row.
 async fn alertmanager_rows(inv: &Path) -> Vec<(String, String, String)> {
+    central_rows(inv, "alertmanager").await
+}
+
+/// `promfleet status --scope central --output json`: (at, state, summary) of every row of
+/// `service`.
+async fn central_rows(inv: &Path, service: &'static str) -> Vec<(String, String, String)> {
     let inv = inv.to_path_buf();
     let o = tokio::task::spawn_blocking(move || {
         Run::new(&["status", "-i"])
@@ -128,7 +134,7 @@ async fn alertmanager_rows(inv: &Path) -> Vec<(String, String, String)> {
         .as_array()
         .unwrap()
         .iter()
-        .filter(|r| r["service"] == "alertmanager")
+        .filter(|r| r["service"] == service)
         .map(|r| {
             let t = |k: &str| r[k].as_str().unwrap_or("").to_owned();
             (t("at"), t("state"), t("summary"))
@@ -1180,4 +1186,55 @@ async fn alert_test_reports_two_notifications_from_two_alertmanagers_that_are_no
     );
     assert_eq!(notifications(&sinks, "PromfleetTest").len(), 2);
     drop(ams);
+}
+
+/// issue 17, `status` with several datacenters: each Consul agent's row names its datacenter
+/// (the monitoring host its URL names) and that datacenter's leader, and the WAN members;
+/// a datacenter of the inventory missing from an agent's WAN pool is drift.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_names_each_datacenters_consul_leader_and_the_wan_members() {
+    let start = |ip: [u8; 4], dc: &str, wan: &[&str]| {
+        ConsulDouble::start_with(DoubleOptions {
+            bind: std::net::SocketAddr::from((ip, 0)),
+            datacenter: dc.to_owned(),
+            run_checks: false,
+            wan_datacenters: wan.iter().map(|d| d.to_string()).collect(),
+            ..DoubleOptions::default()
+        })
+    };
+    // fra's servers see sha over WAN; sha's do not (yet) see fra.
+    let fra = start([127, 0, 0, 26], "fra", &["sha"]).await.unwrap();
+    let sha = start([127, 0, 0, 27], "sha", &[]).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let inv = dir.path().join("inventory.yml");
+    std::fs::write(
+        &inv,
+        format!(
+            "vars: {{primary_datacenter: fra}}\n\
+             consul: {{agents: [{}, {}]}}\n\
+             groups:\n  IDE: {{vars: {{datacenter: fra}}, hosts: [{{name: ide-01, ip: 127.0.0.46}}]}}\n  \
+             Stage: {{vars: {{datacenter: sha}}, hosts: [{{name: stage-01, ip: 127.0.0.47}}]}}\n\
+             monitoring:\n  hosts:\n    - {{name: mon-fra, ip: 127.0.0.26, vars: {{datacenter: fra}}}}\n    \
+             - {{name: mon-sha, ip: 127.0.0.27, vars: {{datacenter: sha}}}}\n",
+            fra.url(),
+            sha.url()
+        ),
+    )
+    .unwrap();
+    let rows = central_rows(&inv, "consul").await;
+    assert_eq!(
+        rows,
+        [
+            (
+                fra.url(),
+                "ok".into(),
+                "fra leader, 2 alive, WAN fra+sha".into()
+            ),
+            (
+                sha.url(),
+                "drift".into(),
+                "sha leader, 2 alive, WAN lacks fra".into()
+            ),
+        ]
+    );
 }
