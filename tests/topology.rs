@@ -254,36 +254,6 @@ async fn ha_alertmanager_cluster_of_three_notifies_once_even_after_losing_one() 
         .collect();
     assert_eq!(rows, want);
 
-    // `alert test` sends its alert to the three Alertmanagers, as Prometheus would, and sees
-    // exactly one notification go out (no Prometheus runs yet: nothing else notifies).
-    let o = {
-        let inv = inv.clone();
-        tokio::task::spawn_blocking(move || {
-            Run::new(&["alert", "test", "--group", "IDE", "--output", "json", "-i"])
-                .arg(&inv)
-                .output()
-        })
-        .await
-        .unwrap()
-    };
-    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
-    let r: Value = serde_json::from_slice(&o.stdout).unwrap();
-    let per_am: Vec<u64> = r
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x["notifications"].as_u64().expect("counted"))
-        .collect();
-    assert_eq!(per_am.len(), 3, "{r:#}");
-    assert_eq!(per_am.iter().sum::<u64>(), 1, "{r:#}");
-    assert!(
-        stderr(&o).contains("exactly one notification"),
-        "{}",
-        stderr(&o)
-    );
-    let test_alert = notifications(&sinks, "PromfleetTest");
-    assert_eq!(test_alert.len(), 1, "{test_alert:?}");
-
     // Two Prometheus replicas: rendered config, plus a probe rule that always fires.
     let rule = |name: &str| {
         format!(
@@ -445,6 +415,40 @@ async fn ha_alertmanager_cluster_of_three_notifies_once_even_after_losing_one() 
     assert!(!after[0].starts_with(ips[sender]), "{after:?}");
     let old = notifications(&sinks, "HaProbe");
     assert_eq!(old.len(), 1, "HaProbe re-sent after the loss: {old:?}");
+
+    // `alert test` sends its alert to every surviving Alertmanager, as Prometheus does, and
+    // sees exactly one notification go out between them.
+    let o = {
+        let inv = inv.clone();
+        let urls: Vec<String> = survivors.iter().map(|ip| am_url(ip)).collect();
+        tokio::task::spawn_blocking(move || {
+            let mut r =
+                Run::new(&["alert", "test", "--group", "IDE", "--output", "json", "-i"]).arg(&inv);
+            for u in urls {
+                r = r.arg("--alertmanager").arg(u);
+            }
+            r.output()
+        })
+        .await
+        .unwrap()
+    };
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    let r: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let per_am: Vec<u64> = r
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["notifications"].as_u64().expect("counted"))
+        .collect();
+    assert_eq!(per_am.len(), 2, "{r:#}");
+    assert_eq!(per_am.iter().sum::<u64>(), 1, "{r:#}");
+    assert!(
+        stderr(&o).contains("exactly one notification"),
+        "{}",
+        stderr(&o)
+    );
+    let test_alert = notifications(&sinks, "PromfleetTest");
+    assert_eq!(test_alert.len(), 1, "{test_alert:?}");
     drop(proms);
 }
 
