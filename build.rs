@@ -5,15 +5,16 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Which files of a directory are embedded, by file name.
+/// Which files of a directory are embedded, by path below that directory (`examples/ha.yml`).
 type Keep = fn(&str) -> bool;
 
 /// Directories whose files are compiled into the binary, and which of their files.
 const EMBEDDED: &[(&str, Keep)] = &[
     ("playbooks", |_| true),
     ("templates", |_| true),
-    // The examples only: a user's own inventory files never belong in the binary.
-    ("inventory", |name| name.contains("example")),
+    // The examples only (`example.yml`, the topology examples in `examples/`): a user's own
+    // inventory files never belong in the binary.
+    ("inventory", |rel| rel.contains("example")),
 ];
 
 fn main() {
@@ -29,8 +30,9 @@ fn main() {
             println!("cargo:rerun-if-changed={}", abs.display());
             walk(&abs, &mut files);
         }
-        files.retain(|p: &PathBuf| {
-            !p.starts_with(&abs) || p.file_name().and_then(|n| n.to_str()).is_some_and(keep)
+        files.retain(|p: &PathBuf| match p.strip_prefix(&abs) {
+            Ok(rel) => rel.to_str().is_some_and(keep),
+            Err(_) => true,
         });
     }
     // Sorted by name as a string: `builtin()` binary-searches the table.

@@ -958,7 +958,10 @@ fn consul_spread_layout_puts_one_server_on_each_of_three_hosts() {
     if tool("docker-compose").is_none() {
         return;
     }
-    let ctx = context(json!({ "consul_layout": "spread" }));
+    let mut ctx = context(json!({ "consul_layout": "spread" }));
+    // The second client agent is on the second host.
+    ctx["consul"]["agents"][1] = json!({ "url": "http://10.0.0.179:8501", "scheme": "http",
+        "address": "10.0.0.179:8501", "host": "10.0.0.179", "port": 8501 });
     let ips = ["10.0.0.178", "10.0.0.179", "10.0.0.180"];
     let mut servers = Vec::new();
     for (i, ip) in ips.iter().enumerate() {
@@ -991,15 +994,18 @@ fn consul_spread_layout_puts_one_server_on_each_of_three_hosts() {
             .map(|o| format!("-retry-join={o}"))
             .collect();
         assert_eq!(joins, want.iter().collect::<Vec<_>>());
-        let clients = services
+        // One client agent on each of the first two hosts: every exporter is registered on
+        // both, so losing either host loses no registration (README "Topology").
+        let clients: Vec<&String> = services
             .keys()
             .filter(|k| k.starts_with("consul-client"))
-            .count();
-        assert_eq!(
-            clients,
-            if i == 0 { 2 } else { 0 },
-            "clients only on the first host"
-        );
+            .collect();
+        let want: Vec<String> = match i {
+            0 => vec!["consul-client1".into()],
+            1 => vec!["consul-client2".into()],
+            _ => vec![],
+        };
+        assert_eq!(clients, want.iter().collect::<Vec<_>>(), "host {}", i + 1);
         servers.extend(
             services
                 .keys()

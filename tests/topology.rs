@@ -104,6 +104,12 @@ fn notifications(sinks: &[(String, Arc<Mutex<Vec<Delivery>>>)], name: &str) -> V
 /// `promfleet status --scope central --output json`: (host, state, summary) of every
 /// Alertmanager row.
 async fn alertmanager_rows(inv: &Path) -> Vec<(String, String, String)> {
+    central_rows(inv, "alertmanager").await
+}
+
+/// `promfleet status --scope central --output json`: (at, state, summary) of every row of
+/// `service`.
+async fn central_rows(inv: &Path, service: &'static str) -> Vec<(String, String, String)> {
     let inv = inv.to_path_buf();
     let o = tokio::task::spawn_blocking(move || {
         Run::new(&["status", "-i"])
@@ -124,7 +130,7 @@ async fn alertmanager_rows(inv: &Path) -> Vec<(String, String, String)> {
         .as_array()
         .unwrap()
         .iter()
-        .filter(|r| r["service"] == "alertmanager")
+        .filter(|r| r["service"] == service)
         .map(|r| {
             let t = |k: &str| r[k].as_str().unwrap_or("").to_owned();
             (t("at"), t("state"), t("summary"))
@@ -405,6 +411,40 @@ async fn ha_alertmanager_cluster_of_three_notifies_once_even_after_losing_one() 
     assert!(!after[0].starts_with(ips[sender]), "{after:?}");
     let old = notifications(&sinks, "HaProbe");
     assert_eq!(old.len(), 1, "HaProbe re-sent after the loss: {old:?}");
+
+    // `alert test` sends its alert to every surviving Alertmanager, as Prometheus does, and
+    // sees exactly one notification go out between them.
+    let o = {
+        let inv = inv.clone();
+        let urls: Vec<String> = survivors.iter().map(|ip| am_url(ip)).collect();
+        tokio::task::spawn_blocking(move || {
+            let mut r =
+                Run::new(&["alert", "test", "--group", "IDE", "--output", "json", "-i"]).arg(&inv);
+            for u in urls {
+                r = r.arg("--alertmanager").arg(u);
+            }
+            r.output()
+        })
+        .await
+        .unwrap()
+    };
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    let r: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let per_am: Vec<u64> = r
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["notifications"].as_u64().expect("counted"))
+        .collect();
+    assert_eq!(per_am.len(), 2, "{r:#}");
+    assert_eq!(per_am.iter().sum::<u64>(), 1, "{r:#}");
+    assert!(
+        stderr(&o).contains("exactly one notification"),
+        "{}",
+        stderr(&o)
+    );
+    let test_alert = notifications(&sinks, "PromfleetTest");
+    assert_eq!(test_alert.len(), 1, "{test_alert:?}");
     drop(proms);
 }
 
@@ -431,7 +471,7 @@ async fn global_prometheus_federates_every_target_of_two_datacenters_with_its_dc
         format!(
             "vars: {{primary_datacenter: fra, global_tier: federate, prometheus_port: {prom_port}, \
              prometheus_global_port: {global_port}}}\n\
-             consul: {{agents: [http://127.0.0.21:8500]}}\n\
+             consul: {{agents: [http://127.0.0.21:8500, http://127.0.0.22:8500]}}\n\
              groups:\n  IDE:\n    vars: {{datacenter: fra}}\n    hosts:\n      \
              - {{name: ide-01, ip: 127.0.0.41}}\n      - {{name: ide-02, ip: 127.0.0.42}}\n  \
              Stage:\n    vars: {{datacenter: sha}}\n    hosts:\n      - {{name: stage-01, ip: 127.0.0.51}}\n\
@@ -803,5 +843,398 @@ fn a_datacenter_without_a_monitoring_host_stops_render_and_is_named() {
         stderr(&o).contains("datacenter far has fleet hosts but no monitoring host"),
         "{}",
         stderr(&o)
+    );
+}
+
+/// The ids of the promfleet services a double holds, sorted.
+fn held_ids(d: &ConsulDouble) -> Vec<String> {
+    let mut ids: Vec<String> = d.services().into_iter().map(|s| s.id).collect();
+    ids.sort();
+    ids
+}
+
+/// issue 17, "every exporter's registration survives the loss of any one monitoring host":
+/// with the inventory's agents on two monitoring hosts (here two Consul doubles bound to the
+/// two monitoring hosts' addresses), `exporters` registers every exporter on both; with one
+/// agent down a re-run still succeeds and re-registers on the live one without touching its
+/// copies; `--check` sees the two copies as wanted; `consul prune` keeps exactly them, removes
+/// a third copy on another agent and every copy of a departed host.
+#[test]
+fn ha_exporters_registered_on_two_monitoring_hosts_survive_losing_one_and_prune_keeps_both() {
+    if !require_root() {
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let fleet = testkit::sshd::Fleet::builder()
+        .hosts(2)
+        .groups(&["IDE"])
+        .fake_node_exporter(true)
+        .start()
+        .expect("fleet");
+    // Monitoring host addresses inside the fleet's own claimed octet (hosts use .2 and .3).
+    let o = fleet.hosts().next().expect("host").ip.octets();
+    let mon_ip = |last: u8| std::net::Ipv4Addr::new(o[0], o[1], o[2], last);
+    let mon = |name: &str, last: u8| testkit::sshd::Host {
+        name: name.into(),
+        ip: mon_ip(last),
+        group: testkit::sshd::MONITORING_GROUP.into(),
+        dir: fleet.root().join(name),
+    };
+    let start = |ip: std::net::IpAddr| {
+        rt.block_on(ConsulDouble::start(std::net::SocketAddr::new(ip, 0)))
+            .expect("consul double")
+    };
+    let a = start(mon_ip(240).into());
+    let b = start(mon_ip(241).into());
+    // An agent on no monitoring host (for prune's "other duplicate").
+    let stray = start([127, 0, 0, 1].into());
+    let inv = fleet.root().join("inventory.yml");
+    let write_inv = |agents: Vec<String>| {
+        let yaml = fleet
+            .inventory()
+            .var("metrics_timeout", 3)
+            .consul_agents(agents)
+            .extra_host(mon("mon-1", 240), &[])
+            .extra_host(mon("mon-2", 241), &[])
+            .yaml();
+        std::fs::write(&inv, yaml).expect("inventory");
+    };
+    write_inv(vec![a.url(), b.url()]);
+    let book = repo().join("playbooks/exporters.yml");
+    let book = book.to_str().expect("utf8");
+    let exporters = |extra: &[&str]| {
+        let mut flags = vec![
+            "--output",
+            "json",
+            "--connect-timeout",
+            "2",
+            "--retries",
+            "2",
+        ];
+        flags.extend(extra);
+        fleet_run(&["exporters", "--playbook", book], &inv, &fleet, &flags)
+    };
+    let hosts: Vec<String> = fleet.hosts().map(|h| h.name.clone()).collect();
+
+    let out = exporters(&[]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let on_a = held_ids(&a);
+    assert!(!on_a.is_empty());
+    assert_eq!(on_a, held_ids(&b), "every exporter on both hosts' agents");
+    for h in &hosts {
+        assert!(
+            on_a.iter().any(|id| id.contains(h.as_str())),
+            "{h}: {on_a:?}"
+        );
+    }
+
+    // The two copies are what registration wants: --check changes nothing.
+    let out = exporters(&["--check"]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    for (h, (status, changed)) in host_status(&report(&out)) {
+        assert_eq!(
+            (status.as_str(), changed),
+            ("ok", 0),
+            "{h}: {}",
+            stdout(&out)
+        );
+    }
+
+    // mon-2 lost: its agent refuses connections. One registration went missing on mon-1's
+    // agent meanwhile; the re-run succeeds, puts it back there, and leaves the others.
+    rt.block_on(b.stop());
+    let before: Vec<_> = a.services();
+    let dropped = on_a[0].clone();
+    assert!(a.deregister_direct(&dropped));
+    let out = exporters(&[]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("1 of 2 copies"), "{}", stdout(&out));
+    assert_eq!(held_ids(&a), on_a, "registrations on the live agent intact");
+    let mut after = a.services();
+    let mut before = before;
+    let key = |s: &testkit::consul_double::RegisteredService| s.id.clone();
+    before.sort_by_key(key);
+    after.sort_by_key(key);
+    let same = |x: &testkit::consul_double::RegisteredService| {
+        (x.id.clone(), x.address.clone(), x.port, x.meta.clone())
+    };
+    assert_eq!(
+        before.iter().map(same).collect::<Vec<_>>(),
+        after.iter().map(same).collect::<Vec<_>>()
+    );
+
+    // mon-2 back, a third agent listed; prune keeps the two designated copies, removes the
+    // copy on the third agent and both copies of a host that left the inventory.
+    rt.block_on(b.restart()).expect("restart");
+    write_inv(vec![a.url(), b.url(), stray.url()]);
+    let live = a
+        .services()
+        .into_iter()
+        .find(|s| s.id == dropped)
+        .expect("re-registered");
+    let body = |id: &str, host: &str, address: &str| {
+        json!({
+            "ID": id, "Name": live.name, "Address": address, "Port": live.port,
+            "Meta": {"managed_by": "promfleet", "hostname": host, "group": "IDE"}
+        })
+    };
+    stray
+        .register_direct(body(&live.id, &live.meta["hostname"], &live.address))
+        .expect("stray copy");
+    for d in [&a, &b] {
+        d.register_direct(body("node-exporter-gone-10.9.9.9", "gone", "10.9.9.9"))
+            .expect("departed");
+    }
+    let out = Run::new(&["consul", "prune", "-i"]).arg(&inv).output();
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert_eq!(held_ids(&a), on_a, "{}", stdout(&out));
+    assert_eq!(held_ids(&b), on_a, "{}", stdout(&out));
+    assert!(held_ids(&stray).is_empty(), "{}", stdout(&out));
+}
+
+/// issue 17, per-datacenter agents: in `multi_dc` an agent belongs to the datacenter of the
+/// monitoring host its URL names; each datacenter's Prometheus discovers through its own
+/// datacenter's agents only (the ones its fleet registers with), and a datacenter no agent
+/// serves stops render, named.
+#[test]
+fn multi_dc_prometheus_discovers_through_its_own_datacenters_agents_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    render(
+        &repo().join("inventory/examples/multi-dc.yml"),
+        &out,
+        &["playbooks/monitoring.yml"],
+    );
+    for (m, want) in [
+        ("mon-fra-1", ["10.0.0.178:8500", "10.0.0.178:8501"]),
+        ("mon-fra-2", ["10.0.0.178:8500", "10.0.0.178:8501"]),
+        ("mon-sha-1", ["10.8.0.178:8500", "10.8.0.178:8501"]),
+        ("mon-sha-2", ["10.8.0.178:8500", "10.8.0.178:8501"]),
+    ] {
+        let cfg = yaml(&read(mon_dir(&out, m).join("prometheus/prometheus.yml")));
+        let job = cfg["scrape_configs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["job_name"] == "consul-services")
+            .expect("consul-services job");
+        let servers: Vec<&str> = job["consul_sd_configs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["server"].as_str().unwrap())
+            .collect();
+        assert_eq!(servers, want, "{m}");
+        let dc = if m.starts_with("mon-fra") {
+            "fra"
+        } else {
+            "sha"
+        };
+        assert!(
+            job["consul_sd_configs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|c| c["datacenter"] == dc)
+        );
+    }
+
+    // Agents only in fra: sha's Prometheus would have no agent; render names the datacenter.
+    let inv = dir.path().join("one-dc-agents.yml");
+    let text = read(repo().join("inventory/examples/multi-dc.yml")).replace(
+        "    - http://10.8.0.178:8500\n    - http://10.8.0.178:8501\n",
+        "",
+    );
+    assert!(!text.contains("10.8.0.178:85"), "{text}");
+    std::fs::write(&inv, text).unwrap();
+    let o = Run::new(&["render", "playbooks/monitoring.yml", "-i"])
+        .arg(&inv)
+        .arg("--out")
+        .arg(dir.path().join("out2"))
+        .output();
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("no Consul agent serves datacenter sha"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// issue 17: the topology example inventories are built into the binary like the other
+/// examples (build.rs once kept only file names holding "example", which `examples/ha.yml`
+/// does not): `init` writes them, and they render with the built-in playbooks and templates
+/// from a directory that is no checkout.
+#[test]
+fn topology_examples_are_built_in_and_render_from_an_init_project() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let mut r = Run::new(args);
+        r.cmd
+            .current_dir(dir.path())
+            .env_remove("PROMFLEET_PROJECT")
+            .env_remove("PROMFLEET_SECRETS")
+            .env_remove("PROMFLEET_CONFIG");
+        r.output()
+    };
+    let o = run(&["init", "site"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for (example, hosts) in [("single", 1), ("ha", 3), ("multi-dc", 4)] {
+        let rel = format!("inventory/examples/{example}.yml");
+        let written = dir.path().join("site").join(&rel);
+        assert_eq!(read(&written), read(repo().join(&rel)), "{rel}");
+        // Rendered from the temp dir (no playbooks/ or templates/ there): the built-in files.
+        let out = format!("out-{example}");
+        let o = run(&["render", "-i", written.to_str().unwrap(), "--out", &out]);
+        assert!(o.status.success(), "{example}: {}", stderr(&o));
+        let out = dir.path().join(&out);
+        let mons = std::fs::read_dir(&out)
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter(|e| {
+                let host = e.file_name().to_string_lossy().into_owned();
+                mon_dir(&out, &host)
+                    .join("prometheus/prometheus.yml")
+                    .is_file()
+            })
+            .count();
+        assert_eq!(mons, hosts, "{example}");
+    }
+}
+
+/// issue 17: `alert test` judges delivery, not only routing: two Alertmanagers that are NOT
+/// one cluster both notify the same alert, and `alert test` reports the two notifications
+/// and exits 5 (drift).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alert_test_reports_two_notifications_from_two_alertmanagers_that_are_not_a_cluster() {
+    let Some(alertmanager) = tool("prometheus-alertmanager") else {
+        eprintln!("SKIPPED: needs Debian's prometheus-alertmanager");
+        return;
+    };
+    let ips = ["127.0.0.16", "127.0.0.17"];
+    let am_port = common_port(&ips);
+    let sink_port = common_port(&ips);
+    let dir = tempfile::tempdir().unwrap();
+    let inv = dir.path().join("inventory.yml");
+    std::fs::write(
+        &inv,
+        format!(
+            "vars:\n  alertmanager_port: {am_port}\n  dingtalk_port: {sink_port}\n  \
+             alertmanager_group_wait: 1s\n  alertmanager_group_interval: 1s\n  \
+             alertmanager_peer_timeout: 1s\n\
+             consul: {{agents: [http://127.0.0.16:8500]}}\n\
+             groups:\n  IDE: {{hosts: [{{name: ide-01, ip: 127.0.0.36}}]}}\n\
+             monitoring:\n  hosts:\n    - {{name: mon-01, ip: 127.0.0.16}}\n    \
+             - {{name: mon-02, ip: 127.0.0.17}}\n"
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("rendered");
+    render(&inv, &out, &["playbooks/monitoring.yml"]);
+    let mut sinks = Vec::new();
+    let mut ams = Vec::new();
+    for (ip, name) in ips.iter().zip(["mon-01", "mon-02"]) {
+        let (_, seen) = start_sink_on(&format!("{ip}:{sink_port}")).await;
+        sinks.push((ip.to_string(), seen));
+        let mon = mon_dir(&out, name);
+        let mut cmd = Command::new(&alertmanager);
+        cmd.arg(format!(
+            "--config.file={}",
+            mon.join("alertmanager/config.yml").display()
+        ))
+        .arg(format!("--storage.path={}", mon.join("am-data").display()))
+        .arg(format!("--web.listen-address={ip}:{am_port}"))
+        // No gossip: each decides alone.
+        .arg("--cluster.listen-address=");
+        ams.push(spawn(cmd, &mon.join("am.log")));
+    }
+    for ip in ips {
+        let up = wait_for(Duration::from_secs(30), async || {
+            get_json(&format!("http://{ip}:{am_port}/api/v2/status"))
+                .await
+                .map(|_| ())
+        })
+        .await;
+        assert!(up.is_some(), "{ip}: Alertmanager not up");
+    }
+    let o = {
+        let inv = inv.clone();
+        tokio::task::spawn_blocking(move || {
+            Run::new(&["alert", "test", "--group", "IDE", "--output", "json", "-i"])
+                .arg(&inv)
+                .output()
+        })
+        .await
+        .unwrap()
+    };
+    assert_eq!(o.status.code(), Some(5), "{}\n{}", stdout(&o), stderr(&o));
+    let r: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let per_am: Vec<u64> = r
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["notifications"].as_u64().expect("counted"))
+        .collect();
+    assert_eq!(per_am, [1, 1], "{r:#}");
+    assert!(
+        stderr(&o).contains("2 notifications went out from 2 Alertmanager(s)"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(notifications(&sinks, "PromfleetTest").len(), 2);
+    drop(ams);
+}
+
+/// issue 17, `status` with several datacenters: each Consul agent's row names its datacenter
+/// (the monitoring host its URL names) and that datacenter's leader, and the WAN members;
+/// a datacenter of the inventory missing from an agent's WAN pool is drift.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_names_each_datacenters_consul_leader_and_the_wan_members() {
+    let start = |ip: [u8; 4], dc: &str, wan: &[&str]| {
+        ConsulDouble::start_with(DoubleOptions {
+            bind: std::net::SocketAddr::from((ip, 0)),
+            datacenter: dc.to_owned(),
+            run_checks: false,
+            wan_datacenters: wan.iter().map(|d| d.to_string()).collect(),
+            ..DoubleOptions::default()
+        })
+    };
+    // fra's servers see sha over WAN; sha's do not (yet) see fra.
+    let fra = start([127, 0, 0, 26], "fra", &["sha"]).await.unwrap();
+    let sha = start([127, 0, 0, 27], "sha", &[]).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let inv = dir.path().join("inventory.yml");
+    std::fs::write(
+        &inv,
+        format!(
+            "vars: {{primary_datacenter: fra}}\n\
+             consul: {{agents: [{}, {}]}}\n\
+             groups:\n  IDE: {{vars: {{datacenter: fra}}, hosts: [{{name: ide-01, ip: 127.0.0.46}}]}}\n  \
+             Stage: {{vars: {{datacenter: sha}}, hosts: [{{name: stage-01, ip: 127.0.0.47}}]}}\n\
+             monitoring:\n  hosts:\n    - {{name: mon-fra, ip: 127.0.0.26, vars: {{datacenter: fra}}}}\n    \
+             - {{name: mon-sha, ip: 127.0.0.27, vars: {{datacenter: sha}}}}\n",
+            fra.url(),
+            sha.url()
+        ),
+    )
+    .unwrap();
+    let rows = central_rows(&inv, "consul").await;
+    assert_eq!(
+        rows,
+        [
+            (
+                fra.url(),
+                "ok".into(),
+                "fra leader, 2 alive, WAN fra+sha".into()
+            ),
+            (
+                sha.url(),
+                "drift".into(),
+                "sha leader, 2 alive, WAN lacks fra".into()
+            ),
+        ]
     );
 }

@@ -140,7 +140,7 @@ pub fn resolve_consul(
 ) -> anyhow::Result<Consul> {
     let project = ProjectFile::current();
     let inventory_dir = inv.source.parent().map(Path::to_path_buf);
-    let consul = Consul::resolve(&Sources {
+    let mut consul = Consul::resolve(&Sources {
         env: Env::current(),
         secrets,
         inventory: &inv.consul,
@@ -150,6 +150,7 @@ pub fn resolve_consul(
     })?;
     secrets.set_consul_token(consul.token().map(|t| (t.value.clone(), t.origin.clone())));
     consul.apply_to(inv);
+    consul.set_placement(inv.consul_placement(consul.agents()));
     let tls = consul.tls();
     let files = [
         ("ca", tls.ca_file.clone()),

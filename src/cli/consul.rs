@@ -1,7 +1,7 @@
 //! `promfleet consul prune`: deregister, on every agent of the inventory, promfleet's services
 //! whose host left the inventory (or whose ip changed), and the extra copies of a live host's
-//! service held by more than one agent (after a failover), keeping the one registration
-//! would use. The deregistrations fan out through the `Scheduler` (a few at once, Ctrl-C
+//! service held by more agents than registration designates (after a failover), keeping the
+//! copies registration would make (one, or two on two monitoring hosts in HA). The deregistrations fan out through the `Scheduler` (a few at once, Ctrl-C
 //! stops the rest); each is reported as a `report::Pruned` event.
 
 use std::collections::BTreeMap;
@@ -89,14 +89,17 @@ fn stale(
             .and_then(|m| m.get("hostname"))
             .cloned()
             .unwrap_or_default();
-        let keep = client
-            .keeper(&hostname, &holders)
-            .unwrap_or(holders[0])
-            .to_owned();
+        // The copies registration makes (two on two monitoring hosts in HA); a lone copy
+        // outside them (another datacenter's agent) stays until registration replaces it.
+        let mut keep = client.keepers(&hostname, &holders);
+        if keep.is_empty() {
+            keep.push(holders[0]);
+        }
+        let keep: Vec<String> = keep.into_iter().map(str::to_owned).collect();
         out.extend(
             copies
                 .into_iter()
-                .filter(|(a, _)| *a != keep)
+                .filter(|(a, _)| !keep.contains(a))
                 .map(|(a, s)| (a, s, Reason::Duplicate)),
         );
     }

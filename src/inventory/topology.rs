@@ -9,6 +9,7 @@
 use serde_json::{Value, json};
 
 use super::{Host, Inventory};
+use crate::modules::consul::{AgentSite, Placement};
 
 /// Datacenter of hosts that name none and an inventory without `consul.datacenter`.
 pub const DEFAULT_DATACENTER: &str = "dc1";
@@ -35,12 +36,14 @@ impl TopologyKind {
     }
 }
 
-/// One datacenter: its name, the monitoring hosts serving it and its fleet groups.
+/// One datacenter: its name, the monitoring hosts serving it, its fleet groups and the
+/// Consul agents serving it (`Placement::serving`: the agents on its monitoring hosts).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Datacenter<'a> {
     pub name: String,
     pub monitoring: Vec<&'a Host>,
     pub groups: Vec<String>,
+    pub agents: Vec<String>,
 }
 
 /// The topology derived from an inventory.
@@ -77,6 +80,7 @@ impl Inventory {
                 name,
                 monitoring: Vec::new(),
                 groups: Vec::new(),
+                agents: Vec::new(),
             });
             dcs.len() - 1
         };
@@ -89,6 +93,17 @@ impl Inventory {
             if !dcs[i].groups.contains(&h.group) {
                 dcs[i].groups.push(h.group.clone());
             }
+        }
+        let placement = Placement {
+            sites: self.agent_sites(&self.consul.agents),
+            host_datacenter: Default::default(),
+        };
+        for d in &mut dcs {
+            d.agents = placement
+                .serving(&d.name)
+                .into_iter()
+                .map(|i| self.consul.agents[i].clone())
+                .collect();
         }
         let primary = self
             .vars
@@ -112,6 +127,64 @@ impl Inventory {
     }
 }
 
+impl Inventory {
+    /// Where each of `agents` (URLs) runs, for placing registrations (README "Topology",
+    /// "Exporter registrations when a monitoring host is lost"): an agent runs on the
+    /// monitoring host whose ip (or name) its URL names and belongs to that host's datacenter;
+    /// an agent elsewhere has no known host or datacenter. With several datacenters, every
+    /// host is mapped to its datacenter, whose agents alone it registers on.
+    pub fn consul_placement(&self, agents: &[String]) -> Placement {
+        let sites = self.agent_sites(agents);
+        let several = {
+            let mut dcs: Vec<String> = self
+                .monitoring()
+                .chain(self.fleet())
+                .map(|h| self.datacenter_of(h))
+                .collect();
+            dcs.sort();
+            dcs.dedup();
+            dcs.len() > 1
+        };
+        let host_datacenter = if several {
+            self.fleet()
+                .chain(self.monitoring())
+                .map(|h| (h.name.clone(), self.datacenter_of(h)))
+                .collect()
+        } else {
+            Default::default()
+        };
+        Placement {
+            sites,
+            host_datacenter,
+        }
+    }
+
+    /// Where each of `agents` runs: the monitoring host its URL names (by ip or name) and
+    /// that host's datacenter; unknown for an agent on no monitoring host.
+    pub fn agent_sites(&self, agents: &[String]) -> Vec<AgentSite> {
+        agents
+            .iter()
+            .map(|a| {
+                let Ok(url) = super::AgentUrl::parse(a) else {
+                    return AgentSite::default();
+                };
+                let name = url.host.trim_start_matches('[').trim_end_matches(']');
+                let ip = name.parse::<std::net::IpAddr>().ok();
+                match self
+                    .monitoring()
+                    .find(|m| Some(m.ip) == ip || m.name == name)
+                {
+                    Some(m) => AgentSite {
+                        host: Some(m.name.clone()),
+                        datacenter: Some(self.datacenter_of(m)),
+                    },
+                    None => AgentSite::default(),
+                }
+            })
+            .collect()
+    }
+}
+
 impl Topology<'_> {
     /// The `topology` template variable.
     pub fn to_json(&self) -> Value {
@@ -124,7 +197,7 @@ impl Topology<'_> {
                     .iter()
                     .map(|h| json!({"name": h.name, "ip": h.ip.to_string()}))
                     .collect();
-                json!({"name": d.name, "monitoring": mon, "groups": d.groups})
+                json!({"name": d.name, "monitoring": mon, "groups": d.groups, "agents": d.agents})
             })
             .collect();
         json!({
@@ -195,5 +268,49 @@ monitoring:
         );
         assert_eq!(t.primary, "west");
         assert_eq!(t.to_json()["kind"], "multi_dc");
+    }
+
+    #[test]
+    fn agents_belong_to_the_monitoring_host_their_url_names_and_its_datacenter() {
+        let i = inv(r#"
+consul:
+  agents: [http://10.0.0.9:8500, "http://mon-2:8501", http://10.1.0.9:8500, http://consul.example:8500]
+groups:
+  IDE: {hosts: [{name: a, ip: 10.0.0.1}]}
+  Stage: {vars: {datacenter: west}, hosts: [{name: b, ip: 10.1.0.1}]}
+monitoring:
+  hosts:
+    - {name: m1, ip: 10.0.0.9}
+    - {name: mon-2, ip: 10.0.0.10}
+    - {name: m3, ip: 10.1.0.9, vars: {datacenter: west}}
+"#);
+        let p = i.consul_placement(&i.consul.agents);
+        let sites: Vec<(Option<&str>, Option<&str>)> = p
+            .sites
+            .iter()
+            .map(|s| (s.host.as_deref(), s.datacenter.as_deref()))
+            .collect();
+        assert_eq!(
+            sites,
+            [
+                (Some("m1"), Some("dc1")),
+                (Some("mon-2"), Some("dc1")),
+                (Some("m3"), Some("west")),
+                (None, None),
+            ]
+        );
+        // Several datacenters: every host is mapped to its datacenter.
+        assert_eq!(p.host_datacenter.get("b").map(String::as_str), Some("west"));
+        assert_eq!(p.host_datacenter.get("a").map(String::as_str), Some("dc1"));
+
+        // One datacenter: no per-datacenter restriction.
+        let ha = inv(
+            "consul: {agents: [http://10.0.0.9:8500, http://10.0.0.10:8501]}\n\
+             groups: {IDE: {hosts: [{name: a, ip: 10.0.0.1}]}}\n\
+             monitoring: {hosts: [{name: m1, ip: 10.0.0.9}, {name: m2, ip: 10.0.0.10}]}\n",
+        );
+        let p = ha.consul_placement(&ha.consul.agents);
+        assert!(p.host_datacenter.is_empty());
+        assert_eq!(p.sites[1].host.as_deref(), Some("m2"));
     }
 }

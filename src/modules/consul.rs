@@ -4,6 +4,9 @@
 //! each host's first choice) so that losing one agent loses only its share of services — the
 //! hand-built version put everything on one agent. When that agent is down, the next one is
 //! used, and copies on other agents are removed so Prometheus never sees a target twice.
+//! Where the agents run on two or more monitoring hosts (HA, [`Placement`]), every exporter is
+//! registered on two agents of two different hosts, so losing any one monitoring host loses no
+//! registration; with several datacenters a host registers on its own datacenter's agents only.
 //! Each agent's service list is fetched once per run and kept current (no N² GETs).
 //!
 //! Owns: the Consul client, and the `consul_register`, `consul_deregister` and
@@ -122,6 +125,46 @@ type Services = HashMap<String, AgentService>;
 /// How long one request to an agent may take, answer included.
 pub const AGENT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Where an agent runs, as the inventory tells: the monitoring host whose ip (or name) its URL
+/// names, and that host's datacenter (`None`: the URL names no monitoring host).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AgentSite {
+    pub host: Option<String>,
+    pub datacenter: Option<String>,
+}
+
+/// How registrations are placed over the agents (built from the inventory by
+/// `Inventory::consul_placement`). The default places as if every agent's host were unknown:
+/// one copy per exporter, on any agent.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Placement {
+    /// Per agent, parallel to the client's agents.
+    pub sites: Vec<AgentSite>,
+    /// Several datacenters: the datacenter of every inventory host (by name). Empty otherwise,
+    /// and then every agent serves every host.
+    pub host_datacenter: HashMap<String, String>,
+}
+
+impl Placement {
+    /// The agents (indices) serving datacenter `dc`: those on its monitoring hosts, or, when
+    /// none is, those on no monitoring host — never another datacenter's. Registration
+    /// (`ConsulClient`) and the rendered discovery (`topology.datacenters[].agents`) both
+    /// use this rule.
+    pub fn serving(&self, dc: &str) -> Vec<usize> {
+        let of = |want: Option<&str>| -> Vec<usize> {
+            (0..self.sites.len())
+                .filter(|i| self.sites[*i].datacenter.as_deref() == want)
+                .collect()
+        };
+        let own = of(Some(dc));
+        if own.is_empty() { of(None) } else { own }
+    }
+}
+
+/// Copies of one registration where the agents run on two or more monitoring hosts: one is
+/// enough to keep a target, two on two hosts survive the loss of any one host.
+pub const HA_COPIES: usize = 2;
+
 /// A pooled HTTP client for the inventory's Consul agents, with a per-run service cache.
 pub struct ConsulClient {
     agents: Vec<String>,
@@ -133,6 +176,7 @@ pub struct ConsulClient {
     down: Vec<std::sync::OnceLock<String>>,
     /// `DeregisterCriticalServiceAfter` set on every check registered (None: never).
     deregister_critical_after: Option<String>,
+    placement: Placement,
 }
 
 impl ConsulClient {
@@ -150,7 +194,92 @@ impl ConsulClient {
             cache,
             down,
             deregister_critical_after: None,
+            placement: Placement::default(),
         }
+    }
+
+    /// Where the agents run (see [`Placement`]); sites beyond the agent list are ignored and
+    /// missing ones count as unknown.
+    pub fn set_placement(&mut self, mut placement: Placement) {
+        placement
+            .sites
+            .resize(self.agents.len(), AgentSite::default());
+        self.placement = placement;
+    }
+
+    fn site(&self, i: usize) -> &AgentSite {
+        static UNKNOWN: AgentSite = AgentSite {
+            host: None,
+            datacenter: None,
+        };
+        self.placement.sites.get(i).unwrap_or(&UNKNOWN)
+    }
+
+    /// Agent `i` runs on a known monitoring host other than those of every agent in `picked`.
+    fn on_another_host(&self, i: usize, picked: &[usize]) -> bool {
+        let Some(host) = &self.site(i).host else {
+            return false;
+        };
+        picked
+            .iter()
+            .all(|p| self.site(*p).host.as_ref().is_some_and(|h| h != host))
+    }
+
+    /// The datacenter whose agents serve `key`'s host (several datacenters only).
+    fn datacenter_of(&self, key: &str) -> Option<&str> {
+        self.placement.host_datacenter.get(key).map(String::as_str)
+    }
+
+    /// The agents a registration for `key` may use, in preference order: its hash order, and
+    /// with several datacenters only the agents serving its host's datacenter
+    /// ([`Placement::serving`]).
+    fn candidates(&self, key: &str) -> Vec<usize> {
+        let order = self.order(key);
+        let Some(dc) = self.datacenter_of(key) else {
+            return order;
+        };
+        let serving = self.placement.serving(dc);
+        order.into_iter().filter(|i| serving.contains(i)).collect()
+    }
+
+    /// How many agents hold a registration for `key`: two ([`HA_COPIES`]) when its candidate
+    /// agents run on two or more monitoring hosts, else one.
+    pub fn copies(&self, key: &str) -> usize {
+        let hosts: std::collections::BTreeSet<&str> = self
+            .candidates(key)
+            .into_iter()
+            .filter_map(|i| self.site(i).host.as_deref())
+            .collect();
+        if hosts.len() >= 2 { HA_COPIES } else { 1 }
+    }
+
+    /// The candidates in the order registration tries them: with two copies wanted, agents
+    /// on a monitoring host first (an agent elsewhere cannot be told apart from one on the
+    /// same host, so it only stands in for a lost host's).
+    fn preference(&self, key: &str) -> Vec<usize> {
+        let mut c = self.candidates(key);
+        if self.copies(key) > 1 {
+            c.sort_by_key(|i| self.site(*i).host.is_none());
+        }
+        c
+    }
+
+    /// The designated agents for `key` among those `usable`: the first in its preference
+    /// order, then the next ones on other monitoring hosts, up to [`ConsulClient::copies`].
+    /// Registration (with `usable` = accepted) and `consul prune` (= holds a copy) both
+    /// choose by this rule, so prune keeps exactly the copies registration makes.
+    fn designate(&self, key: &str, usable: impl Fn(usize) -> bool) -> Vec<usize> {
+        let want = self.copies(key);
+        let mut picked = Vec::new();
+        for i in self.preference(key) {
+            if picked.len() == want {
+                break;
+            }
+            if usable(i) && (picked.is_empty() || self.on_another_host(i, &picked)) {
+                picked.push(i);
+            }
+        }
+        picked
     }
 
     /// Have Consul remove a service whose check stayed critical this long (a Consul duration
@@ -198,12 +327,20 @@ impl ConsulClient {
         (0..n).map(|i| (start + i) % n).collect()
     }
 
-    /// Of the agents at `holders` (URLs), the one a registration for `key` would use: the
-    /// first in `key`'s agent order. `consul prune` keeps the copy there and removes the others.
-    pub fn keeper<'a>(&self, key: &str, holders: &[&'a str]) -> Option<&'a str> {
-        self.order(key)
+    /// Of the agents at `holders` (URLs), the ones a registration for `key` would use (see
+    /// [`ConsulClient::designate`]). `consul prune` keeps the copies there and removes the
+    /// others.
+    pub fn keepers<'a>(&self, key: &str, holders: &[&'a str]) -> Vec<&'a str> {
+        let held = |i: usize| holders.contains(&self.agents[i].as_str());
+        self.designate(key, held)
             .into_iter()
-            .find_map(|i| holders.iter().find(|h| **h == self.agents[i]).copied())
+            .filter_map(|i| holders.iter().find(|h| **h == self.agents[i]).copied())
+            .collect()
+    }
+
+    /// The first of [`ConsulClient::keepers`].
+    pub fn keeper<'a>(&self, key: &str, holders: &[&'a str]) -> Option<&'a str> {
+        self.keepers(key, holders).into_iter().next()
     }
 
     /// Send `r` to agent `i`, unless it is down; a timeout marks it down for the run.
@@ -264,21 +401,40 @@ impl ConsulClient {
         }
     }
 
-    /// Register `def` (idempotent). Returns (changed, agent used).
+    /// Register `def` (idempotent) on the agents designated for `key` (one, or two on two
+    /// monitoring hosts: [`ConsulClient::designate`]), failing over along `key`'s candidate
+    /// order, and remove the copies any other agent holds. Returns (changed, where: the agents
+    /// used, and the copies missing when fewer agents than wanted accepted it).
     pub async fn register(&self, def: &ServiceDef, key: &str) -> Result<(bool, String), TaskError> {
         if self.agents.is_empty() {
             return Err(TaskError::permanent(
                 "no Consul agents in the inventory (consul.agents)",
             ));
         }
+        let candidates = self.preference(key);
+        if candidates.is_empty() {
+            return Err(TaskError::permanent(format!(
+                "no Consul agent of datacenter {} in consul.agents (an agent belongs to the \
+                 datacenter of the monitoring host its URL names)",
+                self.datacenter_of(key).unwrap_or_default()
+            )));
+        }
+        let want = self.copies(key);
         let def = &self.with_client_options(def);
         let mut errors = Vec::new();
-        let mut used = None;
-        for i in self.order(key) {
+        let mut used: Vec<usize> = Vec::new();
+        let mut changed = false;
+        for i in candidates {
+            if used.len() == want {
+                break;
+            }
+            if !used.is_empty() && !self.on_another_host(i, &used) {
+                continue;
+            }
             match self.services(i).await {
                 Ok(s) if s.get(&def.id).is_some_and(|x| x.matches(def)) => {
-                    used = Some((i, false));
-                    break;
+                    used.push(i);
+                    continue;
                 }
                 Ok(_) => {}
                 Err(e) => {
@@ -291,21 +447,22 @@ impl ConsulClient {
                     if let Some(s) = self.cache[i].lock().await.as_mut() {
                         s.insert(def.id.clone(), as_agent_service(def));
                     }
-                    used = Some((i, true));
-                    break;
+                    used.push(i);
+                    changed = true;
                 }
                 Err(e) => errors.push(format!("{}: {e}", self.agents[i])),
             }
         }
-        let Some((i, mut changed)) = used else {
+        if used.is_empty() {
             return Err(TaskError::transient(format!(
                 "no Consul agent accepted {} ({})",
                 def.id,
                 errors.join("; ")
             )));
-        };
-        // A copy left on another agent (after a failover) would be a duplicate target.
-        for j in (0..self.agents.len()).filter(|j| *j != i) {
+        }
+        // A copy left on another agent this run has read (after a failover) would be a
+        // duplicate target; agents not read (another datacenter's) are `consul prune`'s.
+        for j in (0..self.agents.len()).filter(|j| !used.contains(j)) {
             let held = match self.cache[j].lock().await.as_ref() {
                 Some(s) => s.contains_key(&def.id),
                 None => false,
@@ -314,7 +471,20 @@ impl ConsulClient {
                 changed = true;
             }
         }
-        Ok((changed, self.agents[i].clone()))
+        let at: Vec<&str> = used.iter().map(|i| self.agents[*i].as_str()).collect();
+        let mut place = at.join(", ");
+        if used.len() < want {
+            place.push_str(&format!(
+                " ({} of {want} copies: no agent on another monitoring host accepted it: {})",
+                used.len(),
+                if errors.is_empty() {
+                    "none answered".to_owned()
+                } else {
+                    errors.join("; ")
+                }
+            ));
+        }
+        Ok((changed, place))
     }
 
     /// `def` with the client-wide check options (`DeregisterCriticalServiceAfter`).
@@ -738,4 +908,138 @@ impl super::Task for Deregister {
 
 impl super::Task for ClusterCheck {
     super::task_run!();
+}
+
+#[cfg(test)]
+mod placement_tests {
+    use super::*;
+
+    fn site(host: Option<&str>, dc: Option<&str>) -> AgentSite {
+        AgentSite {
+            host: host.map(str::to_owned),
+            datacenter: dc.map(str::to_owned),
+        }
+    }
+
+    fn client(agents: &[(&str, AgentSite)], host_dc: &[(&str, &str)]) -> ConsulClient {
+        let mut c = ConsulClient::new(
+            agents.iter().map(|(a, _)| a.to_string()).collect(),
+            None,
+            reqwest::Client::new(),
+        );
+        c.set_placement(Placement {
+            sites: agents.iter().map(|(_, s)| s.clone()).collect(),
+            host_datacenter: host_dc
+                .iter()
+                .map(|(h, d)| (h.to_string(), d.to_string()))
+                .collect(),
+        });
+        c
+    }
+
+    const KEYS: std::ops::Range<usize> = 0..200;
+
+    #[test]
+    fn ha_designates_two_agents_on_two_monitoring_hosts_and_prune_keeps_exactly_those() {
+        let c = client(
+            &[
+                ("http://a1", site(Some("mon-1"), Some("dc1"))),
+                ("http://a2", site(Some("mon-1"), Some("dc1"))),
+                ("http://b1", site(Some("mon-2"), Some("dc1"))),
+                ("http://x", site(None, None)),
+            ],
+            &[],
+        );
+        let all = ["http://a1", "http://a2", "http://b1", "http://x"];
+        for k in KEYS.map(|n| format!("host{n:03}")) {
+            assert_eq!(c.copies(&k), 2, "{k}");
+            let keep = c.keepers(&k, &all);
+            assert_eq!(keep.len(), 2, "{k}: {keep:?}");
+            // One on each host: b1 always (the only agent of mon-2), never the agent of no
+            // known host while both hosts have one.
+            assert!(keep.contains(&"http://b1"), "{k}: {keep:?}");
+            assert!(!keep.contains(&"http://x"), "{k}: {keep:?}");
+            // mon-2 lost: the stand-in is the other host's agent or the unknown one, and
+            // prune keeps the copies the failover made.
+            let without_b = c.keepers(&k, &["http://a1", "http://a2", "http://x"]);
+            assert_eq!(without_b.len(), 1, "{k}: {without_b:?}");
+        }
+        // The hash still spreads the first copy over mon-1's two agents.
+        let firsts: std::collections::BTreeSet<&str> = KEYS
+            .map(|n| c.keeper(&format!("host{n:03}"), &all).unwrap_or_default())
+            .collect();
+        assert!(firsts.len() >= 2, "{firsts:?}");
+    }
+
+    #[test]
+    fn agents_on_one_host_or_unknown_hosts_keep_one_copy_as_before() {
+        let same = client(
+            &[
+                ("http://a1", site(Some("mon-1"), Some("dc1"))),
+                ("http://a2", site(Some("mon-1"), Some("dc1"))),
+            ],
+            &[],
+        );
+        let unknown = ConsulClient::new(
+            vec!["http://p".into(), "http://q".into()],
+            None,
+            reqwest::Client::new(),
+        );
+        for c in [&same, &unknown] {
+            let agents: Vec<&str> = c.agents().iter().map(String::as_str).collect();
+            for k in KEYS.map(|n| format!("host{n:03}")) {
+                assert_eq!(c.copies(&k), 1);
+                assert_eq!(c.keepers(&k, &agents).len(), 1);
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn several_datacenters_register_on_their_own_datacenters_agents_only() {
+        let c = client(
+            &[
+                ("http://fra1", site(Some("mon-fra-1"), Some("fra"))),
+                ("http://fra2", site(Some("mon-fra-2"), Some("fra"))),
+                ("http://sha1", site(Some("mon-sha-1"), Some("sha"))),
+                ("http://elsewhere", site(None, None)),
+            ],
+            &[("ide-01", "fra"), ("stage-01", "sha"), ("nyc-01", "nyc")],
+        );
+        let name = |v: Vec<usize>| -> Vec<String> {
+            let mut v: Vec<String> = v.into_iter().map(|i| c.agents[i].clone()).collect();
+            v.sort();
+            v
+        };
+        assert_eq!(name(c.candidates("ide-01")), ["http://fra1", "http://fra2"]);
+        assert_eq!(c.copies("ide-01"), 2);
+        assert_eq!(name(c.candidates("stage-01")), ["http://sha1"]);
+        assert_eq!(c.copies("stage-01"), 1);
+        // A datacenter no agent's host is in: the agents on no monitoring host, never
+        // another datacenter's.
+        assert_eq!(name(c.candidates("nyc-01")), ["http://elsewhere"]);
+        let all: Vec<&str> = c.agents().iter().map(String::as_str).collect();
+        assert_eq!(c.keepers("stage-01", &all), ["http://sha1"]);
+
+        // No agent may serve the host: refused before any request.
+        let only_fra = client(
+            &[("http://fra1", site(Some("mon-fra-1"), Some("fra")))],
+            &[("stage-01", "sha")],
+        );
+        let def = Register::new(ServiceSpec {
+            service: "node".into(),
+            id: None,
+            hostname: "stage-01".into(),
+            group: "Stage".into(),
+            address: "10.8.2.21".into(),
+            port: 9100,
+            check_path: "/metrics".into(),
+            interval: "5s".into(),
+            meta: BTreeMap::new(),
+            tags: vec![],
+        })
+        .def;
+        let err = only_fra.register(&def, "stage-01").await.unwrap_err();
+        assert!(err.message.contains("datacenter sha"), "{}", err.message);
+        assert!(!err.transient);
+    }
 }

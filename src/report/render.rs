@@ -59,9 +59,12 @@ pub fn alert_outcome(o: &AlertOutcome, group: &str) -> String {
         format!("WRONG ROUTE (expected {})", o.expected)
     };
     let mut s = format!(
-        "{}: alert {} for group {group} → {routed}: {verdict}{}",
+        "{}: alert {} for group {group} → {routed}: {verdict}{}{}",
         o.alertmanager,
         crate::status::alert::ALERTNAME,
+        o.notifications
+            .map(|n| format!("; {n} notification(s) sent"))
+            .unwrap_or_default(),
         if o.resolved { "; resolved" } else { "" }
     );
     if let Some(e) = &o.error {

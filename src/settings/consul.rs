@@ -133,6 +133,8 @@ impl std::fmt::Debug for Token {
 #[derive(Debug, Clone)]
 pub struct Consul {
     agents: Vec<String>,
+    /// Where the agents run (from the inventory: `Inventory::consul_placement`).
+    placement: crate::modules::consul::Placement,
     datacenter: Option<String>,
     token: Option<Token>,
     tls: TlsOptions,
@@ -180,6 +182,7 @@ impl Consul {
         };
         Ok(Consul {
             agents,
+            placement: Default::default(),
             datacenter: s.inventory.datacenter.clone(),
             token,
             tls,
@@ -189,6 +192,11 @@ impl Consul {
 
     pub fn agents(&self) -> &[String] {
         &self.agents
+    }
+
+    /// Place registrations by where the agents run (HA copies, per-datacenter agents).
+    pub fn set_placement(&mut self, placement: crate::modules::consul::Placement) {
+        self.placement = placement;
     }
 
     pub fn token(&self) -> Option<&Token> {
@@ -216,6 +224,7 @@ impl Consul {
             self.http_client()?,
         );
         c.set_deregister_critical_service_after(self.deregister_critical_service_after.clone());
+        c.set_placement(self.placement.clone());
         Ok(Arc::new(c))
     }
 

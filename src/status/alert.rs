@@ -1,6 +1,11 @@
 //! `alert test`'s conversation with Alertmanager's v2 API: post a synthetic alert for one
 //! fleet group, read which receiver Alertmanager routed it to, keep it firing long enough for
-//! the group's notification to go out (the route's `group_wait`), then resolve it.
+//! the group's notification to go out (the route's `group_wait`, plus the cluster's peer
+//! waits with several Alertmanagers), then resolve it. Delivery is observed on each
+//! Alertmanager's own counter of notifications sent (`alertmanager_notifications_total`,
+//! counted once a notification passed the cluster's de-duplication): read before the alert is
+//! posted and before it is resolved, the sum of the increases is how many notifications the
+//! Alertmanagers sent for it — exactly one when they form one cluster.
 //!
 //! The only thing this module writes is that one synthetic alert (and its resolution).
 
@@ -117,6 +122,54 @@ pub async fn group_wait(http: &reqwest::Client, base: &str) -> Duration {
         .unwrap_or(default)
 }
 
+/// Counter of notifications an Alertmanager sent (every integration; only those that passed
+/// the notification log's de-duplication are counted).
+pub const NOTIFICATIONS_METRIC: &str = "alertmanager_notifications_total";
+
+/// The sum of [`NOTIFICATIONS_METRIC`] in a Prometheus text exposition (None: absent).
+pub fn notifications_in(metrics: &str) -> Option<u64> {
+    let mut found = false;
+    let mut sum = 0.0;
+    for line in metrics.lines().filter(|l| !l.starts_with('#')) {
+        let Some(rest) = line.strip_prefix(NOTIFICATIONS_METRIC) else {
+            continue;
+        };
+        if !(rest.starts_with(' ') || rest.starts_with('{')) {
+            continue;
+        }
+        // `name{labels} value [timestamp]`: the value follows the labels' closing brace.
+        let after = rest.rsplit_once('}').map_or(rest, |(_, v)| v);
+        if let Some(v) = after
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<f64>().ok())
+        {
+            found = true;
+            sum += v;
+        }
+    }
+    found.then_some(sum.max(0.0) as u64)
+}
+
+/// Notifications `base` has sent so far ([`NOTIFICATIONS_METRIC`], from `/metrics`).
+async fn notifications_sent(http: &reqwest::Client, base: &str) -> Result<u64, String> {
+    let resp = http
+        .get(format!("{base}/metrics"))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .map_err(|e| short_reqwest(&e))?;
+    if !resp.status().is_success() {
+        return Err(format!("/metrics: HTTP {}", resp.status()));
+    }
+    let body = read_capped(resp, METRICS_CAP).await?;
+    notifications_in(&String::from_utf8_lossy(&body))
+        .ok_or_else(|| format!("/metrics has no {NOTIFICATIONS_METRIC}"))
+}
+
+/// Alertmanager's own /metrics page is a few hundred KiB at most.
+const METRICS_CAP: u64 = 4 << 20;
+
 /// What happened at one Alertmanager.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct AlertOutcome {
@@ -126,6 +179,10 @@ pub struct AlertOutcome {
     /// The receiver the inventory's group should route to.
     pub expected: String,
     pub resolved: bool,
+    /// Notifications this Alertmanager sent while the test alert was held (None: its
+    /// counter could not be read).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notifications: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -136,7 +193,15 @@ impl AlertOutcome {
     }
 }
 
-/// Post, read the routing, hold (`hold`, else each Alertmanager's `group_wait` + 2 s), resolve.
+/// Notifications all `outcomes` sent for the test alert, when every Alertmanager's counter was
+/// read: one alert through one cluster must make exactly one.
+pub fn notifications_total(outcomes: &[AlertOutcome]) -> Option<u64> {
+    outcomes.iter().map(|o| o.notifications).sum()
+}
+
+/// Post, read the routing, hold (`hold`, else each Alertmanager's `group_wait` + `settle` +
+/// 2 s; `settle` covers the cluster members' peer waits), count the notifications sent
+/// meanwhile, resolve.
 /// The Alertmanagers are asked at once through `sched`; a Ctrl-C (its cancellation) cuts the
 /// hold short, and the resolution is sent to every Alertmanager that got the alert whatever
 /// happened: a test alert left firing would page someone.
@@ -146,6 +211,7 @@ pub async fn run_test(
     group: &str,
     expected: &str,
     hold: Option<Duration>,
+    settle: Duration,
     sched: &Scheduler,
 ) -> Vec<AlertOutcome> {
     let outcome = |a: &String| AlertOutcome {
@@ -153,8 +219,17 @@ pub async fn run_test(
         receivers: vec![],
         expected: expected.to_string(),
         resolved: false,
+        notifications: None,
         error: None,
     };
+    let count_all = || {
+        futures::future::join_all(
+            alertmanagers
+                .iter()
+                .map(|a| notifications_sent(http, a.trim_end_matches('/'))),
+        )
+    };
+    let counted_before = count_all().await;
     let items = alertmanagers
         .iter()
         .map(|a| (a.clone(), outcome(a)))
@@ -165,7 +240,7 @@ pub async fn run_test(
             let (h, g, s) = (h.clone(), g.clone(), s.clone());
             async move {
                 let mut abandoned = o.clone();
-                match s.or_abort(fire(h, g, hold, o)).await {
+                match s.or_abort(fire(h, g, hold, settle, o)).await {
                     Some(done) => done,
                     // It may have been posted: the resolution below is still sent.
                     None => {
@@ -196,6 +271,14 @@ pub async fn run_test(
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = sched.cancel_token().cancelled() => {}
+        }
+        if !sched.is_cancelled() {
+            // Before the resolution, whose own notification would count too.
+            for ((o, b), a) in out.iter_mut().zip(counted_before).zip(count_all().await) {
+                if let (Ok(b), Ok(a)) = (b, a) {
+                    o.notifications = Some(a.saturating_sub(b));
+                }
+            }
         }
     }
     let resolved = alert_body(group, Some(&crate::base::clock::rfc3339_millis(now_unix())));
@@ -232,6 +315,7 @@ async fn fire(
     http: reqwest::Client,
     group: String,
     hold: Option<Duration>,
+    settle: Duration,
     mut o: AlertOutcome,
 ) -> (AlertOutcome, Duration) {
     let http = &http;
@@ -256,7 +340,48 @@ async fn fire(
     }
     let gw = match hold {
         Some(h) => h,
-        None => group_wait(http, &o.alertmanager).await + Duration::from_secs(2),
+        None => group_wait(http, &o.alertmanager).await + settle + Duration::from_secs(2),
     };
     (o, gw)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notifications_are_summed_over_integrations_and_absent_is_none() {
+        let page = "# HELP alertmanager_notifications_total The total number of attempted notifications.\n\
+# TYPE alertmanager_notifications_total counter\n\
+alertmanager_notifications_total{integration=\"email\"} 0\n\
+alertmanager_notifications_total{integration=\"webhook\"} 3\n\
+alertmanager_notifications_total{integration=\"we} bhook\"} 1 1700000000\n\
+alertmanager_notifications_failed_total{integration=\"webhook\"} 7\n";
+        assert_eq!(notifications_in(page), Some(4));
+        assert_eq!(
+            notifications_in("alertmanager_notifications_totalx 5\n"),
+            None
+        );
+        assert_eq!(
+            notifications_in("alertmanager_notifications_total 2\n"),
+            Some(2)
+        );
+    }
+
+    #[test]
+    fn total_is_known_only_when_every_counter_was_read() {
+        let o = |n| AlertOutcome {
+            alertmanager: "a".into(),
+            receivers: vec![],
+            expected: "webhook-x".into(),
+            resolved: true,
+            notifications: n,
+            error: None,
+        };
+        assert_eq!(
+            notifications_total(&[o(Some(1)), o(Some(0)), o(Some(0))]),
+            Some(1)
+        );
+        assert_eq!(notifications_total(&[o(Some(1)), o(None)]), None);
+    }
 }

@@ -2,7 +2,9 @@
 //! (leader, alive members) and, on each monitoring host, Prometheus (healthy, last config
 //! reload), Alertmanager (healthy, cluster and config; in HA the cluster must hold every
 //! replica of the datacenter), Grafana, the DingTalk webhook and Karma. Several datacenters:
-//! each Consul agent also reports the WAN members.
+//! each Consul agent row names its datacenter (that of the monitoring host its URL names) and
+//! that datacenter's leader, and reports the WAN members — drift when a datacenter of the
+//! inventory is missing from the WAN pool.
 //! A service that does not answer is down.
 //!
 //! URLs: the var `<service>_url` (e.g. `-e prometheus_url=http://…`) when set, else
@@ -84,11 +86,19 @@ pub async fn gather(
             .find(|d| d.monitoring.iter().any(|m| m.name == h.name))
             .map_or(1, |d| d.monitoring.len())
     };
+    let datacenters: Vec<String> = topology
+        .datacenters
+        .iter()
+        .map(|d| d.name.clone())
+        .collect();
+    let sites = inv.agent_sites(&inv.consul.agents);
     let mut jobs = Vec::new();
     for a in &inv.consul.agents {
         let url = a.trim_end_matches('/').to_string();
         jobs.push(("consul".to_string(), url.clone(), url, 1));
     }
+    let sites = &sites;
+    let datacenters = &datacenters;
     for h in inv.monitoring() {
         let vars = host_vars(inv, defaults, h);
         for (svc, port_var) in SERVICES {
@@ -97,25 +107,39 @@ pub async fn gather(
             }
         }
     }
+    // The datacenter of each agent's row (agents come first in `jobs`), owned: each row is
+    // one scheduler item.
+    let site_dcs: Vec<Option<String>> = (0..jobs.len())
+        .map(|i| sites.get(i).and_then(|s| s.datacenter.clone()))
+        .collect();
     let items = jobs
         .iter()
         .cloned()
-        .map(|job| (format!("{} {}", job.0, job.1), job))
+        .enumerate()
+        .map(|(i, job)| (format!("{} {}", job.0, job.1), (i, job)))
         .collect();
     let (http, consul_client) = (http.clone(), consul_client.clone());
     let endpoints = endpoints.clone();
+    let datacenters = Arc::new(datacenters.clone());
+    let site_dcs = Arc::new(site_dcs);
     let s = sched.clone();
     let checks = sched
         .run(
             items,
-            move |(svc, _, url, n): (String, String, String, usize)| {
+            move |(i, (svc, _, url, n)): (usize, (String, String, String, usize))| {
                 let (http, consul_client, s) = (http.clone(), consul_client.clone(), s.clone());
                 let endpoints = endpoints.clone();
+                let datacenters = datacenters.clone();
+                let site_dc = site_dcs.get(i).cloned().flatten();
                 async move {
                     let check = async {
                         match svc.as_str() {
                             // Consul's own client: its TLS settings and token.
                             "consul" => {
+                                let wan = wan.then(|| Wan {
+                                    datacenter: site_dc.as_deref(),
+                                    expected: &datacenters,
+                                });
                                 consul(consul_client.http(), &url, consul_client.token(), wan).await
                             }
                             "prometheus" => {
@@ -197,8 +221,21 @@ async fn healthy(http: &reqwest::Client, url: &str) -> Check {
     }
 }
 
-/// `wan`: several datacenters, so the servers' WAN members are reported too.
-async fn consul(http: &reqwest::Client, base: &str, token: Option<&str>, wan: bool) -> Check {
+/// Several datacenters: the agent's own (None: its URL names no monitoring host) and every
+/// datacenter the inventory names, which the WAN pool must hold.
+struct Wan<'a> {
+    datacenter: Option<&'a str>,
+    expected: &'a [String],
+}
+
+/// `wan`: several datacenters, so the row names the agent's datacenter and reports the WAN
+/// members, with the inventory's datacenters missing from them.
+async fn consul(
+    http: &reqwest::Client,
+    base: &str,
+    token: Option<&str>,
+    wan: Option<Wan<'_>>,
+) -> Check {
     let leader = match get_ok(http, &format!("{base}/v1/status/leader"), token).await {
         Ok(b) => serde_json::from_str::<String>(&b).unwrap_or_default(),
         Err(e) => return down(base, e),
@@ -223,26 +260,52 @@ async fn consul(http: &reqwest::Client, base: &str, token: Option<&str>, wan: bo
         "leader {leader}; {alive} of {} members alive ({servers} servers)",
         members.len()
     );
-    if wan {
-        match get_ok(http, &format!("{base}/v1/agent/members?wan=1"), token).await {
-            Ok(b) => {
-                let wan: Vec<Value> = serde_json::from_str(&b).unwrap_or_default();
-                let alive = wan.iter().filter(|m| m["Status"] == 1).count();
-                let dcs: std::collections::BTreeSet<&str> = wan
-                    .iter()
-                    .filter_map(|m| m["Tags"]["dc"].as_str())
-                    .collect();
-                let dcs: Vec<&str> = dcs.into_iter().collect();
+    let Some(wan) = wan else {
+        return Check::new(State::Ok, format!("leader, {alive} alive"), detail);
+    };
+    let dc = wan.datacenter.unwrap_or("datacenter unknown");
+    detail = format!("{dc}: {detail}");
+    let mut summary = format!("{dc} leader, {alive} alive");
+    let mut state = State::Ok;
+    match get_ok(http, &format!("{base}/v1/agent/members?wan=1"), token).await {
+        Ok(b) => {
+            let members: Vec<Value> = serde_json::from_str(&b).unwrap_or_default();
+            let alive = members.iter().filter(|m| m["Status"] == 1).count();
+            let dcs: std::collections::BTreeSet<&str> = members
+                .iter()
+                .filter(|m| m["Status"] == 1)
+                .filter_map(|m| m["Tags"]["dc"].as_str())
+                .collect();
+            let missing: Vec<&str> = wan
+                .expected
+                .iter()
+                .map(String::as_str)
+                .filter(|d| !dcs.contains(d))
+                .collect();
+            let dcs: Vec<&str> = dcs.into_iter().collect();
+            detail.push_str(&format!(
+                "; WAN: {alive} of {} alive, datacenters {}",
+                members.len(),
+                dcs.join(", ")
+            ));
+            if missing.is_empty() {
+                summary.push_str(&format!(", WAN {}", dcs.join("+")));
+            } else {
+                state = State::Drift;
+                summary.push_str(&format!(", WAN lacks {}", missing.join(", ")));
                 detail.push_str(&format!(
-                    "; WAN: {alive} of {} alive, datacenters {}",
-                    wan.len(),
-                    dcs.join(", ")
+                    "; no alive server of {} in the WAN pool (not joined, or down)",
+                    missing.join(", ")
                 ));
             }
-            Err(e) => detail.push_str(&format!("; WAN members: {e}")),
+        }
+        Err(e) => {
+            state = State::Drift;
+            summary.push_str(", WAN unknown");
+            detail.push_str(&format!("; WAN members: {e}"));
         }
     }
-    Check::new(State::Ok, format!("leader, {alive} alive"), detail)
+    Check::new(state, summary, detail)
 }
 
 async fn prometheus(http: &reqwest::Client, base: &str) -> Check {

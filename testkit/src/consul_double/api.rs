@@ -244,7 +244,13 @@ async fn agent_members(
     let params = Params(params);
     let server = Node::server(&shared.opts);
     let members = if params.flag("wan")? {
-        vec![catalog::member_json(&server, true, true)]
+        let mut members = vec![catalog::member_json(&server, true, true)];
+        for dc in &shared.opts.wan_datacenters {
+            let mut other = server.clone();
+            other.datacenter = dc.clone();
+            members.push(catalog::member_json(&other, true, true));
+        }
+        members
     } else {
         let mut members = vec![
             catalog::member_json(&Node::client(&shared.opts), false, false),

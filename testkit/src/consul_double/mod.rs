@@ -103,6 +103,9 @@ pub struct DoubleOptions {
     /// Serve HTTPS with this certificate (and require client certificates when it says so),
     /// like an agent with `ports.https` and `verify_incoming`; plain HTTP when unset.
     pub tls: Option<crate::tls::ServerTls>,
+    /// Further datacenters whose server the WAN pool (`/v1/agent/members?wan=1`) lists beside
+    /// this double's own, as after a WAN join.
+    pub wan_datacenters: Vec<String>,
 }
 
 impl Default for DoubleOptions {
@@ -121,6 +124,7 @@ impl Default for DoubleOptions {
             ],
             servers: 1,
             tls: None,
+            wan_datacenters: Vec::new(),
         }
     }
 }
