@@ -33,9 +33,9 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::facts::Facts;
-use crate::modules::{ErrorKind, HostCtx, Outcome, consul::ConsulClient};
-use crate::playbook::{Plan, Step};
+use crate::facts::{ErasedFact, Facts, Primed};
+use crate::modules::{Action, ErrorKind, HostCtx, Outcome, consul::ConsulClient};
+use crate::playbook::{HostPlan, Plan, Step};
 use crate::report::{GateResult, HostReport, HostStatus, Masker, Reporter, RunReport, TaskReport};
 use crate::transport::Transport;
 
@@ -63,6 +63,11 @@ pub struct RunOptions {
     /// this outcome in their batch, so they count toward `max_fail_percentage` and the
     /// "whole batch failed" rule like any failure.
     pub blocked: HashMap<String, Blocked>,
+    /// Hosts' facts a pre-pass (deploy's preflight) already asked, in its one round trip per
+    /// host, among them those of each host's first play (`first_play_facts`): that play reads
+    /// them instead of asking again. Dropped unused at the first wait of the run (a health
+    /// gate, `--pause` or `--confirm` between stages): answers that old are not acted on.
+    pub primed: Primed,
 }
 
 /// A host failed before the run: how, why, and at what (`preflight`, `connect`).
@@ -85,6 +90,7 @@ impl Default for RunOptions {
             prometheus: Vec::new(),
             rollback_on_failure: false,
             blocked: HashMap::new(),
+            primed: Primed::default(),
         }
     }
 }
@@ -166,6 +172,7 @@ impl Executor {
                 continue;
             }
             if let (Some(done), Some(next)) = (&last_stage, &play.stage) {
+                self.opts.primed.clear();
                 match self.between_stages(done, next).await {
                     Between::Proceed => {}
                     Between::Interrupted => {
@@ -261,6 +268,7 @@ impl Executor {
             let Some(gate) = play.gate.as_ref().filter(|_| !self.opts.check) else {
                 continue;
             };
+            self.opts.primed.clear();
             let Some(gate_failed) = self
                 .gate_stage(play, gate, &hosts, &mut run, &mut failed, &mut excluded)
                 .await
@@ -483,6 +491,8 @@ impl Executor {
         }
         let started = Instant::now();
         self.reporter.host_started(&host.name);
+        // Out of the store whatever happens next: a cache left there would hold the session.
+        let primed = self.opts.primed.take(&host.name);
         if let Some(b) = self.opts.blocked.get(&host.name) {
             r.status = b.status;
             r.failed = usize::from(b.status == HostStatus::Failed);
@@ -518,12 +528,18 @@ impl Executor {
             }
         }
         r.status = HostStatus::Ok;
-        // The host's facts for this play, asked together before its first step.
-        let mut facts = session.clone().map(Facts::new);
+        // The host's facts for this play, asked together before its first step (none asked
+        // when preflight's round trip asked them over this session). A failure here is not
+        // the host's: each step reports what it cannot read (a timed-out batch is remembered,
+        // not asked again).
+        let mut facts = session.clone().map(|s| match primed {
+            Some(f) if f.asked_over(&s) => f,
+            _ => Arc::new(Facts::new(s)),
+        });
         if let Some(f) = &facts {
-            let actions = hp.steps.iter().chain(&hp.handlers);
-            let prefetch = crate::modules::prefetch(f, actions.filter_map(|s| s.action.as_ref()));
-            if self.or_abort(prefetch).await.is_none() {
+            let wanted = host_facts(hp);
+            let refs: Vec<&dyn ErasedFact> = wanted.iter().map(|f| f.as_ref()).collect();
+            if self.or_abort(f.prefetch(&refs)).await.is_none() {
                 abandoned(&mut r, "gathering facts");
                 r.add_duration(started.elapsed());
                 self.reporter.host_finished(&r);
@@ -612,7 +628,7 @@ impl Executor {
         hp: &crate::playbook::HostPlan,
         step: &Step,
         session: &mut Option<Arc<dyn Transport>>,
-        facts: &mut Option<Facts>,
+        facts: &mut Option<Arc<Facts>>,
         changed_paths: &mut Vec<String>,
         r: &mut HostReport,
     ) -> Option<Outcome> {
@@ -641,7 +657,7 @@ impl Executor {
             let mut ctx = HostCtx {
                 host,
                 session: session.as_deref(),
-                facts: facts.as_ref(),
+                facts: facts.as_deref(),
                 http: &self.http,
                 consul: &self.consul,
                 check: self.opts.check,
@@ -671,7 +687,7 @@ impl Executor {
                         match self.connector.session(host).await {
                             Ok((s, _)) => {
                                 // Facts go with the connection (and may be stale by now).
-                                *facts = Some(Facts::new(s.clone()));
+                                *facts = Some(Arc::new(Facts::new(s.clone())));
                                 *session = Some(s);
                             }
                             Err(ce) => break Err(crate::modules::TaskError::from(ce)),
@@ -711,6 +727,28 @@ impl Executor {
         r.tasks.push(report);
         outcome
     }
+}
+
+/// The facts a host's steps and handlers in one play read: asked together before its first
+/// step (`Executor::run_host`), or earlier in preflight's round trip (`first_play_facts`).
+pub fn host_facts(hp: &HostPlan) -> Vec<Box<dyn ErasedFact>> {
+    hp.steps
+        .iter()
+        .chain(&hp.handlers)
+        .filter_map(|s| s.action.as_ref())
+        .flat_map(Action::facts)
+        .collect()
+}
+
+/// Each host's `host_facts` of the first play it is in: what a pre-pass asks for the run.
+pub fn first_play_facts(plan: &Plan) -> HashMap<String, Vec<Box<dyn ErasedFact>>> {
+    let mut out = HashMap::new();
+    for hp in plan.plays.iter().flat_map(|p| &p.hosts) {
+        if !out.contains_key(&hp.host.name) {
+            out.insert(hp.host.name.clone(), host_facts(hp));
+        }
+    }
+    out
 }
 
 /// The recap's word for a host whose task failed this way: a command that timed out was

@@ -13,7 +13,7 @@ use super::{Check, Checks, HostRow, State};
 use crate::executor::{Connector, Scheduler};
 use crate::facts::compose::{ComposeFact, ComposeState};
 use crate::facts::files::{FileFact, FileState};
-use crate::facts::{ErasedFact, FactError, Facts};
+use crate::facts::{ErasedFact, FactError, Facts, Primed};
 use crate::inventory::Host;
 use crate::modules::Action;
 use crate::modules::compose::ComposeAction;
@@ -68,6 +68,19 @@ impl Wanted {
         let files = self.files.iter().map(|(d, _)| FileFact::new(d)).collect();
         (files, self.compose.as_ref().map(ComposeAction::fact))
     }
+
+    /// The same facts, for preflight to ask in its batch (`facts::Primed`).
+    pub fn ask(&self) -> Vec<Box<dyn ErasedFact>> {
+        let (files, compose) = self.facts();
+        let mut out: Vec<Box<dyn ErasedFact>> = Vec::new();
+        out.extend(
+            files
+                .into_iter()
+                .map(|f| Box::new(f) as Box<dyn ErasedFact>),
+        );
+        out.extend(compose.map(|c| Box::new(c) as Box<dyn ErasedFact>));
+        out
+    }
 }
 
 /// Shared read-only clients for gathering every host's facts.
@@ -76,6 +89,8 @@ pub struct Gatherer {
     pub http: reqwest::Client,
     pub consul: Arc<ConsulClient>,
     pub proms: Arc<Vec<PromTargets>>,
+    /// Hosts whose facts preflight already asked (with its own, one round trip per host).
+    pub primed: Primed,
 }
 
 impl Gatherer {
@@ -151,7 +166,10 @@ impl Gatherer {
                 );
             }
         };
-        let facts = Facts::new(session);
+        let facts = match self.primed.take(&host.name) {
+            Some(f) if f.asked_over(&session) => f,
+            _ => Arc::new(Facts::new(session)),
+        };
         let (files, compose) = want.facts();
         let mut ask: Vec<&dyn ErasedFact> = files.iter().map(|f| f as &dyn ErasedFact).collect();
         ask.extend(compose.as_ref().map(|c| c as &dyn ErasedFact));
@@ -382,6 +400,7 @@ mod tests {
             consul: Arc::new(ConsulClient::new(Vec::new(), None, http.clone())),
             http,
             proms: Arc::new(Vec::new()),
+            primed: Primed::default(),
         };
         let row = g.gather(&host("a"), &want).await;
         let cell = |name: &str| {
