@@ -16,6 +16,8 @@
 mod connector;
 mod gate;
 mod halt;
+#[cfg(test)]
+mod prefetch_tests;
 mod retry;
 mod scheduler;
 #[cfg(test)]
@@ -33,11 +35,14 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::facts::{ErasedFact, Facts, Primed};
+use crate::facts::{ErasedFact, FactError, Facts, Primed};
 use crate::modules::{Action, ErrorKind, HostCtx, Outcome, consul::ConsulClient};
 use crate::playbook::{HostPlan, Plan, Step};
 use crate::report::{GateResult, HostReport, HostStatus, Masker, Reporter, RunReport, TaskReport};
-use crate::transport::Transport;
+use crate::transport::{Transport, TransportError};
+
+/// What a host's facts batch before its first step is reported as.
+const GATHERING: &str = "gathering facts";
 
 /// Asked between two rollout stages whether to go on (`--confirm`). Called on a blocking
 /// thread (it may read the terminal); a cancellation stops waiting for it at once.
@@ -529,9 +534,10 @@ impl Executor {
         }
         r.status = HostStatus::Ok;
         // The host's facts for this play, asked together before its first step (none asked
-        // when preflight's round trip asked them over this session). A failure here is not
-        // the host's: each step reports what it cannot read (a timed-out batch is remembered,
-        // not asked again).
+        // when preflight's round trip asked them over this session). A fact that cannot be
+        // read is the step's to report, except a batch that outlived --command-timeout: the
+        // host hangs, and its steps would only wait for the timeout again (their probes, an
+        // upload's own compare), so the host fails here, after one timeout.
         let mut facts = session.clone().map(|s| match primed {
             Some(f) if f.asked_over(&s) => f,
             _ => Arc::new(Facts::new(s)),
@@ -539,8 +545,21 @@ impl Executor {
         if let Some(f) = &facts {
             let wanted = host_facts(hp);
             let refs: Vec<&dyn ErasedFact> = wanted.iter().map(|f| f.as_ref()).collect();
-            if self.or_abort(f.prefetch(&refs)).await.is_none() {
-                abandoned(&mut r, "gathering facts");
+            let failed = match self.or_abort(f.prefetch(&refs)).await {
+                None => {
+                    abandoned(&mut r, GATHERING);
+                    true
+                }
+                Some(Err(FactError::Transport(e @ TransportError::CommandTimeout { .. }))) => {
+                    r.status = failure_status(ErrorKind::TimedOut);
+                    r.failed += 1;
+                    r.error = Some(self.masker.mask(&format!("{GATHERING}: {e}")));
+                    r.failed_at = Some(GATHERING.into());
+                    true
+                }
+                Some(_) => false,
+            };
+            if failed {
                 r.add_duration(started.elapsed());
                 self.reporter.host_finished(&r);
                 return r;
