@@ -429,4 +429,101 @@ mod tests {
             .collect();
         assert_eq!(ops.len(), 1, "{ops:?}");
     }
+
+    /// Issue 15: `status` ran preflight, then asked its own facts: two round trips per host.
+    /// Preflight's batch now asks the comparison's facts too, and the gatherer reads them
+    /// from it: one round trip per host (and without the hand-over, two).
+    #[tokio::test]
+    async fn status_after_preflight_reads_each_host_in_one_round_trip() {
+        use crate::executor::Scheduler;
+        use crate::status::preflight::{Ask, Wants, check_all};
+        use tokio_util::sync::CancellationToken;
+        let dc = "/opt/exp/docker-compose.yml";
+        let file = FileAction {
+            src: "t".into(),
+            dest: dc.into(),
+            content: bytes::Bytes::from_static(b"wanted"),
+            mode: 0o644,
+            secret: false,
+            owner: None,
+        };
+        let compose = ComposeAction {
+            project_dir: "/opt/exp".into(),
+            file: "docker-compose.yml".into(),
+            command: Some("docker compose".into()),
+            services: Some(vec!["node".into()]),
+            watch: vec![dc.into()],
+        };
+        let steps = [
+            step("file", ModuleKind::Copy, Action::File(file)),
+            step("up", ModuleKind::Compose, Action::Compose(compose)),
+        ];
+        let want = Wanted::from_steps(&steps);
+        for hand_over in [true, false] {
+            let fleet = Arc::new(FakeFleet::new());
+            let file_answer = format!("file 644 0 0 root root {}", sha256_hex(b"wanted"));
+            // Preflight's system probes first (empty answers), the comparison's facts last.
+            fleet.host("a").on(
+                "pf_fact_marker=",
+                Reply::Compute(Arc::new(move |cmd: &str| {
+                    let marker = cmd
+                        .lines()
+                        .find_map(|l| l.strip_prefix("pf_fact_marker="))
+                        .unwrap_or_default()
+                        .trim_matches('\'')
+                        .to_string();
+                    let n = cmd.matches("%s begin").count();
+                    let mut sections = vec![String::new(); n.saturating_sub(2)];
+                    sections.push(file_answer.clone());
+                    sections
+                        .push("__compose docker compose\n__expected node\n__running node".into());
+                    let mut out = String::new();
+                    for s in &sections {
+                        out.push_str(&format!("\n{marker} begin\n{s}\n{marker} end 0\n"));
+                    }
+                    Reply::stdout(&out)
+                })),
+            );
+            let connector = Arc::new(Connector::with(fleet.clone(), RetryPolicy::default(), 4));
+            let primed = Primed::default();
+            let sched = Scheduler::new(4, CancellationToken::new(), CancellationToken::new());
+            let ask = Ask {
+                host: host("a"),
+                wants: Wants::new(&host("a"), &Default::default(), &Default::default()),
+                also: want.ask(),
+            };
+            let pre = check_all(connector.clone(), vec![ask], &sched, &primed).await;
+            assert_eq!(pre.len(), 1);
+            let http = crate::executor::http_client();
+            let g = Gatherer {
+                connector,
+                consul: Arc::new(ConsulClient::new(Vec::new(), None, http.clone())),
+                http,
+                proms: Arc::new(Vec::new()),
+                primed: if hand_over {
+                    primed.clone()
+                } else {
+                    Primed::default()
+                },
+            };
+            let row = g.gather(&host("a"), &want).await;
+            let cell = |name: &str| {
+                row.checks
+                    .0
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, c)| (c.state, c.summary.clone()))
+                    .expect("check")
+            };
+            assert_eq!(cell("file").0, State::Ok, "{:?}", cell("file"));
+            assert_eq!(cell("containers").0, State::Ok, "{:?}", cell("containers"));
+            let ops: Vec<String> = fleet
+                .host("a")
+                .log()
+                .into_iter()
+                .filter(|op| op != "close")
+                .collect();
+            assert_eq!(ops.len(), if hand_over { 1 } else { 2 }, "{ops:?}");
+        }
+    }
 }
