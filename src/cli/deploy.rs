@@ -378,6 +378,10 @@ pub async fn run(a: DeployArgs, printer: &Printer) -> anyhow::Result<crate::repo
     Ok(run.exit_code())
 }
 
+/// Sessions preflight leaves open for the run at least (more with more `--forks`): a few
+/// hundred connections' memory, and a fleet this size costs one connection per host.
+const PREFLIGHT_KEPT_SESSIONS: usize = 200;
+
 /// Preflight the plan's fleet hosts that get a compose project, over `connector`'s sessions
 /// (kept for the run), through `sched`, and plan again with the variables preflight chose:
 /// what `deploy` and `status` compare and write is then the same. Each host's batch also asks
@@ -388,6 +392,7 @@ pub async fn preflight_plan(
     planned: &mut Planned,
     connector: Arc<crate::executor::Connector>,
     also: impl FnOnce(&crate::playbook::Plan) -> super::preflight::Also,
+    forks: usize,
     sched: &crate::executor::Scheduler,
     primed: &crate::facts::Primed,
     opts: &playbook::PlanOptions,
@@ -417,12 +422,17 @@ pub async fn preflight_plan(
         return Ok(Vec::new());
     }
     let also = also(&planned.plan);
+    // The hosts the next pass starts first keep their session (and preflight asks their
+    // facts for it); the rest reconnect when their turn comes, so 1,000 hosts do not hold
+    // 1,000 connections through the whole run.
+    let keep = forks.max(PREFLIGHT_KEPT_SESSIONS);
     let results = super::preflight::preflight_fleet(
         connector,
         &planned.inventory,
         &planned.defaults,
         &hosts,
         also,
+        keep,
         sched,
         primed,
     )
@@ -456,6 +466,7 @@ async fn preflight(
         planned,
         ex.connector.clone(),
         crate::executor::first_play_facts,
+        forks,
         &sched,
         primed,
         opts,

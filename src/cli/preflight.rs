@@ -36,23 +36,33 @@ pub struct PreflightArgs {
 pub type Also = std::collections::HashMap<String, Vec<Box<dyn ErasedFact>>>;
 
 /// Preflight the fleet hosts among `hosts` (monitoring hosts run no exporters) through
-/// `sched`, asking each host's `also` facts in the same round trip (kept in `primed`).
+/// `sched`. The first `keep` hosts keep their session for the command's next pass and have
+/// their `also` facts asked in the same round trip (kept in `primed`); the others' sessions
+/// are closed after their check (open connections, and memory, stay O(keep), not O(hosts)).
+#[allow(clippy::too_many_arguments)]
 pub async fn preflight_fleet(
     connector: Arc<Connector>,
     inventory: &Inventory,
     defaults: &Vars,
     hosts: &[Host],
     mut also: Also,
+    keep: usize,
     sched: &Scheduler,
     primed: &Primed,
 ) -> Vec<HostPreflight> {
     let asks: Vec<Ask> = hosts
         .iter()
         .filter(|h| !h.is_monitoring())
-        .map(|h| Ask {
+        .enumerate()
+        .map(|(i, h)| Ask {
             host: h.clone(),
             wants: Wants::new(h, defaults, &inventory.host_vars(h)),
-            also: also.remove(&h.name).unwrap_or_default(),
+            also: if i < keep {
+                also.remove(&h.name).unwrap_or_default()
+            } else {
+                Vec::new()
+            },
+            keep: i < keep,
         })
         .collect();
     preflight::check_all(connector, asks, sched, primed).await
@@ -80,6 +90,7 @@ pub async fn run(a: PreflightArgs, printer: &Printer) -> anyhow::Result<ExitCode
         &defaults,
         &hosts,
         Also::new(),
+        0,
         &sched,
         &Primed::default(),
     )

@@ -89,6 +89,7 @@ pub async fn run(a: StatusArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
                     .map(|(h, w)| (h.name, w.ask()))
                     .collect()
             },
+            a.conn.forks,
             &Scheduler::new(
                 a.conn.forks,
                 sched.cancel_token().clone(),

@@ -135,6 +135,7 @@ async fn preflight(connector: &Arc<Connector>, plan: &Plan, primed: &Primed) {
             host: h.clone(),
             wants: Wants::new(h, &Vars::new(), &Vars::new()),
             also: also.remove(&h.name).unwrap_or_default(),
+            keep: true,
         })
         .collect();
     let sched = Scheduler::new(10, CancellationToken::new(), CancellationToken::new());
@@ -260,5 +261,44 @@ async fn timed_out_facts_batch_was_run_again_by_each_step() {
     assert!(
         err.contains("timed out after") && err.contains("--command-timeout"),
         "{err}"
+    );
+}
+
+/// Past the sessions preflight keeps (`keep: false`), a host's connection is closed after its
+/// check and nothing is kept for it: open connections stay bounded, whatever the fleet size.
+#[tokio::test]
+async fn a_host_preflight_does_not_keep_is_disconnected_after_its_check() {
+    let fleet = Arc::new(FakeFleet::new());
+    let (a, b) = (unchanged(&fleet, "a"), unchanged(&fleet, "b"));
+    let plan = Plan {
+        plays: vec![play("p", None, &["a", "b"])],
+    };
+    let conn = connector(&fleet);
+    let primed = Primed::default();
+    let mut also = first_play_facts(&plan);
+    let asks = ["a", "b"]
+        .iter()
+        .map(|name| {
+            let h = host(name);
+            Ask {
+                wants: Wants::new(&h, &Vars::new(), &Vars::new()),
+                also: also.remove(*name).unwrap_or_default(),
+                keep: *name == "a",
+                host: h,
+            }
+        })
+        .collect();
+    let sched = Scheduler::new(10, CancellationToken::new(), CancellationToken::new());
+    let results = check_all(conn.clone(), asks, &sched, &primed).await;
+    assert_eq!(results.len(), 2);
+    assert_eq!(fleet.open(), 1, "only the kept host's connection is open");
+    assert_eq!(primed.len(), 1);
+    assert!(primed.take("a").is_some());
+    assert_eq!(ops(&a).len(), 1);
+    assert_eq!(
+        b.log().last().map(String::as_str),
+        Some("close"),
+        "{:?}",
+        b.log()
     );
 }

@@ -491,6 +491,7 @@ mod tests {
                 host: host("a"),
                 wants: Wants::new(&host("a"), &Default::default(), &Default::default()),
                 also: want.ask(),
+                keep: true,
             };
             let pre = check_all(connector.clone(), vec![ask], &sched, &primed).await;
             assert_eq!(pre.len(), 1);

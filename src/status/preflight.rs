@@ -856,6 +856,9 @@ pub struct Ask {
     pub host: Host,
     pub wants: Wants,
     pub also: Vec<Box<dyn ErasedFact>>,
+    /// Keep the session open for the next pass; otherwise it is closed after the check, so
+    /// a large fleet does not hold every host's connection (and its memory) at once.
+    pub keep: bool,
 }
 
 /// Preflight every host through `sched` (its forks, its Ctrl-C), over the connector's
@@ -901,7 +904,10 @@ pub async fn check_host(connector: &Connector, ask: &Ask, primed: &Primed) -> Ho
     let also: Vec<&dyn ErasedFact> = ask.also.iter().map(|f| f.as_ref()).collect();
     match probe(&facts, w, &target.user, target.become_root, &also).await {
         Ok(f) => {
-            if !also.is_empty() {
+            if !ask.keep {
+                drop(facts);
+                connector.release(&host.name).await;
+            } else if !also.is_empty() {
                 primed.put(&host.name, facts);
             }
             judge(host, w, &f)
