@@ -527,4 +527,54 @@ mod tests {
             assert_eq!(ops.len(), if hand_over { 1 } else { 2 }, "{ops:?}");
         }
     }
+
+    /// A status probe that hangs (its batch now rides in preflight's): the timeout is
+    /// remembered and reported by the status check, after one --command-timeout in all.
+    #[tokio::test]
+    async fn a_hung_status_probe_in_preflights_batch_times_out_once() {
+        use crate::executor::Scheduler;
+        use crate::status::preflight::{Ask, Wants, check_all};
+        use tokio_util::sync::CancellationToken;
+        let compose = ComposeAction {
+            project_dir: "/opt/exp".into(),
+            file: "docker-compose.yml".into(),
+            command: Some("docker compose".into()),
+            services: Some(vec!["node".into()]),
+            watch: Vec::new(),
+        };
+        let steps = [step("up", ModuleKind::Compose, Action::Compose(compose))];
+        let want = Wanted::from_steps(&steps);
+        let fleet = Arc::new(FakeFleet::new());
+        fleet.host("a").on("", Reply::TimedOut);
+        let connector = Arc::new(Connector::with(fleet.clone(), RetryPolicy::default(), 4));
+        let primed = Primed::default();
+        let sched = Scheduler::new(4, CancellationToken::new(), CancellationToken::new());
+        let ask = Ask {
+            host: host("a"),
+            wants: Wants::new(&host("a"), &Default::default(), &Default::default()),
+            also: want.ask(),
+            keep: true,
+        };
+        let pre = check_all(connector.clone(), vec![ask], &sched, &primed).await;
+        assert!(pre[0].unreachable, "{pre:?}");
+        let http = crate::executor::http_client();
+        let g = Gatherer {
+            connector,
+            consul: Arc::new(ConsulClient::new(Vec::new(), None, http.clone())),
+            http,
+            proms: Arc::new(Vec::new()),
+            primed,
+        };
+        let row = g.gather(&host("a"), &want).await;
+        let ssh = row.checks.0.iter().find(|(n, _)| n == "ssh").expect("ssh");
+        assert!(ssh.1.summary.starts_with("timed out after"), "{:?}", ssh.1);
+        let ops: Vec<String> = fleet
+            .host("a")
+            .log()
+            .into_iter()
+            .filter(|op| op != "close")
+            .collect();
+        assert_eq!(ops.len(), 1, "{ops:?}");
+        assert_eq!(fleet.attempts("a"), 1);
+    }
 }

@@ -912,6 +912,15 @@ pub async fn check_host(connector: &Connector, ask: &Ask, primed: &Primed) -> Ho
             }
             judge(host, w, &f)
         }
+        // The batch outlived --command-timeout: the host answers but hangs on a probe. The
+        // next pass gets the facts with the timeout remembered (over the same session), so
+        // the host costs one timeout in all, not one per pass.
+        Err(FactError::Transport(e @ TransportError::CommandTimeout { .. }))
+            if ask.keep && !also.is_empty() =>
+        {
+            primed.put(&host.name, facts);
+            unreachable(host, &e)
+        }
         Err(FactError::Transport(e)) => {
             connector.drop_session(&host.name).await;
             unreachable(host, &e)
