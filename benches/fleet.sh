@@ -45,8 +45,13 @@ else
     cargo build --release --bin promfleet >&2
     PF=$CARGO_TARGET_DIR/release/promfleet
 fi
-cargo build -p testkit --bin bench-fleet >&2
-BF=$CARGO_TARGET_DIR/debug/bench-fleet
+# BENCH_FLEET=/path/to/bench-fleet likewise (e.g. while another build holds the target dir).
+if [ -n "${BENCH_FLEET:-}" ]; then
+    BF=$BENCH_FLEET
+else
+    cargo build -p testkit --bin bench-fleet >&2
+    BF=$CARGO_TARGET_DIR/debug/bench-fleet
+fi
 M="python3 $REPO/benches/measure.py --results $RESULTS"
 
 FLEET_PID=""
