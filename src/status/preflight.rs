@@ -11,6 +11,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use serde::Serialize;
+use serde_json::Value;
+
 use crate::executor::{Connector, Scheduler};
 use crate::facts::system::{
     CgroupVersion, Cgroups, Clock, Compose, ComposeInfo, DockerAccess, DockerEngine, DockerSocket,
@@ -21,8 +24,6 @@ use crate::facts::{ErasedFact, Fact, FactError, Facts, Primed};
 use crate::inventory::{Host, Vars};
 use crate::report::HostStatus;
 use crate::transport::TransportError;
-use serde::Serialize;
-use serde_json::Value;
 
 /// cAdvisor's upstream device; its /dev/disk mount; RHEL 6/7's cgroup v1 mount point.
 #[cfg(test)]
