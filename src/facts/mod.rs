@@ -157,11 +157,12 @@ impl Facts {
     /// (one round trip).
     pub async fn get<F: Fact>(&self, fact: &F) -> Result<F::Output, FactError> {
         let key = Fact::key(fact);
-        if let Some(v) = self.cached::<F>(&key)? {
+        if let Some(v) = self.cached::<F>(&key).map_err(|r| r.error())? {
             return Ok(v);
         }
         self.prefetch(&[fact as &dyn ErasedFact]).await?;
-        self.cached::<F>(&key)?
+        self.cached::<F>(&key)
+            .map_err(|r| r.error())?
             .ok_or(FactError::Missing { fact: key })
     }
 
@@ -273,10 +274,10 @@ impl Facts {
     }
 
     /// The cached answer (`Ok(None)`: never asked), or the failure remembered for it.
-    fn cached<F: Fact>(&self, key: &str) -> Result<Option<F::Output>, FactError> {
+    fn cached<F: Fact>(&self, key: &str) -> Result<Option<F::Output>, Remembered> {
         match self.lock().get(key) {
             Some(Entry::Answer(v)) => Ok(v.downcast_ref::<F::Output>().cloned()),
-            Some(Entry::Failed(r)) => Err(r.error()),
+            Some(Entry::Failed(r)) => Err(r.clone()),
             None => Ok(None),
         }
     }
