@@ -2,6 +2,7 @@
 # promfleet vs Ansible vs bare OpenSSH on a loopback fleet (one machine, one run).
 # Usage: benches/fleet.sh [--hosts "100 500"] [--ansible-hosts "100"] [--ansible-forks "5 50"]
 #                         [--scale 1000] [--max-startups 300:10:30:20] [--forks 50] [--out DIR]
+#                         [--reruns 3]
 # Needs root (the fleet creates users and runs sshd), /tmp/ansible-venv (ansible-core), and
 # builds promfleet (release) and bench-fleet itself. Results: $OUT/results.jsonl and a
 # markdown table on stdout (benches/table.py). Every step is bounded by a timeout.
@@ -14,6 +15,7 @@ ANSIBLE_FORKS="5 50"
 SCALE="1000"
 MAXSTARTUPS="300:10:30:20"
 FORKS=50
+RERUNS=3
 OUT=/tmp/promfleet-bench
 while [ $# -gt 0 ]; do
     case $1 in
@@ -23,6 +25,7 @@ while [ $# -gt 0 ]; do
         --scale) SCALE=$2; shift 2 ;;
         --max-startups) MAXSTARTUPS=$2; shift 2 ;;
         --forks) FORKS=$2; shift 2 ;;
+        --reruns) RERUNS=$2; shift 2 ;;
         --out) OUT=$2; shift 2 ;;
         *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
@@ -34,10 +37,21 @@ rm -rf "$OUT"; mkdir -p "$OUT"; chmod 755 "$OUT"
 RESULTS=$OUT/results.jsonl
 : > "$RESULTS"
 
-cargo build --release --bin promfleet >&2
-cargo build -p testkit --bin bench-fleet >&2
-PF=$CARGO_TARGET_DIR/release/promfleet
-BF=$CARGO_TARGET_DIR/debug/bench-fleet
+# PROMFLEET=/path/to/promfleet measures that binary (e.g. a build of another commit) instead
+# of building this tree's.
+if [ -n "${PROMFLEET:-}" ]; then
+    PF=$PROMFLEET
+else
+    cargo build --release --bin promfleet >&2
+    PF=$CARGO_TARGET_DIR/release/promfleet
+fi
+# BENCH_FLEET=/path/to/bench-fleet likewise (e.g. while another build holds the target dir).
+if [ -n "${BENCH_FLEET:-}" ]; then
+    BF=$BENCH_FLEET
+else
+    cargo build -p testkit --bin bench-fleet >&2
+    BF=$CARGO_TARGET_DIR/debug/bench-fleet
+fi
 M="python3 $REPO/benches/measure.py --results $RESULTS"
 
 FLEET_PID=""
@@ -187,14 +201,21 @@ ansible() {
         -e "bench_dir=$dir" || true
 }
 
+# Per N: the curve25519 floor right before the first run and right after each re-run, so each
+# promfleet run has a floor measured next to it under about the same load (table.py divides
+# by the mean of the floors either side of it: the load on this shared machine drifts
+# several-fold within minutes).
 for n in $HOSTS; do
     dir=$OUT/n$n
     start_fleet "$dir" "$n"
     floor "$dir" "$n"
+    floor "$dir" "$n" like-russh
     promfleet "$dir" "$n" first "$FORKS"
     check_services $((2 * n)) "promfleet first N=$n"
-    promfleet "$dir" "$n" rerun "$FORKS"
-    floor "$dir" "$n" like-russh
+    for _ in $(seq "$RERUNS"); do
+        promfleet "$dir" "$n" rerun "$FORKS"
+        floor "$dir" "$n" like-russh
+    done
     if [ "$n" = "$(echo $HOSTS | cut -d' ' -f1)" ]; then negotiated "$dir"; fi
     stop_fleet
     for an in $ANSIBLE_HOSTS; do

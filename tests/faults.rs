@@ -704,15 +704,23 @@ fn interrupted_run(sig: libc::c_int) -> Option<(Rig, Value, Vec<String>)> {
         "-e",
         &format!("metrics_timeout={METRICS_TIMEOUT}"),
     ]));
-    // The run has begun once it holds the state lock (taken before planning, with the signal
-    // handler in place): a signal while it still plans ends it with no run state, so the
-    // signal comes a second later, once the hosts are being worked on.
-    let lock = rig.state_dir().join("lock");
-    let start = Instant::now();
-    while !lock.exists() && start.elapsed() < bound {
+    // A signal while the run still plans ends it with no run state (its own test:
+    // `regression::sigterm_during_planning_killed_deploy`), so this one comes once the hosts
+    // are being worked on: the first compose file written. Waiting a fixed second after the
+    // state lock let a slow planning under load take the signal instead.
+    let started = Instant::now();
+    let working = || {
+        rig.fleet
+            .hosts()
+            .any(|h| h.deploy_dir().join("docker-compose.yml").exists())
+    };
+    while !working() {
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "no host got its compose file in 300 s"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
-    std::thread::sleep(Duration::from_secs(1));
     child.signal(sig);
     let (out, grace) = child.finish(2 * bound);
     let ctx = format!("stderr:\n{}", stderr(&out));

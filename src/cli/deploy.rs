@@ -332,9 +332,12 @@ pub async fn run(a: DeployArgs, printer: &Printer) -> anyhow::Result<crate::repo
     let executor = if c.skip_preflight {
         setup.executor.clone()
     } else {
-        let blocked = preflight(&mut planned, &setup, c.conn.forks, &plan_opts).await?;
+        // Preflight's round trip per host also asks the facts of the host's first play.
+        let primed = crate::facts::Primed::default();
+        let blocked = preflight(&mut planned, &setup, c.conn.forks, &plan_opts, &primed).await?;
         Arc::new(setup.executor.with_options(RunOptions {
             blocked,
+            primed,
             ..setup.executor.opts.clone()
         }))
     };
@@ -388,13 +391,23 @@ pub async fn run(a: DeployArgs, printer: &Printer) -> anyhow::Result<crate::repo
     Ok(run.exit_code())
 }
 
+/// Sessions preflight leaves open for the run at least (more with more `--forks`): a few
+/// hundred connections' memory, and a fleet this size costs one connection per host.
+const PREFLIGHT_KEPT_SESSIONS: usize = 200;
+
 /// Preflight the plan's fleet hosts that get a compose project, over `connector`'s sessions
-/// (kept for the run), and plan again with the variables preflight chose: what `deploy` and
-/// `status` compare and write is then the same.
+/// (kept for the run), through `sched`, and plan again with the variables preflight chose:
+/// what `deploy` and `status` compare and write is then the same. Each host's batch also asks
+/// `also(plan)` for it (the facts the command reads next; their paths do not depend on the
+/// variables preflight chooses, and a fact whose question did change is simply asked again),
+/// left in `primed`.
 pub async fn preflight_plan(
     planned: &mut Planned,
     connector: Arc<crate::executor::Connector>,
+    also: impl FnOnce(&crate::playbook::Plan) -> super::preflight::Also,
     forks: usize,
+    sched: &crate::executor::Scheduler,
+    primed: &crate::facts::Primed,
     opts: &playbook::PlanOptions,
 ) -> anyhow::Result<Vec<crate::status::preflight::HostPreflight>> {
     use crate::status::preflight::Verdict;
@@ -421,12 +434,20 @@ pub async fn preflight_plan(
     if hosts.is_empty() {
         return Ok(Vec::new());
     }
+    let also = also(&planned.plan);
+    // The hosts the next pass starts first keep their session (and preflight asks their
+    // facts for it); the rest reconnect when their turn comes, so 1,000 hosts do not hold
+    // 1,000 connections through the whole run.
+    let keep = forks.max(PREFLIGHT_KEPT_SESSIONS);
     let results = super::preflight::preflight_fleet(
         connector,
         &planned.inventory,
         &planned.defaults,
         &hosts,
-        forks,
+        also,
+        keep,
+        sched,
+        primed,
     )
     .await;
     let overrides: HashMap<String, crate::inventory::Vars> = results
@@ -448,9 +469,22 @@ async fn preflight(
     setup: &super::common::Setup,
     forks: usize,
     opts: &playbook::PlanOptions,
+    primed: &crate::facts::Primed,
 ) -> anyhow::Result<HashMap<String, crate::executor::Blocked>> {
     use crate::status::preflight::Verdict;
-    let results = preflight_plan(planned, setup.executor.connector.clone(), forks, opts).await?;
+    let ex = &setup.executor;
+    // The run's forks and Ctrl-C (a host cancellation kept from its preflight is not run).
+    let sched = crate::executor::Scheduler::new(forks, ex.cancel.clone(), ex.abort.clone());
+    let results = preflight_plan(
+        planned,
+        ex.connector.clone(),
+        crate::executor::first_play_facts,
+        forks,
+        &sched,
+        primed,
+        opts,
+    )
+    .await?;
     let reporter = &setup.reporter;
     let mut blocked = HashMap::new();
     for r in results {

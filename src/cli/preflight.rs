@@ -1,6 +1,7 @@
 //! `promfleet preflight -i INV [--limit …]`: every chosen fleet host's verdict — ready, will
 //! adapt (how), blocked (why, and the fix) — read-only, one round trip per host. `deploy`
-//! runs the same pass first (`preflight_fleet`) unless `--skip-preflight`.
+//! and `status` run the same pass first (`preflight_fleet`) unless `--skip-preflight`, asking
+//! in the same round trip the facts they read next (`facts::Primed`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -9,13 +10,14 @@ use clap::Args;
 
 use super::common::{
     ConnArgs, InventoryArgs, OutputArgs, OutputFormat, connector, load_inventory_args, project_for,
-    select,
+    select, signals,
 };
-use crate::executor::Connector;
+use crate::executor::{Connector, Scheduler};
+use crate::facts::{ErasedFact, Primed};
 use crate::inventory::{Host, Inventory, Vars};
 use crate::playbook::Secrets;
 use crate::report::{ExitCode, Printer};
-use crate::status::preflight::{self, HostPreflight, Verdict, Wants};
+use crate::status::preflight::{self, Ask, HostPreflight, Verdict, Wants};
 
 #[derive(Args, Debug)]
 pub struct PreflightArgs {
@@ -30,23 +32,40 @@ pub struct PreflightArgs {
     pub secrets: Option<PathBuf>,
 }
 
-/// Preflight the fleet hosts among `hosts` (monitoring hosts run no exporters).
+/// Facts to ask with each host's preflight batch (host name → facts), left in `Primed`.
+pub type Also = std::collections::HashMap<String, Vec<Box<dyn ErasedFact>>>;
+
+/// Preflight the fleet hosts among `hosts` (monitoring hosts run no exporters) through
+/// `sched`. The first `keep` hosts keep their session for the command's next pass and have
+/// their `also` facts asked in the same round trip (kept in `primed`); the others' sessions
+/// are closed after their check (open connections, and memory, stay O(keep), not O(hosts)).
+#[allow(clippy::too_many_arguments)]
 pub async fn preflight_fleet(
     connector: Arc<Connector>,
     inventory: &Inventory,
     defaults: &Vars,
     hosts: &[Host],
-    forks: usize,
+    mut also: Also,
+    keep: usize,
+    sched: &Scheduler,
+    primed: &Primed,
 ) -> Vec<HostPreflight> {
-    let wanted: Vec<(Host, Wants)> = hosts
+    let asks: Vec<Ask> = hosts
         .iter()
         .filter(|h| !h.is_monitoring())
-        .map(|h| {
-            let w = Wants::new(h, defaults, &inventory.host_vars(h));
-            (h.clone(), w)
+        .enumerate()
+        .map(|(i, h)| Ask {
+            host: h.clone(),
+            wants: Wants::new(h, defaults, &inventory.host_vars(h)),
+            also: if i < keep {
+                also.remove(&h.name).unwrap_or_default()
+            } else {
+                Vec::new()
+            },
+            keep: i < keep,
         })
         .collect();
-    preflight::check_all(connector, wanted, forks).await
+    preflight::check_all(connector, asks, sched, primed).await
 }
 
 pub async fn run(a: PreflightArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
@@ -61,13 +80,19 @@ pub async fn run(a: PreflightArgs, printer: &Printer) -> anyhow::Result<ExitCode
     let project = project_for(&a.inv, None, None)?;
     let defaults = crate::playbook::load_defaults(&project)?;
     let secrets = Secrets::load(a.secrets.as_deref(), printer.masker().clone())?;
-    let connector = Arc::new(connector(&a.conn, &secrets, &printer.reporter())?);
+    let reporter = printer.reporter();
+    let connector = Arc::new(connector(&a.conn, &secrets, &reporter)?);
+    let (cancel, abort) = signals(&reporter);
+    let sched = Scheduler::new(a.conn.forks, cancel, abort);
     let results = preflight_fleet(
         connector.clone(),
         &inventory,
         &defaults,
         &hosts,
-        a.conn.forks,
+        Also::new(),
+        0,
+        &sched,
+        &Primed::default(),
     )
     .await;
     connector.close_all().await;
@@ -89,6 +114,10 @@ pub async fn run(a: PreflightArgs, printer: &Printer) -> anyhow::Result<ExitCode
         );
     } else {
         print!("{}", m.mask(&render(&results, a.out.verbose)));
+    }
+    // Interrupted: the hosts not checked are missing, so the verdicts are not the fleet's.
+    if sched.is_cancelled() {
+        return Ok(ExitCode::Interrupted);
     }
     Ok(exit_code(&results))
 }

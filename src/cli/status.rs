@@ -50,7 +50,8 @@ pub struct StatusArgs {
     #[arg(long, value_enum, default_value_t = Scope::All)]
     pub scope: Scope,
     /// Compare with the built-in and inventory exporter variables as they are, without the
-    /// ones deploy's preflight would choose per host (one round trip per host less).
+    /// ones deploy's preflight would choose per host (the same one round trip per host: the
+    /// comparison's facts are asked in preflight's batch otherwise).
     #[arg(long)]
     pub skip_preflight: bool,
 }
@@ -72,13 +73,29 @@ pub async fn run(a: StatusArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
         planned.require_hosts()?;
     }
     // Compared with what deploy would write after its preflight (a host where it adapts
-    // the exporter variables is not drift). The sessions are the gatherer's.
+    // the exporter variables is not drift). The sessions are the gatherer's, and so are the
+    // facts preflight asks with its own in its one round trip per host (`primed`).
     let connector = Arc::new(connector(&a.conn, &planned.secrets, &reporter)?);
+    let (cancel, abort) = signals(&reporter);
+    let sched = Scheduler::new(a.conn.forks, cancel, abort).reporting_to(reporter.clone());
+    let primed = crate::facts::Primed::default();
     if a.scope != Scope::Central && !a.skip_preflight {
         super::deploy::preflight_plan(
             &mut planned,
             connector.clone(),
+            |plan| {
+                wanted_of(plan)
+                    .into_iter()
+                    .map(|(h, w)| (h.name, w.ask()))
+                    .collect()
+            },
             a.conn.forks,
+            &Scheduler::new(
+                a.conn.forks,
+                sched.cancel_token().clone(),
+                sched.abort_token().clone(),
+            ),
+            &primed,
             &playbook::PlanOptions::default(),
         )
         .await?;
@@ -88,30 +105,10 @@ pub async fn run(a: StatusArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
     // Stand-in addresses would only show every check down.
     crate::inventory::refuse_stand_ins(inv)?;
 
-    // Every step each host would run, across the plays (a staged play is one play per stage).
-    let mut steps: HashMap<&str, Vec<&Step>> = HashMap::new();
-    for play in &planned.plan.plays {
-        for hp in &play.hosts {
-            steps
-                .entry(hp.host.name.as_str())
-                .or_default()
-                .extend(hp.steps.iter());
-        }
-    }
-    let wanted: Vec<_> = planned
-        .plan
-        .hosts()
-        .into_iter()
-        .map(|h| {
-            let w = Wanted::from_steps(steps.get(h.name.as_str()).into_iter().flatten().copied());
-            (h.clone(), w)
-        })
-        .collect();
+    let wanted = wanted_of(&planned.plan);
 
     let http = http_client();
     let consul = planned.consul.client()?;
-    let (cancel, abort) = signals(&reporter);
-    let sched = Scheduler::new(a.conn.forks, cancel, abort).reporting_to(reporter.clone());
 
     let hosts_fut = async {
         if a.scope == Scope::Central {
@@ -129,6 +126,7 @@ pub async fn run(a: StatusArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
             http: http.clone(),
             consul: consul.clone(),
             proms: Arc::new(proms),
+            primed: primed.clone(),
         });
         reporter.work_started("status", wanted.len());
         g.gather_all(wanted, &sched).await
@@ -149,6 +147,7 @@ pub async fn run(a: StatusArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
         .await
     };
     let (hosts, central) = tokio::join!(hosts_fut, central_fut);
+    primed.clear();
     connector.close_all().await;
 
     let report = StatusReport::new(hosts, central);
@@ -159,4 +158,25 @@ pub async fn run(a: StatusArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::Interrupted);
     }
     Ok(report.exit_code)
+}
+
+/// What each host of the plan should have: every step it would run, across the plays (a
+/// staged play is one play per stage).
+fn wanted_of(plan: &playbook::Plan) -> Vec<(crate::inventory::Host, Wanted)> {
+    let mut steps: HashMap<&str, Vec<&Step>> = HashMap::new();
+    for play in &plan.plays {
+        for hp in &play.hosts {
+            steps
+                .entry(hp.host.name.as_str())
+                .or_default()
+                .extend(hp.steps.iter());
+        }
+    }
+    plan.hosts()
+        .into_iter()
+        .map(|h| {
+            let w = Wanted::from_steps(steps.get(h.name.as_str()).into_iter().flatten().copied());
+            (h.clone(), w)
+        })
+        .collect()
 }

@@ -16,6 +16,8 @@
 mod connector;
 mod gate;
 mod halt;
+#[cfg(test)]
+mod prefetch_tests;
 mod retry;
 mod scheduler;
 #[cfg(test)]
@@ -33,11 +35,14 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::facts::Facts;
-use crate::modules::{ErrorKind, HostCtx, HostState, Outcome, Services};
-use crate::playbook::{Plan, Step};
+use crate::facts::{ErasedFact, FactError, Facts, Primed};
+use crate::modules::{Action, ErrorKind, HostCtx, HostState, Outcome, Services};
+use crate::playbook::{HostPlan, Plan, Step};
 use crate::report::{GateResult, HostReport, HostStatus, Masker, Reporter, RunReport, TaskReport};
-use crate::transport::Transport;
+use crate::transport::{Transport, TransportError};
+
+/// What a host's facts batch before its first step is reported as.
+const GATHERING: &str = "gathering facts";
 
 /// Asked between two rollout stages whether to go on (`--confirm`). Called on a blocking
 /// thread (it may read the terminal); a cancellation stops waiting for it at once.
@@ -63,6 +68,11 @@ pub struct RunOptions {
     /// this outcome in their batch, so they count toward `max_fail_percentage` and the
     /// "whole batch failed" rule like any failure.
     pub blocked: HashMap<String, Blocked>,
+    /// Hosts' facts a pre-pass (deploy's preflight) already asked, in its one round trip per
+    /// host, among them those of each host's first play (`first_play_facts`): that play reads
+    /// them instead of asking again. Dropped unused at the first wait of the run (a health
+    /// gate, `--pause` or `--confirm` between stages): answers that old are not acted on.
+    pub primed: Primed,
 }
 
 /// A host failed before the run: how, why, and at what (`preflight`, `connect`).
@@ -85,6 +95,7 @@ impl Default for RunOptions {
             prometheus: Vec::new(),
             rollback_on_failure: false,
             blocked: HashMap::new(),
+            primed: Primed::default(),
         }
     }
 }
@@ -167,6 +178,7 @@ impl Executor {
                 continue;
             }
             if let (Some(done), Some(next)) = (&last_stage, &play.stage) {
+                self.opts.primed.clear();
                 match self.between_stages(done, next).await {
                     Between::Proceed => {}
                     Between::Interrupted => {
@@ -262,6 +274,7 @@ impl Executor {
             let Some(gate) = play.gate.as_ref().filter(|_| !self.opts.check) else {
                 continue;
             };
+            self.opts.primed.clear();
             let Some(gate_failed) = self
                 .gate_stage(play, gate, &hosts, &mut run, &mut failed, &mut excluded)
                 .await
@@ -490,6 +503,8 @@ impl Executor {
         }
         let started = Instant::now();
         self.reporter.host_started(&host.name);
+        // Out of the store whatever happens next: a cache left there would hold the session.
+        let primed = self.opts.primed.take(&host.name);
         if let Some(b) = self.opts.blocked.get(&host.name) {
             r.status = b.status;
             r.failed = usize::from(b.status == HostStatus::Failed);
@@ -525,13 +540,33 @@ impl Executor {
             }
         }
         r.status = HostStatus::Ok;
-        // The host's facts for this play, asked together before its first step.
-        let mut facts = session.clone().map(Facts::new);
+        // The host's facts for this play, asked together before its first step (none asked
+        // when preflight's round trip asked them over this session). A fact that cannot be
+        // read is the step's to report, except a batch that outlived --command-timeout: the
+        // host hangs, and its steps would only wait for the timeout again (their probes, an
+        // upload's own compare), so the host fails here, after one timeout.
+        let mut facts = session.clone().map(|s| match primed {
+            Some(f) if f.asked_over(&s) => f,
+            _ => Arc::new(Facts::new(s)),
+        });
         if let Some(f) = &facts {
-            let actions = hp.steps.iter().chain(&hp.handlers);
-            let prefetch = crate::modules::prefetch(f, actions.filter_map(|s| s.action.as_ref()));
-            if self.or_abort(prefetch).await.is_none() {
-                abandoned(&mut r, "gathering facts");
+            let wanted = host_facts(hp);
+            let refs: Vec<&dyn ErasedFact> = wanted.iter().map(|f| f.as_ref()).collect();
+            let failed = match self.or_abort(f.prefetch(&refs)).await {
+                None => {
+                    abandoned(&mut r, GATHERING);
+                    true
+                }
+                Some(Err(FactError::Transport(e @ TransportError::CommandTimeout { .. }))) => {
+                    r.status = failure_status(ErrorKind::TimedOut);
+                    r.failed += 1;
+                    r.error = Some(self.masker.mask(&format!("{GATHERING}: {e}")));
+                    r.failed_at = Some(GATHERING.into());
+                    true
+                }
+                Some(_) => false,
+            };
+            if failed {
                 r.add_duration(started.elapsed());
                 self.reporter.host_finished(&r);
                 return r;
@@ -599,7 +634,7 @@ impl Executor {
         hp: &crate::playbook::HostPlan,
         step: &Step,
         session: &mut Option<Arc<dyn Transport>>,
-        facts: &mut Option<Facts>,
+        facts: &mut Option<Arc<Facts>>,
         state: &mut HostState,
         r: &mut HostReport,
     ) -> Option<Outcome> {
@@ -628,7 +663,7 @@ impl Executor {
             let mut ctx = HostCtx {
                 host,
                 session: session.as_deref(),
-                facts: facts.as_ref(),
+                facts: facts.as_deref(),
                 http: &self.http,
                 services: &self.services,
                 check: self.opts.check,
@@ -654,7 +689,7 @@ impl Executor {
                         match self.connector.session(host).await {
                             Ok((s, _)) => {
                                 // Facts go with the connection (and may be stale by now).
-                                *facts = Some(Facts::new(s.clone()));
+                                *facts = Some(Arc::new(Facts::new(s.clone())));
                                 *session = Some(s);
                             }
                             Err(ce) => break Err(crate::modules::TaskError::from(ce)),
@@ -700,6 +735,28 @@ impl Executor {
         r.tasks.push(report);
         outcome
     }
+}
+
+/// The facts a host's steps and handlers in one play read: asked together before its first
+/// step (`Executor::run_host`), or earlier in preflight's round trip (`first_play_facts`).
+pub fn host_facts(hp: &HostPlan) -> Vec<Box<dyn ErasedFact>> {
+    hp.steps
+        .iter()
+        .chain(&hp.handlers)
+        .filter_map(|s| s.action.as_ref())
+        .flat_map(Action::facts)
+        .collect()
+}
+
+/// Each host's `host_facts` of the first play it is in: what a pre-pass asks for the run.
+pub fn first_play_facts(plan: &Plan) -> HashMap<String, Vec<Box<dyn ErasedFact>>> {
+    let mut out = HashMap::new();
+    for hp in plan.plays.iter().flat_map(|p| &p.hosts) {
+        if !out.contains_key(&hp.host.name) {
+            out.insert(hp.host.name.clone(), host_facts(hp));
+        }
+    }
+    out
 }
 
 /// The recap's word for a host whose task failed this way: a command that timed out was

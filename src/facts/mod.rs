@@ -1,8 +1,12 @@
 //! Facts: typed, read-only probes of one host (pyinfra's idea). A fact is a probe script built
 //! with `transport::Script` plus a parser of what it printed; it never changes the host. Facts
 //! are asked through a per-host [`Facts`] cache, so a run asks each one at most once per host,
-//! and several facts asked together cost one round trip ([`Facts::prefetch`]). Modules,
-//! `--check`, `status` and `preflight` read hosts only through here.
+//! and several facts asked together cost one round trip ([`Facts::prefetch`]). A question that
+//! timed out or whose answer made no sense is remembered as such: asking again would cost the
+//! same (a hung probe: another `--command-timeout`) for the same answer. [`Primed`] hands a
+//! host's cache from one pass of a command to the next (preflight → deploy or status), so the
+//! facts both need cost one round trip in all. Modules, `--check`, `status` and `preflight`
+//! read hosts only through here.
 //!
 //! Owns: the `Fact` trait, the cache, and the batching protocol. Must not: write to a host,
 //! print, or know a module.
@@ -16,6 +20,7 @@ pub mod system;
 use std::any::Any;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use crate::transport::{Script, Transport, TransportError};
 
@@ -79,10 +84,43 @@ impl<F: Fact> ErasedFact for F {
     }
 }
 
+/// What the cache holds for one question.
+#[derive(Clone)]
+enum Entry {
+    Answer(Arc<dyn Any + Send + Sync>),
+    /// Asked, and it failed in a way asking again would repeat.
+    Failed(Remembered),
+}
+
+/// A failure kept for the run (the error types are not `Clone`: their parts are).
+#[derive(Clone, Debug)]
+enum Remembered {
+    /// The probe (or its batch) outlived `--command-timeout`.
+    TimedOut {
+        host: String,
+        after: Duration,
+    },
+    Parse {
+        fact: String,
+        message: String,
+    },
+}
+
+impl Remembered {
+    fn error(&self) -> FactError {
+        match self.clone() {
+            Remembered::TimedOut { host, after } => {
+                FactError::Transport(TransportError::CommandTimeout { host, after })
+            }
+            Remembered::Parse { fact, message } => FactError::Parse { fact, message },
+        }
+    }
+}
+
 /// One host's facts for one run: asked at most once each, cached.
 pub struct Facts {
     transport: Arc<dyn Transport>,
-    cache: Mutex<HashMap<String, Arc<dyn Any + Send + Sync>>>,
+    cache: Mutex<HashMap<String, Entry>>,
     round_trips: std::sync::atomic::AtomicUsize,
     marker: String,
 }
@@ -115,70 +153,119 @@ impl Facts {
         self.round_trips.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// The fact's answer: from the cache, else asked now (one round trip).
+    /// The fact's answer: from the cache (or the failure remembered for it), else asked now
+    /// (one round trip).
     pub async fn get<F: Fact>(&self, fact: &F) -> Result<F::Output, FactError> {
-        if let Some(v) = self.cached::<F>(&Fact::key(fact)) {
+        let key = Fact::key(fact);
+        if let Some(v) = self.cached::<F>(&key).map_err(|r| r.error())? {
             return Ok(v);
         }
         self.prefetch(&[fact as &dyn ErasedFact]).await?;
-        self.cached::<F>(&Fact::key(fact))
-            .ok_or_else(|| FactError::Missing {
-                fact: Fact::key(fact),
-            })
+        self.cached::<F>(&key)
+            .map_err(|r| r.error())?
+            .ok_or(FactError::Missing { fact: key })
     }
 
-    /// Ask every fact not yet cached, all in one round trip.
+    /// Ask every fact not yet asked, all in one round trip. Each answer that parses is kept
+    /// even when another does not. Err: the first fact asked now or before that has no
+    /// answer (a batch that timed out fails every fact in it, now and when asked again).
     pub async fn prefetch(&self, facts: &[&dyn ErasedFact]) -> Result<(), FactError> {
-        let wanted: Vec<&dyn ErasedFact> = {
+        let (wanted, known_failure) = {
             let cache = self.lock();
             let mut seen = std::collections::HashSet::new();
-            facts
-                .iter()
-                .copied()
-                .filter(|f| {
-                    let k = f.key();
-                    !cache.contains_key(&k) && seen.insert(k)
-                })
-                .collect()
+            let mut failure = None;
+            let mut wanted: Vec<&dyn ErasedFact> = Vec::new();
+            for f in facts.iter().copied() {
+                let k = f.key();
+                match cache.get(&k) {
+                    Some(Entry::Answer(_)) => {}
+                    Some(Entry::Failed(r)) => {
+                        failure.get_or_insert_with(|| r.error());
+                    }
+                    None if seen.insert(k) => wanted.push(f),
+                    None => {}
+                }
+            }
+            (wanted, failure)
         };
         if wanted.is_empty() {
-            return Ok(());
+            return known_failure.map_or(Ok(()), Err);
         }
         self.round_trips
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let sections = if let [only] = wanted[..] {
+        let sections = match self.ask(&wanted).await {
+            Ok(sections) => sections,
+            Err(e) => {
+                // A timeout is a failure, not a reason to run the probe again (issue 12): the
+                // facts of a hung batch are not asked again, one by one or together.
+                if let FactError::Transport(TransportError::CommandTimeout { host, after }) = &e {
+                    let r = Remembered::TimedOut {
+                        host: host.clone(),
+                        after: *after,
+                    };
+                    self.remember(wanted.iter().map(|f| (f.key(), r.clone())));
+                }
+                return Err(e);
+            }
+        };
+        let mut first_error = known_failure;
+        let mut entries = Vec::with_capacity(wanted.len());
+        for (i, f) in wanted.iter().enumerate() {
+            let Some(probe) = sections.get(i) else {
+                // Cut by the output bound: asked alone it may fit, so it is not remembered.
+                first_error.get_or_insert(FactError::Missing { fact: f.key() });
+                continue;
+            };
+            match f.parse_any(probe) {
+                Ok(v) => entries.push((f.key(), Entry::Answer(v))),
+                Err(message) => {
+                    let r = Remembered::Parse {
+                        fact: f.key(),
+                        message,
+                    };
+                    first_error.get_or_insert_with(|| r.error());
+                    entries.push((f.key(), Entry::Failed(r)));
+                }
+            }
+        }
+        self.lock().extend(entries);
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// One round trip asking `wanted`: each probe's answer, in order (fewer when cut).
+    async fn ask(&self, wanted: &[&dyn ErasedFact]) -> Result<Vec<Probe>, FactError> {
+        if let [only] = wanted[..] {
             // One fact: its probe as is, no markers (and a fake host answers it directly).
             let out = self.transport.exec(&only.script().build(), None).await?;
-            let status = out
-                .status
-                .ok_or_else(|| FactError::parse(only, "the probe was killed before it finished"))?;
-            vec![Probe {
+            let Some(status) = out.status else {
+                let r = Remembered::Parse {
+                    fact: only.key(),
+                    message: "the probe was killed before it finished".into(),
+                };
+                let e = r.error();
+                self.remember([(only.key(), r)]);
+                return Err(e);
+            };
+            return Ok(vec![Probe {
                 stdout: out.stdout_str(),
                 status,
-            }]
-        } else {
-            let marker = &self.marker;
-            let script = batch_script(marker, &wanted);
-            let out = self.transport.exec(&script.build(), None).await?;
-            split_sections(&out.stdout_str(), marker)
-        };
-        let mut answers = Vec::with_capacity(wanted.len());
-        for (i, f) in wanted.iter().enumerate() {
-            let probe = sections
-                .get(i)
-                .cloned()
-                .ok_or_else(|| FactError::Missing { fact: f.key() })?;
-            let v = f.parse_any(&probe).map_err(|m| FactError::parse(*f, m))?;
-            answers.push((f.key(), v));
+            }]);
         }
-        self.lock().extend(answers);
-        Ok(())
+        let marker = &self.marker;
+        let script = batch_script(marker, wanted);
+        let out = self.transport.exec(&script.build(), None).await?;
+        Ok(split_sections(&out.stdout_str(), marker))
+    }
+
+    fn remember(&self, failures: impl IntoIterator<Item = (String, Remembered)>) {
+        self.lock()
+            .extend(failures.into_iter().map(|(k, r)| (k, Entry::Failed(r))));
     }
 
     /// The fact's answer if it was asked already (never a round trip): for a module that
     /// would rather act than ask, e.g. an upload that compares on its own.
     pub fn peek<F: Fact>(&self, fact: &F) -> Option<F::Output> {
-        self.cached::<F>(&Fact::key(fact))
+        self.cached::<F>(&Fact::key(fact)).ok().flatten()
     }
 
     /// Drop a cached answer the run has made stale (a file written, a project brought up).
@@ -186,14 +273,59 @@ impl Facts {
         self.lock().remove(&Fact::key(fact));
     }
 
-    fn cached<F: Fact>(&self, key: &str) -> Option<F::Output> {
-        self.lock()
-            .get(key)
-            .and_then(|v| v.downcast_ref::<F::Output>().cloned())
+    /// The cached answer (`Ok(None)`: never asked), or the failure remembered for it.
+    fn cached<F: Fact>(&self, key: &str) -> Result<Option<F::Output>, Remembered> {
+        match self.lock().get(key) {
+            Some(Entry::Answer(v)) => Ok(v.downcast_ref::<F::Output>().cloned()),
+            Some(Entry::Failed(r)) => Err(r.clone()),
+            None => Ok(None),
+        }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<dyn Any + Send + Sync>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
         self.cache.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Hosts' fact caches filled by one pass of a command and read by the next: deploy's and
+/// `status`'s preflight ask, in its one batch per host, the facts the run or the status
+/// comparison will read, so a host costs one round trip for both. Each host's cache is taken
+/// once, and only over the session it was asked on (a reconnected host asks again).
+#[derive(Clone, Default)]
+pub struct Primed(Arc<Mutex<HashMap<String, Arc<Facts>>>>);
+
+impl Primed {
+    pub fn put(&self, host: &str, facts: Arc<Facts>) {
+        self.lock().insert(host.to_string(), facts);
+    }
+
+    /// The host's cache, out of the store (the caller checks `Facts::asked_over`).
+    pub fn take(&self, host: &str) -> Option<Arc<Facts>> {
+        self.lock().remove(host)
+    }
+
+    /// Drop every cache not taken yet (their answers are too old to act on).
+    pub fn clear(&self) {
+        self.lock().clear();
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Facts>>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Facts {
+    /// Whether this cache was asked over `session` (the same connection, not a new one).
+    pub fn asked_over(&self, session: &Arc<dyn Transport>) -> bool {
+        Arc::ptr_eq(&self.transport, session)
     }
 }
 
@@ -331,5 +463,85 @@ mod tests {
             matches!(err, Err(FactError::Missing { ref fact }) if fact == "echo:b"),
             "{err:?}"
         );
+    }
+
+    /// Regression (issue 14 point 6): a host whose facts batch outlived --command-timeout
+    /// was asked again fact by fact (`modules::prefetch` ignores the batch's error, then each
+    /// step's `get` ran its probe alone): a hung host cost 2× the timeout or more. The
+    /// timeout is remembered for every fact of the batch: one round trip, one timeout.
+    #[tokio::test]
+    async fn timed_out_fact_batch_was_asked_again_per_fact() {
+        let host = Arc::new(FakeHost::new("h1"));
+        // Every operation hangs until the command timeout: batch or single probe alike.
+        host.on("", Reply::TimedOut);
+        let facts = Facts::with_marker(host.clone(), "--m--");
+        let timed_out = |r: &Result<String, FactError>| {
+            matches!(
+                r,
+                Err(FactError::Transport(TransportError::CommandTimeout { .. }))
+            )
+        };
+        let batch = facts.prefetch(&[&Echo("a"), &Echo("b")]).await;
+        assert!(
+            matches!(
+                batch,
+                Err(FactError::Transport(TransportError::CommandTimeout { .. }))
+            ),
+            "{batch:?}"
+        );
+        for f in [Echo("a"), Echo("b")] {
+            let got = facts.get(&f).await;
+            assert!(timed_out(&got), "{got:?}");
+        }
+        // Asked together again: still the remembered timeout, not a second wait.
+        let again = facts.prefetch(&[&Echo("b"), &Echo("a")]).await;
+        assert!(again.is_err(), "{again:?}");
+        assert_eq!(facts.round_trips(), 1);
+        assert_eq!(host.log().len(), 1, "{:?}", host.log());
+        // A fact that was not in the hung batch is still asked (its own round trip).
+        let c = facts.get(&Echo("c")).await;
+        assert!(timed_out(&c), "{c:?}");
+        assert_eq!(host.log().len(), 2, "{:?}", host.log());
+    }
+
+    /// One answer of a batch that makes no sense fails that fact only: the others are kept,
+    /// and nothing is asked again (before, nothing was kept and each fact was asked alone).
+    #[tokio::test]
+    async fn an_answer_that_does_not_parse_keeps_the_others_and_is_not_asked_again() {
+        struct Num;
+        impl Fact for Num {
+            type Output = u32;
+            fn key(&self) -> String {
+                "num".into()
+            }
+            fn script(&self) -> Script {
+                Script::new().fragment("echo x")
+            }
+            fn parse(&self, p: &Probe) -> Result<u32, String> {
+                p.stdout
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("not a number: {:?}", p.stdout))
+            }
+        }
+        let host = Arc::new(FakeHost::new("h1"));
+        host.on(
+            "pf_fact_marker=",
+            Reply::stdout("\n--m-- begin\nx\n--m-- end 0\n\n--m-- begin\nb\n--m-- end 0\n"),
+        );
+        let facts = Facts::with_marker(host.clone(), "--m--");
+        let batch = facts.prefetch(&[&Num, &Echo("b")]).await;
+        assert!(
+            matches!(batch, Err(FactError::Parse { ref fact, .. }) if fact == "num"),
+            "{batch:?}"
+        );
+        assert_eq!(facts.get(&Echo("b")).await.unwrap(), "b/0");
+        let num = facts.get(&Num).await;
+        assert!(
+            matches!(num, Err(FactError::Parse { ref message, .. }) if message.contains("not a number")),
+            "{num:?}"
+        );
+        assert_eq!(facts.round_trips(), 1);
+        assert_eq!(host.log().len(), 1, "{:?}", host.log());
     }
 }

@@ -20,16 +20,34 @@ impl JsonReporter {
         JsonReporter { terminal }
     }
 
+    /// `value` with every string value masked. Keys are left alone: they are promfleet's
+    /// field names and inventory names (hosts, groups, service ids), never secrets — and
+    /// masking text would corrupt them when a secret happens to be a word of a field name
+    /// (a sudo password `password` turned `become_password_from` into `become_********_from`).
+    fn masked(&self, value: &impl Serialize) -> serde_json::Value {
+        fn walk(v: &mut serde_json::Value, masker: &super::Masker) {
+            match v {
+                serde_json::Value::String(s) => *s = masker.mask(s),
+                serde_json::Value::Array(a) => a.iter_mut().for_each(|x| walk(x, masker)),
+                serde_json::Value::Object(o) => o.values_mut().for_each(|x| walk(x, masker)),
+                _ => {}
+            }
+        }
+        let mut v = serde_json::to_value(value).unwrap_or_default();
+        walk(&mut v, self.terminal.masker());
+        v
+    }
+
     /// `value` pretty-printed, one document.
     fn document(&self, value: &impl Serialize) {
-        let text = serde_json::to_string_pretty(value).unwrap_or_default();
-        self.terminal.stdout(&format!("{text}\n"));
+        let text = serde_json::to_string_pretty(&self.masked(value)).unwrap_or_default();
+        self.terminal.stdout_masked_already(&format!("{text}\n"));
     }
 
     /// `value` on one line (JSON Lines: one object per host as it arrives).
     fn line(&self, value: &impl Serialize) {
-        let text = serde_json::to_string(value).unwrap_or_default();
-        self.terminal.stdout(&format!("{text}\n"));
+        let text = serde_json::to_string(&self.masked(value)).unwrap_or_default();
+        self.terminal.stdout_masked_already(&format!("{text}\n"));
     }
 }
 
@@ -120,5 +138,30 @@ impl Reporter for JsonReporter {
 
     fn finish(&self) {
         self.terminal.finish();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A sudo password `password` (a real inventory of the corpus) masked the JSON key
+    /// `become_password_from` into `become_********_from`, so programs lost the field.
+    #[test]
+    fn a_secret_that_is_a_word_of_a_key_masked_the_json_key() {
+        let masker = crate::report::Masker::default();
+        masker.add("password");
+        let r = JsonReporter::new(TerminalReporter::new(masker, 0, false, true));
+        let v = r.masked(&serde_json::json!({
+            "become_password_from": "`ansible_become_pass` (hosts:7:29)",
+            "error": "sudo: password is wrong",
+            "nested": [{"token": "password"}],
+        }));
+        assert_eq!(
+            v["become_password_from"],
+            "`ansible_become_pass` (hosts:7:29)"
+        );
+        assert_eq!(v["error"], "sudo: ******** is wrong");
+        assert_eq!(v["nested"][0]["token"], "********");
     }
 }

@@ -77,7 +77,15 @@ impl TerminalReporter {
 
     /// Results programs read: stdout, even with `-q`.
     pub(super) fn stdout(&self, s: &str) {
-        let s = self.masker.mask(s);
+        self.stdout_masked_already(&self.masker.mask(s));
+    }
+
+    pub(super) fn masker(&self) -> &super::Masker {
+        &self.masker
+    }
+
+    /// Text whose secrets the caller masked itself (the JSON reporter masks values, not keys).
+    pub(super) fn stdout_masked_already(&self, s: &str) {
         self.multi.suspend(|| {
             let mut o = std::io::stdout().lock();
             let _ = o.write_all(s.as_bytes());

@@ -13,7 +13,7 @@ use super::{Check, Checks, HostRow, State};
 use crate::executor::{Connector, Scheduler};
 use crate::facts::compose::{ComposeFact, ComposeState};
 use crate::facts::files::{FileFact, FileState};
-use crate::facts::{ErasedFact, FactError, Facts};
+use crate::facts::{ErasedFact, FactError, Facts, Primed};
 use crate::inventory::Host;
 use crate::modules::Want;
 use crate::modules::compose::ComposeAction;
@@ -70,6 +70,19 @@ impl Wanted {
         let files = self.files.iter().map(|(d, _)| FileFact::new(d)).collect();
         (files, self.compose.as_ref().map(ComposeAction::fact))
     }
+
+    /// The same facts, for preflight to ask in its batch (`facts::Primed`).
+    pub fn ask(&self) -> Vec<Box<dyn ErasedFact>> {
+        let (files, compose) = self.facts();
+        let mut out: Vec<Box<dyn ErasedFact>> = Vec::new();
+        out.extend(
+            files
+                .into_iter()
+                .map(|f| Box::new(f) as Box<dyn ErasedFact>),
+        );
+        out.extend(compose.map(|c| Box::new(c) as Box<dyn ErasedFact>));
+        out
+    }
 }
 
 /// Shared read-only clients for gathering every host's facts.
@@ -78,6 +91,8 @@ pub struct Gatherer {
     pub http: reqwest::Client,
     pub consul: Arc<ConsulClient>,
     pub proms: Arc<Vec<PromTargets>>,
+    /// Hosts whose facts preflight already asked (with its own, one round trip per host).
+    pub primed: Primed,
 }
 
 impl Gatherer {
@@ -153,7 +168,10 @@ impl Gatherer {
                 );
             }
         };
-        let facts = Facts::new(session);
+        let facts = match self.primed.take(&host.name) {
+            Some(f) if f.asked_over(&session) => f,
+            _ => Arc::new(Facts::new(session)),
+        };
         let (files, compose) = want.facts();
         let mut ask: Vec<&dyn ErasedFact> = files.iter().map(|f| f as &dyn ErasedFact).collect();
         ask.extend(compose.as_ref().map(|c| c as &dyn ErasedFact));
@@ -385,6 +403,7 @@ mod tests {
             consul: Arc::new(ConsulClient::new(Vec::new(), None, http.clone())),
             http,
             proms: Arc::new(Vec::new()),
+            primed: Primed::default(),
         };
         let row = g.gather(&host("a"), &want).await;
         let cell = |name: &str| {
@@ -412,5 +431,153 @@ mod tests {
             .filter(|op| op != "close")
             .collect();
         assert_eq!(ops.len(), 1, "{ops:?}");
+    }
+
+    /// Issue 15: `status` ran preflight, then asked its own facts: two round trips per host.
+    /// Preflight's batch now asks the comparison's facts too, and the gatherer reads them
+    /// from it: one round trip per host (and without the hand-over, two).
+    #[tokio::test]
+    async fn status_after_preflight_reads_each_host_in_one_round_trip() {
+        use crate::executor::Scheduler;
+        use crate::status::preflight::{Ask, Wants, check_all};
+        use tokio_util::sync::CancellationToken;
+        let dc = "/opt/exp/docker-compose.yml";
+        let file = FileAction {
+            src: "t".into(),
+            dest: dc.into(),
+            content: bytes::Bytes::from_static(b"wanted"),
+            mode: 0o644,
+            secret: false,
+            owner: None,
+        };
+        let compose = ComposeAction {
+            project_dir: "/opt/exp".into(),
+            file: "docker-compose.yml".into(),
+            command: Some("docker compose".into()),
+            services: Some(vec!["node".into()]),
+            watch: vec![dc.into()],
+        };
+        let steps = [
+            step("file", ModuleKind::Copy, Action::File(file)),
+            step("up", ModuleKind::Compose, Action::Compose(compose)),
+        ];
+        let want = Wanted::from_steps(&steps);
+        for hand_over in [true, false] {
+            let fleet = Arc::new(FakeFleet::new());
+            let file_answer = format!("file 644 0 0 root root {}", sha256_hex(b"wanted"));
+            // Preflight's system probes first (empty answers), the comparison's facts last.
+            fleet.host("a").on(
+                "pf_fact_marker=",
+                Reply::Compute(Arc::new(move |cmd: &str| {
+                    let marker = cmd
+                        .lines()
+                        .find_map(|l| l.strip_prefix("pf_fact_marker="))
+                        .unwrap_or_default()
+                        .trim_matches('\'')
+                        .to_string();
+                    let n = cmd.matches("%s begin").count();
+                    let mut sections = vec![String::new(); n.saturating_sub(2)];
+                    sections.push(file_answer.clone());
+                    sections
+                        .push("__compose docker compose\n__expected node\n__running node".into());
+                    let mut out = String::new();
+                    for s in &sections {
+                        out.push_str(&format!("\n{marker} begin\n{s}\n{marker} end 0\n"));
+                    }
+                    Reply::stdout(&out)
+                })),
+            );
+            let connector = Arc::new(Connector::with(fleet.clone(), RetryPolicy::default(), 4));
+            let primed = Primed::default();
+            let sched = Scheduler::new(4, CancellationToken::new(), CancellationToken::new());
+            let ask = Ask {
+                host: host("a"),
+                wants: Wants::new(&host("a"), &Default::default(), &Default::default()),
+                also: want.ask(),
+                keep: true,
+            };
+            let pre = check_all(connector.clone(), vec![ask], &sched, &primed).await;
+            assert_eq!(pre.len(), 1);
+            let http = crate::executor::http_client();
+            let g = Gatherer {
+                connector,
+                consul: Arc::new(ConsulClient::new(Vec::new(), None, http.clone())),
+                http,
+                proms: Arc::new(Vec::new()),
+                primed: if hand_over {
+                    primed.clone()
+                } else {
+                    Primed::default()
+                },
+            };
+            let row = g.gather(&host("a"), &want).await;
+            let cell = |name: &str| {
+                row.checks
+                    .0
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, c)| (c.state, c.summary.clone()))
+                    .expect("check")
+            };
+            assert_eq!(cell("file").0, State::Ok, "{:?}", cell("file"));
+            assert_eq!(cell("containers").0, State::Ok, "{:?}", cell("containers"));
+            let ops: Vec<String> = fleet
+                .host("a")
+                .log()
+                .into_iter()
+                .filter(|op| op != "close")
+                .collect();
+            assert_eq!(ops.len(), if hand_over { 1 } else { 2 }, "{ops:?}");
+        }
+    }
+
+    /// A status probe that hangs (its batch now rides in preflight's): the timeout is
+    /// remembered and reported by the status check, after one --command-timeout in all.
+    #[tokio::test]
+    async fn a_hung_status_probe_in_preflights_batch_times_out_once() {
+        use crate::executor::Scheduler;
+        use crate::status::preflight::{Ask, Wants, check_all};
+        use tokio_util::sync::CancellationToken;
+        let compose = ComposeAction {
+            project_dir: "/opt/exp".into(),
+            file: "docker-compose.yml".into(),
+            command: Some("docker compose".into()),
+            services: Some(vec!["node".into()]),
+            watch: Vec::new(),
+        };
+        let steps = [step("up", ModuleKind::Compose, Action::Compose(compose))];
+        let want = Wanted::from_steps(&steps);
+        let fleet = Arc::new(FakeFleet::new());
+        fleet.host("a").on("", Reply::TimedOut);
+        let connector = Arc::new(Connector::with(fleet.clone(), RetryPolicy::default(), 4));
+        let primed = Primed::default();
+        let sched = Scheduler::new(4, CancellationToken::new(), CancellationToken::new());
+        let ask = Ask {
+            host: host("a"),
+            wants: Wants::new(&host("a"), &Default::default(), &Default::default()),
+            also: want.ask(),
+            keep: true,
+        };
+        let pre = check_all(connector.clone(), vec![ask], &sched, &primed).await;
+        assert!(pre[0].unreachable, "{pre:?}");
+        let http = crate::executor::http_client();
+        let g = Gatherer {
+            connector,
+            consul: Arc::new(ConsulClient::new(Vec::new(), None, http.clone())),
+            http,
+            proms: Arc::new(Vec::new()),
+            primed,
+        };
+        let row = g.gather(&host("a"), &want).await;
+        let ssh = row.checks.0.iter().find(|(n, _)| n == "ssh").expect("ssh");
+        assert!(ssh.1.summary.starts_with("timed out after"), "{:?}", ssh.1);
+        let ops: Vec<String> = fleet
+            .host("a")
+            .log()
+            .into_iter()
+            .filter(|op| op != "close")
+            .collect();
+        assert_eq!(ops.len(), 1, "{ops:?}");
+        assert_eq!(fleet.attempts("a"), 1);
     }
 }

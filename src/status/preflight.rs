@@ -1,6 +1,8 @@
 //! Preflight: what each fleet host is, before anything is written there, and a verdict —
 //! ready, will adapt (the exporter variables preflight chooses, and why), or blocked (why, and
-//! the fix). One round trip per host: every system fact (`facts::system`) in one batch.
+//! the fix). One round trip per host: every system fact (`facts::system`) in one batch, with
+//! the facts the command's next pass will read there (`Ask::also`, handed over through
+//! `facts::Primed`: deploy's first play, `status`'s comparison).
 //!
 //! Owns: turning facts and a host's variables into a verdict and the variable overrides that
 //! adapt the exporter compose file (each only where the inventory does not set it).
@@ -11,17 +13,15 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::Value;
-use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
 
-use crate::executor::Connector;
+use crate::executor::{Connector, Scheduler};
 use crate::facts::system::{
     CapBounds, CapabilityBounds, CgroupVersion, Cgroups, Clock, Compose, ComposeInfo, DockerAccess,
     DockerEngine, DockerSocket, FreeSpace, Listener, ListeningPorts, LocalImages, PathsExist,
     Propagation, PublishedPorts, Reach, RegistryProbe, RegistryReach, RootPropagation, Selinux,
     SelinuxMode, SocketInfo, Space, registry_of,
 };
-use crate::facts::{ErasedFact, Fact, FactError, Facts};
+use crate::facts::{ErasedFact, Fact, FactError, Facts, Primed};
 use crate::inventory::{Host, Vars};
 use crate::report::HostStatus;
 use crate::transport::TransportError;
@@ -359,19 +359,24 @@ async fn get<F: Fact>(facts: &Facts, f: &F) -> Result<F::Output, String> {
     facts.get(f).await.map_err(|e| e.to_string())
 }
 
-/// Ask every probe of a host in one round trip.
+/// Ask every probe of a host in one round trip, with `also` (facts a later pass reads; their
+/// answers stay in `facts`, a failure among them is that pass's to report).
 pub async fn probe(
     facts: &Facts,
     w: &Wants,
     user: &str,
     as_root: bool,
+    also: &[&dyn ErasedFact],
 ) -> Result<Findings, FactError> {
     let p = Probes::new(w);
+    let mut batch = p.all();
+    batch.extend_from_slice(also);
     let t0 = crate::base::clock::now_unix();
-    let batch = facts.prefetch(&p.all()).await;
+    let batch = facts.prefetch(&batch).await;
     let t1 = crate::base::clock::now_unix();
     // The host could not be asked: nothing else will answer either. (When one answer did
-    // not parse, the others are asked one by one below, each saying why.)
+    // not parse, the others are in the cache and each `get` below says why its failed,
+    // without asking again.)
     if let Err(e @ FactError::Transport(_)) = batch {
         return Err(e);
     }
@@ -985,34 +990,48 @@ fn kib(k: u64) -> String {
     }
 }
 
-/// Preflight every host, `forks` at once, over the connector's sessions (kept open: a deploy
-/// after it reuses them). Results in the order given.
-pub async fn check_all(
-    connector: Arc<Connector>,
-    hosts: Vec<(Host, Wants)>,
-    forks: usize,
-) -> Vec<HostPreflight> {
-    let sem = Arc::new(Semaphore::new(forks.max(1)));
-    let mut set = JoinSet::new();
-    let n = hosts.len();
-    for (i, (host, wants)) in hosts.into_iter().enumerate() {
-        let (connector, sem) = (connector.clone(), sem.clone());
-        set.spawn(async move {
-            let _permit = sem.acquire_owned().await;
-            (i, check_host(&connector, &host, &wants).await)
-        });
-    }
-    let mut out: Vec<Option<HostPreflight>> = vec![None; n];
-    while let Some(r) = set.join_next().await {
-        if let Ok((i, p)) = r {
-            out[i] = Some(p);
-        }
-    }
-    out.into_iter().flatten().collect()
+/// One host to preflight: what the inventory asks of it, and the facts the command's next
+/// pass will read there (asked in the same batch; empty for `promfleet preflight`).
+pub struct Ask {
+    pub host: Host,
+    pub wants: Wants,
+    pub also: Vec<Box<dyn ErasedFact>>,
+    /// Keep the session open for the next pass; otherwise it is closed after the check, so
+    /// a large fleet does not hold every host's connection (and its memory) at once.
+    pub keep: bool,
 }
 
-/// One host: connect (or reuse), one batch of probes, the verdict.
-pub async fn check_host(connector: &Connector, host: &Host, w: &Wants) -> HostPreflight {
+/// Preflight every host through `sched` (its forks, its Ctrl-C), over the connector's
+/// sessions (kept open: a deploy after it reuses them). Results in the order given, without
+/// the hosts a cancellation kept from starting or an abort abandoned. Each host's facts
+/// (`also` included) are left in `primed` for the next pass.
+pub async fn check_all(
+    connector: Arc<Connector>,
+    hosts: Vec<Ask>,
+    sched: &Scheduler,
+    primed: &Primed,
+) -> Vec<HostPreflight> {
+    let items = hosts
+        .into_iter()
+        .map(|a| (a.host.name.clone(), a))
+        .collect();
+    let (s, primed) = (sched.clone(), primed.clone());
+    sched
+        .run(items, move |ask: Ask| {
+            let (connector, s, primed) = (connector.clone(), s.clone(), primed.clone());
+            async move { s.or_abort(check_host(&connector, &ask, &primed)).await }
+        })
+        .in_order()
+        .await
+        .into_iter()
+        .flatten()
+        .flatten()
+        .collect()
+}
+
+/// One host: connect (or reuse), one batch of probes (and `also`), the verdict.
+pub async fn check_host(connector: &Connector, ask: &Ask, primed: &Primed) -> HostPreflight {
+    let (host, w) = (&ask.host, &ask.wants);
     let target = match connector.target(host).await {
         Ok(t) => t,
         Err(e) => return unreachable(host, &e),
@@ -1021,9 +1040,27 @@ pub async fn check_host(connector: &Connector, host: &Host, w: &Wants) -> HostPr
         Ok((s, _)) => s,
         Err(e) => return unreachable(host, &e),
     };
-    let facts = Facts::new(session);
-    match probe(&facts, w, &target.user, target.become_root).await {
-        Ok(f) => judge(host, w, &f),
+    let facts = Arc::new(Facts::new(session));
+    let also: Vec<&dyn ErasedFact> = ask.also.iter().map(|f| f.as_ref()).collect();
+    match probe(&facts, w, &target.user, target.become_root, &also).await {
+        Ok(f) => {
+            if !ask.keep {
+                drop(facts);
+                connector.release(&host.name).await;
+            } else if !also.is_empty() {
+                primed.put(&host.name, facts);
+            }
+            judge(host, w, &f)
+        }
+        // The batch outlived --command-timeout: the host answers but hangs on a probe. The
+        // next pass gets the facts with the timeout remembered (over the same session), so
+        // the host costs one timeout in all, not one per pass.
+        Err(FactError::Transport(e @ TransportError::CommandTimeout { .. }))
+            if ask.keep && !also.is_empty() =>
+        {
+            primed.put(&host.name, facts);
+            unreachable(host, &e)
+        }
         Err(FactError::Transport(e)) => {
             connector.drop_session(&host.name).await;
             unreachable(host, &e)
