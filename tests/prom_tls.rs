@@ -174,6 +174,8 @@ fn verify_status_alert_test_and_the_http_checks_reach_tls_basic_auth_engines() {
         &files.server_key,
         AM_PASSWORD,
     );
+    // The receiver posts to a sink: `alert test` proves that exactly one notification went out.
+    let (sink_port, deliveries) = start_sink_in_thread();
     let am_cfg = d.join("alertmanager.yml");
     std::fs::write(
         &am_cfg,
@@ -184,7 +186,13 @@ fn verify_status_alert_test_and_the_http_checks_reach_tls_basic_auth_engines() {
                 "group_wait": "1s",
                 "routes": [{ "matchers": ["group = IDE"], "receiver": "webhook-ide" }],
             },
-            "receivers": [{ "name": "default-receiver" }, { "name": "webhook-ide" }],
+            "receivers": [
+                { "name": "default-receiver" },
+                {
+                    "name": "webhook-ide",
+                    "webhook_configs": [{ "url": format!("http://127.0.0.1:{sink_port}/ide") }],
+                },
+            ],
         })
         .to_string(),
     )
@@ -397,10 +405,11 @@ monitoring:
     }
     outputs.push(out);
 
-    // alert test: the IDE alert is routed to webhook-ide and resolved.
+    // alert test: the IDE alert is routed to webhook-ide, notified once (held past the 1 s
+    // group_wait) and resolved.
     let out = run(
         &[
-            "alert", "test", "--group", "IDE", "--hold", "1s", "--output", "json",
+            "alert", "test", "--group", "IDE", "--hold", "5s", "--output", "json",
         ],
         &secrets,
         AM_PASSWORD,
@@ -415,6 +424,11 @@ monitoring:
     let r: Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(r[0]["receivers"], json!(["webhook-ide"]), "{r:#}");
     assert_eq!(r[0]["resolved"], true, "{r:#}");
+    assert_eq!(r[0]["notifications"], 1, "{r:#}");
+    assert!(
+        deliveries.lock().unwrap().iter().any(|d| d.path == "/ide"),
+        "the sink got no notification"
+    );
     outputs.push(out);
 
     // A wrong Prometheus password: verify fails at once (not at its 120 s deadline) with the
