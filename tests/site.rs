@@ -34,24 +34,6 @@ use crate::support::*;
 
 const TOKEN: &str = "acl-token-site-default-deny-5e1c";
 
-/// Every Consul and promfleet setting a run could inherit from the test's environment.
-const INHERITED: &[&str] = &[
-    "CONSUL_HTTP_TOKEN",
-    "CONSUL_HTTP_TOKEN_FILE",
-    "CONSUL_HTTP_ADDR",
-    "CONSUL_HTTP_SSL",
-    "CONSUL_HTTP_SSL_VERIFY",
-    "CONSUL_CACERT",
-    "CONSUL_CAPATH",
-    "CONSUL_CLIENT_CERT",
-    "CONSUL_CLIENT_KEY",
-    "CONSUL_TLS_SERVER_NAME",
-    "PROMFLEET_SECRET_CONSUL_TOKEN",
-    "PROMFLEET_SECRETS",
-    "PROMFLEET_CONFIG",
-    "PROMFLEET_INVENTORY",
-];
-
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -166,10 +148,7 @@ fn deploy_site(
     env: &[(&str, &str)],
     prometheus_url: &str,
 ) -> (Output, Value) {
-    let mut r = Run::new(&["deploy", "playbooks/site.yml"]);
-    for k in INHERITED {
-        r.cmd.env_remove(k);
-    }
+    let mut r = Run::new(&["deploy", "playbooks/site.yml"]).without_settings_env();
     for (k, v) in env {
         r = r.env(k, v);
     }
@@ -599,10 +578,7 @@ fn site_deploys_end_to_end_against_default_deny_tls_consul() {
         // `status` (the fleet: files, containers, registrations, Prometheus targets) and
         // `consul prune`, from the same token source.
         let run = |args: &[&str], extra: &[String]| {
-            let mut r = Run::new(args);
-            for k in INHERITED {
-                r.cmd.env_remove(k);
-            }
+            let mut r = Run::new(args).without_settings_env();
             for (k, v) in &env {
                 r = r.env(k, v);
             }
