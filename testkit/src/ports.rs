@@ -129,16 +129,26 @@ mod tests {
         let err = ensure_free(host, port, "node-exporter of host001")
             .expect_err("taken")
             .to_string();
-        // `ss -p` may name the holding thread (this test's own, with its tid) rather than the
-        // process: either is this test.
-        let ids: Vec<String> = std::fs::read_dir("/proc/self/task")
-            .expect("tasks")
-            .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
-            .chain([std::process::id().to_string()])
+        // `ss -p` may name a thread of this test process (any test thread: they share the
+        // socket) rather than the process, and that thread may have ended since: the holder
+        // named is this process, one of its threads, or a task that no longer exists.
+        let me = std::process::id();
+        let ours = |id: u32| {
+            id == me
+                || match std::fs::read_to_string(format!("/proc/{id}/status")) {
+                    Ok(status) => status
+                        .lines()
+                        .any(|l| l.split_whitespace().eq(["Tgid:", me.to_string().as_str()])),
+                    Err(_) => true,
+                }
+        };
+        let marker = format!(") on 0.0.0.0:{port}");
+        let named: Vec<u32> = err
+            .match_indices(&marker)
+            .filter_map(|(i, _)| err[..i].rsplit("(pid ").next()?.parse().ok())
             .collect();
         assert!(
-            ids.iter()
-                .any(|id| err.contains(&format!("(pid {id}) on 0.0.0.0:{port}"))),
+            !named.is_empty() && named.iter().all(|id| ours(*id)),
             "{err}"
         );
         assert!(
