@@ -103,8 +103,8 @@ impl InventorySpec<'_> {
             .push((host.to_string(), key.to_string(), value.into()));
         self
     }
-    /// Do not state this machine's `/` propagation as `node_exporter_host_mount`: deploy's
-    /// preflight chooses it per host (offline `render`, and `status`' comparison, then differ
+    /// Do not state this machine's `/` propagation as `node_exporter_host_mount` (nor whether
+    /// cAdvisor can run privileged and mount /dev/disk): deploy's preflight chooses it per host (offline `render`, and `status`' comparison, then differ
     /// from what deploy writes wherever it adapts).
     pub fn adaptive(mut self) -> Self {
         self.adaptive = true;
@@ -165,6 +165,9 @@ impl InventorySpec<'_> {
                 PRIVILEGED.into(),
                 Value::from(privileged_works_on_this_machine()),
             ));
+            // And cAdvisor's /dev/disk mount only where it exists (a VM without udev's
+            // by-id links has none; preflight would drop it there).
+            v.push((DEV_DISK.into(), Value::from(dev_disk_on_this_machine())));
         }
         v
     }
@@ -202,6 +205,9 @@ impl InventorySpec<'_> {
                     PRIVILEGED.into(),
                     Value::from(privileged_works_on_this_machine()),
                 ));
+            }
+            if self.host_vars && !self.adaptive && !v.iter().any(|(k, _)| k == DEV_DISK) {
+                v.push((DEV_DISK.into(), Value::from(dev_disk_on_this_machine())));
             }
             (h, v)
         }));
@@ -286,6 +292,13 @@ fn q(s: &str) -> String {
 /// The exporter variable stating `/`'s propagation (see `host_mount_of_this_machine`).
 const HOST_MOUNT: &str = "node_exporter_host_mount";
 const PRIVILEGED: &str = "cadvisor_privileged";
+const DEV_DISK: &str = "cadvisor_dev_disk";
+
+/// Whether cAdvisor's `/dev/disk` mount source exists here (the fleet's hosts share this
+/// machine's `/dev`): preflight keeps the mount exactly then.
+fn dev_disk_on_this_machine() -> bool {
+    std::path::Path::new("/dev/disk").exists()
+}
 
 /// Whether the Docker engine's capability bounding set (dockerd's, else this process's) holds
 /// every capability of the kernel: a privileged container cannot start otherwise (preflight's
