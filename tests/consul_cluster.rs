@@ -222,8 +222,9 @@ fn owner_of(p: &Path) -> (u32, u32) {
 /// The consul play with ACL and TLS on, deployed over SSH to a test monitoring host (compose
 /// stand-in, Consul double for the cluster check): the files holding a token or a key are
 /// 0600 and owned by the official image's consul user (100:1000), the others 0644; the
-/// tokens and the keys appear in neither `--diff` nor the JSON report; a second run changes
-/// nothing.
+/// tokens and the keys appear in neither `--diff` nor the JSON report; the agent token is
+/// created in Consul (double in default-deny mode) with the agent policy; a second run
+/// changes nothing.
 #[test]
 fn consul_acl_and_tls_files_are_0600_for_the_images_consul_user_and_masked_in_output() {
     if !require_root() || tool("docker-compose").is_none() {
@@ -232,9 +233,12 @@ fn consul_acl_and_tls_files_are_0600_for_the_images_consul_user_and_masked_in_ou
     let dir = tempfile::tempdir().expect("tmp");
     let ca = TestCa::new("consul cluster test CA").expect("ca");
     let (tls, _) = ca.write(dir.path(), &["server.dc1.consul"]).expect("tls");
+    // Default deny with the management token (the double's one token), which is also the
+    // fleet's token here.
     let double = Double::start_with(DoubleOptions {
         servers: 3,
         run_checks: false,
+        acl_token: Some(MANAGEMENT.to_owned()),
         ..DoubleOptions::default()
     });
     let fleet = Fleet::builder()
@@ -265,6 +269,7 @@ fn consul_acl_and_tls_files_are_0600_for_the_images_consul_user_and_masked_in_ou
         let o = Run::new(&["deploy", "playbooks/consul.yml", "--diff", "-v"])
             .without_settings_env()
             .env("PROMFLEET_SECRET_CONSUL_MANAGEMENT_TOKEN", MANAGEMENT)
+            .env("PROMFLEET_SECRET_CONSUL_TOKEN", MANAGEMENT)
             .env("PROMFLEET_SECRET_CONSUL_AGENT_TOKEN", AGENT)
             .env("PROMFLEET_SECRET_CONSUL_CA_FILE", &tls.ca.display().to_string())
             .env(
@@ -334,8 +339,35 @@ fn consul_acl_and_tls_files_are_0600_for_the_images_consul_user_and_masked_in_ou
     assert!(client["acl"]["tokens"].get("initial_management").is_none());
     assert_eq!(read(cdir.join("tls/agent-key.pem")), key_text);
 
+    // The agent token exists in Consul with the agent policy, created with the management
+    // token once the cluster had a leader.
+    let tokens = double.d.acl_tokens();
+    assert_eq!(tokens.len(), 1, "{tokens:?}");
+    assert_eq!(tokens[0].secret_id, AGENT);
+    assert_eq!(tokens[0].policies, ["promfleet-agent"]);
+    let policies = double.d.acl_policies();
+    assert_eq!(policies.len(), 1, "{policies:?}");
+    let rules = policies[0].rules.replace([' ', '\n'], "");
+    assert!(
+        rules.contains("node_prefix\"\"{policy=\"write\"}")
+            && rules.contains("service_prefix\"\"{policy=\"read\"}"),
+        "{rules}"
+    );
+    let task = |r: &serde_json::Value, name: &str| {
+        r["hosts"][0]["tasks"]
+            .as_array()
+            .expect("tasks")
+            .iter()
+            .find(|t| t["task"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no task {name}: {r:#}"))
+    };
+    assert_eq!(task(&r, "consul agent token")["outcome"], "changed", "{r:#}");
+
     let r = deploy();
     assert_eq!(host_status(&r)[&mon.name].0, "ok", "second run: {r:#}");
+    assert_eq!(task(&r, "consul agent token")["outcome"], "ok", "{r:#}");
+    assert_eq!(double.d.acl_tokens().len(), 1);
 }
 
 /// Without `consul_agent_token` the agents use the management token as their agent token
