@@ -93,8 +93,16 @@ fn consul_cluster_with_acl_and_tls_off_renders_byte_identical_to_before() {
             let o = render_consul(&inv, &out, &[]);
             assert!(o.status.success(), "{case}: {}", stderr(&o));
             let expected = case_dir(case).join("expected");
-            let extra = if explicit { "explicitly off" } else { "default" };
-            assert_eq!(cluster_files(&out), files_under(&expected), "{case} {extra}");
+            let extra = if explicit {
+                "explicitly off"
+            } else {
+                "default"
+            };
+            assert_eq!(
+                cluster_files(&out),
+                files_under(&expected),
+                "{case} {extra}"
+            );
             for f in files_under(&expected) {
                 let host = f.components().next().expect("host").as_os_str();
                 let got = out
@@ -128,7 +136,14 @@ fn inventory_with(dir: &Path, case: &str, agents: &str, consul: &str) -> PathBuf
 fn tls_block(dir: &Path) -> String {
     let ca = TestCa::new("consul cluster test CA").expect("ca");
     let (f, _) = ca
-        .write(dir, &["server.dc1.consul", "server.fra.consul", "server.sha.consul"])
+        .write(
+            dir,
+            &[
+                "server.dc1.consul",
+                "server.fra.consul",
+                "server.sha.consul",
+            ],
+        )
         .expect("tls files");
     format!(
         ", ca_file: {}, server_cert: {}, server_key: {}, agent_cert: {}, agent_key: {}",
@@ -192,7 +207,12 @@ fn consul_tls_refuses_an_http_agent_and_missing_certificates_with_the_fix() {
     assert!(err.contains("ca_file"), "{err}");
 
     let no_agent_cert = tls.split(", agent_cert").next().expect("prefix").to_owned();
-    let inv = inventory_with(dir.path(), "single", "https://10.0.0.1:8500", &no_agent_cert);
+    let inv = inventory_with(
+        dir.path(),
+        "single",
+        "https://10.0.0.1:8500",
+        &no_agent_cert,
+    );
     let o = render_consul(&inv, &out, &["-e", "consul_tls=true"]);
     let err = stderr(&o);
     assert!(!o.status.success(), "{err}");
@@ -257,7 +277,10 @@ fn consul_acl_and_tls_files_are_0600_for_the_images_consul_user_and_masked_in_ou
         .yaml();
     // chown to the image's user needs root: the login user has NOPASSWD sudo.
     let (first, rest) = yaml.split_once('\n').expect("ssh line");
-    assert!(first.starts_with("ssh: {") && first.ends_with(" }"), "{first}");
+    assert!(
+        first.starts_with("ssh: {") && first.ends_with(" }"),
+        "{first}"
+    );
     let inv = write(
         dir.path(),
         "inventory.yml",
@@ -271,7 +294,10 @@ fn consul_acl_and_tls_files_are_0600_for_the_images_consul_user_and_masked_in_ou
             .env("PROMFLEET_SECRET_CONSUL_MANAGEMENT_TOKEN", MANAGEMENT)
             .env("PROMFLEET_SECRET_CONSUL_TOKEN", MANAGEMENT)
             .env("PROMFLEET_SECRET_CONSUL_AGENT_TOKEN", AGENT)
-            .env("PROMFLEET_SECRET_CONSUL_CA_FILE", &tls.ca.display().to_string())
+            .env(
+                "PROMFLEET_SECRET_CONSUL_CA_FILE",
+                &tls.ca.display().to_string(),
+            )
             .env(
                 "PROMFLEET_SECRET_CONSUL_SERVER_CERT",
                 &tls.server_cert.display().to_string(),
@@ -303,7 +329,10 @@ fn consul_acl_and_tls_files_are_0600_for_the_images_consul_user_and_masked_in_ou
             ("agent token", AGENT),
             ("agent key", key_line.as_str()),
         ] {
-            assert!(!text.contains(secret), "promfleet printed the {what}:\n{text}");
+            assert!(
+                !text.contains(secret),
+                "promfleet printed the {what}:\n{text}"
+            );
         }
         let r = report(&o);
         assert_eq!(o.status.code(), Some(0), "{}\n{r:#}", stderr(&o));
@@ -362,7 +391,11 @@ fn consul_acl_and_tls_files_are_0600_for_the_images_consul_user_and_masked_in_ou
             .cloned()
             .unwrap_or_else(|| panic!("no task {name}: {r:#}"))
     };
-    assert_eq!(task(&r, "consul agent token")["outcome"], "changed", "{r:#}");
+    assert_eq!(
+        task(&r, "consul agent token")["outcome"],
+        "changed",
+        "{r:#}"
+    );
 
     let r = deploy();
     assert_eq!(host_status(&r)[&mon.name].0, "ok", "second run: {r:#}");

@@ -793,7 +793,7 @@ fn assert_documented_consul_config(file: &Path) {
             file.display()
         );
         assert_eq!(
-            json_type(&value),
+            json_type(value),
             documented.unwrap().1,
             "{}: {key}: {value}",
             file.display()
@@ -996,7 +996,11 @@ fn consul_acl_and_tls_configs_of_every_layout_use_documented_keys() {
                 want.push("promfleet-server.json");
                 want.sort();
             }
-            assert_eq!(seen.into_iter().collect::<Vec<_>>(), want, "{multi} {layout}");
+            assert_eq!(
+                seen.into_iter().collect::<Vec<_>>(),
+                want,
+                "{multi} {layout}"
+            );
         }
     }
 }

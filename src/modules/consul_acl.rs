@@ -142,9 +142,8 @@ impl AgentToken {
             return Ok(Done::skipped("not checked in --check mode"));
         }
         let consul = ctx.service::<ConsulClient>()?;
-        let fail = |e: String| {
-            TaskError::transient(format!("Consul agent token at {}: {e}", self.url))
-        };
+        let fail =
+            |e: String| TaskError::transient(format!("Consul agent token at {}: {e}", self.url));
         if self.token_exists(&consul).await.map_err(fail)? {
             return Ok(Done::ok().with("agent token exists"));
         }

@@ -97,7 +97,9 @@ impl Renderer {
                 if let Some(d) = default
                     && !generate
                 {
-                    return Ok(Value::String(secrets.get(name).unwrap_or_else(|_| d.to_owned())));
+                    return Ok(Value::String(
+                        secrets.get(name).unwrap_or_else(|_| d.to_owned()),
+                    ));
                 }
                 let v = if generate {
                     secrets

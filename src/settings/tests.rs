@@ -514,7 +514,11 @@ fn consul_cluster_certificates_resolve_like_the_other_settings_and_keys_are_mask
     let mut project = ConsulOptions::default();
     project.set("agent_cert", "agent.pem").expect("set");
     project.set("agent_key", "agent-key.pem").expect("set");
-    let s = secrets(dir.path(), "consul_server_key: server-key.pem\n", &Env::default());
+    let s = secrets(
+        dir.path(),
+        "consul_server_key: server-key.pem\n",
+        &Env::default(),
+    );
     let mut inv = inventory_with("server_cert", "server.pem");
     inv.options.set("server_key", "ignored.pem").expect("set");
     let c = resolve(&Env::default(), &s, &inv, &project).expect("resolve");
@@ -538,7 +542,11 @@ fn consul_cluster_certificates_resolve_like_the_other_settings_and_keys_are_mask
         s2.consul_tls_pem("server_key").expect("key"),
         "SERVER-KEY-TEXT\n"
     );
-    assert!(!masker.mask("shown: SERVER-KEY-TEXT").contains("SERVER-KEY-TEXT"));
+    assert!(
+        !masker
+            .mask("shown: SERVER-KEY-TEXT")
+            .contains("SERVER-KEY-TEXT")
+    );
     let missing = s2.consul_tls_pem("agent_cert").expect_err("no such file");
     assert!(missing.to_string().contains("agent.pem"), "{missing}");
 }
