@@ -269,23 +269,15 @@ fn consul_acl_and_tls_files_are_0600_for_the_images_consul_user_and_masked_in_ou
         .expect("fleet");
     let mon = fleet.monitoring_host().expect("monitoring host").clone();
     let cdir = mon.dir.join("consul");
+    // chown to the image's user needs root: the login user has NOPASSWD sudo.
     let yaml = fleet
         .inventory()
         .var("consul_dir", cdir.display().to_string())
         .var("consul_acl", true)
         .var("consul_tls", true)
-        .yaml();
-    // chown to the image's user needs root: the login user has NOPASSWD sudo.
-    let (first, rest) = yaml.split_once('\n').expect("ssh line");
-    assert!(
-        first.starts_with("ssh: {") && first.ends_with(" }"),
-        "{first}"
-    );
-    let inv = write(
-        dir.path(),
-        "inventory.yml",
-        &format!("{}, become: true }}\n{rest}", &first[..first.len() - 2]),
-    );
+        .yaml()
+        .replacen("ssh: {", "ssh: { become: true,", 1);
+    let inv = write(dir.path(), "inventory.yml", &yaml);
     let key_text = read(&tls.client_key);
     let key_line = key_text.lines().nth(1).expect("key body").to_owned();
     let deploy = || {
