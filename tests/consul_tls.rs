@@ -402,6 +402,7 @@ fn rendered_monitoring(
         &promfleet::report::Printer::new(Default::default()),
         &[PathBuf::from("monitoring.yml")],
         &args,
+        std::path::Path::new(promfleet::transport::SSH_CONFIG_DEFAULT),
         None,
         Some(secrets),
         SecretMode::Real,

@@ -1416,6 +1416,7 @@ fn prometheus_consul_sd_had_no_token() {
         &promfleet::report::Printer::new(Default::default()),
         &[PathBuf::from("monitoring.yml")],
         &inv,
+        std::path::Path::new(promfleet::transport::SSH_CONFIG_DEFAULT),
         None,
         Some(&secrets),
         SecretMode::Real,

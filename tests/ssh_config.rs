@@ -1047,3 +1047,58 @@ fn proxy_command_and_jump_cycles_are_refused_not_bypassed() {
     assert!(error(1).contains("cycle"), "{v:#}");
     assert_eq!(v[2]["hostname"], "10.0.0.3", "{v:#}");
 }
+
+/// Regression: a host known only as an alias of the operator's ssh config (`Host web1` +
+/// `HostName 10.0.1.12`, the inventory naming just `web1`, as Ansible's own inventories do) was
+/// refused at load: promfleet asked DNS for `web1` while `ssh web1` goes to the config's
+/// HostName. Now an inventory name resolves as ssh resolves it. Oracle per row: the real
+/// `ssh -G -F cfg NAME`'s `hostname`, then (for a name) `getent ahosts`' first address.
+#[test]
+fn ssh_config_only_alias_was_refused_for_want_of_an_ip() {
+    const CONFIG: &str = "Host web1\n  HostName 127.0.0.42\n\
+                          Host web2\n  HostName localhost\n\
+                          Match originalhost web3\n  HostName 127.0.0.43\n\
+                          Host web4 web5\n  HostName 127.0.0.44\n";
+    // Inventory names: four aliases (`web4` through a multi-pattern `Host` line; `web2` to a
+    // name, resolved from /etc/hosts). No row may need DNS: tests send nothing off the machine
+    // (so the config-less case, which would ask DNS for `web1`, is not run).
+    let names = ["web1", "web2", "web3", "web4"];
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config");
+    std::fs::write(&cfg, CONFIG).unwrap();
+    let inv = dir.path().join("hosts.ini");
+    std::fs::write(&inv, format!("[web]\n{}\n", names.join("\n"))).unwrap();
+
+    let out = Run::new(&["inventory", "list", "--json", "--ssh-config"])
+        .arg(&cfg)
+        .arg("-i")
+        .arg(&inv)
+        .output();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rows: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for name in names {
+        let hostname = ssh_g(&["-F", cfg.to_str().unwrap(), "--", name])["hostname"][0].clone();
+        let want = if hostname.parse::<std::net::IpAddr>().is_ok() {
+            hostname.clone()
+        } else {
+            let getent = Command::new("getent")
+                .args(["ahosts", &hostname])
+                .output()
+                .expect("getent");
+            String::from_utf8_lossy(&getent.stdout)
+                .split_whitespace()
+                .next()
+                .expect("getent ahosts answers")
+                .to_owned()
+        };
+        let row = rows
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == name)
+            .unwrap_or_else(|| panic!("{name} listed: {rows}"));
+        assert_eq!(row["ip"], want, "{name} (ssh -G hostname {hostname})");
+        // SSH still goes to the name, so the config applies to the connection as for `ssh`.
+        assert_eq!(row["address"], name);
+    }
+}

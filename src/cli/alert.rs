@@ -6,7 +6,7 @@
 //! says and notified once, 5 routed elsewhere or notified 0 or several times, 6 an
 //! Alertmanager did not answer.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
@@ -56,7 +56,11 @@ pub struct AlertTestArgs {
 pub async fn run(cmd: AlertCmd, printer: &Printer) -> anyhow::Result<ExitCode> {
     let AlertCmd::Test(a) = cmd;
     let reporter = printer.reporter();
-    let mut inv = load_inventory_args(&a.inv, printer)?;
+    let mut inv = load_inventory_args(
+        &a.inv,
+        Path::new(crate::transport::SSH_CONFIG_DEFAULT),
+        printer,
+    )?;
     let secrets = Secrets::load(a.secrets.as_deref(), printer.masker().clone())?;
     // Alertmanager's client (TLS, basic auth) and the scheme of the URLs built below.
     let endpoints = resolve_endpoints(&mut inv, &secrets)?;

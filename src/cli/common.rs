@@ -201,9 +201,14 @@ impl OutputArgs {
 }
 
 /// Read the inventory, with a message that names the file on failure. Its sudo passwords
-/// are registered with the masker before anything can print them.
-pub fn load_inventory(paths: &[PathBuf], printer: &Printer) -> anyhow::Result<Inventory> {
-    load_inventory_with(paths, false, printer)
+/// are registered with the masker before anything can print them. Hosts given by name are
+/// resolved as `ssh NAME` resolves them through `ssh_config` (`--ssh-config`).
+pub fn load_inventory(
+    paths: &[PathBuf],
+    ssh_config: &Path,
+    printer: &Printer,
+) -> anyhow::Result<Inventory> {
+    load_inventory_with(paths, false, ssh_config, printer)
 }
 
 /// `load_inventory`; with `no_resolve`, hosts given by DNS name get stand-in addresses (said
@@ -211,12 +216,17 @@ pub fn load_inventory(paths: &[PathBuf], printer: &Printer) -> anyhow::Result<In
 pub fn load_inventory_with(
     paths: &[PathBuf],
     no_resolve: bool,
+    ssh_config: &Path,
     printer: &Printer,
 ) -> anyhow::Result<Inventory> {
     let names = if no_resolve {
         inventory::Names::StandIn
     } else {
-        inventory::Names::system()
+        // The ssh config's HostName first (an alias known only there), then DNS.
+        inventory::Names::Resolve {
+            resolver: Arc::new(SshConfig::hostname_resolver(ssh_config)),
+            timeout: inventory::RESOLVE_TIMEOUT,
+        }
     };
     let inv = inventory::load_sources_with(paths, &names)?;
     if let Some(note) = inventory::stand_in_note(&inv) {
@@ -239,8 +249,12 @@ pub fn inventory_label(paths: &[PathBuf]) -> String {
 }
 
 /// Read the inventory and apply `-e KEY=VALUE` over every host's variables.
-pub fn load_inventory_args(args: &InventoryArgs, printer: &Printer) -> anyhow::Result<Inventory> {
-    let mut inv = load_inventory_with(&args.inventory, args.no_resolve, printer)?;
+pub fn load_inventory_args(
+    args: &InventoryArgs,
+    ssh_config: &Path,
+    printer: &Printer,
+) -> anyhow::Result<Inventory> {
+    let mut inv = load_inventory_with(&args.inventory, args.no_resolve, ssh_config, printer)?;
     for kv in &args.extra_vars {
         let Some((k, v)) = kv.split_once('=') else {
             anyhow::bail!("-e {kv}: expected KEY=VALUE");

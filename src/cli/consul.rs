@@ -5,7 +5,7 @@
 //! stops the rest); each is reported as a `report::Pruned` event.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
 
@@ -118,7 +118,11 @@ pub async fn run(cmd: ConsulCmd, printer: &Printer) -> anyhow::Result<ExitCode> 
         secrets,
     } = cmd;
     let mut secrets = Secrets::load(secrets.as_deref(), printer.masker().clone())?;
-    let mut inv = load_inventory(&inventory, printer)?;
+    let mut inv = load_inventory(
+        &inventory,
+        Path::new(crate::transport::SSH_CONFIG_DEFAULT),
+        printer,
+    )?;
     let consul = resolve_consul(&mut inv, &mut secrets, printer)?;
     if consul.agents().is_empty() {
         anyhow::bail!(

@@ -198,13 +198,14 @@ pub fn make_plan(
     printer: &Printer,
     playbooks: &[PathBuf],
     inv_args: &InventoryArgs,
+    ssh_config: &Path,
     templates: Option<&Path>,
     secrets_file: Option<&Path>,
     mode: SecretMode,
     opts: &playbook::PlanOptions,
     persist_generated: bool,
 ) -> anyhow::Result<Planned> {
-    let mut inventory = load_inventory_args(inv_args, printer)?;
+    let mut inventory = load_inventory_args(inv_args, ssh_config, printer)?;
     let hosts = select(&inventory, inv_args)?;
     if hosts.is_empty() {
         anyhow::bail!(
@@ -294,6 +295,7 @@ pub async fn run(a: DeployArgs, printer: &Printer) -> anyhow::Result<crate::repo
         printer,
         &a.playbooks,
         &c.inv,
+        &c.conn.ssh_config,
         c.templates.as_deref(),
         c.secrets.as_deref(),
         SecretMode::Real,

@@ -35,7 +35,7 @@ pub struct ExecArgs {
 
 pub async fn run(a: ExecArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
     let reporter = printer.reporter();
-    let inv = load_inventory(&a.inv.inventory, printer)?;
+    let inv = load_inventory(&a.inv.inventory, &a.conn.ssh_config, printer)?;
     let hosts = select(&inv, &a.inv)?;
     let secrets = Secrets::load(a.secrets.as_deref(), printer.masker().clone())?;
     let conn = Arc::new(connector(&a.conn, &secrets, &reporter)?);

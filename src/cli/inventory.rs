@@ -22,6 +22,11 @@ pub enum InventoryCmd {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// OpenSSH client config through which hosts given by name are resolved, as for the
+        /// commands that connect (`ssh -G`'s HostName, then DNS); the default means ssh's own
+        /// lookup.
+        #[arg(long, default_value = crate::transport::SSH_CONFIG_DEFAULT)]
+        ssh_config: PathBuf,
     },
     /// Print how each host will be reached, after ~/.ssh/config as OpenSSH resolves it
     /// (`ssh -G`) and the inventory's overrides: the same names as `ssh -G`, plus ProxyJump hops.
@@ -65,7 +70,8 @@ pub async fn run(
         InventoryCmd::SshConfig {
             inv: args, conn, ..
         } => {
-            let inv = load_inventory_with(&args.inventory, args.no_resolve, printer)?;
+            let inv =
+                load_inventory_with(&args.inventory, args.no_resolve, &conn.ssh_config, printer)?;
             let hosts = select(&inv, &args)?;
             let config = ssh_config(&conn, printer.reporter().as_ref());
             let user = conn.user.as_deref();
@@ -92,8 +98,12 @@ pub async fn run(
                 crate::report::ExitCode::Ok
             })
         }
-        InventoryCmd::List { inv: args, .. } => {
-            let inv = load_inventory_with(&args.inventory, args.no_resolve, printer)?;
+        InventoryCmd::List {
+            inv: args,
+            ssh_config,
+            ..
+        } => {
+            let inv = load_inventory_with(&args.inventory, args.no_resolve, &ssh_config, printer)?;
             let hosts = select(&inv, &args)?;
             let listing = HostListing {
                 hosts: hosts

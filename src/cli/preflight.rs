@@ -69,7 +69,7 @@ pub async fn preflight_fleet(
 }
 
 pub async fn run(a: PreflightArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
-    let inventory = load_inventory_args(&a.inv, printer)?;
+    let inventory = load_inventory_args(&a.inv, &a.conn.ssh_config, printer)?;
     let hosts: Vec<Host> = select(&inventory, &a.inv)?
         .into_iter()
         .filter(|h| !h.is_monitoring())

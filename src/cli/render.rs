@@ -49,6 +49,7 @@ pub fn run(
         printer,
         &books,
         &a.inv,
+        Path::new(crate::transport::SSH_CONFIG_DEFAULT),
         a.templates.as_deref(),
         a.secrets.as_deref(),
         SecretMode::Masked,

@@ -60,7 +60,7 @@ pub async fn run(
             dir.display()
         )
     })?;
-    let inventory = load_inventory_args(&a.inv, printer)?;
+    let inventory = load_inventory_args(&a.inv, &a.conn.ssh_config, printer)?;
     let mut changes: BTreeMap<String, HostChange> = BTreeMap::new();
     for h in select(&inventory, &a.inv)? {
         match state.changes.get(&h.name) {
@@ -104,6 +104,7 @@ pub async fn run(
         printer,
         &paths,
         &inv_args,
+        &a.conn.ssh_config,
         a.templates.as_deref(),
         a.secrets.as_deref(),
         SecretMode::Real,

@@ -62,6 +62,7 @@ pub async fn run(a: StatusArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
         printer,
         std::slice::from_ref(&a.playbook),
         &a.inv,
+        &a.conn.ssh_config,
         a.templates.as_deref(),
         a.secrets.as_deref(),
         SecretMode::Real,

@@ -3,10 +3,11 @@
 //! at load, on the jump host: every distinct name once, in parallel, each lookup under a
 //! deadline.
 //!
-//! Owns: the `Resolver` seam (the system's getaddrinfo, or a fake in tests), the deadline, the
-//! choice of address (the first the resolver returns: the one `ssh` tries first), and the
-//! stand-in addresses of `--no-resolve`. Must not touch: SSH — the connection still goes to
-//! the name, so `~/.ssh/config` applies to it as it does for `ssh NAME`.
+//! Owns: the `Resolver` seam (the system's getaddrinfo; the CLI's, through ssh's config first:
+//! `transport::HostnameResolver`; a fake in tests), the deadline, the choice of address (the
+//! first the resolver returns: the one `ssh` tries first), and the stand-in addresses of
+//! `--no-resolve`. Must not touch: SSH — the connection still goes to the name, so
+//! `~/.ssh/config` applies to it as it does for `ssh NAME`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, ToSocketAddrs};

@@ -24,7 +24,7 @@ pub use error::TransportError;
 pub use output::{Capture, ExecOutput, KEEP as OUTPUT_KEEP};
 pub use quote::{remote_path, sh_quote};
 pub use session::{ConnectOptions, Session, Ssh, Upload, Warn};
-pub use ssh_config::{DEFAULT_PATH as SSH_CONFIG_DEFAULT, SshConfig};
+pub use ssh_config::{DEFAULT_PATH as SSH_CONFIG_DEFAULT, HostnameResolver, SshConfig};
 pub use sudo::{BecomePassword, PasswordSource};
 
 use std::path::PathBuf;

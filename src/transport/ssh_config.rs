@@ -434,6 +434,81 @@ impl SshConfig {
     }
 }
 
+/// Inventory names resolved as `ssh NAME` resolves them: the `HostName` OpenSSH would connect
+/// to (after `Host`/`Match` blocks and tokens: `ssh -G NAME`), then the system resolver, so a
+/// host known only as an alias in the operator's ssh config gets the address ssh reaches
+/// (registered in Consul, scraped). Without `ssh` (or with `-F none`), the name itself.
+/// Blocking (one `ssh -G` per distinct name): it runs on the inventory's lookup threads, whose
+/// per-lookup deadline also bounds a hanging `Match exec`.
+pub struct HostnameResolver {
+    config: SshConfig,
+}
+
+impl SshConfig {
+    /// The resolver of inventory names through this config.
+    pub fn hostname_resolver(path: &Path) -> HostnameResolver {
+        HostnameResolver {
+            config: SshConfig::new(path),
+        }
+    }
+}
+
+impl HostnameResolver {
+    /// What `ssh -G` gives as `hostname` for `name` (`name` itself without ssh or config).
+    fn hostname(&self, name: &str) -> Result<String, String> {
+        let Some(ssh) = &self.config.ssh else {
+            return Ok(name.to_owned());
+        };
+        if self.config.file == ConfigFile::Nothing {
+            return Ok(name.to_owned());
+        }
+        let q = Query {
+            destination: name.to_owned(),
+            user: None,
+            port: None,
+            jump: None,
+            options: Vec::new(),
+        };
+        let args = self.config.args(&q, &[]);
+        let shown = || format!("ssh -G {}", args.join(" "));
+        let out = std::process::Command::new(ssh)
+            .arg("-G")
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .output()
+            .map_err(|e| format!("{}: {e}", shown()))?;
+        if !out.status.success() {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            return Err(format!("{} failed: {}", shown(), stderr.trim()));
+        }
+        let text = String::from_utf8(out.stdout)
+            .map_err(|_| format!("{}: output is not UTF-8", shown()))?;
+        let hostname = parse(&text)?.hostname;
+        Ok(if hostname.is_empty() {
+            name.to_owned()
+        } else {
+            hostname
+        })
+    }
+}
+
+impl crate::inventory::Resolver for HostnameResolver {
+    fn lookup(&self, name: &str) -> Result<Vec<std::net::IpAddr>, String> {
+        let target = self.hostname(name)?;
+        if let Ok(ip) = target.parse::<std::net::IpAddr>() {
+            return Ok(vec![ip]);
+        }
+        crate::inventory::SystemResolver
+            .lookup(&target)
+            .map_err(|e| match target == name {
+                true => e,
+                false => format!("{e} (its ssh config HostName is `{target}`)"),
+            })
+    }
+}
+
 /// The value of `--ssh-config` that means "ssh's own lookup".
 pub const DEFAULT_PATH: &str = "~/.ssh/config";
 
