@@ -481,6 +481,7 @@ fn plan_consul(
         &promfleet::report::Printer::new(Default::default()),
         &[PathBuf::from("consul.yml")],
         &args,
+        Path::new(promfleet::transport::SSH_CONFIG_DEFAULT),
         None,
         Some(&secrets),
         SecretMode::Real,
