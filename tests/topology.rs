@@ -968,6 +968,21 @@ fn consul_acl_and_tls_configs_of_every_layout_use_documented_keys() {
                         assert_documented_consul_config(&cdir.join(name));
                         seen.insert(*name);
                     }
+                    let compose = cdir.join("docker-compose.yml");
+                    if compose.is_file() && tool("docker-compose").is_some() {
+                        let text = compose_config(&compose).to_string();
+                        assert!(
+                            text.contains("/consul/config/promfleet-acl.json")
+                                && text.contains("/consul/tls/key.pem"),
+                            "{layout}/{dc}/{n}: {text}"
+                        );
+                        // A host with client agents publishes their https port.
+                        assert_eq!(
+                            text.contains("\"target\":8501"),
+                            cdir.join("promfleet-acl-client.json").is_file(),
+                            "{layout}/{dc}/{n}: {text}"
+                        );
+                    }
                     let acl = cdir.join("promfleet-acl-server.json");
                     if acl.is_file() {
                         let v: Value = serde_json::from_str(&read(&acl)).unwrap();
