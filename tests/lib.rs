@@ -11,6 +11,7 @@ mod ansible_inventory;
 mod central;
 mod cli;
 mod completions;
+mod consul_cluster;
 mod consul_tls;
 mod engine;
 mod exporters;

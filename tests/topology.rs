@@ -720,13 +720,86 @@ fn render_of_each_topology_example_passes_promtool_amtool_and_compose_config() {
 /// - `advertise_addr_wan`: advertise address parameters,
 ///   https://developer.hashicorp.com/consul/docs/reference/agent/configuration-file/address;
 /// - `retry_join_wan`: join parameters,
-///   https://developer.hashicorp.com/consul/docs/reference/agent/configuration-file/join.
+///   https://developer.hashicorp.com/consul/docs/reference/agent/configuration-file/join;
+/// - `acl.*` (promfleet-acl-*.json, `consul_acl`): ACL parameters,
+///   https://developer.hashicorp.com/consul/docs/reference/agent/configuration-file/acl —
+///   `enabled`, `default_policy` ("allow" or "deny"), `down_policy` ("allow", "deny",
+///   "extend-cache" or "async-cache"), `enable_token_persistence`, `enable_token_replication`,
+///   `tokens.initial_management` (1.11+, replaces the deprecated `tokens.master`),
+///   `tokens.agent`, `tokens.replication`;
+/// - `tls.*` (promfleet-tls.json, `consul_tls`): TLS configuration parameters, added in 1.12,
+///   https://developer.hashicorp.com/consul/docs/reference/agent/configuration-file/tls —
+///   `tls.defaults.{ca_file,cert_file,key_file,verify_incoming,verify_outgoing}`,
+///   `tls.internal_rpc.verify_server_hostname`, `tls.https.verify_incoming`;
+/// - `ports.http` (-1 disables it), `ports.https`: general parameters, `ports`,
+///   https://developer.hashicorp.com/consul/docs/reference/agent/configuration-file/general
+///   (8501 is the documented convention for https:
+///   https://developer.hashicorp.com/consul/docs/v1.16.x/install/ports).
+///
+/// Nested keys are written as dotted paths to their leaf.
 const CONSUL_DOCUMENTED_KEYS: &[(&str, &str)] = &[
     ("datacenter", "string"),
     ("primary_datacenter", "string"),
     ("advertise_addr_wan", "string"),
     ("retry_join_wan", "array"),
+    ("acl.enabled", "bool"),
+    ("acl.default_policy", "string"),
+    ("acl.down_policy", "string"),
+    ("acl.enable_token_persistence", "bool"),
+    ("acl.enable_token_replication", "bool"),
+    ("acl.tokens.initial_management", "string"),
+    ("acl.tokens.agent", "string"),
+    ("acl.tokens.replication", "string"),
+    ("tls.defaults.ca_file", "string"),
+    ("tls.defaults.cert_file", "string"),
+    ("tls.defaults.key_file", "string"),
+    ("tls.defaults.verify_incoming", "bool"),
+    ("tls.defaults.verify_outgoing", "bool"),
+    ("tls.internal_rpc.verify_server_hostname", "bool"),
+    ("tls.https.verify_incoming", "bool"),
+    ("ports.http", "number"),
+    ("ports.https", "number"),
 ];
+
+/// Every leaf of a Consul JSON config as (dotted path, value).
+fn config_leaves<'a>(prefix: &str, v: &'a Value, out: &mut Vec<(String, &'a Value)>) {
+    match v {
+        Value::Object(m) => {
+            for (k, v) in m {
+                let path = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                config_leaves(&path, v, out);
+            }
+        }
+        other => out.push((prefix.to_owned(), other)),
+    }
+}
+
+/// Every leaf of the Consul agent config `file` is a documented key with its documented type.
+fn assert_documented_consul_config(file: &Path) {
+    let cfg: Value = serde_json::from_str(&read(file))
+        .unwrap_or_else(|e| panic!("{}: not JSON: {e}", file.display()));
+    let mut leaves = Vec::new();
+    config_leaves("", &cfg, &mut leaves);
+    assert!(!leaves.is_empty(), "{}", file.display());
+    for (key, value) in leaves {
+        let documented = CONSUL_DOCUMENTED_KEYS.iter().find(|(k, _)| *k == key);
+        assert!(
+            documented.is_some(),
+            "{}: undocumented key {key}",
+            file.display()
+        );
+        assert_eq!(
+            json_type(value),
+            documented.unwrap().1,
+            "{}: {key}: {value}",
+            file.display()
+        );
+    }
+}
 
 fn json_type(v: &Value) -> &'static str {
     match v {
@@ -816,6 +889,133 @@ fn consul_server_configs_of_two_datacenters_use_documented_keys_and_join_the_pri
                     assert!(text.contains("promfleet-server.json"), "{text}");
                 }
             }
+        }
+    }
+}
+
+/// issue 13: with `consul_acl` and `consul_tls` on, every agent config of the cluster stack
+/// (promfleet-server.json, promfleet-acl-server.json, promfleet-acl-client.json,
+/// promfleet-tls.json), in both layouts, in one datacenter and in two, uses only documented
+/// keys with their documented types; the primary datacenter's servers bootstrap the ACL
+/// system with `initial_management`, the other's replicate it.
+#[test]
+fn consul_acl_and_tls_configs_of_every_layout_use_documented_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = testkit::tls::TestCa::new("consul keys CA").unwrap();
+    let (f, _) = ca.write(dir.path(), &["server.dc1.consul"]).unwrap();
+    let tls = format!(
+        "ca_file: {}, server_cert: {}, server_key: {}, agent_cert: {}, agent_key: {}",
+        f.ca.display(),
+        f.server_cert.display(),
+        f.server_key.display(),
+        f.client_cert.display(),
+        f.client_key.display()
+    );
+    for multi in [false, true] {
+        for layout in ["single", "spread"] {
+            let dcs: &[&str] = if multi { &["fra", "sha"] } else { &["dc1"] };
+            let mons: String = dcs
+                .iter()
+                .enumerate()
+                .flat_map(|(d, dc)| {
+                    (1..=3).map(move |n| {
+                        format!("    - {{name: mon-{dc}-{n}, ip: 10.{d}.0.{n}, vars: {{datacenter: {dc}}}}}\n")
+                    })
+                })
+                .collect();
+            let agents: Vec<String> = (0..dcs.len())
+                .flat_map(|d| {
+                    let second = if layout == "spread" { 2 } else { 1 };
+                    [
+                        format!("https://10.{d}.0.1:8500"),
+                        format!("https://10.{d}.0.{second}:8501"),
+                    ]
+                })
+                .collect();
+            let groups: String = dcs
+                .iter()
+                .enumerate()
+                .map(|(d, dc)| {
+                    format!("  G{d}: {{vars: {{datacenter: {dc}}}, hosts: [{{name: h-{dc}, ip: 10.{d}.1.1}}]}}\n")
+                })
+                .collect();
+            let inv = write(
+                dir.path(),
+                "inventory.yml",
+                &format!(
+                    "vars: {{primary_datacenter: {}, consul_layout: {layout}, consul_acl: true, consul_tls: true}}\n\
+                     consul: {{agents: [{}], {tls}}}\n\
+                     groups:\n{groups}\
+                     monitoring:\n  hosts:\n{mons}",
+                    dcs[0],
+                    agents.join(", ")
+                ),
+            );
+            let out = dir.path().join(format!("rendered-{multi}-{layout}"));
+            render(&inv, &out, &["playbooks/consul.yml"]);
+            let mut seen = std::collections::BTreeSet::new();
+            for dc in dcs {
+                for n in 1..=3 {
+                    let cdir = out.join(format!("mon-{dc}-{n}/data/consul"));
+                    let mut files = vec![
+                        "promfleet-server.json",
+                        "promfleet-acl-server.json",
+                        "promfleet-acl-client.json",
+                        "promfleet-tls.json",
+                    ];
+                    files.retain(|name| cdir.join(name).is_file());
+                    for name in &files {
+                        assert_documented_consul_config(&cdir.join(name));
+                        seen.insert(*name);
+                    }
+                    let compose = cdir.join("docker-compose.yml");
+                    if compose.is_file() && tool("docker-compose").is_some() {
+                        let text = compose_config(&compose).to_string();
+                        assert!(
+                            text.contains("/consul/config/promfleet-acl.json")
+                                && text.contains("/consul/tls/key.pem"),
+                            "{layout}/{dc}/{n}: {text}"
+                        );
+                        // A host with client agents publishes their https port.
+                        assert_eq!(
+                            text.contains("\"target\":8501"),
+                            cdir.join("promfleet-acl-client.json").is_file(),
+                            "{layout}/{dc}/{n}: {text}"
+                        );
+                    }
+                    let acl = cdir.join("promfleet-acl-server.json");
+                    if acl.is_file() {
+                        let v: Value = serde_json::from_str(&read(&acl)).unwrap();
+                        assert_eq!(v["acl"]["default_policy"], "deny");
+                        assert_eq!(v["acl"]["down_policy"], "extend-cache");
+                        let primary = *dc == dcs[0];
+                        assert_eq!(
+                            v["acl"]["tokens"].get("initial_management").is_some(),
+                            primary,
+                            "{layout}/{dc}: {v}"
+                        );
+                        assert_eq!(
+                            v["acl"]["tokens"].get("replication").is_some(),
+                            !primary,
+                            "{layout}/{dc}: {v}"
+                        );
+                    }
+                }
+            }
+            let mut want = vec![
+                "promfleet-acl-client.json",
+                "promfleet-acl-server.json",
+                "promfleet-tls.json",
+            ];
+            if multi {
+                want.push("promfleet-server.json");
+                want.sort();
+            }
+            assert_eq!(
+                seen.into_iter().collect::<Vec<_>>(),
+                want,
+                "{multi} {layout}"
+            );
         }
     }
 }

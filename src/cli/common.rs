@@ -151,19 +151,7 @@ pub fn resolve_consul(
     secrets.set_consul_token(consul.token().map(|t| (t.value.clone(), t.origin.clone())));
     consul.apply_to(inv);
     consul.set_placement(inv.consul_placement(consul.agents()));
-    let tls = consul.tls();
-    let files = [
-        ("ca", tls.ca_file.clone()),
-        ("ca_dir", tls.ca_path.clone()),
-        ("cert", tls.client_cert.clone()),
-        ("key", tls.client_key.clone()),
-    ];
-    secrets.set_consul_tls_files(
-        files
-            .into_iter()
-            .filter_map(|(k, v)| Some((k.to_owned(), v?)))
-            .collect(),
-    );
+    secrets.set_consul_tls_files(consul.tls_files());
     if let Some(w) = consul.plain_http_warning() {
         printer.reporter().warning(&w);
     }

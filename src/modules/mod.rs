@@ -17,6 +17,7 @@
 pub mod command;
 pub mod compose;
 pub mod consul;
+pub mod consul_acl;
 pub mod extensions;
 pub mod file;
 pub mod http;
@@ -55,6 +56,7 @@ pub enum ModuleKind {
     ConsulRegister,
     ConsulDeregister,
     ConsulClusterCheck,
+    ConsulAclAgentToken,
     Http,
     PrometheusTargets,
 }
@@ -70,6 +72,7 @@ impl ModuleKind {
         ModuleKind::ConsulRegister,
         ModuleKind::ConsulDeregister,
         ModuleKind::ConsulClusterCheck,
+        ModuleKind::ConsulAclAgentToken,
         ModuleKind::Http,
         ModuleKind::PrometheusTargets,
     ];
@@ -85,6 +88,7 @@ impl ModuleKind {
             ModuleKind::ConsulRegister => "consul_register",
             ModuleKind::ConsulDeregister => "consul_deregister",
             ModuleKind::ConsulClusterCheck => "consul_cluster_check",
+            ModuleKind::ConsulAclAgentToken => "consul_acl_agent_token",
             ModuleKind::Http => "http",
             ModuleKind::PrometheusTargets => "prometheus_targets",
         }
@@ -105,6 +109,7 @@ impl ModuleKind {
             ModuleKind::ConsulRegister => &consul::RegisterModule,
             ModuleKind::ConsulDeregister => &consul::DeregisterModule,
             ModuleKind::ConsulClusterCheck => &consul::ClusterCheckModule,
+            ModuleKind::ConsulAclAgentToken => &consul_acl::AgentTokenModule,
             ModuleKind::Http => &http::HttpModule,
             ModuleKind::PrometheusTargets => &prometheus::TargetsModule,
         }
@@ -160,6 +165,7 @@ pub enum Action {
     ConsulRegister(consul::Register),
     ConsulDeregister(consul::Deregister),
     ConsulClusterCheck(consul::ClusterCheck),
+    ConsulAclAgentToken(consul_acl::AgentToken),
     Http(http::HttpAction),
     PrometheusTargets(prometheus::TargetsCheck),
     /// Only planned by `promfleet rollback` (in place of the step that wrote the file).
@@ -267,6 +273,7 @@ impl Action {
             Action::ConsulRegister(a) => a,
             Action::ConsulDeregister(a) => a,
             Action::ConsulClusterCheck(a) => a,
+            Action::ConsulAclAgentToken(a) => a,
             Action::Http(a) => a,
             Action::PrometheusTargets(a) => a,
             Action::Restore(a) => a,

@@ -57,6 +57,12 @@ pub struct Secrets {
     consul_tls: BTreeMap<String, PathBuf>,
 }
 
+/// Whether Consul TLS file `part` is a private key (`key`, `server_key`, `agent_key`): a
+/// secret, masked in every output.
+pub fn is_key_part(part: &str) -> bool {
+    part == "key" || part.ends_with("_key")
+}
+
 /// The secret name of the Consul ACL token.
 pub const CONSUL_TOKEN: &str = "consul_token";
 
@@ -129,11 +135,12 @@ impl Secrets {
             return Err(SecretError::Missing {
                 name: format!("consul TLS {part} file"),
                 env: match part {
-                    "ca" => "CONSUL_CACERT",
-                    "cert" => "CONSUL_CLIENT_CERT",
-                    _ => "CONSUL_CLIENT_KEY",
-                }
-                .to_owned(),
+                    "ca" => "CONSUL_CACERT".to_owned(),
+                    "cert" => "CONSUL_CLIENT_CERT".to_owned(),
+                    "key" => "CONSUL_CLIENT_KEY".to_owned(),
+                    // The cluster agents' files (`server_cert` …) have no Consul variable.
+                    other => Self::env_name(&format!("consul_{other}")),
+                },
             });
         }
         let mut text = String::new();
@@ -147,7 +154,7 @@ impl Secrets {
                 text.push('\n');
             }
         }
-        if part == "key" {
+        if is_key_part(part) {
             self.masker.add(text.trim());
         }
         Ok(text)

@@ -87,9 +87,19 @@ impl Renderer {
                     .get("generate")
                     .and_then(Value::as_bool)
                     .unwrap_or(false);
+                // `default=…`: the value when the secret is not set (e.g. the Consul agent
+                // token falls back to the management token); itself a secret value.
+                let default = args.get("default").and_then(Value::as_str);
                 // Review output never needs the value, so it must not require it either.
                 if mode == SecretMode::Masked {
                     return Ok(Value::String(MASK.to_string()));
+                }
+                if let Some(d) = default
+                    && !generate
+                {
+                    return Ok(Value::String(
+                        secrets.get(name).unwrap_or_else(|_| d.to_owned()),
+                    ));
                 }
                 let v = if generate {
                     secrets
@@ -111,14 +121,23 @@ impl Renderer {
         tera.register_function(
             "consul_tls",
             move |args: &HashMap<String, Value>| -> tera::Result<Value> {
+                const PARTS: &[&str] = &[
+                    "ca",
+                    "cert",
+                    "key",
+                    "server_cert",
+                    "server_key",
+                    "agent_cert",
+                    "agent_key",
+                ];
                 let part = args
                     .get("part")
                     .and_then(Value::as_str)
-                    .filter(|p| ["ca", "cert", "key"].contains(p))
+                    .filter(|p| PARTS.contains(p))
                     .ok_or_else(|| {
-                        tera::Error::msg("consul_tls() needs part=\"ca\", \"cert\" or \"key\"")
+                        tera::Error::msg(format!("consul_tls() needs part= one of {PARTS:?}"))
                     })?;
-                if part == "key" && mode == SecretMode::Masked {
+                if super::secrets::is_key_part(part) && mode == SecretMode::Masked {
                     return Ok(Value::String(MASK.to_string()));
                 }
                 tls_secrets
@@ -347,6 +366,9 @@ impl SharedContext {
                         "cert": o.client_cert.is_some() && o.client_key.is_some(),
                         "server_name": o.tls_server_name,
                         "insecure_skip_verify": o.ssl_verify == Some(false),
+                        // The cluster stack's own certificates (`consul_tls: true`).
+                        "server_cert": o.server_cert.is_some() && o.server_key.is_some(),
+                        "agent_cert": o.agent_cert.is_some() && o.agent_key.is_some(),
                     },
                     "deregister_critical_service_after": o.deregister_critical_service_after,
                 },

@@ -39,6 +39,14 @@ pub struct ConsulOptions {
     /// `DeregisterCriticalServiceAfter` of every registered check (a Consul duration, e.g.
     /// `90m`); unset: Consul never removes a critical service by itself (the seed's choice).
     pub deregister_critical_service_after: Option<String>,
+    /// The cluster stack's own TLS (`consul_tls: true`, templates/consul/): the certificate
+    /// and key of the Consul servers (must name `server.<dc>.<domain>`) and of the client
+    /// agents, deployed into their containers. The CA is `ca_file`/`ca_path`, the one the
+    /// fleet trusts.
+    pub server_cert: Option<PathBuf>,
+    pub server_key: Option<PathBuf>,
+    pub agent_cert: Option<PathBuf>,
+    pub agent_key: Option<PathBuf>,
 }
 
 /// The keys of `ConsulOptions` as written in the inventory, the project file and, prefixed
@@ -54,6 +62,10 @@ pub const OPTION_KEYS: &[&str] = &[
     "tls_server_name",
     "token_file",
     "deregister_critical_service_after",
+    "server_cert",
+    "server_key",
+    "agent_cert",
+    "agent_key",
 ];
 
 impl ConsulOptions {
@@ -71,6 +83,10 @@ impl ConsulOptions {
             "client_key" => self.client_key = path(),
             "tls_server_name" => self.tls_server_name = Some(value.to_owned()),
             "token_file" => self.token_file = path(),
+            "server_cert" => self.server_cert = path(),
+            "server_key" => self.server_key = path(),
+            "agent_cert" => self.agent_cert = path(),
+            "agent_key" => self.agent_key = path(),
             "deregister_critical_service_after" => {
                 if crate::base::clock::parse_duration(value).is_none() {
                     return Err(format!("`{value}` is not a duration such as 90m or 1h"));
@@ -90,6 +106,10 @@ impl ConsulOptions {
             &mut self.client_cert,
             &mut self.client_key,
             &mut self.token_file,
+            &mut self.server_cert,
+            &mut self.server_key,
+            &mut self.agent_cert,
+            &mut self.agent_key,
         ] {
             if let Some(v) = p.take() {
                 *p = Some(relative_to(base, &v));
@@ -112,6 +132,10 @@ impl ConsulOptions {
             deregister_critical_service_after: self
                 .deregister_critical_service_after
                 .or(lower.deregister_critical_service_after),
+            server_cert: self.server_cert.or(lower.server_cert),
+            server_key: self.server_key.or(lower.server_key),
+            agent_cert: self.agent_cert.or(lower.agent_cert),
+            agent_key: self.agent_key.or(lower.agent_key),
         }
     }
 }
@@ -139,6 +163,17 @@ pub struct Consul {
     token: Option<Token>,
     tls: TlsOptions,
     deregister_critical_service_after: Option<String>,
+    /// The cluster agents' certificates and keys (`ConsulOptions::server_cert` …).
+    cluster_tls: ClusterTls,
+}
+
+/// The certificates and keys of the cluster stack's own agents (README "Consul").
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ClusterTls {
+    pub server_cert: Option<PathBuf>,
+    pub server_key: Option<PathBuf>,
+    pub agent_cert: Option<PathBuf>,
+    pub agent_key: Option<PathBuf>,
 }
 
 /// Where each source of Consul settings is.
@@ -187,6 +222,12 @@ impl Consul {
             token,
             tls,
             deregister_critical_service_after: opts.deregister_critical_service_after,
+            cluster_tls: ClusterTls {
+                server_cert: opts.server_cert,
+                server_key: opts.server_key,
+                agent_cert: opts.agent_cert,
+                agent_key: opts.agent_key,
+            },
         })
     }
 
@@ -205,6 +246,30 @@ impl Consul {
 
     pub fn tls(&self) -> &TlsOptions {
         &self.tls
+    }
+
+    pub fn cluster_tls(&self) -> &ClusterTls {
+        &self.cluster_tls
+    }
+
+    /// Every TLS file of the run by the part name templates ask `consul_tls(part=…)` for:
+    /// the fleet's `ca` (file), `ca_dir`, `cert`, `key`, and the cluster agents'
+    /// `server_cert`, `server_key`, `agent_cert`, `agent_key` (`Secrets::set_consul_tls_files`).
+    pub fn tls_files(&self) -> std::collections::BTreeMap<String, PathBuf> {
+        let c = &self.cluster_tls;
+        [
+            ("ca", &self.tls.ca_file),
+            ("ca_dir", &self.tls.ca_path),
+            ("cert", &self.tls.client_cert),
+            ("key", &self.tls.client_key),
+            ("server_cert", &c.server_cert),
+            ("server_key", &c.server_key),
+            ("agent_cert", &c.agent_cert),
+            ("agent_key", &c.agent_key),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| Some((k.to_owned(), v.clone()?)))
+        .collect()
     }
 
     pub fn deregister_critical_service_after(&self) -> Option<&str> {
@@ -270,6 +335,10 @@ impl Consul {
             tls_server_name: self.tls.server_name.clone(),
             token_file: None,
             deregister_critical_service_after: self.deregister_critical_service_after.clone(),
+            server_cert: self.cluster_tls.server_cert.clone(),
+            server_key: self.cluster_tls.server_key.clone(),
+            agent_cert: self.cluster_tls.agent_cert.clone(),
+            agent_key: self.cluster_tls.agent_key.clone(),
         };
     }
 
@@ -313,7 +382,8 @@ fn env_options(env: &Env) -> Result<ConsulOptions, SettingsError> {
         client_key: path("CONSUL_CLIENT_KEY"),
         tls_server_name: env.get("CONSUL_TLS_SERVER_NAME").map(str::to_owned),
         token_file: path("CONSUL_HTTP_TOKEN_FILE"),
-        deregister_critical_service_after: None,
+        // Consul's CLI has no variable for the agents' own certificates.
+        ..ConsulOptions::default()
     })
 }
 

@@ -503,3 +503,50 @@ mod endpoints {
         assert!(m.contains("none are set"), "{m}");
     }
 }
+
+/// The cluster agents' certificates and keys (`consul_tls`) resolve like the other Consul
+/// settings (secrets over inventory over project file, paths relative to the file naming
+/// them), reach the templates' `consul_tls(part=…)` through `tls_files`, and the agents' keys
+/// are masked like the fleet's client key.
+#[test]
+fn consul_cluster_certificates_resolve_like_the_other_settings_and_keys_are_masked() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut project = ConsulOptions::default();
+    project.set("agent_cert", "agent.pem").expect("set");
+    project.set("agent_key", "agent-key.pem").expect("set");
+    let s = secrets(
+        dir.path(),
+        "consul_server_key: server-key.pem\n",
+        &Env::default(),
+    );
+    let mut inv = inventory_with("server_cert", "server.pem");
+    inv.options.set("server_key", "ignored.pem").expect("set");
+    let c = resolve(&Env::default(), &s, &inv, &project).expect("resolve");
+    let files = c.tls_files();
+    let want = [
+        ("server_cert", PathBuf::from("/inv/server.pem")),
+        ("server_key", dir.path().join("server-key.pem")),
+        ("agent_cert", PathBuf::from("/proj/agent.pem")),
+        ("agent_key", PathBuf::from("/proj/agent-key.pem")),
+    ];
+    for (part, path) in &want {
+        assert_eq!(files.get(*part), Some(path), "{part}");
+    }
+    assert!(!files.contains_key("ca"), "{files:?}");
+
+    std::fs::write(dir.path().join("server-key.pem"), "SERVER-KEY-TEXT\n").expect("write");
+    let masker = Masker::default();
+    let mut s2 = Secrets::load_with_env(None, masker.clone(), Env::default()).expect("secrets");
+    s2.set_consul_tls_files(files);
+    assert_eq!(
+        s2.consul_tls_pem("server_key").expect("key"),
+        "SERVER-KEY-TEXT\n"
+    );
+    assert!(
+        !masker
+            .mask("shown: SERVER-KEY-TEXT")
+            .contains("SERVER-KEY-TEXT")
+    );
+    let missing = s2.consul_tls_pem("agent_cert").expect_err("no such file");
+    assert!(missing.to_string().contains("agent.pem"), "{missing}");
+}

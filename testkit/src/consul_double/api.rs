@@ -40,6 +40,10 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/catalog/services", get(catalog_services))
         .route("/v1/catalog/service/{name}", get(catalog_service))
         .route("/v1/health/service/{name}", get(health_service))
+        .route("/v1/acl/token/self", get(acl_token_self))
+        .route("/v1/acl/policies", get(acl_policies))
+        .route("/v1/acl/policy", put(acl_policy_create))
+        .route("/v1/acl/token", put(acl_token_create))
         .route("/v1/status/leader", get(status_leader))
         .route("/v1/status/peers", get(status_peers))
         .route("/promfleet-double/http_sd", get(http_sd))
@@ -133,6 +137,8 @@ async fn gate(State(shared): State<Arc<Shared>>, request: Request, next: Next) -
     if let Some(required) = &shared.opts.acl_token
         && (path.starts_with("/v1/") || path.starts_with("/promfleet-double/"))
         && !path.starts_with("/v1/status/")
+        // Any token Consul knows may read itself: the handler checks it.
+        && path != "/v1/acl/token/self"
         && token.as_deref() != Some(required.as_str())
     {
         return (StatusCode::FORBIDDEN, "ACL not found").into_response();
@@ -378,6 +384,49 @@ async fn health_service(
     let (index, instances) = instances_of(&shared, &params, &name, passing).await?;
     let body = Value::Array(instances.iter().map(|i| i.health_json()).collect());
     Ok(indexed(index, params.get("stale").is_some(), body))
+}
+
+/// `GET /v1/acl/token/self`: the token the request carries, 403 "ACL not found" when unknown.
+async fn acl_token_self(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> ApiResult {
+    let token = token_of(&headers, None).unwrap_or_default();
+    if shared.opts.acl_token.as_deref() == Some(token.as_str()) {
+        return Ok(axum::Json(json!({
+            "SecretID": token,
+            "Policies": [{"Name": "global-management"}],
+        }))
+        .into_response());
+    }
+    let acl = shared.lock_acl();
+    acl.token(&token)
+        .map(|t| axum::Json(super::acl::token_json(t)).into_response())
+        .ok_or((StatusCode::FORBIDDEN, "ACL not found".to_owned()))
+}
+
+async fn acl_policies(State(shared): State<Arc<Shared>>) -> Response {
+    axum::Json(shared.lock_acl().policies_json()).into_response()
+}
+
+fn acl_body(body: &Bytes) -> Result<Value, (StatusCode, String)> {
+    serde_json::from_slice(body).map_err(|err| bad_request(format!("Request decode failed: {err}")))
+}
+
+fn acl_error((status, text): (u16, String)) -> (StatusCode, String) {
+    (
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        text,
+    )
+}
+
+async fn acl_policy_create(State(shared): State<Arc<Shared>>, body: Bytes) -> ApiResult {
+    let v = acl_body(&body)?;
+    let out = shared.lock_acl().create_policy(&v).map_err(acl_error)?;
+    Ok(axum::Json(out).into_response())
+}
+
+async fn acl_token_create(State(shared): State<Arc<Shared>>, body: Bytes) -> ApiResult {
+    let v = acl_body(&body)?;
+    let out = shared.lock_acl().create_token(&v).map_err(acl_error)?;
+    Ok(axum::Json(out).into_response())
 }
 
 async fn status_leader(State(shared): State<Arc<Shared>>) -> Response {

@@ -13,6 +13,8 @@
 //!   `GET /v1/agent/services`, `GET /v1/agent/service/<id>`, `GET /v1/agent/self`
 //!   (`Config.Datacenter`), `GET /v1/agent/members` (`?wan`; `DoubleOptions::servers` alive
 //!   server members), `GET /v1/status/leader|peers`.
+//! - The ACL token and policy endpoints `consul_acl_agent_token` uses (`acl.rs`), the
+//!   `acl_token` standing for the management token.
 //! - `GET /v1/catalog/services`, `GET /v1/catalog/service/<name>` and
 //!   `GET /v1/health/service/<name>` with blocking queries (`index`, `wait`, default 5m, cap
 //!   10m), `X-Consul-Index` (≥ 1, grows on every register/deregister/check status change),
@@ -54,6 +56,7 @@
 //! # Ok(()) }
 //! ```
 
+mod acl;
 mod api;
 mod catalog;
 mod checks;
@@ -74,6 +77,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
+pub use acl::{AclPolicy, AclToken};
 pub use registry::CheckStatus;
 use registry::{CheckKind, Registry, ServiceDef, Upsert};
 
@@ -190,6 +194,8 @@ pub(crate) struct Shared {
     requests: Mutex<Vec<RequestRecord>>,
     /// Remaining injected failures and their status.
     failures: Mutex<(usize, u16)>,
+    /// ACL tokens and policies made through the ACL endpoints (`acl.rs`).
+    acl: Mutex<acl::AclStore>,
     runtime: tokio::runtime::Handle,
     probe_client: reqwest::Client,
 }
@@ -200,6 +206,10 @@ fn relock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Shared {
+    fn lock_acl(&self) -> MutexGuard<'_, acl::AclStore> {
+        relock(&self.acl)
+    }
+
     fn lock_registry(&self) -> MutexGuard<'_, Registry> {
         relock(&self.registry)
     }
@@ -284,6 +294,7 @@ impl ConsulDouble {
             index_rx,
             requests: Mutex::new(Vec::new()),
             failures: Mutex::new((0, 500)),
+            acl: Mutex::new(acl::AclStore::default()),
             runtime: tokio::runtime::Handle::current(),
             probe_client,
         });
@@ -361,6 +372,16 @@ impl ConsulDouble {
     /// Every request received so far, oldest first.
     pub fn requests(&self) -> Vec<RequestRecord> {
         self.shared.lock_requests().clone()
+    }
+
+    /// The ACL tokens created through `PUT /v1/acl/token`.
+    pub fn acl_tokens(&self) -> Vec<acl::AclToken> {
+        self.shared.lock_acl().tokens.clone()
+    }
+
+    /// The ACL policies created through `PUT /v1/acl/policy`.
+    pub fn acl_policies(&self) -> Vec<acl::AclPolicy> {
+        self.shared.lock_acl().policies.clone()
     }
 
     /// Forgets the request log.
