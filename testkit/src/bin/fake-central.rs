@@ -1,13 +1,16 @@
 //! **STAND-IN** for the central services' HTTP APIs, run by the compose stand-in
-//! (`testkit/scripts/compose-standin`) in place of the Prometheus, Alertmanager, Grafana and
-//! DingTalk-webhook containers of the monitoring stack (no Docker, no images on test hosts).
-//! It is none of those programs: it answers only what promfleet's plays ask them, on the port
-//! the compose file publishes, with the status codes the real programs give:
+//! (`testkit/scripts/compose-standin`) in place of the Prometheus, Alertmanager, Grafana,
+//! DingTalk-webhook and Karma containers of the monitoring stack (no Docker, no images on test
+//! hosts). It is none of those programs: it answers only what promfleet's plays and `status`
+//! ask them, on the port the compose file publishes, with the status codes and shapes the real
+//! programs give:
 //!
 //! | `--kind` | answers |
 //! | --- | --- |
 //! | `prometheus`, `alertmanager`, `dingtalk` | `GET /-/ready`, `GET /-/healthy` 200; `POST`/`PUT /-/reload` 200, other methods 405 |
+//! | `alertmanager` | also `GET /api/v2/status` 200: Alertmanager's OpenAPI v2 `alertmanagerStatus` of a settled one-member cluster, the text of `--config FILE` as `config.original` |
 //! | `grafana` | `GET /api/health` 200 with Grafana's JSON shape |
+//! | `karma` | `GET /health` 200 `Pong` |
 //!
 //! Everything else is 404 (so `/api/v1/targets` of a fake Prometheus is not an answer: the
 //! verify play must be pointed at a real Prometheus). Each request is logged to stderr as
@@ -15,7 +18,7 @@
 //! read it through `testkit::standin::requests`). When the published port is already taken on
 //! that address (a test's own HTTP sink holds it), it says so and serves on a free port instead,
 //! so such tests keep their sinks. `--tag` only marks the process as one project's.
-//! std only, one thread per connection; requests are read up to 16 KiB of head.
+//! std (and serde_json), one thread per connection; requests are read up to 16 KiB of head.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -27,11 +30,22 @@ enum Kind {
     Alertmanager,
     Dingtalk,
     Grafana,
+    Karma,
+}
+
+/// What `/api/v2/status` reports besides the config: the process' start and listen address.
+struct Me {
+    /// RFC 3339 UTC with milliseconds, as Alertmanager prints `uptime` (its start time).
+    started: String,
+    listen: SocketAddr,
+    /// Alertmanager's config file (`--config`), read at each request.
+    config: Option<std::path::PathBuf>,
 }
 
 fn main() {
     let mut listen = String::new();
     let mut kind = None;
+    let mut config = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -42,12 +56,14 @@ fn main() {
                     Some("alertmanager") => Some(Kind::Alertmanager),
                     Some("dingtalk") => Some(Kind::Dingtalk),
                     Some("grafana") => Some(Kind::Grafana),
+                    Some("karma") => Some(Kind::Karma),
                     other => {
                         eprintln!("fake-central: unknown kind {other:?}");
                         std::process::exit(2);
                     }
                 }
             }
+            "--config" => config = args.next().map(std::path::PathBuf::from),
             "--tag" => {
                 args.next();
             }
@@ -98,18 +114,74 @@ fn main() {
             .map(|a| a.to_string())
             .unwrap_or_default()
     );
+    let me = std::sync::Arc::new(Me {
+        started: now_rfc3339_millis(),
+        listen: listener.local_addr().unwrap_or(addr),
+        config,
+    });
     for stream in listener.incoming().flatten() {
+        let me = me.clone();
         let _ = std::thread::Builder::new()
             .stack_size(64 * 1024)
-            .spawn(move || serve(stream, kind));
+            .spawn(move || serve(stream, kind, &me));
     }
 }
 
+/// Now as `date` prints it in Alertmanager's `uptime` format (std has no calendar).
+fn now_rfc3339_millis() -> String {
+    std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%dT%H:%M:%S.%3NZ"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_else(|| "1970-01-01T00:00:00.000Z".to_owned())
+}
+
+/// Alertmanager's `GET /api/v2/status` (OpenAPI v2 `alertmanagerStatus`: api/v2/openapi.yaml
+/// of prometheus/alertmanager; the fields as Debian's prometheus-alertmanager 0.25 answers):
+/// a one-member cluster that has settled (`ready`), the member gossiping on the default
+/// cluster port 9094 of its address, the config file's text as `config.original`.
+fn alertmanager_status(me: &Me) -> String {
+    let original = me
+        .config
+        .as_ref()
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .unwrap_or_default();
+    let name = "fake-central";
+    serde_json::json!({
+        "cluster": {
+            "name": name,
+            "peers": [{ "address": format!("{}:9094", me.listen.ip()), "name": name }],
+            "status": "ready",
+        },
+        "config": { "original": original },
+        "uptime": me.started,
+        "versionInfo": {
+            "branch": "standin",
+            "buildDate": "standin",
+            "buildUser": "standin",
+            "goVersion": "standin",
+            "revision": "standin",
+            "version": "standin",
+        },
+    })
+    .to_string()
+}
+
 /// The reply to one request: (status line, content type, body).
-fn answer(kind: Kind, method: &str, path: &str) -> (&'static str, &'static str, String) {
+fn answer(kind: Kind, me: &Me, method: &str, path: &str) -> (&'static str, &'static str, String) {
     const NOT_FOUND: (&str, &str) = ("404 Not Found", "text/plain; charset=utf-8");
     let read = matches!(method, "GET" | "HEAD");
     match (kind, path) {
+        // Karma's `pong` handler on /health (prymitive/karma cmd/karma/views.go).
+        (Kind::Karma, "/health") if read => {
+            ("200 OK", "text/plain; charset=utf-8", "Pong\n".to_owned())
+        }
+        (Kind::Karma, _) => (NOT_FOUND.0, NOT_FOUND.1, "404 page not found\n".to_owned()),
+        (Kind::Alertmanager, "/api/v2/status") if read => {
+            ("200 OK", "application/json", alertmanager_status(me))
+        }
         (Kind::Grafana, "/api/health") if read => (
             "200 OK",
             "application/json",
@@ -137,7 +209,7 @@ fn answer(kind: Kind, method: &str, path: &str) -> (&'static str, &'static str, 
     }
 }
 
-fn serve(mut stream: TcpStream, kind: Kind) {
+fn serve(mut stream: TcpStream, kind: Kind, me: &Me) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
@@ -157,7 +229,7 @@ fn serve(mut stream: TcpStream, kind: Kind) {
         .next()
         .unwrap_or("/")
         .to_owned();
-    let (status, ctype, body) = answer(kind, &method, &path);
+    let (status, ctype, body) = answer(kind, me, &method, &path);
     eprintln!(
         "fake-central: {method} {path} {}",
         status.split(' ').next().unwrap_or("")
