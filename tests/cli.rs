@@ -246,18 +246,6 @@ fn bad_inventories_fail_with_location_and_hint_before_connecting() {
     }
 }
 
-trait RunExt {
-    fn args(self, a: &[&str]) -> Self;
-}
-impl RunExt for Run {
-    fn args(mut self, a: &[&str]) -> Run {
-        for x in a {
-            self = self.arg(x);
-        }
-        self
-    }
-}
-
 /// `hostNNN | …` block heads of `exec`'s text output.
 fn heads(out: &str) -> Vec<&str> {
     out.lines()

@@ -18,7 +18,8 @@
 //! read it through `testkit::standin::requests`). When the published port is already taken on
 //! that address (a test's own HTTP sink holds it), it says so and serves on a free port instead,
 //! so such tests keep their sinks. `--tag` only marks the process as one project's.
-//! std (and serde_json), one thread per connection; requests are read up to 16 KiB of head.
+//! std only (testkit/build.rs builds it with rustc alone), one thread per connection; requests
+//! are read up to 16 KiB of head.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -149,24 +150,38 @@ fn alertmanager_status(me: &Me) -> String {
         .and_then(|p| std::fs::read_to_string(p).ok())
         .unwrap_or_default();
     let name = "fake-central";
-    serde_json::json!({
-        "cluster": {
-            "name": name,
-            "peers": [{ "address": format!("{}:9094", me.listen.ip()), "name": name }],
-            "status": "ready",
-        },
-        "config": { "original": original },
-        "uptime": me.started,
-        "versionInfo": {
-            "branch": "standin",
-            "buildDate": "standin",
-            "buildUser": "standin",
-            "goVersion": "standin",
-            "revision": "standin",
-            "version": "standin",
-        },
-    })
-    .to_string()
+    format!(
+        concat!(
+            r#"{{"cluster":{{"name":"{name}","peers":[{{"address":"{ip}:9094","name":"{name}"}}],"status":"ready"}},"#,
+            r#""config":{{"original":{original}}},"uptime":"{started}","#,
+            r#""versionInfo":{{"branch":"standin","buildDate":"standin","buildUser":"standin","#,
+            r#""goVersion":"standin","revision":"standin","version":"standin"}}}}"#,
+        ),
+        name = name,
+        ip = me.listen.ip(),
+        original = json_string(&original),
+        started = me.started,
+    )
+}
+
+/// `s` as a JSON string (RFC 8259 section 7: quote, backslash and control characters escaped).
+/// The stand-in is built with rustc alone (testkit/build.rs): no serde_json here.
+fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if u32::from(c) < 0x20 => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// The reply to one request: (status line, content type, body).
@@ -240,4 +255,86 @@ fn serve(mut stream: TcpStream, kind: Kind, me: &Me) {
         body.len(),
         if method == "HEAD" { "" } else { &body }
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn me(config: Option<std::path::PathBuf>) -> Me {
+        Me {
+            started: "2026-12-02T00:37:07.230Z".into(),
+            listen: "127.0.0.7:9093".parse().expect("addr"),
+            config,
+        }
+    }
+
+    /// The fields of Alertmanager's `alertmanagerStatus` that promfleet's `status` reads, and
+    /// the required rest (versionInfo, uptime), as Debian's prometheus-alertmanager 0.25
+    /// answers them: a settled one-member cluster and the config file's text.
+    #[test]
+    fn alertmanager_status_has_the_openapi_v2_shape() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = dir.path().join("config.yml");
+        let text = "route:\n  receiver: \"r\"\nreceivers:\n  - name: r\n";
+        std::fs::write(&cfg, text).expect("config");
+        let (status, ctype, body) =
+            answer(Kind::Alertmanager, &me(Some(cfg)), "GET", "/api/v2/status");
+        assert_eq!((status, ctype), ("200 OK", "application/json"));
+        let v: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        assert_eq!(v["cluster"]["status"], "ready", "{v:#}");
+        let peers = v["cluster"]["peers"].as_array().expect("peers");
+        assert_eq!(peers.len(), 1, "{v:#}");
+        assert_eq!(peers[0]["address"], "127.0.0.7:9094", "{v:#}");
+        assert_eq!(peers[0]["name"], v["cluster"]["name"], "{v:#}");
+        assert_eq!(v["config"]["original"], text, "{v:#}");
+        assert_eq!(v["uptime"], "2026-12-02T00:37:07.230Z");
+        for k in [
+            "branch",
+            "buildDate",
+            "buildUser",
+            "goVersion",
+            "revision",
+            "version",
+        ] {
+            assert!(v["versionInfo"][k].is_string(), "versionInfo.{k}: {v:#}");
+        }
+        // Not for the other kinds.
+        let (status, _, _) = answer(Kind::Prometheus, &me(None), "GET", "/api/v2/status");
+        assert_eq!(status, "404 Not Found");
+    }
+
+    /// Karma's `/health` is its `pong` handler (prymitive/karma cmd/karma/views.go): 200 and
+    /// `Pong`; nothing else of Karma is served.
+    #[test]
+    fn karma_health_answers_pong() {
+        let (status, _, body) = answer(Kind::Karma, &me(None), "GET", "/health");
+        assert_eq!((status, body.as_str()), ("200 OK", "Pong\n"));
+        let (status, _, _) = answer(Kind::Karma, &me(None), "GET", "/-/healthy");
+        assert_eq!(status, "404 Not Found");
+    }
+
+    #[test]
+    fn json_string_round_trips_quotes_backslashes_and_control_characters() {
+        for s in [
+            "",
+            "plain",
+            "a \"q\" b",
+            "back\\slash",
+            "l1\nl2\r\t",
+            "\u{1}\u{1f}",
+            "ü €",
+        ] {
+            let back: String = serde_json::from_str(&json_string(s)).expect("JSON string");
+            assert_eq!(back, s);
+        }
+    }
+
+    #[test]
+    fn uptime_is_rfc3339_utc_with_milliseconds() {
+        let t = now_rfc3339_millis();
+        let b = t.as_bytes();
+        assert_eq!(t.len(), 24, "{t}");
+        assert_eq!((b[4], b[10], b[19], b[23]), (b'-', b'T', b'.', b'Z'), "{t}");
+    }
 }
