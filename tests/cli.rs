@@ -405,12 +405,7 @@ fn exec_ctrl_c_starts_no_new_host_and_finishes_those_in_flight() {
             .count()
     };
     let run = Run::new(&["exec"])
-        .arg("-i")
-        .arg(&inv)
-        .arg("--known-hosts")
-        .arg(fleet.known_hosts())
-        .arg("--state-dir")
-        .arg(fleet.root().join("state"))
+        .on_fleet(&inv, &fleet)
         .arg("--forks")
         .arg("2")
         .arg("--")
