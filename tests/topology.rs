@@ -35,6 +35,11 @@ fn common_port(ips: &[&str]) -> u16 {
     panic!("no port free on all of {ips:?}")
 }
 
+/// `promfleet render <playbooks> -i <inventory> --out <dir>`, which must succeed.
+fn render(inventory: &Path, out: &Path, playbooks: &[&str]) {
+    Run::render(playbooks, inventory, out).succeeds();
+}
+
 /// The rendered monitoring tree of one host (`monitoring_dir` is /opt/promfleet/monitoring).
 fn mon_dir(out: &Path, host: &str) -> PathBuf {
     out.join(host).join("opt/promfleet/monitoring")
@@ -176,7 +181,7 @@ async fn ha_alertmanager_cluster_of_three_notifies_once_even_after_losing_one() 
     )
     .unwrap();
     let out = dir.path().join("rendered");
-    Run::render(&["playbooks/monitoring.yml"], &inv, &out).succeeds();
+    render(&inv, &out, &["playbooks/monitoring.yml"]);
 
     // Sinks standing in for each host's DingTalk webhook (each Alertmanager posts to its own).
     let mut sinks = Vec::new();
@@ -447,7 +452,7 @@ async fn global_prometheus_federates_every_target_of_two_datacenters_with_its_dc
     )
     .unwrap();
     let out = dir.path().join("rendered");
-    Run::render(&["playbooks/monitoring.yml"], &inv, &out).succeeds();
+    render(&inv, &out, &["playbooks/monitoring.yml"]);
 
     // One Consul double per datacenter; each fleet host's two "exporters" are sinks (an empty
     // 200 page is a valid, empty scrape).
@@ -720,7 +725,7 @@ fn consul_server_configs_of_two_datacenters_use_documented_keys_and_join_the_pri
         )
         .unwrap();
         let out = dir.path().join("rendered");
-        Run::render(&["playbooks/consul.yml"], &inv, &out).succeeds();
+        render(&inv, &out, &["playbooks/consul.yml"]);
         let server_hosts: &[usize] = if layout == "single" { &[1] } else { &[1, 2, 3] };
         for dc in ["fra", "sha"] {
             for n in 1..=3 {
@@ -952,8 +957,11 @@ fn ha_exporters_registered_on_two_monitoring_hosts_survive_losing_one_and_prune_
 fn multi_dc_prometheus_discovers_through_its_own_datacenters_agents_only() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    let inv = repo().join("inventory/examples/multi-dc.yml");
-    Run::render(&["playbooks/monitoring.yml"], &inv, &out).succeeds();
+    render(
+        &repo().join("inventory/examples/multi-dc.yml"),
+        &out,
+        &["playbooks/monitoring.yml"],
+    );
     for (m, want) in [
         ("mon-fra-1", ["10.0.0.178:8500", "10.0.0.178:8501"]),
         ("mon-fra-2", ["10.0.0.178:8500", "10.0.0.178:8501"]),
@@ -1079,7 +1087,7 @@ async fn alert_test_reports_two_notifications_from_two_alertmanagers_that_are_no
     )
     .unwrap();
     let out = dir.path().join("rendered");
-    Run::render(&["playbooks/monitoring.yml"], &inv, &out).succeeds();
+    render(&inv, &out, &["playbooks/monitoring.yml"]);
     let mut sinks = Vec::new();
     let mut ams = Vec::new();
     for (ip, name) in ips.iter().zip(["mon-01", "mon-02"]) {
