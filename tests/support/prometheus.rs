@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 use testkit::sshd::Fleet;
@@ -102,18 +102,23 @@ impl Engine {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// Waits until it accepts connections; fails after `limit` with its log.
+    /// Waits until it accepts connections; fails after `limit` with its log. For a test
+    /// without a runtime of its own (it polls on one made for the wait).
     pub fn wait_listening(&self, limit: Duration) {
-        let start = Instant::now();
-        while std::net::TcpStream::connect(&self.addr).is_err() {
-            assert!(
-                start.elapsed() < limit,
-                "{} never listened within {limit:?}; log:\n{}",
-                self.addr,
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let listening = rt.block_on(eventually(limit, || {
+            let addr = self.addr.clone();
+            async move { tokio::net::TcpStream::connect(addr).await.ok().map(drop) }
+        }));
+        assert!(
+            listening.is_some(),
+            "{} never listened within {limit:?}; log:\n{}",
+            self.addr,
+            self.log()
+        );
     }
 }
 
