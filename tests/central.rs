@@ -45,32 +45,9 @@ fn with_secrets(mut run: Run) -> Run {
     run
 }
 
-/// Every regular file under `dir`.
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for e in std::fs::read_dir(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display())) {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                todo.push(p);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
 /// `promfleet render -i <inventory> --out <dir>` (default playbooks), with the test secrets set.
 fn render(inventory: &Path, out: &Path) {
-    let o = with_secrets(Run::new(&["render", "-i"]))
-        .arg(inventory)
-        .arg("--out")
-        .arg(out)
-        .output();
-    assert!(o.status.success(), "render failed:\n{}", stderr(&o));
+    with_secrets(Run::render(&[], inventory, out)).succeeds();
 }
 
 /// Alertmanager routes as (matchers, receiver) and the DingTalk webhook's target names.
@@ -460,27 +437,14 @@ fn consul_and_monitoring_playbooks_deploy_idempotently_and_reload_on_config_chan
         path
     };
     let deploy = |inv: &Path| -> (Output, Value) {
-        let o = with_secrets(Run::new(&[
+        let secrets: Vec<&str> = SECRETS.iter().map(|(_, v)| *v).collect();
+        let (o, r) = with_secrets(Run::new(&[
             "deploy",
             "playbooks/consul.yml",
             "playbooks/monitoring.yml",
         ]))
-        .arg("-i")
-        .arg(inv)
-        .arg("--known-hosts")
-        .arg(fleet.known_hosts())
-        .arg("--state-dir")
-        .arg(fleet.root().join("state"))
-        .arg("--retry-delay-ms")
-        .arg("100")
-        .arg("--output")
-        .arg("json")
-        .output();
-        let text = format!("{}{}", stdout(&o), stderr(&o));
-        for (name, value) in SECRETS {
-            assert!(!text.contains(value), "promfleet printed secret {name}");
-        }
-        let r = report(&o);
+        .on_fleet(inv, &fleet)
+        .report_hiding(&secrets);
         assert_eq!(o.status.code(), Some(0), "stderr:\n{}\n{r:#}", stderr(&o));
         (o, r)
     };

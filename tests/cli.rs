@@ -246,18 +246,6 @@ fn bad_inventories_fail_with_location_and_hint_before_connecting() {
     }
 }
 
-trait RunExt {
-    fn args(self, a: &[&str]) -> Self;
-}
-impl RunExt for Run {
-    fn args(mut self, a: &[&str]) -> Run {
-        for x in a {
-            self = self.arg(x);
-        }
-        self
-    }
-}
-
 /// `hostNNN | …` block heads of `exec`'s text output.
 fn heads(out: &str) -> Vec<&str> {
     out.lines()
@@ -417,12 +405,7 @@ fn exec_ctrl_c_starts_no_new_host_and_finishes_those_in_flight() {
             .count()
     };
     let run = Run::new(&["exec"])
-        .arg("-i")
-        .arg(&inv)
-        .arg("--known-hosts")
-        .arg(fleet.known_hosts())
-        .arg("--state-dir")
-        .arg(fleet.root().join("state"))
+        .on_fleet(&inv, &fleet)
         .arg("--forks")
         .arg("2")
         .arg("--")

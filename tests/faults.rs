@@ -10,12 +10,10 @@
 //! otherwise.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -208,12 +206,7 @@ fn fault_host_cut_off_mid_run() {
     assert_eq!(rig.retry_list(), vec!["edge01".to_string()]);
     // The file was written before the cut: whole, and no temp file left.
     let rendered_dir = rig.fleet.root().join("rendered-edge");
-    let r = Run::new(&["render", "playbooks/exporters.yml", "-i"])
-        .arg(&rig.inv)
-        .arg("--out")
-        .arg(&rendered_dir)
-        .output();
-    assert!(r.status.success(), "{}", stderr(&r));
+    Run::render(&["playbooks/exporters.yml"], &rig.inv, &rendered_dir).succeeds();
     let want = std::fs::read_to_string(
         find(&rendered_dir.join("edge01"), "docker-compose.yml").expect("rendered"),
     )
@@ -399,7 +392,7 @@ fn fault_metrics_endpoint_never_comes_up() {
 fn fault_metrics_endpoint_serves_garbage() {
     let Some(rig) = Rig::start(4, 1) else { return };
     let ip = rig.fleet.host(BAD).expect("host").ip;
-    let server = HtmlServer::start(SocketAddr::from((ip, 9100)));
+    let server = html_server(SocketAddr::from((ip, 9100)));
     // Preflight would block the squatted port before any change (tests/preflight.rs); this
     // test pins what metrics_check says about a squatter that answers.
     let (out, took) = rig.run(&["--skip-preflight"]);
@@ -414,61 +407,22 @@ fn fault_metrics_endpoint_serves_garbage() {
             previous: None,
         },
     );
-    assert!(server.hits() > 0, "the check really asked the squatter");
+    assert!(server.accepted() > 0, "the check really asked the squatter");
 }
 
 /// A minimal HTTP server answering every request with an HTML page; stops on drop.
-struct HtmlServer {
-    stop: Arc<AtomicBool>,
-    hits: Arc<std::sync::atomic::AtomicUsize>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl HtmlServer {
-    fn start(addr: SocketAddr) -> HtmlServer {
-        let listener = TcpListener::bind(addr).expect("bind html server");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let stop = Arc::new(AtomicBool::new(false));
-        let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let (s, h) = (stop.clone(), hits.clone());
-        let thread = std::thread::spawn(move || {
-            while !s.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((mut conn, _)) => {
-                        h.fetch_add(1, Ordering::Relaxed);
-                        let _ = conn.set_nonblocking(false);
-                        let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
-                        let mut buf = [0u8; 4096];
-                        let _ = conn.read(&mut buf);
-                        let body = "<!DOCTYPE html><html><head><title>Welcome to nginx!</title></head><body><h1>It works</h1></body></html>\n";
-                        let _ = write!(
-                            conn,
-                            "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                            body.len()
-                        );
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
-                }
-            }
-        });
-        HtmlServer {
-            stop,
-            hits,
-            thread: Some(thread),
-        }
-    }
-    fn hits(&self) -> usize {
-        self.hits.load(Ordering::Relaxed)
-    }
-}
-
-impl Drop for HtmlServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
+fn html_server(addr: SocketAddr) -> TcpStandin {
+    TcpStandin::start(addr, |mut conn| {
+        let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
+        let mut buf = [0u8; 4096];
+        let _ = conn.read(&mut buf);
+        let body = "<!DOCTYPE html><html><head><title>Welcome to nginx!</title></head><body><h1>It works</h1></body></html>\n";
+        let _ = write!(
+            conn,
+            "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+    })
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -688,12 +688,7 @@ fn hostile_secrets_never_printed_in_any_output_mode() {
             let _ = std::fs::remove_file(h.deploy_dir().join("webhook.yml"));
         }
         let mut r = Run::new(&["deploy", book.to_str().expect("utf8")])
-            .arg("-i")
-            .arg(&rig.inv)
-            .arg("--known-hosts")
-            .arg(rig.fleet.known_hosts())
-            .arg("--state-dir")
-            .arg(rig.state_dir())
+            .on_fleet(&rig.inv, &rig.fleet)
             .arg("--retries")
             .arg("1")
             .env("PROMFLEET_SECRET_DINGTALK_TOKEN_IDE", token)

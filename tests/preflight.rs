@@ -574,30 +574,24 @@ fn compose_v2_plugin_is_detected_and_used_where_docker_compose_is_absent_and_v1_
 }
 
 /// A registry double on loopback: `GET /v2/` answers 401 with the registry API header, as a
-/// registry that wants a token does. Returns its port.
-fn registry_double() -> u16 {
+/// registry that wants a token does.
+fn registry_double() -> TcpStandin {
     use std::io::{Read, Write};
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for conn in l.incoming() {
-            let Ok(mut c) = conn else { break };
-            let _ = c.set_read_timeout(Some(std::time::Duration::from_secs(5)));
-            let mut buf = [0u8; 4096];
-            let n = c.read(&mut buf).unwrap_or(0);
-            let req = String::from_utf8_lossy(&buf[..n]);
-            let status = if req.starts_with("GET /v2/ ") || req.starts_with("HEAD /v2/ ") {
-                "401 Unauthorized"
-            } else {
-                "404 Not Found"
-            };
-            let _ = write!(
-                c,
-                "HTTP/1.1 {status}\r\nDocker-Distribution-API-Version: registry/2.0\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-            );
-        }
-    });
-    port
+    TcpStandin::start("127.0.0.1:0", |mut c| {
+        let _ = c.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+        let mut buf = [0u8; 4096];
+        let n = c.read(&mut buf).unwrap_or(0);
+        let req = String::from_utf8_lossy(&buf[..n]);
+        let status = if req.starts_with("GET /v2/ ") || req.starts_with("HEAD /v2/ ") {
+            "401 Unauthorized"
+        } else {
+            "404 Not Found"
+        };
+        let _ = write!(
+            c,
+            "HTTP/1.1 {status}\r\nDocker-Distribution-API-Version: registry/2.0\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+    })
 }
 
 #[test]
@@ -611,7 +605,8 @@ fn an_image_to_pull_blocks_the_host_when_its_registry_does_not_answer() {
     }
     let fleet = Fleet::builder().hosts(2).start().expect("fleet");
     let hosts: Vec<testkit::sshd::Host> = fleet.hosts().cloned().collect();
-    let open = registry_double();
+    let registry = registry_double();
+    let open = registry.port;
     let closed = {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()

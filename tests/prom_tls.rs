@@ -14,7 +14,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -26,21 +26,6 @@ const USER: &str = "promfleet";
 const PROM_PASSWORD: &str = "PROMTLS-prom-pw-6c1e9a";
 const AM_PASSWORD: &str = "PROMTLS-am-pw-0b7d42";
 const WRONG_PASSWORD: &str = "PROMTLS-wrong-pw-93fa11";
-
-struct Child(std::process::Child, PathBuf);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Child {
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.1).unwrap_or_default()
-    }
-}
 
 /// `user:<bcrypt hash>` of `password`, as Apache's htpasswd writes it.
 fn bcrypt(user: &str, password: &str) -> String {
@@ -66,18 +51,6 @@ fn web_config(dir: &Path, name: &str, cert: &Path, key: &Path, password: &str) -
     let p = dir.join(name);
     std::fs::write(&p, cfg.to_string()).expect("web config");
     p
-}
-
-fn wait_listening(port: u16, what: &str, log: impl Fn() -> String) {
-    let start = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "{what} never listened on {port}; log:\n{}",
-            log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 fn write_0600(p: &Path, text: &str) {
@@ -151,20 +124,10 @@ fn verify_status_alert_test_and_the_http_checks_reach_tls_basic_auth_engines() {
         .to_string(),
     )
     .expect("prometheus.yml");
-    let prom_log = d.join("prometheus.log");
-    let prom = Child(
-        Command::new("prometheus")
-            .arg(format!("--config.file={}", prom_cfg.display()))
-            .arg(format!("--storage.tsdb.path={}", d.join("tsdb").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-            .arg(format!("--web.config.file={}", prom_web.display()))
-            .arg("--web.enable-lifecycle")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&prom_log).expect("log"))
-            .spawn()
-            .expect("start prometheus"),
-        prom_log,
-    );
+    let prom = Launch::prometheus(&prom_cfg, &format!("127.0.0.1:{prom_port}"))
+        .arg(format!("--web.config.file={}", prom_web.display()))
+        .arg("--web.enable-lifecycle")
+        .start();
 
     // Alertmanager: TLS + basic auth, routing group IDE to webhook-ide.
     let am_web = web_config(
@@ -197,22 +160,12 @@ fn verify_status_alert_test_and_the_http_checks_reach_tls_basic_auth_engines() {
         .to_string(),
     )
     .expect("alertmanager.yml");
-    let am_log = d.join("alertmanager.log");
-    let am = Child(
-        Command::new("prometheus-alertmanager")
-            .arg(format!("--config.file={}", am_cfg.display()))
-            .arg(format!("--storage.path={}", d.join("am-data").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{am_port}"))
-            .arg(format!("--web.config.file={}", am_web.display()))
-            .arg("--cluster.listen-address=")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&am_log).expect("log"))
-            .spawn()
-            .expect("start alertmanager"),
-        am_log,
-    );
-    wait_listening(prom_port, "prometheus", || prom.log());
-    wait_listening(am_port, "alertmanager", || am.log());
+    let am = Launch::alertmanager(&am_cfg, &format!("127.0.0.1:{am_port}"))
+        .arg(format!("--web.config.file={}", am_web.display()))
+        .standalone()
+        .start();
+    prom.wait_listening(Duration::from_secs(120));
+    am.wait_listening(Duration::from_secs(120));
 
     // The exporter Consul lists as promfleet's: Prometheus itself (its target is UP once
     // Prometheus' own TLS + basic-auth scrape works).
@@ -381,24 +334,10 @@ monitoring:
         &secrets,
         AM_PASSWORD,
     );
-    let central = |out: &Output| -> Vec<(String, String, String)> {
-        report(out)["central"]
-            .as_array()
-            .expect("central rows")
-            .iter()
-            .map(|r| {
-                (
-                    r["service"].as_str().unwrap_or_default().to_string(),
-                    r["state"].as_str().unwrap_or_default().to_string(),
-                    r["detail"].as_str().unwrap_or_default().to_string(),
-                )
-            })
-            .collect()
-    };
-    let rows = central(&out);
+    let rows = central_states(&report(&out));
     for svc in ["prometheus", "alertmanager"] {
         assert!(
-            rows.iter().any(|(s, st, _)| s == svc && st == "ok"),
+            rows.iter().any(|(s, st)| s == svc && st == "ok"),
             "{svc} row not ok: {rows:#?}\n{}",
             stderr(&out)
         );
@@ -496,15 +435,15 @@ monitoring:
         &wrong_secrets,
         AM_PASSWORD,
     );
-    let rows = central(&out);
+    let rows = central_rows(&report(&out));
     let prom_row = rows
         .iter()
-        .find(|(s, _, _)| s == "prometheus")
+        .find(|r| r.service == "prometheus")
         .expect("prometheus row");
-    assert_eq!(prom_row.1, "down", "{rows:#?}");
+    assert_eq!(prom_row.state, "down", "{rows:#?}");
     assert!(
-        prom_row.2.contains("HTTP 401 Unauthorized")
-            && prom_row.2.contains("prometheus_basic_auth_password"),
+        prom_row.detail.contains("HTTP 401 Unauthorized")
+            && prom_row.detail.contains("prometheus_basic_auth_password"),
         "{prom_row:?}"
     );
     outputs.push(out);

@@ -2,12 +2,9 @@
 //! every one failed on the code that had the defect.
 
 use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -125,56 +122,29 @@ fn exec_output_is_bounded() {
 
 /// An HTTP server on 127.0.0.1 that answers every request with `total` bytes of valid
 /// exposition text, streamed (never allocated), without Content-Length.
-struct EndlessMetrics {
-    port: u16,
-    stop: Arc<AtomicBool>,
-}
-
-impl EndlessMetrics {
-    fn start(total: u64) -> EndlessMetrics {
-        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = l.local_addr().expect("addr").port();
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        std::thread::spawn(move || {
-            for conn in l.incoming() {
-                if flag.load(Ordering::Relaxed) {
-                    return;
-                }
-                let Ok(mut c) = conn else { continue };
-                std::thread::spawn(move || {
-                    let mut req = [0u8; 4096];
-                    let _ = c.read(&mut req);
-                    let head = "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nConnection: close\r\n\r\n";
-                    if c.write_all(head.as_bytes()).is_err() {
-                        return;
-                    }
-                    let chunk = "node_big_metric 1\n".repeat(4096);
-                    let mut sent = 0u64;
-                    while sent < total {
-                        if c.write_all(chunk.as_bytes()).is_err() {
-                            return;
-                        }
-                        sent += chunk.len() as u64;
-                    }
-                });
+fn endless_metrics(total: u64) -> TcpStandin {
+    TcpStandin::start("127.0.0.1:0", move |mut c| {
+        let mut req = [0u8; 4096];
+        let _ = c.read(&mut req);
+        let head = "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nConnection: close\r\n\r\n";
+        if c.write_all(head.as_bytes()).is_err() {
+            return;
+        }
+        let chunk = "node_big_metric 1\n".repeat(4096);
+        let mut sent = 0u64;
+        while sent < total {
+            if c.write_all(chunk.as_bytes()).is_err() {
+                return;
             }
-        });
-        EndlessMetrics { port, stop }
-    }
-}
-
-impl Drop for EndlessMetrics {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        let _ = std::net::TcpStream::connect(("127.0.0.1", self.port));
-    }
+            sent += chunk.len() as u64;
+        }
+    })
 }
 
 /// Defect 3: a 1 GiB `/metrics` body was read whole (1.6 GiB RSS per host).
 #[test]
 fn metrics_body_is_capped() {
-    let server = EndlessMetrics::start(1024 * 1024 * 1024);
+    let server = endless_metrics(1024 * 1024 * 1024);
     let dir = tempfile::tempdir().expect("tempdir");
     let inv = write(
         dir.path(),
@@ -468,12 +438,7 @@ async fn upload_onto_a_directory_fails_cleanly() {
 /// `promfleet deploy <book>` on the rig's fleet, JSON report.
 fn deploy(rig: &Rig, book: &str, extra: &[&str]) -> Run {
     let mut r = Run::new(&["deploy", book])
-        .arg("-i")
-        .arg(&rig.inv)
-        .arg("--known-hosts")
-        .arg(rig.fleet.known_hosts())
-        .arg("--state-dir")
-        .arg(rig.state_dir())
+        .on_fleet(&rig.inv, &rig.fleet)
         .arg("--output")
         .arg("json")
         .arg("--retries")
@@ -483,21 +448,6 @@ fn deploy(rig: &Rig, book: &str, extra: &[&str]) -> Run {
     }
     r.cmd.env_remove("PROMFLEET_SECRETS");
     r
-}
-
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                out.extend(files_under(&p));
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
 }
 
 /// Defect 1: `status` carried its own copy of the compose script and put the quoted
@@ -1319,12 +1269,7 @@ fn consul_token_in_secrets_file_was_never_sent() {
     let run = with_token_only_in(
         &secrets,
         Run::new(&["deploy", "playbooks/exporters.yml"])
-            .arg("-i")
-            .arg(&inv)
-            .arg("--known-hosts")
-            .arg(fleet.known_hosts())
-            .arg("--state-dir")
-            .arg(fleet.root().join("state"))
+            .on_fleet(&inv, &fleet)
             .arg("--retries")
             .arg("1"),
     )
@@ -1336,13 +1281,7 @@ fn consul_token_in_secrets_file_was_never_sent() {
 
     let run = with_token_only_in(
         &secrets,
-        Run::new(&["status", "--scope", "fleet"])
-            .arg("-i")
-            .arg(&inv)
-            .arg("--known-hosts")
-            .arg(fleet.known_hosts())
-            .arg("--state-dir")
-            .arg(fleet.root().join("state")),
+        Run::new(&["status", "--scope", "fleet"]).on_fleet(&inv, &fleet),
     )
     .output();
     assert!(!stdout(&run).contains(TOKEN) && !stderr(&run).contains(TOKEN));
@@ -1602,44 +1541,11 @@ async fn agent_url_without_port_registered_on_80() {
 }
 
 /// A TCP listener on 127.0.0.1 that accepts every connection and never answers (a hung
-/// Consul agent). Connections are held until it is dropped.
-struct HungAgent {
-    port: u16,
-    stop: Arc<AtomicBool>,
-    /// Connections accepted (each held open, never answered).
-    accepted: Arc<std::sync::atomic::AtomicUsize>,
-}
-
-impl HungAgent {
-    fn start() -> HungAgent {
-        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = l.local_addr().expect("addr").port();
-        let stop = Arc::new(AtomicBool::new(false));
-        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let (flag, count) = (stop.clone(), accepted.clone());
-        std::thread::spawn(move || {
-            let mut held = Vec::new();
-            for conn in l.incoming() {
-                if flag.load(Ordering::Relaxed) {
-                    return;
-                }
-                count.fetch_add(1, Ordering::SeqCst);
-                held.extend(conn.ok());
-            }
-        });
-        HungAgent {
-            port,
-            stop,
-            accepted,
-        }
-    }
-}
-
-impl Drop for HungAgent {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        let _ = std::net::TcpStream::connect(("127.0.0.1", self.port));
-    }
+/// Consul agent): it reads what it is sent until the client gives up.
+fn hung_agent() -> TcpStandin {
+    TcpStandin::start("127.0.0.1:0", |mut c| {
+        let _ = std::io::copy(&mut c, &mut std::io::sink());
+    })
 }
 
 /// Issue 13: a hung agent was not remembered as down: every registration (and every waiter
@@ -1656,7 +1562,7 @@ fn hung_consul_agent_cost_every_registration_a_timeout() {
     const HOSTS: usize = 6;
     let double = Double::start();
     let live = &double.d;
-    let hung = HungAgent::start();
+    let hung = hung_agent();
     let fleet = Fleet::builder()
         .hosts(HOSTS)
         .groups(&["IDE"])
@@ -1667,12 +1573,7 @@ fn hung_consul_agent_cost_every_registration_a_timeout() {
     let inv = fleet.root().join("inventory.yml");
     std::fs::write(&inv, fleet.inventory().var("metrics_timeout", 3).yaml()).expect("inventory");
     let mut r = Run::new(&["deploy", "playbooks/exporters.yml"])
-        .arg("-i")
-        .arg(&inv)
-        .arg("--known-hosts")
-        .arg(fleet.known_hosts())
-        .arg("--state-dir")
-        .arg(fleet.root().join("state"))
+        .on_fleet(&inv, &fleet)
         .arg("--retries")
         .arg("1")
         .arg("--forks")
@@ -1686,7 +1587,7 @@ fn hung_consul_agent_cost_every_registration_a_timeout() {
     assert_eq!(live.services().len(), 2 * HOSTS, "{}", stderr(&out));
     // The first host's requests find it hung (its two services may be asked at once); every
     // later one skips it. Not remembered, each of the HOSTS hosts connects again.
-    let asked = hung.accepted.load(Ordering::SeqCst);
+    let asked = hung.accepted();
     assert!(
         (1..=2).contains(&asked),
         "the hung agent was asked {asked} times for {HOSTS} hosts\n{}",

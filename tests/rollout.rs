@@ -471,12 +471,7 @@ fn a_failed_health_gate_halts_and_rolls_the_stage_back() {
     let v2 = write("inventory-v2.yml", Some("400m"));
     let book = repo().join("playbooks/exporters.yml");
     let mut cmd = Run::new(&["exporters", "--playbook", book.to_str().expect("utf8")])
-        .arg("-i")
-        .arg(&v2)
-        .arg("--known-hosts")
-        .arg(fleet.known_hosts())
-        .arg("--state-dir")
-        .arg(fleet.root().join("state"))
+        .on_fleet(&v2, &fleet)
         .arg("--rollback-on-failure")
         .arg("--output")
         .arg("json")

@@ -4,9 +4,10 @@
 //! What runs for real: sshd, the exporters (prometheus-node-exporter; cAdvisor is the fake
 //! exporter), `docker-compose config` (inside the compose stand-in), and the Prometheus the
 //! verify play asks (Debian's). Stand-ins: Consul is the test double; the central containers
-//! are the stand-in's placeholders, and Prometheus, Alertmanager, Grafana and the DingTalk
-//! webhook are `fake-central` (testkit/src/bin/fake-central.rs), which answers only the ready,
-//! health and reload calls the plays make.
+//! are the stand-in's placeholders, and Prometheus, Alertmanager, Grafana, the DingTalk
+//! webhook and Karma are `fake-central` (testkit/src/bin/fake-central.rs), which answers only
+//! the ready, health and reload calls the plays make and the health and status calls of
+//! `promfleet status`.
 //!
 //! How the verify play reaches a real Prometheus: a follower thread watches the placeholder
 //! Prometheus of the first monitoring host; when the monitoring play's handler POSTs
@@ -152,26 +153,12 @@ fn deploy_site(
     for (k, v) in env {
         r = r.env(k, v);
     }
-    let out = r
-        .arg("-i")
-        .arg(inv)
-        .arg("--known-hosts")
-        .arg(fleet.known_hosts())
-        .arg("--state-dir")
-        .arg(fleet.root().join("state"))
-        .arg("--retry-delay-ms")
-        .arg("100")
+    r.on_fleet(inv, fleet)
         .arg("--secrets")
         .arg(secrets)
         .arg("-e")
         .arg(format!("prometheus_url={prometheus_url}"))
-        .arg("--output")
-        .arg("json")
-        .output();
-    let text = format!("{}{}", stdout(&out), stderr(&out));
-    assert!(!text.contains(TOKEN), "promfleet printed the token");
-    let report = report(&out);
-    (out, report)
+        .report_hiding(&[TOKEN])
 }
 
 /// Outcome of `task` on `host` in a JSON report.
@@ -577,53 +564,46 @@ fn site_deploys_end_to_end_against_default_deny_tls_consul() {
 
         // `status` (the fleet: files, containers, registrations, Prometheus targets) and
         // `consul prune`, from the same token source.
-        let run = |args: &[&str], extra: &[String]| {
+        let run = |args: &[&str]| {
             let mut r = Run::new(args).without_settings_env();
             for (k, v) in &env {
                 r = r.env(k, v);
             }
-            r = r.arg("-i").arg(&inv).arg("--secrets").arg(secrets);
-            for a in extra {
-                r = r.arg(a);
-            }
-            r.output()
+            r.arg("-i").arg(&inv).arg("--secrets").arg(secrets)
         };
-        let kh = fleet.known_hosts().display().to_string();
-        let state = fleet.root().join("state").display().to_string();
         let prom_url = format!("prometheus_url={}", follower.url);
-        let out = run(
-            &["status", "--scope", "fleet"],
-            &[
-                "--known-hosts".into(),
-                kh,
-                "--state-dir".into(),
-                state,
-                "-e".into(),
-                prom_url,
-            ],
-        );
+        let out = run(&["status", "--scope", "fleet"])
+            .arg("--known-hosts")
+            .arg(fleet.known_hosts())
+            .arg("--state-dir")
+            .arg(fleet.root().join("state"))
+            .arg("-e")
+            .arg(&prom_url)
+            .output();
         let text = format!("{}{}", stdout(&out), stderr(&out));
         assert_eq!(out.status.code(), Some(0), "{way}: status:\n{text}");
         assert!(!text.contains(TOKEN));
         all_carry_token("status");
         // The central view: the Consul agent over TLS with the token, the real Prometheus
-        // (`prometheus_url`) and the placeholders that answer health. Alertmanager's
-        // /api/v2/status and Karma are not emulated by the stand-in, so only these rows count.
-        let out = run(
-            &["status", "--scope", "central", "--output", "json"],
-            &["-e".into(), format!("prometheus_url={}", follower.url)],
-        );
-        let v: Value = serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|e| panic!("{way}: status json: {e}\n{}", stderr(&out)));
-        for svc in ["consul", "prometheus", "grafana", "dingtalk"] {
-            let row = v["central"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find(|r| r["service"] == svc)
-                .unwrap_or_else(|| panic!("{way}: no {svc} row: {v:#}"));
-            assert_eq!(row["state"], "ok", "{way}: {svc}: {row:#}");
-        }
+        // (`prometheus_url`) and the stand-in's central services, every one of them up.
+        let (out, v) = run(&["status", "--scope", "central"])
+            .arg("-e")
+            .arg(&prom_url)
+            .report_hiding(&[TOKEN]);
+        let rows = central_states(&v);
+        let want: Vec<(String, String)> = [
+            "consul",
+            "prometheus",
+            "alertmanager",
+            "grafana",
+            "dingtalk",
+            "karma",
+        ]
+        .iter()
+        .map(|s| (s.to_string(), "ok".to_string()))
+        .collect();
+        assert_eq!(rows, want, "{way}: {v:#}");
+        assert_eq!(out.status.code(), Some(0), "{way}: {v:#}");
         all_carry_token("status --scope central");
 
         consul
@@ -633,7 +613,7 @@ fn site_deploys_end_to_end_against_default_deny_tls_consul() {
             }))
             .expect("register stale");
         consul.clear_requests();
-        let out = run(&["consul", "prune"], &[]);
+        let out = run(&["consul", "prune"]).output();
         assert!(
             out.status.success(),
             "{way}: prune:\n{}{}",

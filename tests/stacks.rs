@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -439,7 +439,7 @@ fn alert(labels: Value) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_alertmanager_routes_by_group_and_inhibits_warnings() {
-    let Some(alertmanager) = tool("prometheus-alertmanager") else {
+    let Some(_) = tool("prometheus-alertmanager") else {
         return;
     };
     let (sink_port, seen) = start_sink().await;
@@ -451,23 +451,12 @@ async fn real_alertmanager_routes_by_group_and_inhibits_warnings() {
     }));
     let (dir, _) = monitoring_tree(&ctx, Secrets::Masked);
     let port = free_port();
-    let _am = KillOnDrop(
-        Command::new(alertmanager)
-            .arg(format!(
-                "--config.file={}",
-                dir.path().join("alertmanager/config.yml").display()
-            ))
-            .arg(format!(
-                "--storage.path={}",
-                dir.path().join("am-data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg("--cluster.listen-address=")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _am = Launch::alertmanager(
+        &dir.path().join("alertmanager/config.yml"),
+        &format!("127.0.0.1:{port}"),
+    )
+    .standalone()
+    .start();
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(2))

@@ -144,17 +144,7 @@ fn status_reports_a_healthy_fleet_then_each_drift_and_outage_in_its_column() {
     // 2. Central services: real Prometheus and the Consul agent ok, the others down → 6.
     let (code, r) = status_json(&inv_status, &fleet, &["--scope", "central"]);
     assert_eq!(code, 6, "{r:#}");
-    let central: Vec<(String, String)> = r["central"]
-        .as_array()
-        .expect("central")
-        .iter()
-        .map(|c| {
-            (
-                c["service"].as_str().unwrap_or("").to_string(),
-                c["state"].as_str().unwrap_or("").to_string(),
-            )
-        })
-        .collect();
+    let central = central_states(&r);
     let want: Vec<(String, String)> = [
         ("consul", "ok"),
         ("prometheus", "ok"),
@@ -309,38 +299,13 @@ monitoring:
     )
     .expect("inventory");
     let rendered = dir.path().join("rendered");
-    let out = Run::new(&["render", "playbooks/monitoring.yml", "-i"])
-        .arg(&inv)
-        .arg("--out")
-        .arg(&rendered)
-        .output();
-    assert!(out.status.success(), "render: {}", stderr(&out));
+    Run::render(&["playbooks/monitoring.yml"], &inv, &rendered).succeeds();
     let am_cfg = rendered.join("mon-01/opt/promfleet/monitoring/alertmanager/config.yml");
     assert!(am_cfg.is_file(), "{} rendered", am_cfg.display());
-    let _am = KillOnDrop(
-        std::process::Command::new("prometheus-alertmanager")
-            .arg(format!("--config.file={}", am_cfg.display()))
-            .arg(format!(
-                "--storage.path={}",
-                dir.path().join("am-data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{am_port}"))
-            .arg("--cluster.listen-address=")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("start alertmanager"),
-    );
-    let base = format!("http://127.0.0.1:{am_port}");
-    let start = Instant::now();
-    let ready = loop {
-        let ok = std::net::TcpStream::connect(("127.0.0.1", am_port)).is_ok();
-        if ok || start.elapsed() > Duration::from_secs(15) {
-            break ok;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    assert!(ready, "alertmanager did not listen on {base}");
+    let am = Launch::alertmanager(&am_cfg, &format!("127.0.0.1:{am_port}"))
+        .standalone()
+        .start();
+    am.wait_listening(Duration::from_secs(15));
 
     // An unknown group is refused, naming the inventory's groups.
     let out = Run::new(&["alert", "test", "--group", "Nope", "-i"])
@@ -422,19 +387,13 @@ monitoring:
         .arg(&inv)
         .output();
     assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
-    let r: Value = serde_json::from_slice(&out.stdout).expect("json");
-    let am = r["central"]
-        .as_array()
-        .and_then(|a| a.iter().find(|c| c["service"] == "alertmanager"))
+    let rows = central_rows(&report(&out));
+    let am = rows
+        .iter()
+        .find(|c| c.service == "alertmanager")
         .expect("alertmanager row");
-    assert_eq!(am["state"], "ok", "{am:#}");
-    assert!(
-        am["detail"]
-            .as_str()
-            .unwrap_or("")
-            .contains("config loaded"),
-        "{am:#}"
-    );
+    assert_eq!(am.state, "ok", "{am:#?}");
+    assert!(am.detail.contains("config loaded"), "{am:#?}");
 
     // Ctrl-C during the hold (the scheduler's cancellation): the hold is cut short, the test
     // alert is still resolved — left firing it would page someone — and the exit is 130.

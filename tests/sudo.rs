@@ -580,22 +580,6 @@ fn wait_for_echo_off(script_pid: u32) {
     }
 }
 
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return out;
-    };
-    for e in entries.flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(files_under(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
-}
-
 trait FleetArgs {
     fn args_for(self, fleet: &Fleet, inv: &Path, state: &Path) -> Self;
 }

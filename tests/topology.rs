@@ -11,7 +11,7 @@
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -35,19 +35,9 @@ fn common_port(ips: &[&str]) -> u16 {
     panic!("no port free on all of {ips:?}")
 }
 
-/// `promfleet render <playbooks> -i <inventory> --out <dir>` (secrets masked).
+/// `promfleet render <playbooks> -i <inventory> --out <dir>`, which must succeed.
 fn render(inventory: &Path, out: &Path, playbooks: &[&str]) {
-    render_with(inventory, out, playbooks, &[]);
-}
-
-/// `render` with extra arguments (e.g. `-e global_tier=remote_write`).
-fn render_with(inventory: &Path, out: &Path, playbooks: &[&str], extra: &[&str]) {
-    let mut run = Run::new(&["render"]);
-    for p in playbooks.iter().chain(extra) {
-        run = run.arg(p);
-    }
-    let o = run.arg("-i").arg(inventory).arg("--out").arg(out).output();
-    assert!(o.status.success(), "render failed:\n{}", stderr(&o));
+    Run::render(playbooks, inventory, out).succeeds();
 }
 
 /// The rendered monitoring tree of one host (`monitoring_dir` is /opt/promfleet/monitoring).
@@ -104,12 +94,12 @@ fn notifications(sinks: &[(String, Arc<Mutex<Vec<Delivery>>>)], name: &str) -> V
 /// `promfleet status --scope central --output json`: (host, state, summary) of every
 /// Alertmanager row.
 async fn alertmanager_rows(inv: &Path) -> Vec<(String, String, String)> {
-    central_rows(inv, "alertmanager").await
+    service_rows(inv, "alertmanager").await
 }
 
 /// `promfleet status --scope central --output json`: (at, state, summary) of every row of
 /// `service`.
-async fn central_rows(inv: &Path, service: &'static str) -> Vec<(String, String, String)> {
+async fn service_rows(inv: &Path, service: &'static str) -> Vec<(String, String, String)> {
     let inv = inv.to_path_buf();
     let o = tokio::task::spawn_blocking(move || {
         Run::new(&["status", "-i"])
@@ -124,27 +114,36 @@ async fn central_rows(inv: &Path, service: &'static str) -> Vec<(String, String,
     })
     .await
     .unwrap();
-    let v: Value = serde_json::from_slice(&o.stdout)
-        .unwrap_or_else(|e| panic!("status printed no JSON ({e}): {}", stderr(&o)));
-    v["central"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| r["service"] == service)
-        .map(|r| {
-            let t = |k: &str| r[k].as_str().unwrap_or("").to_owned();
-            (t("at"), t("state"), t("summary"))
-        })
+    central_rows(&report(&o))
+        .into_iter()
+        .filter(|r| r.service == service)
+        .map(|r| (r.at, r.state, r.summary))
         .collect()
 }
 
-fn spawn(mut cmd: Command, log: &Path) -> KillOnDrop {
-    KillOnDrop(
-        cmd.stdout(Stdio::null())
-            .stderr(std::fs::File::create(log).unwrap())
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}")),
-    )
+/// `promfleet alert test --group IDE --output json`, at `alertmanagers` when given (else the
+/// inventory's): its output, its report and the notifications it counted per Alertmanager.
+async fn alert_test(inv: &Path, alertmanagers: Vec<String>) -> (Output, Value, Vec<u64>) {
+    let inv = inv.to_path_buf();
+    let o = tokio::task::spawn_blocking(move || {
+        let mut r =
+            Run::new(&["alert", "test", "--group", "IDE", "--output", "json", "-i"]).arg(&inv);
+        for u in alertmanagers {
+            r = r.arg("--alertmanager").arg(u);
+        }
+        r.output()
+    })
+    .await
+    .unwrap();
+    let r: Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("alert test printed no JSON ({e}): {}", stderr(&o)));
+    let per_am = r
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|x| x["notifications"].as_u64().expect("counted"))
+        .collect();
+    (o, r, per_am)
 }
 
 const PEER_TIMEOUT_S: u64 = 2;
@@ -155,9 +154,7 @@ const PEER_TIMEOUT_S: u64 = 2;
 /// not send it again, and a new alert is still notified exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ha_alertmanager_cluster_of_three_notifies_once_even_after_losing_one() {
-    let (Some(alertmanager), Some(prometheus)) =
-        (tool("prometheus-alertmanager"), tool("prometheus"))
-    else {
+    let (Some(_), Some(_)) = (tool("prometheus-alertmanager"), tool("prometheus")) else {
         eprintln!("SKIPPED: needs Debian's prometheus and prometheus-alertmanager");
         return;
     };
@@ -194,7 +191,7 @@ async fn ha_alertmanager_cluster_of_three_notifies_once_even_after_losing_one() 
     }
 
     // The Alertmanagers, with the cluster flags of the rendered compose file.
-    let mut ams: Vec<Option<KillOnDrop>> = Vec::new();
+    let mut ams: Vec<Option<Engine>> = Vec::new();
     for (ip, name) in ips.iter().zip(names) {
         let mon = mon_dir(&out, name);
         let compose = yaml(&read(mon.join("docker-compose.yml")));
@@ -214,21 +211,18 @@ async fn ha_alertmanager_cluster_of_three_notifies_once_even_after_losing_one() 
             flags.contains(&format!("--cluster.advertise-address={ip}:{cluster_port}")),
             "{name}: {flags:?}"
         );
-        let mut cmd = Command::new(&alertmanager);
-        cmd.arg(format!(
-            "--config.file={}",
-            mon.join("alertmanager/config.yml").display()
-        ))
-        .arg(format!("--storage.path={}", mon.join("am-data").display()))
-        .arg(format!("--web.listen-address={ip}:{am_port}"));
+        let mut am = Launch::alertmanager(
+            &mon.join("alertmanager/config.yml"),
+            &format!("{ip}:{am_port}"),
+        );
         for f in &flags {
             // Each process binds its own host address instead of the container's 0.0.0.0.
-            cmd.arg(f.replace("=0.0.0.0:", &format!("={ip}:")));
+            am = am.arg(f.replace("=0.0.0.0:", &format!("={ip}:")));
         }
-        ams.push(Some(spawn(cmd, &mon.join("am.log"))));
+        ams.push(Some(am.start()));
     }
     let am_url = |ip: &str| format!("http://{ip}:{am_port}");
-    for ip in ips {
+    for (ip, am) in ips.iter().zip(&ams) {
         let ready = wait_for(Duration::from_secs(30), async || {
             let s = get_json(&format!("{}/api/v2/status", am_url(ip))).await?;
             let peers = s["cluster"]["peers"].as_array()?.len();
@@ -238,7 +232,7 @@ async fn ha_alertmanager_cluster_of_three_notifies_once_even_after_losing_one() 
         assert!(
             ready.is_some(),
             "{ip}: no 3-peer cluster within 30 s; log:\n{}",
-            read(mon_dir(&out, names[ips.iter().position(|i| *i == ip).unwrap()]).join("am.log"))
+            am.as_ref().map(Engine::log).unwrap_or_default()
         );
     }
 
@@ -275,18 +269,14 @@ async fn ha_alertmanager_cluster_of_three_notifies_once_even_after_losing_one() 
         let runnable = prom.join("prometheus.test.yml");
         std::fs::write(&runnable, serde_json::to_string(&cfg).unwrap()).unwrap();
         std::fs::write(prom.join("rules/probe.rules.yml"), rule("HaProbe")).unwrap();
-        let mut cmd = Command::new(&prometheus);
-        cmd.arg(format!("--config.file={}", runnable.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                prom.join("data").display()
-            ))
-            .arg(format!("--web.listen-address={ip}:{prom_port}"))
-            .arg("--web.enable-lifecycle")
-            // The first evaluation can run before the static Alertmanagers are known, and a
-            // dropped alert is re-sent only after this delay (default 1m).
-            .arg("--rules.alert.resend-delay=2s");
-        proms.push(spawn(cmd, &prom.join("prometheus.log")));
+        proms.push(
+            Launch::prometheus(&runnable, &format!("{ip}:{prom_port}"))
+                .arg("--web.enable-lifecycle")
+                // The first evaluation can run before the static Alertmanagers are known, and a
+                // dropped alert is re-sent only after this delay (default 1m).
+                .arg("--rules.alert.resend-delay=2s")
+                .start(),
+        );
     }
 
     // Every Alertmanager has the alert from both replicas (the same alert: `replica` dropped).
@@ -309,7 +299,7 @@ async fn ha_alertmanager_cluster_of_three_notifies_once_even_after_losing_one() 
         let got = got.unwrap_or_else(|| {
             panic!(
                 "{ip} never received HaProbe; prometheus log:\n{}",
-                read(mon_dir(&out, "mon-01").join("prometheus/prometheus.log"))
+                proms[0].log()
             )
         });
         assert_eq!(got.len(), 1, "{ip} holds HaProbe more than once: {got:?}");
@@ -414,28 +404,9 @@ async fn ha_alertmanager_cluster_of_three_notifies_once_even_after_losing_one() 
 
     // `alert test` sends its alert to every surviving Alertmanager, as Prometheus does, and
     // sees exactly one notification go out between them.
-    let o = {
-        let inv = inv.clone();
-        let urls: Vec<String> = survivors.iter().map(|ip| am_url(ip)).collect();
-        tokio::task::spawn_blocking(move || {
-            let mut r =
-                Run::new(&["alert", "test", "--group", "IDE", "--output", "json", "-i"]).arg(&inv);
-            for u in urls {
-                r = r.arg("--alertmanager").arg(u);
-            }
-            r.output()
-        })
-        .await
-        .unwrap()
-    };
+    let urls: Vec<String> = survivors.iter().map(|ip| am_url(ip)).collect();
+    let (o, r, per_am) = alert_test(&inv, urls).await;
     assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
-    let r: Value = serde_json::from_slice(&o.stdout).unwrap();
-    let per_am: Vec<u64> = r
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x["notifications"].as_u64().expect("counted"))
-        .collect();
     assert_eq!(per_am.len(), 2, "{r:#}");
     assert_eq!(per_am.iter().sum::<u64>(), 1, "{r:#}");
     assert!(
@@ -454,7 +425,7 @@ async fn ha_alertmanager_cluster_of_three_notifies_once_even_after_losing_one() 
 /// datacenters, each with its `dc` label.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn global_prometheus_federates_every_target_of_two_datacenters_with_its_dc() {
-    let Some(prometheus) = tool("prometheus") else {
+    let Some(_) = tool("prometheus") else {
         eprintln!("SKIPPED: needs Debian's prometheus");
         return;
     };
@@ -543,14 +514,7 @@ async fn global_prometheus_federates_every_target_of_two_datacenters_with_its_dc
         assert_eq!(yaml(&cfg)["global"]["external_labels"]["dc"], *dc);
         let file = prom.join("prometheus.test.yml");
         std::fs::write(&file, cfg).unwrap();
-        let mut cmd = Command::new(&prometheus);
-        cmd.arg(format!("--config.file={}", file.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                prom.join("data").display()
-            ))
-            .arg(format!("--web.listen-address={ip}:{prom_port}"));
-        procs.push(spawn(cmd, &prom.join("prometheus.log")));
+        procs.push(Launch::prometheus(&file, &format!("{ip}:{prom_port}")).start());
     }
 
     // The global tier, on the primary datacenter's host, as rendered (intervals shortened).
@@ -564,14 +528,7 @@ async fn global_prometheus_federates_every_target_of_two_datacenters_with_its_dc
     }
     let file = global_dir.join("prometheus.test.yml");
     std::fs::write(&file, serde_json::to_string(&cfg).unwrap()).unwrap();
-    let mut cmd = Command::new(&prometheus);
-    cmd.arg(format!("--config.file={}", file.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            global_dir.join("data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.21:{global_port}"));
-    procs.push(spawn(cmd, &global_dir.join("prometheus.log")));
+    procs.push(Launch::prometheus(&file, &format!("127.0.0.21:{global_port}")).start());
 
     let query = format!(
         "http://127.0.0.21:{global_port}/api/v1/query?query=up%7Bjob%3D%22consul-services%22%7D"
@@ -627,7 +584,7 @@ fn render_of_each_topology_example_passes_promtool_amtool_and_compose_config() {
         let dir = tempfile::tempdir().unwrap();
         let inv = repo().join(format!("inventory/examples/{example}.yml"));
         let extra: Vec<&str> = extra.iter().flat_map(|e| ["-e", e]).collect();
-        render_with(&inv, dir.path(), &[], &extra);
+        Run::render(&[], &inv, dir.path()).args(&extra).succeeds();
         let remote_write = !extra.is_empty();
         for m in &mons {
             let mon = mon_dir(dir.path(), m);
@@ -1033,11 +990,7 @@ fn a_datacenter_without_a_monitoring_host_stops_render_and_is_named() {
          monitoring: {hosts: [{name: mon-01, ip: 10.0.0.9}]}\n",
     )
     .unwrap();
-    let o = Run::new(&["render", "playbooks/monitoring.yml", "-i"])
-        .arg(&inv)
-        .arg("--out")
-        .arg(dir.path().join("out"))
-        .output();
+    let o = Run::render(&["playbooks/monitoring.yml"], &inv, &dir.path().join("out")).output();
     assert!(!o.status.success());
     assert!(
         stderr(&o).contains("datacenter far has fleet hosts but no monitoring host"),
@@ -1251,11 +1204,12 @@ fn multi_dc_prometheus_discovers_through_its_own_datacenters_agents_only() {
     );
     assert!(!text.contains("10.8.0.178:85"), "{text}");
     std::fs::write(&inv, text).unwrap();
-    let o = Run::new(&["render", "playbooks/monitoring.yml", "-i"])
-        .arg(&inv)
-        .arg("--out")
-        .arg(dir.path().join("out2"))
-        .output();
+    let o = Run::render(
+        &["playbooks/monitoring.yml"],
+        &inv,
+        &dir.path().join("out2"),
+    )
+    .output();
     assert!(!o.status.success());
     assert!(
         stderr(&o).contains("no Consul agent serves datacenter sha"),
@@ -1310,7 +1264,7 @@ fn topology_examples_are_built_in_and_render_from_an_init_project() {
 /// and exits 5 (drift).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alert_test_reports_two_notifications_from_two_alertmanagers_that_are_not_a_cluster() {
-    let Some(alertmanager) = tool("prometheus-alertmanager") else {
+    let Some(_) = tool("prometheus-alertmanager") else {
         eprintln!("SKIPPED: needs Debian's prometheus-alertmanager");
         return;
     };
@@ -1340,16 +1294,15 @@ async fn alert_test_reports_two_notifications_from_two_alertmanagers_that_are_no
         let (_, seen) = start_sink_on(&format!("{ip}:{sink_port}")).await;
         sinks.push((ip.to_string(), seen));
         let mon = mon_dir(&out, name);
-        let mut cmd = Command::new(&alertmanager);
-        cmd.arg(format!(
-            "--config.file={}",
-            mon.join("alertmanager/config.yml").display()
-        ))
-        .arg(format!("--storage.path={}", mon.join("am-data").display()))
-        .arg(format!("--web.listen-address={ip}:{am_port}"))
         // No gossip: each decides alone.
-        .arg("--cluster.listen-address=");
-        ams.push(spawn(cmd, &mon.join("am.log")));
+        ams.push(
+            Launch::alertmanager(
+                &mon.join("alertmanager/config.yml"),
+                &format!("{ip}:{am_port}"),
+            )
+            .standalone()
+            .start(),
+        );
     }
     for ip in ips {
         let up = wait_for(Duration::from_secs(30), async || {
@@ -1360,24 +1313,8 @@ async fn alert_test_reports_two_notifications_from_two_alertmanagers_that_are_no
         .await;
         assert!(up.is_some(), "{ip}: Alertmanager not up");
     }
-    let o = {
-        let inv = inv.clone();
-        tokio::task::spawn_blocking(move || {
-            Run::new(&["alert", "test", "--group", "IDE", "--output", "json", "-i"])
-                .arg(&inv)
-                .output()
-        })
-        .await
-        .unwrap()
-    };
+    let (o, r, per_am) = alert_test(&inv, Vec::new()).await;
     assert_eq!(o.status.code(), Some(5), "{}\n{}", stdout(&o), stderr(&o));
-    let r: Value = serde_json::from_slice(&o.stdout).unwrap();
-    let per_am: Vec<u64> = r
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x["notifications"].as_u64().expect("counted"))
-        .collect();
     assert_eq!(per_am, [1, 1], "{r:#}");
     assert!(
         stderr(&o).contains("2 notifications went out from 2 Alertmanager(s)"),
@@ -1421,7 +1358,7 @@ async fn status_names_each_datacenters_consul_leader_and_the_wan_members() {
         ),
     )
     .unwrap();
-    let rows = central_rows(&inv, "consul").await;
+    let rows = service_rows(&inv, "consul").await;
     assert_eq!(
         rows,
         [

@@ -6,17 +6,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
 use super::{Connector, Executor, RetryPolicy, RunOptions, Scheduler, first_play_facts};
 use crate::facts::Primed;
-use crate::fixtures::{host, step};
+use crate::fixtures::{compose, compose_step, copy_step, file, host};
 use crate::inventory::Vars;
-use crate::modules::compose::ComposeAction;
 use crate::modules::consul::ConsulClient;
-use crate::modules::file::FileAction;
-use crate::modules::{Action, ModuleKind};
 use crate::playbook::{HostPlan, Plan, PlannedPlay, Step};
 use crate::report::{HostStatus, Masker, RunReport, Silent};
 use crate::status::preflight::{Ask, Wants, check_all};
@@ -25,24 +21,9 @@ use crate::transport::fake::{FakeFleet, FakeHost, Reply};
 const DC: &str = "/opt/exp/docker-compose.yml";
 
 fn steps() -> Vec<Step> {
-    let file = FileAction {
-        src: "test".into(),
-        dest: DC.into(),
-        content: Bytes::from_static(b"v1"),
-        mode: 0o644,
-        secret: false,
-        owner: None,
-    };
-    let compose = ComposeAction {
-        project_dir: "/opt/exp".into(),
-        file: "docker-compose.yml".into(),
-        command: Some("docker compose".into()),
-        services: Some(vec!["node-exporter".into()]),
-        watch: vec![DC.into()],
-    };
     vec![
-        step(DC, ModuleKind::Copy, Action::File(file)),
-        step("compose up", ModuleKind::Compose, Action::Compose(compose)),
+        copy_step(file(DC, b"v1")),
+        compose_step(compose("/opt/exp", &["node-exporter"])),
     ]
 }
 

@@ -5,16 +5,13 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
 use super::{Connector, Executor, RetryPolicy, RunOptions};
-use crate::fixtures::{host, step};
+use crate::fixtures::{self, compose_step, copy_step, file, host, step};
 use crate::modules::Services;
 use crate::modules::command::CommandAction;
-use crate::modules::compose::ComposeAction;
 use crate::modules::consul::ConsulClient;
-use crate::modules::file::FileAction;
 use crate::modules::{Action, ModuleKind};
 use crate::playbook::{HostPlan, Plan, PlannedPlay, Serial, Step};
 use crate::report::{HostStatus, Masker, RunReport, Silent};
@@ -34,26 +31,12 @@ fn command(cmd: &str) -> Step {
 }
 
 fn copy(dest: &str, content: &str) -> Step {
-    let action = FileAction {
-        src: "test".into(),
-        dest: dest.into(),
-        content: Bytes::from(content.to_string()),
-        mode: 0o644,
-        secret: false,
-        owner: None,
-    };
-    step(dest, ModuleKind::Copy, Action::File(action))
+    copy_step(file(dest, content.as_bytes()))
 }
 
-fn compose(dir: &str, watch: &str) -> Step {
-    let action = ComposeAction {
-        project_dir: dir.into(),
-        file: "docker-compose.yml".into(),
-        command: Some("docker compose".into()),
-        services: Some(vec!["node-exporter".into()]),
-        watch: vec![watch.into()],
-    };
-    step("compose up", ModuleKind::Compose, Action::Compose(action))
+/// The project in `dir`, defining node-exporter.
+fn compose(dir: &str) -> Step {
+    compose_step(fixtures::compose(dir, &["node-exporter"]))
 }
 
 /// The compose probe (`facts::compose`) and `up -d`, as the fake host sees them.
@@ -445,7 +428,7 @@ async fn a_second_interrupt_abandons_the_step_in_flight() {
 async fn compose_runs_up_only_when_a_watched_file_changed() {
     let fleet = Arc::new(FakeFleet::new());
     let dc = "/opt/exp/docker-compose.yml";
-    let steps = [copy(dc, "services: {}"), compose("/opt/exp", dc)];
+    let steps = [copy(dc, "services: {}"), compose("/opt/exp")];
     fleet.host("a").on(PROBE, running());
 
     let first = run(&fleet, vec![play("p", &["a"], &steps)]).await;
@@ -465,7 +448,7 @@ async fn a_rollback_plan_puts_the_previous_file_back_and_recreates_the_project()
     let fleet = Arc::new(FakeFleet::new());
     let dc = "/opt/exp/docker-compose.yml";
     fleet.host("a").on(PROBE, running());
-    let deploy = |v: &str| play("p", &["a"], &[copy(dc, v), compose("/opt/exp", dc)]);
+    let deploy = |v: &str| play("p", &["a"], &[copy(dc, v), compose("/opt/exp")]);
     run(&fleet, vec![deploy("v1")]).await;
     let second = run(&fleet, vec![deploy("v2")]).await;
     assert_eq!(second.hosts[0].changed_files, [dc]);
@@ -550,7 +533,7 @@ async fn check_mode_writes_nothing_and_runs_no_command() {
     let p = play(
         "p",
         &["a"],
-        &[copy(dc, "v1"), command("migrate"), compose("/opt/exp", dc)],
+        &[copy(dc, "v1"), command("migrate"), compose("/opt/exp")],
     );
     let r = ex.run(Arc::new(Plan { plays: vec![p] })).await;
     assert!(r.check);
@@ -598,7 +581,7 @@ async fn an_unchanged_host_costs_one_round_trip_in_deploy_and_check() {
         );
         let mut ex = executor(&fleet, 10);
         Arc::get_mut(&mut ex).expect("sole owner").opts.check = check;
-        let p = play("p", &["a"], &[copy(dc, "v1"), compose("/opt/exp", dc)]);
+        let p = play("p", &["a"], &[copy(dc, "v1"), compose("/opt/exp")]);
         let r = ex.run(Arc::new(Plan { plays: vec![p] })).await;
         assert_eq!(status(&r, "a"), HostStatus::Ok, "check={check} {r:?}");
         let ops: Vec<String> = h.log().into_iter().filter(|op| op != "close").collect();

@@ -241,17 +241,9 @@ fn hint(stderr: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::modules::file::FileAction;
 
     fn copy(dest: &str, content: &str) -> Action {
-        Action::File(FileAction {
-            src: "src".into(),
-            dest: dest.into(),
-            content: Bytes::from(content.to_string()),
-            mode: 0o640,
-            secret: false,
-            owner: None,
-        })
+        Action::File(crate::fixtures::file(dest, content.as_bytes()))
     }
 
     fn compose(dir: &str) -> Action {

@@ -3,8 +3,6 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
-
 use super::command::CommandAction;
 use super::compose::ComposeAction;
 use super::consul::ConsulClient;
@@ -12,6 +10,7 @@ use super::file::{FileAction, Written};
 use super::restore::RestoreAction;
 use super::{Done, ErrorKind, HostCtx, HostState, Outcome, Services, TaskError};
 use crate::facts::Facts;
+use crate::fixtures;
 use crate::inventory::{Host, SourcePos};
 use crate::report::Masker;
 use crate::transport::fake::{FakeHost, Reply};
@@ -90,12 +89,8 @@ impl Bench {
 
 fn file(dest: &str, content: &str, mode: u32) -> FileAction {
     FileAction {
-        src: "exporter.yml".into(),
-        dest: dest.into(),
-        content: Bytes::from(content.to_string()),
         mode,
-        secret: false,
-        owner: None,
+        ..fixtures::file(dest, content.as_bytes())
     }
 }
 
@@ -212,13 +207,11 @@ async fn restore_refuses_a_prev_larger_than_the_output_bound() {
     assert_eq!(b.fake.count("upload"), 0);
 }
 
+/// The exporters' project, its compose command left to the fact to detect.
 fn compose() -> ComposeAction {
     ComposeAction {
-        project_dir: "/opt/exp".into(),
-        file: "docker-compose.yml".into(),
         command: None,
-        services: Some(vec!["node-exporter".into()]),
-        watch: vec!["/opt/exp/docker-compose.yml".into()],
+        ..fixtures::compose("/opt/exp", &["node-exporter"])
     }
 }
 

@@ -424,21 +424,17 @@ fn uses_fleet_groups(play: &Play, renderer: &mut Renderer) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fixtures::{host, step};
+    use crate::fixtures::{copy_step, file, host, step};
     use crate::modules::command::CommandAction;
     use crate::modules::file::FileAction;
     use crate::modules::restore::RestoreAction;
 
     fn copy(dest: &str, content: &str) -> Step {
-        let f = FileAction {
-            src: "src".into(),
-            dest: dest.into(),
-            content: Bytes::from(content.to_string()),
+        copy_step(FileAction {
             mode: 0o640,
-            secret: false,
             owner: Some("prometheus".into()),
-        };
-        step(dest, ModuleKind::Copy, Action::File(f))
+            ..file(dest, content.as_bytes())
+        })
     }
 
     fn command(cmd: &str) -> Step {

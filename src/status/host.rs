@@ -356,11 +356,9 @@ async fn metrics(http: &reqwest::Client, m: &MetricsCheck) -> Check {
 mod tests {
     use super::*;
     use crate::executor::RetryPolicy;
-    use crate::fixtures::{host, step};
+    use crate::fixtures::{compose, compose_step, copy_step, file, host};
     use crate::modules::compose::ComposeAction;
-    use crate::modules::file::FileAction;
     use crate::modules::file::sha256_hex;
-    use crate::modules::{Action, ModuleKind};
     use crate::transport::fake::{FakeFleet, Reply};
 
     /// `status` reads a host through the same facts as deploy and `--check` (the file and
@@ -368,25 +366,12 @@ mod tests {
     #[tokio::test]
     async fn status_reads_the_hosts_facts_in_one_round_trip() {
         let fleet = Arc::new(FakeFleet::new());
-        let dc = "/opt/exp/docker-compose.yml";
-        let file = FileAction {
-            src: "t".into(),
-            dest: dc.into(),
-            content: bytes::Bytes::from_static(b"wanted"),
-            mode: 0o644,
-            secret: false,
-            owner: None,
-        };
-        let compose = ComposeAction {
-            project_dir: "/opt/exp".into(),
-            file: "docker-compose.yml".into(),
-            command: None,
-            services: Some(vec!["node".into(), "cadvisor".into()]),
-            watch: vec![dc.into()],
-        };
         let steps = [
-            step("file", ModuleKind::Copy, Action::File(file)),
-            step("up", ModuleKind::Compose, Action::Compose(compose)),
+            copy_step(file("/opt/exp/docker-compose.yml", b"wanted")),
+            compose_step(ComposeAction {
+                command: None,
+                ..compose("/opt/exp", &["node", "cadvisor"])
+            }),
         ];
         let want = Wanted::from_steps(&steps);
         let on_host = sha256_hex(b"edited by hand");
@@ -441,25 +426,9 @@ mod tests {
         use crate::executor::Scheduler;
         use crate::status::preflight::{Ask, Wants, check_all};
         use tokio_util::sync::CancellationToken;
-        let dc = "/opt/exp/docker-compose.yml";
-        let file = FileAction {
-            src: "t".into(),
-            dest: dc.into(),
-            content: bytes::Bytes::from_static(b"wanted"),
-            mode: 0o644,
-            secret: false,
-            owner: None,
-        };
-        let compose = ComposeAction {
-            project_dir: "/opt/exp".into(),
-            file: "docker-compose.yml".into(),
-            command: Some("docker compose".into()),
-            services: Some(vec!["node".into()]),
-            watch: vec![dc.into()],
-        };
         let steps = [
-            step("file", ModuleKind::Copy, Action::File(file)),
-            step("up", ModuleKind::Compose, Action::Compose(compose)),
+            copy_step(file("/opt/exp/docker-compose.yml", b"wanted")),
+            compose_step(compose("/opt/exp", &["node"])),
         ];
         let want = Wanted::from_steps(&steps);
         for hand_over in [true, false] {
@@ -538,14 +507,10 @@ mod tests {
         use crate::executor::Scheduler;
         use crate::status::preflight::{Ask, Wants, check_all};
         use tokio_util::sync::CancellationToken;
-        let compose = ComposeAction {
-            project_dir: "/opt/exp".into(),
-            file: "docker-compose.yml".into(),
-            command: Some("docker compose".into()),
-            services: Some(vec!["node".into()]),
+        let steps = [compose_step(ComposeAction {
             watch: Vec::new(),
-        };
-        let steps = [step("up", ModuleKind::Compose, Action::Compose(compose))];
+            ..compose("/opt/exp", &["node"])
+        })];
         let want = Wanted::from_steps(&steps);
         let fleet = Arc::new(FakeFleet::new());
         fleet.host("a").on("", Reply::TimedOut);

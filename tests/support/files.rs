@@ -1,5 +1,5 @@
-//! Small file helpers every scenario needs: write a file, a 0600 secret, find one in a tree,
-//! read text and YAML with the path in the panic.
+//! Small file helpers every scenario needs: write a file, a 0600 secret, find one in a tree or
+//! list them all, read text and YAML with the path in the panic.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -33,6 +33,24 @@ pub fn find(dir: &Path, name: &str) -> Option<PathBuf> {
         }
     }
     None
+}
+
+/// Every file under `dir`, at any depth, sorted (none when `dir` does not exist).
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files_under(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
 }
 
 pub fn read(path: impl AsRef<Path>) -> String {

@@ -1,13 +1,15 @@
 //! Shared fixtures of the scenario tests, one idea per file. Scenario modules import from here
 //! only, never from one another; `use crate::support::*;` brings the common ones.
 //!
-//! - `run`: running the promfleet binary (`Run`, `fleet_run`, `Watched`) and reading its report
+//! - `run`: running the promfleet binary (`Run`: against a fleet, `render`; `fleet_run`,
+//!   `Watched`) and reading its report (hosts, central rows)
 //! - `scenario`: the fluent fleet scenario (`Scenario::fleet(3)…run(&[…])…check()`)
 //! - `skip`: SKIPPED when root or a program is missing
-//! - `files`: small file helpers (`write`, `secret_file`, `find`, `read`, `yaml`)
+//! - `files`: small file helpers (`write`, `secret_file`, `find`, `files_under`, `read`, `yaml`)
 //! - `poll`: waiting until a deadline
 //! - `consul`: the Consul test double on its own runtime (`Double`)
-//! - `prometheus`: real Prometheus, alone or discovering a fleet through the double
+//! - `prometheus`: real Prometheus and Alertmanager started from a config (`Launch`, `Engine`);
+//!   Prometheus alone or discovering a fleet through the double
 //! - `rig`: the fault rig (`Rig`: a fleet, its doubles, a fast inventory)
 //! - `ssh`: transport connect helpers and an sshd of the test's own (`ssh::*`, not in the glob:
 //!   its names `fleet`, `target`, `opts` are too generic)

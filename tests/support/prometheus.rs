@@ -1,7 +1,10 @@
-//! Real Prometheus (Debian's) on 127.0.0.1: alone with a given config, or discovering a fleet
-//! through the Consul double's http_sd view with promfleet's rendered relabels.
+//! Real Prometheus and Alertmanager (Debian's `prometheus`, `prometheus-alertmanager`) on
+//! loopback: any config started as an [`Engine`]; Prometheus alone with a given config, or
+//! discovering a fleet through the Consul double's http_sd view with promfleet's rendered
+//! relabels.
 
-use std::process::Command;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -16,9 +19,120 @@ pub fn free_port() -> u16 {
         .expect("free port")
 }
 
-/// Real Prometheus (Debian) on 127.0.0.1, killed on drop.
+/// How a Prometheus engine is started: the program, its config file (read where it lies, so
+/// the relative paths in it — rule files, credentials — resolve next to it), the `ip:port` it
+/// listens on, and any further flags. Its data and its log (`<program>.log`) go next to the
+/// config.
+pub struct Launch {
+    cmd: Command,
+    addr: String,
+    log: PathBuf,
+}
+
+impl Launch {
+    /// `prometheus`, its TSDB in `data/` next to the config.
+    pub fn prometheus(config: &Path, addr: &str) -> Launch {
+        let dir = config.parent().expect("config in a directory");
+        let mut cmd = Command::new("prometheus");
+        cmd.arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address={addr}"));
+        Launch {
+            cmd,
+            addr: addr.into(),
+            log: dir.join("prometheus.log"),
+        }
+    }
+
+    /// `prometheus-alertmanager`, its silences and notification log in `am-data/` next to the
+    /// config. It gossips on 0.0.0.0:9094 unless told otherwise: see [`Launch::standalone`].
+    pub fn alertmanager(config: &Path, addr: &str) -> Launch {
+        let dir = config.parent().expect("config in a directory");
+        let mut cmd = Command::new("prometheus-alertmanager");
+        cmd.arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.path={}", dir.join("am-data").display()))
+            .arg(format!("--web.listen-address={addr}"));
+        Launch {
+            cmd,
+            addr: addr.into(),
+            log: dir.join("alertmanager.log"),
+        }
+    }
+
+    /// An Alertmanager in no cluster (an empty `--cluster.listen-address` turns gossip off).
+    pub fn standalone(self) -> Launch {
+        self.arg("--cluster.listen-address=")
+    }
+
+    pub fn arg(mut self, arg: impl AsRef<std::ffi::OsStr>) -> Launch {
+        self.cmd.arg(arg);
+        self
+    }
+
+    pub fn start(mut self) -> Engine {
+        let log = std::fs::File::create(&self.log)
+            .unwrap_or_else(|e| panic!("{}: {e}", self.log.display()));
+        let child = self
+            .cmd
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {:?}: {e}", self.cmd));
+        Engine {
+            child,
+            addr: self.addr,
+            log: self.log,
+        }
+    }
+}
+
+/// A running Prometheus engine, killed on drop.
+pub struct Engine {
+    child: Child,
+    /// `ip:port` it listens on.
+    pub addr: String,
+    log: PathBuf,
+}
+
+impl Engine {
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until it accepts connections; fails after `limit` with its log. For a test
+    /// without a runtime of its own (it polls on one made for the wait).
+    pub fn wait_listening(&self, limit: Duration) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let listening = rt.block_on(eventually(limit, || {
+            let addr = self.addr.clone();
+            async move { tokio::net::TcpStream::connect(addr).await.ok().map(drop) }
+        }));
+        assert!(
+            listening.is_some(),
+            "{} never listened within {limit:?}; log:\n{}",
+            self.addr,
+            self.log()
+        );
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Real Prometheus (Debian) on 127.0.0.1 with a config of the test's, in a directory of its
+/// own; killed on drop.
 pub struct Prometheus {
-    child: std::process::Child,
+    engine: Engine,
     pub url: String,
     _dir: tempfile::TempDir,
 }
@@ -33,20 +147,10 @@ impl Prometheus {
         let dir = tempfile::tempdir().expect("tempdir");
         let cfg = dir.path().join("prometheus.yml");
         std::fs::write(&cfg, config_yaml).expect("write config");
-        let child = Command::new("prometheus")
-            .arg(format!("--config.file={}", cfg.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("log")).expect("log"))
-            .spawn()
-            .expect("start prometheus");
+        let engine = Launch::prometheus(&cfg, &format!("127.0.0.1:{port}")).start();
         Prometheus {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
+            url: format!("http://{}", engine.addr),
+            engine,
             _dir: dir,
         }
     }
@@ -59,12 +163,7 @@ impl Prometheus {
         let inv = fleet.root().join("inventory-render.yml");
         fleet.write_inventory(&inv).expect("inventory");
         let rendered = fleet.root().join("rendered");
-        let out = Run::new(&["render", "playbooks/monitoring.yml", "-i"])
-            .arg(&inv)
-            .arg("--out")
-            .arg(&rendered)
-            .output();
-        assert!(out.status.success(), "render: {}", stderr(&out));
+        Run::render(&["playbooks/monitoring.yml"], &inv, &rendered).succeeds();
         let prom_yml = find(&rendered, "prometheus.yml").expect("rendered prometheus.yml");
         let (cfg, job) = testkit::prometheus::runnable_config(
             &std::fs::read_to_string(&prom_yml).expect("rendered prometheus.yml"),
@@ -82,7 +181,7 @@ impl Prometheus {
     }
 
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self._dir.path().join("log")).unwrap_or_default()
+        self.engine.log()
     }
 
     /// Poll the active targets (on `rt`) until `pred` holds for them; fails after `limit`
@@ -108,13 +207,6 @@ impl Prometheus {
             "Prometheus never showed {what}; log:\n{}",
             self.log()
         );
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -82,14 +82,7 @@ impl Rig {
     /// The command [`Rig::run`] runs (for tests that signal it).
     pub fn command(&self, extra: &[&str]) -> Command {
         let mut r = Run::new(&["exporters", "--playbook", self.book.to_str().expect("utf8")])
-            .arg("-i")
-            .arg(&self.inv)
-            .arg("--known-hosts")
-            .arg(self.fleet.known_hosts())
-            .arg("--state-dir")
-            .arg(self.state_dir())
-            .arg("--retry-delay-ms")
-            .arg("100");
+            .on_fleet(&self.inv, &self.fleet);
         for a in FAST.iter().chain(extra) {
             r = r.arg(a);
         }
@@ -109,12 +102,7 @@ impl Rig {
     pub fn rendered(&self) -> BTreeMap<String, String> {
         let dir = self.fleet.root().join("rendered");
         let _ = std::fs::remove_dir_all(&dir);
-        let out = Run::new(&["render", "playbooks/exporters.yml", "-i"])
-            .arg(&self.inv)
-            .arg("--out")
-            .arg(&dir)
-            .output();
-        assert!(out.status.success(), "render: {}", stderr(&out));
+        Run::render(&["playbooks/exporters.yml"], &self.inv, &dir).succeeds();
         self.fleet
             .hosts()
             .map(|h| {

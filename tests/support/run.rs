@@ -47,6 +47,19 @@ impl Run {
         cmd.env_remove("SSH_AUTH_SOCK");
         Run { cmd }
     }
+    /// `promfleet render <playbooks…> -i <inv> --out <out>` (no playbook: the default ones).
+    pub fn render(playbooks: &[&str], inv: &Path, out: &Path) -> Run {
+        Run::new(&["render"])
+            .args(playbooks)
+            .arg("-i")
+            .arg(inv)
+            .arg("--out")
+            .arg(out)
+    }
+    pub fn args(mut self, args: &[&str]) -> Run {
+        self.cmd.args(args);
+        self
+    }
     pub fn arg(mut self, a: impl AsRef<std::ffi::OsStr>) -> Run {
         self.cmd.arg(a);
         self
@@ -67,22 +80,46 @@ impl Run {
         }
         self
     }
+    /// Against `fleet` through inventory `inv`: the fleet's known_hosts, the state dir
+    /// `<fleet root>/state`, retries 100 ms apart.
+    pub fn on_fleet(self, inv: &Path, fleet: &testkit::sshd::Fleet) -> Run {
+        self.arg("-i")
+            .arg(inv)
+            .arg("--known-hosts")
+            .arg(fleet.known_hosts())
+            .arg("--state-dir")
+            .arg(fleet.root().join("state"))
+            .arg("--retry-delay-ms")
+            .arg("100")
+    }
     pub fn output(mut self) -> Output {
         self.cmd.output().expect("run promfleet")
     }
+    /// Runs it; fails with its command line and stderr unless it exits 0.
+    #[track_caller]
+    pub fn succeeds(self) -> Output {
+        let line = format!("{:?}", self.cmd);
+        let out = self.output();
+        assert!(out.status.success(), "{line} failed:\n{}", stderr(&out));
+        out
+    }
+    /// Run with `--output json`: the output and its report. Fails when any of `secrets`
+    /// shows in stdout or stderr.
+    #[track_caller]
+    pub fn report_hiding(self, secrets: &[&str]) -> (Output, Value) {
+        let out = self.arg("--output").arg("json").output();
+        let text = format!("{}{}", stdout(&out), stderr(&out));
+        for s in secrets {
+            assert!(!text.contains(s), "promfleet printed the secret `{s}`");
+        }
+        let report = report(&out);
+        (out, report)
+    }
 }
 
-/// `promfleet <sub> -i inv --known-hosts kh --state-dir dir --output json ...` for a fleet.
+/// `promfleet <sub> -i inv --known-hosts kh --state-dir dir ...` for a fleet.
 pub fn fleet_run(sub: &[&str], inv: &Path, fleet: &testkit::sshd::Fleet, extra: &[&str]) -> Output {
-    let mut r = Run::new(sub)
-        .arg("-i")
-        .arg(inv)
-        .arg("--known-hosts")
-        .arg(fleet.known_hosts())
-        .arg("--state-dir")
-        .arg(fleet.root().join("state"))
-        .arg("--retry-delay-ms")
-        .arg("100");
+    let mut r = Run::new(sub).on_fleet(inv, fleet);
     for e in extra {
         r = r.arg(e);
     }
@@ -105,6 +142,44 @@ pub fn report(o: &Output) -> Value {
             stderr(o)
         )
     })
+}
+
+/// One row of the `central` view of a `status --output json` report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CentralRow {
+    pub service: String,
+    /// The monitoring host (or agent) it was asked on.
+    pub at: String,
+    pub state: String,
+    pub summary: String,
+    pub detail: String,
+}
+
+/// The central rows of a `status --output json` report, in its order (none without a view).
+pub fn central_rows(report: &Value) -> Vec<CentralRow> {
+    report["central"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            let t = |k: &str| r[k].as_str().unwrap_or_default().to_owned();
+            CentralRow {
+                service: t("service"),
+                at: t("at"),
+                state: t("state"),
+                summary: t("summary"),
+                detail: t("detail"),
+            }
+        })
+        .collect()
+}
+
+/// (service, state) of each central row: what a test compares with the rows it expects.
+pub fn central_states(report: &Value) -> Vec<(String, String)> {
+    central_rows(report)
+        .into_iter()
+        .map(|r| (r.service, r.state))
+        .collect()
 }
 
 /// Hosts listed in `<state_dir>/retry` (comments and blank lines skipped).

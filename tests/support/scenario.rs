@@ -358,17 +358,7 @@ impl Expect<'_> {
         for a in &self.args {
             r = r.arg(a);
         }
-        r = r
-            .arg("-i")
-            .arg(&self.inv)
-            .arg("--known-hosts")
-            .arg(sc.fleet.known_hosts())
-            .arg("--state-dir")
-            .arg(sc.state_dir())
-            .arg("--retry-delay-ms")
-            .arg("100")
-            .arg("--output")
-            .arg("json");
+        r = r.on_fleet(&self.inv, &sc.fleet).arg("--output").arg("json");
         for (k, v) in &self.env {
             r = r.env(k, v);
         }

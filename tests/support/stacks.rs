@@ -1,8 +1,11 @@
 //! Validators of rendered stacks and the stand-ins they talk to: promtool's view of a
-//! Consul-discovering config, `docker-compose config`, a webhook sink, a child killed on drop.
+//! Consul-discovering config, `docker-compose config`, a webhook sink, a TCP stand-in whose
+//! every connection a test's closure serves.
 
+use std::net::{IpAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
@@ -79,16 +82,6 @@ pub fn compose_config(compose: &Path) -> Value {
         String::from_utf8_lossy(&out.stderr)
     );
     yaml(&text)
-}
-
-/// Kills the child process when the test ends, however it ends.
-pub struct KillOnDrop(pub Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// One HTTP request the sink received.
@@ -178,4 +171,57 @@ pub fn start_sink_in_thread() -> (u16, Arc<Mutex<Vec<Delivery>>>) {
         });
     });
     rx.recv().expect("sink started")
+}
+
+/// A TCP stand-in on `addr` (port 0: any free one): every connection it accepts is handed to
+/// `serve` on a thread of its own. It counts the connections and stops accepting when dropped
+/// (a connection being served runs on until `serve` returns).
+pub struct TcpStandin {
+    pub port: u16,
+    ip: IpAddr,
+    stop: Arc<AtomicBool>,
+    accepted: Arc<AtomicUsize>,
+}
+
+impl TcpStandin {
+    pub fn start(
+        addr: impl ToSocketAddrs,
+        serve: impl Fn(TcpStream) + Send + Sync + 'static,
+    ) -> TcpStandin {
+        let listener = TcpListener::bind(addr).expect("bind the stand-in");
+        let local = listener.local_addr().expect("addr");
+        let stop = Arc::new(AtomicBool::new(false));
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let (flag, count, serve) = (stop.clone(), accepted.clone(), Arc::new(serve));
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if flag.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(conn) = conn else { continue };
+                count.fetch_add(1, Ordering::SeqCst);
+                let serve = serve.clone();
+                std::thread::spawn(move || serve(conn));
+            }
+        });
+        TcpStandin {
+            port: local.port(),
+            ip: local.ip(),
+            stop,
+            accepted,
+        }
+    }
+
+    /// Connections accepted so far.
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for TcpStandin {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wakes the accept loop, which sees the flag and ends.
+        let _ = TcpStream::connect((self.ip, self.port));
+    }
 }
