@@ -9,7 +9,6 @@
 //! idle placeholders for them, and the sinks answer for their HTTP APIs.
 
 use std::collections::BTreeSet;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
@@ -351,19 +350,6 @@ impl Sinks {
 
 fn hit(svc: &str, method: &str, path: &str) -> Hit {
     (svc.to_owned(), method.to_owned(), path.to_owned())
-}
-
-fn mode_of(p: &Path) -> u32 {
-    std::fs::metadata(p)
-        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-        .permissions()
-        .mode()
-        & 0o7777
-}
-
-fn owner_of(p: &Path) -> (u32, u32) {
-    let m = std::fs::metadata(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-    (m.uid(), m.gid())
 }
 
 /// Names of the tasks (and handlers) a host reported `changed`, in run order.

@@ -6,7 +6,6 @@
 //! tokens and key masked in `--diff` and the JSON report; the cluster check of every
 //! datacenter through its own agent.
 
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use testkit::consul_double::DoubleOptions;
@@ -21,24 +20,6 @@ const AGENT: &str = "AGENT-5b1f9e07-token";
 /// The inventory of golden case `case` (tests/fixtures/consul_cluster/<case>/).
 fn case_dir(case: &str) -> PathBuf {
     repo().join("tests/fixtures/consul_cluster").join(case)
-}
-
-/// Every regular file under `dir`, relative to it, sorted.
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for e in std::fs::read_dir(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display())) {
-            let p = e.expect("dir entry").path();
-            if p.is_dir() {
-                todo.push(p);
-            } else {
-                out.push(p.strip_prefix(dir).expect("under dir").to_path_buf());
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 /// `promfleet render playbooks/consul.yml` of `inv` with `extra` arguments; the output.
@@ -57,7 +38,7 @@ fn render_consul(inv: &Path, out: &Path, extra: &[&str]) -> std::process::Output
 
 /// The cluster files (`<host>/<file>`) rendered into `out` (consul_dir /data/consul).
 fn cluster_files(out: &Path) -> Vec<PathBuf> {
-    files_under(out)
+    files_under_relative(out)
         .into_iter()
         .map(|p| {
             let mut parts = p.components();
@@ -100,10 +81,10 @@ fn consul_cluster_with_acl_and_tls_off_renders_byte_identical_to_before() {
             };
             assert_eq!(
                 cluster_files(&out),
-                files_under(&expected),
+                files_under_relative(&expected),
                 "{case} {extra}"
             );
-            for f in files_under(&expected) {
+            for f in files_under_relative(&expected) {
                 let host = f.components().next().expect("host").as_os_str();
                 let got = out
                     .join(host)
@@ -224,19 +205,6 @@ fn consul_tls_refuses_an_http_agent_and_missing_certificates_with_the_fix() {
     let compose = read(out.join("mon-1/data/consul/docker-compose.yml"));
     assert!(compose.contains("\"8500:8501\""), "{compose}");
     assert!(compose.contains("\"8501:8501\""), "{compose}");
-}
-
-fn mode_of(p: &Path) -> u32 {
-    std::fs::metadata(p)
-        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-        .permissions()
-        .mode()
-        & 0o7777
-}
-
-fn owner_of(p: &Path) -> (u32, u32) {
-    let m = std::fs::metadata(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-    (m.uid(), m.gid())
 }
 
 /// The consul play with ACL and TLS on, deployed over SSH to a test monitoring host (compose
