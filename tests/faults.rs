@@ -650,7 +650,7 @@ fn interrupted_run(sig: libc::c_int) -> Option<(Rig, Value, Vec<String>)> {
     const METRICS_TIMEOUT: u64 = 10;
     const CONNECT_TIMEOUT: u64 = 2; // FAST's --connect-timeout
     let bound = Duration::from_secs(COMMAND_TIMEOUT + METRICS_TIMEOUT + CONNECT_TIMEOUT);
-    let child = Watched::spawn(rig.command(&[
+    let mut child = Watched::spawn(rig.command(&[
         "--forks",
         "50",
         "--command-timeout",
@@ -669,9 +669,17 @@ fn interrupted_run(sig: libc::c_int) -> Option<(Rig, Value, Vec<String>)> {
             .any(|h| h.deploy_dir().join("docker-compose.yml").exists())
     };
     while !working() {
+        // A run that ended (or never got going) is told by what it said, not by the timeout.
+        if let Ok(Some(status)) = child.child.try_wait() {
+            panic!(
+                "the run ended ({status}) before any host got its compose file; stderr:\n{}",
+                child.text()
+            );
+        }
         assert!(
             started.elapsed() < Duration::from_secs(300),
-            "no host got its compose file in 300 s"
+            "no host got its compose file in 300 s; stderr so far:\n{}",
+            child.text()
         );
         std::thread::sleep(Duration::from_millis(20));
     }
