@@ -46,13 +46,16 @@ pub struct EngineInfo {
     pub root_free_kib: Option<u64>,
 }
 
+// One `docker info` (each start of the Docker CLI costs ~40 ms of CPU): its answer is the line
+// the format prefixes with `__info ` (warnings may come on stderr), its error the last line.
 const DOCKER_ENGINE: &str = r#"command -v docker >/dev/null 2>&1 || { echo __noclient; exit 0; }
-if info=$(docker info --format '{{.ServerVersion}}|{{.DockerRootDir}}|{{range .SecurityOptions}}{{.}},{{end}}' 2>/dev/null); then
+if out=$(docker info --format '__info {{.ServerVersion}}|{{.DockerRootDir}}|{{range .SecurityOptions}}{{.}},{{end}}' 2>&1); then
+  info=$(printf '%s\n' "$out" | sed -n 's/^__info //p' | head -n 1)
   echo "__info $info"
   root=${info#*|}; root=${root%%|*}
   [ -n "$root" ] && df -Pk "$root" 2>/dev/null | tail -n 1 | sed 's/^/__df /'
 else
-  echo "__error $(docker info --format x 2>&1 >/dev/null | tail -n 1)"
+  echo "__error $(printf '%s\n' "$out" | tail -n 1)"
 fi
 exit 0"#;
 
@@ -1147,6 +1150,54 @@ mod tests {
             DockerEngine.parse(&probe("__noclient\n")).unwrap(),
             DockerAccess::NoClient
         );
+    }
+
+    #[test]
+    fn docker_info_is_asked_once_whether_it_answers_or_fails() {
+        // A `docker` that logs each call: answering (a warning on stderr, as Docker 20.10
+        // prints without swap limit support) and refusing (exit 1, the error on stderr).
+        let tmp = tempfile::tempdir().unwrap();
+        let calls = tmp.path().join("calls");
+        let run = |body: &str| {
+            let shim = tmp.path().join("docker");
+            std::fs::write(
+                &shim,
+                format!("#!/bin/sh\necho \"$*\" >> '{}'\n{body}\n", calls.display()),
+            )
+            .unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&shim, std::fs::Permissions::from_mode(0o755)).unwrap();
+            let _ = std::fs::remove_file(&calls);
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(DockerEngine.script().build())
+                .env("PATH", format!("{}:/usr/bin:/bin", tmp.path().display()))
+                .output()
+                .unwrap();
+            let got = DockerEngine
+                .parse(&probe(&String::from_utf8_lossy(&out.stdout)))
+                .unwrap();
+            let n = std::fs::read_to_string(&calls)
+                .unwrap_or_default()
+                .lines()
+                .count();
+            (got, n)
+        };
+        let (ok, n) = run("echo 'WARNING: No swap limit support' >&2\n\
+             echo '__info 20.10.24+dfsg1|/nonexistent/docker|name=seccomp,profile=default,'");
+        assert_eq!(n, 1);
+        let DockerAccess::Ok(e) = ok else {
+            panic!("{ok:?}")
+        };
+        assert_eq!(
+            (e.version.as_str(), e.root_dir.as_str()),
+            ("20.10.24+dfsg1", "/nonexistent/docker")
+        );
+        let (denied, n) = run(
+            "echo 'permission denied while trying to connect to the Docker daemon socket at unix:///var/run/docker.sock' >&2\nexit 1",
+        );
+        assert_eq!(n, 1);
+        assert!(matches!(denied, DockerAccess::Denied { .. }), "{denied:?}");
     }
 
     #[test]
