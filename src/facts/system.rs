@@ -279,9 +279,11 @@ impl Fact for Compose {
 // ---------------------------------------------------------------------------------------------
 // Listening ports
 
-/// Listening TCP sockets (`ss -ltn`: the kernel's socket table, no walk of `/proc`) and, for
-/// the few that take one of `ports` on an address the exporters publish on, the process holding
-/// each (a process of another user is named only when the probe runs as root).
+/// The listening TCP sockets that take one of `ports` on an address the exporters publish on
+/// (every listener when `ports` is empty; on a shared-loopback test fleet, the other hosts'
+/// exporters are left out), from `ss -ltn` (the kernel's socket table, no walk of `/proc`),
+/// and the process holding each (a process of another user is named only when the probe runs
+/// as root).
 ///
 /// Naming a holder is what costs: `ss -p` reads every descriptor of every process. So the
 /// probe first looks among the processes that can be promfleet's own exporters — Docker's
@@ -320,17 +322,20 @@ impl Listener {
 }
 
 // `ss -e` adds the socket's inode (`ino:N`), which is how a holder is matched to its socket.
-// `hit`: inodes of the listeners on a wanted port and a colliding address (the address is
-// normalised as `parse_ss_line` does: brackets and `%iface` dropped). `ls -l` of several fd
+// `l`: the listeners on a wanted port and a colliding address (the address normalised as
+// `parse_ss_line` does: brackets and `%iface` dropped); `hit`: their inodes. `ls -l` of several fd
 // dirs heads each with `/proc/N/fd:`; of one dir, it does not (`one` is then its pid).
 const LISTENING_PORTS: &str = r#"command -v ss >/dev/null 2>&1 || { echo __noss; exit 0; }
-l=$(ss -Hltne 2>/dev/null)
-[ -n "$l" ] && printf '%s\n' "$l" | sed 's/^/__l /'
-hit=$(printf '%s\n' "$l" | awk -v ports=" $ports " -v addrs=" $addrs " '
+l=$(ss -Hltne 2>/dev/null | awk -v ports="$ports" -v addrs=" $addrs " '
+  ports == "" { print; next }
   { a = $4; p = a; sub(/.*:/, "", p); sub(/:[^:]*$/, "", a); gsub(/[][]/, "", a); sub(/%.*/, "", a)
-    if (!index(ports, " " p " ")) next
+    if (!index(" " ports " ", " " p " ")) next
     if (a != "0.0.0.0" && a != "::" && a != "*" && a != "" && !index(addrs, " " a " ")) next
-    for (i = 5; i <= NF; i++) if ($i ~ /^ino:/) print substr($i, 5) }')
+    print }')
+[ -n "$l" ] || exit 0
+printf '%s\n' "$l" | sed 's/^/__l /'
+[ -n "$ports" ] || exit 0
+hit=$(printf '%s\n' "$l" | awk '{ for (i = 5; i <= NF; i++) if ($i ~ /^ino:/) print substr($i, 5) }')
 [ -n "$hit" ] || exit 0
 hit=" $(echo $hit) "
 if [ -n "$dir" ]; then set -- -e docker-proxy -e "$dir/"; else set -- -e docker-proxy; fi
@@ -1405,7 +1410,7 @@ mod tests {
     }
 
     #[test]
-    fn a_listener_on_another_address_or_port_is_listed_and_not_looked_up() {
+    fn a_listener_on_another_address_or_port_is_left_out() {
         let held = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
         let port = held.local_addr().unwrap().port();
         // Another host of a shared-loopback fleet (127.0.0.2) and a port nobody asked about.
@@ -1428,9 +1433,18 @@ mod tests {
                 !stdout.contains("__p ") && !stdout.contains("__own "),
                 "{stdout}"
             );
-            let l = got.iter().find(|l| l.port == port).unwrap();
-            assert_eq!((l.addr.as_str(), l.process.as_deref()), ("127.0.0.2", None));
+            assert!(got.iter().all(|l| l.port != port), "{got:?}");
         }
+        // Asked for no port in particular: every listener, none looked up.
+        let Some((stdout, got)) = ports_probe(&ListeningPorts::default()) else {
+            return;
+        };
+        assert!(
+            !stdout.contains("__p ") && !stdout.contains("__own "),
+            "{stdout}"
+        );
+        let l = got.iter().find(|l| l.port == port).unwrap();
+        assert_eq!((l.addr.as_str(), l.process.as_deref()), ("127.0.0.2", None));
     }
 
     #[test]
