@@ -79,6 +79,13 @@ start_fleet() {
     [ -f "$dir/ready" ] || { echo "fleet of $n not ready in 120 s" >&2; exit 1; }
     # shellcheck disable=SC1091
     . "$dir/env.sh"
+    # The fleet's inventory asks `node_exporter_host_mount: ro,rslave`, which needs `/` shared
+    # or slave; on a machine whose `/` is private (another job may have made it so) preflight
+    # rightly blocks every host. Ask `ro` then, what preflight itself would choose there.
+    if [ "$(findmnt -no PROPAGATION / 2>/dev/null)" = private ]; then
+        sed -i 's/node_exporter_host_mount: "ro,rslave"/node_exporter_host_mount: "ro"/' "$dir/promfleet.yml"
+        echo "note: / is private here: the inventory asks node_exporter_host_mount: ro" | tee "$dir/NOTE" >&2
+    fi
 }
 
 consul_count() {

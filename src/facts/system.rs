@@ -11,6 +11,7 @@
 
 use super::{Fact, Probe};
 use crate::transport::Script;
+use std::collections::HashMap;
 
 // ---------------------------------------------------------------------------------------------
 // Docker engine
@@ -45,13 +46,16 @@ pub struct EngineInfo {
     pub root_free_kib: Option<u64>,
 }
 
+// One `docker info` (each start of the Docker CLI costs ~40 ms of CPU): its answer is the line
+// the format prefixes with `__info ` (warnings may come on stderr), its error the last line.
 const DOCKER_ENGINE: &str = r#"command -v docker >/dev/null 2>&1 || { echo __noclient; exit 0; }
-if info=$(docker info --format '{{.ServerVersion}}|{{.DockerRootDir}}|{{range .SecurityOptions}}{{.}},{{end}}' 2>/dev/null); then
+if out=$(docker info --format '__info {{.ServerVersion}}|{{.DockerRootDir}}|{{range .SecurityOptions}}{{.}},{{end}}' 2>&1); then
+  info=$(printf '%s\n' "$out" | sed -n 's/^__info //p' | head -n 1)
   echo "__info $info"
   root=${info#*|}; root=${root%%|*}
   [ -n "$root" ] && df -Pk "$root" 2>/dev/null | tail -n 1 | sed 's/^/__df /'
 else
-  echo "__error $(docker info --format x 2>&1 >/dev/null | tail -n 1)"
+  echo "__error $(printf '%s\n' "$out" | tail -n 1)"
 fi
 exit 0"#;
 
@@ -275,17 +279,35 @@ impl Fact for Compose {
 // ---------------------------------------------------------------------------------------------
 // Listening ports
 
-/// Listening TCP sockets and the process holding each (`ss -ltnp`; a process of another user
-/// is named only when the probe runs as root).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ListeningPorts;
+/// The listening TCP sockets that take one of `ports` on an address the exporters publish on
+/// (every listener when `ports` is empty; on a shared-loopback test fleet, the other hosts'
+/// exporters are left out), from `ss -ltn` (the kernel's socket table, no walk of `/proc`),
+/// and the process holding each (a process of another user is named only when the probe runs
+/// as root).
+///
+/// Naming a holder is what costs: `ss -p` reads every descriptor of every process. So the
+/// probe first looks among the processes that can be promfleet's own exporters — Docker's
+/// `docker-proxy` and any process whose command line names `<dir>/` (the test fleet's compose
+/// stand-in) — by their command lines, and runs `ss -ltnp` only for a socket none of them
+/// holds (something else took the port: a blocker, whose owner the verdict names). All in the
+/// probe's one round trip. A first run (ports free) and a re-run (ports held by the exporters)
+/// never walk the descriptors of the host's processes.
+#[derive(Debug, Clone, Default)]
+pub struct ListeningPorts {
+    /// Ports whose holders matter (the exporters'); empty: every listener, no holder named.
+    pub ports: Vec<u16>,
+    /// Addresses a listener collides on besides the wildcards (`0.0.0.0`, `::`, `*`).
+    pub addrs: Vec<String>,
+    /// A process whose command line contains `<dir>/` is looked at first (empty: none).
+    pub dir: String,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listener {
     /// Local address without brackets or `%iface` (`0.0.0.0`, `::`, `*`, `127.0.0.5`).
     pub addr: String,
     pub port: u16,
-    /// Process name, as `ss` shows it (None: not visible to the probe's user).
+    /// Process name, as `ss` shows it (None: not looked up, or not visible to the probe's user).
     pub process: Option<String>,
     pub pid: Option<u32>,
     /// Its command line (spaces for NULs), when readable.
@@ -299,24 +321,69 @@ impl Listener {
     }
 }
 
+// `ss -e` adds the socket's inode (`ino:N`), which is how a holder is matched to its socket.
+// `l`: the listeners on a wanted port and a colliding address (the address normalised as
+// `parse_ss_line` does: brackets and `%iface` dropped); `hit`: their inodes. `ls -l` of several fd
+// dirs heads each with `/proc/N/fd:`; of one dir, it does not (`one` is then its pid).
 const LISTENING_PORTS: &str = r#"command -v ss >/dev/null 2>&1 || { echo __noss; exit 0; }
-ss -Hltnp 2>/dev/null | sed 's/^/__l /'
-for pid in $(ss -Hltnp 2>/dev/null | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -u); do
-  [ -r "/proc/$pid/cmdline" ] && printf '__cmd %s %s\n' "$pid" "$(tr '\0' ' ' < "/proc/$pid/cmdline" | cut -c1-400)"
+l=$(ss -Hltne 2>/dev/null | awk -v ports="$ports" -v addrs=" $addrs " '
+  ports == "" { print; next }
+  { a = $4; p = a; sub(/.*:/, "", p); sub(/:[^:]*$/, "", a); gsub(/[][]/, "", a); sub(/%.*/, "", a)
+    if (!index(" " ports " ", " " p " ")) next
+    if (a != "0.0.0.0" && a != "::" && a != "*" && a != "" && !index(addrs, " " a " ")) next
+    print }')
+[ -n "$l" ] || exit 0
+printf '%s\n' "$l" | sed 's/^/__l /'
+[ -n "$ports" ] || exit 0
+hit=$(printf '%s\n' "$l" | awk '{ for (i = 5; i <= NF; i++) if ($i ~ /^ino:/) print substr($i, 5) }')
+[ -n "$hit" ] || exit 0
+hit=" $(echo $hit) "
+if [ -n "$dir" ]; then set -- -e docker-proxy -e "$dir/"; else set -- -e docker-proxy; fi
+cand=$(grep -laF "$@" /proc/[0-9]*/cmdline 2>/dev/null | cut -d/ -f3)
+own=""
+if [ -n "$cand" ]; then
+  own=$(ls -l $(for p in $cand; do printf '/proc/%s/fd ' "$p"; done) 2>/dev/null | awk -v hit="$hit" -v one="$cand" '
+    /^\/proc\/[0-9]+\/fd:$/ { split($0, x, "/"); pid = x[3]; next }
+    / -> socket:\[[0-9]+\]$/ { i = $NF; gsub(/[^0-9]/, "", i); if (index(hit, " " i " ")) print i, (pid == "" ? one : pid) }')
+fi
+cmd() { [ -r "/proc/$1/cmdline" ] && printf '__cmd %s %s\n' "$1" "$(tr '\0' ' ' < "/proc/$1/cmdline" | cut -c1-400)"; }
+left=$hit
+for o in $(printf '%s\n' "$own" | awk 'NF == 2 { print $1 "/" $2 }'); do
+  i=${o%/*}; p=${o#*/}
+  printf '__own %s %s %s\n' "$i" "$p" "$(cat "/proc/$p/comm" 2>/dev/null)"
+  cmd "$p"
+  left=$(printf '%s' "$left" | sed "s/ $i / /g")
 done
+[ -n "$(echo $left)" ] || exit 0
+p=$(ss -Hltnpe 2>/dev/null | awk -v left="$left" '{ for (i = 5; i <= NF; i++) if ($i ~ /^ino:/ && index(left, " " substr($i, 5) " ")) { print "__p " $0; next } }')
+[ -n "$p" ] && printf '%s\n' "$p"
+for pid in $(printf '%s\n' "$p" | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -u); do cmd "$pid"; done
 exit 0"#;
 
 impl Fact for ListeningPorts {
     type Output = Vec<Listener>;
     fn key(&self) -> String {
-        "listening_ports".into()
+        let ports: Vec<String> = self.ports.iter().map(u16::to_string).collect();
+        format!(
+            "listening_ports:{}:{}:{}",
+            ports.join(" "),
+            self.addrs.join(" "),
+            self.dir
+        )
     }
     fn script(&self) -> Script {
-        Script::new().fragment(LISTENING_PORTS)
+        let ports: Vec<String> = self.ports.iter().map(u16::to_string).collect();
+        Script::new()
+            .var("ports", &ports.join(" "))
+            .var("addrs", &self.addrs.join(" "))
+            .var("dir", &self.dir)
+            .fragment(LISTENING_PORTS)
     }
     fn parse(&self, p: &Probe) -> Result<Vec<Listener>, String> {
-        let mut out = Vec::new();
-        let mut cmdlines = std::collections::HashMap::new();
+        let mut out: Vec<(Listener, Option<u64>)> = Vec::new();
+        // Socket inode → (process name, pid) of its holder.
+        let mut holders: HashMap<u64, (Option<String>, Option<u32>)> = HashMap::new();
+        let mut cmdlines = HashMap::new();
         for line in p.stdout.lines() {
             if line == "__noss" {
                 return Err("`ss` (iproute2) is not installed".into());
@@ -326,18 +393,46 @@ impl Fact for ListeningPorts {
                 && let Ok(pid) = pid.parse::<u32>()
             {
                 cmdlines.insert(pid, cmd.trim().to_string());
+            } else if let Some(rest) = line.strip_prefix("__own ") {
+                let mut w = rest.splitn(3, ' ');
+                if let (Some(Ok(ino)), Some(Ok(pid))) = (
+                    w.next().map(str::parse::<u64>),
+                    w.next().map(str::parse::<u32>),
+                ) {
+                    let comm = w.next().map(str::trim).filter(|c| !c.is_empty());
+                    holders.insert(ino, (comm.map(str::to_string), Some(pid)));
+                }
+            } else if let Some(l) = line.strip_prefix("__p ") {
+                if let (Some(h), Some(ino)) = (parse_ss_line(l), ss_inode(l)) {
+                    holders.insert(ino, (h.process, h.pid));
+                }
             } else if let Some(l) = line.strip_prefix("__l ") {
-                out.extend(parse_ss_line(l));
+                out.extend(parse_ss_line(l).map(|x| (x, ss_inode(l))));
             }
         }
-        for l in &mut out {
-            l.cmdline = l.pid.and_then(|p| cmdlines.get(&p).cloned());
-        }
-        Ok(out)
+        Ok(out
+            .into_iter()
+            .map(|(mut l, ino)| {
+                if let Some((process, pid)) = ino.and_then(|i| holders.get(&i)) {
+                    (l.process, l.pid) = (process.clone(), *pid);
+                }
+                l.cmdline = l.pid.and_then(|p| cmdlines.get(&p).cloned());
+                l
+            })
+            .collect())
     }
 }
 
-/// One `ss -Hltnp` line: `LISTEN 0 4096 0.0.0.0:9100 0.0.0.0:* users:(("name",pid=1,fd=3))`.
+/// The socket inode of an `ss -e` line (`ino:12345`).
+fn ss_inode(line: &str) -> Option<u64> {
+    line.split_whitespace()
+        .skip(5)
+        .find_map(|f| f.strip_prefix("ino:"))
+        .and_then(|i| i.parse().ok())
+}
+
+/// One `ss -Hltn[p][e]` line:
+/// `LISTEN 0 4096 0.0.0.0:9100 0.0.0.0:* users:(("name",pid=1,fd=3)) ino:77 sk:1 <->`.
 fn parse_ss_line(line: &str) -> Option<Listener> {
     let fields: Vec<&str> = line.split_whitespace().collect();
     let local = fields.get(3)?;
@@ -345,10 +440,15 @@ fn parse_ss_line(line: &str) -> Option<Listener> {
     let port = port.parse().ok()?;
     let addr = addr.trim_start_matches('[').trim_end_matches(']');
     let addr = addr.split('%').next().unwrap_or(addr).to_string();
-    let users = fields.get(5..).map(|f| f.join(" ")).unwrap_or_default();
+    // `users:((…))` only: `-e`'s fields after it (a cgroup path) may hold anything.
+    let rest = fields.get(5..).map(|f| f.join(" ")).unwrap_or_default();
+    let users = rest
+        .split_once("users:((")
+        .map(|(_, u)| u.split_once("))").map_or(u, |(u, _)| u))
+        .unwrap_or_default();
     let process = users
-        .split_once("((\"")
-        .and_then(|(_, r)| r.split_once('"'))
+        .strip_prefix('"')
+        .and_then(|r| r.split_once('"'))
         .map(|(name, _)| name.to_string());
     let pid = users
         .split_once("pid=")
@@ -786,7 +886,14 @@ impl CapBounds {
     }
 }
 
-const CAP_BOUNDS: &str = r#"p=$(pidof dockerd 2>/dev/null) || p=$(pgrep -x dockerd 2>/dev/null)
+// dockerd's pid file first (`$pidfile`): `/var/run/docker.pid` is dockerd's default `--pidfile` (`dockerd
+// --help`, Docker 20.10.24: `-p, --pidfile string  Path to use for daemon PID file (default
+// "/var/run/docker.pid")`; https://docs.docker.com/reference/cli/dockerd/). A stale file (its
+// pid now another process) is skipped. Only without it `pidof`/`pgrep`, which read every
+// process of the host.
+const CAP_BOUNDS: &str = r#"p=""
+if [ -r "$pidfile" ] && read -r q < "$pidfile" && [ "$(cat "/proc/$q/comm" 2>/dev/null)" = dockerd ]; then p=$q
+else p=$(pidof dockerd 2>/dev/null) || p=$(pgrep -x dockerd 2>/dev/null); fi
 p=${p%% *}; p=${p%%"
 "*}
 if [ -n "$p" ] && b=$(grep '^CapBnd:' "/proc/$p/status" 2>/dev/null); then echo "__capbnd dockerd ${b#CapBnd:}"
@@ -794,13 +901,20 @@ else echo "__capbnd session $(grep '^CapBnd:' /proc/self/status | cut -f2)"; fi
 echo "__last $(cat /proc/sys/kernel/cap_last_cap 2>/dev/null)"
 exit 0"#;
 
+/// dockerd's default `--pidfile` (see `CAP_BOUNDS`).
+const DOCKERD_PIDFILE: &str = "/var/run/docker.pid";
+
+fn cap_bounds_script(pidfile: &str) -> Script {
+    Script::new().var("pidfile", pidfile).fragment(CAP_BOUNDS)
+}
+
 impl Fact for CapabilityBounds {
     type Output = CapBounds;
     fn key(&self) -> String {
         "capability_bounds".into()
     }
     fn script(&self) -> Script {
-        Script::new().fragment(CAP_BOUNDS)
+        cap_bounds_script(DOCKERD_PIDFILE)
     }
     fn parse(&self, p: &Probe) -> Result<CapBounds, String> {
         let mut out = None;
@@ -1044,6 +1158,54 @@ mod tests {
     }
 
     #[test]
+    fn docker_info_is_asked_once_whether_it_answers_or_fails() {
+        // A `docker` that logs each call: answering (a warning on stderr, as Docker 20.10
+        // prints without swap limit support) and refusing (exit 1, the error on stderr).
+        let tmp = tempfile::tempdir().unwrap();
+        let calls = tmp.path().join("calls");
+        let run = |body: &str| {
+            let shim = tmp.path().join("docker");
+            std::fs::write(
+                &shim,
+                format!("#!/bin/sh\necho \"$*\" >> '{}'\n{body}\n", calls.display()),
+            )
+            .unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&shim, std::fs::Permissions::from_mode(0o755)).unwrap();
+            let _ = std::fs::remove_file(&calls);
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(DockerEngine.script().build())
+                .env("PATH", format!("{}:/usr/bin:/bin", tmp.path().display()))
+                .output()
+                .unwrap();
+            let got = DockerEngine
+                .parse(&probe(&String::from_utf8_lossy(&out.stdout)))
+                .unwrap();
+            let n = std::fs::read_to_string(&calls)
+                .unwrap_or_default()
+                .lines()
+                .count();
+            (got, n)
+        };
+        let (ok, n) = run("echo 'WARNING: No swap limit support' >&2\n\
+             echo '__info 20.10.24+dfsg1|/nonexistent/docker|name=seccomp,profile=default,'");
+        assert_eq!(n, 1);
+        let DockerAccess::Ok(e) = ok else {
+            panic!("{ok:?}")
+        };
+        assert_eq!(
+            (e.version.as_str(), e.root_dir.as_str()),
+            ("20.10.24+dfsg1", "/nonexistent/docker")
+        );
+        let (denied, n) = run(
+            "echo 'permission denied while trying to connect to the Docker daemon socket at unix:///var/run/docker.sock' >&2\nexit 1",
+        );
+        assert_eq!(n, 1);
+        assert!(matches!(denied, DockerAccess::Denied { .. }), "{denied:?}");
+    }
+
+    #[test]
     fn rootless_socket_wins_over_the_system_one_unless_docker_host_is_set() {
         let s = DockerSocket
             .parse(&probe("__rootless /run/user/1000/docker.sock\n"))
@@ -1108,7 +1270,7 @@ mod tests {
              __l LISTEN 0      4096   127.0.0.53%lo:53  0.0.0.0:* users:((\"systemd-resolve\",pid=5,fd=14))\n\
              __cmd 77 /usr/bin/node_exporter --web.listen-address=:9100 \n",
         );
-        let got = ListeningPorts.parse(&p).unwrap();
+        let got = ListeningPorts::default().parse(&p).unwrap();
         assert_eq!(got.len(), 4);
         assert_eq!(
             got[0],
@@ -1128,7 +1290,211 @@ mod tests {
             Some("/usr/bin/node_exporter --web.listen-address=:9100")
         );
         assert_eq!((got[3].addr.as_str(), got[3].port), ("127.0.0.53", 53));
-        assert!(ListeningPorts.parse(&probe("__noss\n")).is_err());
+        assert!(ListeningPorts::default().parse(&probe("__noss\n")).is_err());
+    }
+
+    #[test]
+    fn ss_e_listeners_take_the_holder_found_for_their_socket_inode() {
+        // `ss -Hltne` / `ss -Hltnpe` lines as iproute2 6.1 prints them (Debian 12): the holder
+        // of 127.0.0.5:9100 found among the deploy dir's processes (`__own`), the one of
+        // 0.0.0.0:9105 by `ss -p` (`__p`); the other two were not looked up.
+        let p = probe(
+            "__l LISTEN 0      4096       127.0.0.5:9100       0.0.0.0:* uid:1001 ino:52001 sk:3 cgroup:/user.slice <->\n\
+             __l LISTEN 0      4096       127.0.0.6:9100       0.0.0.0:* uid:1001 ino:52002 sk:4 cgroup:/user.slice <->\n\
+             __l LISTEN 0      4096         0.0.0.0:9105       0.0.0.0:* ino:61000 sk:5 cgroup:/system.slice/docker.service <->\n\
+             __l LISTEN 0      128             [::]:22            [::]:* ino:1088 sk:1 cgroup:/ v6only:1 <->\n\
+             __own 52001 4242 prometheus-node\n\
+             __cmd 4242 /usr/bin/prometheus-node-exporter --collector.textfile.directory=/home/ops/exporter-deploy/textfile \n\
+             __p LISTEN 0      4096         0.0.0.0:9105       0.0.0.0:* users:((\"cadvisor\",pid=77,fd=3)) ino:61000 sk:5 cgroup:/system.slice/docker.service <->\n\
+             __cmd 77 /usr/bin/cadvisor -port 9105\n",
+        );
+        let got = ListeningPorts::default().parse(&p).unwrap();
+        let brief: Vec<(&str, u16, Option<&str>, Option<u32>)> = got
+            .iter()
+            .map(|l| (l.addr.as_str(), l.port, l.process.as_deref(), l.pid))
+            .collect();
+        assert_eq!(
+            brief,
+            [
+                ("127.0.0.5", 9100, Some("prometheus-node"), Some(4242)),
+                ("127.0.0.6", 9100, None, None),
+                ("0.0.0.0", 9105, Some("cadvisor"), Some(77)),
+                ("::", 22, None, None),
+            ]
+        );
+        assert_eq!(
+            got[0].cmdline.as_deref(),
+            Some(
+                "/usr/bin/prometheus-node-exporter --collector.textfile.directory=/home/ops/exporter-deploy/textfile"
+            )
+        );
+        assert_eq!(
+            got[2].cmdline.as_deref(),
+            Some("/usr/bin/cadvisor -port 9105")
+        );
+        // A cgroup path after `users:((…))` is not read as a process or a pid.
+        let l = parse_ss_line(
+            "LISTEN 0 5 0.0.0.0:9 0.0.0.0:* ino:9 sk:1 cgroup:/x/pid=12/((\"odd\" <->",
+        )
+        .unwrap();
+        assert_eq!((l.process, l.pid), (None, None));
+    }
+
+    /// The listening-ports probe run by sh on this machine, with the test's own listener.
+    fn ports_probe(f: &ListeningPorts) -> Option<(String, Vec<Listener>)> {
+        if std::process::Command::new("ss").arg("-V").output().is_err() {
+            eprintln!("SKIPPED: no `ss` (iproute2) on this machine");
+            return None;
+        }
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(f.script().build())
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        let got = f.parse(&probe(&stdout)).unwrap();
+        Some((stdout, got))
+    }
+
+    #[test]
+    fn a_port_held_by_a_process_from_the_deploy_dir_is_named_without_walking_every_process() {
+        let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = held.local_addr().unwrap().port();
+        // This test's executable stands in for an exporter started from the deploy dir.
+        let exe = std::fs::read_to_string("/proc/self/cmdline").unwrap();
+        let exe = exe.split('\0').next().unwrap();
+        let dir = std::path::Path::new(exe).parent().unwrap();
+        let f = ListeningPorts {
+            ports: vec![port],
+            addrs: vec!["127.0.0.1".into()],
+            dir: dir.display().to_string(),
+        };
+        let Some((stdout, got)) = ports_probe(&f) else {
+            return;
+        };
+        assert!(stdout.contains("__own "), "{stdout}");
+        assert!(!stdout.contains("__p "), "ss -p ran: {stdout}");
+        let l = got.iter().find(|l| l.port == port).unwrap();
+        // This process (or a fork of it that holds the socket a moment before its exec).
+        assert!(l.pid.is_some(), "{stdout}");
+        assert!(
+            l.cmdline.as_deref().unwrap_or_default().contains(exe),
+            "{l:?}"
+        );
+    }
+
+    #[test]
+    fn a_port_held_by_anything_else_is_named_by_ss_p() {
+        let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = held.local_addr().unwrap().port();
+        let f = ListeningPorts {
+            ports: vec![port],
+            addrs: vec!["127.0.0.1".into()],
+            dir: "/nonexistent/promfleet-deploy-dir".into(),
+        };
+        let Some((stdout, got)) = ports_probe(&f) else {
+            return;
+        };
+        assert!(stdout.contains("__p "), "{stdout}");
+        let l = got.iter().find(|l| l.port == port).unwrap();
+        // As root, `ss -p` names the holder (a process of this test; a concurrent fork may
+        // hold the socket a moment, so it is not necessarily this pid).
+        if std::fs::read_to_string("/proc/self/status")
+            .unwrap()
+            .lines()
+            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+        {
+            assert!(l.process.is_some() && l.pid.is_some(), "{stdout}");
+        }
+    }
+
+    #[test]
+    fn a_listener_on_another_address_or_port_is_left_out() {
+        let held = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
+        let port = held.local_addr().unwrap().port();
+        // Another host of a shared-loopback fleet (127.0.0.2) and a port nobody asked about.
+        for f in [
+            ListeningPorts {
+                ports: vec![port],
+                addrs: vec!["127.0.0.1".into()],
+                dir: String::new(),
+            },
+            ListeningPorts {
+                ports: vec![port.wrapping_add(1)],
+                addrs: vec!["127.0.0.2".into()],
+                dir: String::new(),
+            },
+        ] {
+            let Some((stdout, got)) = ports_probe(&f) else {
+                return;
+            };
+            assert!(
+                !stdout.contains("__p ") && !stdout.contains("__own "),
+                "{stdout}"
+            );
+            assert!(got.iter().all(|l| l.port != port), "{got:?}");
+        }
+        // Asked for no port in particular: every listener, none looked up.
+        let Some((stdout, got)) = ports_probe(&ListeningPorts::default()) else {
+            return;
+        };
+        assert!(
+            !stdout.contains("__p ") && !stdout.contains("__own "),
+            "{stdout}"
+        );
+        let l = got.iter().find(|l| l.port == port).unwrap();
+        assert_eq!((l.addr.as_str(), l.process.as_deref()), ("127.0.0.2", None));
+    }
+
+    #[test]
+    fn dockerd_is_found_from_its_pid_file_before_pidof_walks_the_processes() {
+        let tmp = tempfile::tempdir().unwrap();
+        // A process named dockerd (a copy of sleep), and pidof/pgrep that record being called.
+        let fake = tmp.path().join("dockerd");
+        std::fs::copy("/bin/sleep", &fake).unwrap();
+        let mut child = std::process::Command::new(&fake)
+            .arg("600")
+            .spawn()
+            .unwrap();
+        let shims = tmp.path().join("bin");
+        std::fs::create_dir(&shims).unwrap();
+        let called = tmp.path().join("called");
+        for tool in ["pidof", "pgrep"] {
+            let shim = shims.join(tool);
+            std::fs::write(
+                &shim,
+                format!("#!/bin/sh\necho {tool} >> '{}'\nexit 1\n", called.display()),
+            )
+            .unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&shim, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let pidfile = tmp.path().join("docker.pid");
+        let run = |pid: u32| {
+            std::fs::write(&pidfile, format!("{pid}\n")).unwrap();
+            let _ = std::fs::remove_file(&called);
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(cap_bounds_script(&pidfile.display().to_string()).build())
+                .env("PATH", format!("{}:/usr/bin:/bin", shims.display()))
+                .output()
+                .unwrap();
+            let c = CapabilityBounds
+                .parse(&probe(&String::from_utf8_lossy(&out.stdout)))
+                .unwrap();
+            (
+                c.source,
+                std::fs::read_to_string(&called).unwrap_or_default(),
+            )
+        };
+        let fresh = run(child.id());
+        // A stale pid file (its pid is now another process): the walk, then the session's.
+        let stale = run(std::process::id());
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(fresh, ("dockerd".to_string(), String::new()));
+        assert_eq!(stale, ("session".to_string(), "pidof\npgrep\n".to_string()));
     }
 
     #[test]
@@ -1383,6 +1749,11 @@ mod tests {
                 paths: vec!["/".into()],
             }),
             Box::new(CapabilityBounds),
+            Box::new(ListeningPorts {
+                ports: vec![22, 9100],
+                addrs: vec!["127.0.0.1".into()],
+                dir: "exporter-deploy".into(),
+            }),
         ];
         for f in facts {
             let out = std::process::Command::new("sh")

@@ -215,6 +215,22 @@ impl Wants {
             defaults: defaults.clone(),
         }
     }
+
+    /// The addresses, besides the wildcards, on which a listener takes the exporters' ports.
+    /// Publishing on every interface collides with a listener on the host's address or its
+    /// loopback; other addresses of a shared-loopback test fleet are other hosts.
+    pub fn colliding_addrs(&self) -> Vec<String> {
+        match &self.bind {
+            Some(b) => vec![b.clone()],
+            None => vec![self.ip.clone(), "127.0.0.1".into(), "::1".into()],
+        }
+    }
+
+    /// A process whose command line contains `<this>/` was started from the deploy dir (the
+    /// test fleet's compose stand-in runs the exporters from there). Empty: no such test.
+    pub fn own_dir(&self) -> &str {
+        self.deploy_dir.trim_start_matches("~/")
+    }
 }
 
 fn var_str(vars: &Vars, k: &str) -> String {
@@ -277,7 +293,11 @@ impl Probes {
             compose: Compose {
                 command: w.compose_command.clone(),
             },
-            ports: ListeningPorts,
+            ports: ListeningPorts {
+                ports: w.ports.iter().map(|&(_, p)| p).collect(),
+                addrs: w.colliding_addrs(),
+                dir: w.own_dir().to_string(),
+            },
             published: PublishedPorts,
             propagation: RootPropagation,
             cgroups: CgroupVersion,
@@ -593,15 +613,7 @@ impl Judgement<'_> {
 
     /// Whether a listener takes the address the exporters publish on.
     fn conflicts(&self, l: &Listener) -> bool {
-        if l.is_wildcard() {
-            return true;
-        }
-        match &self.w.bind {
-            Some(b) => l.addr == *b,
-            // Publishing on every interface collides with a listener on the host's address
-            // or its loopback; other addresses of a shared-loopback test fleet are other hosts.
-            None => l.addr == self.w.ip || l.addr == "127.0.0.1" || l.addr == "::1",
-        }
+        l.is_wildcard() || self.w.colliding_addrs().contains(&l.addr)
     }
 
     /// promfleet's own exporters: a published port of one of its containers, or a process
@@ -611,7 +623,7 @@ impl Judgement<'_> {
             OUR_CONTAINERS.contains(&name.as_str()) && ports.contains(&l.port)
         });
         let docker_held = matches!(l.process.as_deref(), Some("docker-proxy") | None);
-        let dir = self.w.deploy_dir.trim_start_matches("~/");
+        let dir = self.w.own_dir();
         let from_dir = !dir.is_empty()
             && l.cmdline
                 .as_deref()
@@ -1374,6 +1386,75 @@ mod tests {
         // The same docker-proxy for someone else's container is a conflict.
         f.published = vec![("grafana".into(), vec![9100])];
         assert_eq!(verdict("{}", &f).verdict, Verdict::Blocked);
+    }
+
+    #[test]
+    fn the_ports_probe_names_holders_only_on_the_exporter_ports_and_the_addresses_they_take() {
+        let none: Vars = serde_json::from_str("{}").unwrap();
+        let w = Wants::new(&host(), &defaults(), &none);
+        let p = Probes::new(&w).ports;
+        assert_eq!(p.ports, [9100, 9105]);
+        assert_eq!(p.addrs, [w.ip.as_str(), "127.0.0.1", "::1"]);
+        assert_eq!(p.dir, "exporter-deploy");
+        let bound: Vars = serde_json::from_str(
+            r#"{"exporter_bind_address":"10.0.0.9","node_exporter_port":9200}"#,
+        )
+        .unwrap();
+        let p = Probes::new(&Wants::new(&host(), &defaults(), &bound)).ports;
+        assert_eq!(
+            (p.ports, p.addrs),
+            (vec![9200, 9105], vec!["10.0.0.9".to_string()])
+        );
+    }
+
+    #[test]
+    fn a_rerun_host_whose_exporters_hold_their_ports_is_ready_from_the_probe_output() {
+        // What the probe prints on a re-run of the loopback fleet: the exporters, started from
+        // the deploy dir, found among its processes (`__own`), no `ss -p`.
+        let ip = host().ip.to_string();
+        let text = format!(
+            "__l LISTEN 0 128 {ip}:9100 0.0.0.0:* uid:999 ino:346093 sk:9 cgroup:/ <->\n\
+             __l LISTEN 0 128 {ip}:9105 0.0.0.0:* uid:999 ino:347170 sk:6 cgroup:/ <->\n\
+             __own 346093 15597 fake-cadvisor\n\
+             __cmd 15597 /tmp/f/bin/fake-cadvisor --listen {ip}:9100 --tag /tmp/f/h1/exporter-deploy/.standin\n\
+             __own 347170 15598 fake-cadvisor\n\
+             __cmd 15598 /tmp/f/bin/fake-cadvisor --listen {ip}:9105 --tag /tmp/f/h1/exporter-deploy/.standin\n"
+        );
+        let none: Vars = serde_json::from_str("{}").unwrap();
+        let w = Wants::new(&host(), &defaults(), &none);
+        let probe = crate::facts::Probe {
+            stdout: text.clone(),
+            status: 0,
+        };
+        let mut f = healthy();
+        f.listeners = Probes::new(&w).ports.parse(&probe);
+        let p = verdict("{}", &f);
+        assert_eq!(p.verdict, Verdict::Ready, "{p:#?}");
+        assert_eq!(
+            p.checks["ports"],
+            "9100 held by promfleet's exporter, 9105 held by promfleet's exporter"
+        );
+        // The same sockets held by something else, named by `ss -p` (`__p`): blocked.
+        let foreign = text
+            .lines()
+            .filter(|l| l.starts_with("__l "))
+            .map(|l| format!("{l}\n"))
+            .collect::<String>()
+            + &format!(
+                "__p LISTEN 0 128 {ip}:9100 0.0.0.0:* users:((\"node_exporter\",pid=900,fd=3)) uid:0 ino:346093 sk:9 <->\n"
+            );
+        f.listeners = Probes::new(&w).ports.parse(&crate::facts::Probe {
+            stdout: foreign,
+            status: 0,
+        });
+        let p = verdict("{}", &f);
+        assert_eq!(p.verdict, Verdict::Blocked, "{p:#?}");
+        assert!(
+            p.blockers[0]
+                .why
+                .contains(&format!("node_exporter (pid 900) on {ip}:9100")),
+            "{p:#?}"
+        );
     }
 
     #[test]
