@@ -215,9 +215,12 @@ fn inventory_has_every_host_under_its_group_with_sandboxed_vars() {
         (Some(b), Some(l)) => b.count_ones() > l,
         _ => true,
     };
+    // cAdvisor's /dev/disk mount only where the machine has /dev/disk (preflight drops it
+    // otherwise).
+    let dev_disk = Path::new("/dev/disk").exists();
     assert!(
         y.contains(&format!(
-            "groups:\n  IDE:\n    hosts:\n      - {{ name: host001, ip: {}, vars: {{ deploy_dir: {root}/host001/exporter-deploy, compose_command: {compose}, node_exporter_host_mount: {mount}, cadvisor_privileged: {privileged} }} }}\n",
+            "groups:\n  IDE:\n    hosts:\n      - {{ name: host001, ip: {}, vars: {{ deploy_dir: {root}/host001/exporter-deploy, compose_command: {compose}, node_exporter_host_mount: {mount}, cadvisor_privileged: {privileged}, cadvisor_dev_disk: {dev_disk} }} }}\n",
             h1.ip
         )),
         "{y}"
