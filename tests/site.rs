@@ -252,6 +252,7 @@ struct FollowState {
 
 /// Real Prometheus following one monitoring host's placeholder Prometheus (see the header).
 struct Follower {
+    monitoring_dir: PathBuf,
     url: String,
     stop: Arc<AtomicBool>,
     state: Arc<Mutex<FollowState>>,
@@ -260,6 +261,7 @@ struct Follower {
 
 impl Follower {
     fn start(monitoring_dir: PathBuf) -> Follower {
+        let dir = monitoring_dir.clone();
         let port = free_port();
         let stop = Arc::new(AtomicBool::new(false));
         let state = Arc::new(Mutex::new(FollowState::default()));
@@ -284,6 +286,7 @@ impl Follower {
             }
         });
         Follower {
+            monitoring_dir: dir,
             url: format!("http://127.0.0.1:{port}"),
             stop,
             state,
@@ -297,6 +300,18 @@ impl Follower {
 
     fn error(&self) -> Option<String> {
         self.state.lock().unwrap().error.clone()
+    }
+
+    /// What the follower saw, for a failure message: its error, the Prometheus starts, the
+    /// stand-in Prometheus' requests (the reloads it follows) and the real Prometheus' log.
+    fn diagnosis(&self) -> String {
+        format!(
+            "follower error: {:?}; Prometheus starts: {}; stand-in prometheus requests: {:?}\nprometheus log:\n{}",
+            self.error(),
+            self.starts(),
+            testkit::standin::requests(&self.monitoring_dir, "prometheus"),
+            self.log()
+        )
     }
 
     fn log(&self) -> String {
@@ -453,10 +468,9 @@ fn site_deploys_end_to_end_against_default_deny_tls_consul() {
         assert_eq!(
             out.status.code(),
             Some(0),
-            "{way}: site.yml failed\nstderr:\n{}\nreport:\n{r:#}\nfollower: {:?}\nprometheus log:\n{}",
+            "{way}: site.yml failed\nstderr:\n{}\nreport:\n{r:#}\n{}",
             stderr(&out),
-            follower.error(),
-            follower.log()
+            follower.diagnosis()
         );
         // Every play ran on its hosts, the verify play against the real Prometheus.
         for (host, task) in [
@@ -679,9 +693,9 @@ fn site_moves_from_one_to_two_monitoring_hosts_without_losing_a_registration() {
     assert_eq!(
         out.status.code(),
         Some(0),
-        "single: stderr:\n{}\n{r:#}\nprometheus log:\n{}",
+        "single: stderr:\n{}\n{r:#}\n{}",
         stderr(&out),
-        follower.log()
+        follower.diagnosis()
     );
     assert_eq!(
         outcome(&r, "mon01", "every registered target is UP").as_deref(),
@@ -705,9 +719,9 @@ fn site_moves_from_one_to_two_monitoring_hosts_without_losing_a_registration() {
     assert_eq!(
         out.status.code(),
         Some(0),
-        "1 → 2: stderr:\n{}\n{r:#}\nprometheus log:\n{}",
+        "1 → 2: stderr:\n{}\n{r:#}\n{}",
         stderr(&out),
-        follower.log()
+        follower.diagnosis()
     );
     assert!(polls > 1, "the registry was not polled during the run");
     assert!(lost.is_empty(), "registrations lost during 1 → 2: {lost:?}");
