@@ -662,3 +662,166 @@ fn set_mode(p: &Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
 }
+
+/// Issue 14 point 6: a re-run probes a host in full only when something may have changed
+/// there. Each host's `docker` logs its calls (the full preflight starts the Docker CLI, the
+/// cheap check never does). Run 1 probes all three hosts and records their memos; run 2 finds
+/// them unchanged and starts no Docker CLI anywhere; then host001's compose file is edited,
+/// host002's cAdvisor stopped and host003's plan changed (its memory limit): run 3 probes
+/// exactly those three in full and repairs them; `--full-preflight` probes every host again.
+#[test]
+fn a_rerun_probed_every_unchanged_host_in_full() {
+    if !ready() {
+        return;
+    }
+    let consul = Double::start();
+    let fleet = Fleet::builder()
+        .hosts(4)
+        .consul_agents([consul.d.url()])
+        .start()
+        .expect("fleet");
+    let hosts: Vec<testkit::sshd::Host> = fleet.hosts().cloned().collect();
+    let root = fleet.root().to_path_buf();
+    let docker = tool_output("sh", &["-c", "command -v docker"]);
+    let logs = root.join("docker-calls");
+    std::fs::create_dir_all(&logs).unwrap();
+    set_mode(&logs, 0o1777);
+    for h in &hosts {
+        let shim = root.join(format!("docker-shim-{}", h.name));
+        std::fs::write(
+            &shim,
+            format!(
+                "#!/bin/sh\necho \"$*\" >> {}/{}\nexec {} \"$@\"\n",
+                logs.display(),
+                h.name,
+                docker.trim()
+            ),
+        )
+        .unwrap();
+        set_mode(&shim, 0o755);
+        let dir = root.join(format!("path-{}", h.name));
+        path_dir(&dir, "docker", &[("docker", &shim)]);
+        fleet
+            .add_sshd_config(&h.name, &format!("SetEnv PATH={}\n", dir.display()))
+            .unwrap();
+    }
+    // Host name → how many times its login user started the Docker CLI since the last call.
+    let docker_calls = || -> std::collections::BTreeMap<String, usize> {
+        hosts
+            .iter()
+            .map(|h| {
+                let p = logs.join(&h.name);
+                let n = std::fs::read_to_string(&p)
+                    .unwrap_or_default()
+                    .lines()
+                    .count();
+                let _ = std::fs::remove_file(&p);
+                (h.name.clone(), n)
+            })
+            .collect()
+    };
+    let memos = || -> Value {
+        let text = std::fs::read_to_string(root.join("state/last-run.json")).unwrap();
+        serde_json::from_str::<Value>(&text).unwrap()["preflight"].clone()
+    };
+    let inv = root.join("inventory.yml");
+    fleet.inventory().write(&inv).unwrap();
+    let run = |extra: &[&str]| {
+        let mut args = vec!["--output", "json"];
+        args.extend_from_slice(extra);
+        let out = fleet_run(&["exporters"], &inv, &fleet, &args);
+        let r = report(&out);
+        assert_eq!(out.status.code(), Some(0), "{r:#}\n{}", stderr(&out));
+        host_status(&r)
+            .into_iter()
+            .map(|(h, (s, _))| (h, s))
+            .collect::<std::collections::BTreeMap<String, String>>()
+    };
+    let all = |n: usize| {
+        hosts
+            .iter()
+            .map(|h| (h.name.clone(), n))
+            .collect::<Vec<_>>()
+    };
+    let probed = |calls: &std::collections::BTreeMap<String, usize>| -> Vec<String> {
+        calls
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(h, _)| h.clone())
+            .collect()
+    };
+
+    // 1. First run: every host probed in full, deployed, and its memo recorded.
+    let st = run(&[]);
+    assert!(st.values().all(|s| s == "changed"), "{st:?}");
+    let calls = docker_calls();
+    assert_eq!(probed(&calls).len(), 4, "{calls:?}");
+    let first = memos();
+    for h in &hosts {
+        let m = &first[&h.name];
+        assert_eq!(m["verdict"], "ready", "{first:#}");
+        let file = h.deploy_dir().join("docker-compose.yml");
+        let sha = tool_output("sha256sum", &[&file.display().to_string()]);
+        assert_eq!(
+            m["files"][file.display().to_string()].as_str(),
+            sha.split_whitespace().next(),
+            "{first:#}"
+        );
+    }
+
+    // 2. Nothing changed: no host starts the Docker CLI; the memos keep their time.
+    let st = run(&[]);
+    assert!(st.values().all(|s| s == "ok"), "{st:?}");
+    let calls = docker_calls();
+    assert_eq!(calls.into_iter().collect::<Vec<_>>(), all(0));
+    assert_eq!(memos(), first);
+
+    // 3. A file edited, a service stopped, a plan changed: those three are probed in full
+    //    (and repaired); host004 is not.
+    let (edited, stopped, replanned) = (&hosts[0], &hosts[1], &hosts[2]);
+    let file = edited.deploy_dir().join("docker-compose.yml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, format!("{text}# edited by hand\n")).unwrap();
+    let pid = std::fs::read_to_string(stopped.deploy_dir().join(".standin/cadvisor-exporter.pid"))
+        .expect("cadvisor's pid file");
+    let st_kill = Command::new("kill")
+        .arg("-KILL")
+        .arg(pid.trim())
+        .status()
+        .unwrap();
+    assert!(st_kill.success());
+    fleet
+        .inventory()
+        .host_var(&replanned.name, "exporter_mem_node", "300m")
+        .write(&inv)
+        .unwrap();
+    let st = run(&[]);
+    let calls = docker_calls();
+    assert_eq!(
+        probed(&calls),
+        [&edited.name, &stopped.name, &replanned.name].map(String::clone),
+        "{calls:?}"
+    );
+    let now = memos();
+    for h in [edited, stopped, replanned] {
+        assert_eq!(st[&h.name], "changed", "{st:?}");
+        assert_eq!(now[&h.name]["verdict"], "ready", "{now:#}");
+    }
+    assert_ne!(
+        now[&replanned.name]["files"],
+        first[&replanned.name]["files"]
+    );
+    assert_eq!(st[&hosts[3].name], "ok", "{st:?}");
+    assert_eq!(memos()[&hosts[3].name], first[&hosts[3].name]);
+    assert!(
+        std::fs::read_to_string(replanned.deploy_dir().join("docker-compose.yml"))
+            .unwrap()
+            .contains("300m")
+    );
+
+    // 4. `--full-preflight`: every host probed, nothing changed.
+    let st = run(&["--full-preflight"]);
+    assert!(st.values().all(|s| s == "ok"), "{st:?}");
+    let calls = docker_calls();
+    assert_eq!(probed(&calls).len(), 4, "{calls:?}");
+}

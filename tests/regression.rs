@@ -1037,7 +1037,7 @@ fn state_files_are_written_through_a_unique_temp_name() {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::create_dir(dir.path().join("last-run.tmp")).expect("squatter");
     let run = promfleet::report::RunReport::default();
-    promfleet::report::RunState::record(dir.path(), &run, "inv.yml", &[])
+    promfleet::report::RunState::record(dir.path(), &run, "inv.yml", &[], &Default::default())
         .expect("state written despite a squatted fixed temp name");
     let mut names: Vec<String> = std::fs::read_dir(dir.path())
         .expect("read dir")

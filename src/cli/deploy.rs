@@ -1,7 +1,7 @@
 //! `promfleet deploy PLAYBOOK…` and `promfleet exporters`: plan (every input error surfaces
 //! here, before any host is touched), execute, recap, record state and the retry file.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -15,6 +15,7 @@ use crate::executor::RunOptions;
 use crate::inventory::{Host, Inventory};
 use crate::playbook::{self, Plan, Renderer, SecretMode, Secrets};
 use crate::report::{Printer, RunState};
+use crate::status::unchanged::{Memo, Unchanged, planned_digests};
 
 #[derive(Args, Debug, Clone)]
 pub struct DeployCommon {
@@ -50,6 +51,10 @@ pub struct DeployCommon {
     /// exporter variables keep the inventory's and built-in values.
     #[arg(long)]
     pub skip_preflight: bool,
+    /// Probe every host in full, also those unchanged since promfleet last deployed them
+    /// (their files as written, every service running), which are otherwise judged as then.
+    #[arg(long, conflicts_with = "skip_preflight")]
+    pub full_preflight: bool,
     /// When a stage's health gate halts the rollout, put that stage's hosts back on the
     /// files this run changed there (from `.prev`) and re-apply, as `promfleet rollback`.
     #[arg(long)]
@@ -331,12 +336,33 @@ pub async fn run(a: DeployArgs, printer: &Printer) -> anyhow::Result<crate::repo
         },
         &interrupts,
     )?;
+    // The memos of hosts deployed before (`status::unchanged`).
+    let memos = match RunState::read(&c.inv.state_dir) {
+        Some(s) if !c.full_preflight => s.preflight,
+        _ => BTreeMap::new(),
+    };
+    let mut judged = Vec::new();
     let executor = if c.skip_preflight {
         setup.executor.clone()
     } else {
         // Preflight's round trip per host also asks the facts of the host's first play.
         let primed = crate::facts::Primed::default();
-        let blocked = preflight(&mut planned, &setup, c.conn.forks, &plan_opts, &primed).await?;
+        let (blocked, results) = preflight(
+            &mut planned,
+            &setup,
+            c.conn.forks,
+            &plan_opts,
+            &primed,
+            &memos,
+        )
+        .await?;
+        judged = results
+            .into_iter()
+            .map(|r| {
+                let files = planned_digests(&planned.plan, &r.host);
+                (r, files)
+            })
+            .collect();
         Arc::new(setup.executor.with_options(RunOptions {
             blocked,
             primed,
@@ -367,11 +393,13 @@ pub async fn run(a: DeployArgs, printer: &Printer) -> anyhow::Result<crate::repo
             .map(|p| p.display().to_string())
             .collect();
         let dir = c.inv.state_dir.as_path();
+        let memos = new_memos(&run, judged, &memos);
         match RunState::record(
             dir,
             &run,
             &super::common::inventory_label(&c.inv.inventory),
             &books,
+            &memos,
         ) {
             Ok(state) if !state.failed.is_empty() => reporter.message(&format!(
                 "{} host(s) to retry: rerun with --retry-failed (or --limit @{})",
@@ -403,6 +431,8 @@ const PREFLIGHT_KEPT_SESSIONS: usize = 200;
 /// `also(plan)` for it (the facts the command reads next; their paths do not depend on the
 /// variables preflight chooses, and a fact whose question did change is simply asked again),
 /// left in `primed`.
+// Eight inputs: the pass's plan, sessions, scheduler and hand-overs, each needed as is.
+#[allow(clippy::too_many_arguments)]
 pub async fn preflight_plan(
     planned: &mut Planned,
     connector: Arc<crate::executor::Connector>,
@@ -411,8 +441,8 @@ pub async fn preflight_plan(
     sched: &crate::executor::Scheduler,
     primed: &crate::facts::Primed,
     opts: &playbook::PlanOptions,
+    memos: &BTreeMap<String, Memo>,
 ) -> anyhow::Result<Vec<crate::status::preflight::HostPreflight>> {
-    use crate::status::preflight::Verdict;
     // What preflight checks is what compose needs.
     let composing: std::collections::HashSet<&str> = planned
         .plan
@@ -437,30 +467,122 @@ pub async fn preflight_plan(
         return Ok(Vec::new());
     }
     let also = also(&planned.plan);
+    // Hosts promfleet deployed, unchanged since: the cheap check first (`status::unchanged`).
+    let unchanged: HashMap<String, Unchanged> = hosts
+        .iter()
+        .filter_map(|h| {
+            let memo = memos.get(&h.name)?;
+            Some((
+                h.name.clone(),
+                Unchanged::new(&planned.plan, &h.name, memo)?,
+            ))
+        })
+        .collect();
     // The hosts the next pass starts first keep their session (and preflight asks their
     // facts for it); the rest reconnect when their turn comes, so 1,000 hosts do not hold
     // 1,000 connections through the whole run.
     let keep = forks.max(PREFLIGHT_KEPT_SESSIONS);
-    let results = super::preflight::preflight_fleet(
-        connector,
+    let mut results = super::preflight::preflight_fleet(
+        connector.clone(),
         &planned.inventory,
         &planned.defaults,
         &hosts,
         also,
+        unchanged,
         keep,
         sched,
         primed,
     )
     .await;
-    let overrides: HashMap<String, crate::inventory::Vars> = results
-        .iter()
-        .filter(|r| r.verdict == Verdict::Adapt)
-        .map(|r| (r.host.clone(), r.overrides()))
-        .collect();
+    let before =
+        (!memos.is_empty()).then(|| (planned.inventory.hosts.clone(), planned.hosts.clone()));
+    let overrides = overrides_of(&results);
     if !overrides.is_empty() {
         planned.adapt(&overrides, opts)?;
     }
+    // A host judged on its memo whose plan now writes other content would be changed: it is
+    // probed in full first, and the plan made again from the inventory with what it found.
+    let stale: Vec<Host> = hosts
+        .iter()
+        .filter(|h| {
+            results.iter().any(|r| {
+                r.host == h.name
+                    && r.unchanged_since.is_some()
+                    && memos.get(&h.name).map(|m| &m.files)
+                        != Some(&planned_digests(&planned.plan, &h.name))
+            })
+        })
+        .cloned()
+        .collect();
+    if let Some(before) = before
+        && !stale.is_empty()
+    {
+        let again = super::preflight::preflight_fleet(
+            connector,
+            &planned.inventory,
+            &planned.defaults,
+            &stale,
+            super::preflight::Also::new(),
+            HashMap::new(),
+            keep,
+            sched,
+            primed,
+        )
+        .await;
+        for r in again {
+            if let Some(slot) = results.iter_mut().find(|x| x.host == r.host) {
+                *slot = r;
+            }
+        }
+        (planned.inventory.hosts, planned.hosts) = before;
+        planned.adapt(&overrides_of(&results), opts)?;
+    }
     Ok(results)
+}
+
+/// The variables each adapting host gets (those the inventory does not set).
+fn overrides_of(
+    results: &[crate::status::preflight::HostPreflight],
+) -> HashMap<String, crate::inventory::Vars> {
+    use crate::status::preflight::Verdict;
+    results
+        .iter()
+        .filter(|r| r.verdict == Verdict::Adapt)
+        .map(|r| (r.host.clone(), r.overrides()))
+        .collect()
+}
+
+/// The memos this run leaves (`None`: forget the host's): a host the run left ok or changed
+/// keeps the memo it was judged on, or gets one from its full preflight and the files the run
+/// wrote; every other host of the run loses its memo.
+fn new_memos(
+    run: &crate::report::RunReport,
+    judged: Vec<(
+        crate::status::preflight::HostPreflight,
+        BTreeMap<String, String>,
+    )>,
+    previous: &BTreeMap<String, Memo>,
+) -> BTreeMap<String, Option<Memo>> {
+    use crate::report::HostStatus;
+    let now = crate::base::clock::now_rfc3339();
+    let mut out: BTreeMap<String, Option<Memo>> =
+        run.hosts.iter().map(|h| (h.host.clone(), None)).collect();
+    for (r, files) in judged {
+        let done = run
+            .hosts
+            .iter()
+            .any(|h| h.host == r.host && matches!(h.status, HostStatus::Ok | HostStatus::Changed));
+        if !done {
+            continue;
+        }
+        let memo = if r.unchanged_since.is_some() {
+            previous.get(&r.host).cloned()
+        } else {
+            Memo::of(&r, files, &now)
+        };
+        out.insert(r.host.clone(), memo);
+    }
+    out
 }
 
 /// Deploy's first step: preflight (see `preflight_plan`), print each host that adapts or is
@@ -472,7 +594,11 @@ async fn preflight(
     forks: usize,
     opts: &playbook::PlanOptions,
     primed: &crate::facts::Primed,
-) -> anyhow::Result<HashMap<String, crate::executor::Blocked>> {
+    memos: &BTreeMap<String, Memo>,
+) -> anyhow::Result<(
+    HashMap<String, crate::executor::Blocked>,
+    Vec<crate::status::preflight::HostPreflight>,
+)> {
     use crate::status::preflight::Verdict;
     let ex = &setup.executor;
     // The run's forks and Ctrl-C (a host cancellation kept from its preflight is not run).
@@ -485,11 +611,12 @@ async fn preflight(
         &sched,
         primed,
         opts,
+        memos,
     )
     .await?;
     let reporter = &setup.reporter;
     let mut blocked = HashMap::new();
-    for r in results {
+    for r in &results {
         match r.verdict {
             Verdict::Blocked => {
                 let b = match r.connect_failure.clone() {
@@ -510,12 +637,16 @@ async fn preflight(
                 blocked.insert(r.host.clone(), b);
             }
             Verdict::Adapt => reporter.notice(&format!(
-                "preflight: {} will adapt: {}",
+                "preflight: {} will adapt: {}{}",
                 r.host,
-                r.summary()
+                r.summary(),
+                match &r.unchanged_since {
+                    Some(at) => format!(" (unchanged since it was probed at {at})"),
+                    None => String::new(),
+                }
             )),
             Verdict::Ready => {}
         }
     }
-    Ok(blocked)
+    Ok((blocked, results))
 }

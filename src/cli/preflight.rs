@@ -18,6 +18,7 @@ use crate::inventory::{Host, Inventory, Vars};
 use crate::playbook::Secrets;
 use crate::report::{ExitCode, Printer};
 use crate::status::preflight::{self, Ask, HostPreflight, Verdict, Wants};
+use crate::status::unchanged::Unchanged;
 
 #[derive(Args, Debug)]
 pub struct PreflightArgs {
@@ -46,6 +47,7 @@ pub async fn preflight_fleet(
     defaults: &Vars,
     hosts: &[Host],
     mut also: Also,
+    mut unchanged: std::collections::HashMap<String, Unchanged>,
     keep: usize,
     sched: &Scheduler,
     primed: &Primed,
@@ -63,6 +65,7 @@ pub async fn preflight_fleet(
                 Vec::new()
             },
             keep: i < keep,
+            unchanged: unchanged.remove(&h.name),
         })
         .collect();
     preflight::check_all(connector, asks, sched, primed).await
@@ -90,6 +93,7 @@ pub async fn run(a: PreflightArgs, printer: &Printer) -> anyhow::Result<ExitCode
         &defaults,
         &hosts,
         Also::new(),
+        Default::default(),
         0,
         &sched,
         &Primed::default(),

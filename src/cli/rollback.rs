@@ -169,7 +169,9 @@ pub async fn run(
     reporter.run_finished(&run);
     if !a.check {
         let inv = super::common::inventory_label(&a.inv.inventory);
-        if let Err(e) = RunState::record(dir, &run, &inv, &books) {
+        // Restored files are not what the memos recorded: the next deploy probes these hosts.
+        let memos = run.hosts.iter().map(|h| (h.host.clone(), None)).collect();
+        if let Err(e) = RunState::record(dir, &run, &inv, &books, &memos) {
             reporter.warning(&format!("cannot write run state in {}: {e}", dir.display()));
         }
     }

@@ -98,6 +98,8 @@ pub async fn run(a: StatusArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
             ),
             &primed,
             &playbook::PlanOptions::default(),
+            // `status` probes every host in full: it reports what is there now.
+            &Default::default(),
         )
         .await?;
     }

@@ -119,6 +119,7 @@ async fn preflight(connector: &Arc<Connector>, plan: &Plan, primed: &Primed) {
             wants: Wants::new(h, &Vars::new(), &Vars::new()),
             also: also.remove(&h.name).unwrap_or_default(),
             keep: true,
+            unchanged: None,
         })
         .collect();
     let sched = Scheduler::new(10, CancellationToken::new(), CancellationToken::new());
@@ -267,6 +268,7 @@ async fn a_host_preflight_does_not_keep_is_disconnected_after_its_check() {
                 wants: Wants::new(&h, &Vars::new(), &Vars::new()),
                 also: also.remove(*name).unwrap_or_default(),
                 keep: *name == "a",
+                unchanged: None,
                 host: h,
             }
         })

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::{HostStatus, RunReport, write_atomic};
+use crate::status::unchanged::Memo;
 
 pub const STATE_DIR: &str = ".promfleet";
 
@@ -26,6 +27,11 @@ pub struct RunState {
     /// `promfleet rollback` restores from `.prev`. Kept across jobs (it is about the host).
     #[serde(default)]
     pub changes: BTreeMap<String, HostChange>,
+    /// host → what preflight found there when a run last probed it in full and then
+    /// deployed it successfully (`status::unchanged`: such a host is not probed again while
+    /// its files are as written and its services run).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub preflight: BTreeMap<String, Memo>,
 }
 
 /// What one run changed on one host.
@@ -53,12 +59,20 @@ impl RunState {
         run: &RunReport,
         inventory: &str,
         playbooks: &[String],
+        memos: &BTreeMap<String, Option<Memo>>,
     ) -> std::io::Result<RunState> {
         std::fs::create_dir_all(dir)?;
         let mut state = Self::read(dir).unwrap_or_default();
         if state.inventory != inventory || state.playbooks != playbooks {
             // A different job: earlier outcomes do not apply.
             state.hosts.clear();
+            state.preflight.clear();
+        }
+        for (host, memo) in memos {
+            match memo {
+                Some(m) => state.preflight.insert(host.clone(), m.clone()),
+                None => state.preflight.remove(host),
+            };
         }
         for h in &run.hosts {
             // A host that was not run (halted stage, interrupted) is still to do: it is
@@ -152,5 +166,47 @@ mod tests {
         let was: serde_json::Value = serde_json::from_str(old).unwrap();
         assert_eq!(back["hosts"], was["hosts"]);
         assert!(serde_json::from_str::<RunState>(&old.replace("\"ok\"", "\"fine\"")).is_err());
+    }
+
+    #[test]
+    fn preflight_memos_are_set_dropped_kept_and_cleared_by_another_job() {
+        use crate::status::preflight::Verdict;
+        let dir = tempfile::tempdir().unwrap();
+        let memo = |at: &str| Memo {
+            by: Memo::this_build(),
+            at: at.into(),
+            verdict: Verdict::Ready,
+            adaptations: Vec::new(),
+            files: BTreeMap::from([("/d/docker-compose.yml".into(), "ab".into())]),
+        };
+        let run = |hosts: &[(&str, HostStatus)]| {
+            let mut r = RunReport::default();
+            for (h, s) in hosts {
+                let mut hr = super::super::HostReport::new(h, "web");
+                hr.status = *s;
+                r.hosts.push(hr);
+            }
+            r
+        };
+        let books = ["exporters.yml".to_string()];
+        let set = BTreeMap::from([
+            ("a".into(), Some(memo("t1"))),
+            ("b".into(), Some(memo("t1"))),
+        ]);
+        let r = run(&[("a", HostStatus::Changed), ("b", HostStatus::Changed)]);
+        RunState::record(dir.path(), &r, "inv.yml", &books, &set).unwrap();
+        // A later run of host b only: b's memo dropped (it failed), a's kept.
+        let drop_b = BTreeMap::from([("b".into(), None)]);
+        let r = run(&[("b", HostStatus::Failed)]);
+        let st = RunState::record(dir.path(), &r, "inv.yml", &books, &drop_b).unwrap();
+        assert_eq!(st.preflight.keys().collect::<Vec<_>>(), ["a"]);
+        assert_eq!(
+            RunState::read(dir.path()).unwrap().preflight["a"],
+            memo("t1")
+        );
+        // Another inventory: another job, whose hosts start without memos.
+        let r = run(&[("c", HostStatus::Ok)]);
+        let st = RunState::record(dir.path(), &r, "other.yml", &books, &BTreeMap::new()).unwrap();
+        assert!(st.preflight.is_empty(), "{:?}", st.preflight);
     }
 }

@@ -464,6 +464,7 @@ mod tests {
                 wants: Wants::new(&host("a"), &Default::default(), &Default::default()),
                 also: want.ask(),
                 keep: true,
+                unchanged: None,
             };
             let pre = check_all(connector.clone(), vec![ask], &sched, &primed).await;
             assert_eq!(pre.len(), 1);
@@ -522,6 +523,7 @@ mod tests {
             wants: Wants::new(&host("a"), &Default::default(), &Default::default()),
             also: want.ask(),
             keep: true,
+            unchanged: None,
         };
         let pre = check_all(connector.clone(), vec![ask], &sched, &primed).await;
         assert!(pre[0].unreachable, "{pre:?}");

@@ -14,6 +14,7 @@ pub mod central;
 pub mod host;
 pub mod preflight;
 pub mod targets;
+pub mod unchanged;
 
 use serde::Serialize;
 use serde::ser::SerializeMap;

@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::executor::{Connector, Scheduler};
@@ -34,7 +34,7 @@ const CGROUP_V1_RHEL: &str = "/cgroup";
 /// Names of promfleet's exporter containers (templates/exporters/docker-compose.yml).
 const OUR_CONTAINERS: [&str; 2] = ["node-exporter", "cadvisor-exporter"];
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
     Ready,
@@ -62,7 +62,7 @@ pub struct Blocker {
 }
 
 /// A template variable preflight chose for a host.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Adaptation {
     pub var: String,
     pub value: Value,
@@ -90,6 +90,9 @@ pub struct HostPreflight {
     /// connect a second time.
     #[serde(skip)]
     pub connect_failure: Option<crate::executor::Blocked>,
+    /// Not probed again: unchanged since the full preflight of this time (`status::unchanged`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unchanged_since: Option<String>,
 }
 
 impl HostPreflight {
@@ -462,6 +465,7 @@ pub fn judge(host: &Host, w: &Wants, f: &Findings) -> HostPreflight {
         adaptations: j.adaptations,
         blockers: j.blockers,
         connect_failure: None,
+        unchanged_since: None,
     }
 }
 
@@ -488,6 +492,7 @@ pub fn unreachable(host: &Host, e: &TransportError) -> HostPreflight {
             why: format!("unreachable: {error}"),
             fix: "make the host answer over SSH (address, port, user, key, known_hosts)".into(),
         }],
+        unchanged_since: None,
     }
 }
 
@@ -1011,6 +1016,9 @@ pub struct Ask {
     /// Keep the session open for the next pass; otherwise it is closed after the check, so
     /// a large fleet does not hold every host's connection (and its memory) at once.
     pub keep: bool,
+    /// The host's memo from its last deploy: the cheap check first, the full probe only when
+    /// it does not hold.
+    pub unchanged: Option<super::unchanged::Unchanged>,
 }
 
 /// Preflight every host through `sched` (its forks, its Ctrl-C), over the connector's
@@ -1054,15 +1062,26 @@ pub async fn check_host(connector: &Connector, ask: &Ask, primed: &Primed) -> Ho
     };
     let facts = Arc::new(Facts::new(session));
     let also: Vec<&dyn ErasedFact> = ask.also.iter().map(|f| f.as_ref()).collect();
-    match probe(&facts, w, &target.user, target.become_root, &also).await {
-        Ok(f) => {
+    let judged = async {
+        if let Some(u) = &ask.unchanged
+            && u.holds(&facts, &also).await?
+        {
+            return Ok(u.verdict(host));
+        }
+        // (After a check that did not hold, its answers are cached: only the probes are new.)
+        probe(&facts, w, &target.user, target.become_root, &also)
+            .await
+            .map(|f| judge(host, w, &f))
+    };
+    match judged.await {
+        Ok(r) => {
             if !ask.keep {
                 drop(facts);
                 connector.release(&host.name).await;
             } else if !also.is_empty() {
                 primed.put(&host.name, facts);
             }
-            judge(host, w, &f)
+            r
         }
         // The batch outlived --command-timeout: the host answers but hangs on a probe. The
         // next pass gets the facts with the timeout remembered (over the same session), so
@@ -1090,6 +1109,7 @@ pub async fn check_host(connector: &Connector, ask: &Ask, primed: &Primed) -> Ho
                 fix: "run `promfleet preflight -v` for this host and fix what it names".into(),
             }],
             connect_failure: None,
+            unchanged_since: None,
         },
     }
 }
