@@ -163,10 +163,14 @@ fn main() -> Result<()> {
             &format!("#!/bin/sh\nexec {fleet_compose} \"$@\"\n"),
         )?;
     } else {
+        // The fleet's wrapper with one more variable: one shell started per call, not two.
+        let wrapper = std::fs::read_to_string(fleet.compose_command())
+            .with_context(|| format!("read {fleet_compose}"))?;
+        let (shebang, rest) = wrapper.split_once('\n').unwrap_or((&wrapper, ""));
         write_exec(
             &compose,
             &format!(
-                "#!/bin/sh\nexport STANDIN_REAL_COMPOSE={}\nexec {fleet_compose} \"$@\"\n",
+                "{shebang}\nexport STANDIN_REAL_COMPOSE={}\n{rest}",
                 validator.display()
             ),
         )?;
