@@ -615,6 +615,16 @@ async fn preflight(
     )
     .await?;
     let reporter = &setup.reporter;
+    let unchanged = results
+        .iter()
+        .filter(|r| r.unchanged_since.is_some())
+        .count();
+    if unchanged > 0 {
+        reporter.notice(&format!(
+            "preflight: {unchanged} of {} host(s) unchanged since promfleet deployed them (files as written, every service running): not probed again (--full-preflight probes them)",
+            results.len()
+        ));
+    }
     let mut blocked = HashMap::new();
     for r in &results {
         match r.verdict {
