@@ -374,7 +374,7 @@ fn consul_acl_agents_fall_back_to_the_management_token_without_an_agent_token() 
         &[("consul_acl", "true")],
         &[("consul_management_token", MANAGEMENT)],
     );
-    let files = planned_files(&planned);
+    let files = planned_texts(&planned);
     for name in ["promfleet-acl-server.json", "promfleet-acl-client.json"] {
         let (_, text) = files
             .iter()
@@ -428,52 +428,18 @@ fn plan_consul(
     vars: &[(&str, &str)],
     secrets: &[(&str, &str)],
 ) -> promfleet::cli::deploy::Planned {
-    use promfleet::cli::common::InventoryArgs;
-    use promfleet::cli::deploy::make_plan;
-    use promfleet::playbook::{PlanOptions, SecretMode};
     let text: String = secrets
         .iter()
         .map(|(k, v)| format!("{k}: \"{v}\"\n"))
         .collect();
     let secrets = secret_file(dir, "secrets.yml", &text);
-    let args = InventoryArgs {
-        inventory: vec![inv.to_path_buf()],
-        limit: Vec::new(),
-        retry_failed: false,
-        extra_vars: vars.iter().map(|(k, v)| format!("{k}={v}")).collect(),
-        state_dir: dir.join("state"),
-        project: Some(repo()),
-        no_resolve: false,
-    };
-    make_plan(
-        &promfleet::report::Printer::new(Default::default()),
-        &[PathBuf::from("consul.yml")],
-        &args,
-        Path::new(promfleet::transport::SSH_CONFIG_DEFAULT),
-        None,
-        Some(&secrets),
-        SecretMode::Real,
-        &PlanOptions::default(),
-        false,
-    )
-    .expect("plan")
+    plan_of("consul.yml", inv, Some(&secrets), &dir.join("state"), vars)
 }
 
 /// The files a plan writes: destination and text.
-fn planned_files(planned: &promfleet::cli::deploy::Planned) -> Vec<(String, String)> {
-    use promfleet::modules::Action;
-    planned
-        .plan
-        .plays
-        .iter()
-        .flat_map(|p| &p.hosts)
-        .flat_map(|hp| &hp.steps)
-        .filter_map(|s| match &s.action {
-            Some(Action::File(f)) => Some((
-                f.dest.clone(),
-                String::from_utf8_lossy(&f.content).into_owned(),
-            )),
-            _ => None,
-        })
+fn planned_texts(planned: &promfleet::cli::deploy::Planned) -> Vec<(String, String)> {
+    planned_files(planned)
+        .into_iter()
+        .map(|f| (f.dest, String::from_utf8_lossy(&f.content).into_owned()))
         .collect()
 }

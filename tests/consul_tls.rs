@@ -2,7 +2,7 @@
 //! CA made in the test (rcgen). The Consul double serves HTTPS (optionally requiring client
 //! certificates, like `verify_incoming`) and answers 403 without the token.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use promfleet::inventory::ConsulSettings;
@@ -385,43 +385,9 @@ fn rendered_monitoring(
     secrets: &Path,
     state: &Path,
 ) -> Vec<(String, Vec<u8>, u32, Option<String>)> {
-    use promfleet::cli::common::InventoryArgs;
-    use promfleet::cli::deploy::make_plan;
-    use promfleet::modules::Action;
-    use promfleet::playbook::{PlanOptions, SecretMode};
-    let args = InventoryArgs {
-        inventory: vec![inv.to_path_buf()],
-        limit: Vec::new(),
-        retry_failed: false,
-        extra_vars: Vec::new(),
-        state_dir: state.to_path_buf(),
-        project: Some(repo()),
-        no_resolve: false,
-    };
-    let planned = make_plan(
-        &promfleet::report::Printer::new(Default::default()),
-        &[PathBuf::from("monitoring.yml")],
-        &args,
-        std::path::Path::new(promfleet::transport::SSH_CONFIG_DEFAULT),
-        None,
-        Some(secrets),
-        SecretMode::Real,
-        &PlanOptions::default(),
-        false,
-    )
-    .expect("plan");
-    planned
-        .plan
-        .plays
-        .iter()
-        .flat_map(|p| &p.hosts)
-        .flat_map(|hp| &hp.steps)
-        .filter_map(|s| match &s.action {
-            Some(Action::File(f)) => {
-                Some((f.dest.clone(), f.content.to_vec(), f.mode, f.owner.clone()))
-            }
-            _ => None,
-        })
+    planned_files(&plan_of("monitoring.yml", inv, Some(secrets), state, &[]))
+        .into_iter()
+        .map(|f| (f.dest, f.content.to_vec(), f.mode, f.owner))
         .collect()
 }
 

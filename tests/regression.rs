@@ -1314,10 +1314,6 @@ fn consul_token_in_secrets_file_was_never_sent() {
 /// ACL default-deny Prometheus discovered nothing.
 #[test]
 fn prometheus_consul_sd_had_no_token() {
-    use promfleet::cli::common::InventoryArgs;
-    use promfleet::cli::deploy::make_plan;
-    use promfleet::modules::Action;
-    use promfleet::playbook::{PlanOptions, SecretMode};
     if !have("promtool") {
         println!("SKIPPED: promtool not installed");
         return;
@@ -1342,38 +1338,14 @@ fn prometheus_consul_sd_had_no_token() {
         ));
     }
     let secrets = secret_file(dir.path(), "secrets.yml", &secrets);
-    let inv = InventoryArgs {
-        inventory: vec![repo().join("inventory/example.yml")],
-        limit: Vec::new(),
-        retry_failed: false,
-        extra_vars: Vec::new(),
-        state_dir: dir.path().join("state"),
-        project: Some(repo()),
-        no_resolve: false,
-    };
-    let planned = make_plan(
-        &promfleet::report::Printer::new(Default::default()),
-        &[PathBuf::from("monitoring.yml")],
-        &inv,
-        std::path::Path::new(promfleet::transport::SSH_CONFIG_DEFAULT),
-        None,
+    let planned = plan_of(
+        "monitoring.yml",
+        &repo().join("inventory/example.yml"),
         Some(&secrets),
-        SecretMode::Real,
-        &PlanOptions::default(),
-        false,
-    )
-    .expect("plan");
-    let files: Vec<_> = planned
-        .plan
-        .plays
-        .iter()
-        .flat_map(|p| &p.hosts)
-        .flat_map(|hp| &hp.steps)
-        .filter_map(|s| match &s.action {
-            Some(Action::File(f)) => Some(f.clone()),
-            _ => None,
-        })
-        .collect();
+        &dir.path().join("state"),
+        &[],
+    );
+    let files = planned_files(&planned);
     let file = |suffix: &str| {
         files
             .iter()

@@ -421,9 +421,10 @@ pub async fn run(a: DeployArgs, printer: &Printer) -> anyhow::Result<crate::repo
     Ok(run.exit_code())
 }
 
-/// Sessions preflight leaves open for the run at least (more with more `--forks`): a few
-/// hundred connections' memory, and a fleet this size costs one connection per host.
-const PREFLIGHT_KEPT_SESSIONS: usize = 200;
+/// Sessions preflight leaves open for the run at least (more with more `--forks`): a fleet
+/// this size costs one connection per host. Each open session holds ~0.1 MiB: 1,000 hosts at
+/// forks 100 peaked at 101.5 MiB with 200 kept, 92.9 MiB with 100 (benches/README.md).
+const PREFLIGHT_KEPT_SESSIONS: usize = 100;
 
 /// Preflight the plan's fleet hosts that get a compose project, over `connector`'s sessions
 /// (kept for the run), through `sched`, and plan again with the variables preflight chose:

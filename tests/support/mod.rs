@@ -6,6 +6,7 @@
 //! - `scenario`: the fluent fleet scenario (`Scenario::fleet(3)…run(&[…])…check()`)
 //! - `skip`: SKIPPED when root or a program is missing
 //! - `files`: small file helpers (`write`, `secret_file`, `find`, `files_under`, `read`, `yaml`)
+//! - `plan`: planning without a host (`plan_of`) and the files a plan writes (`planned_files`)
 //! - `poll`: waiting until a deadline
 //! - `consul`: the Consul test double on its own runtime (`Double`)
 //! - `prometheus`: real Prometheus and Alertmanager started from a config (`Launch`, `Engine`);
@@ -20,6 +21,7 @@
 
 pub mod consul;
 pub mod files;
+pub mod plan;
 pub mod poll;
 pub mod project;
 pub mod prometheus;
@@ -32,6 +34,7 @@ pub mod stacks;
 
 pub use consul::*;
 pub use files::*;
+pub use plan::*;
 pub use poll::*;
 pub use project::*;
 pub use prometheus::*;
