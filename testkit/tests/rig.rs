@@ -734,3 +734,101 @@ fn ssh_round_trip_cost() {
     }
     eprintln!("ssh true: {:?} each", t.elapsed() / 10);
 }
+
+/// Regression (CI flakes, then a benchmark run: "Cannot start service node-exporter (it
+/// exited): fake-cadvisor: listening on 127.0.0.95:9100"): `up` judged a service it had just
+/// started by `alive`, whose command-line check fails until the forked shell has exec'd the
+/// service (its command line is still the stand-in's). Here the service's log is a FIFO, so the
+/// forked shell blocks opening it — that window, held open — until the test reads the FIFO.
+/// `up` must wait (bounded by its own deadline) instead of reporting the service exited.
+#[test]
+fn standin_up_took_a_starting_service_for_an_exited_one() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let project = dir.path().join("proj");
+    let state = project.join(".standin");
+    std::fs::create_dir_all(&state).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    // Already in `docker-compose config`'s normalized form: the validator is `cat`.
+    std::fs::write(
+        project.join("docker-compose.yml"),
+        format!(
+            "services:\n  node-exporter:\n    image: prom/node-exporter\n    ports:\n    - published: {port}\n      target: 9100\n"
+        ),
+    )
+    .unwrap();
+    let validator = dir.path().join("config-cat");
+    std::fs::write(&validator, "#!/bin/sh\nexec cat \"$2\"\n").unwrap();
+    std::fs::set_permissions(
+        &validator,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let log = state.join("node-exporter.log");
+    let c = std::ffi::CString::new(log.to_string_lossy().as_bytes()).unwrap();
+    // SAFETY: a NUL-terminated path we own.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+    let mut up = Command::new("sh")
+        .arg(standin::compose_standin_path())
+        .arg("-f")
+        .arg(project.join("docker-compose.yml"))
+        .args(["up", "-d"])
+        .env("STANDIN_IP", "127.0.0.1")
+        .env("STANDIN_NODE_EXPORTER", "fake")
+        .env("STANDIN_FAKE_EXPORTER", standin::fake_exporter_path())
+        .env("STANDIN_REAL_COMPOSE", &validator)
+        .env("STANDIN_START_SECS", "30")
+        .env_remove("SSH_CONNECTION")
+        .env_remove("STANDIN_CACHE")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("compose-standin");
+    // With the defect, `up` gives up at its first poll, while the service's shell is blocked.
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(3) {
+        if up.try_wait().expect("wait").is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let early = up.try_wait().expect("wait");
+    // Let the service's shell go on: read its log.
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::fs::File::open(&log).and_then(|mut f| f.read_to_string(&mut s));
+        s
+    });
+    // `up` ends by its own deadline (STANDIN_START_SECS) at the latest.
+    let t1 = Instant::now();
+    while up.try_wait().expect("wait").is_none() && t1.elapsed() < Duration::from_secs(45) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Every process of the project names its dir (the service's shell, before its exec, the
+    // stand-in's own command line with the compose file): kill them all, so the FIFO's writers
+    // close and the reader ends.
+    let t0 = Instant::now();
+    while !processes_mentioning(&project).is_empty() && t0.elapsed() < Duration::from_secs(10) {
+        let _ = Command::new("pkill")
+            .arg("-f")
+            .arg(project.to_string_lossy().as_ref())
+            .status();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = up.kill();
+    let out = up.wait_with_output().expect("up");
+    let log_text = reader.join().unwrap_or_default();
+    assert!(
+        early.is_none() && out.status.success(),
+        "`up` did not wait for the starting service (ended within 3 s: {early:?}; then {:?}): {}\n{}\nservice log: {log_text}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        log_text.contains(&format!("listening on 127.0.0.1:{port}")),
+        "{log_text}"
+    );
+}
