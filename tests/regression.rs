@@ -1651,3 +1651,33 @@ fn sigterm_during_planning_killed_deploy() {
         assert!(!state.join("retry").exists(), "{ctx}");
     }
 }
+
+/// `-e KEY=false` was the string "false", which a template's `{% if KEY %}` takes as true:
+/// `-e cadvisor_privileged=false` still rendered cAdvisor privileged (and `-e consul_acl=false`
+/// would have turned ACLs on). Each row plans exporters.yml for the example inventory with the
+/// variable given on the command line and reads the compose file the plan writes.
+#[test]
+fn extra_var_false_turned_a_boolean_setting_on() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let inv = repo().join("inventory/example.yml");
+    for (value, privileged) in [("false", false), ("true", true), ("False", false)] {
+        let planned = plan_of(
+            "exporters.yml",
+            &inv,
+            None,
+            &dir.path().join("state"),
+            &[("cadvisor_privileged", value)],
+        );
+        let files = planned_files(&planned);
+        let compose = files
+            .iter()
+            .find(|f| f.dest.ends_with("/docker-compose.yml"))
+            .expect("a compose file planned");
+        let text = String::from_utf8_lossy(&compose.content);
+        assert_eq!(
+            text.contains("privileged: true"),
+            privileged,
+            "-e cadvisor_privileged={value}:\n{text}"
+        );
+    }
+}

@@ -41,6 +41,7 @@ pub struct InventoryArgs {
     #[arg(long)]
     pub retry_failed: bool,
     /// Extra variable KEY=VALUE (highest precedence, like ansible-playbook -e); repeatable.
+    /// `true` and `false` are booleans, any other value a string.
     #[arg(short = 'e', long = "extra-vars", value_name = "KEY=VALUE")]
     pub extra_vars: Vec<String>,
     /// Where the run state and retry file are kept.
@@ -263,12 +264,23 @@ pub fn load_inventory_args(
         if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             anyhow::bail!("-e {kv}: variable names are letters, digits and _");
         }
+        let value = extra_var_value(v);
         for h in &mut inv.hosts {
-            h.vars
-                .insert(k.to_string(), serde_json::Value::String(v.to_string()));
+            h.vars.insert(k.to_string(), value.clone());
         }
     }
     Ok(inv)
+}
+
+/// An `-e` value: `true` and `false` are booleans, everything else the string as given.
+/// (ansible-playbook keeps `key=false` a string; in promfleet's templates a non-empty string
+/// is true, so `-e consul_acl=false` would have turned ACLs on.)
+fn extra_var_value(v: &str) -> serde_json::Value {
+    match v {
+        "true" | "True" => serde_json::Value::Bool(true),
+        "false" | "False" => serde_json::Value::Bool(false),
+        _ => serde_json::Value::String(v.to_string()),
+    }
 }
 
 /// Hosts selected by --limit / --retry-failed (all hosts when neither is given).
