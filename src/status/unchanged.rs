@@ -185,3 +185,93 @@ impl Unchanged {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::{compose, compose_step, copy_step, file, host};
+    use crate::playbook::{HostPlan, PlannedPlay};
+
+    const DIR: &str = "/opt/exporters";
+
+    fn plan(content: &[u8], extra: Option<&str>) -> Plan {
+        let mut steps = vec![copy_step(file(
+            &format!("{DIR}/docker-compose.yml"),
+            content,
+        ))];
+        if let Some(dest) = extra {
+            steps.push(copy_step(file(dest, b"other")));
+        }
+        steps.push(compose_step(compose(DIR, &["node-exporter"])));
+        Plan {
+            plays: vec![PlannedPlay {
+                name: "exporters".into(),
+                stage: None,
+                serial: None,
+                max_fail_percentage: None,
+                canary: false,
+                gate: None,
+                hosts: vec![HostPlan {
+                    host: host("web1"),
+                    steps,
+                    handlers: Vec::new(),
+                }],
+            }],
+        }
+    }
+
+    fn memo(p: &Plan) -> Memo {
+        Memo {
+            by: Memo::this_build(),
+            at: "2026-12-02T00:00:00Z".into(),
+            verdict: Verdict::Ready,
+            adaptations: Vec::new(),
+            files: planned_digests(p, "web1"),
+        }
+    }
+
+    #[test]
+    fn only_the_watched_files_the_plan_writes_are_remembered() {
+        // A file the compose project does not watch is not part of the memo.
+        let p = plan(b"services: {}\n", Some("/opt/exporters/prometheus.yml"));
+        let d = planned_digests(&p, "web1");
+        assert_eq!(
+            d.keys().collect::<Vec<_>>(),
+            ["/opt/exporters/docker-compose.yml"]
+        );
+        assert_eq!(
+            d.values().next().map(String::as_str),
+            Some(sha256_hex(b"services: {}\n").as_str())
+        );
+        assert!(planned_digests(&p, "web2").is_empty());
+    }
+
+    #[test]
+    fn a_memo_of_another_build_or_other_files_or_a_blocked_host_is_not_used() {
+        let p = plan(b"a", None);
+        let m = memo(&p);
+        assert!(Unchanged::new(&p, "web1", &m).is_some());
+        // Another promfleet build probes again.
+        let other = Memo {
+            by: "0.0.0 0000000".into(),
+            ..m.clone()
+        };
+        assert!(Unchanged::new(&p, "web1", &other).is_none());
+        // The memo names a file the plan no longer writes.
+        let mut moved = m.clone();
+        moved
+            .files
+            .insert("/elsewhere/docker-compose.yml".into(), "x".into());
+        assert!(Unchanged::new(&p, "web1", &moved).is_none());
+        // A host without a compose project.
+        assert!(Unchanged::new(&p, "web2", &m).is_none());
+        // Blocked hosts get no memo at all.
+        let judged = HostPreflight {
+            verdict: Verdict::Blocked,
+            ..Unchanged::new(&p, "web1", &m)
+                .unwrap()
+                .verdict(&host("web1"))
+        };
+        assert!(Memo::of(&judged, planned_digests(&p, "web1"), "now").is_none());
+    }
+}
