@@ -274,12 +274,7 @@ fn consul_acl_and_tls_files_are_0600_for_the_images_consul_user_and_masked_in_ou
                 "PROMFLEET_SECRET_CONSUL_AGENT_KEY",
                 &tls.client_key.display().to_string(),
             )
-            .arg("-i")
-            .arg(&inv)
-            .arg("--known-hosts")
-            .arg(fleet.known_hosts())
-            .arg("--state-dir")
-            .arg(fleet.root().join("state"))
+            .on_fleet(&inv, &fleet)
             .arg("--output")
             .arg("json")
             .output();

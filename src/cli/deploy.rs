@@ -503,17 +503,14 @@ pub async fn preflight_plan(
     }
     // A host judged on its memo whose plan now writes other content would be changed: it is
     // probed in full first, and the plan made again from the inventory with what it found.
-    let stale: Vec<Host> = hosts
+    let stale: Vec<Host> = results
         .iter()
-        .filter(|h| {
-            results.iter().any(|r| {
-                r.host == h.name
-                    && r.unchanged_since.is_some()
-                    && memos.get(&h.name).map(|m| &m.files)
-                        != Some(&planned_digests(&planned.plan, &h.name))
-            })
+        .filter(|r| {
+            r.unchanged_since.is_some()
+                && memos.get(&r.host).map(|m| &m.files)
+                    != Some(&planned_digests(&planned.plan, &r.host))
         })
-        .cloned()
+        .filter_map(|r| hosts.iter().find(|h| h.name == r.host).cloned())
         .collect();
     if let Some(before) = before
         && !stale.is_empty()
