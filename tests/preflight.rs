@@ -669,24 +669,20 @@ fn set_mode(p: &Path, mode: u32) {
 /// them unchanged and starts no Docker CLI anywhere; then host001's compose file is edited,
 /// host002's cAdvisor stopped and host003's plan changed (its memory limit): run 3 probes
 /// exactly those three in full and repairs them; `--full-preflight` probes every host again.
-#[test]
-fn a_rerun_probed_every_unchanged_host_in_full() {
-    if !ready() {
-        return;
-    }
-    let consul = Double::start();
-    let fleet = Fleet::builder()
-        .hosts(4)
-        .consul_agents([consul.d.url()])
-        .start()
-        .expect("fleet");
-    let hosts: Vec<testkit::sshd::Host> = fleet.hosts().cloned().collect();
+/// Puts a `docker` on each host's PATH that logs its calls and runs the real one, with
+/// DOCKER_HOST set for the login sessions when `docker_host` is; returns a function giving
+/// each host's number of Docker CLI starts since it was last called.
+fn docker_shims(
+    fleet: &Fleet,
+    hosts: &[testkit::sshd::Host],
+    docker_host: Option<&str>,
+) -> impl Fn() -> std::collections::BTreeMap<String, usize> {
     let root = fleet.root().to_path_buf();
     let docker = tool_output("sh", &["-c", "command -v docker"]);
     let logs = root.join("docker-calls");
     std::fs::create_dir_all(&logs).unwrap();
     set_mode(&logs, 0o1777);
-    for h in &hosts {
+    for h in hosts {
         let shim = root.join(format!("docker-shim-{}", h.name));
         std::fs::write(
             &shim,
@@ -701,25 +697,103 @@ fn a_rerun_probed_every_unchanged_host_in_full() {
         set_mode(&shim, 0o755);
         let dir = root.join(format!("path-{}", h.name));
         path_dir(&dir, "docker", &[("docker", &shim)]);
-        fleet
-            .add_sshd_config(&h.name, &format!("SetEnv PATH={}\n", dir.display()))
-            .unwrap();
+        let env = match docker_host {
+            Some(d) => format!("SetEnv PATH={} DOCKER_HOST={d}\n", dir.display()),
+            None => format!("SetEnv PATH={}\n", dir.display()),
+        };
+        fleet.add_sshd_config(&h.name, &env).unwrap();
     }
-    // Host name → how many times its login user started the Docker CLI since the last call.
-    let docker_calls = || -> std::collections::BTreeMap<String, usize> {
-        hosts
+    let names: Vec<String> = hosts.iter().map(|h| h.name.clone()).collect();
+    move || {
+        names
             .iter()
             .map(|h| {
-                let p = logs.join(&h.name);
+                let p = logs.join(h);
                 let n = std::fs::read_to_string(&p)
                     .unwrap_or_default()
                     .lines()
                     .count();
                 let _ = std::fs::remove_file(&p);
-                (h.name.clone(), n)
+                (h.clone(), n)
             })
             .collect()
-    };
+    }
+}
+
+/// A login user who may not write the Docker socket was refused four times per full preflight:
+/// `docker info`, `docker ps` and one `docker image inspect` per image each started the CLI
+/// (10–40 ms of the host's CPU each) to be told "permission denied". Now none is started and
+/// the verdict is the same: blocked, with the `usermod` fix. Where DOCKER_HOST (or a context)
+/// is set the CLI is asked as before, and says the same for itself.
+#[test]
+fn preflight_started_the_docker_cli_where_the_socket_refuses_the_user() {
+    if !ready() {
+        return;
+    }
+    let sock = Path::new("/var/run/docker.sock");
+    if !std::fs::metadata(sock).is_ok_and(|m| {
+        use std::os::unix::fs::FileTypeExt;
+        m.file_type().is_socket()
+    }) {
+        eprintln!("SKIPPED: needs the Docker engine's socket at /var/run/docker.sock");
+        return;
+    }
+    let fleet = Fleet::builder().hosts(2).start().expect("fleet");
+    let hosts: Vec<testkit::sshd::Host> = fleet.hosts().cloned().collect();
+    let (plain, with_host) = (&hosts[0], &hosts[1]);
+    let plain_calls = docker_shims(&fleet, std::slice::from_ref(plain), None);
+    let host_calls = docker_shims(
+        &fleet,
+        std::slice::from_ref(with_host),
+        Some("unix:///var/run/docker.sock"),
+    );
+    let inv = fleet.root().join("inventory.yml");
+    fleet
+        .inventory()
+        .adaptive()
+        .host_var(&plain.name, "compose_command", "")
+        .host_var(&with_host.name, "compose_command", "")
+        .write(&inv)
+        .unwrap();
+    let out = fleet_run(&["preflight"], &inv, &fleet, &["--output", "json"]);
+    let h = by_host(&report(&out));
+    for host in [plain, with_host] {
+        assert_eq!(h[&host.name]["verdict"], "blocked", "{:#}", h[&host.name]);
+        let b = blockers(&h[&host.name]);
+        assert!(
+            b.contains("cannot use the Docker socket") && b.contains("usermod -aG docker pftest"),
+            "{b}"
+        );
+    }
+    // Only `docker compose version` (compose detection needs no engine) on the plain host.
+    let calls = plain_calls();
+    assert_eq!(calls[&plain.name], 1, "{calls:?}");
+    let check = h[&plain.name]["checks"]["docker"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        check.contains("permission denied") && check.contains("the Docker CLI was not started"),
+        "{check}"
+    );
+    let calls = host_calls();
+    assert!(calls[&with_host.name] >= 4, "{calls:?}");
+}
+
+#[test]
+fn a_rerun_probed_every_unchanged_host_in_full() {
+    if !ready() {
+        return;
+    }
+    let consul = Double::start();
+    let fleet = Fleet::builder()
+        .hosts(4)
+        .consul_agents([consul.d.url()])
+        .start()
+        .expect("fleet");
+    let hosts: Vec<testkit::sshd::Host> = fleet.hosts().cloned().collect();
+    let root = fleet.root().to_path_buf();
+    // (DOCKER_HOST set: the CLI is started and refused, as on a host where it answers.)
+    let docker_calls = docker_shims(&fleet, &hosts, Some("unix:///var/run/docker.sock"));
     let memos = || -> Value {
         let text = std::fs::read_to_string(root.join("state/last-run.json")).unwrap();
         serde_json::from_str::<Value>(&text).unwrap()["preflight"].clone()

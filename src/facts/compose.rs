@@ -19,13 +19,14 @@ else echo "neither 'docker compose' nor 'docker-compose' found on this host"; ex
 
 /// Exit 10: no project dir. Exit 11: `config --services` refused the file (its last words
 /// on stdout, after `__error`). Else `__compose <cmd>`, `__expected <svc…>`,
-/// `__running <svc…>`.
+/// `__running <svc…>` (the lists unquoted: `echo` joins compose's lines with spaces, no `tr`
+/// started for it on every host of every run).
 const PROBE: &str = r#"echo "__compose $dc"
 if [ -z "$expected" ]; then
   expected=$($dc -f "$file" config --services 2>/dev/null) || {
     echo "__error"; $dc -f "$file" config --services 2>&1 | tail -n 5; exit 11; }
 fi
-running=$($dc -f "$file" ps --services --filter status=running 2>/dev/null | tr '\n' ' ')
+running=$($dc -f "$file" ps --services --filter status=running 2>/dev/null)
 echo "__expected" $expected
 echo "__running" $running"#;
 

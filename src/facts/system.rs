@@ -46,16 +46,37 @@ pub struct EngineInfo {
     pub root_free_kib: Option<u64>,
 }
 
-// One `docker info` (each start of the Docker CLI costs ~40 ms of CPU): its answer is the line
-// the format prefixes with `__info ` (warnings may come on stderr), its error the last line.
+// `docker_refused`: true when the Docker CLI is sure to be refused, so that the probes below do
+// not start it for nothing (each start costs 10–40 ms of the host's CPU, and a full preflight
+// would start it four times to be told "permission denied" four times). The CLI would use the
+// system socket (no DOCKER_HOST, no DOCKER_CONTEXT, no current context in its config file:
+// https://docs.docker.com/engine/manage-resources/contexts/) and connect(2) to a unix socket
+// needs write permission on it, which this user lacks (`test -w` asks access(2), ACLs and
+// all; root always has it). In every other case the CLI is asked and answers for itself.
+const DOCKER_REFUSED: &str = r#"docker_refused() {
+  [ -z "${DOCKER_HOST:-}${DOCKER_CONTEXT:-}" ] && [ -S /var/run/docker.sock ] && [ ! -w /var/run/docker.sock ] || return 1
+  c=${DOCKER_CONFIG:-${HOME:-/}/.docker}/config.json
+  ! { [ -e "$c" ] && grep -q currentContext "$c" 2>/dev/null; }
+}"#;
+
+/// What `docker info` prints when the socket refuses the user, and what the probes print when
+/// `docker_refused` spared them the CLI (with why), so that both read as `Denied`.
+const REFUSED_MESSAGE: &str = "permission denied while trying to connect to the Docker daemon socket at unix:///var/run/docker.sock";
+
+// One `docker info` (each start of the Docker CLI costs 10–40 ms of CPU): its answer is the
+// line the format prefixes with `__info ` (warnings may come on stderr), its error the last line.
 const DOCKER_ENGINE: &str = r#"command -v docker >/dev/null 2>&1 || { echo __noclient; exit 0; }
+if docker_refused; then echo "__error $refused (the socket is not writable by $(id -un); the Docker CLI was not started)"; exit 0; fi
+nl='
+'
 if out=$(docker info --format '__info {{.ServerVersion}}|{{.DockerRootDir}}|{{range .SecurityOptions}}{{.}},{{end}}' 2>&1); then
-  info=$(printf '%s\n' "$out" | sed -n 's/^__info //p' | head -n 1)
+  info=""
+  case $nl$out in *"${nl}__info "*) info=${nl}$out; info=${info#*"${nl}__info "}; info=${info%%"$nl"*} ;; esac
   echo "__info $info"
   root=${info#*|}; root=${root%%|*}
-  [ -n "$root" ] && df -Pk "$root" 2>/dev/null | tail -n 1 | sed 's/^/__df /'
+  [ -n "$root" ] && d=$(df -Pk "$root" 2>/dev/null) && echo "__df ${d##*"$nl"}"
 else
-  echo "__error $(printf '%s\n' "$out" | tail -n 1)"
+  echo "__error ${out##*"$nl"}"
 fi
 exit 0"#;
 
@@ -65,7 +86,10 @@ impl Fact for DockerEngine {
         "docker_engine".into()
     }
     fn script(&self) -> Script {
-        Script::new().fragment(DOCKER_ENGINE)
+        Script::new()
+            .var("refused", REFUSED_MESSAGE)
+            .fragment(DOCKER_REFUSED)
+            .fragment(DOCKER_ENGINE)
     }
     fn parse(&self, p: &Probe) -> Result<DockerAccess, String> {
         let mut info = None;
@@ -241,8 +265,10 @@ fn version_major(line: &str) -> Option<u32> {
 // interpreter (docker-compose v1), a cost on every host of a big fleet.
 const COMPOSE: &str = r#"set -f
 if [ -n "$cmd" ]; then
-  if out=$($cmd version 2>&1); then echo "__custom $(printf '%s\n' "$out" | head -n 1)"
-  else echo "__custom_error $(printf '%s\n' "$out" | tail -n 1)"; fi
+  nl='
+'
+  if out=$($cmd version 2>&1); then echo "__custom ${out%%"$nl"*}"
+  else echo "__custom_error ${out##*"$nl"}"; fi
   exit 0
 fi
 v=$(docker compose version --short 2>/dev/null) && [ -n "$v" ] && { echo "__plugin $v"; exit 0; }
@@ -475,8 +501,9 @@ impl Fact for PublishedPorts {
         "published_ports".into()
     }
     fn script(&self) -> Script {
-        Script::new().fragment(
-            "docker ps --format '{{.Names}}\t{{.Ports}}' 2>/dev/null | sed 's/^/__c /'\nexit 0",
+        Script::new().fragment(DOCKER_REFUSED).fragment(
+            "docker_refused && exit 0\n\
+             docker ps --format '{{.Names}}\t{{.Ports}}' 2>/dev/null | sed 's/^/__c /'\nexit 0",
         )
     }
     fn parse(&self, p: &Probe) -> Result<Vec<(String, Vec<u16>)>, String> {
@@ -673,9 +700,13 @@ pub struct Space {
     pub mount: String,
 }
 
-const FREE_SPACE: &str = r#"while [ ! -e "$p" ] && [ "$p" != / ] && [ -n "$p" ]; do p=$(dirname -- "$p"); done
+const FREE_SPACE: &str = r#"while [ ! -e "$p" ] && [ "$p" != / ] && [ -n "$p" ]; do
+  case $p in */*) p=${p%/*}; p=${p:-/} ;; *) p=. ;; esac
+done
 echo "__path $p"
-df -Pk -- "$p" 2>/dev/null | tail -n 1 | sed 's/^/__df /'
+nl='
+'
+d=$(df -Pk -- "$p" 2>/dev/null) && echo "__df ${d##*"$nl"}"
 exit 0"#;
 
 impl Fact for FreeSpace {
@@ -738,6 +769,33 @@ impl Fact for Clock {
     }
 }
 
+// `present_images REF...`: `present REF` or `absent REF` for each, from one `docker image
+// inspect` of them all (one CLI start, not one per image). The engine names each image it lacks
+// on a line ending `No such image: REF` (Docker 20.10: `Error: No such image: REF`; Docker 28:
+// `Error response from daemon: no such image: REF: No such image: REF`) and prints the format
+// once per image it has. The others are present only when those counts add up: any other
+// error (the daemon down, a malformed reference) leaves them absent, as a refused CLI does.
+const PRESENT_IMAGES: &str = r#"present_images() {
+  if docker_refused; then for i in "$@"; do echo "absent $i"; done; return 0; fi
+  if out=$(docker image inspect --format __found -- "$@" 2>&1); then
+    for i in "$@"; do echo "present $i"; done; return 0
+  fi
+  nl='
+'
+  out="$nl$out$nl"
+  found=0; rest=0
+  case $out in *"$nl__found$nl"*)
+    ifs=$IFS; IFS=$nl; set -f
+    for l in $out; do [ "$l" = __found ] && found=$((found + 1)); done
+    IFS=$ifs; set +f ;;
+  esac
+  for i in "$@"; do case $out in *"No such image: $i$nl"*) ;; *) rest=$((rest + 1)) ;; esac; done
+  for i in "$@"; do
+    case $out in *"No such image: $i$nl"*) echo "absent $i"; continue ;; esac
+    if [ "$found" -eq "$rest" ]; then echo "present $i"; else echo "absent $i"; fi
+  done
+}"#;
+
 /// Which of these image references the engine has locally (`docker image inspect`).
 #[derive(Debug, Clone)]
 pub struct LocalImages {
@@ -753,11 +811,9 @@ impl Fact for LocalImages {
     fn script(&self) -> Script {
         Script::new()
             .positional(self.refs.iter().map(String::as_str))
-            .fragment(
-                "for i in \"$@\"; do\n\
-                 if docker image inspect --format x -- \"$i\" >/dev/null 2>&1; then echo \"present $i\"; else echo \"absent $i\"; fi\n\
-                 done\nexit 0",
-            )
+            .fragment(DOCKER_REFUSED)
+            .fragment(PRESENT_IMAGES)
+            .fragment("[ $# -eq 0 ] || present_images \"$@\"\nexit 0")
     }
     fn parse(&self, p: &Probe) -> Result<Vec<(String, bool)>, String> {
         let seen: Vec<(&str, &str)> = p.stdout.lines().filter_map(|l| l.split_once(' ')).collect();
@@ -892,12 +948,17 @@ impl CapBounds {
 // pid now another process) is skipped. Only without it `pidof`/`pgrep`, which read every
 // process of the host.
 const CAP_BOUNDS: &str = r#"p=""
-if [ -r "$pidfile" ] && read -r q < "$pidfile" && [ "$(cat "/proc/$q/comm" 2>/dev/null)" = dockerd ]; then p=$q
+comm=""
+if [ -r "$pidfile" ] && read -r q < "$pidfile" && { read -r comm < "/proc/$q/comm"; } 2>/dev/null && [ "$comm" = dockerd ]; then p=$q
 else p=$(pidof dockerd 2>/dev/null) || p=$(pgrep -x dockerd 2>/dev/null); fi
 p=${p%% *}; p=${p%%"
 "*}
-if [ -n "$p" ] && b=$(grep '^CapBnd:' "/proc/$p/status" 2>/dev/null); then echo "__capbnd dockerd ${b#CapBnd:}"
-else echo "__capbnd session $(grep '^CapBnd:' /proc/self/status | cut -f2)"; fi
+# CapBnd: from a status file, read by the shell (no grep started).
+capbnd() { b=""; while read -r k v; do [ "$k" = CapBnd: ] && { b=$v; return 0; }; done < "$1"; return 1; }
+if [ -n "$p" ] && { capbnd "/proc/$p/status"; } 2>/dev/null; then echo "__capbnd dockerd $b"
+else capbnd /proc/self/status; echo "__capbnd session $b"; fi
+# (`cat`, not `read`: the shell reads a byte at a time, and a sysctl file answers a read at an
+# offset past 0 with end-of-file, so `read` would give "4" of "40".)
 echo "__last $(cat /proc/sys/kernel/cap_last_cap 2>/dev/null)"
 exit 0"#;
 
@@ -1002,12 +1063,18 @@ pub struct RegistryProbe {
     pub registries: Vec<(String, Reach)>,
 }
 
-// `$@`: `<registry> <reference>` pairs. The error line is the client's, on one line.
-const REGISTRY_REACH: &str = r#"set -f
+// `$@`: `<registry> <reference>` pairs; the references the engine has (one `docker image
+// inspect` for them all) are not probed. The error line is the client's, on one line.
+const REGISTRY_REACH: &str = r#"[ $# -eq 0 ] && exit 0
+nl='
+'
+refs() { n=$#; for a in "$@"; do set -- "$@" "${a#* }"; done; shift "$n"; present_images "$@"; }
+present=$nl$(refs "$@")$nl
+set -f
 seen=" "
 for a in "$@"; do
   reg=${a%% *}; ref=${a#* }
-  if docker image inspect --format x -- "$ref" >/dev/null 2>&1; then echo "__present $ref"; continue; fi
+  case $present in *"${nl}present $ref$nl"*) echo "__present $ref"; continue ;; esac
   case $seen in *" $reg "*) continue ;; esac
   seen="$seen$reg "
   if command -v curl >/dev/null 2>&1; then
@@ -1052,6 +1119,8 @@ impl Fact for RegistryReach {
         Script::new()
             .var("t", &self.timeout_secs.max(1).to_string())
             .positional(pairs.iter().map(String::as_str))
+            .fragment(DOCKER_REFUSED)
+            .fragment(PRESENT_IMAGES)
             .fragment(REGISTRY_REACH)
     }
     fn parse(&self, p: &Probe) -> Result<RegistryProbe, String> {
@@ -1173,10 +1242,12 @@ mod tests {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&shim, std::fs::Permissions::from_mode(0o755)).unwrap();
             let _ = std::fs::remove_file(&calls);
+            // (DOCKER_HOST set: the CLI is asked whoever runs the test, see DOCKER_REFUSED.)
             let out = std::process::Command::new("sh")
                 .arg("-c")
                 .arg(DockerEngine.script().build())
                 .env("PATH", format!("{}:/usr/bin:/bin", tmp.path().display()))
+                .env("DOCKER_HOST", "unix:///var/run/docker.sock")
                 .output()
                 .unwrap();
             let got = DockerEngine
@@ -1702,6 +1773,85 @@ mod tests {
         assert!(matches!(&p.registries[0].1, Reach::Unreachable { error } if error.len() == 300));
     }
 
+    /// LocalImages run by sh against a `docker` that logs its calls and answers `image
+    /// inspect` as Docker 28.2 does on this machine (recorded: `docker image inspect --format x
+    /// -- nonexist:1 also/missing:latest` printed `Error response from daemon: no such image:
+    /// nonexist:1: No such image: nonexist:1` on stderr per missing image, exit 1).
+    fn local_images_with(
+        present: &[&str],
+        stderr_extra: &str,
+        refs: &[&str],
+    ) -> (Vec<(String, bool)>, usize) {
+        let tmp = tempfile::tempdir().unwrap();
+        let calls = tmp.path().join("calls");
+        let shim = tmp.path().join("docker");
+        let have = present.join(" ");
+        std::fs::write(
+            &shim,
+            format!(
+                "#!/bin/sh\necho \"$*\" >> '{}'\n{stderr_extra}\nshift 4; rc=0\n\
+                 for r in \"$@\"; do case ' {have} ' in *\" $r \"*) echo __found ;; \
+                 *) echo \"Error response from daemon: no such image: $r: No such image: $r\" >&2; rc=1 ;; esac; done\n\
+                 exit $rc\n",
+                calls.display()
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&shim, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let f = LocalImages {
+            refs: refs.iter().map(|r| r.to_string()).collect(),
+        };
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(f.script().build())
+            .env("PATH", format!("{}:/usr/bin:/bin", tmp.path().display()))
+            .env("DOCKER_HOST", "unix:///var/run/docker.sock")
+            .output()
+            .unwrap();
+        let got = f
+            .parse(&probe(&String::from_utf8_lossy(&out.stdout)))
+            .unwrap();
+        let n = std::fs::read_to_string(&calls)
+            .unwrap_or_default()
+            .lines()
+            .count();
+        (got, n)
+    }
+
+    #[test]
+    fn local_images_started_the_docker_cli_once_per_image() {
+        let row = |refs: &[&str], present: &[bool]| -> Vec<(String, bool)> {
+            refs.iter()
+                .map(|r| r.to_string())
+                .zip(present.iter().copied())
+                .collect()
+        };
+        let refs = [
+            "bitnami/node-exporter:latest",
+            "gcr.io/cadvisor/cadvisor:v0.45.0",
+            "b:1",
+        ];
+        // Some present, some missing: one call, each image as the engine said.
+        let (got, n) = local_images_with(&["bitnami/node-exporter:latest", "b:1"], "", &refs);
+        assert_eq!((got, n), (row(&refs, &[true, false, true]), 1));
+        // All present, all missing (`b:1` missing does not make `b:10` missing).
+        let (got, n) = local_images_with(&refs, "", &refs);
+        assert_eq!((got, n), (row(&refs, &[true, true, true]), 1));
+        let (got, n) = local_images_with(&["b:10"], "", &["b:1", "b:10"]);
+        assert_eq!((got, n), (row(&["b:1", "b:10"], &[false, true]), 1));
+        // Any other error: the images it did not name are not taken as present.
+        let (got, n) = local_images_with(
+            &[],
+            "echo 'Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?' >&2; exit 1",
+            &refs,
+        );
+        assert_eq!((got, n), (row(&refs, &[false, false, false]), 1));
+        // No image asked: no call.
+        let (got, n) = local_images_with(&[], "", &[]);
+        assert_eq!((got, n), (Vec::new(), 0));
+    }
+
     #[test]
     fn the_registry_probe_asks_a_registry_once_and_skips_images_the_engine_has() {
         // The script run by sh against a closed loopback port: one line per registry.
@@ -1730,6 +1880,25 @@ mod tests {
         if !matches!(p.registries[0].1, Reach::NoClient) {
             assert!(!p.registries[0].1.reachable(), "{p:?}");
         }
+    }
+
+    #[test]
+    fn cap_last_cap_was_read_one_byte_at_a_time() {
+        // The probe run by sh on this machine gives the kernel's whole number.
+        let Ok(want) = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap") else {
+            eprintln!("SKIPPED: no /proc/sys/kernel/cap_last_cap");
+            return;
+        };
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(CapabilityBounds.script().build())
+            .output()
+            .unwrap();
+        let got = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            got.lines().any(|l| l == format!("__last {}", want.trim())),
+            "{got}"
+        );
     }
 
     #[test]
