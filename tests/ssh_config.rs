@@ -1102,3 +1102,76 @@ fn ssh_config_only_alias_was_refused_for_want_of_an_ip() {
         assert_eq!(row["address"], name);
     }
 }
+
+/// An inventory name was resolved with `ssh -G NAME` alone, so a `Match user` (or a `%p`
+/// token) of the config saw the local user and port 22, not the host's login: the address
+/// registered in Consul and scraped could differ from where `ssh -l USER -p PORT NAME` (as
+/// Ansible and promfleet connect) goes. The oracle is `ssh -G` with the host's `-l` / `-p`.
+#[test]
+fn match_user_saw_the_local_user_when_resolving_an_inventory_name() {
+    const CONFIG: &str = "Match user deploy originalhost web1,web3\n  HostName 127.0.0.51\n\
+                          Match exec \"test %p = 2222\" originalhost web4\n  HostName 127.0.0.53\n\
+                          Host web1\n  HostName 127.0.0.61\n\
+                          Host web2\n  HostName 127.0.0.62\n\
+                          Host web3\n  HostName 127.0.0.63\n\
+                          Host web4\n  HostName 127.0.0.64\n";
+    // (name, ansible_user, ansible_port); web3 has no user: the local user's answer.
+    let rows: [(&str, Option<&str>, Option<&str>); 4] = [
+        ("web1", Some("deploy"), None),
+        ("web2", Some("deploy"), None),
+        ("web3", None, None),
+        ("web4", Some("ops"), Some("2222")),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config");
+    std::fs::write(&cfg, CONFIG).unwrap();
+    let inv = dir.path().join("hosts.ini");
+    let lines: Vec<String> = rows
+        .iter()
+        .map(|(name, user, port)| {
+            let mut l = name.to_string();
+            if let Some(u) = user {
+                l.push_str(&format!(" ansible_user={u}"));
+            }
+            if let Some(p) = port {
+                l.push_str(&format!(" ansible_port={p}"));
+            }
+            l
+        })
+        .collect();
+    std::fs::write(&inv, format!("[web]\n{}\n", lines.join("\n"))).unwrap();
+
+    let out = Run::new(&["inventory", "list", "--json", "--ssh-config"])
+        .arg(&cfg)
+        .arg("-i")
+        .arg(&inv)
+        .output();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut seen = Vec::new();
+    for (name, user, port) in rows {
+        let mut args = vec!["-F", cfg.to_str().unwrap()];
+        if let Some(u) = user {
+            args.extend(["-l", u]);
+        }
+        if let Some(p) = port {
+            args.extend(["-p", p]);
+        }
+        args.extend(["--", name]);
+        let want = ssh_g(&args)["hostname"][0].clone();
+        let row = listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == name)
+            .unwrap_or_else(|| panic!("{name} listed: {listed}"));
+        assert_eq!(row["ip"], want, "{name}: ssh -G {args:?}");
+        seen.push(want);
+    }
+    // The table does tell the logins apart (web1 and web4 differ from `ssh -G NAME` alone:
+    // .61 and .64).
+    assert_eq!(
+        seen,
+        ["127.0.0.51", "127.0.0.62", "127.0.0.63", "127.0.0.53"]
+    );
+}

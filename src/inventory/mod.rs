@@ -36,8 +36,8 @@ pub use host_range::expand as expand_host_range;
 pub use layout::{load_sources, load_sources_with};
 pub use limit::Limit;
 pub use resolve::{
-    Names, RESOLVE_TIMEOUT, ResolvedName, Resolver, STAND_IN_NET, SystemResolver, refuse_stand_ins,
-    stand_in_note,
+    Lookup, Names, RESOLVE_TIMEOUT, ResolvedName, Resolver, STAND_IN_NET, SystemResolver,
+    refuse_stand_ins, stand_in_note,
 };
 pub use serial::Serial;
 pub use topology::{DEFAULT_DATACENTER, Datacenter, Topology, TopologyKind};

@@ -1,9 +1,10 @@
 //! Hosts an Ansible inventory gives by DNS name (as `ansible_host`, or as the inventory name
 //! itself), turned into the address promfleet registers in Consul and scrapes: resolved once,
-//! at load, on the jump host: every distinct name once, in parallel, each lookup under a
+//! at load, on the jump host: every distinct name (and login) once, in parallel, each lookup under a
 //! deadline.
 //!
-//! Owns: the `Resolver` seam (the system's getaddrinfo; the CLI's, through ssh's config first:
+//! Owns: the `Resolver` seam (the system's getaddrinfo; the CLI's, through ssh's config first,
+//! asked with the host's login as `Lookup`:
 //! `transport::HostnameResolver`; a fake in tests), the deadline, the choice of address (the
 //! first the resolver returns: the one `ssh` tries first), and the stand-in addresses of
 //! `--no-resolve`. Must not touch: SSH — the connection still goes to the name, so
@@ -28,6 +29,23 @@ const RESOLVE_THREADS: usize = 32;
 /// Looks a DNS name up; the addresses in the order a client should try them.
 pub trait Resolver: Send + Sync {
     fn lookup(&self, name: &str) -> Result<Vec<IpAddr>, String>;
+
+    /// The name as SSH would connect to it for this login (user, port, `-o` options): what
+    /// ssh's config makes of it can depend on them (`Match user`, `%r`/`%p` tokens). A
+    /// resolver that does not read ssh's config looks the name up alone.
+    fn lookup_as(&self, q: &Lookup) -> Result<Vec<IpAddr>, String> {
+        self.lookup(&q.name)
+    }
+}
+
+/// One name to resolve, with the login SSH would use for it: the host's effective user, port
+/// and `-o` options, as the connection passes them to `ssh -G` (`-l`, `-p`, `-o`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Lookup {
+    pub name: String,
+    pub user: Option<String>,
+    pub port: Option<u16>,
+    pub options: Vec<(String, String)>,
 }
 
 /// The system resolver (getaddrinfo: /etc/hosts, DNS, nsswitch), as `ssh` resolves a name.
@@ -87,12 +105,20 @@ pub(crate) fn resolve_names(draft: &mut Draft, names: &Names) -> Result<(), Inve
     if wanted.is_empty() {
         return Ok(());
     }
-    let answers: HashMap<String, Result<IpAddr, String>> = match names {
+    let lookup = |h: &super::validate::DraftHost| -> Option<Lookup> {
+        h.ip.as_ref().map(|(n, _)| Lookup {
+            name: n.clone(),
+            user: h.ssh.user.clone(),
+            port: h.ssh.port,
+            options: h.ssh.options.clone(),
+        })
+    };
+    let answers: HashMap<Lookup, Result<IpAddr, String>> = match names {
         Names::StandIn => HashMap::new(),
         Names::Resolve { resolver, timeout } => {
-            let mut distinct: Vec<String> = wanted
+            let mut distinct: Vec<Lookup> = wanted
                 .iter()
-                .filter_map(|&i| draft.hosts[i].ip.as_ref().map(|(n, _)| n.clone()))
+                .filter_map(|&i| lookup(&draft.hosts[i]))
                 .collect();
             distinct.sort();
             distinct.dedup();
@@ -105,10 +131,11 @@ pub(crate) fn resolve_names(draft: &mut Draft, names: &Names) -> Result<(), Inve
                         .map(|&i| &draft.hosts[i])
                         .find_map(|h| {
                             h.ip.as_ref()
-                                .filter(|(n, _)| *n == slow)
+                                .filter(|_| lookup(h).as_ref() == Some(&slow))
                                 .map(|(_, pos)| (h.name.clone(), pos.clone()))
                         })
                         .unwrap_or_default();
+                    let slow = slow.name;
                     return Err(InventoryError::Syntax {
                         pos,
                         message: format!(
@@ -123,6 +150,7 @@ pub(crate) fn resolve_names(draft: &mut Draft, names: &Names) -> Result<(), Inve
     };
     let mut resolved = BTreeMap::new();
     for (n, &i) in wanted.iter().enumerate() {
+        let key = lookup(&draft.hosts[i]);
         let h = &mut draft.hosts[i];
         let Some((name, pos)) = h.ip.as_mut() else {
             continue;
@@ -131,7 +159,7 @@ pub(crate) fn resolve_names(draft: &mut Draft, names: &Names) -> Result<(), Inve
         let ip = if stand_in {
             stand_in_address(n)?
         } else {
-            match answers.get(name.as_str()) {
+            match key.as_ref().and_then(|k| answers.get(k)) {
                 Some(Ok(ip)) => *ip,
                 Some(Err(why)) => {
                     return Err(InventoryError::Syntax {
@@ -184,12 +212,12 @@ fn stand_in_address(n: usize) -> Result<IpAddr, InventoryError> {
 /// getaddrinfo cannot be cancelled, and the answers are no longer wanted).
 fn lookup_all(
     resolver: Arc<dyn Resolver>,
-    names: Vec<String>,
+    names: Vec<Lookup>,
     timeout: Duration,
-) -> Result<HashMap<String, Result<IpAddr, String>>, String> {
+) -> Result<HashMap<Lookup, Result<IpAddr, String>>, Lookup> {
     let total = names.len();
     let queue = Arc::new(Mutex::new(names));
-    let in_flight: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let in_flight: Arc<Mutex<HashMap<Lookup, Instant>>> = Arc::default();
     let (tx, rx) = mpsc::channel();
     for _ in 0..total.min(RESOLVE_THREADS) {
         let (queue, in_flight, tx, resolver) = (
@@ -207,7 +235,7 @@ fn lookup_all(
                     .unwrap_or_else(|p| p.into_inner())
                     .insert(name.clone(), Instant::now());
                 let answer = resolver
-                    .lookup(&name)
+                    .lookup_as(&name)
                     .and_then(|ips| ips.first().copied().ok_or_else(|| "no address".to_owned()));
                 in_flight
                     .lock()

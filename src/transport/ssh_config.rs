@@ -454,8 +454,11 @@ impl SshConfig {
 }
 
 impl HostnameResolver {
-    /// What `ssh -G` gives as `hostname` for `name` (`name` itself without ssh or config).
-    fn hostname(&self, name: &str) -> Result<String, String> {
+    /// What `ssh -G` gives as `hostname` for the name with the host's login (`-l user -p
+    /// port -o …`, as the connection asks: `Match user`, `Match exec "… %r"` see that user);
+    /// the name itself without ssh or config.
+    fn hostname(&self, l: &crate::inventory::Lookup) -> Result<String, String> {
+        let name = l.name.as_str();
         let Some(ssh) = &self.config.ssh else {
             return Ok(name.to_owned());
         };
@@ -464,10 +467,10 @@ impl HostnameResolver {
         }
         let q = Query {
             destination: name.to_owned(),
-            user: None,
-            port: None,
+            user: l.user.clone(),
+            port: l.port,
             jump: None,
-            options: Vec::new(),
+            options: l.options.clone(),
         };
         let args = self.config.args(&q, &[]);
         let shown = || format!("ssh -G {}", args.join(" "));
@@ -496,7 +499,17 @@ impl HostnameResolver {
 
 impl crate::inventory::Resolver for HostnameResolver {
     fn lookup(&self, name: &str) -> Result<Vec<std::net::IpAddr>, String> {
-        let target = self.hostname(name)?;
+        self.lookup_as(&crate::inventory::Lookup {
+            name: name.to_owned(),
+            user: None,
+            port: None,
+            options: Vec::new(),
+        })
+    }
+
+    fn lookup_as(&self, l: &crate::inventory::Lookup) -> Result<Vec<std::net::IpAddr>, String> {
+        let name = l.name.as_str();
+        let target = self.hostname(l)?;
         if let Ok(ip) = target.parse::<std::net::IpAddr>() {
             return Ok(vec![ip]);
         }
