@@ -127,6 +127,45 @@ floor() {
     sshd_count "$label N=$n" "$n"
 }
 
+# floor_work DIR N: the work of any first deploy on this rig, done by hand: per host, one ssh
+# with promfleet's algorithms that writes the compose file promfleet rendered for that host
+# and runs the compose command's `up -d` (no checks, no atomic write, no /metrics check, no
+# Consul). It runs after promfleet's runs, on hosts reset first (compose down, deploy dir
+# removed: not timed), so it starts from what promfleet's first run started from. Its ratio
+# to the curve25519 floor is what the rig's own work costs; promfleet's first run over it is
+# promfleet's overhead (table.py prints both).
+floor_work() {
+    local dir=$1 n=$2 label="work floor ssh write+up kex=$RUSSH_KEX"
+    python3 - "$dir/promfleet.yml" > "$dir/work.txt" <<'PY'
+import re, sys
+for line in open(sys.argv[1]):
+    m = re.search(r"ip: ([0-9.]+), vars: \{ deploy_dir: ([^,]+),", line)
+    if m:
+        print(m.group(1), m.group(2))
+PY
+    mkdir -p "$dir/work"
+    local ssh; ssh="$(ssh_cmd) $LIKE_RUSSH -p $FLEET_PORT"
+    while read -r ip d; do
+        cp "$d/docker-compose.yml" "$dir/work/$ip.yml"
+        $ssh "$ip" "cd '$d' && '$dir/compose' -f docker-compose.yml down >/dev/null 2>&1; rm -rf '$d'" < /dev/null || true
+    done < "$dir/work.txt"
+    cat > "$dir/work-one.sh" <<SH
+#!/bin/sh
+# work-one IP DIR: write the host's compose file and bring it up, in one ssh.
+exec $ssh "\$1" "mkdir -p '\$2' && cat > '\$2/docker-compose.yml' && cd '\$2' && '$dir/compose' -f docker-compose.yml up -d" < "$dir/work/\$1.yml"
+SH
+    chmod +x "$dir/work-one.sh"
+    sshd_mark
+    $M --label "$label N=$n P=$FORKS" --timeout 600 --log "$dir/floor-work.log" -- \
+        sh -c "xargs -P $FORKS -L1 $dir/work-one.sh < $dir/work.txt" || true
+    sshd_count "$label N=$n" "$n"
+    # The stand-in prints one "Creating … done" per service it started: two per host.
+    local up; up=$(grep -c 'Creating .* done' "$dir/floor-work.log" || true)
+    if [ "$up" != $((2 * n)) ]; then
+        echo "{\"label\": \"$label check\", \"error\": \"$up services started, want $((2 * n))\"}" >> "$RESULTS"
+    fi
+}
+
 # SSH connections and session channels per host of one run, from the shared sshd's VERBOSE log
 # (one "Accepted publickey" per authenticated connection, one "Starting session:" per exec or
 # subsystem channel): sshd_mark before the run, sshd_count LABEL N after it.
@@ -223,6 +262,8 @@ for n in $HOSTS; do
         promfleet "$dir" "$n" rerun "$FORKS"
         floor "$dir" "$n" like-russh
     done
+    floor_work "$dir" "$n"
+    floor "$dir" "$n" like-russh
     if [ "$n" = "$(echo $HOSTS | cut -d' ' -f1)" ]; then negotiated "$dir"; fi
     stop_fleet
     for an in $ANSIBLE_HOSTS; do

@@ -10,8 +10,12 @@ use tokio::sync::Mutex;
 
 use super::retry::RetryPolicy;
 use crate::inventory::Host;
+use bytes::Bytes;
+use futures::future::BoxFuture;
+
 use crate::transport::{
-    Connect, ConnectOptions, Ssh, SshConfig, Target, Transport, TransportError,
+    Capture, Connect, ConnectOptions, ExecOutput, Ssh, SshConfig, Target, Transport,
+    TransportError, Upload,
 };
 
 /// A host's session, created on first use.
@@ -144,5 +148,76 @@ impl Connector {
 async fn close_if_last(s: Arc<dyn Transport>) {
     if Arc::strong_count(&s) == 1 {
         s.close().await;
+    }
+}
+
+/// A host's session opened on first use instead of up front: for a host whose next pass may
+/// need no round trip at all (preflight judged it unchanged over a session it then closed,
+/// and kept its answers: `facts::Kept::Detached`). Every call goes through the connector, so
+/// the session is the host's one shared session, connected with the connector's retries the
+/// first time something is asked, and released or closed with the others.
+pub struct Deferred {
+    connector: Arc<Connector>,
+    host: Host,
+    target: Target,
+}
+
+impl Deferred {
+    pub fn new(connector: Arc<Connector>, host: Host, target: Target) -> Deferred {
+        Deferred {
+            connector,
+            host,
+            target,
+        }
+    }
+
+    async fn session(&self) -> Result<Arc<dyn Transport>, TransportError> {
+        Ok(self.connector.session(&self.host).await?.0)
+    }
+}
+
+impl Transport for Deferred {
+    fn target(&self) -> &Target {
+        &self.target
+    }
+
+    fn exec<'a>(
+        &'a self,
+        command: &'a str,
+        stdin: Option<Bytes>,
+    ) -> BoxFuture<'a, Result<ExecOutput, TransportError>> {
+        Box::pin(async move { self.session().await?.exec(command, stdin).await })
+    }
+
+    fn upload_owned<'a>(
+        &'a self,
+        dest: &'a str,
+        content: Bytes,
+        mode: u32,
+        owner: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Upload, TransportError>> {
+        Box::pin(async move {
+            self.session()
+                .await?
+                .upload_owned(dest, content, mode, owner)
+                .await
+        })
+    }
+
+    fn file_matches<'a>(
+        &'a self,
+        dest: &'a str,
+        sha256: &'a str,
+    ) -> BoxFuture<'a, Result<bool, TransportError>> {
+        Box::pin(async move { self.session().await?.file_matches(dest, sha256).await })
+    }
+
+    fn cat<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<Option<Capture>, TransportError>> {
+        Box::pin(async move { self.session().await?.cat(path).await })
+    }
+
+    /// The session is the connector's: it closes it (`release`, `close_all`).
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
     }
 }

@@ -23,7 +23,7 @@ mod scheduler;
 #[cfg(test)]
 mod tests;
 
-pub use connector::Connector;
+pub use connector::{Connector, Deferred};
 pub use retry::RetryPolicy;
 pub use scheduler::{Done, ProgressSink, Running, Scheduler, listen_for_signals, or_abort};
 
@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::facts::{ErasedFact, FactError, Facts, Primed};
+use crate::facts::{ErasedFact, FactError, Facts, Kept, Primed};
 use crate::modules::{Action, ErrorKind, HostCtx, HostState, Outcome, Services};
 use crate::playbook::{HostPlan, Plan, Step};
 use crate::report::{GateResult, HostReport, HostStatus, Masker, Reporter, RunReport, TaskReport};
@@ -519,7 +519,26 @@ impl Executor {
             .chain(&hp.handlers)
             .any(|s| s.action.as_ref().is_some_and(|a| a.needs_ssh()));
         let mut session = None;
-        if needs_ssh {
+        // A host preflight judged unchanged over a session it closed comes with its answers:
+        // its session is opened only if a step needs more than they say.
+        let deferred = matches!(primed, Some(Kept::Detached(_)));
+        if needs_ssh && deferred {
+            match self.connector.target(host).await {
+                Ok(t) => {
+                    let d = Deferred::new(self.connector.clone(), host.clone(), t);
+                    session = Some(Arc::new(d) as Arc<dyn crate::transport::Transport>);
+                }
+                Err(e) => {
+                    r.status = failure_status(ErrorKind::from(&e));
+                    r.failed = usize::from(r.status == HostStatus::Failed);
+                    r.error = Some(self.masker.mask(&format!("connect: {e}")));
+                    r.failed_at = Some("connect".into());
+                    r.add_duration(started.elapsed());
+                    self.reporter.host_finished(&r);
+                    return r;
+                }
+            }
+        } else if needs_ssh {
             let Some(connected) = self.or_abort(self.connector.session(host)).await else {
                 r.error = Some("aborted while connecting (second interrupt)".into());
                 r.add_duration(started.elapsed());
@@ -545,10 +564,7 @@ impl Executor {
         // read is the step's to report, except a batch that outlived --command-timeout: the
         // host hangs, and its steps would only wait for the timeout again (their probes, an
         // upload's own compare), so the host fails here, after one timeout.
-        let mut facts = session.clone().map(|s| match primed {
-            Some(f) if f.asked_over(&s) => f,
-            _ => Arc::new(Facts::new(s)),
-        });
+        let mut facts = session.clone().map(|s| Kept::facts_over(primed, s));
         if let Some(f) = &facts {
             let wanted = host_facts(hp);
             let refs: Vec<&dyn ErasedFact> = wanted.iter().map(|f| f.as_ref()).collect();

@@ -287,3 +287,79 @@ async fn a_host_preflight_does_not_keep_is_disconnected_after_its_check() {
         b.log()
     );
 }
+
+/// Preflight of a host past the sessions it keeps (`keep: false`) and judged unchanged on
+/// `memo`: the light check over a session it then closes.
+async fn preflight_released(connector: &Arc<Connector>, plan: &Plan, primed: &Primed) {
+    use crate::status::unchanged::{Memo, Unchanged};
+    let memo = Memo {
+        by: Memo::this_build(),
+        at: "2026-12-01T00:00:00Z".into(),
+        verdict: crate::status::preflight::Verdict::Ready,
+        adaptations: Vec::new(),
+        files: std::collections::BTreeMap::from([(
+            DC.to_string(),
+            crate::modules::file::sha256_hex(b"v1"),
+        )]),
+    };
+    let asks: Vec<Ask> = plan
+        .hosts()
+        .into_iter()
+        .map(|h| Ask {
+            host: h.clone(),
+            wants: Wants::new(h, &Vars::new(), &Vars::new()),
+            also: Vec::new(),
+            keep: false,
+            unchanged: Unchanged::new(plan, &h.name, &memo),
+        })
+        .collect();
+    assert!(asks.iter().all(|a| a.unchanged.is_some()));
+    let sched = Scheduler::new(10, CancellationToken::new(), CancellationToken::new());
+    let results = check_all(connector.clone(), asks, &sched, primed).await;
+    assert!(
+        results.iter().all(|r| r.unchanged_since.is_some()),
+        "{results:?}"
+    );
+}
+
+/// Issue 14 point 6 at scale: a host past the sessions preflight keeps open was connected
+/// again for its run, only to ask what preflight had just read (1.9 connections per host on a
+/// 1,000-host re-run). Its answers now outlive the session: an unchanged host's run opens
+/// none; one whose run must act connects then, once, and acts.
+#[tokio::test]
+async fn an_unchanged_host_past_the_kept_sessions_was_connected_again_for_its_run() {
+    let fleet = Arc::new(FakeFleet::new());
+    let h = unchanged(&fleet, "a");
+    let plan = Arc::new(Plan {
+        plays: vec![play("p", None, &["a"])],
+    });
+    let conn = connector(&fleet);
+    let primed = Primed::default();
+    preflight_released(&conn, &plan, &primed).await;
+    assert_eq!(fleet.attempts("a"), 1);
+    let r = executor(conn.clone(), primed.clone()).run(plan).await;
+    assert_eq!(status(&r, "a"), HostStatus::Ok, "{r:?}");
+    assert_eq!(fleet.attempts("a"), 1, "the run opened no session");
+    assert_eq!(ops(&h).len(), 1, "only preflight's batch: {:?}", ops(&h));
+    assert!(primed.is_empty(), "taken by the run");
+
+    // The run must write (the plan's file is v2 where the host and the memo hold v1): the
+    // session is opened at the first step that needs it, and the step runs on it.
+    let fleet = Arc::new(FakeFleet::new());
+    let h = unchanged(&fleet, "b");
+    let mut p = play("p", None, &["b"]);
+    p.hosts[0].steps[0] = copy_step(file(DC, b"v2"));
+    let plan = Arc::new(Plan { plays: vec![p] });
+    let conn = connector(&fleet);
+    let primed = Primed::default();
+    preflight_released(&conn, &plan, &primed).await;
+    let r = executor(conn.clone(), primed).run(plan).await;
+    assert_eq!(status(&r, "b"), HostStatus::Changed, "{r:?}");
+    assert_eq!(fleet.attempts("b"), 2, "{:?}", ops(&h));
+    assert_eq!(
+        h.file(DC).map(|f| f.content),
+        Some(b"v2".to_vec()),
+        "{:?}",
+        ops(&h)
+    );
+}

@@ -287,20 +287,53 @@ impl Facts {
     }
 }
 
+/// A host's answers without the session they were asked over.
+#[derive(Clone, Default)]
+pub struct Answers(HashMap<String, Entry>);
+
+/// What one pass leaves of a host for the next (see `Primed`).
+pub enum Kept {
+    /// The cache, with the session it was asked over (kept open for the next pass).
+    Over(Arc<Facts>),
+    /// The answers of a host whose session preflight closed (beyond the sessions it keeps for
+    /// the run), judged unchanged since promfleet deployed it: the next pass acts on them and
+    /// connects only if it needs more (`executor::connector::Deferred`).
+    Detached(Answers),
+}
+
+impl Kept {
+    /// The host's cache for a pass working over `session`: the kept one when it was asked
+    /// over that very session, the detached answers over it, else an empty one.
+    pub fn facts_over(kept: Option<Kept>, session: Arc<dyn Transport>) -> Arc<Facts> {
+        match kept {
+            Some(Kept::Over(f)) if f.asked_over(&session) => f,
+            Some(Kept::Detached(a)) => Arc::new(Facts::with_answers(session, a)),
+            _ => Arc::new(Facts::new(session)),
+        }
+    }
+}
+
 /// Hosts' fact caches filled by one pass of a command and read by the next: deploy's and
 /// `status`'s preflight ask, in its one batch per host, the facts the run or the status
 /// comparison will read, so a host costs one round trip for both. Each host's cache is taken
-/// once, and only over the session it was asked on (a reconnected host asks again).
+/// once, and used only over the session it was asked on (a host that lost it asks again),
+/// except the answers preflight detached from a session it closed on purpose (`Kept`).
 #[derive(Clone, Default)]
-pub struct Primed(Arc<Mutex<HashMap<String, Arc<Facts>>>>);
+pub struct Primed(Arc<Mutex<HashMap<String, Kept>>>);
 
 impl Primed {
     pub fn put(&self, host: &str, facts: Arc<Facts>) {
-        self.lock().insert(host.to_string(), facts);
+        self.lock().insert(host.to_string(), Kept::Over(facts));
     }
 
-    /// The host's cache, out of the store (the caller checks `Facts::asked_over`).
-    pub fn take(&self, host: &str) -> Option<Arc<Facts>> {
+    /// Keep the answers of a host whose session is about to be closed.
+    pub fn put_detached(&self, host: &str, answers: Answers) {
+        self.lock()
+            .insert(host.to_string(), Kept::Detached(answers));
+    }
+
+    /// The host's cache, out of the store (see `Kept::facts_over`).
+    pub fn take(&self, host: &str) -> Option<Kept> {
         self.lock().remove(host)
     }
 
@@ -317,12 +350,31 @@ impl Primed {
         self.len() == 0
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Facts>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Kept>> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
 impl Facts {
+    /// A cache over `transport` that holds `answers` already.
+    pub fn with_answers(transport: Arc<dyn Transport>, answers: Answers) -> Facts {
+        Facts {
+            cache: Mutex::new(answers.0),
+            ..Facts::new(transport)
+        }
+    }
+
+    /// The answers this cache holds (failures left out: the next session may do better).
+    pub fn answers(&self) -> Answers {
+        Answers(
+            self.lock()
+                .iter()
+                .filter(|(_, e)| matches!(e, Entry::Answer(_)))
+                .map(|(k, e)| (k.clone(), e.clone()))
+                .collect(),
+        )
+    }
+
     /// Whether this cache was asked over `session` (the same connection, not a new one).
     pub fn asked_over(&self, session: &Arc<dyn Transport>) -> bool {
         Arc::ptr_eq(&self.transport, session)

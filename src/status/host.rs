@@ -13,7 +13,7 @@ use super::{Check, Checks, HostRow, State};
 use crate::executor::{Connector, Scheduler};
 use crate::facts::compose::{ComposeFact, ComposeState};
 use crate::facts::files::{FileFact, FileState};
-use crate::facts::{ErasedFact, FactError, Facts, Primed};
+use crate::facts::{ErasedFact, FactError, Kept, Primed};
 use crate::inventory::Host;
 use crate::modules::Want;
 use crate::modules::compose::ComposeAction;
@@ -168,10 +168,7 @@ impl Gatherer {
                 );
             }
         };
-        let facts = match self.primed.take(&host.name) {
-            Some(f) if f.asked_over(&session) => f,
-            _ => Arc::new(Facts::new(session)),
-        };
+        let facts = Kept::facts_over(self.primed.take(&host.name), session);
         let (files, compose) = want.facts();
         let mut ask: Vec<&dyn ErasedFact> = files.iter().map(|f| f as &dyn ErasedFact).collect();
         ask.extend(compose.as_ref().map(|c| c as &dyn ErasedFact));

@@ -1066,16 +1066,21 @@ pub async fn check_host(connector: &Connector, ask: &Ask, primed: &Primed) -> Ho
         if let Some(u) = &ask.unchanged
             && u.holds(&facts, &also).await?
         {
-            return Ok(u.verdict(host));
+            return Ok((u.verdict(host), true));
         }
         // (After a check that did not hold, its answers are cached: only the probes are new.)
         probe(&facts, w, &target.user, target.become_root, &also)
             .await
-            .map(|f| judge(host, w, &f))
+            .map(|f| (judge(host, w, &f), false))
     };
     match judged.await {
-        Ok(r) => {
+        Ok((r, unchanged)) => {
             if !ask.keep {
+                // An unchanged host's answers are what the next pass reads of it (its files,
+                // its services): kept without the session, they spare it a connection.
+                if unchanged {
+                    primed.put_detached(&host.name, facts.answers());
+                }
                 drop(facts);
                 connector.release(&host.name).await;
             } else if !also.is_empty() {
