@@ -15,7 +15,7 @@ mod keys;
 pub(crate) mod proc;
 mod system;
 
-pub use inventory::InventorySpec;
+pub use inventory::{InventorySpec, MachineVars};
 pub use keys::KeyKind;
 pub use system::{NOSUDO_USER, PASSWORD_SUDO_USER, SUDO_USER, is_root, sudo_password};
 
@@ -164,6 +164,9 @@ pub struct Fleet {
     consul_agents: Mutex<Vec<String>>,
     states: Mutex<Vec<HostState>>,
     shared_daemon: Mutex<Option<Daemon>>,
+    /// What this machine was like, for the exporter variables an inventory states: read once
+    /// per fleet (see `inventory::MachineVars`).
+    machine: std::sync::OnceLock<inventory::MachineVars>,
     _claims: Vec<Claim>,
 }
 
@@ -262,6 +265,7 @@ impl Fleet {
             compose_command,
             consul_agents: Mutex::new(b.consul_agents),
             shared_daemon: Mutex::new(None),
+            machine: std::sync::OnceLock::new(),
             _claims: claims,
         };
         // From here on, a failure drops `fleet`, which kills whatever already started.

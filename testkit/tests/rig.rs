@@ -11,6 +11,13 @@ use testkit::netns::NetnsHost;
 use testkit::sshd::{Fleet, KeyKind, is_root};
 use testkit::standin;
 
+/// Held by the tests that read this machine's `/` propagation and the one that changes it.
+static MACHINE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn machine() -> std::sync::MutexGuard<'static, ()> {
+    MACHINE.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// The rig needs root (users, sshd on privileged setup, netns); say why a test did nothing.
 fn skip_unless_root(test: &str) -> bool {
     if is_root() {
@@ -148,6 +155,7 @@ fn inventory_has_every_host_under_its_group_with_sandboxed_vars() {
     if skip_unless_root("inventory_has_every_host_under_its_group_with_sandboxed_vars") {
         return;
     }
+    let _machine = machine();
     let fleet = Fleet::builder()
         .hosts(4)
         .groups(&["IDE", "Stage"])
@@ -831,4 +839,53 @@ fn standin_up_took_a_starting_service_for_an_exited_one() {
         log_text.contains(&format!("listening on 127.0.0.1:{port}")),
         "{log_text}"
     );
+}
+
+/// `/`'s propagation as `/proc/self/mountinfo` gives it (`shared`, `slave` or `private`).
+fn root_propagation() -> &'static str {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let root = info
+        .lines()
+        .rfind(|l| l.split_whitespace().nth(4) == Some("/"))
+        .unwrap_or_default();
+    let optional = root.split(" - ").next().unwrap_or_default();
+    if optional.contains(" shared:") {
+        "shared"
+    } else if optional.contains(" master:") {
+        "slave"
+    } else {
+        "private"
+    }
+}
+
+/// A fleet's inventories read the machine each time they were written: when another test
+/// changed it in between (the real-Docker test makes `/` shared for its duration), the second
+/// inventory stated another `node_exporter_host_mount` and every host's compose file changed
+/// (seen as `preflight::a_rerun_probed_every_unchanged_host_in_full` probing the one host it
+/// had left alone). The machine is now read once per fleet. Here `/`'s propagation is flipped
+/// between two inventories of one fleet, and restored.
+#[test]
+fn a_fleets_inventories_saw_the_machine_change_between_them() {
+    if skip_unless_root("a_fleets_inventories_saw_the_machine_change_between_them") {
+        return;
+    }
+    let _machine = machine();
+    let fleet = Fleet::builder().hosts(1).start().unwrap();
+    let before = root_propagation();
+    let first = fleet.inventory_yaml(&[]);
+    let (flip, back) = match before {
+        "private" => ("--make-shared", "--make-private"),
+        "slave" => ("--make-private", "--make-slave"),
+        _ => ("--make-private", "--make-shared"),
+    };
+    let st = Command::new("mount").args([flip, "/"]).status().unwrap();
+    assert!(st.success(), "mount {flip} /");
+    let changed = testkit::sshd::MachineVars::read();
+    let second = fleet.inventory_yaml(&[]);
+    let st = Command::new("mount").args([back, "/"]).status().unwrap();
+    assert!(st.success(), "mount {back} / (restore)");
+    assert_eq!(root_propagation(), before, "restored");
+    // The flip did change what the machine says, so the test can tell.
+    assert_ne!(changed.host_mount, fleet.machine_vars().host_mount);
+    assert_eq!(first, second);
 }

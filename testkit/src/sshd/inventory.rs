@@ -158,16 +158,14 @@ impl InventorySpec<'_> {
         if !self.adaptive {
             // As an operator states it: rslave only where `/` propagates (the fleet's hosts
             // share this machine's mount namespace unless a test gives one its own).
-            v.push((HOST_MOUNT.into(), Value::from(host_mount_of_this_machine())));
+            let m = self.fleet.machine_vars();
+            v.push((HOST_MOUNT.into(), Value::from(m.host_mount)));
             // Likewise cAdvisor privileged only where the engine can start it, so what deploy
             // writes is what `render` shows.
-            v.push((
-                PRIVILEGED.into(),
-                Value::from(privileged_works_on_this_machine()),
-            ));
+            v.push((PRIVILEGED.into(), Value::from(m.privileged)));
             // And cAdvisor's /dev/disk mount only where it exists (a VM without udev's
             // by-id links has none; preflight would drop it there).
-            v.push((DEV_DISK.into(), Value::from(dev_disk_on_this_machine())));
+            v.push((DEV_DISK.into(), Value::from(m.dev_disk)));
         }
         v
     }
@@ -197,17 +195,15 @@ impl InventorySpec<'_> {
             .collect();
         all.extend(self.extra.iter().cloned().map(|(h, mut v)| {
             // Netns hosts share this machine's `/` too (`ip netns exec` keeps its propagation).
+            let m = self.fleet.machine_vars();
             if self.host_vars && !self.adaptive && !v.iter().any(|(k, _)| k == HOST_MOUNT) {
-                v.push((HOST_MOUNT.into(), Value::from(host_mount_of_this_machine())));
+                v.push((HOST_MOUNT.into(), Value::from(m.host_mount)));
             }
             if self.host_vars && !self.adaptive && !v.iter().any(|(k, _)| k == PRIVILEGED) {
-                v.push((
-                    PRIVILEGED.into(),
-                    Value::from(privileged_works_on_this_machine()),
-                ));
+                v.push((PRIVILEGED.into(), Value::from(m.privileged)));
             }
             if self.host_vars && !self.adaptive && !v.iter().any(|(k, _)| k == DEV_DISK) {
-                v.push((DEV_DISK.into(), Value::from(dev_disk_on_this_machine())));
+                v.push((DEV_DISK.into(), Value::from(m.dev_disk)));
             }
             (h, v)
         }));
@@ -293,6 +289,36 @@ fn q(s: &str) -> String {
 const HOST_MOUNT: &str = "node_exporter_host_mount";
 const PRIVILEGED: &str = "cadvisor_privileged";
 const DEV_DISK: &str = "cadvisor_dev_disk";
+
+/// The exporter variables an inventory of the fleet states as an operator would for this
+/// machine. Read once per fleet, when its first inventory is written: other tests change the
+/// machine while they run (the real-Docker test makes `/` shared for its duration, and its
+/// containers' bind mounts can create `/dev/disk`), and a fleet whose second inventory saw
+/// another machine than its first would see every host's compose file change
+/// (`rig::a_fleets_inventories_saw_the_machine_change_between_them`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MachineVars {
+    pub host_mount: &'static str,
+    pub privileged: bool,
+    pub dev_disk: bool,
+}
+
+impl MachineVars {
+    pub fn read() -> MachineVars {
+        MachineVars {
+            host_mount: host_mount_of_this_machine(),
+            privileged: privileged_works_on_this_machine(),
+            dev_disk: dev_disk_on_this_machine(),
+        }
+    }
+}
+
+impl Fleet {
+    /// This fleet's [`MachineVars`], read at the first call.
+    pub fn machine_vars(&self) -> MachineVars {
+        *self.machine.get_or_init(MachineVars::read)
+    }
+}
 
 /// Whether cAdvisor's `/dev/disk` mount source exists here (the fleet's hosts share this
 /// machine's `/dev`): preflight keeps the mount exactly then.
