@@ -353,34 +353,49 @@ impl Listener {
 // dirs heads each with `/proc/N/fd:`; of one dir, it does not (`one` is then its pid).
 const LISTENING_PORTS: &str = r#"command -v ss >/dev/null 2>&1 || { echo __noss; exit 0; }
 l=$(ss -Hltne 2>/dev/null | awk -v ports="$ports" -v addrs=" $addrs " '
-  ports == "" { print; next }
+  ports == "" { print "__l " $0; next }
   { a = $4; p = a; sub(/.*:/, "", p); sub(/:[^:]*$/, "", a); gsub(/[][]/, "", a); sub(/%.*/, "", a)
     if (!index(" " ports " ", " " p " ")) next
     if (a != "0.0.0.0" && a != "::" && a != "*" && a != "" && !index(addrs, " " a " ")) next
-    print }')
+    print "__l " $0 }')
 [ -n "$l" ] || exit 0
-printf '%s\n' "$l" | sed 's/^/__l /'
+printf '%s\n' "$l"
 [ -n "$ports" ] || exit 0
-hit=$(printf '%s\n' "$l" | awk '{ for (i = 5; i <= NF; i++) if ($i ~ /^ino:/) print substr($i, 5) }')
-[ -n "$hit" ] || exit 0
-hit=" $(echo $hit) "
+# (From here on, words are split and matched by the shell: each fork saved is saved on every
+# host a full probe finds its exporters listening on.)
+nl='
+'
+hit=" "
+set -f
+for w in $l; do case $w in ino:*) hit="$hit${w#ino:} " ;; esac; done
+set +f
+[ "$hit" != " " ] || exit 0
 if [ -n "$dir" ]; then set -- -e docker-proxy -e "$dir/"; else set -- -e docker-proxy; fi
-cand=$(grep -laF "$@" /proc/[0-9]*/cmdline 2>/dev/null | cut -d/ -f3)
+cand=""
+for f in $(grep -laF "$@" /proc/[0-9]*/cmdline 2>/dev/null); do f=${f#/proc/}; cand="$cand ${f%%/*}"; done
 own=""
 if [ -n "$cand" ]; then
-  own=$(ls -l $(for p in $cand; do printf '/proc/%s/fd ' "$p"; done) 2>/dev/null | awk -v hit="$hit" -v one="$cand" '
+  dirs=""; for p in $cand; do dirs="$dirs /proc/$p/fd"; done
+  own=$(ls -l $dirs 2>/dev/null | awk -v hit="$hit" -v one="${cand# }" '
     /^\/proc\/[0-9]+\/fd:$/ { split($0, x, "/"); pid = x[3]; next }
     / -> socket:\[[0-9]+\]$/ { i = $NF; gsub(/[^0-9]/, "", i); if (index(hit, " " i " ")) print i, (pid == "" ? one : pid) }')
 fi
 cmd() { [ -r "/proc/$1/cmdline" ] && printf '__cmd %s %s\n' "$1" "$(tr '\0' ' ' < "/proc/$1/cmdline" | cut -c1-400)"; }
 left=$hit
-for o in $(printf '%s\n' "$own" | awk 'NF == 2 { print $1 "/" $2 }'); do
-  i=${o%/*}; p=${o#*/}
-  printf '__own %s %s %s\n' "$i" "$p" "$(cat "/proc/$p/comm" 2>/dev/null)"
+ifs=$IFS
+IFS=$nl
+for o in $own; do
+  IFS=$ifs
+  set -f; set -- $o; set +f
+  [ $# -eq 2 ] || continue
+  i=$1; p=$2
+  comm=""; { read -r comm < "/proc/$p/comm"; } 2>/dev/null
+  printf '__own %s %s %s\n' "$i" "$p" "$comm"
   cmd "$p"
-  left=$(printf '%s' "$left" | sed "s/ $i / /g")
+  while :; do case $left in *" $i "*) left="${left%%" $i "*} ${left#*" $i "}" ;; *) break ;; esac; done
 done
-[ -n "$(echo $left)" ] || exit 0
+IFS=$ifs
+case $left in *[0-9]*) ;; *) exit 0 ;; esac
 p=$(ss -Hltnpe 2>/dev/null | awk -v left="$left" '{ for (i = 5; i <= NF; i++) if ($i ~ /^ino:/ && index(left, " " substr($i, 5) " ")) { print "__p " $0; next } }')
 [ -n "$p" ] && printf '%s\n' "$p"
 for pid in $(printf '%s\n' "$p" | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -u); do cmd "$pid"; done
