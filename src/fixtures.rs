@@ -57,6 +57,7 @@ pub fn compose(dir: &str, services: &[&str]) -> ComposeAction {
         command: Some("docker compose".into()),
         services: Some(services.iter().map(|s| s.to_string()).collect()),
         watch: vec![format!("{dir}/docker-compose.yml")],
+        restart_on: Vec::new(),
     }
 }
 

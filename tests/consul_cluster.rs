@@ -248,7 +248,7 @@ fn consul_acl_and_tls_files_are_0600_for_the_images_consul_user_and_masked_in_ou
     let inv = write(dir.path(), "inventory.yml", &yaml);
     let key_text = read(&tls.client_key);
     let key_line = key_text.lines().nth(1).expect("key body").to_owned();
-    let deploy = || {
+    let deploy = |tls: &testkit::tls::TlsFiles| {
         let o = Run::new(&["deploy", "playbooks/consul.yml", "--diff", "-v"])
             .without_settings_env()
             .env("PROMFLEET_SECRET_CONSUL_MANAGEMENT_TOKEN", MANAGEMENT)
@@ -293,7 +293,7 @@ fn consul_acl_and_tls_files_are_0600_for_the_images_consul_user_and_masked_in_ou
         assert_eq!(o.status.code(), Some(0), "{}\n{r:#}", stderr(&o));
         r
     };
-    let r = deploy();
+    let r = deploy(&tls);
     assert_eq!(host_status(&r)[&mon.name].0, "changed", "{r:#}");
     let uid_gid = (100, 1000);
     for (rel, mode, owner) in [
@@ -352,10 +352,43 @@ fn consul_acl_and_tls_files_are_0600_for_the_images_consul_user_and_masked_in_ou
         "{r:#}"
     );
 
-    let r = deploy();
+    let r = deploy(&tls);
     assert_eq!(host_status(&r)[&mon.name].0, "ok", "second run: {r:#}");
     assert_eq!(task(&r, "consul agent token")["outcome"], "ok", "{r:#}");
     assert_eq!(double.d.acl_tokens().len(), 1);
+
+    // Certificates rotated (new ones from the same CA): the agents read them only at start,
+    // so the play restarts them; it did not before (they ran on the old ones until their
+    // next restart).
+    let restarts = || {
+        std::fs::read_to_string(cdir.join(".standin/calls.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.ends_with(" restart"))
+            .count()
+    };
+    assert_eq!(
+        restarts(),
+        0,
+        "first deploy and unchanged re-run restart nothing"
+    );
+    let rotated_dir = tempfile::tempdir().expect("tmp");
+    let (rotated, _) = ca
+        .write(rotated_dir.path(), &["server.dc1.consul"])
+        .expect("tls");
+    let r = deploy(&rotated);
+    assert_eq!(host_status(&r)[&mon.name].0, "changed", "{r:#}");
+    let up = task(&r, "consul up");
+    let detail = up["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.starts_with("restart (") && detail.contains("tls/server.pem"),
+        "{up:#}"
+    );
+    assert_eq!(restarts(), 1);
+    assert_eq!(
+        read(cdir.join("tls/agent-key.pem")),
+        read(&rotated.client_key)
+    );
 }
 
 /// Without `consul_agent_token` the agents use the management token as their agent token

@@ -2,6 +2,7 @@
 //! every task; transient connect failures (refused, timeout, a handshake refused by
 //! MaxStartups) are retried with backoff; authentication failures never are. How a host is
 //! reached is the `Connect` it is given: SSH in a run, `transport::fake` in unit tests.
+//! [`Deferred`] is a host's session as a `Transport` that connects only when first used.
 
 use std::collections::HashMap;
 use std::sync::Arc;

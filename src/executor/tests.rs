@@ -443,6 +443,54 @@ async fn compose_runs_up_only_when_a_watched_file_changed() {
     assert_eq!(fleet.host("a").count(UP), 1);
 }
 
+/// A rotated Consul token or certificate took effect only at the agents' next restart: the
+/// files are mounted into the containers and read at start, and `up -d` leaves a running
+/// container alone when its definition did not change. A file in `restart_on` that the play
+/// changed now restarts the project's services (after `up -d` when that runs too); an
+/// unchanged one does not.
+#[tokio::test]
+async fn a_rotated_token_file_left_the_running_services_on_the_old_one() {
+    let fleet = Arc::new(FakeFleet::new());
+    let (dc, token) = ("/opt/c/docker-compose.yml", "/opt/c/acl.json");
+    const RESTART: &str = "restart 1>&2";
+    let h = fleet.host("a");
+    h.on(PROBE, running());
+    let deploy = |token_text: &str, compose_text: &str| {
+        let mut c = fixtures::compose("/opt/c", &["node-exporter"]);
+        c.restart_on = vec![token.to_string()];
+        play(
+            "p",
+            &["a"],
+            &[
+                copy(token, token_text),
+                copy(dc, compose_text),
+                compose_step(c),
+            ],
+        )
+    };
+    // Both files new, the services already running (the probe says so): up -d, then a
+    // restart (the token is new too).
+    let first = run(&fleet, vec![deploy("t1", "v1")]).await;
+    assert_eq!(status(&first, "a"), HostStatus::Changed, "{first:?}");
+    assert_eq!((h.count(UP), h.count(RESTART)), (1, 1));
+    // Nothing changed: neither.
+    let same = run(&fleet, vec![deploy("t1", "v1")]).await;
+    assert_eq!(status(&same, "a"), HostStatus::Ok, "{same:?}");
+    assert_eq!((h.count(UP), h.count(RESTART)), (1, 1));
+    // The token rotated, the compose file did not: a restart alone, and it says why.
+    let rotated = run(&fleet, vec![deploy("t2", "v1")]).await;
+    assert_eq!(status(&rotated, "a"), HostStatus::Changed, "{rotated:?}");
+    assert_eq!((h.count(UP), h.count(RESTART)), (1, 2));
+    let detail = rotated.hosts[0].tasks[2].detail.clone().unwrap_or_default();
+    assert_eq!(detail, format!("restart ({token} changed)"));
+    // A failed restart fails the task, named as such (the script exits 12 then).
+    h.on(RESTART, Reply::fail(12, "no such service"));
+    let failed = run(&fleet, vec![deploy("t3", "v1")]).await;
+    assert_eq!(status(&failed, "a"), HostStatus::Failed, "{failed:?}");
+    let error = failed.hosts[0].error.clone().unwrap_or_default();
+    assert!(error.contains("compose restart failed"), "{error}");
+}
+
 #[tokio::test]
 async fn a_rollback_plan_puts_the_previous_file_back_and_recreates_the_project() {
     let fleet = Arc::new(FakeFleet::new());

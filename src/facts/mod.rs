@@ -5,8 +5,9 @@
 //! timed out or whose answer made no sense is remembered as such: asking again would cost the
 //! same (a hung probe: another `--command-timeout`) for the same answer. [`Primed`] hands a
 //! host's cache from one pass of a command to the next (preflight → deploy or status), so the
-//! facts both need cost one round trip in all. Modules, `--check`, `status` and `preflight`
-//! read hosts only through here.
+//! facts both need cost one round trip in all; for a host judged unchanged whose session
+//! preflight closed, it hands over the answers alone ([`Kept::Detached`]). Modules, `--check`,
+//! `status` and `preflight` read hosts only through here.
 //!
 //! Owns: the `Fact` trait, the cache, and the batching protocol. Must not: write to a host,
 //! print, or know a module.

@@ -1,5 +1,6 @@
 //! `compose`: bring a docker-compose project up — only when one of its files changed in this
-//! play or a service is not running. What runs and what is defined is the compose fact
+//! play or a service is not running — and restart its services when a file they read only at
+//! start (`restart_on`: a token, a certificate) changed in this play. What runs and what is defined is the compose fact
 //! (`facts::compose`, shared with `status`); this module only decides and runs `up -d`.
 //! Unchanged, it costs no round trip of its own (the fact is prefetched with the host's
 //! other facts).
@@ -29,17 +30,24 @@ pub struct ComposeAction {
     /// Files whose change requires `up -d` (the compose file, `.env`, `env_file:` entries);
     /// other files in the project dir (e.g. prometheus.yml) are reloaded, not recreated.
     pub watch: Vec<String>,
+    /// Files the services read only when they start (a mounted token or certificate): their
+    /// change in this play restarts the services (`restart`, after `up -d` if that runs too:
+    /// `up -d` recreates only the services whose definition changed).
+    pub restart_on: Vec<String>,
 }
 
 /// `up -d` in the project dir, with the compose command the fact's probe would pick.
 const UP: &str = r#"$dc -f "$file" up -d --remove-orphans 1>&2"#;
+
+/// `restart` of every service, after `UP` when both run (exit 12: `restart` failed).
+const RESTART: &str = r#"$dc -f "$file" restart 1>&2 || exit 12"#;
 
 /// `compose`.
 pub struct ComposeModule;
 
 impl Module for ComposeModule {
     fn keys(&self) -> (&'static [&'static str], &'static [&'static str]) {
-        (&["project_dir"], &["file", "command"])
+        (&["project_dir"], &["file", "command", "restart_on"])
     }
 
     fn plan(&self, args: &Value, _cx: &mut PlanCtx<'_>) -> Result<Action, String> {
@@ -55,6 +63,7 @@ impl Module for ComposeModule {
             file,
             command: a.opt_str("command")?.filter(|c| !c.trim().is_empty()),
             services: None,
+            restart_on: a.list("restart_on")?,
         }))
     }
 }
@@ -141,23 +150,37 @@ impl ComposeAction {
         }
     }
 
-    /// The `up -d` script: exit 10 without the project dir, 127 without compose.
-    fn up_script(&self) -> Script {
-        Script::new()
+    /// The `up -d` script (`up`), then `restart` (`restart`): exit 10 without the project
+    /// dir, 127 without compose, 12 when `restart` failed.
+    fn script(&self, up: bool, restart: bool) -> Script {
+        let s = Script::new()
             .path_var("dir", &self.project_dir)
             .var("cmd", self.command.as_deref().unwrap_or_default())
             .var("file", &self.file)
             .fragment("set -f")
             .fragment(r#"cd -- "$dir" || exit 10"#)
-            .fragment(DETECT)
-            .fragment(UP)
+            .fragment(DETECT);
+        let s = if up {
+            s.fragment("set -e").fragment(UP).fragment("set +e")
+        } else {
+            s
+        };
+        if restart { s.fragment(RESTART) } else { s }
     }
 
     pub async fn run(&self, ctx: &mut HostCtx<'_>) -> Result<Done, TaskError> {
-        let force = ctx
-            .state
-            .get::<super::file::Written>()
-            .is_some_and(|w| self.watch.iter().any(|p| w.contains(p)));
+        let written = ctx.state.get::<super::file::Written>();
+        let force = written.is_some_and(|w| self.watch.iter().any(|p| w.contains(p)));
+        // Files read at start that this play changed: the services restart to read them.
+        let restart: Vec<&str> = written
+            .map(|w| {
+                self.restart_on
+                    .iter()
+                    .filter(|p| w.contains(p))
+                    .map(String::as_str)
+                    .collect()
+            })
+            .unwrap_or_default();
         let fact = self.fact();
         let facts = ctx.facts()?;
         // Forced, the project is brought up whatever it runs: the fact is read only if it is
@@ -193,7 +216,16 @@ impl ComposeAction {
                 _ => return Err(TaskError::permanent(ctx.masker.mask(&why))),
             }
         }
-        if !force && missing.is_empty() {
+        // A project nothing of which ran before (a first deploy: no project dir, or every
+        // service down) starts on the files as written: no restart after its `up -d`. Not
+        // known (the fact not asked): restart.
+        let restart = match &state {
+            Some(ComposeState::NoProjectDir) => Vec::new(),
+            Some(ComposeState::Project(p)) if p.running.is_empty() => Vec::new(),
+            _ => restart,
+        };
+        let up = force || !missing.is_empty();
+        if !up && restart.is_empty() {
             return Ok(Done::ok().with("all services running, files unchanged"));
         }
         let why = match (force, missing.is_empty()) {
@@ -201,11 +233,20 @@ impl ComposeAction {
             (true, false) => format!("compose file changed; not running: {}", missing.join(" ")),
             (false, _) => format!("not running: {}", missing.join(" ")),
         };
+        let did = match (up, restart.is_empty()) {
+            (true, true) => format!("up -d ({why})"),
+            (true, false) => format!(
+                "up -d ({why}), then restart ({} changed)",
+                restart.join(", ")
+            ),
+            (false, _) => format!("restart ({} changed)", restart.join(", ")),
+        };
         if ctx.check {
-            return Ok(Done::changed().with(format!("would run up -d ({why})")));
+            return Ok(Done::changed().with(format!("would run {did}")));
         }
         let session = ctx.session()?;
-        let out = session.exec(&self.up_script().build(), None).await?;
+        let script = self.script(up, !restart.is_empty());
+        let out = session.exec(&script.build(), None).await?;
         // Whatever happened, what the fact said is no longer what runs.
         facts.forget(&fact);
         if out.status.is_none() {
@@ -214,6 +255,11 @@ impl ComposeAction {
         if !out.success() {
             let why = match out.status {
                 Some(10) => format!("project dir {} does not exist", self.project_dir),
+                Some(12) => format!(
+                    "compose restart failed ({}){}",
+                    out.short_error(),
+                    hint(&out.stderr_str())
+                ),
                 _ => format!(
                     "compose up failed ({}){}",
                     out.short_error(),
@@ -222,7 +268,7 @@ impl ComposeAction {
             };
             return Err(TaskError::permanent(ctx.masker.mask(&why)));
         }
-        Ok(Done::changed().with(format!("up -d ({why})")))
+        Ok(Done::changed().with(did))
     }
 }
 
@@ -253,6 +299,7 @@ mod tests {
             command: None,
             services: None,
             watch: Vec::new(),
+            restart_on: Vec::new(),
         })
     }
 
@@ -294,6 +341,51 @@ mod tests {
         };
         assert_eq!(c.services, None);
         assert_eq!(c.watch, ["/opt/exp/docker-compose.yml", "/opt/exp/.env"]);
+    }
+
+    /// The script run by sh with a compose that logs its calls: `restart` runs after `up -d`
+    /// succeeded, never after it failed, and its own failure is exit 12.
+    #[test]
+    fn restart_runs_after_a_successful_up_and_fails_as_itself() {
+        let tmp = tempfile::tempdir().unwrap();
+        let log = tmp.path().join("calls");
+        let run = |up: bool, restart: bool, fail: &str| -> (Option<i32>, String) {
+            let dc = tmp.path().join("dc");
+            std::fs::write(
+                &dc,
+                format!(
+                    "#!/bin/sh\necho \"$3\" >> '{}'\n[ \"$3\" = '{fail}' ] && exit 3\nexit 0\n",
+                    log.display()
+                ),
+            )
+            .unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&dc, std::fs::Permissions::from_mode(0o755)).unwrap();
+            let _ = std::fs::remove_file(&log);
+            let a = ComposeAction {
+                project_dir: tmp.path().display().to_string(),
+                file: "docker-compose.yml".into(),
+                command: Some(dc.display().to_string()),
+                services: None,
+                watch: Vec::new(),
+                restart_on: Vec::new(),
+            };
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(a.script(up, restart).build())
+                .output()
+                .unwrap();
+            let calls = std::fs::read_to_string(&log).unwrap_or_default();
+            (
+                out.status.code(),
+                calls.split_whitespace().collect::<Vec<_>>().join(" "),
+            )
+        };
+        assert_eq!(run(true, false, ""), (Some(0), "up".into()));
+        assert_eq!(run(true, true, ""), (Some(0), "up restart".into()));
+        assert_eq!(run(false, true, ""), (Some(0), "restart".into()));
+        assert_eq!(run(true, true, "up"), (Some(3), "up".into()));
+        assert_eq!(run(true, true, "restart"), (Some(12), "up restart".into()));
     }
 
     #[test]

@@ -604,6 +604,35 @@ async fn forced_compose_runs_up_though_the_prefetched_fact_predates_the_project(
     assert_eq!(b.fake.count(UP), 1, "{:?}", b.fake.log());
 }
 
+/// A changed `restart_on` file restarts the services that ran before this play: not those
+/// of a first deploy (no project dir, or nothing running), which start on the files as
+/// written; and when the fact was never asked, to be safe, it restarts.
+#[tokio::test]
+async fn restart_on_restarts_only_services_that_ran_before() {
+    let token = "/opt/exp/acl.json";
+    let c = ComposeAction {
+        restart_on: vec![token.to_string()],
+        ..compose()
+    };
+    for (probe, restarts) in [
+        (Some(Reply::fail(10, "")), 0),
+        (Some(project("")), 0),
+        (Some(project("node-exporter")), 1),
+        (None, 1),
+    ] {
+        let mut b = Bench::new();
+        if let Some(p) = probe {
+            b.fake.on(PROBE, p);
+            b.facts.get(&c.fact()).await.expect("prefetched");
+        }
+        b.set_written(&["/opt/exp/docker-compose.yml", token]);
+        b.run(async |ctx| c.run(ctx).await).await.expect("up");
+        let log = b.fake.log();
+        assert_eq!(b.fake.count(UP), 1, "{log:?}");
+        assert_eq!(b.fake.count("restart 1>&2"), restarts, "{log:?}");
+    }
+}
+
 /// Two Consul doubles, each holding one promfleet service and one service of someone else.
 async fn two_agents() -> (Vec<testkit::consul_double::ConsulDouble>, Arc<ConsulClient>) {
     let mut doubles = Vec::new();
