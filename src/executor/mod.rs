@@ -522,31 +522,23 @@ impl Executor {
         // A host preflight judged unchanged over a session it closed comes with its answers:
         // its session is opened only if a step needs more than they say.
         let deferred = matches!(primed, Some(Kept::Detached(_)));
-        if needs_ssh && deferred {
-            match self.connector.target(host).await {
-                Ok(t) => {
+        if needs_ssh {
+            let connected = if deferred {
+                self.connector.target(host).await.map(|t| {
                     let d = Deferred::new(self.connector.clone(), host.clone(), t);
-                    session = Some(Arc::new(d) as Arc<dyn crate::transport::Transport>);
-                }
-                Err(e) => {
-                    r.status = failure_status(ErrorKind::from(&e));
-                    r.failed = usize::from(r.status == HostStatus::Failed);
-                    r.error = Some(self.masker.mask(&format!("connect: {e}")));
-                    r.failed_at = Some("connect".into());
+                    Arc::new(d) as Arc<dyn crate::transport::Transport>
+                })
+            } else {
+                let Some(connected) = self.or_abort(self.connector.session(host)).await else {
+                    r.error = Some("aborted while connecting (second interrupt)".into());
                     r.add_duration(started.elapsed());
                     self.reporter.host_finished(&r);
                     return r;
-                }
-            }
-        } else if needs_ssh {
-            let Some(connected) = self.or_abort(self.connector.session(host)).await else {
-                r.error = Some("aborted while connecting (second interrupt)".into());
-                r.add_duration(started.elapsed());
-                self.reporter.host_finished(&r);
-                return r;
+                };
+                connected.map(|(s, _)| s)
             };
             match connected {
-                Ok((s, _)) => session = Some(s),
+                Ok(s) => session = Some(s),
                 Err(e) => {
                     r.status = failure_status(ErrorKind::from(&e));
                     r.failed = usize::from(r.status == HostStatus::Failed);

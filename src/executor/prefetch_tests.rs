@@ -110,6 +110,19 @@ fn connector(fleet: &Arc<FakeFleet>) -> Arc<Connector> {
 
 /// Deploy's preflight over `connector`, asking each host's first-play facts too.
 async fn preflight(connector: &Arc<Connector>, plan: &Plan, primed: &Primed) {
+    preflight_as(connector, plan, primed, None).await;
+}
+
+/// Deploy's preflight: with `memo`, of hosts past the sessions it keeps (`keep: false`, no
+/// facts asked for the run) judged on that memo; without, of kept hosts asked their
+/// first-play facts too.
+async fn preflight_as(
+    connector: &Arc<Connector>,
+    plan: &Plan,
+    primed: &Primed,
+    memo: Option<&crate::status::unchanged::Memo>,
+) -> Vec<crate::status::preflight::HostPreflight> {
+    use crate::status::unchanged::Unchanged;
     let mut also = first_play_facts(plan);
     let asks = plan
         .hosts()
@@ -117,14 +130,18 @@ async fn preflight(connector: &Arc<Connector>, plan: &Plan, primed: &Primed) {
         .map(|h| Ask {
             host: h.clone(),
             wants: Wants::new(h, &Vars::new(), &Vars::new()),
-            also: also.remove(&h.name).unwrap_or_default(),
-            keep: true,
-            unchanged: None,
+            also: match memo {
+                None => also.remove(&h.name).unwrap_or_default(),
+                Some(_) => Vec::new(),
+            },
+            keep: memo.is_none(),
+            unchanged: memo.and_then(|m| Unchanged::new(plan, &h.name, m)),
         })
         .collect();
     let sched = Scheduler::new(10, CancellationToken::new(), CancellationToken::new());
     let results = check_all(connector.clone(), asks, &sched, primed).await;
     assert_eq!(results.len(), plan.hosts().len(), "{results:?}");
+    results
 }
 
 /// Operations a host ran, without the polite close.
@@ -288,10 +305,10 @@ async fn a_host_preflight_does_not_keep_is_disconnected_after_its_check() {
     );
 }
 
-/// Preflight of a host past the sessions it keeps (`keep: false`) and judged unchanged on
-/// `memo`: the light check over a session it then closes.
+/// Preflight of hosts past the sessions it keeps, judged unchanged on a memo of the plan's
+/// v1 compose file: the light check over a session it then closes.
 async fn preflight_released(connector: &Arc<Connector>, plan: &Plan, primed: &Primed) {
-    use crate::status::unchanged::{Memo, Unchanged};
+    use crate::status::unchanged::Memo;
     let memo = Memo {
         by: Memo::this_build(),
         at: "2026-12-01T00:00:00Z".into(),
@@ -302,20 +319,7 @@ async fn preflight_released(connector: &Arc<Connector>, plan: &Plan, primed: &Pr
             crate::modules::file::sha256_hex(b"v1"),
         )]),
     };
-    let asks: Vec<Ask> = plan
-        .hosts()
-        .into_iter()
-        .map(|h| Ask {
-            host: h.clone(),
-            wants: Wants::new(h, &Vars::new(), &Vars::new()),
-            also: Vec::new(),
-            keep: false,
-            unchanged: Unchanged::new(plan, &h.name, &memo),
-        })
-        .collect();
-    assert!(asks.iter().all(|a| a.unchanged.is_some()));
-    let sched = Scheduler::new(10, CancellationToken::new(), CancellationToken::new());
-    let results = check_all(connector.clone(), asks, &sched, primed).await;
+    let results = preflight_as(connector, plan, primed, Some(&memo)).await;
     assert!(
         results.iter().all(|r| r.unchanged_since.is_some()),
         "{results:?}"

@@ -1241,39 +1241,42 @@ mod tests {
         );
     }
 
+    /// `fact`'s script run by sh with a `docker` on the PATH that logs each call, then runs
+    /// `body`: its answer, and how many times the Docker CLI was started. (DOCKER_HOST set:
+    /// the CLI is asked whoever runs the test, see DOCKER_REFUSED.)
+    fn with_docker_shim<F: Fact>(fact: &F, body: &str) -> (F::Output, usize) {
+        let tmp = tempfile::tempdir().unwrap();
+        let calls = tmp.path().join("calls");
+        let shim = tmp.path().join("docker");
+        std::fs::write(
+            &shim,
+            format!("#!/bin/sh\necho \"$*\" >> '{}'\n{body}\n", calls.display()),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&shim, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(fact.script().build())
+            .env("PATH", format!("{}:/usr/bin:/bin", tmp.path().display()))
+            .env("DOCKER_HOST", "unix:///var/run/docker.sock")
+            .output()
+            .unwrap();
+        let got = fact
+            .parse(&probe(&String::from_utf8_lossy(&out.stdout)))
+            .unwrap();
+        let n = std::fs::read_to_string(&calls)
+            .unwrap_or_default()
+            .lines()
+            .count();
+        (got, n)
+    }
+
     #[test]
     fn docker_info_is_asked_once_whether_it_answers_or_fails() {
         // A `docker` that logs each call: answering (a warning on stderr, as Docker 20.10
         // prints without swap limit support) and refusing (exit 1, the error on stderr).
-        let tmp = tempfile::tempdir().unwrap();
-        let calls = tmp.path().join("calls");
-        let run = |body: &str| {
-            let shim = tmp.path().join("docker");
-            std::fs::write(
-                &shim,
-                format!("#!/bin/sh\necho \"$*\" >> '{}'\n{body}\n", calls.display()),
-            )
-            .unwrap();
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&shim, std::fs::Permissions::from_mode(0o755)).unwrap();
-            let _ = std::fs::remove_file(&calls);
-            // (DOCKER_HOST set: the CLI is asked whoever runs the test, see DOCKER_REFUSED.)
-            let out = std::process::Command::new("sh")
-                .arg("-c")
-                .arg(DockerEngine.script().build())
-                .env("PATH", format!("{}:/usr/bin:/bin", tmp.path().display()))
-                .env("DOCKER_HOST", "unix:///var/run/docker.sock")
-                .output()
-                .unwrap();
-            let got = DockerEngine
-                .parse(&probe(&String::from_utf8_lossy(&out.stdout)))
-                .unwrap();
-            let n = std::fs::read_to_string(&calls)
-                .unwrap_or_default()
-                .lines()
-                .count();
-            (got, n)
-        };
+        let run = |body: &str| with_docker_shim(&DockerEngine, body);
         let (ok, n) = run("echo 'WARNING: No swap limit support' >&2\n\
              echo '__info 20.10.24+dfsg1|/nonexistent/docker|name=seccomp,profile=default,'");
         assert_eq!(n, 1);
@@ -1797,41 +1800,19 @@ mod tests {
         stderr_extra: &str,
         refs: &[&str],
     ) -> (Vec<(String, bool)>, usize) {
-        let tmp = tempfile::tempdir().unwrap();
-        let calls = tmp.path().join("calls");
-        let shim = tmp.path().join("docker");
         let have = present.join(" ");
-        std::fs::write(
-            &shim,
-            format!(
-                "#!/bin/sh\necho \"$*\" >> '{}'\n{stderr_extra}\nshift 4; rc=0\n\
-                 for r in \"$@\"; do case ' {have} ' in *\" $r \"*) echo __found ;; \
-                 *) echo \"Error response from daemon: no such image: $r: No such image: $r\" >&2; rc=1 ;; esac; done\n\
-                 exit $rc\n",
-                calls.display()
-            ),
-        )
-        .unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&shim, std::fs::Permissions::from_mode(0o755)).unwrap();
         let f = LocalImages {
             refs: refs.iter().map(|r| r.to_string()).collect(),
         };
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(f.script().build())
-            .env("PATH", format!("{}:/usr/bin:/bin", tmp.path().display()))
-            .env("DOCKER_HOST", "unix:///var/run/docker.sock")
-            .output()
-            .unwrap();
-        let got = f
-            .parse(&probe(&String::from_utf8_lossy(&out.stdout)))
-            .unwrap();
-        let n = std::fs::read_to_string(&calls)
-            .unwrap_or_default()
-            .lines()
-            .count();
-        (got, n)
+        with_docker_shim(
+            &f,
+            &format!(
+                "{stderr_extra}\nshift 4; rc=0\n\
+                 for r in \"$@\"; do case ' {have} ' in *\" $r \"*) echo __found ;; \
+                 *) echo \"Error response from daemon: no such image: $r: No such image: $r\" >&2; rc=1 ;; esac; done\n\
+                 exit $rc"
+            ),
+        )
     }
 
     #[test]
