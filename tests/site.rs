@@ -250,6 +250,13 @@ struct FollowState {
     error: Option<String>,
 }
 
+/// How often the follower looks for a new reload of the stand-in Prometheus.
+const FOLLOW_POLL: Duration = Duration::from_millis(100);
+/// How long a test waits for the follower to catch up with the reloads: its poll, many times
+/// over (the restart itself only spawns Prometheus; the wait is for the follower's thread to
+/// be scheduled on a loaded machine).
+const FOLLOW_LIMIT: Duration = Duration::from_secs(30);
+
 /// Real Prometheus following one monitoring host's placeholder Prometheus (see the header).
 struct Follower {
     monitoring_dir: PathBuf,
@@ -282,7 +289,7 @@ impl Follower {
                         Err(e) => g.error = Some(e),
                     }
                 }
-                std::thread::sleep(Duration::from_millis(100));
+                std::thread::sleep(FOLLOW_POLL);
             }
         });
         Follower {
@@ -294,8 +301,23 @@ impl Follower {
         }
     }
 
+    /// Prometheus starts so far, once the follower has followed every reload the stand-in
+    /// answered. The deploy returns as soon as its own checks pass, and they may pass against
+    /// the Prometheus started before the last reload: the follower notices a reload only at its
+    /// next poll (`FOLLOW_POLL`), so reading the count right away raced it (seen in CI: the
+    /// 1 → 2 move's second start missing, no error). Waits at most `FOLLOW_LIMIT`.
     fn starts(&self) -> usize {
-        self.state.lock().unwrap().configs.len()
+        let deadline = std::time::Instant::now() + FOLLOW_LIMIT;
+        loop {
+            let want = answered(&self.monitoring_dir, "prometheus", "POST /-/reload 200");
+            let g = self.state.lock().unwrap();
+            if g.configs.len() >= want || g.error.is_some() || std::time::Instant::now() > deadline
+            {
+                return g.configs.len();
+            }
+            drop(g);
+            std::thread::sleep(FOLLOW_POLL);
+        }
     }
 
     fn error(&self) -> Option<String> {
