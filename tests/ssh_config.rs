@@ -1053,6 +1053,20 @@ fn proxy_command_and_jump_cycles_are_refused_not_bypassed() {
 /// refused at load: promfleet asked DNS for `web1` while `ssh web1` goes to the config's
 /// HostName. Now an inventory name resolves as ssh resolves it. Oracle per row: the real
 /// `ssh -G -F cfg NAME`'s `hostname`, then (for a name) `getent ahosts`' first address.
+/// `promfleet inventory list --json --ssh-config CFG -i INV`: each host's row by name.
+fn listed(cfg: &Path, inv: &Path) -> BTreeMap<String, Value> {
+    let out = Run::new(&["inventory", "list", "--json", "--ssh-config"])
+        .arg(cfg)
+        .arg("-i")
+        .arg(inv)
+        .output();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rows: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    rows.into_iter()
+        .map(|r| (r["name"].as_str().unwrap_or_default().to_string(), r))
+        .collect()
+}
+
 #[test]
 fn ssh_config_only_alias_was_refused_for_want_of_an_ip() {
     const CONFIG: &str = "Host web1\n  HostName 127.0.0.42\n\
@@ -1069,13 +1083,7 @@ fn ssh_config_only_alias_was_refused_for_want_of_an_ip() {
     let inv = dir.path().join("hosts.ini");
     std::fs::write(&inv, format!("[web]\n{}\n", names.join("\n"))).unwrap();
 
-    let out = Run::new(&["inventory", "list", "--json", "--ssh-config"])
-        .arg(&cfg)
-        .arg("-i")
-        .arg(&inv)
-        .output();
-    assert!(out.status.success(), "{}", stderr(&out));
-    let rows: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = listed(&cfg, &inv);
     for name in names {
         let hostname = ssh_g(&["-F", cfg.to_str().unwrap(), "--", name])["hostname"][0].clone();
         let want = if hostname.parse::<std::net::IpAddr>().is_ok() {
@@ -1092,11 +1100,8 @@ fn ssh_config_only_alias_was_refused_for_want_of_an_ip() {
                 .to_owned()
         };
         let row = rows
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["name"] == name)
-            .unwrap_or_else(|| panic!("{name} listed: {rows}"));
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} listed: {rows:?}"));
         assert_eq!(row["ip"], want, "{name} (ssh -G hostname {hostname})");
         // SSH still goes to the name, so the config applies to the connection as for `ssh`.
         assert_eq!(row["address"], name);
@@ -1141,13 +1146,7 @@ fn match_user_saw_the_local_user_when_resolving_an_inventory_name() {
         .collect();
     std::fs::write(&inv, format!("[web]\n{}\n", lines.join("\n"))).unwrap();
 
-    let out = Run::new(&["inventory", "list", "--json", "--ssh-config"])
-        .arg(&cfg)
-        .arg("-i")
-        .arg(&inv)
-        .output();
-    assert!(out.status.success(), "{}", stderr(&out));
-    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let listed = listed(&cfg, &inv);
     let mut seen = Vec::new();
     for (name, user, port) in rows {
         let mut args = vec!["-F", cfg.to_str().unwrap()];
@@ -1160,11 +1159,8 @@ fn match_user_saw_the_local_user_when_resolving_an_inventory_name() {
         args.extend(["--", name]);
         let want = ssh_g(&args)["hostname"][0].clone();
         let row = listed
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["name"] == name)
-            .unwrap_or_else(|| panic!("{name} listed: {listed}"));
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} listed: {listed:?}"));
         assert_eq!(row["ip"], want, "{name}: ssh -G {args:?}");
         seen.push(want);
     }

@@ -7,13 +7,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use bytes::Bytes;
+use futures::future::BoxFuture;
 use tokio::sync::Mutex;
 
 use super::retry::RetryPolicy;
 use crate::inventory::Host;
-use bytes::Bytes;
-use futures::future::BoxFuture;
-
 use crate::transport::{
     Capture, Connect, ConnectOptions, ExecOutput, Ssh, SshConfig, Target, Transport,
     TransportError, Upload,

@@ -1,10 +1,10 @@
 //! Hosts an Ansible inventory gives by DNS name (as `ansible_host`, or as the inventory name
 //! itself), turned into the address promfleet registers in Consul and scrapes: resolved once,
-//! at load, on the jump host: every distinct name (and login) once, in parallel, each lookup under a
-//! deadline.
+//! at load, on the jump host: every distinct name (and login) once, in parallel, each lookup
+//! under a deadline.
 //!
 //! Owns: the `Resolver` seam (the system's getaddrinfo; the CLI's, through ssh's config first,
-//! asked with the host's login as `Lookup`:
+//! asked with the host's login as a `Lookup`:
 //! `transport::HostnameResolver`; a fake in tests), the deadline, the choice of address (the
 //! first the resolver returns: the one `ssh` tries first), and the stand-in addresses of
 //! `--no-resolve`. Must not touch: SSH — the connection still goes to the name, so

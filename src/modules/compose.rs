@@ -1,13 +1,14 @@
 //! `compose`: bring a docker-compose project up — only when one of its files changed in this
 //! play or a service is not running — and restart its services when a file they read only at
-//! start (`restart_on`: a token, a certificate) changed in this play. What runs and what is defined is the compose fact
-//! (`facts::compose`, shared with `status`); this module only decides and runs `up -d`.
-//! Unchanged, it costs no round trip of its own (the fact is prefetched with the host's
-//! other facts).
+//! start (`restart_on`: a token, a certificate) changed in this play. What runs and what is
+//! defined is the compose fact (`facts::compose`, shared with `status`); this module only
+//! decides and runs `up -d` (and `restart`). Unchanged, it costs no round trip of its own (the
+//! fact is prefetched with the host's other facts).
 //!
 //! Owns: the compose action (project, file, command, services, watched files) and its
 //! arguments, what it learns from the compose file rendered earlier in the play (`link`), its
-//! check against the fact, `up -d`, and hints for compose errors seen on real hosts.
+//! check against the fact, `up -d` and `restart`, and hints for compose errors seen on real
+//! hosts.
 
 use std::collections::BTreeMap;
 

@@ -11,6 +11,19 @@ use testkit::netns::NetnsHost;
 use testkit::sshd::{Fleet, KeyKind, is_root};
 use testkit::standin;
 
+/// `/`'s propagation as findmnt reports it: `shared`, `slave` or `private`.
+fn root_propagation() -> &'static str {
+    let out = Command::new("findmnt")
+        .args(["-no", "PROPAGATION", "/"])
+        .output()
+        .unwrap();
+    match String::from_utf8_lossy(&out.stdout).trim() {
+        p if p.starts_with("shared") => "shared",
+        p if p.starts_with("slave") => "slave",
+        _ => "private",
+    }
+}
+
 /// Held by the tests that read this machine's `/` propagation and the one that changes it.
 static MACHINE: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
@@ -185,12 +198,8 @@ fn inventory_has_every_host_under_its_group_with_sandboxed_vars() {
         "{y}"
     );
     // The machine's `/` propagation as findmnt reports it, stated as an operator would.
-    let propagation = std::process::Command::new("findmnt")
-        .args(["-no", "PROPAGATION", "/"])
-        .output()
-        .unwrap();
-    let mount = match String::from_utf8_lossy(&propagation.stdout).trim() {
-        p if p.starts_with("shared") || p.starts_with("slave") => "ro,rslave",
+    let mount = match root_propagation() {
+        "shared" | "slave" => "ro,rslave",
         _ => "ro",
     };
     let mount = if mount.contains(',') {
@@ -839,23 +848,6 @@ fn standin_up_took_a_starting_service_for_an_exited_one() {
         log_text.contains(&format!("listening on 127.0.0.1:{port}")),
         "{log_text}"
     );
-}
-
-/// `/`'s propagation as `/proc/self/mountinfo` gives it (`shared`, `slave` or `private`).
-fn root_propagation() -> &'static str {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    let root = info
-        .lines()
-        .rfind(|l| l.split_whitespace().nth(4) == Some("/"))
-        .unwrap_or_default();
-    let optional = root.split(" - ").next().unwrap_or_default();
-    if optional.contains(" shared:") {
-        "shared"
-    } else if optional.contains(" master:") {
-        "slave"
-    } else {
-        "private"
-    }
 }
 
 /// A fleet's inventories read the machine each time they were written: when another test
