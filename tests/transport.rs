@@ -650,3 +650,96 @@ async fn upload_with_owner_is_part_of_unchanged() {
     assert_eq!(owner_of(&dest), (65534, 65534));
     s.close().await;
 }
+
+/// The same ECDSA key (a 31-byte scalar) as three files: `ssh` logs in with each, and so must
+/// promfleet; with a wrong passphrase neither does. ssh-key 0.7 refused such keys ("length
+/// invalid"), one randomly generated P-256 key in 256.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_ecdsa_key_with_a_31_byte_scalar_was_refused() {
+    let Some(fleet) = fleet(1) else { return };
+    let dir = fleet.root().join("short-scalar");
+    std::fs::create_dir_all(&dir).expect("key dir");
+    let copy = |name: &str| {
+        let to = dir.join(name);
+        std::fs::copy(PathBuf::from("tests/fixtures/keys").join(name), &to).expect("copy key");
+        std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        to
+    };
+    let plain = copy("ecdsa-p256-short-scalar");
+    let public = Command::new("ssh-keygen")
+        .arg("-yf")
+        .arg(&plain)
+        .output()
+        .expect("ssh-keygen -y");
+    assert!(public.status.success(), "ssh-keygen -y");
+    std::fs::write(dir.join("ecdsa-p256-short-scalar.pub"), &public.stdout).expect("public key");
+    fleet.authorize_key(&plain).expect("authorize");
+    let askpass = dir.join("askpass");
+    std::fs::write(&askpass, "#!/bin/sh\nprintf '%s\\n' \"$PASSPHRASE\"\n").expect("askpass");
+    std::fs::set_permissions(&askpass, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let h = fleet.host("host001").expect("host");
+    let rows = [
+        ("ecdsa-p256-short-scalar", "", true),
+        ("ecdsa-p256-short-scalar-aes256-ctr", "correct horse", true),
+        ("ecdsa-p256-short-scalar-aes256-gcm", "correct horse", true),
+        ("ecdsa-p256-short-scalar-aes256-ctr", "wrong", false),
+    ];
+    for (name, passphrase, logs_in) in rows {
+        let key = copy(name);
+        // The oracle: OpenSSH with this key only, its passphrase given through SSH_ASKPASS.
+        let ssh = Command::new("ssh")
+            .args([
+                "-F",
+                "/dev/null",
+                "-o",
+                "IdentitiesOnly=yes",
+                "-o",
+                "IdentityAgent=none",
+            ])
+            .args([
+                "-o",
+                "PreferredAuthentications=publickey",
+                "-o",
+                "StrictHostKeyChecking=yes",
+            ])
+            .arg("-o")
+            .arg(format!(
+                "UserKnownHostsFile={}",
+                fleet.known_hosts().display()
+            ))
+            .arg("-i")
+            .arg(&key)
+            .args(["-p", &fleet.port().to_string()])
+            .arg(format!("{}@{}", fleet.user(), h.ip))
+            .arg("id -un")
+            .env("SSH_ASKPASS", &askpass)
+            .env("SSH_ASKPASS_REQUIRE", "force")
+            .env("PASSPHRASE", passphrase)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("ssh");
+        assert_eq!(
+            ssh.status.success(),
+            logs_in,
+            "{name} with {passphrase:?}: ssh {}",
+            String::from_utf8_lossy(&ssh.stderr)
+        );
+
+        let mut t = target(&fleet, "host001");
+        t.keys = vec![key];
+        let mut o = opts(&fleet);
+        o.keys = Arc::new(KeyStore::with_passphrase(passphrase));
+        match Session::connect(&t, &o).await {
+            Ok(s) => {
+                let out = run(&s, "id -un").await;
+                s.close().await;
+                assert!(
+                    logs_in,
+                    "{name} with {passphrase:?}: promfleet logged in, ssh did not"
+                );
+                assert_eq!(out.stdout_str().trim(), fleet.user());
+            }
+            Err(e) => assert!(!logs_in, "{name} with {passphrase:?}: {e}"),
+        }
+    }
+}
