@@ -66,7 +66,7 @@ const REFUSED_MESSAGE: &str = "permission denied while trying to connect to the 
 // One `docker info` (each start of the Docker CLI costs 10–40 ms of CPU): its answer is the
 // line the format prefixes with `__info ` (warnings may come on stderr), its error the last line.
 const DOCKER_ENGINE: &str = r#"command -v docker >/dev/null 2>&1 || { echo __noclient; exit 0; }
-if docker_refused; then echo "__error $refused (the socket is not writable by $(id -un); the Docker CLI was not started)"; exit 0; fi
+if docker_refused; then echo "__error $refused (the socket is not writable by ${LOGNAME:-$(id -un)}; the Docker CLI was not started)"; exit 0; fi
 nl='
 '
 if out=$(docker info --format '__info {{.ServerVersion}}|{{.DockerRootDir}}|{{range .SecurityOptions}}{{.}},{{end}}' 2>&1); then
@@ -161,7 +161,10 @@ impl SocketInfo {
 }
 
 const DOCKER_SOCKET: &str = r#"[ -n "${DOCKER_HOST:-}" ] && echo "__host $DOCKER_HOST"
-rt=${XDG_RUNTIME_DIR:-/run/user/$(id -u)}
+# The effective uid as `id -u` prints it, read by the shell from its own status (no fork).
+uid=
+{ while read -r k _ e _; do [ "$k" = Uid: ] && { uid=$e; break; }; done < /proc/self/status; } 2>/dev/null
+rt=${XDG_RUNTIME_DIR:-/run/user/${uid:-$(id -u)}}
 [ -S "$rt/docker.sock" ] && echo "__rootless $rt/docker.sock"
 [ -S /var/run/docker.sock ] && echo "__system"
 exit 0"#;
@@ -1539,9 +1542,12 @@ mod tests {
     #[test]
     fn dockerd_is_found_from_its_pid_file_before_pidof_walks_the_processes() {
         let tmp = tempfile::tempdir().unwrap();
-        // A process named dockerd (a copy of sleep), and pidof/pgrep that record being called.
+        // A process named dockerd (sleep through a symlink: the kernel names a process after
+        // the path it was started by), and pidof/pgrep that record being called. Not a copy:
+        // a test thread forking while the copy is still open for writing makes its exec fail
+        // with ETXTBSY ("Text file busy").
         let fake = tmp.path().join("dockerd");
-        std::fs::copy("/bin/sleep", &fake).unwrap();
+        std::os::unix::fs::symlink("/bin/sleep", &fake).unwrap();
         let mut child = std::process::Command::new(&fake)
             .arg("600")
             .spawn()
