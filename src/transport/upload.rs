@@ -16,8 +16,8 @@ const NOT_A_DIRECTORY: &str = r#"if [ -d "$dest" ]; then echo "promfleet: $dest 
 ///
 /// The temp file gets the final mode (and owner) first, so "unchanged" compares the
 /// attributes the system resolved, not our spelling of them (names vs ids).
-const INSTALL: &str = r#"dir=$(dirname -- "$dest")
-mkdir -p -- "$dir"
+const INSTALL: &str = r#"case $dest in */*) dir=${dest%/*}; dir=${dir:-/} ;; *) dir=. ;; esac
+[ -d "$dir" ] || mkdir -p -- "$dir"
 tmp=$(mktemp -- "$dir/.promfleet.XXXXXX")
 prev=
 trap 'rm -f -- "$tmp" ${prev:+"$prev"}' EXIT
@@ -64,6 +64,45 @@ pub(super) fn upload_script(dest: &str, mode: u32, owner: Option<&str>) -> Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The directory of `dest`, found without starting `dirname`, is the one `dirname` names
+    /// (`dirname` as the oracle; the same directory, spelled with or without a doubled slash).
+    #[test]
+    fn the_directory_of_a_destination_is_dirnames() {
+        let first_line = INSTALL.lines().next().expect("first line");
+        for dest in [
+            "/a/b/c.yml",
+            "/c.yml",
+            "a/c.yml",
+            "c.yml",
+            "/a//c.yml",
+            "./c.yml",
+            "a b/$x",
+        ] {
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(format!(
+                    "dest=$1\n{first_line}\nprintf '%s\\n' \"$dir\" \"$(dirname -- \"$dest\")\""
+                ))
+                .args(["sh", dest])
+                .output()
+                .expect("sh");
+            let text = String::from_utf8_lossy(&out.stdout);
+            let lines: Vec<&str> = text.lines().collect();
+            assert_eq!(lines.len(), 2, "{dest}: {text}");
+            assert_eq!(
+                std::path::Path::new(lines[0])
+                    .components()
+                    .collect::<Vec<_>>(),
+                std::path::Path::new(lines[1])
+                    .components()
+                    .collect::<Vec<_>>(),
+                "{dest}: ours {:?}, dirname {:?}",
+                lines[0],
+                lines[1]
+            );
+        }
+    }
 
     /// Values stay values: a hostile path and owner reach `mkdir`/`chown` as one word each
     /// and nothing they spell runs (the local sh as the oracle, in a scratch directory).
