@@ -964,10 +964,13 @@ impl CapBounds {
 // --help`, Docker 20.10.24: `-p, --pidfile string  Path to use for daemon PID file (default
 // "/var/run/docker.pid")`; https://docs.docker.com/reference/cli/dockerd/). A stale file (its
 // pid now another process) is skipped. Only without it `pidof`/`pgrep`, which read every
-// process of the host.
+// process of the host. dockerd writes the pid with no newline after it (the file is the 4
+// bytes `1433` on this project's test machine, Docker 28.2.2), and `read` then fails at end
+// of file with the value read: so a value counts, whatever `read` returned.
 const CAP_BOUNDS: &str = r#"p=""
 comm=""
-if [ -r "$pidfile" ] && read -r q < "$pidfile" && { read -r comm < "/proc/$q/comm"; } 2>/dev/null && [ "$comm" = dockerd ]; then p=$q
+q=""
+if [ -r "$pidfile" ] && { read -r q < "$pidfile" || [ -n "$q" ]; } && { read -r comm < "/proc/$q/comm"; } 2>/dev/null && [ "$comm" = dockerd ]; then p=$q
 else p=$(pidof dockerd 2>/dev/null) || p=$(pgrep -x dockerd 2>/dev/null); fi
 p=${p%% *}; p=${p%%"
 "*}
@@ -1566,8 +1569,8 @@ mod tests {
             std::fs::set_permissions(&shim, std::fs::Permissions::from_mode(0o755)).unwrap();
         }
         let pidfile = tmp.path().join("docker.pid");
-        let run = |pid: u32| {
-            std::fs::write(&pidfile, format!("{pid}\n")).unwrap();
+        let run = |pid: String| {
+            std::fs::write(&pidfile, pid).unwrap();
             let _ = std::fs::remove_file(&called);
             let out = std::process::Command::new("sh")
                 .arg("-c")
@@ -1583,13 +1586,55 @@ mod tests {
                 std::fs::read_to_string(&called).unwrap_or_default(),
             )
         };
-        let fresh = run(child.id());
+        // As dockerd writes it (no newline: see CAP_BOUNDS), and with a newline.
+        let fresh = run(child.id().to_string());
+        let fresh_line = run(format!("{}\n", child.id()));
         // A stale pid file (its pid is now another process): the walk, then the session's.
-        let stale = run(std::process::id());
+        let stale = run(std::process::id().to_string());
         let _ = child.kill();
         let _ = child.wait();
         assert_eq!(fresh, ("dockerd".to_string(), String::new()));
+        assert_eq!(fresh_line, ("dockerd".to_string(), String::new()));
         assert_eq!(stale, ("session".to_string(), "pidof\npgrep\n".to_string()));
+    }
+
+    /// The machine's own dockerd and the pid file it wrote: the probe finds it there, with no
+    /// walk of the processes (`pidof`, `pgrep` recorded by shims as above).
+    #[test]
+    fn the_pid_file_of_the_real_dockerd_was_never_read() {
+        let pidfile = std::path::Path::new(DOCKERD_PIDFILE);
+        let Ok(pid) = std::fs::read_to_string(pidfile) else {
+            eprintln!("SKIPPED: no {DOCKERD_PIDFILE} (no Docker engine on this machine)");
+            return;
+        };
+        let comm = std::fs::read_to_string(format!("/proc/{}/comm", pid.trim()));
+        if comm.as_deref().map(str::trim).ok() != Some("dockerd") {
+            eprintln!("SKIPPED: {DOCKERD_PIDFILE} names no running dockerd");
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let called = tmp.path().join("called");
+        for tool in ["pidof", "pgrep"] {
+            let shim = tmp.path().join(tool);
+            std::fs::write(
+                &shim,
+                format!("#!/bin/sh\necho {tool} >> '{}'\nexit 1\n", called.display()),
+            )
+            .unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&shim, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(cap_bounds_script(DOCKERD_PIDFILE).build())
+            .env("PATH", format!("{}:/usr/bin:/bin", tmp.path().display()))
+            .output()
+            .unwrap();
+        let c = CapabilityBounds
+            .parse(&probe(&String::from_utf8_lossy(&out.stdout)))
+            .unwrap();
+        assert_eq!(c.source, "dockerd");
+        assert_eq!(std::fs::read_to_string(&called).unwrap_or_default(), "");
     }
 
     #[test]
