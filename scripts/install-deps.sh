@@ -6,10 +6,11 @@ export DEBIAN_FRONTEND=noninteractive
 # docker-compose v1, netns/iptables tools, sudo, curl; man-db and bash-completion, which
 # tests/package.rs asks whether they find the installed package's man pages and completion;
 # dpkg-dev for dpkg-shlibdeps (scripts/package.sh: the package's Depends); apache2-utils for
-# htpasswd (tests/prom_tls.rs: the bcrypt hash of Prometheus' basic_auth_users).
+# htpasswd (tests/prom_tls.rs: the bcrypt hash of Prometheus' basic_auth_users); zsh for a test
+# user whose login shell does not split fields as sh does (tests/transport.rs).
 packages=(openssh-server openssh-client prometheus prometheus-alertmanager
           prometheus-node-exporter docker-compose iproute2 iptables sudo curl procps
-          man-db bash-completion dpkg-dev apache2-utils)
+          man-db bash-completion dpkg-dev apache2-utils zsh)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

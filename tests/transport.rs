@@ -743,3 +743,70 @@ async fn an_ecdsa_key_with_a_31_byte_scalar_was_refused() {
         }
     }
 }
+
+/// sshd runs a command through the login user's shell. Under zsh (`$x` is not split into
+/// fields) promfleet's POSIX scripts gave other facts than under sh: a compose project's
+/// services came back as one service per line, and only the first was read. The oracle shows
+/// the user's shell is such a zsh: real `ssh` runs the same line and gets no splitting.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_zsh_login_shell_read_one_service_of_a_running_project() {
+    let Some(fleet) = fleet(1) else { return };
+    if tool("zsh").is_none() {
+        return;
+    }
+    let split = r#"x='a b'; for w in $x; do echo "[$w]"; done"#;
+    let ssh = fleet
+        .ssh_command_as("host001", fleet.zsh_user(), &[])
+        .expect("ssh")
+        .arg(split)
+        .output()
+        .expect("ssh");
+    assert!(
+        ssh.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ssh.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&ssh.stdout),
+        "[a b]\n",
+        "the login shell of {} is not a zsh that leaves $x whole",
+        fleet.zsh_user()
+    );
+
+    let mut t = target(&fleet, "host001");
+    t.user = fleet.zsh_user().to_string();
+    let s = Arc::new(connect(&t, &opts(&fleet)).await);
+    assert_eq!(run(&s, split).await.stdout_str(), "[a]\n[b]\n");
+
+    // A project whose compose (a stand-in printing its services one per line) runs both.
+    let dir = tempfile::Builder::new()
+        .prefix("pf-zsh-project")
+        .tempdir_in("/tmp")
+        .expect("project dir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::fs::write(dir.path().join("docker-compose.yml"), "services: {}\n").expect("file");
+    let compose = dir.path().join("compose");
+    std::fs::write(
+        &compose,
+        "#!/bin/sh\ncase \"$*\" in *--services*) printf 'node-exporter\\ncadvisor-exporter\\n' ;; esac\n",
+    )
+    .expect("compose stand-in");
+    std::fs::set_permissions(&compose, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let facts = promfleet::facts::Facts::new(s.clone());
+    let state = facts
+        .get(&promfleet::facts::compose::ComposeFact {
+            project_dir: dir.path().display().to_string(),
+            file: "docker-compose.yml".into(),
+            command: Some(compose.display().to_string()),
+            services: None,
+        })
+        .await
+        .expect("compose fact");
+    let both = vec!["node-exporter".to_string(), "cadvisor-exporter".to_string()];
+    match state {
+        promfleet::facts::compose::ComposeState::Project(p) => {
+            assert_eq!((p.expected, p.running), (both.clone(), both));
+        }
+        other => panic!("{other:?}"),
+    }
+}

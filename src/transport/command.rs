@@ -52,6 +52,16 @@ impl Cmd {
     }
 }
 
+/// `command` run by `/bin/sh` whatever shell parses this line: the login shell `exec`s sh,
+/// so it only has to read one simple command (sh, bash, zsh, ksh and ash read it alike).
+pub(super) fn in_posix_sh(command: &str) -> String {
+    Cmd::new("exec")
+        .opt("/bin/sh")
+        .opt("-c")
+        .arg(command)
+        .to_string()
+}
+
 impl fmt::Display for Cmd {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.line)

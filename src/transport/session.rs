@@ -13,7 +13,7 @@ use russh::client::{self, Handle};
 use russh::{ChannelMsg, Disconnect, Sig};
 
 use super::auth::authenticate;
-use super::command::Script;
+use super::command::{Script, in_posix_sh};
 use super::keys::KeyStore;
 use super::output::{Capture, ExecOutput};
 use super::ssh_config::SshConfig;
@@ -278,15 +278,18 @@ impl Session {
         &self.target
     }
 
-    /// Run `command` through the login shell (as root through sudo when the target needs
-    /// `become`), feeding `stdin` while reading, until the channel closes.
+    /// Run `command` by `/bin/sh` (as root through sudo when the target needs `become`),
+    /// feeding `stdin` while reading, until the channel closes. sshd hands a command to the
+    /// login user's shell, which may be zsh (no field splitting of `$x`) or any other: the
+    /// login shell only `exec`s `/bin/sh -c` with the command quoted, as Ansible's `sh`
+    /// shell plugin does, so every host runs promfleet's POSIX scripts alike.
     pub async fn exec(
         &self,
         command: &str,
         stdin: Option<Bytes>,
     ) -> Result<ExecOutput, TransportError> {
         if !self.target.become_root {
-            return self.exec_limited(command, stdin).await;
+            return self.exec_limited(&in_posix_sh(command), stdin).await;
         }
         // A refusal is kept for the connection: sudo is never asked again with a password it
         // rejected (lockouts), nor made to wait again for one.

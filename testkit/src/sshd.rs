@@ -17,7 +17,9 @@ mod system;
 
 pub use inventory::{InventorySpec, MachineVars};
 pub use keys::KeyKind;
-pub use system::{NOSUDO_USER, PASSWORD_SUDO_USER, SUDO_USER, is_root, sudo_password};
+pub use system::{
+    NOSUDO_USER, PASSWORD_SUDO_USER, SUDO_USER, ZSH, ZSH_USER, is_root, sudo_password,
+};
 
 pub(crate) use alloc::{Claim, try_claim};
 pub use daemon::banner;
@@ -287,8 +289,8 @@ impl Fleet {
         self.sshd_dir(owner).join("ssh_host_ed25519_key")
     }
 
-    fn spec_users() -> [&'static str; 3] {
-        [SUDO_USER, NOSUDO_USER, PASSWORD_SUDO_USER]
+    fn spec_users() -> [&'static str; 4] {
+        [SUDO_USER, NOSUDO_USER, PASSWORD_SUDO_USER, ZSH_USER]
     }
 
     fn start_shared(&self) -> Result<()> {
@@ -610,6 +612,10 @@ impl Fleet {
     /// A login user whose sudo asks for a password ([`sudo_password`]).
     pub fn password_sudo_user(&self) -> &str {
         PASSWORD_SUDO_USER
+    }
+    /// A login user whose login shell is zsh (when it is installed: [`ZSH`]).
+    pub fn zsh_user(&self) -> &str {
+        ZSH_USER
     }
     /// uid of the login user (owner of the host sandboxes).
     pub fn user_uid(&self) -> u32 {

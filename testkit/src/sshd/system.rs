@@ -16,6 +16,13 @@ pub const NOSUDO_USER: &str = "pfnosudo";
 /// A login user whose sudo asks for its password (`become` with a password).
 pub const PASSWORD_SUDO_USER: &str = "pfpwsudo";
 
+/// A login user whose login shell is zsh ([`ZSH`], when installed; else /bin/sh): sshd hands
+/// every command to it, and zsh does not split `$x` into fields as sh does.
+pub const ZSH_USER: &str = "pfzsh";
+
+/// Where Debian installs zsh (the `zsh` package; scripts/install-deps.sh installs it).
+pub const ZSH: &str = "/usr/bin/zsh";
+
 const SUDOERS_DROPIN: &str = "/etc/sudoers.d/promfleet-testkit";
 // A file of its own: test processes built from older testkits rewrite the one above.
 const PASSWORD_SUDOERS_DROPIN: &str = "/etc/sudoers.d/promfleet-testkit-password";
@@ -56,6 +63,7 @@ pub(crate) fn prepare() -> Result<Users> {
     };
     ensure_user(NOSUDO_USER)?;
     ensure_user(PASSWORD_SUDO_USER)?;
+    ensure_user(ZSH_USER)?;
     ensure_password()?;
     install_sudoers(
         SUDOERS_DROPIN,
@@ -87,13 +95,23 @@ fn lookup(user: &str) -> Result<Option<(u32, u32)>> {
     }))
 }
 
+/// The login shell of a test user: /bin/sh, not bash (bash's startup costs ~0.1 s per remote
+/// command here); zsh for [`ZSH_USER`] where it is installed.
+fn login_shell(user: &str) -> &'static str {
+    if user == ZSH_USER && std::path::Path::new(ZSH).exists() {
+        ZSH
+    } else {
+        "/bin/sh"
+    }
+}
+
 fn ensure_user(user: &str) -> Result<(u32, u32)> {
+    let shell = login_shell(user);
     if lookup(user)?.is_none() {
-        // /bin/sh, not bash: bash's startup costs ~0.1 s per remote command here.
         let out = Command::new("useradd")
             .args(["--system", "--create-home", "--home-dir"])
             .arg(format!("/var/lib/{user}"))
-            .args(["--shell", "/bin/sh", user])
+            .args(["--shell", shell, user])
             .output()
             .context("run useradd")?;
         // Exit 9 = already exists (another test process won the race).
@@ -102,6 +120,21 @@ fn ensure_user(user: &str) -> Result<(u32, u32)> {
                 "useradd {user}: {}",
                 String::from_utf8_lossy(&out.stderr).trim()
             );
+        }
+    }
+    // A user made before zsh was installed gets it now.
+    let passwd = std::fs::read_to_string("/etc/passwd").context("read /etc/passwd")?;
+    let current = passwd
+        .lines()
+        .find(|l| l.split(':').next() == Some(user))
+        .and_then(|l| l.rsplit(':').next());
+    if current.is_some_and(|c| c != shell) {
+        let st = Command::new("usermod")
+            .args(["--shell", shell, user])
+            .status()
+            .context("run usermod")?;
+        if !st.success() {
+            bail!("usermod --shell {shell} {user} failed");
         }
     }
     // With `UsePAM no`, sshd refuses accounts whose password field starts with '!' (locked),
