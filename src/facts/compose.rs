@@ -21,7 +21,7 @@ else echo "neither 'docker compose' nor 'docker-compose' found on this host"; ex
 /// on stdout, after `__error`). Else `__compose <cmd>`, `__expected <svc…>`,
 /// `__running <svc…>` (the lists unquoted: `echo` joins compose's lines with spaces, no `tr`
 /// started for it on every host of every run).
-const PROBE: &str = r#"echo "__compose $dc"
+const PROBE: &str = r#"printf '%s\n' "__compose $dc"
 if [ -z "$expected" ]; then
   expected=$($dc -f "$file" config --services 2>/dev/null) || {
     echo "__error"; $dc -f "$file" config --services 2>&1 | tail -n 5; exit 11; }

@@ -83,7 +83,7 @@ impl FileFact {
 /// at a file: the upload replaces a symlink, it never writes through it.
 const PROBE: &str = r#"if [ -L "$p" ]; then echo other
 elif [ -f "$p" ]; then
-  if meta=$(stat -c '%a %u %g %U %G' -- "$p") && sum=$(sha256sum < "$p"); then echo "file $meta ${sum%% *}"; else echo unreadable; fi
+  if meta=$(stat -c '%a %u %g %U %G' -- "$p") && sum=$(sha256sum < "$p"); then printf '%s\n' "file $meta ${sum%% *}"; else echo unreadable; fi
 elif [ -e "$p" ]; then echo other
 else echo missing; fi"#;
 

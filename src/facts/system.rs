@@ -66,17 +66,17 @@ const REFUSED_MESSAGE: &str = "permission denied while trying to connect to the 
 // One `docker info` (each start of the Docker CLI costs 10–40 ms of CPU): its answer is the
 // line the format prefixes with `__info ` (warnings may come on stderr), its error the last line.
 const DOCKER_ENGINE: &str = r#"command -v docker >/dev/null 2>&1 || { echo __noclient; exit 0; }
-if docker_refused; then echo "__error $refused (the socket is not writable by ${LOGNAME:-$(id -un)}; the Docker CLI was not started)"; exit 0; fi
+if docker_refused; then printf '%s\n' "__error $refused (the socket is not writable by ${LOGNAME:-$(id -un)}; the Docker CLI was not started)"; exit 0; fi
 nl='
 '
 if out=$(docker info --format '__info {{.ServerVersion}}|{{.DockerRootDir}}|{{range .SecurityOptions}}{{.}},{{end}}' 2>&1); then
   info=""
   case $nl$out in *"${nl}__info "*) info=${nl}$out; info=${info#*"${nl}__info "}; info=${info%%"$nl"*} ;; esac
-  echo "__info $info"
+  printf '%s\n' "__info $info"
   root=${info#*|}; root=${root%%|*}
-  [ -n "$root" ] && d=$(df -Pk "$root" 2>/dev/null) && echo "__df ${d##*"$nl"}"
+  [ -n "$root" ] && d=$(df -Pk "$root" 2>/dev/null) && printf '%s\n' "__df ${d##*"$nl"}"
 else
-  echo "__error ${out##*"$nl"}"
+  printf '%s\n' "__error ${out##*"$nl"}"
 fi
 exit 0"#;
 
@@ -160,12 +160,12 @@ impl SocketInfo {
     }
 }
 
-const DOCKER_SOCKET: &str = r#"[ -n "${DOCKER_HOST:-}" ] && echo "__host $DOCKER_HOST"
+const DOCKER_SOCKET: &str = r#"[ -n "${DOCKER_HOST:-}" ] && printf '%s\n' "__host $DOCKER_HOST"
 # The effective uid as `id -u` prints it, read by the shell from its own status (no fork).
 uid=
 { while read -r k _ e _; do [ "$k" = Uid: ] && { uid=$e; break; }; done < /proc/self/status; } 2>/dev/null
 rt=${XDG_RUNTIME_DIR:-/run/user/${uid:-$(id -u)}}
-[ -S "$rt/docker.sock" ] && echo "__rootless $rt/docker.sock"
+[ -S "$rt/docker.sock" ] && printf '%s\n' "__rootless $rt/docker.sock"
 [ -S /var/run/docker.sock ] && echo "__system"
 exit 0"#;
 
@@ -270,12 +270,12 @@ const COMPOSE: &str = r#"set -f
 if [ -n "$cmd" ]; then
   nl='
 '
-  if out=$($cmd version 2>&1); then echo "__custom ${out%%"$nl"*}"
-  else echo "__custom_error ${out##*"$nl"}"; fi
+  if out=$($cmd version 2>&1); then printf '%s\n' "__custom ${out%%"$nl"*}"
+  else printf '%s\n' "__custom_error ${out##*"$nl"}"; fi
   exit 0
 fi
-v=$(docker compose version --short 2>/dev/null) && [ -n "$v" ] && { echo "__plugin $v"; exit 0; }
-v=$(docker-compose version --short 2>/dev/null) && [ -n "$v" ] && echo "__standalone $v"
+v=$(docker compose version --short 2>/dev/null) && [ -n "$v" ] && { printf '%s\n' "__plugin $v"; exit 0; }
+v=$(docker-compose version --short 2>/dev/null) && [ -n "$v" ] && printf '%s\n' "__standalone $v"
 exit 0"#;
 
 impl Fact for Compose {
@@ -677,7 +677,7 @@ impl Selinux {
 }
 
 const SELINUX: &str = r#"if command -v getenforce >/dev/null 2>&1; then getenforce 2>/dev/null
-elif [ -r /sys/fs/selinux/enforce ]; then echo "enforce $(cat /sys/fs/selinux/enforce)"
+elif [ -r /sys/fs/selinux/enforce ]; then printf '%s\n' "enforce $(cat /sys/fs/selinux/enforce)"
 else echo Disabled; fi
 exit 0"#;
 
@@ -721,10 +721,10 @@ pub struct Space {
 const FREE_SPACE: &str = r#"while [ ! -e "$p" ] && [ "$p" != / ] && [ -n "$p" ]; do
   case $p in */*) p=${p%/*}; p=${p:-/} ;; *) p=. ;; esac
 done
-echo "__path $p"
+printf '%s\n' "__path $p"
 nl='
 '
-d=$(df -Pk -- "$p" 2>/dev/null) && echo "__df ${d##*"$nl"}"
+d=$(df -Pk -- "$p" 2>/dev/null) && printf '%s\n' "__df ${d##*"$nl"}"
 exit 0"#;
 
 impl Fact for FreeSpace {
@@ -794,9 +794,9 @@ impl Fact for Clock {
 // once per image it has. The others are present only when those counts add up: any other
 // error (the daemon down, a malformed reference) leaves them absent, as a refused CLI does.
 const PRESENT_IMAGES: &str = r#"present_images() {
-  if docker_refused; then for i in "$@"; do echo "absent $i"; done; return 0; fi
+  if docker_refused; then for i in "$@"; do printf '%s\n' "absent $i"; done; return 0; fi
   if out=$(docker image inspect --format __found -- "$@" 2>&1); then
-    for i in "$@"; do echo "present $i"; done; return 0
+    for i in "$@"; do printf '%s\n' "present $i"; done; return 0
   fi
   nl='
 '
@@ -809,8 +809,8 @@ const PRESENT_IMAGES: &str = r#"present_images() {
   esac
   for i in "$@"; do case $out in *"No such image: $i$nl"*) ;; *) rest=$((rest + 1)) ;; esac; done
   for i in "$@"; do
-    case $out in *"No such image: $i$nl"*) echo "absent $i"; continue ;; esac
-    if [ "$found" -eq "$rest" ]; then echo "present $i"; else echo "absent $i"; fi
+    case $out in *"No such image: $i$nl"*) printf '%s\n' "absent $i"; continue ;; esac
+    if [ "$found" -eq "$rest" ]; then printf '%s\n' "present $i"; else printf '%s\n' "absent $i"; fi
   done
 }"#;
 
@@ -976,11 +976,11 @@ p=${p%% *}; p=${p%%"
 "*}
 # CapBnd: from a status file, read by the shell (no grep started).
 capbnd() { b=""; while read -r k v; do [ "$k" = CapBnd: ] && { b=$v; return 0; }; done < "$1"; return 1; }
-if [ -n "$p" ] && { capbnd "/proc/$p/status"; } 2>/dev/null; then echo "__capbnd dockerd $b"
-else capbnd /proc/self/status; echo "__capbnd session $b"; fi
+if [ -n "$p" ] && { capbnd "/proc/$p/status"; } 2>/dev/null; then printf '%s\n' "__capbnd dockerd $b"
+else capbnd /proc/self/status; printf '%s\n' "__capbnd session $b"; fi
 # (`cat`, not `read`: the shell reads a byte at a time, and a sysctl file answers a read at an
 # offset past 0 with end-of-file, so `read` would give "4" of "40".)
-echo "__last $(cat /proc/sys/kernel/cap_last_cap 2>/dev/null)"
+printf '%s\n' "__last $(cat /proc/sys/kernel/cap_last_cap 2>/dev/null)"
 exit 0"#;
 
 /// dockerd's default `--pidfile` (see `CAP_BOUNDS`).
@@ -1095,7 +1095,7 @@ set -f
 seen=" "
 for a in "$@"; do
   reg=${a%% *}; ref=${a#* }
-  case $present in *"${nl}present $ref$nl"*) echo "__present $ref"; continue ;; esac
+  case $present in *"${nl}present $ref$nl"*) printf '%s\n' "__present $ref"; continue ;; esac
   case $seen in *" $reg "*) continue ;; esac
   seen="$seen$reg "
   if command -v curl >/dev/null 2>&1; then
@@ -1106,7 +1106,7 @@ for a in "$@"; do
       if [ -n "$code" ] && [ "$code" != 000 ]; then r="__answer $reg $s $code"; break; fi
       err=$(printf '%s\n' "$out" | grep -v '^__code' | grep -v '^$' | tail -n 1)
     done
-    echo "${r:-__unreachable $reg $err}"
+    printf '%s\n' "${r:-__unreachable $reg $err}"
   elif command -v wget >/dev/null 2>&1; then
     r=""
     for s in https http; do
@@ -1115,9 +1115,9 @@ for a in "$@"; do
       if [ -n "$code" ]; then r="__answer $reg $s $code"; break; fi
       err=$(printf '%s\n' "$out" | grep -v '^$' | tail -n 1)
     done
-    echo "${r:-__unreachable $reg $err}"
+    printf '%s\n' "${r:-__unreachable $reg $err}"
   else
-    echo "__noclient $reg"
+    printf '%s\n' "__noclient $reg"
   fi
 done
 exit 0"#;
@@ -1716,6 +1716,31 @@ mod tests {
             }
         );
         assert!(f.parse(&probe("__path /x\n")).is_err());
+    }
+
+    /// dash's `echo` reads backslash escapes (`\c` ends its output, newline included) where
+    /// bash's does not, so a value echoed by a probe came back cut short, glued to the next
+    /// line, on Debian's /bin/sh only. Run by the machine's sh (dash here) and by bash.
+    #[test]
+    fn a_deploy_dir_with_a_backslash_hid_its_free_space() {
+        let tmp = tempfile::tempdir().unwrap();
+        let odd = tmp.path().join("a\\cb\\nc");
+        std::fs::create_dir(&odd).unwrap();
+        let f = FreeSpace {
+            path: odd.join("exporter-deploy").display().to_string(),
+        };
+        for shell in ["sh", "bash"] {
+            let out = std::process::Command::new(shell)
+                .arg("-c")
+                .arg(f.script().build())
+                .output()
+                .unwrap();
+            let space = f
+                .parse(&probe(&String::from_utf8_lossy(&out.stdout)))
+                .unwrap_or_else(|e| panic!("{shell}: {e}"));
+            assert_eq!(space.checked, odd.display().to_string(), "{shell}");
+            assert!(space.available_kib > 0, "{shell}");
+        }
     }
 
     #[test]

@@ -10,7 +10,7 @@ use super::command::Script;
 /// Refuses a `dest` that is a directory (or a symlink to one) before anything is created:
 /// `mv` would move the new file *into* it and the upload would look "changed" while the
 /// directory gained a stray `.promfleet.*` file.
-const NOT_A_DIRECTORY: &str = r#"if [ -d "$dest" ]; then echo "promfleet: $dest is a directory; it cannot be replaced by a file" >&2; exit 1; fi"#;
+const NOT_A_DIRECTORY: &str = r#"if [ -d "$dest" ]; then printf '%s\n' "promfleet: $dest is a directory; it cannot be replaced by a file" >&2; exit 1; fi"#;
 
 /// Written, mode set and owned like the final file, compared, backed up, renamed.
 ///
