@@ -1542,6 +1542,23 @@ mod tests {
         assert_eq!((l.addr.as_str(), l.process.as_deref()), ("127.0.0.2", None));
     }
 
+    /// `pidof` and `pgrep` in `dir` that find nothing and append their name to the file
+    /// returned: which of the walks of every process a probe started.
+    fn process_walk_shims(dir: &std::path::Path) -> std::path::PathBuf {
+        let called = dir.join("called");
+        for tool in ["pidof", "pgrep"] {
+            let shim = dir.join(tool);
+            std::fs::write(
+                &shim,
+                format!("#!/bin/sh\necho {tool} >> '{}'\nexit 1\n", called.display()),
+            )
+            .unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&shim, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        called
+    }
+
     #[test]
     fn dockerd_is_found_from_its_pid_file_before_pidof_walks_the_processes() {
         let tmp = tempfile::tempdir().unwrap();
@@ -1557,17 +1574,7 @@ mod tests {
             .unwrap();
         let shims = tmp.path().join("bin");
         std::fs::create_dir(&shims).unwrap();
-        let called = tmp.path().join("called");
-        for tool in ["pidof", "pgrep"] {
-            let shim = shims.join(tool);
-            std::fs::write(
-                &shim,
-                format!("#!/bin/sh\necho {tool} >> '{}'\nexit 1\n", called.display()),
-            )
-            .unwrap();
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&shim, std::fs::Permissions::from_mode(0o755)).unwrap();
-        }
+        let called = process_walk_shims(&shims);
         let pidfile = tmp.path().join("docker.pid");
         let run = |pid: String| {
             std::fs::write(&pidfile, pid).unwrap();
@@ -1613,17 +1620,7 @@ mod tests {
             return;
         }
         let tmp = tempfile::tempdir().unwrap();
-        let called = tmp.path().join("called");
-        for tool in ["pidof", "pgrep"] {
-            let shim = tmp.path().join(tool);
-            std::fs::write(
-                &shim,
-                format!("#!/bin/sh\necho {tool} >> '{}'\nexit 1\n", called.display()),
-            )
-            .unwrap();
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&shim, std::fs::Permissions::from_mode(0o755)).unwrap();
-        }
+        let called = process_walk_shims(tmp.path());
         let out = std::process::Command::new("sh")
             .arg("-c")
             .arg(cap_bounds_script(DOCKERD_PIDFILE).build())
