@@ -351,11 +351,14 @@ impl Listener {
 }
 
 // `ss -e` adds the socket's inode (`ino:N`), which is how a holder is matched to its socket.
+// No `-H`: iproute2 before 4.13 (CentOS 7's iproute2-ss130716) refuses it ("invalid option --
+// 'H'"), and with its error silenced every port looked free; the header line is skipped here.
 // `l`: the listeners on a wanted port and a colliding address (the address normalised as
 // `parse_ss_line` does: brackets and `%iface` dropped); `hit`: their inodes. `ls -l` of several fd
 // dirs heads each with `/proc/N/fd:`; of one dir, it does not (`one` is then its pid).
 const LISTENING_PORTS: &str = r#"command -v ss >/dev/null 2>&1 || { echo __noss; exit 0; }
-l=$(ss -Hltne 2>/dev/null | awk -v ports="$ports" -v addrs=" $addrs " '
+l=$(ss -ltne 2>/dev/null | awk -v ports="$ports" -v addrs=" $addrs " '
+  $1 == "State" { next }
   ports == "" { print "__l " $0; next }
   { a = $4; p = a; sub(/.*:/, "", p); sub(/:[^:]*$/, "", a); gsub(/[][]/, "", a); sub(/%.*/, "", a)
     if (!index(" " ports " ", " " p " ")) next
@@ -399,7 +402,7 @@ for o in $own; do
 done
 IFS=$ifs
 case $left in *[0-9]*) ;; *) exit 0 ;; esac
-p=$(ss -Hltnpe 2>/dev/null | awk -v left="$left" '{ for (i = 5; i <= NF; i++) if ($i ~ /^ino:/ && index(left, " " substr($i, 5) " ")) { print "__p " $0; next } }')
+p=$(ss -ltnpe 2>/dev/null | awk -v left="$left" '{ for (i = 5; i <= NF; i++) if ($i ~ /^ino:/ && index(left, " " substr($i, 5) " ")) { print "__p " $0; next } }')
 [ -n "$p" ] && printf '%s\n' "$p"
 for pid in $(printf '%s\n' "$p" | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -u); do cmd "$pid"; done
 exit 0"#;
@@ -475,7 +478,7 @@ fn ss_inode(line: &str) -> Option<u64> {
         .and_then(|i| i.parse().ok())
 }
 
-/// One `ss -Hltn[p][e]` line:
+/// One `ss -ltn[p][e]` data line (the probe drops the header):
 /// `LISTEN 0 4096 0.0.0.0:9100 0.0.0.0:* users:(("name",pid=1,fd=3)) ino:77 sk:1 <->`.
 fn parse_ss_line(line: &str) -> Option<Listener> {
     let fields: Vec<&str> = line.split_whitespace().collect();
@@ -1437,15 +1440,25 @@ mod tests {
 
     /// The listening-ports probe run by sh on this machine, with the test's own listener.
     fn ports_probe(f: &ListeningPorts) -> Option<(String, Vec<Listener>)> {
+        ports_probe_with_path(f, None)
+    }
+
+    /// [`ports_probe`] with `path` (if any) first on the PATH.
+    fn ports_probe_with_path(
+        f: &ListeningPorts,
+        path: Option<&std::path::Path>,
+    ) -> Option<(String, Vec<Listener>)> {
         if std::process::Command::new("ss").arg("-V").output().is_err() {
             eprintln!("SKIPPED: no `ss` (iproute2) on this machine");
             return None;
         }
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(f.script().build())
-            .output()
-            .unwrap();
+        let mut sh = std::process::Command::new("sh");
+        sh.arg("-c").arg(f.script().build());
+        if let Some(dir) = path {
+            let rest = std::env::var("PATH").unwrap_or_default();
+            sh.env("PATH", format!("{}:{rest}", dir.display()));
+        }
+        let out = sh.output().unwrap();
         assert!(out.status.success());
         let stdout = String::from_utf8_lossy(&out.stdout).to_string();
         let got = f.parse(&probe(&stdout)).unwrap();
@@ -1477,6 +1490,55 @@ mod tests {
             l.cmdline.as_deref().unwrap_or_default().contains(exe),
             "{l:?}"
         );
+    }
+
+    /// iproute2 before 4.13 has no `ss -H` (CentOS 7: "ss: invalid option -- 'H'", exit 255,
+    /// as iproute2-ss130716 answers); the probe silenced that error and saw no listener at all,
+    /// so a port taken by an old exporter looked free. Here an `ss` that refuses `-H` as that
+    /// one does and otherwise is this machine's.
+    #[test]
+    fn an_ss_without_no_header_made_every_port_look_free() {
+        let Ok(real) = std::process::Command::new("sh")
+            .args(["-c", "command -v ss"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        else {
+            return;
+        };
+        if real.is_empty() {
+            eprintln!("SKIPPED: no `ss` (iproute2) on this machine");
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let shim = tmp.path().join("ss");
+        std::fs::write(
+            &shim,
+            format!(
+                "#!/bin/sh\nfor a; do case $a in --*) ;; -*H*) echo \"ss: invalid option -- 'H'\" >&2; exit 255 ;; esac; done\nexec {real} \"$@\"\n"
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&shim, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = held.local_addr().unwrap().port();
+        let f = ListeningPorts {
+            ports: vec![port],
+            addrs: vec!["127.0.0.1".into()],
+            dir: "/nonexistent/promfleet-deploy-dir".into(),
+        };
+        let Some((stdout, got)) = ports_probe_with_path(&f, Some(tmp.path())) else {
+            return;
+        };
+        assert!(got.iter().any(|l| l.port == port), "{stdout}");
+        // Every listener, asked for none in particular: the header is not one of them.
+        let Some((stdout, all)) =
+            ports_probe_with_path(&ListeningPorts::default(), Some(tmp.path()))
+        else {
+            return;
+        };
+        assert!(all.iter().any(|l| l.port == port), "{stdout}");
+        assert!(!stdout.contains("State"), "{stdout}");
     }
 
     #[test]
