@@ -28,7 +28,7 @@ pub struct ExecArgs {
     /// Print one JSON object per host instead of text.
     #[arg(long)]
     pub json: bool,
-    /// The command, run by the login shell (`/bin/sh -c`).
+    /// The command, run by `/bin/sh -c` whatever the login shell (as Ansible's `shell` module).
     #[arg(last = true, required = true)]
     pub command: Vec<String>,
 }

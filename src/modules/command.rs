@@ -19,7 +19,7 @@ pub struct CommandAction {
     pub changed_if_output: Option<String>,
 }
 
-/// `command` and `shell` (the same: both run through the login shell).
+/// `command` and `shell` (the same: both run by `/bin/sh -c`, whatever the login shell).
 pub struct CommandModule;
 
 impl Module for CommandModule {

@@ -42,8 +42,8 @@ pub trait Transport: Send + Sync {
     /// Where this transport is connected (the inventory name is `target().name`).
     fn target(&self) -> &Target;
 
-    /// Run `command` through the login shell (as root when the target needs `become`),
-    /// feeding `stdin`. A command that outlives the command timeout is
+    /// Run `command` by `/bin/sh`, whatever the login shell (as root when the target needs
+    /// `become`), feeding `stdin`. A command that outlives the command timeout is
     /// `TransportError::CommandTimeout` (it may have run: never run it again); one whose
     /// connection died is `TransportError::Lost`.
     fn exec<'a>(
