@@ -151,12 +151,13 @@ impl ComposeAction {
         }
     }
 
-    /// The `up -d` script (`up`), then `restart` (`restart`): exit 10 without the project
-    /// dir, 127 without compose, 12 when `restart` failed.
-    fn script(&self, up: bool, restart: bool) -> Script {
+    /// The `up -d` script (`up`), then `restart` (`restart`), with `command` as the compose
+    /// command (None: detected by the script): exit 10 without the project dir, 127 without
+    /// compose, 12 when `restart` failed.
+    fn script(&self, command: Option<&str>, up: bool, restart: bool) -> Script {
         let s = Script::new()
             .path_var("dir", &self.project_dir)
-            .var("cmd", self.command.as_deref().unwrap_or_default())
+            .var("cmd", command.unwrap_or_default())
             .var("file", &self.file)
             .fragment("set -f")
             .fragment(r#"cd -- "$dir" || exit 10"#)
@@ -246,7 +247,8 @@ impl ComposeAction {
             return Ok(Done::changed().with(format!("would run {did}")));
         }
         let session = ctx.session()?;
-        let script = self.script(up, !restart.is_empty());
+        let command = self.command.clone().or_else(|| detected(facts, &state));
+        let script = self.script(command.as_deref(), up, !restart.is_empty());
         let out = session.exec(&script.build(), None).await?;
         // Whatever happened, what the fact said is no longer what runs.
         facts.forget(&fact);
@@ -271,6 +273,18 @@ impl ComposeAction {
         }
         Ok(Done::changed().with(did))
     }
+}
+
+/// The compose command this run's facts already found on the host (this project's probe, or
+/// preflight's compose probe, in the script's own order): the `up -d` then starts no
+/// `docker compose version` of its own, which on a real host starts the Docker CLI and its
+/// compose plugin (tens of ms of the host's CPU). None: the script detects it.
+fn detected(facts: &crate::facts::Facts, state: &Option<ComposeState>) -> Option<String> {
+    if let Some(ComposeState::Project(p)) = state {
+        return Some(p.command.clone());
+    }
+    let info = facts.peek(&crate::facts::system::Compose::default())?;
+    info.chosen("")?.ok().map(|c| c.command)
 }
 
 /// A fix for compose errors operators meet on real hosts.
@@ -373,7 +387,7 @@ mod tests {
             };
             let out = std::process::Command::new("sh")
                 .arg("-c")
-                .arg(a.script(up, restart).build())
+                .arg(a.script(a.command.as_deref(), up, restart).build())
                 .output()
                 .unwrap();
             let calls = std::fs::read_to_string(&log).unwrap_or_default();

@@ -633,6 +633,50 @@ async fn restart_on_restarts_only_services_that_ran_before() {
     }
 }
 
+/// The compose command in the `up -d` script the fake host was sent (`''`: detect it there).
+fn up_command(b: &Bench) -> String {
+    let log = b.fake.log();
+    let up = log.iter().find(|op| op.contains(UP)).expect("an up -d");
+    let line = up
+        .lines()
+        .find_map(|l| l.strip_prefix("cmd="))
+        .expect("a cmd= line");
+    shlex::split(line).expect("shell words").concat()
+}
+
+/// The `up -d` ran `docker compose version` again although the run's facts had just found the
+/// host's compose: the project's probe (`__compose …`), or preflight's compose probe in the
+/// script's own order (plugin, then docker-compose). Only what no fact said is detected.
+#[tokio::test]
+async fn the_up_started_docker_compose_version_again_after_the_facts_found_compose() {
+    use crate::facts::system::Compose;
+    let c = compose();
+    let preflight = "docker compose version --short";
+    for (project_probe, compose_probe, expected) in [
+        (Some(project("")), None, "docker compose"),
+        (None, Some("__plugin 2.24.5\n"), "docker compose"),
+        (None, Some("__standalone 1.29.2\n"), "docker-compose"),
+        (None, Some(""), ""),
+        (None, None, ""),
+    ] {
+        let mut b = Bench::new();
+        if let Some(p) = project_probe {
+            b.fake.on(PROBE, p);
+            b.facts.get(&c.fact()).await.expect("project fact");
+        }
+        if let Some(out) = compose_probe {
+            b.fake.on(preflight, Reply::stdout(out));
+            b.facts
+                .get(&Compose::default())
+                .await
+                .expect("compose fact");
+        }
+        b.set_written(&["/opt/exp/docker-compose.yml"]);
+        b.run(async |ctx| c.run(ctx).await).await.expect("up");
+        assert_eq!(up_command(&b), expected, "{:?}", b.fake.log());
+    }
+}
+
 /// Two Consul doubles, each holding one promfleet service and one service of someone else.
 async fn two_agents() -> (Vec<testkit::consul_double::ConsulDouble>, Arc<ConsulClient>) {
     let mut doubles = Vec::new();
