@@ -422,8 +422,10 @@ pub async fn run(a: DeployArgs, printer: &Printer) -> anyhow::Result<crate::repo
 }
 
 /// Sessions preflight leaves open for the run at least (more with more `--forks`): a fleet
-/// this size costs one connection per host. Each open session holds ~0.1 MiB: 1,000 hosts at
-/// forks 100 peaked at 101.5 MiB with 200 kept, 92.9 MiB with 100 (benches/README.md).
+/// this size costs one connection per host. Each kept host held ~0.1 MiB, its facts more than
+/// its session: 1,000 hosts at forks 100 peaked at 101.5 MiB with 200 kept, 92.9 MiB with 100
+/// (benches/README.md), while 200 more open sessions of `exec` cost ~0.8 MiB. Each is also a
+/// file descriptor (a jump host's default soft limit is 1,024).
 const PREFLIGHT_KEPT_SESSIONS: usize = 100;
 
 /// Preflight the plan's fleet hosts that get a compose project, over `connector`'s sessions
