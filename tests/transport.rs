@@ -651,7 +651,7 @@ async fn upload_with_owner_is_part_of_unchanged() {
     s.close().await;
 }
 
-/// The same ECDSA key (a 31-byte scalar) as three files: `ssh` logs in with each, and so must
+/// The same ECDSA key (a 31-byte scalar) as five files: `ssh` logs in with each, and so must
 /// promfleet; with a wrong passphrase neither does. ssh-key 0.7 refused such keys ("length
 /// invalid"), one randomly generated P-256 key in 256.
 #[tokio::test(flavor = "multi_thread")]
@@ -682,6 +682,12 @@ async fn an_ecdsa_key_with_a_31_byte_scalar_was_refused() {
         ("ecdsa-p256-short-scalar", "", true),
         ("ecdsa-p256-short-scalar-aes256-ctr", "correct horse", true),
         ("ecdsa-p256-short-scalar-aes256-gcm", "correct horse", true),
+        ("ecdsa-p256-short-scalar-aes256-cbc", "correct horse", true),
+        (
+            "ecdsa-p256-short-scalar-chacha20-poly1305",
+            "correct horse",
+            true,
+        ),
         ("ecdsa-p256-short-scalar-aes256-ctr", "wrong", false),
     ];
     for (name, passphrase, logs_in) in rows {

@@ -186,11 +186,13 @@ mod tests {
     use super::*;
 
     /// One P-256 key (a 31-byte scalar, found by generating keys with `ssh-keygen` until one
-    /// had it), as ssh-keygen wrote it unencrypted and re-encrypted with two ciphers.
-    const SHORT_SCALAR: [(&str, &str); 3] = [
+    /// had it), as ssh-keygen wrote it unencrypted and re-encrypted with four ciphers.
+    const SHORT_SCALAR: [(&str, &str); 5] = [
         ("ecdsa-p256-short-scalar", ""),
         ("ecdsa-p256-short-scalar-aes256-ctr", "correct horse"),
         ("ecdsa-p256-short-scalar-aes256-gcm", "correct horse"),
+        ("ecdsa-p256-short-scalar-aes256-cbc", "correct horse"),
+        ("ecdsa-p256-short-scalar-chacha20-poly1305", "correct horse"),
     ];
 
     /// A fixture key copied to a 0600 file, as ssh-keygen wants it.
