@@ -1250,6 +1250,13 @@ mod tests {
         );
     }
 
+    /// A script at `path` that the tests' sh can start (a shim standing in for a tool).
+    fn executable(path: &std::path::Path, text: &str) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::write(path, text).unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
     /// `fact`'s script run by sh with a `docker` on the PATH that logs each call, then runs
     /// `body`: its answer, and how many times the Docker CLI was started. (DOCKER_HOST set:
     /// the CLI is asked whoever runs the test, see DOCKER_REFUSED.)
@@ -1257,13 +1264,10 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let calls = tmp.path().join("calls");
         let shim = tmp.path().join("docker");
-        std::fs::write(
+        executable(
             &shim,
-            format!("#!/bin/sh\necho \"$*\" >> '{}'\n{body}\n", calls.display()),
-        )
-        .unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&shim, std::fs::Permissions::from_mode(0o755)).unwrap();
+            &format!("#!/bin/sh\necho \"$*\" >> '{}'\n{body}\n", calls.display()),
+        );
         let out = std::process::Command::new("sh")
             .arg("-c")
             .arg(fact.script().build())
@@ -1492,6 +1496,19 @@ mod tests {
         );
     }
 
+    /// A port of 127.0.0.1 held by this test (a process outside any deploy dir), and the probe
+    /// of it. Keep the listener alive while probing.
+    fn foreign_listener() -> (std::net::TcpListener, u16, ListeningPorts) {
+        let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = held.local_addr().unwrap().port();
+        let f = ListeningPorts {
+            ports: vec![port],
+            addrs: vec!["127.0.0.1".into()],
+            dir: "/nonexistent/promfleet-deploy-dir".into(),
+        };
+        (held, port, f)
+    }
+
     /// iproute2 before 4.13 has no `ss -H` (CentOS 7: "ss: invalid option -- 'H'", exit 255,
     /// as iproute2-ss130716 answers); the probe silenced that error and saw no listener at all,
     /// so a port taken by an old exporter looked free. Here an `ss` that refuses `-H` as that
@@ -1511,22 +1528,13 @@ mod tests {
         }
         let tmp = tempfile::tempdir().unwrap();
         let shim = tmp.path().join("ss");
-        std::fs::write(
+        executable(
             &shim,
-            format!(
+            &format!(
                 "#!/bin/sh\nfor a; do case $a in --*) ;; -*H*) echo \"ss: invalid option -- 'H'\" >&2; exit 255 ;; esac; done\nexec {real} \"$@\"\n"
             ),
-        )
-        .unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&shim, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = held.local_addr().unwrap().port();
-        let f = ListeningPorts {
-            ports: vec![port],
-            addrs: vec!["127.0.0.1".into()],
-            dir: "/nonexistent/promfleet-deploy-dir".into(),
-        };
+        );
+        let (_held, port, f) = foreign_listener();
         let Some((stdout, got)) = ports_probe_with_path(&f, Some(tmp.path())) else {
             return;
         };
@@ -1543,13 +1551,7 @@ mod tests {
 
     #[test]
     fn a_port_held_by_anything_else_is_named_by_ss_p() {
-        let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = held.local_addr().unwrap().port();
-        let f = ListeningPorts {
-            ports: vec![port],
-            addrs: vec!["127.0.0.1".into()],
-            dir: "/nonexistent/promfleet-deploy-dir".into(),
-        };
+        let (_held, port, f) = foreign_listener();
         let Some((stdout, got)) = ports_probe(&f) else {
             return;
         };
@@ -1609,14 +1611,10 @@ mod tests {
     fn process_walk_shims(dir: &std::path::Path) -> std::path::PathBuf {
         let called = dir.join("called");
         for tool in ["pidof", "pgrep"] {
-            let shim = dir.join(tool);
-            std::fs::write(
-                &shim,
-                format!("#!/bin/sh\necho {tool} >> '{}'\nexit 1\n", called.display()),
-            )
-            .unwrap();
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&shim, std::fs::Permissions::from_mode(0o755)).unwrap();
+            executable(
+                &dir.join(tool),
+                &format!("#!/bin/sh\necho {tool} >> '{}'\nexit 1\n", called.display()),
+            );
         }
         called
     }
