@@ -244,6 +244,7 @@ async fn consul_cluster_check_sent_no_token() {
         diff: false,
         masker: &masker,
         state: &mut state,
+        next: None,
     };
     let done = check.run(&mut ctx).await.expect("cluster healthy");
     let detail = done.detail.clone().unwrap_or_default();

@@ -32,6 +32,16 @@ fn exporters_roll_out_register_and_prometheus_scrapes_every_target() {
     let book = book.to_str().expect("utf8");
     let exporters = [("node-exporter", 9100), ("cadvisor-exporter", 9105)];
 
+    // Channels each host's sshd started (one per command).
+    let sessions = |host: &str| {
+        std::fs::read_to_string(fleet.sshd_log(host))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("Starting session"))
+            .count()
+    };
+    let before: Vec<usize> = fleet.hosts().map(|h| sessions(&h.name)).collect();
+
     // First run: everything changes (file, up, 2 registrations), every endpoint verified,
     // 2×12 services registered.
     sc.run(&["exporters", "--playbook", book])
@@ -40,8 +50,11 @@ fn exporters_roll_out_register_and_prometheus_scrapes_every_target() {
         .services(24)
         .every_host_registered(&exporters)
         .check();
-    for h in fleet.hosts() {
+    for (h, before) in fleet.hosts().zip(before) {
         assert_eq!(testkit::standin::starts(&h.deploy_dir()), 1, "{}", h.name);
+        // Two round trips: preflight's facts, then the write with its `up -d` (the
+        // `/metrics` checks and the registrations are HTTP from the jump host).
+        assert_eq!(sessions(&h.name) - before, 2, "{}: commands run", h.name);
     }
 
     // Second run: nothing changes, nothing restarts.

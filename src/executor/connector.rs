@@ -204,6 +204,23 @@ impl Transport for Deferred {
         })
     }
 
+    fn upload_then<'a>(
+        &'a self,
+        dest: &'a str,
+        content: Bytes,
+        mode: u32,
+        owner: Option<&'a str>,
+        then: &'a str,
+        written: &'a std::sync::atomic::AtomicBool,
+    ) -> BoxFuture<'a, Result<(Upload, Option<crate::transport::AfterWrite>), TransportError>> {
+        Box::pin(async move {
+            self.session()
+                .await?
+                .upload_then(dest, content, mode, owner, then, written)
+                .await
+        })
+    }
+
     fn file_matches<'a>(
         &'a self,
         dest: &'a str,

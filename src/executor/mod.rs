@@ -584,19 +584,53 @@ impl Executor {
         let mut state = HostState::default();
         let mut notified: HashSet<&str> = HashSet::new();
         let mut ok = true;
-        for step in &hp.steps {
-            if self.cancel.is_cancelled() {
+        for (i, step) in hp.steps.iter().enumerate() {
+            // A step whose work the previous step's write already ran (`RanAhead`) is only
+            // reported: interrupted or not, what it did is done.
+            if self.cancel.is_cancelled() && state.get::<crate::modules::RanAhead>().is_none() {
                 // Cut short: not done, so it must be retried (it lands in the retry file).
                 r.status = HostStatus::NotRun;
                 r.error = Some(format!("interrupted before `{}`", step.name));
                 ok = false;
                 break;
             }
+            let next = hp.steps[i + 1..].iter().find_map(|s| s.action.as_ref());
             let Some(outcome) = self
-                .or_abort(self.run_step(hp, step, &mut session, &mut facts, &mut state, &mut r))
+                .or_abort(self.run_step(
+                    hp,
+                    (step, next),
+                    &mut session,
+                    &mut facts,
+                    &mut state,
+                    &mut r,
+                ))
                 .await
             else {
-                abandoned(&mut r, &step.name);
+                // Abandoned after its write was done: the file changed, and what ran was the
+                // next step's work (`WriteInFlight`).
+                let in_flight = match state.take::<crate::modules::WriteInFlight>() {
+                    Some(w) if w.done.load(std::sync::atomic::Ordering::SeqCst) => {
+                        let report = TaskReport {
+                            task: step.name.clone(),
+                            module: step.module,
+                            outcome: Some(Outcome::Changed),
+                            error: None,
+                            detail: Some(format!("wrote {}", w.dest)),
+                            diff: None,
+                            attempts: 1,
+                            duration_ms: 0,
+                        };
+                        self.reporter.task_finished(&host.name, &report);
+                        r.tasks.push(report);
+                        r.changed += 1;
+                        if !r.changed_files.contains(&w.dest) {
+                            r.changed_files.push(w.dest);
+                        }
+                        hp.steps[i + 1..].iter().find(|s| s.action.is_some())
+                    }
+                    _ => None,
+                };
+                abandoned(&mut r, &in_flight.unwrap_or(step).name);
                 ok = false;
                 break;
             };
@@ -619,7 +653,14 @@ impl Executor {
                     break;
                 }
                 match self
-                    .or_abort(self.run_step(hp, h, &mut session, &mut facts, &mut state, &mut r))
+                    .or_abort(self.run_step(
+                        hp,
+                        (h, None),
+                        &mut session,
+                        &mut facts,
+                        &mut state,
+                        &mut r,
+                    ))
                     .await
                 {
                     None => {
@@ -636,11 +677,12 @@ impl Executor {
         r
     }
 
-    /// Run one step with retries; `None` when it failed for good (recorded in `r`).
+    /// Run one step (and the action of the step after it, for `HostCtx::next`) with
+    /// retries; `None` when it failed for good (recorded in `r`).
     async fn run_step(
         &self,
         hp: &crate::playbook::HostPlan,
-        step: &Step,
+        (step, next): (&Step, Option<&crate::modules::Action>),
         session: &mut Option<Arc<dyn Transport>>,
         facts: &mut Option<Arc<Facts>>,
         state: &mut HostState,
@@ -678,6 +720,7 @@ impl Executor {
                 diff: self.opts.diff,
                 masker: &self.masker,
                 state,
+                next,
             };
             match action.run(&mut ctx).await {
                 Err(e)

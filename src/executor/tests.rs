@@ -15,7 +15,7 @@ use crate::modules::consul::ConsulClient;
 use crate::modules::{Action, ModuleKind};
 use crate::playbook::{HostPlan, Plan, PlannedPlay, Serial, Step};
 use crate::report::{HostStatus, Masker, RunReport, Silent};
-use crate::transport::fake::{FakeFleet, Refusal, Reply};
+use crate::transport::fake::{AFTER_WRITE, FakeFleet, Refusal, Reply};
 
 const ATTEMPTS: u32 = 3;
 
@@ -441,6 +441,152 @@ async fn compose_runs_up_only_when_a_watched_file_changed() {
     let again = run(&fleet, vec![play("p", &["a"], &steps)]).await;
     assert_eq!(status(&again, "a"), HostStatus::Ok, "{again:?}");
     assert_eq!(fleet.host("a").count(UP), 1);
+}
+
+/// A host's first deploy opened a channel for `up -d` right after the one that wrote its
+/// compose file. The write runs the `up -d` in its own round trip (`after write: …`, only when the
+/// file changed), and the compose step reports it as its own; in `--check` nothing runs.
+#[tokio::test]
+async fn the_first_deploy_opened_a_channel_for_up_after_the_write() {
+    let fleet = Arc::new(FakeFleet::new());
+    let dc = "/opt/exp/docker-compose.yml";
+    let h = fleet.host("a");
+    h.on(PROBE, running());
+    let deploy = |v: &str| play("p", &["a"], &[copy(dc, v), compose("/opt/exp")]);
+    // Commands sent on channels of their own (not run after a write).
+    let own_ups = |h: &crate::transport::fake::FakeHost| {
+        h.log()
+            .iter()
+            .filter(|op| op.contains(UP) && !op.starts_with(AFTER_WRITE))
+            .count()
+    };
+    let first = run(&fleet, vec![deploy("v1")]).await;
+    assert_eq!(status(&first, "a"), HostStatus::Changed, "{first:?}");
+    assert_eq!((h.count(UP), own_ups(&h)), (1, 0), "{:?}", h.log());
+    let detail = first.hosts[0].tasks[1].detail.clone().unwrap_or_default();
+    assert_eq!(detail, "up -d (compose file changed)");
+
+    let same = run(&fleet, vec![deploy("v1")]).await;
+    assert_eq!(status(&same, "a"), HostStatus::Ok, "{same:?}");
+    assert_eq!(h.count(UP), 1, "nothing follows an unchanged write");
+
+    // A failed `up -d` after the write fails the compose step, not the write.
+    h.on(UP, Reply::fail(1, "no such image"));
+    let failed = run(&fleet, vec![deploy("v2")]).await;
+    assert_eq!(status(&failed, "a"), HostStatus::Failed, "{failed:?}");
+    assert_eq!(failed.hosts[0].failed_at.as_deref(), Some("compose up"));
+    assert_eq!(h.file(dc).expect("dc").content, b"v2");
+    assert_eq!((h.count(UP), own_ups(&h)), (2, 0));
+
+    let mut ex = executor(&fleet, 10);
+    Arc::get_mut(&mut ex).expect("sole owner").opts.check = true;
+    let checked = ex
+        .run(Arc::new(Plan {
+            plays: vec![deploy("v3")],
+        }))
+        .await;
+    assert_eq!(status(&checked, "a"), HostStatus::Changed, "{checked:?}");
+    assert_eq!(h.count(UP), 2, "--check ran up -d");
+}
+
+/// A connection lost while the `up -d` run by the write was running was the write's failure:
+/// the write was retried (the file looked unwritten) and the host failed at the file step. The
+/// write is done once the upload says so; the loss is the compose step's, as on a channel of
+/// its own: unreachable, and `up -d` not run again. A timeout likewise.
+#[tokio::test]
+async fn a_connection_lost_during_the_up_after_the_write_was_blamed_on_the_write() {
+    for (reply, want) in [
+        (Reply::Lost, HostStatus::Unreachable),
+        (Reply::TimedOut, HostStatus::Failed),
+    ] {
+        let fleet = Arc::new(FakeFleet::new());
+        let dc = "/opt/exp/docker-compose.yml";
+        let h = fleet.host("a");
+        h.on(PROBE, running());
+        h.on(AFTER_WRITE, reply);
+        let r = run(
+            &fleet,
+            vec![play("p", &["a"], &[copy(dc, "v1"), compose("/opt/exp")])],
+        )
+        .await;
+        assert_eq!(status(&r, "a"), want, "{r:?}");
+        assert_eq!(r.hosts[0].failed_at.as_deref(), Some("compose up"), "{r:?}");
+        let outcomes: Vec<_> = r.hosts[0].tasks.iter().map(|t| t.outcome).collect();
+        assert_eq!(outcomes, [Some(crate::modules::Outcome::Changed), None]);
+        assert_eq!((h.count("upload"), h.count(UP)), (1, 1), "{:?}", h.log());
+    }
+}
+
+/// A second interrupt while the write's round trip ran the next step's `up -d` abandoned the
+/// write step: the file it had written was not recorded for `rollback`, and the report named
+/// the write as in flight. Once the upload says the file is written, the file is recorded and
+/// the compose step is the one abandoned.
+#[tokio::test]
+async fn a_second_interrupt_during_the_up_run_by_the_write_lost_the_written_file() {
+    let fleet = Arc::new(FakeFleet::new());
+    let ex = executor(&fleet, 1);
+    let dc = "/opt/exp/docker-compose.yml";
+    let h = fleet.host("a");
+    h.on(PROBE, running());
+    h.on(AFTER_WRITE, Reply::Hang);
+    let p = play("p", &["a"], &[copy(dc, "v1"), compose("/opt/exp")]);
+    let running = tokio::spawn({
+        let ex = ex.clone();
+        async move { ex.run(Arc::new(Plan { plays: vec![p] })).await }
+    });
+    // Wait until the `up -d` is in flight (bounded by yields, not by time).
+    for _ in 0..10_000 {
+        if h.count(AFTER_WRITE) == 1 {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(h.count(AFTER_WRITE), 1, "never started: {:?}", h.log());
+    ex.cancel.cancel();
+    ex.abort.cancel();
+    let r = running.await.expect("run");
+    assert_eq!(status(&r, "a"), HostStatus::NotRun);
+    let err = r.hosts[0].error.clone().unwrap_or_default();
+    assert!(err.contains("aborted during `compose up`"), "{err}");
+    assert_eq!(r.hosts[0].changed_files, [dc]);
+    let tasks: Vec<_> = r.hosts[0]
+        .tasks
+        .iter()
+        .map(|t| (t.task.as_str(), t.outcome))
+        .collect();
+    assert_eq!(tasks, [(dc, Some(crate::modules::Outcome::Changed))]);
+}
+
+/// An interrupt that came while a write ran the next step's `up -d` (in its round trip)
+/// reported that `up -d` as never run, so the host looked half-done; it is reported as done,
+/// and nothing after it starts.
+#[tokio::test]
+async fn an_interrupt_during_the_write_reported_the_up_it_ran_as_not_run() {
+    let fleet = Arc::new(FakeFleet::new());
+    let ex = executor(&fleet, 1);
+    let cancel = ex.cancel.clone();
+    let dc = "/opt/exp/docker-compose.yml";
+    let h = fleet.host("a");
+    h.on(PROBE, running());
+    h.on(AFTER_WRITE, Reply::Call(Arc::new(move || cancel.cancel())));
+    let steps = [copy(dc, "v1"), compose("/opt/exp"), command("metrics-next")];
+    let r = ex
+        .run(Arc::new(Plan {
+            plays: vec![play("p", &["a"], &steps)],
+        }))
+        .await;
+    assert!(r.interrupted);
+    let tasks: Vec<_> = r.hosts[0].tasks.iter().map(|t| t.outcome).collect();
+    assert_eq!(
+        tasks,
+        [
+            Some(crate::modules::Outcome::Changed),
+            Some(crate::modules::Outcome::Changed)
+        ],
+        "{r:?}"
+    );
+    assert_eq!(status(&r, "a"), HostStatus::NotRun);
+    assert_eq!(h.count("metrics-next"), 0);
 }
 
 /// A rotated Consul token or certificate took effect only at the agents' next restart: the

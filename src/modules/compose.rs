@@ -3,7 +3,8 @@
 //! start (`restart_on`: a token, a certificate) changed in this play. What runs and what is
 //! defined is the compose fact (`facts::compose`, shared with `status`); this module only
 //! decides and runs `up -d` (and `restart`). Unchanged, it costs no round trip of its own (the
-//! fact is prefetched with the host's other facts).
+//! fact is prefetched with the host's other facts); forced by a write of the step just before,
+//! its `up -d` runs in that write's round trip (`after_write`, then `run` reports it).
 //!
 //! Owns: the compose action (project, file, command, services, watched files) and its
 //! arguments, what it learns from the compose file rendered earlier in the play (`link`), its
@@ -87,6 +88,25 @@ impl Task for ComposeAction {
     fn facts(&self) -> Vec<Box<dyn crate::facts::ErasedFact>> {
         vec![Box::new(self.fact())]
     }
+
+    /// A watched file written by the step just before: `run` would bring the project up
+    /// whatever its fact says (forced, the fact only peeked), so the write runs the very
+    /// script `run` would, in its own round trip.
+    fn after_write(&self, ctx: &HostCtx<'_>, dest: &str) -> Option<String> {
+        if ctx.check || !self.watch.iter().any(|p| p == dest) {
+            return None;
+        }
+        let facts = ctx.facts?;
+        let state = facts.peek(&self.fact());
+        let written = ctx.state.get::<super::file::Written>();
+        let changed = |p: &str| p == dest || written.is_some_and(|w| w.contains(p));
+        let restart = self.restarting(changed, &state);
+        let command = self.command.clone().or_else(|| detected(facts, &state));
+        Some(
+            self.script(command.as_deref(), true, !restart.is_empty())
+                .build(),
+        )
+    }
 }
 
 /// Give each `compose` action the service names of a compose file rendered earlier in the
@@ -151,6 +171,27 @@ impl ComposeAction {
         }
     }
 
+    /// The files read only at start that this play changed (`changed`): the services restart
+    /// to read them. A project nothing of which ran before (a first deploy: no project dir,
+    /// or every service down) starts on the files as written: no restart after its `up -d`.
+    /// Not known (the fact not asked): restart.
+    fn restarting(
+        &self,
+        changed: impl Fn(&str) -> bool,
+        state: &Option<ComposeState>,
+    ) -> Vec<&str> {
+        match state {
+            Some(ComposeState::NoProjectDir) => Vec::new(),
+            Some(ComposeState::Project(p)) if p.running.is_empty() => Vec::new(),
+            _ => self
+                .restart_on
+                .iter()
+                .filter(|p| changed(p))
+                .map(String::as_str)
+                .collect(),
+        }
+    }
+
     /// The `up -d` script (`up`), then `restart` (`restart`), with `command` as the compose
     /// command (None: detected by the script): exit 10 without the project dir, 127 without
     /// compose, 12 when `restart` failed.
@@ -173,16 +214,7 @@ impl ComposeAction {
     pub async fn run(&self, ctx: &mut HostCtx<'_>) -> Result<Done, TaskError> {
         let written = ctx.state.get::<super::file::Written>();
         let force = written.is_some_and(|w| self.watch.iter().any(|p| w.contains(p)));
-        // Files read at start that this play changed: the services restart to read them.
-        let restart: Vec<&str> = written
-            .map(|w| {
-                self.restart_on
-                    .iter()
-                    .filter(|p| w.contains(p))
-                    .map(String::as_str)
-                    .collect()
-            })
-            .unwrap_or_default();
+        let changed = |p: &str| written.is_some_and(|w| w.contains(p));
         let fact = self.fact();
         let facts = ctx.facts()?;
         // Forced, the project is brought up whatever it runs: the fact is read only if it is
@@ -218,14 +250,7 @@ impl ComposeAction {
                 _ => return Err(TaskError::permanent(ctx.masker.mask(&why))),
             }
         }
-        // A project nothing of which ran before (a first deploy: no project dir, or every
-        // service down) starts on the files as written: no restart after its `up -d`. Not
-        // known (the fact not asked): restart.
-        let restart = match &state {
-            Some(ComposeState::NoProjectDir) => Vec::new(),
-            Some(ComposeState::Project(p)) if p.running.is_empty() => Vec::new(),
-            _ => restart,
-        };
+        let restart = self.restarting(changed, &state);
         let up = force || !missing.is_empty();
         if !up && restart.is_empty() {
             return Ok(Done::ok().with("all services running, files unchanged"));
@@ -249,7 +274,17 @@ impl ComposeAction {
         let session = ctx.session()?;
         let command = self.command.clone().or_else(|| detected(facts, &state));
         let script = self.script(command.as_deref(), up, !restart.is_empty());
-        let out = session.exec(&script.build(), None).await?;
+        let script = script.build();
+        // Run by the write of the compose file, in its round trip (`after_write`): the same
+        // script, decided from the same facts, so its output is this step's.
+        let ran = ctx
+            .state
+            .take::<super::RanAhead>()
+            .filter(|r| r.script == script);
+        let out = match ran {
+            Some(r) => r.output?,
+            None => session.exec(&script, None).await?,
+        };
         // Whatever happened, what the fact said is no longer what runs.
         facts.forget(&fact);
         if out.status.is_none() {

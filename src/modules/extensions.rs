@@ -44,6 +44,17 @@ impl HostState {
         self.0.get(&TypeId::of::<T>())?.downcast_ref::<T>()
     }
 
+    /// Put `value` in its type's slot (replacing what was there).
+    pub fn insert<T: Any + Send + Sync>(&mut self, value: T) {
+        self.0.insert(TypeId::of::<T>(), Box::new(value));
+    }
+
+    /// Take the value of type `T` out, if there is one.
+    pub fn take<T: Any + Send + Sync>(&mut self) -> Option<T> {
+        let v = self.0.remove(&TypeId::of::<T>())?;
+        v.downcast::<T>().ok().map(|b| *b)
+    }
+
     /// The value of type `T`, created empty on first use.
     pub fn entry<T: Any + Send + Sync + Default>(&mut self) -> &mut T {
         let slot = self

@@ -1,10 +1,14 @@
 //! `template` and `copy`: a file rendered (or copied) on the jump host, written to the host
 //! with the transport's compare-then-atomic-write. The file fact (digest, mode, owner; asked
 //! with the host's other facts in one round trip) answers "unchanged" without an upload and
-//! answers `--check` on its own.
+//! answers `--check` on its own. A changed write also runs, in its own round trip, the work
+//! the next step would do because of it (`Task::after_write`: compose's `up -d`).
 //!
 //! Owns: the file action (content, mode, owner, secret), its check against the file fact, the
 //! write and its `--diff`.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
@@ -14,6 +18,7 @@ use serde_json::Value;
 use super::{Action, Args, Done, HostCtx, Module, Outcome, PlanCtx, Rollback, Task, TaskError};
 use crate::facts::files::FileFact;
 use crate::playbook::Renderer;
+use crate::transport::TransportError;
 
 #[derive(Debug, Clone)]
 pub struct FileAction {
@@ -179,19 +184,48 @@ impl FileAction {
         } else if ctx.check {
             unchanged == Some(false) || !session.file_matches(&self.dest, &sha).await?
         } else {
-            session
-                .upload_owned(
-                    &self.dest,
-                    self.content.clone(),
-                    self.mode,
-                    self.owner.as_deref(),
-                )
-                .await
-                // A failed write (disk full, read-only dir, connection lost) leaves the old
-                // file in place; a lost connection stays unreachable, so it is retried on a
-                // new one.
-                .map_err(|e| TaskError::from(e).noting("previous version left in place"))?
-                == crate::transport::Upload::Changed
+            // The next step's work that this write decides (compose's `up -d` after its
+            // file) runs in the write's round trip, only if the file changes.
+            let then = ctx.next.and_then(|n| n.after_write(ctx, &self.dest));
+            let (content, owner) = (self.content.clone(), self.owner.as_deref());
+            let written = match &then {
+                Some(then) => {
+                    // Done once the upload says so, `then` still running: what the executor
+                    // reads if it abandons this step (second interrupt).
+                    let done = Arc::new(AtomicBool::new(false));
+                    ctx.state.insert(super::WriteInFlight {
+                        dest: self.dest.clone(),
+                        done: done.clone(),
+                    });
+                    let r = session
+                        .upload_then(&self.dest, content, self.mode, owner, then, &done)
+                        .await;
+                    ctx.state.take::<super::WriteInFlight>();
+                    r
+                }
+                None => session
+                    .upload_owned(&self.dest, content, self.mode, owner)
+                    .await
+                    .map(|up| (up, None)),
+            };
+            // A failed write (disk full, read-only dir, connection lost) leaves the old
+            // file in place; a lost connection stays unreachable, so it is retried on a
+            // new one (whose upload compares again). A connection lost or timed out while
+            // the next step's work ran too may have left the write done and that work begun.
+            let (up, ran) = written.map_err(|e| {
+                let note = match (&then, &e) {
+                    (
+                        Some(_),
+                        TransportError::Lost { .. } | TransportError::CommandTimeout { .. },
+                    ) => "the write may have finished, and the next step's work begun",
+                    _ => "previous version left in place",
+                };
+                TaskError::from(e).noting(note)
+            })?;
+            if let (Some(script), Some(output)) = (then, ran) {
+                ctx.state.insert(super::RanAhead { script, output });
+            }
+            up == crate::transport::Upload::Changed
         };
         if changed
             && !ctx.check

@@ -223,6 +223,31 @@ pub trait Task: Send + Sync {
     fn wants(&self) -> Vec<Want> {
         Vec::new()
     }
+    /// The script this action would run if the step just before it changed the remote file
+    /// `dest` (decided from what is known before that write), so the write runs it in its own
+    /// round trip (`Transport::upload_then`) and hands the output on as `RanAhead`. `None`:
+    /// the action does not depend on that write, or must see its result first.
+    fn after_write(&self, _ctx: &HostCtx<'_>, _dest: &str) -> Option<String> {
+        None
+    }
+}
+
+/// Host state while a write that runs the next step's work (`Task::after_write`) is in
+/// flight: `done` is set once the file is written, the next step's work then running. An
+/// executor that abandons the step (second interrupt) records the file as changed (for
+/// `rollback`) and names the next step as the one in flight.
+#[derive(Debug)]
+pub struct WriteInFlight {
+    pub dest: String,
+    pub done: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// Host state: the output of a script a write ran for the step after it (`Task::after_write`),
+/// taken by that step, which uses it only if it would run the very same script.
+#[derive(Debug)]
+pub struct RanAhead {
+    pub script: String,
+    pub output: crate::transport::AfterWrite,
 }
 
 /// A piece of wanted state an action establishes on its host.
@@ -283,6 +308,11 @@ impl Action {
     /// See [`Task::repeatable`].
     pub fn repeatable(&self) -> bool {
         self.task().repeatable()
+    }
+
+    /// See [`Task::after_write`].
+    pub fn after_write(&self, ctx: &HostCtx<'_>, dest: &str) -> Option<String> {
+        self.task().after_write(ctx, dest)
     }
 
     /// See [`Task::facts`].
@@ -487,6 +517,9 @@ pub struct HostCtx<'a> {
     pub masker: &'a Masker,
     /// The host's module state in this play (kept across its steps and their retries).
     pub state: &'a mut HostState,
+    /// The action of the host's next step (none for handlers): a write may run its work in
+    /// the same round trip (`Task::after_write`).
+    pub next: Option<&'a Action>,
 }
 
 impl<'a> HostCtx<'a> {

@@ -82,6 +82,7 @@ impl Bench {
             diff: self.diff,
             masker: &self.masker,
             state: &mut self.state,
+            next: None,
         };
         f(&mut ctx).await
     }

@@ -108,6 +108,10 @@ struct State {
     log: Vec<String>,
 }
 
+/// How the fake logs the script `upload_then` runs after a changed write (the rules match
+/// it like any operation's text).
+pub const AFTER_WRITE: &str = "after write: ";
+
 /// One host in memory (a `Transport`).
 pub struct FakeHost {
     target: Target,
@@ -307,6 +311,34 @@ impl Transport for FakeHost {
         })
     }
 
+    /// The upload (logged `upload <dest>`), then after a change `then` as one more operation
+    /// of the same round trip, logged `after write: <script>` and answered by the rules as a command.
+    fn upload_then<'a>(
+        &'a self,
+        dest: &'a str,
+        content: Bytes,
+        mode: u32,
+        owner: Option<&'a str>,
+        then: &'a str,
+        written: &'a std::sync::atomic::AtomicBool,
+    ) -> BoxFuture<'a, Result<(Upload, Option<crate::transport::AfterWrite>), TransportError>> {
+        Box::pin(async move {
+            let up = self.upload_owned(dest, content, mode, owner).await?;
+            if up == Upload::Unchanged {
+                return Ok((up, None));
+            }
+            written.store(true, std::sync::atomic::Ordering::SeqCst);
+            let reply = self.begin(format!("{AFTER_WRITE}{then}"));
+            let out = self.play(reply).await.map(|out| {
+                out.unwrap_or_else(|| ExecOutput {
+                    status: Some(0),
+                    ..ExecOutput::default()
+                })
+            });
+            Ok((up, Some(out)))
+        })
+    }
+
     fn file_matches<'a>(
         &'a self,
         dest: &'a str,
@@ -402,6 +434,19 @@ impl Transport for FakeConn {
         owner: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Upload, TransportError>> {
         self.host.upload_owned(dest, content, mode, owner)
+    }
+
+    fn upload_then<'a>(
+        &'a self,
+        dest: &'a str,
+        content: Bytes,
+        mode: u32,
+        owner: Option<&'a str>,
+        then: &'a str,
+        written: &'a std::sync::atomic::AtomicBool,
+    ) -> BoxFuture<'a, Result<(Upload, Option<crate::transport::AfterWrite>), TransportError>> {
+        self.host
+            .upload_then(dest, content, mode, owner, then, written)
     }
 
     fn file_matches<'a>(

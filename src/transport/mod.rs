@@ -36,6 +36,11 @@ use futures::future::BoxFuture;
 
 use crate::inventory::Host;
 
+/// What the script `Transport::upload_then` ran after a changed write came to: its output
+/// and exit status, or the failure that hit it — the connection lost or the command timeout
+/// — as a command of its own would have met it.
+pub type AfterWrite = Result<ExecOutput, TransportError>;
+
 /// One connected host: moves bytes, runs commands. Object-safe (boxed futures) so the
 /// executor holds `Arc<dyn Transport>` and runs the same code over SSH and over the fake.
 pub trait Transport: Send + Sync {
@@ -72,6 +77,23 @@ pub trait Transport: Send + Sync {
     ) -> BoxFuture<'a, Result<Upload, TransportError>> {
         self.upload_owned(dest, content, mode, None)
     }
+
+    /// `upload_owned`, then — only when the file changed — the script `then`, by `/bin/sh`
+    /// after the rename, in the same round trip: work that must follow a write (compose's
+    /// `up -d` after its compose file) costs no channel of its own. `None` when the file was
+    /// unchanged (`then` did not run); else what `then` came to (`AfterWrite`: the write is
+    /// done whatever it is). An error is the upload's: the write did not finish, or the
+    /// connection failed before it said so. `written` is set as soon as the write is done,
+    /// while `then` still runs (for a caller whose wait is abandoned midway).
+    fn upload_then<'a>(
+        &'a self,
+        dest: &'a str,
+        content: Bytes,
+        mode: u32,
+        owner: Option<&'a str>,
+        then: &'a str,
+        written: &'a std::sync::atomic::AtomicBool,
+    ) -> BoxFuture<'a, Result<(Upload, Option<AfterWrite>), TransportError>>;
 
     /// Whether `dest` is a regular file whose SHA-256 is `sha256` (missing → false).
     fn file_matches<'a>(

@@ -109,6 +109,17 @@ impl Capture {
         self.total -= before.saturating_sub(after);
     }
 
+    /// Take `prefix` off the start of the stream if it starts with it (a marker line another
+    /// script printed first); whether it did.
+    pub fn strip_prefix(&mut self, prefix: &[u8]) -> bool {
+        if !self.head.starts_with(prefix) {
+            return false;
+        }
+        self.head.drain(..prefix.len());
+        self.total -= prefix.len() as u64;
+        true
+    }
+
     fn tail_or_head(&self) -> &[u8] {
         if self.tail().iter().any(|b| !b.is_ascii_whitespace()) {
             self.tail()

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,10 +19,30 @@ use super::keys::KeyStore;
 use super::output::{Capture, ExecOutput};
 use super::ssh_config::SshConfig;
 use super::sudo;
-use super::upload::upload_script;
+use super::upload::{read_answer, upload_script, upload_then_script};
 use super::verify::{HostKeyPolicy, Verifier};
-use super::{BecomePassword, Connect, Target, Transport, TransportError};
+use super::{AfterWrite, BecomePassword, Connect, Target, Transport, TransportError};
 use crate::inventory::Host;
+
+/// Set when a command's stdout starts with these bytes (as soon as they arrive, the command
+/// still running): how `upload_then` tells that its write is done.
+type Marker<'m> = Option<(&'static [u8], &'m AtomicBool)>;
+
+/// A command that did not finish (connection lost, command timeout, or never started): the
+/// error, and what it printed until then.
+struct Partial {
+    error: TransportError,
+    output: ExecOutput,
+}
+
+impl From<TransportError> for Partial {
+    fn from(error: TransportError) -> Partial {
+        Partial {
+            error,
+            output: ExecOutput::default(),
+        }
+    }
+}
 
 /// How long stopping a timed-out command (signal, close) may take before promfleet moves on.
 const STOP_GRACE: Duration = Duration::from_secs(2);
@@ -288,8 +309,21 @@ impl Session {
         command: &str,
         stdin: Option<Bytes>,
     ) -> Result<ExecOutput, TransportError> {
+        self.exec_keeping(command, stdin, None)
+            .await
+            .map_err(|p| p.error)
+    }
+
+    /// `exec`, keeping what the command printed before its connection was lost or its time
+    /// ran out (`Partial`): enough to tell how far a script got.
+    async fn exec_keeping(
+        &self,
+        command: &str,
+        stdin: Option<Bytes>,
+        marker: Marker<'_>,
+    ) -> Result<ExecOutput, Partial> {
         if !self.target.become_root {
-            return self.exec_limited(&in_posix_sh(command), stdin).await;
+            return self.exec_raw(&in_posix_sh(command), stdin, marker).await;
         }
         // A refusal is kept for the connection: sudo is never asked again with a password it
         // rejected (lockouts), nor made to wait again for one.
@@ -298,32 +332,22 @@ impl Session {
             .get_or_try_init(|| self.check_become())
             .await?;
         if let Err(refusal) = verdict {
-            return Err(refusal.clone().into());
+            return Err(TransportError::from(refusal.clone()).into());
         }
         match &self.target.become_password {
             None => {
-                self.exec_limited(&sudo::without_password(command), stdin)
+                self.exec_raw(&sudo::without_password(command), stdin, marker)
                     .await
             }
             Some(pw) => {
                 let stdin = sudo::stdin_with_password(pw, stdin);
                 let mut out = self
-                    .exec_limited(&sudo::with_password(command), Some(stdin))
+                    .exec_raw(&sudo::with_password(command), Some(stdin), marker)
                     .await?;
                 sudo::strip_prompts(&mut out.stderr);
                 Ok(out)
             }
         }
-    }
-
-    /// A command without the become wrapper (`exec` and `check_become` use it): bounded
-    /// output and the command timeout, both enforced by `exec_raw`.
-    async fn exec_limited(
-        &self,
-        command: &str,
-        stdin: Option<Bytes>,
-    ) -> Result<ExecOutput, TransportError> {
-        self.exec_raw(command, stdin).await
     }
 
     /// Prove once per connection that sudo works (`sudo -n true`, or `sudo -k -S true` fed the
@@ -336,8 +360,8 @@ impl Session {
         let (user, host) = (&self.target.user, &self.target.name);
         let (command, stdin) = sudo::check(self.target.become_password.as_ref());
         let limit = self.become_timeout;
-        let out = match tokio::time::timeout(limit, self.exec_raw(&command, stdin)).await {
-            Ok(r) => r?,
+        let out = match tokio::time::timeout(limit, self.exec_raw(&command, stdin, None)).await {
+            Ok(r) => r.map_err(|p| p.error)?,
             Err(_) => {
                 return Ok(Err(BecomeRefused {
                     what: format!(
@@ -392,7 +416,8 @@ impl Session {
         &self,
         command: &str,
         stdin: Option<Bytes>,
-    ) -> Result<ExecOutput, TransportError> {
+        marker: Marker<'_>,
+    ) -> Result<ExecOutput, Partial> {
         let deadline = tokio::time::Instant::now() + self.command_timeout;
         let opened = tokio::time::timeout_at(deadline, async {
             let channel = self.handle.channel_open_session().await?;
@@ -402,7 +427,7 @@ impl Session {
         .await;
         let channel = match opened {
             Ok(r) => r?,
-            Err(_) => return Err(self.command_timed_out()),
+            Err(_) => return Err(self.command_timed_out().into()),
         };
         let (mut read, write) = channel.split();
         let write = Arc::new(write);
@@ -422,7 +447,14 @@ impl Session {
         let drained = tokio::time::timeout_at(deadline, async {
             while let Some(msg) = read.wait().await {
                 match msg {
-                    ChannelMsg::Data { data } => out.stdout.push(&data),
+                    ChannelMsg::Data { data } => {
+                        out.stdout.push(&data);
+                        if let Some((prefix, seen)) = marker
+                            && out.stdout.kept()[0].starts_with(prefix)
+                        {
+                            seen.store(true, Ordering::SeqCst);
+                        }
+                    }
                     ChannelMsg::ExtendedData { data, ext: 1 } => out.stderr.push(&data),
                     ChannelMsg::ExitStatus { exit_status } => out.status = Some(exit_status),
                     _ => {}
@@ -438,13 +470,19 @@ impl Session {
                 let _ = write.close().await;
             })
             .await;
-            return Err(self.command_timed_out());
+            return Err(Partial {
+                error: self.command_timed_out(),
+                output: out,
+            });
         }
         if out.status.is_none() && self.handle.is_closed() {
             // The connection died under the command: the host is unreachable (a step safe to
             // repeat is retried on a new connection; a command is not, it may have run).
-            return Err(TransportError::Lost {
-                host: self.target.name.clone(),
+            return Err(Partial {
+                error: TransportError::Lost {
+                    host: self.target.name.clone(),
+                },
+                output: out,
             });
         }
         match writer.await {
@@ -455,7 +493,8 @@ impl Session {
                 return Err(TransportError::Remote {
                     what: "stdin writer".into(),
                     message: e.to_string(),
-                });
+                }
+                .into());
             }
         }
         Ok(out)
@@ -491,14 +530,30 @@ impl Session {
     ) -> Result<Upload, TransportError> {
         let script = upload_script(dest, mode, owner);
         let out = self.exec(&script, Some(content)).await?;
-        let stdout = out.stdout_str();
-        match (out.status, stdout.trim()) {
-            (Some(0), "unchanged") => Ok(Upload::Unchanged),
-            (Some(0), "changed") => Ok(Upload::Changed),
-            _ => Err(TransportError::Remote {
-                what: format!("writing {dest}"),
-                message: out.short_error(),
-            }),
+        read_answer(out, dest, false).map(|(up, _)| up)
+    }
+
+    /// `upload_owned`, then `then` after the rename when the file changed, in the same round
+    /// trip (`Transport::upload_then`).
+    pub async fn upload_then(
+        &self,
+        dest: &str,
+        content: Bytes,
+        mode: u32,
+        owner: Option<&str>,
+        then: &str,
+        written: &AtomicBool,
+    ) -> Result<(Upload, Option<AfterWrite>), TransportError> {
+        let script = upload_then_script(dest, mode, owner, then);
+        let marker = Some((&b"changed\n"[..], written));
+        match self.exec_keeping(&script, Some(content), marker).await {
+            Ok(out) => read_answer(out, dest, true),
+            // Cut off or out of time after the upload said `changed`: the write is done, and
+            // the failure is `then`'s (as if it had run on a channel of its own).
+            Err(p) if p.output.stdout.kept()[0].starts_with(b"changed\n") => {
+                Ok((Upload::Changed, Some(Err(p.error))))
+            }
+            Err(p) => Err(p.error),
         }
     }
 
@@ -562,6 +617,20 @@ impl Transport for Session {
         owner: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Upload, TransportError>> {
         Box::pin(Session::upload_owned(self, dest, content, mode, owner))
+    }
+
+    fn upload_then<'a>(
+        &'a self,
+        dest: &'a str,
+        content: Bytes,
+        mode: u32,
+        owner: Option<&'a str>,
+        then: &'a str,
+        written: &'a AtomicBool,
+    ) -> BoxFuture<'a, Result<(Upload, Option<AfterWrite>), TransportError>> {
+        Box::pin(Session::upload_then(
+            self, dest, content, mode, owner, then, written,
+        ))
     }
 
     fn file_matches<'a>(
