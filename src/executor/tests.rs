@@ -115,6 +115,26 @@ fn recording(fleet: &FakeFleet, names: &[&str], cmd: &str) -> Arc<Mutex<Vec<Stri
     seen
 }
 
+/// Both interrupts, once an operation containing `pattern` is in flight on `host` (waited for
+/// by yields, not by time); the run's report.
+async fn second_interrupt_once(
+    host: &crate::transport::fake::FakeHost,
+    pattern: &str,
+    ex: &Executor,
+    running: tokio::task::JoinHandle<RunReport>,
+) -> RunReport {
+    for _ in 0..10_000 {
+        if host.count(pattern) == 1 {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(host.count(pattern), 1, "never started: {:?}", host.log());
+    ex.cancel.cancel();
+    ex.abort.cancel();
+    running.await.expect("run")
+}
+
 #[tokio::test]
 async fn serial_runs_one_batch_after_the_other() {
     let fleet = Arc::new(FakeFleet::new());
@@ -408,17 +428,7 @@ async fn a_second_interrupt_abandons_the_step_in_flight() {
         let ex = ex.clone();
         async move { ex.run(Arc::new(Plan { plays: vec![p] })).await }
     });
-    // Wait until the command is in flight (bounded by yields, not by time).
-    for _ in 0..10_000 {
-        if fleet.host("a").count("wedged") == 1 {
-            break;
-        }
-        tokio::task::yield_now().await;
-    }
-    assert_eq!(fleet.host("a").count("wedged"), 1, "never started");
-    ex.cancel.cancel();
-    ex.abort.cancel();
-    let r = running.await.expect("run");
+    let r = second_interrupt_once(&fleet.host("a"), "wedged", &ex, running).await;
     assert_eq!(status(&r, "a"), HostStatus::NotRun);
     let err = r.hosts[0].error.clone().unwrap_or_default();
     assert!(err.contains("aborted during `wedged`"), "{err}");
@@ -534,17 +544,7 @@ async fn a_second_interrupt_during_the_up_run_by_the_write_lost_the_written_file
         let ex = ex.clone();
         async move { ex.run(Arc::new(Plan { plays: vec![p] })).await }
     });
-    // Wait until the `up -d` is in flight (bounded by yields, not by time).
-    for _ in 0..10_000 {
-        if h.count(AFTER_WRITE) == 1 {
-            break;
-        }
-        tokio::task::yield_now().await;
-    }
-    assert_eq!(h.count(AFTER_WRITE), 1, "never started: {:?}", h.log());
-    ex.cancel.cancel();
-    ex.abort.cancel();
-    let r = running.await.expect("run");
+    let r = second_interrupt_once(&h, AFTER_WRITE, &ex, running).await;
     assert_eq!(status(&r, "a"), HostStatus::NotRun);
     let err = r.hosts[0].error.clone().unwrap_or_default();
     assert!(err.contains("aborted during `compose up`"), "{err}");
