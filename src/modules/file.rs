@@ -184,48 +184,17 @@ impl FileAction {
         } else if ctx.check {
             unchanged == Some(false) || !session.file_matches(&self.dest, &sha).await?
         } else {
-            // The next step's work that this write decides (compose's `up -d` after its
-            // file) runs in the write's round trip, only if the file changes.
-            let then = ctx.next.and_then(|n| n.after_write(ctx, &self.dest));
-            let (content, owner) = (self.content.clone(), self.owner.as_deref());
-            let written = match &then {
-                Some(then) => {
-                    // Done once the upload says so, `then` still running: what the executor
-                    // reads if it abandons this step (second interrupt).
-                    let done = Arc::new(AtomicBool::new(false));
-                    ctx.state.insert(super::WriteInFlight {
-                        dest: self.dest.clone(),
-                        done: done.clone(),
-                    });
-                    let r = session
-                        .upload_then(&self.dest, content, self.mode, owner, then, &done)
-                        .await;
-                    ctx.state.take::<super::WriteInFlight>();
-                    r
-                }
-                None => session
-                    .upload_owned(&self.dest, content, self.mode, owner)
-                    .await
-                    .map(|up| (up, None)),
-            };
-            // A failed write (disk full, read-only dir, connection lost) leaves the old
-            // file in place; a lost connection stays unreachable, so it is retried on a
-            // new one (whose upload compares again). A connection lost or timed out while
-            // the next step's work ran too may have left the write done and that work begun.
-            let (up, ran) = written.map_err(|e| {
-                let note = match (&then, &e) {
-                    (
-                        Some(_),
-                        TransportError::Lost { .. } | TransportError::CommandTimeout { .. },
-                    ) => "the write may have finished, and the next step's work begun",
-                    _ => "previous version left in place",
-                };
-                TaskError::from(e).noting(note)
-            })?;
-            if let (Some(script), Some(output)) = (then, ran) {
-                ctx.state.insert(super::RanAhead { script, output });
-            }
-            up == crate::transport::Upload::Changed
+            let content = self.content.clone();
+            let owner = self.owner.as_deref();
+            write(
+                ctx,
+                &self.dest,
+                content,
+                self.mode,
+                owner,
+                "previous version left in place",
+            )
+            .await?
         };
         if changed
             && !ctx.check
@@ -267,4 +236,58 @@ impl FileAction {
         debug_assert_eq!(done.outcome, Outcome::Changed);
         Ok(done)
     }
+}
+
+/// Write `content` to `dest` atomically (the transport's compare-then-rename) and say whether
+/// it changed; the work the next step would do because of it (`Task::after_write`: compose's
+/// `up -d`) runs in the same round trip, only if the file changes, its output left for that
+/// step (`RanAhead`). `left` says what a failed write leaves (the `template`/`copy` step and
+/// `rollback`'s restore say it differently).
+pub(super) async fn write(
+    ctx: &mut HostCtx<'_>,
+    dest: &str,
+    content: Bytes,
+    mode: u32,
+    owner: Option<&str>,
+    left: &str,
+) -> Result<bool, TaskError> {
+    let session = ctx.session()?;
+    let then = ctx.next.and_then(|n| n.after_write(ctx, dest));
+    let written = match &then {
+        Some(then) => {
+            // Done once the upload says so, `then` still running: what the executor reads if
+            // it abandons this step (second interrupt).
+            let done = Arc::new(AtomicBool::new(false));
+            ctx.state.insert(super::WriteInFlight {
+                dest: dest.to_string(),
+                done: done.clone(),
+            });
+            let r = session
+                .upload_then(dest, content, mode, owner, then, &done)
+                .await;
+            ctx.state.take::<super::WriteInFlight>();
+            r
+        }
+        None => session
+            .upload_owned(dest, content, mode, owner)
+            .await
+            .map(|up| (up, None)),
+    };
+    // A failed write (disk full, read-only dir, connection lost) leaves the old file in place;
+    // a lost connection stays unreachable, so it is retried on a new one (whose upload
+    // compares again). A connection lost or timed out while the next step's work ran too may
+    // have left the write done and that work begun.
+    let (up, ran) = written.map_err(|e| {
+        let note = match (&then, &e) {
+            (Some(_), TransportError::Lost { .. } | TransportError::CommandTimeout { .. }) => {
+                "the write may have finished, and the next step's work begun"
+            }
+            _ => left,
+        };
+        TaskError::from(e).noting(note)
+    })?;
+    if let (Some(script), Some(output)) = (then, ran) {
+        ctx.state.insert(super::RanAhead { script, output });
+    }
+    Ok(up == crate::transport::Upload::Changed)
 }

@@ -1,6 +1,7 @@
 //! `rollback`'s file step: put `<dest>.prev` (the version before promfleet's last change)
 //! back over `dest` with the transport's atomic write, which keeps the replaced version as
-//! the new `.prev` (so a rollback can itself be rolled back). Planned by `promfleet rollback`
+//! the new `.prev` (so a rollback can itself be rolled back), running the next step's work in
+//! the same round trip as `template`/`copy` do (`file::write`). Planned by `promfleet rollback`
 //! in place of the `template`/`copy` step that wrote `dest` (`FileAction::rollback`); never
 //! written in a playbook.
 //!
@@ -45,16 +46,9 @@ impl RestoreAction {
                 .file_matches(&self.dest, &sha256_hex(&content))
                 .await?
         } else {
-            session
-                .upload_owned(
-                    &self.dest,
-                    bytes::Bytes::from(content),
-                    self.mode,
-                    self.owner.as_deref(),
-                )
-                .await
-                .map_err(|e| TaskError::from(e).noting("current version left in place"))?
-                == crate::transport::Upload::Changed
+            let (content, owner) = (bytes::Bytes::from(content), self.owner.as_deref());
+            let left = "current version left in place";
+            super::file::write(ctx, &self.dest, content, self.mode, owner, left).await?
         };
         if !changed {
             return Ok(Done::ok().with(format!("{} already equals {prev}", self.dest)));
