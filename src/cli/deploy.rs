@@ -422,13 +422,12 @@ pub async fn run(a: DeployArgs, printer: &Printer) -> anyhow::Result<crate::repo
 }
 
 /// Sessions preflight leaves open for the run at least (more with more `--forks`): a fleet
-/// this size costs one connection per host. Each kept host holds ~0.1 MiB, and it is the
-/// session's (a re-run's facts are tiny, and it costs as much): 1,000 hosts at forks 100 peaked at 89.2 MiB
-/// (first run) / 82.9 MiB (re-run, memo checks only) with 100 kept, 189.6 / 151.2 MiB with all
-/// 1,000 kept (which saved a reconnect each: 116.5 s → 99.9 s). What a session holds grows
-/// with what it carried (`exec` of a 20 KB command on 300 hosts peaks ~18 MiB above a 9-byte
-/// one): benches/README.md, session 9. Each is also a file descriptor (a jump host's default
-/// soft limit is 1,024).
+/// this size costs one connection per host. Each kept host costs ~0.1 MiB of peak RSS more
+/// than one preflight closed: 1,000 hosts at forks 100 peaked at 89.2 MiB (first run) / 82.9
+/// MiB (re-run) with 100 kept, 189.6 / 151.2 MiB with all 1,000 kept, which saved a reconnect
+/// each (116.5 s → 99.9 s first run; benches/README.md, session 9). What in a kept host holds
+/// it was not pinned down. Each is also a file descriptor (a jump host's default soft limit is
+/// 1,024).
 const PREFLIGHT_KEPT_SESSIONS: usize = 100;
 
 /// Preflight the plan's fleet hosts that get a compose project, over `connector`'s sessions
